@@ -1,0 +1,1 @@
+"""Golden model, CCI-P host-memory model, cocotb test benches and the simulator backend."""
