@@ -1,0 +1,176 @@
+"""The packed line format: how double-sampled codes, labels, models and records sit in host memory.
+
+This module is the one definition of the bytes; the RTL (``lowbit_hw``), the golden model, the
+driver and ``docs/format.md`` all follow it. Summary (``W`` = line width in bits, 512 on CCI-P):
+
+* **Code stream.** A copy of the data set is one stream of ``(b+1)``-bit codes, row after row, each
+  row padded with code 0 to ``padded_features`` = F rounded up to :data:`ROW_ALIGN` (32) codes, so
+  rows start on a multiple of 32 codes. The engine masks the padding (features >= F) itself.
+* **Bit-plane blocks.** The stream is cut into blocks of ``W`` codes (the last block padded with
+  code 0). A block is stored as ``b+1`` consecutive lines: line ``k`` of the block holds bit ``k``
+  (LSB first) of each of the block's ``W`` codes, code ``n`` at line bit ``n``. There is no waste
+  inside a block, and a decoder takes ``lanes`` codes at a fixed offset from every plane, so one
+  decoder serves every ``b`` with no runtime barrel shifter.
+* **Bit order.** Line bit ``n`` is bit ``n % 8`` of byte ``n // 8`` (little endian, as CCI-P).
+* **Copies.** ``K`` independently quantized copies follow each other, each
+  :meth:`LineFormat.lines_per_copy` lines long; epoch ``e`` reads copy ``e mod K``.
+* **Labels.** A separate buffer of int32 (MODEL_FRAC fixed point), little endian, ``W/32`` per line.
+* **Model.** int32 words, feature ``j`` at word ``j``, ``W/32`` per line, ``padded_features`` words
+  (the padding words are 0). The engine writes one model snapshot per epoch, epoch ``e`` at line
+  offset ``e * model_lines``.
+* **Records.** Epoch records and the status record are 64 bytes (eight little-endian uint64),
+  ``512 / W`` lines each; see :data:`EPOCH_RECORD` and :data:`STATUS_RECORD`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Rows start at a multiple of this many codes; engines have at most this many lanes.
+ROW_ALIGN = 32
+#: Record size in bytes (epoch records and the status record).
+RECORD_BYTES = 64
+#: The format revision reported in the CAPS register; bump on any change to this module.
+FORMAT_VERSION = 1
+
+#: Word names of the 64-byte epoch record (uint64 each), written at STATS_ADDR + e records.
+EPOCH_RECORD = ("epoch", "loss", "cycles", "read_lines", "stall_cycles", "write_lines", "reserved6", "reserved7")
+#: Word names of the 64-byte status record written at STATUS_ADDR when a run ends.
+STATUS_RECORD = ("state", "error", "cycles", "read_lines", "write_lines", "stall_cycles", "epochs", "run_id")
+
+MAX_BITS = 8
+SUPPORTED_LINE_BITS = (64, 128, 256, 512)
+
+
+def check_bits(bits) -> int:
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= int(bits) <= MAX_BITS:
+        raise ValueError(f"bits must be an integer in 1..{MAX_BITS}, got {bits!r}")
+    return int(bits)
+
+
+def padded_features(features: int) -> int:
+    return -(-int(features) // ROW_ALIGN) * ROW_ALIGN
+
+
+@dataclass(frozen=True)
+class LineFormat:
+    """Layout of one data set in lines of ``line_bits`` bits.
+
+    Parameters
+    ----------
+    bits : int
+        Quantization bits ``b`` (1..8); codes are ``b + 1`` bits, ``2^(b+1) - 1`` code values.
+    features : int
+        Features per row ``F`` (>= 1).
+    line_bits : int
+        Line width ``W``: 512 for CCI-P, smaller for small FPGAs.
+    """
+
+    bits: int
+    features: int
+    line_bits: int = 512
+
+    def __post_init__(self):
+        check_bits(self.bits)
+        if isinstance(self.features, bool) or not isinstance(self.features, (int, np.integer)) or self.features < 1:
+            raise ValueError(f"features must be a positive integer, got {self.features!r}")
+        if self.line_bits not in SUPPORTED_LINE_BITS:
+            raise ValueError(f"line_bits must be one of {SUPPORTED_LINE_BITS}, got {self.line_bits!r}")
+
+    @property
+    def code_bits(self) -> int:
+        return self.bits + 1
+
+    @property
+    def codes(self) -> int:
+        """Number of distinct code values, ``2^(b+1) - 1``."""
+        return (1 << self.code_bits) - 1
+
+    @property
+    def line_bytes(self) -> int:
+        return self.line_bits // 8
+
+    @property
+    def padded_features(self) -> int:
+        return padded_features(self.features)
+
+    def blocks(self, rows: int) -> int:
+        return -(-int(rows) * self.padded_features // self.line_bits)
+
+    def lines_per_copy(self, rows: int) -> int:
+        return self.blocks(rows) * self.code_bits
+
+    def bytes_per_copy(self, rows: int) -> int:
+        return self.lines_per_copy(rows) * self.line_bytes
+
+    def information_bytes(self, rows: int) -> float:
+        """``N * F * (b+1) / 8``: what an ideal packing would stream."""
+        return rows * self.features * self.code_bits / 8
+
+    def label_lines(self, rows: int) -> int:
+        return -(-int(rows) * 32 // self.line_bits)
+
+    @property
+    def model_lines(self) -> int:
+        return self.padded_features * 32 // self.line_bits
+
+    @property
+    def record_lines(self) -> int:
+        return RECORD_BYTES * 8 // self.line_bits
+
+
+def pack_codes(codes: np.ndarray, fmt: LineFormat) -> np.ndarray:
+    """Pack an ``(N, F)`` array of codes into bit-plane blocks: ``(lines, line_bytes)`` uint8."""
+    codes = np.asarray(codes)
+    if codes.ndim != 2 or codes.shape[1] != fmt.features:
+        raise ValueError(f"codes must have shape (rows, {fmt.features}), got {codes.shape}")
+    if codes.shape[0] < 1:
+        raise ValueError("codes has no rows")
+    if codes.size and (codes.min() < 0 or codes.max() >= fmt.codes):
+        raise ValueError(f"codes out of range for {fmt.bits}-bit double sampling: valid 0..{fmt.codes - 1}")
+    rows = codes.shape[0]
+    nblocks = fmt.blocks(rows)
+    stream = np.zeros(nblocks * fmt.line_bits, dtype=np.uint16)
+    stream[: rows * fmt.padded_features].reshape(rows, fmt.padded_features)[:, : fmt.features] = codes
+    blocks = stream.reshape(nblocks, fmt.line_bits)
+    out = np.empty((nblocks, fmt.code_bits, fmt.line_bytes), dtype=np.uint8)
+    for k in range(fmt.code_bits):  # a loop over <= 9 bit planes, each plane vectorised
+        out[:, k, :] = np.packbits((blocks >> k) & 1, axis=1, bitorder="little")
+    return out.reshape(nblocks * fmt.code_bits, fmt.line_bytes)
+
+
+def unpack_codes(lines: np.ndarray, fmt: LineFormat, rows: int) -> np.ndarray:
+    """Inverse of :func:`pack_codes`: ``(rows, F)`` uint16 codes from packed lines."""
+    lines = np.asarray(lines, dtype=np.uint8)
+    need = fmt.lines_per_copy(rows)
+    if lines.ndim != 2 or lines.shape[1] != fmt.line_bytes or lines.shape[0] < need:
+        raise ValueError(f"need at least {need} lines of {fmt.line_bytes} bytes for {rows} rows, got {lines.shape}")
+    nblocks = fmt.blocks(rows)
+    planes = lines[:need].reshape(nblocks, fmt.code_bits, fmt.line_bytes)
+    stream = np.zeros((nblocks, fmt.line_bits), dtype=np.uint16)
+    for k in range(fmt.code_bits):
+        stream |= np.unpackbits(planes[:, k, :], axis=1, bitorder="little").astype(np.uint16) << k
+    return stream.reshape(-1)[: rows * fmt.padded_features].reshape(rows, fmt.padded_features)[:, : fmt.features]
+
+
+def pack_words(words: np.ndarray, line_bits: int, dtype=np.int32) -> np.ndarray:
+    """Little-endian 32-bit words (labels, models) into ``(lines, line_bytes)`` uint8, zero padded."""
+    words = np.ascontiguousarray(np.asarray(words, dtype=dtype).ravel().astype("<i4" if dtype == np.int32 else "<u4"))
+    per_line = line_bits // 32
+    n = -(-words.size // per_line) * per_line
+    buf = np.zeros(max(n, per_line), dtype=words.dtype)
+    buf[: words.size] = words
+    return buf.view(np.uint8).reshape(-1, line_bits // 8)
+
+
+def unpack_words(lines: np.ndarray, count: int) -> np.ndarray:
+    """First ``count`` little-endian int32 words of packed lines."""
+    return np.ascontiguousarray(lines, dtype=np.uint8).reshape(-1).view("<i4")[:count].astype(np.int32)
+
+
+def unpack_record(raw: np.ndarray, names=STATUS_RECORD) -> dict[str, int]:
+    """A 64-byte record as a dict of its uint64 words."""
+    words = np.ascontiguousarray(raw, dtype=np.uint8).reshape(-1)[:RECORD_BYTES].view("<u8")
+    return {name: int(v) for name, v in zip(names, words)}

@@ -1,0 +1,108 @@
+"""Internal interfaces between the CCI-P shell and the training core.
+
+The shell (``lowbit_hw.shell``: CSR block, read engine with reorder buffer, write engine) converts
+CCI-P into the plain streams below, once, at the edge; the core (``lowbit_hw.core``) never sees
+CCI-P. Both sides import these definitions; ``lowbit_hw.afu.LowbitAFU`` connects them.
+
+Core <-> shell contract
+-----------------------
+* ``cfg`` holds the CSR values; the core samples it on ``start`` and ignores later changes.
+* ``start`` / ``reset`` are one-cycle pulses from CTRL writes. ``start`` while busy is an error
+  (``ErrorCode.START_WHILE_BUSY``); ``reset`` aborts a run or clears DONE/ERROR back to IDLE.
+* ``table``: code-table writes, one entry per pulse (from MMIO writes to the CODE_TABLE window).
+* Reads: the core pushes ``ReadCommand``s (a start line address and a line count, any length) on
+  ``data_cmd`` / ``label_cmd``; the shell returns exactly those lines, IN ORDER, on ``data_lines``
+  / ``label_lines`` (it splits commands into CCI-P requests of 1, 2 or 4 lines and reorders the
+  responses). The two channels are independent: the core may hold ``label_lines`` while
+  consuming ``data_lines`` and vice versa, and the shell must not deadlock.
+* Writes: the core pushes ``WriteRequest``s (line address, data) on ``write``; ``write_idle`` is
+  high while no accepted write is still waiting for its CCI-P write response. The core waits for it
+  before writing the status record (so the host sees model and records before the status), and
+  after writing the status record before it reports DONE/ERROR.
+* ``flush``: a pulse from the core after an abort: the shell drops queued commands, lines not yet
+  delivered and responses of reads still in flight; ``read_idle`` is high when no read is in flight
+  and nothing is queued. The core waits for ``read_idle`` before it leaves the aborted run.
+* ``status`` is what the CSR block shows in STATUS and the counter registers.
+"""
+
+from __future__ import annotations
+
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .ccip import CCIP_ADDR_BITS
+
+
+class RunConfig(data.Struct):
+    """Register values of one run (names and widths as in ``lowbit.registers``)."""
+
+    data_addr: CCIP_ADDR_BITS
+    label_addr: CCIP_ADDR_BITS
+    model_addr: CCIP_ADDR_BITS
+    stats_addr: CCIP_ADDR_BITS
+    status_addr: CCIP_ADDR_BITS
+    rows: 32
+    features: 24
+    bits: 4
+    batch: 13
+    epochs: 16
+    copies: 8
+    step: 32
+    run_id: 64
+
+
+class CoreStatus(data.Struct):
+    state: 2  # lowbit.registers.State
+    error: 8  # lowbit.registers.ErrorCode
+    epoch: 32  # epochs completed in this run
+    cycles: 64
+    read_lines: 64
+    write_lines: 64
+    stall_cycles: 64
+
+
+class ReadCommand(data.Struct):
+    address: CCIP_ADDR_BITS  # first cache line
+    lines: 32  # number of lines, >= 1
+
+
+def write_request_layout(line_bits: int) -> data.StructLayout:
+    return data.StructLayout({"address": CCIP_ADDR_BITS, "data": line_bits})
+
+
+class CodeTableWriteSignature(wiring.Signature):
+    """One code-table entry per ``en`` pulse (driven by the CSR block)."""
+
+    def __init__(self):
+        super().__init__({"en": Out(1), "index": Out(9), "m": Out(17), "e": Out(16)})
+
+
+class CoreSignature(wiring.Signature):
+    """The training core's ports (the core's point of view).
+
+    Parameters
+    ----------
+    line_bits : int
+        Width of data/label lines and write data.
+    """
+
+    def __init__(self, line_bits: int):
+        self.line_bits = line_bits
+        super().__init__({
+            "cfg": In(RunConfig),
+            "start": In(1),
+            "reset": In(1),
+            "table": In(CodeTableWriteSignature()),
+            "status": Out(CoreStatus),
+            "data_cmd": Out(stream.Signature(ReadCommand)),
+            "label_cmd": Out(stream.Signature(ReadCommand)),
+            "data_lines": In(stream.Signature(line_bits)),
+            "label_lines": In(stream.Signature(line_bits)),
+            "write": Out(stream.Signature(write_request_layout(line_bits))),
+            "write_idle": In(1),
+            "flush": Out(1),
+            "read_idle": In(1),
+        })
+
+    def __eq__(self, other):
+        return isinstance(other, CoreSignature) and other.line_bits == self.line_bits
