@@ -1,0 +1,264 @@
+"""The ``lowbit`` command line.
+
+``lowbit quantize``   a data set -> packed double-sampled copies + level table + metadata (.npz)
+``lowbit train``      train at one or more precisions on a backend; loss table, metrics, plot, JSON
+``lowbit demo``       the README's main job: MNIST 4-vs-9 on the simulated engine at 2, 4, 8 bits
+``lowbit info``       open a device and print its capabilities
+``lowbit qsgd-demo``  data-parallel training with QSGD-compressed gradients (lowbit.qsgd)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .experiment import DEFAULT_FMAX_MHZ
+
+BACKENDS = ("sim", "golden", "float")
+
+
+def _bits_list(text: str) -> list[int]:
+    try:
+        bits = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--bits takes a comma-separated list of integers, got {text!r}")
+    if not bits or any(not 1 <= b <= 8 for b in bits):
+        raise argparse.ArgumentTypeError(f"every bit width must be in 1..8, got {text!r}")
+    return bits
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _step(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--step takes a number or 'auto', got {text!r}")
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"--step must be in (0, 1), got {text!r}")
+    return v
+
+
+def auto_step(X, batch: int) -> float:
+    """Half the largest stable step: ``0.5 / (B * mean ||x||^2)`` bounds ``step * B * lambda_max``."""
+    import numpy as np
+
+    r2 = float(np.mean(np.sum(X * X, axis=1)))
+    return 0.5 / (batch * max(r2, 1e-12))
+
+
+def _add_training_args(p: argparse.ArgumentParser, *, demo: bool = False):
+    p.add_argument("--data", default="mnist49" if demo else "synthetic",
+                   help="synthetic | synthetic:N:F | mnist49 | PATH to a LIBSVM file (default: %(default)s)")
+    p.add_argument("--bits", type=_bits_list, default=[2, 4, 8] if demo else [4],
+                   help="comma-separated bit widths, e.g. 2,4,8 (default: %(default)s)")
+    p.add_argument("--levels", choices=("uniform", "optimal"), default="optimal" if demo else "uniform")
+    p.add_argument("--epochs", type=_positive_int, default=8 if demo else 10)
+    p.add_argument("--batch", type=_positive_int, default=16)
+    p.add_argument("--step", type=_step, default="auto",
+                   help="per-sample step: w -= step * sum over the minibatch of the gradients (default: auto)")
+    p.add_argument("--copies", type=_positive_int, default=None,
+                   help="independently quantized copies, cycled over epochs (default: one per epoch, up to 8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", choices=BACKENDS, default="sim" if demo else "golden",
+                   help="engine backend for the quantized runs; float runs float64 SGD only")
+    p.add_argument("--no-float", action="store_true", help="skip the float64 reference run")
+    p.add_argument("--fmax", type=float, default=DEFAULT_FMAX_MHZ,
+                   help="engine clock in MHz for modelled time (default: %(default)s)")
+    p.add_argument("--plot", type=Path, default=Path("out/demo.png") if demo else None, help="write a PNG plot")
+    p.add_argument("--json", action="store_true", help="print one JSON summary instead of tables")
+    p.add_argument("--save-model", type=Path, default=None,
+                   help="save the final models (normalised and original units) to this .npz")
+    p.add_argument("--socket", default=None, help="attach to a running simulator (make sim-server)")
+
+
+def _print_table(runs, prepared, out=sys.stdout):
+    names = [r.label for r in runs]
+    w = max(12, *(len(n) + 2 for n in names))
+    print(f"\nTraining loss (MSE on normalised data) per epoch, {prepared.name}: "
+          f"{prepared.rows} rows x {prepared.features} features", file=out)
+    print("epoch".rjust(6) + "".join(n.rjust(w) for n in names), file=out)
+    for e in range(max(len(r.train_loss) for r in runs)):
+        cells = "".join((f"{r.train_loss[e]:.6f}" if e < len(r.train_loss) else "").rjust(w) for r in runs)
+        print(f"{e + 1:6d}{cells}", file=out)
+    print(file=out)
+    header = ["run", "backend", "final loss", "metric", "cycles", "lines/cycle", "modelled s", "MB/epoch", "wall s"]
+    rows = []
+    for r in runs:
+        rows.append([
+            r.label, r.backend, f"{r.train_loss[-1]:.6f}",
+            f"{r.metric_name}={r.test_metric:.4f}" if r.test_metric is not None else "-",
+            f"{r.cycles:,}" if r.cycles else "-",
+            f"{r.lines_per_cycle:.3f}" if r.lines_per_cycle else "-",
+            f"{r.elapsed_s[-1]:.4g}" if r.elapsed_s else "-",
+            f"{r.bytes_per_epoch / 1e6:.3f}" if r.bytes_per_epoch else "-",
+            f"{r.wall_s:.1f}",
+        ])
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(widths[i]) for i, h in enumerate(header)), file=out)
+    for row in rows:
+        print("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)), file=out)
+    fmax = next((r.fmax_mhz for r in runs if r.fmax_mhz), None)
+    if fmax:
+        print(f"\nmodelled s = engine cycles / {fmax:g} MHz; float64 time is measured on this CPU.", file=out)
+
+
+def cmd_train(args) -> int:
+    from . import experiment as ex
+
+    prepared = ex.prepare(args.data, seed=args.seed)
+    step = auto_step(prepared.X, args.batch) if args.step == "auto" else args.step
+    copies = args.copies or min(args.epochs, 8)
+    runs = []
+    quiet = args.json
+    if not args.no_float:
+        runs.append(ex.run_float(prepared, step=step, batch=args.batch, epochs=args.epochs))
+        if not quiet:
+            print(f"float64: final loss {runs[-1].train_loss[-1]:.6f}", file=sys.stderr)
+    device = None
+    try:
+        if args.backend == "sim":
+            from .driver import open_device
+
+            options = {"socket": args.socket} if args.socket else {}
+            device = open_device("sim", **options)
+            max_features = device.caps["MAX_FEATURES"]
+            line_bits = device.caps["LINE_BITS"]
+        else:
+            max_features, line_bits = None, 512
+        if args.backend != "float":
+            for bits in args.bits:
+                qds = ex.quantize(prepared, bits=bits, levels=args.levels, copies=copies, seed=args.seed,
+                                  line_bits=line_bits, max_features=max_features, progress=not quiet)
+                run = ex.run_engine(prepared, qds, backend=args.backend, step=step, batch=args.batch,
+                                    epochs=args.epochs, device=device, fmax_mhz=args.fmax,
+                                    levels_name=args.levels, progress=not quiet)
+                runs.append(run)
+                if not quiet:
+                    print(f"{run.label} on {run.backend}: final loss {run.train_loss[-1]:.6f}", file=sys.stderr)
+    finally:
+        if device is not None:
+            device.close()
+    if args.save_model:
+        import numpy as np
+
+        args.save_model.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {}
+        for r in runs:
+            key = r.label.replace(" ", "_").replace("=", "")
+            coef, intercept = prepared.normalizer.model_to_original(r.model)
+            arrays[f"{key}_normalised"] = r.model
+            arrays[f"{key}_coef"] = coef
+            arrays[f"{key}_intercept"] = np.asarray(intercept)
+        np.savez(args.save_model, **arrays)
+        for r in runs:
+            r.model_path = str(args.save_model)
+    if args.plot:
+        from .plots import plot_runs
+
+        plot_runs(runs, args.plot, title=f"{prepared.name}: {prepared.rows} x {prepared.features}, "
+                                         f"batch {args.batch}, step {step:.3g}")
+    if args.json:
+        print(json.dumps({"data": prepared.name, "rows": prepared.rows, "features": prepared.features,
+                          "runs": [r.to_json() for r in runs], "plot": str(args.plot) if args.plot else None},
+                         indent=None))
+    else:
+        _print_table(runs, prepared)
+        if args.plot:
+            print(f"plot written to {args.plot}")
+    return 0
+
+
+def cmd_quantize(args) -> int:
+    from . import experiment as ex
+
+    prepared = ex.prepare(args.data, seed=args.seed)
+    qds = ex.quantize(prepared, bits=args.bits, levels=args.levels, copies=args.copies, seed=args.seed,
+                      line_bits=args.line_bits, progress=True)
+    qds.save(args.output)
+    fmt = qds.fmt
+    print(f"{prepared.name}: {qds.rows} rows x {qds.features} features at b={fmt.bits} ({args.levels} levels), "
+          f"{qds.copies} copies, {fmt.bytes_per_copy(qds.rows) / 1e6:.3f} MB per copy "
+          f"({fmt.bytes_per_copy(qds.rows) / fmt.information_bytes(qds.rows):.3f} x information content) "
+          f"-> {args.output}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from .driver import open_device
+
+    options = {"socket": args.socket} if args.socket else {}
+    with open_device(args.backend, **options) as dev:
+        for k, v in dev.caps.items():
+            print(f"{k:16s} {v}")
+    return 0
+
+
+def cmd_qsgd_demo(argv: list[str]) -> int:
+    from .qsgd.demo import main
+
+    return main(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lowbit", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train at one or more precisions and compare with float64")
+    _add_training_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("demo", help="MNIST 4-vs-9 on the simulated engine at 2, 4 and 8 bits, with a plot")
+    _add_training_args(p, demo=True)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("quantize", help="quantize a data set into packed lines (.npz)")
+    p.add_argument("data", help="synthetic | synthetic:N:F | mnist49 | PATH to a LIBSVM file")
+    p.add_argument("--bits", type=int, choices=range(1, 9), metavar="B", required=True)
+    p.add_argument("--levels", choices=("uniform", "optimal"), default="uniform")
+    p.add_argument("--copies", type=_positive_int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--line-bits", type=int, choices=(64, 128, 256, 512), default=512)
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("info", help="open a device and print its capabilities")
+    p.add_argument("--backend", choices=("sim",), default="sim")
+    p.add_argument("--socket", default=None)
+    p.set_defaults(func=cmd_info)
+
+    sub.add_parser("qsgd-demo", help="QSGD data-parallel demo (options: lowbit qsgd-demo --help)", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "qsgd-demo":
+        return cmd_qsgd_demo(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"lowbit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lowbit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""One training run on a backend, summarised the same way for all of them.
+
+Backends
+--------
+``float``   float64 minibatch SGD on the unquantized, normalised data (NumPy, timed on this CPU).
+``golden``  the golden model (the engine's exact integer arithmetic, in NumPy).
+``sim``     the Verilated engine in a separate simulator process, driven through ``lowbit.driver``.
+
+The sim and golden backends give identical models for the same seed; the float backend is the
+full-precision reference. Losses are the mean squared residual on the *normalised* training data
+(features in [-1, 1], labels divided by max |y|), computed in float64 from each epoch's model
+snapshot, so every backend is measured by the same ruler.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+#: Engine clock used to turn cycles into modelled time unless the user states another:
+#: a typical user clock of an Arria 10 CCI-P card.
+DEFAULT_FMAX_MHZ = 200.0
+
+
+@dataclass
+class Prepared:
+    """A data set normalised into the engine's ranges, with its test split if it has one."""
+
+    name: str
+    task: str
+    X: np.ndarray
+    y: np.ndarray
+    X_test: np.ndarray | None
+    y_test: np.ndarray | None
+    normalizer: object
+
+    @property
+    def rows(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def features(self) -> int:
+        return self.X.shape[1]
+
+
+def prepare(spec: str, *, seed: int = 0, max_features: int | None = None) -> Prepared:
+    from .data import Normalizer, load_dataset
+
+    ds = load_dataset(spec, seed=seed, max_features=max_features)
+    norm = Normalizer().fit(ds.X, ds.y)
+    X = norm.transform_X(ds.X)
+    y = norm.transform_y(ds.y)
+    if max_features is not None and X.shape[1] > max_features:
+        raise ValueError(f"{ds.name} has {X.shape[1]} features (with the intercept column); "
+                         f"this engine takes at most {max_features}")
+    Xt = yt = None
+    if ds.X_test is not None:
+        Xt, yt = norm.transform_X(ds.X_test), norm.transform_y(ds.y_test)
+    return Prepared(ds.name, ds.task, X, y, Xt, yt, norm)
+
+
+@dataclass
+class RunSummary:
+    """What one run produced; ``to_json()`` is the CLI's machine-readable output."""
+
+    label: str
+    backend: str
+    bits: int | None
+    levels: str | None
+    epochs: int
+    batch: int
+    step: float
+    train_loss: list[float]
+    engine_loss: list[float] | None = None
+    test_metric: float | None = None
+    metric_name: str | None = None
+    cycles: int | None = None
+    epoch_cycles: list[int] | None = None
+    lines_read: int | None = None
+    lines_per_cycle: float | None = None
+    stall_cycles: int | None = None
+    fmax_mhz: float | None = None
+    elapsed_s: list[float] = field(default_factory=list)  # cumulative modelled (engine) or measured (float) time per epoch
+    bytes_per_epoch: int | None = None
+    wall_s: float = 0.0
+    model_path: str | None = None
+    model: np.ndarray | None = None  # final model in normalised units (float64)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d.pop("model")
+        return d
+
+
+def _metrics(p: Prepared, w: np.ndarray) -> tuple[float | None, str | None]:
+    if p.X_test is None:
+        return None, None
+    pred = p.X_test @ w
+    if p.task == "classification":
+        return float(np.mean(np.sign(pred) == np.sign(p.y_test))), "test accuracy"
+    return float(np.mean((pred - p.y_test) ** 2)), "test MSE"
+
+
+def _losses(p: Prepared, models: np.ndarray) -> list[float]:
+    r = models @ p.X.T - p.y[None, :]
+    return [float(v) for v in np.mean(r * r, axis=1)]
+
+
+def run_float(p: Prepared, *, step: float, batch: int, epochs: int) -> RunSummary:
+    from lowbit_sim.golden import reference_sgd
+
+    t0 = time.perf_counter()
+    models, _ = reference_sgd(p.X, p.y, step=step, batch=batch, epochs=epochs)
+    wall = time.perf_counter() - t0
+    metric, name = _metrics(p, models[-1])
+    return RunSummary(
+        label="float64", backend="float", bits=None, levels=None, epochs=epochs, batch=batch, step=step,
+        train_loss=_losses(p, models), test_metric=metric, metric_name=name,
+        elapsed_s=[wall * (e + 1) / epochs for e in range(epochs)],
+        bytes_per_epoch=int(p.X.size * 4), wall_s=wall, model=models[-1],
+    )
+
+
+def quantize(p: Prepared, *, bits: int, levels: str, copies: int, seed: int, line_bits: int = 512,
+             max_features: int | None = None, progress: bool = False):
+    from .dataset import QuantizedDataset
+
+    return QuantizedDataset.build(p.X, p.y, bits=bits, levels=levels, copies=copies, seed=seed,
+                                  line_bits=line_bits, max_features=max_features, progress=progress)
+
+
+def run_engine(p: Prepared, qds, *, backend: str, step: float, batch: int, epochs: int,
+               device=None, fmax_mhz: float = DEFAULT_FMAX_MHZ, levels_name: str = "",
+               progress: bool = False) -> RunSummary:
+    """Train on the golden model or the simulated engine (``device`` from ``lowbit.driver``)."""
+    from lowbit.fixed import loss_to_float, model_to_float
+
+    t0 = time.perf_counter()
+    if backend == "golden":
+        from .driver.train import train_golden
+
+        res = train_golden(qds, step=step, batch=batch, epochs=epochs)
+    elif backend == "sim":
+        from .driver.train import train
+
+        if device is None:
+            raise ValueError("the sim backend needs an open device")
+        res = train(device, qds, step=step, batch=batch, epochs=epochs, progress=progress)
+    else:
+        raise ValueError(f"unknown engine backend {backend!r} (golden or sim)")
+    wall = time.perf_counter() - t0
+    models = model_to_float(res.models)
+    metric, name = _metrics(p, models[-1])
+    summary = RunSummary(
+        label=f"b={qds.fmt.bits} {levels_name}".strip(), backend=backend, bits=qds.fmt.bits,
+        levels=levels_name or None, epochs=epochs, batch=batch, step=step,
+        train_loss=_losses(p, models),
+        engine_loss=[loss_to_float(a, qds.rows) for a in res.losses],
+        test_metric=metric, metric_name=name,
+        bytes_per_epoch=int(qds.fmt.bytes_per_copy(qds.rows) + qds.fmt.label_lines(qds.rows) * qds.fmt.line_bytes),
+        wall_s=wall, model=models[-1],
+    )
+    if getattr(res, "cycles", None):
+        summary.cycles = int(res.cycles)
+        summary.epoch_cycles = [int(c) for c in res.epoch_cycles]
+        summary.lines_read = int(res.read_lines)
+        summary.stall_cycles = int(res.stall_cycles)
+        summary.lines_per_cycle = res.read_lines / res.cycles
+        summary.fmax_mhz = fmax_mhz
+        summary.elapsed_s = [c / (fmax_mhz * 1e6) for c in summary.epoch_cycles]
+    return summary
