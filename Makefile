@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST := $(PY) -m pytest
 
-.PHONY: all demo test venv
+.PHONY: all demo test venv sim stress verilog sim-server bitstream bench qsgd-demo clean
 all: test
 
 $(STAMP): pyproject.toml
@@ -16,8 +16,42 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The README's two commands.
 test: $(STAMP)
 	$(PYTEST) -q
 
 demo: $(STAMP)
 	$(VENV)/bin/lowbit demo
+
+# Engine: Verilog export, the cocotb + Verilator system benches, the long seed sweep.
+verilog: $(STAMP)
+	$(PY) -m lowbit_hw.export -o build/verilog
+
+sim: $(STAMP)
+	$(PYTEST) -q tests/test_cocotb_afu.py
+
+stress: $(STAMP)
+	LOWBIT_SEEDS=$${LOWBIT_SEEDS:-400} $(PYTEST) -q tests/test_cocotb_afu.py
+
+# The simulator process for long sessions: `lowbit train --backend sim --socket PATH`.
+sim-server: $(STAMP)
+	$(PY) -m lowbit_sim.simserver
+
+# ULX3S (ECP5-85F) bitstream with the PyPI toolchain; never programs the board.
+bitstream: $(STAMP)
+	$(PY) -m lowbit_hw.board.build --out build/bitstream
+
+bench: $(STAMP)
+	$(PY) bench/pack_speed.py
+	$(PY) bench/dp_time.py
+	$(PY) bench/golden_vs_float.py
+	$(PY) bench/throughput.py
+	$(PY) bench/sim_speed.py
+	$(PY) bench/qsgd_codec.py
+	$(PY) bench/compare.py
+
+qsgd-demo: $(STAMP)
+	$(VENV)/bin/lowbit qsgd-demo
+
+clean:
+	rm -rf build out
