@@ -1,0 +1,254 @@
+"""The ``sim`` backend: the Verilated AFU in a separate simulator process (lowbit_sim.simserver).
+
+Host memory is one ``memfd`` arena mapped by both processes: :meth:`SimBackend.allocate` carves
+page-aligned buffers out of it and registers each with the server, whose CCI-P memory model serves
+reads and applies writes directly in the mapping. Accesses outside every registered buffer touch
+nothing and are reported by :meth:`check` as a :class:`DeviceError` naming the address. MMIO and
+control go over a Unix socket (0600, in a 0700 per-user directory); every exchange has a deadline,
+so a dead or stalled simulator raises :class:`SimulatorDied` within ``io_timeout`` seconds, and the
+private server process is always reaped (it also dies with this process, PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .backend import Backend
+from .errors import DeviceError, DriverError, SimulatorDied
+
+#: IO address of the arena's first byte: low addresses (0, small offsets) are never valid buffers.
+ARENA_IO_BASE = 1 << 32
+PAGE = 4096
+
+
+class SimBackend(Backend):
+    """Drive a simulated AFU.
+
+    Parameters
+    ----------
+    socket : str or Path, optional
+        Attach to a running server (``make sim-server``) instead of starting a private one.
+    verilog : path or list of paths, optional
+        AFU Verilog (top ``lowbit_afu``) to build the private server from; default: the real
+        ``lowbit_hw`` AFU exported with ``line_bits``, ``lanes``, ``max_features``.
+    server : path, optional
+        A prebuilt server executable (skips the build).
+    line_bits, lanes, max_features : int
+        Build parameters of the default AFU.
+    memory : int
+        Arena bytes (sparse: pages cost memory only when touched).
+    latency : int or (int, int)
+        Memory latency in cycles: fixed, or uniform random in [lo, hi] per line (out of order).
+    seed : int
+        Seed of the latency model.
+    io_timeout : float
+        Seconds any one exchange with the server may take before the simulator counts as stalled.
+    """
+
+    name = "sim"
+    alignment = PAGE
+
+    def __init__(self, *, socket: str | Path | None = None, verilog=None, server=None, line_bits: int = 512,
+                 lanes: int = 32, max_features: int = 8192, memory: int = 1 << 30,
+                 latency: int | tuple[int, int] = (100, 400), seed: int = 0, io_timeout: float = 10.0):
+        from lowbit_sim.simserver import protocol as proto
+
+        self._proto = proto
+        lat = (latency, latency) if isinstance(latency, (int, np.integer)) else tuple(latency)
+        if len(lat) != 2 or not 1 <= lat[0] <= lat[1] < (1 << 32):
+            raise ValueError(f"latency must be a cycle count >= 1 or a (lo, hi) range, got {latency!r}")
+        if not isinstance(memory, (int, np.integer)) or memory < PAGE or memory % PAGE:
+            raise ValueError(f"memory must be a positive multiple of {PAGE} bytes, got {memory!r}")
+        if not io_timeout > 0:
+            raise ValueError("io_timeout must be positive")
+        self.io_timeout = float(io_timeout)
+        self.server = None
+        self._sock = None
+        self._mm = None
+        self._fd = -1
+        self._closed = False
+        self._regions: dict[int, int] = {}  # io address -> bytes
+        self._free: list[tuple[int, int]] = [(0, int(memory))]  # (offset, size) holes in the arena
+        self.memory = int(memory)
+        try:
+            if socket is None:
+                from lowbit_sim import simserver
+
+                if server is None:
+                    if verilog is None:
+                        server = simserver.build_afu_server(line_bits, lanes, max_features)
+                    else:
+                        server = simserver.build_server(verilog, line_bits=line_bits)
+                self.server = simserver.start_server(Path(server), line_bits=line_bits)
+                socket = self.server.socket_path
+            self.socket_path = Path(socket)
+            self._connect()
+            self._fd = os.memfd_create("lowbit-host-memory", os.MFD_CLOEXEC)
+            os.ftruncate(self._fd, self.memory)
+            self._mm = mmap.mmap(self._fd, self.memory, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            self._arena = np.frombuffer(self._mm, dtype=np.uint8)
+            _, version, line, _, _ = self._call(proto.Op.HELLO, ARENA_IO_BASE, self.memory,
+                                                lat[0] | (lat[1] << 32), int(seed) & ((1 << 64) - 1),
+                                                fds=[self._fd])
+            if version != proto.PROTOCOL_VERSION:
+                raise DriverError(f"simulator speaks protocol {version}, this driver {proto.PROTOCOL_VERSION}")
+            self.line_bits = line
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ channel
+    def _connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.io_timeout)
+        try:
+            s.connect(str(self.socket_path))
+        except OSError as exc:
+            s.close()
+            raise SimulatorDied(f"cannot connect to the simulator at {self.socket_path}: {exc}") from None
+        self._sock = s
+
+    def _dead(self, what: str) -> SimulatorDied:
+        if self.server is not None:
+            # Give a dying process a moment so the message can say how it ended.
+            for _ in range(20):
+                if not self.server.alive():
+                    break
+                time.sleep(0.005)
+            how = self.server.describe_exit()
+            msg = f"simulator process {self.server.pid} {how} ({what})"
+        else:
+            msg = f"simulator at {self.socket_path}: {what}"
+        self._teardown()
+        return SimulatorDied(msg)
+
+    def _call(self, op, a=0, b=0, c=0, d=0, *, fds=None):
+        if self._closed or self._sock is None:
+            raise DriverError("the sim backend is closed")
+        proto = self._proto
+        msg = proto.MSG.pack(int(op), 0, a, b, c, d)
+        try:
+            if fds:
+                socket.send_fds(self._sock, [msg], fds)
+            else:
+                self._sock.sendall(msg)
+            buf = b""
+            while len(buf) < proto.MSG.size:
+                chunk = self._sock.recv(proto.MSG.size - len(buf))
+                if not chunk:
+                    raise self._dead("it closed the connection")
+                buf += chunk
+        except socket.timeout:
+            raise self._dead(f"no answer to {proto.Op(op).name} within {self.io_timeout:g} s; stalled, killed") from None
+        except (BrokenPipeError, ConnectionResetError, ConnectionRefusedError) as exc:
+            raise self._dead(f"connection lost: {exc}") from None
+        status, _, ra, rb, rc, rd = proto.MSG.unpack(buf)
+        if status == proto.Status.MMIO_TIMEOUT:
+            raise DeviceError(f"the AFU did not answer the MMIO read at 0x{a:x}")
+        if status != proto.Status.OK:
+            raise DriverError(f"simulator refused {proto.Op(op).name}: {proto.Status(status).name}")
+        return status, ra, rb, rc, rd
+
+    # ------------------------------------------------------------------ Backend
+    def mmio_read64(self, offset: int) -> int:
+        return self._call(self._proto.Op.MMIO_READ, offset)[1]
+
+    def mmio_write64(self, offset: int, value: int) -> None:
+        self._call(self._proto.Op.MMIO_WRITE, offset, value)
+
+    def allocate(self, nbytes: int) -> tuple[np.ndarray, int]:
+        if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes <= 0:
+            raise ValueError(f"nbytes must be a positive integer, got {nbytes!r}")
+        size = -(-int(nbytes) // PAGE) * PAGE
+        for i, (off, hole) in enumerate(self._free):  # first fit; buffers are few and large
+            if hole >= size:
+                self._free[i] = (off + size, hole - size)
+                break
+        else:
+            raise MemoryError(f"simulated host memory exhausted: {nbytes} bytes requested, arena is "
+                              f"{self.memory} bytes (open_device('sim', memory=...))")
+        io = ARENA_IO_BASE + off
+        view = self._arena[off : off + size]
+        view[:] = 0
+        self._call(self._proto.Op.REGION_ADD, io, size)
+        self._regions[io] = size
+        return view, io
+
+    def free(self, io_address: int) -> None:
+        size = self._regions.pop(io_address, None)
+        if size is None:
+            raise ValueError(f"no buffer at io address 0x{io_address:x}")
+        self._call(self._proto.Op.REGION_REMOVE, io_address)
+        self._free.append((io_address - ARENA_IO_BASE, size))
+        self._free.sort()
+        merged = []
+        for off, sz in self._free:  # coalesce neighbouring holes
+            if merged and merged[-1][0] + merged[-1][1] == off:
+                merged[-1] = (merged[-1][0], merged[-1][1] + sz)
+            else:
+                merged.append((off, sz))
+        self._free = merged
+
+    def check(self) -> None:
+        if self.server is not None and not self.server.alive():
+            raise self._dead("found dead by check()")
+        _, cycle, addr, flags, count = self._call(self._proto.Op.STATUS)
+        if flags & self._proto.BAD_SEEN:
+            kind = "write to" if flags & self._proto.BAD_WRITE else "read from"
+            raise DeviceError(f"the AFU tried to {kind} 0x{addr:x}, outside every allocated buffer "
+                              f"({count} such line access(es); nothing was touched)", address=addr)
+
+    def clear_errors(self) -> None:
+        self._call(self._proto.Op.CLEAR)
+
+    # ------------------------------------------------------------------ extras (sim only)
+    def cycle(self) -> int:
+        """Simulated cycles since the server started."""
+        return self._call(self._proto.Op.STATUS)[1]
+
+    def run_cycles(self, n: int) -> int:
+        """Clock the AFU ``n`` cycles right now (the server also runs freely while traffic is in flight)."""
+        return self._call(self._proto.Op.RUN, int(n))[1]
+
+    def memory_stats(self) -> dict[str, int]:
+        _, rd, wr, mx, viol = self._call(self._proto.Op.STATS)
+        return {"lines_read": rd, "lines_written": wr, "max_read_lines_in_flight": mx, "almfull_violations": viol}
+
+    # ------------------------------------------------------------------ lifetime
+    def _teardown(self):
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+            self._sock = None
+        if self.server is not None:
+            self.server.stop()
+        self._closed = True
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        if self._sock is not None and self.server is not None:
+            try:  # a polite goodbye; the server exits when the socket closes anyway
+                self._sock.settimeout(1.0)
+                self._sock.sendall(self._proto.MSG.pack(self._proto.Op.SHUTDOWN, 0, 0, 0, 0, 0))
+            except OSError:
+                pass
+        self._teardown()
+        self._arena = None
+        if self._mm is not None:
+            try:
+                self._mm.close()
+            except BufferError:
+                pass  # a caller still holds a view; the mapping goes when the last view does
+            self._mm = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

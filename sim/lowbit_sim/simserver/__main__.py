@@ -1,0 +1,43 @@
+"""``python -m lowbit_sim.simserver`` (``make sim-server``): a long-lived simulator for many sessions.
+
+Builds (or reuses) the full AFU's server, starts it on a socket in the per-user runtime directory,
+prints the socket path, and runs until Ctrl-C. Clients attach with ``open_device("sim",
+socket=PATH)`` or ``lowbit train --backend sim --socket PATH``; each client gets a freshly reset AFU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from . import build_afu_server, start_server
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lowbit_sim.simserver", description=__doc__.split("\n\n")[0])
+    p.add_argument("--line-bits", type=int, default=512)
+    p.add_argument("--lanes", type=int, default=32)
+    p.add_argument("--max-features", type=int, default=8192)
+    p.add_argument("--socket", default=None, help="socket path (default: a fresh one in the runtime dir)")
+    args = p.parse_args(argv)
+    print("building the simulator (cached after the first time)...", file=sys.stderr, flush=True)
+    exe = build_afu_server(args.line_bits, args.lanes, args.max_features)
+    server = start_server(exe, socket_path=args.socket, once=False, accept_timeout=0, line_bits=args.line_bits)
+    print(server.socket_path, flush=True)
+    print(f"simulator pid {server.pid}; attach with: lowbit train --backend sim --socket {server.socket_path}\n"
+          f"Ctrl-C stops it.", file=sys.stderr, flush=True)
+    signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        server.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        why = server.describe_exit()
+        server.stop()
+    print(f"simulator {why}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,505 @@
+// lowbit simulator server: the Verilated AFU, a CCI-P host-memory model over memory shared with
+// the driver, and the driver's control channel (a Unix socket with fixed-size binary messages).
+//
+// Process model (docs/driver.md): the driver creates a memfd for host memory and passes it with
+// the HELLO message (SCM_RIGHTS); reads are served straight from that mapping, never copied over
+// the socket. MMIO, region bookkeeping and status go over the socket. The clock runs freely while
+// the AFU has CCI-P traffic (or had some in the last IDLE_CYCLES); otherwise the server blocks on
+// the socket so an idle simulator costs no CPU.
+//
+// Built by lowbit_sim.simserver.build_server() with `verilator --cc --exe --build` against the
+// wrapper module lowbit_sim_top (plain port names, generated from lowbit_hw.ccip.CcipSignature).
+
+#include "Vlowbit_sim_top.h"
+#include "verilated.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <queue>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#ifndef LINE_BITS
+#define LINE_BITS 512
+#endif
+static constexpr int LINE_BYTES = LINE_BITS / 8;
+
+// ------------------------------------------------------------------------------------ protocol
+// Keep in sync with lowbit_sim/simserver/protocol.py.
+static constexpr uint32_t PROTOCOL_VERSION = 1;
+enum Op : uint32_t {
+    OP_HELLO = 1,          // fd attached; a=arena io base, b=arena bytes, c=lat_min|lat_max<<32, d=seed
+    OP_MMIO_READ = 2,      // a=byte offset                      -> a=value
+    OP_MMIO_WRITE = 3,     // a=byte offset, b=value
+    OP_REGION_ADD = 4,     // a=io address, b=bytes
+    OP_REGION_REMOVE = 5,  // a=io address
+    OP_STATUS = 6,         // -> a=cycle, b=first bad address, c=bad flags (1 seen, 2 write), d=bad count
+    OP_CLEAR = 7,          // forget recorded bad accesses
+    OP_RUN = 8,            // a=cycles to run now                -> a=cycle
+    OP_SHUTDOWN = 9,       // exit after replying
+    OP_STATS = 10,         // -> a=lines read, b=lines written, c=max read lines in flight, d=almfull violations
+    OP_RESET = 11,         // pulse rst, drop all memory traffic in flight
+};
+enum Status : uint32_t { ST_OK = 0, ST_BAD_REQUEST = 1, ST_MMIO_TIMEOUT = 2, ST_NOT_ATTACHED = 3 };
+
+struct Msg {
+    uint32_t op, flags;
+    uint64_t a, b, c, d;
+};
+struct Reply {
+    uint32_t status, op;
+    uint64_t a, b, c, d;
+};
+static_assert(sizeof(Msg) == 40 && sizeof(Reply) == 40, "fixed-size messages");
+
+// ------------------------------------------------------------------------------------ options
+static constexpr uint64_t IDLE_CYCLES = 20000;   // keep clocking this long after the last traffic
+static constexpr int CHUNK = 256;                // cycles between socket polls while running
+static constexpr uint64_t MMIO_TIMEOUT_CYCLES = 200000;
+static constexpr uint32_t RD_CAP_LINES = 256;     // read lines the host accepts in flight
+static constexpr uint32_t WR_CAP_LINES = 128;
+static constexpr uint32_t ALMFULL_SLACK = 8;      // CCI-P: up to 8 more requests after almost-full
+
+static void die(const char* what) {
+    fprintf(stderr, "lowbit-simserver: %s: %s\n", what, strerror(errno));
+    exit(2);
+}
+
+// ------------------------------------------------------------------------------------ lines
+static inline void put_line(QData& dst, const uint8_t* src) { memcpy(&dst, src, LINE_BYTES); }
+template <std::size_t N>
+static inline void put_line(VlWide<N>& dst, const uint8_t* src) { memcpy(&dst[0], src, LINE_BYTES); }
+static inline void get_line(uint8_t* dst, const QData& src) { memcpy(dst, &src, LINE_BYTES); }
+template <std::size_t N>
+static inline void get_line(uint8_t* dst, const VlWide<N>& src) { memcpy(dst, &src[0], LINE_BYTES); }
+
+// ------------------------------------------------------------------------------------ memory model
+struct ReadRsp {
+    uint64_t ready, seq, line;
+    uint16_t mdata;
+    uint8_t cl_num;
+    bool bad;
+};
+struct WriteReq {
+    uint64_t ready, seq, line;
+    uint16_t mdata;
+    bool bad;
+    uint8_t data[LINE_BYTES];
+};
+template <class T>
+struct Later {
+    bool operator()(const T& x, const T& y) const { return x.ready != y.ready ? x.ready > y.ready : x.seq > y.seq; }
+};
+struct Region {
+    uint64_t base, size;
+};
+
+struct Sim {
+    VerilatedContext* ctx;
+    Vlowbit_sim_top* top;
+    uint64_t now = 0, last_activity = 0, seq = 0;
+
+    // host memory
+    uint8_t* mem = nullptr;
+    uint64_t io_base = 0, mem_size = 0;
+    std::vector<Region> regions;
+    bool attached = false;
+
+    // latency model
+    uint32_t lat_min = 100, lat_max = 400;
+    uint64_t rng = 0x9E3779B97F4A7C15ull;
+
+    std::priority_queue<ReadRsp, std::vector<ReadRsp>, Later<ReadRsp>> rd_q;
+    std::priority_queue<WriteReq, std::vector<WriteReq>, Later<WriteReq>> wr_q;
+    uint32_t rd_inflight = 0, wr_inflight = 0, rd_after_full = 0, wr_after_full = 0;
+
+    // pending MMIO request towards the AFU, and the last MMIO read response
+    bool mmio_pending = false, mmio_is_read = false, mmio_rsp = false;
+    uint16_t mmio_addr = 0;
+    uint16_t mmio_tid = 0, mmio_rsp_tid = 0;
+    uint64_t mmio_data = 0, mmio_rsp_data = 0;
+
+    // bad accesses and statistics
+    bool bad_seen = false, bad_write = false;
+    uint64_t bad_addr = 0, bad_count = 0;
+    uint64_t lines_read = 0, lines_written = 0, max_rd_inflight = 0, almfull_violations = 0;
+
+    uint64_t next_rand() {  // splitmix64: seeded, fast, good enough for latencies
+        uint64_t z = (rng += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+    }
+    uint64_t latency() { return lat_min == lat_max ? lat_min : lat_min + next_rand() % (lat_max - lat_min + 1); }
+
+    // Is [line, line+n) inside one registered region? (line units: LINE_BYTES)
+    bool inside(uint64_t line, uint64_t n) const {
+        uint64_t lo = line * LINE_BYTES, hi = lo + n * LINE_BYTES;
+        for (const Region& r : regions)
+            if (lo >= r.base && hi <= r.base + r.size) return true;
+        return false;
+    }
+    void record_bad(uint64_t line, bool write) {
+        if (!bad_seen) {
+            bad_seen = true;
+            bad_addr = line * LINE_BYTES;
+            bad_write = write;
+        }
+        bad_count++;
+    }
+    uint8_t* host(uint64_t line) const { return mem + (line * LINE_BYTES - io_base); }
+
+    void drop_traffic() {
+        rd_q = decltype(rd_q)();
+        wr_q = decltype(wr_q)();
+        rd_inflight = wr_inflight = rd_after_full = wr_after_full = 0;
+        mmio_pending = mmio_rsp = false;
+    }
+
+    void reset_afu() {
+        drop_traffic();
+        top->rst = 1;
+        for (int i = 0; i < 8; i++) cycle();
+        top->rst = 0;
+        cycle();
+        drop_traffic();  // anything the AFU issued while in reset is not real traffic
+    }
+
+    // One clock cycle: drive this cycle's responses, settle, sample requests, rising edge.
+    void cycle() {
+        top->c0_rx_rsp_valid = 0;
+        top->c0_rx_mmio_wr_valid = 0;
+        top->c0_rx_mmio_rd_valid = 0;
+        top->c1_rx_rsp_valid = 0;
+        // c0_rx carries one thing per cycle: an MMIO request, or else one read response line.
+        if (mmio_pending) {
+            top->c0_rx_mmio_address = mmio_addr;
+            top->c0_rx_mmio_length = 1;  // 8 bytes
+            top->c0_rx_mmio_tid = mmio_tid;
+            if (mmio_is_read) {
+                top->c0_rx_mmio_rd_valid = 1;
+            } else {
+                top->c0_rx_mmio_wr_valid = 1;
+                uint8_t line[LINE_BYTES] = {0};
+                memcpy(line, &mmio_data, 8);
+                put_line(top->c0_rx_data, line);
+            }
+            mmio_pending = false;
+            last_activity = now;
+        } else if (!rd_q.empty() && rd_q.top().ready <= now) {
+            const ReadRsp& r = rd_q.top();
+            if (r.bad) {
+                static const uint8_t zeros[LINE_BYTES] = {0};
+                put_line(top->c0_rx_data, zeros);  // touches nothing: the host never had this line
+            } else {
+                put_line(top->c0_rx_data, host(r.line));
+            }
+            top->c0_rx_rsp_valid = 1;
+            top->c0_rx_mdata = r.mdata;
+            top->c0_rx_cl_num = r.cl_num;
+            rd_q.pop();
+            rd_inflight--;
+            lines_read++;
+        }
+        if (!wr_q.empty() && wr_q.top().ready <= now) {
+            const WriteReq& w = wr_q.top();
+            if (!w.bad) memcpy(host(w.line), w.data, LINE_BYTES);  // becomes visible at its response
+            top->c1_rx_rsp_valid = 1;
+            top->c1_rx_mdata = w.mdata;
+            wr_q.pop();
+            wr_inflight--;
+            lines_written++;
+        }
+        bool rd_full = rd_inflight + 4 * ALMFULL_SLACK >= RD_CAP_LINES;
+        bool wr_full = wr_inflight + ALMFULL_SLACK >= WR_CAP_LINES;
+        if (!rd_full) rd_after_full = 0;
+        if (!wr_full) wr_after_full = 0;
+        top->c0_tx_almfull = rd_full;
+        top->c1_tx_almfull = wr_full;
+
+        top->clk = 0;
+        top->eval();
+
+        if (top->c0_tx_valid) {
+            uint32_t n = top->c0_tx_cl_len == 3 ? 4 : top->c0_tx_cl_len == 1 ? 2 : 1;
+            uint64_t line = top->c0_tx_address;
+            bool bad = !attached || !inside(line, n) || (n > 1 && (line % n));
+            if (bad) record_bad(line, false);
+            for (uint32_t k = 0; k < n; k++)
+                rd_q.push(ReadRsp{now + latency(), seq++, line + k, (uint16_t)top->c0_tx_mdata, (uint8_t)k, bad});
+            rd_inflight += n;
+            max_rd_inflight = std::max<uint64_t>(max_rd_inflight, rd_inflight);
+            if (rd_full && ++rd_after_full > ALMFULL_SLACK) almfull_violations++;
+            last_activity = now;
+        }
+        if (top->c1_tx_valid) {
+            WriteReq w;
+            w.ready = now + latency();
+            w.seq = seq++;
+            w.line = top->c1_tx_address;
+            w.mdata = (uint16_t)top->c1_tx_mdata;
+            w.bad = !attached || !inside(w.line, 1);
+            if (w.bad) record_bad(w.line, true);
+            get_line(w.data, top->c1_tx_data);
+            wr_q.push(w);
+            wr_inflight++;
+            if (wr_full && ++wr_after_full > ALMFULL_SLACK) almfull_violations++;
+            last_activity = now;
+        }
+        if (top->c2_tx_mmio_rd_valid) {
+            mmio_rsp = true;
+            mmio_rsp_tid = top->c2_tx_tid;
+            mmio_rsp_data = top->c2_tx_data;
+        }
+        if (!rd_q.empty() || !wr_q.empty()) last_activity = now;
+
+        top->clk = 1;
+        top->eval();
+        now++;
+    }
+
+    bool busy() const { return attached && now - last_activity < IDLE_CYCLES; }
+};
+
+// ------------------------------------------------------------------------------------ socket
+static bool recv_msg(int fd, Msg& m, int* passed_fd) {
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    iovec iov{&m, sizeof m};
+    msghdr h{};
+    h.msg_iov = &iov;
+    h.msg_iovlen = 1;
+    h.msg_control = cbuf;
+    h.msg_controllen = sizeof cbuf;
+    ssize_t n = recvmsg(fd, &h, MSG_WAITALL | MSG_CMSG_CLOEXEC);
+    if (n != (ssize_t)sizeof m) return false;  // EOF, error or a torn message: drop the client
+    *passed_fd = -1;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(passed_fd, CMSG_DATA(c), sizeof(int));
+    return true;
+}
+
+static bool send_reply(int fd, const Reply& r) {
+    return send(fd, &r, sizeof r, MSG_NOSIGNAL) == (ssize_t)sizeof r;
+}
+
+struct Server {
+    Sim& sim;
+    int client = -1;
+    bool shutdown = false;
+    uint16_t next_tid = 0;
+
+    void detach() {
+        if (sim.mem) munmap(sim.mem, sim.mem_size);
+        sim.mem = nullptr;
+        sim.attached = false;
+        sim.regions.clear();
+        sim.reset_afu();
+        sim.bad_seen = sim.bad_write = false;
+        sim.bad_addr = sim.bad_count = 0;
+        if (client >= 0) close(client);
+        client = -1;
+    }
+
+    // Handle one message; false drops the client.
+    bool handle() {
+        Msg m;
+        int fd = -1;
+        if (!recv_msg(client, m, &fd)) return false;
+        Reply r{ST_OK, m.op, 0, 0, 0, 0};
+        switch (m.op) {
+        case OP_HELLO: {
+            if (fd < 0 || sim.attached || m.b == 0 || m.a % 4096) {
+                if (fd >= 0) close(fd);
+                r.status = ST_BAD_REQUEST;
+                break;
+            }
+            void* p = mmap(nullptr, m.b, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            close(fd);
+            if (p == MAP_FAILED) {
+                r.status = ST_BAD_REQUEST;
+                break;
+            }
+            sim.mem = (uint8_t*)p;
+            sim.io_base = m.a;
+            sim.mem_size = m.b;
+            sim.lat_min = (uint32_t)m.c;
+            sim.lat_max = (uint32_t)(m.c >> 32);
+            if (sim.lat_max < sim.lat_min || sim.lat_min == 0) sim.lat_min = sim.lat_max = std::max<uint32_t>(1, sim.lat_min);
+            sim.rng = m.d ^ 0x9E3779B97F4A7C15ull;
+            sim.attached = true;
+            sim.reset_afu();
+            r.a = PROTOCOL_VERSION;
+            r.b = LINE_BITS;
+            r.c = sim.now;
+            break;
+        }
+        case OP_MMIO_READ:
+        case OP_MMIO_WRITE: {
+            if (!sim.attached) { r.status = ST_NOT_ATTACHED; break; }
+            if (m.a % 8 || m.a >= (1u << 18)) { r.status = ST_BAD_REQUEST; break; }
+            sim.mmio_pending = true;
+            sim.mmio_is_read = m.op == OP_MMIO_READ;
+            sim.mmio_addr = (uint16_t)(m.a >> 2);  // CCI-P MMIO addresses count 32-bit words
+            sim.mmio_tid = next_tid = (next_tid + 1) & 0x1ff;
+            sim.mmio_data = m.b;
+            sim.mmio_rsp = false;
+            sim.cycle();
+            if (sim.mmio_is_read) {
+                uint64_t limit = sim.now + MMIO_TIMEOUT_CYCLES;
+                while (!(sim.mmio_rsp && sim.mmio_rsp_tid == sim.mmio_tid) && sim.now < limit) sim.cycle();
+                if (sim.mmio_rsp && sim.mmio_rsp_tid == sim.mmio_tid) r.a = sim.mmio_rsp_data;
+                else r.status = ST_MMIO_TIMEOUT;
+                sim.mmio_rsp = false;
+            }
+            r.c = sim.now;
+            break;
+        }
+        case OP_REGION_ADD:
+            if (!sim.attached || m.a < sim.io_base || m.b == 0 || m.a + m.b > sim.io_base + sim.mem_size) {
+                r.status = ST_BAD_REQUEST;
+                break;
+            }
+            sim.regions.push_back(Region{m.a, m.b});
+            break;
+        case OP_REGION_REMOVE: {
+            auto it = std::find_if(sim.regions.begin(), sim.regions.end(), [&](const Region& x) { return x.base == m.a; });
+            if (it == sim.regions.end()) r.status = ST_BAD_REQUEST;
+            else sim.regions.erase(it);
+            break;
+        }
+        case OP_STATUS:
+            r.a = sim.now;
+            r.b = sim.bad_addr;
+            r.c = (sim.bad_seen ? 1 : 0) | (sim.bad_write ? 2 : 0);
+            r.d = sim.bad_count;
+            break;
+        case OP_CLEAR:
+            sim.bad_seen = sim.bad_write = false;
+            sim.bad_addr = sim.bad_count = 0;
+            break;
+        case OP_RUN:
+            if (!sim.attached) { r.status = ST_NOT_ATTACHED; break; }
+            for (uint64_t i = 0; i < m.a; i++) sim.cycle();
+            r.a = sim.now;
+            break;
+        case OP_STATS:
+            r.a = sim.lines_read;
+            r.b = sim.lines_written;
+            r.c = sim.max_rd_inflight;
+            r.d = sim.almfull_violations;
+            break;
+        case OP_RESET:
+            sim.reset_afu();
+            r.a = sim.now;
+            break;
+        case OP_SHUTDOWN:
+            shutdown = true;
+            break;
+        default:
+            r.status = ST_BAD_REQUEST;
+        }
+        return send_reply(client, r);
+    }
+};
+
+static void usage() {
+    fprintf(stderr, "usage: lowbit-simserver --socket PATH [--once] [--accept-timeout S] [--parent PID]\n");
+    exit(2);
+}
+
+int main(int argc, char** argv) {
+    std::string path;
+    bool once = false;
+    double accept_timeout = 0;  // 0: wait forever for a client
+    long parent = 0;
+    for (int i = 1; i < argc; i++) {
+        std::string a = argv[i];
+        if (a == "--socket" && i + 1 < argc) path = argv[++i];
+        else if (a == "--once") once = true;
+        else if (a == "--accept-timeout" && i + 1 < argc) accept_timeout = atof(argv[++i]);
+        else if (a == "--parent" && i + 1 < argc) parent = atol(argv[++i]);
+        else usage();
+    }
+    if (path.empty()) usage();
+    if (parent) {
+        // Die with the driver: the kernel signals us when it exits, and we check in case it
+        // already died before prctl() took effect.
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) return 3;
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (ls < 0) die("socket");
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof addr.sun_path) { fprintf(stderr, "socket path too long\n"); return 2; }
+    strcpy(addr.sun_path, path.c_str());
+    unlink(path.c_str());
+    mode_t old = umask(0177);  // the socket is created 0600: only this user may drive the AFU
+    if (bind(ls, (sockaddr*)&addr, sizeof addr) < 0) die("bind");
+    umask(old);
+    chmod(path.c_str(), 0600);
+    if (listen(ls, 1) < 0) die("listen");
+
+    VerilatedContext ctx;
+    ctx.commandArgs(1, argv);
+    Vlowbit_sim_top top{&ctx};
+    Sim sim{&ctx, &top};
+    top.clk = 0;
+    top.rst = 1;
+    top.eval();
+    sim.reset_afu();
+    Server srv{sim};
+    printf("READY %s line_bits=%d\n", path.c_str(), LINE_BITS);
+    fflush(stdout);
+
+    auto t0 = std::chrono::steady_clock::now();
+    bool served = false;
+    while (!srv.shutdown) {
+        if (parent && getppid() != parent) break;  // watchdog behind PDEATHSIG
+        if (srv.client < 0) {
+            if (once && served) break;
+            pollfd p{ls, POLLIN, 0};
+            int n = poll(&p, 1, 200);
+            if (n > 0) {
+                srv.client = accept4(ls, nullptr, nullptr, SOCK_CLOEXEC);
+                served = true;
+            } else if (accept_timeout > 0 && !served &&
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > accept_timeout) {
+                fprintf(stderr, "lowbit-simserver: no client within %.1f s, exiting\n", accept_timeout);
+                break;
+            }
+            continue;
+        }
+        if (sim.busy()) {
+            for (int i = 0; i < CHUNK; i++) sim.cycle();
+            pollfd p{srv.client, POLLIN, 0};
+            if (poll(&p, 1, 0) > 0 && !srv.handle()) srv.detach();
+        } else {
+            // Nothing in flight: sleep on the socket (bounded, so the parent watchdog still runs).
+            pollfd p{srv.client, POLLIN, 0};
+            if (poll(&p, 1, 200) > 0 && !srv.handle()) srv.detach();
+        }
+    }
+    if (srv.client >= 0) close(srv.client);
+    close(ls);
+    unlink(path.c_str());
+    top.final();
+    return 0;
+}
