@@ -1,0 +1,206 @@
+"""``train()``: one training run on an open device, and ``train_golden()`` with the same result type.
+
+The flow is the OPAE one: allocate the data, label, model, epoch-record and status buffers in
+shared memory, fill them, program the code table and every register BY NAME from
+:mod:`lowbit.registers`, start, poll the status record, and read the model snapshots and records
+back. :func:`train_golden` runs :func:`lowbit_sim.golden.run` on the same dataset and returns the
+same :class:`TrainResult`, so callers (``lowbit train --backend``) switch backends freely; the sim
+and golden results are bit-identical (tests/test_driver_train.py).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lowbit.fixed import step_to_fixed
+from lowbit.format import EPOCH_RECORD, RECORD_BYTES
+from lowbit.registers import (
+    CODE_TABLE_ENTRIES,
+    MAX_BATCH,
+    MAX_COPIES,
+    MAX_EPOCHS,
+    ErrorCode,
+    code_table_address,
+    encode_code_entry,
+)
+from lowbit_sim.golden import EngineConfig
+
+from .device import Device
+
+
+@dataclass
+class TrainResult:
+    """What a run produced (engine units; see lowbit.fixed for the formats).
+
+    Attributes
+    ----------
+    models : ndarray (epochs, features) int32
+        Model snapshot after each epoch, at 2^-24.
+    losses : list[int]
+        Each epoch's loss accumulator (uint64 at 2^-32; lowbit.fixed.loss_to_float for the mean).
+    cycles, read_lines, write_lines, stall_cycles : int or None
+        Whole-run counters from the status record (None for the golden model, which has no clock).
+    epoch_cycles, epoch_read_lines, epoch_stall_cycles : ndarray or None
+        The ``cycles`` / ``read_lines`` / ``stall_cycles`` words of each epoch record.
+    config : EngineConfig
+        Exactly what was programmed into the registers.
+    backend : str
+        ``"sim"``, ``"serial"``, ... or ``"golden"``.
+    """
+
+    models: np.ndarray
+    losses: list[int]
+    config: EngineConfig
+    backend: str
+    cycles: int | None = None
+    read_lines: int | None = None
+    write_lines: int | None = None
+    stall_cycles: int | None = None
+    epoch_cycles: np.ndarray | None = None
+    epoch_read_lines: np.ndarray | None = None
+    epoch_stall_cycles: np.ndarray | None = None
+    status: dict = field(default_factory=dict)
+
+
+def _positive_int(name, value, hi):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= int(value) <= hi:
+        raise ValueError(f"{name} must be an integer in 1..{hi}, got {value!r}")
+    return int(value)
+
+
+def engine_config(qds, *, step: float, batch: int, epochs: int, max_features: int | None = None) -> EngineConfig:
+    """Validate the arguments and the dataset; the EngineConfig a run programs. Raises ValueError."""
+    batch = _positive_int("batch", batch, MAX_BATCH)
+    epochs = _positive_int("epochs", epochs, MAX_EPOCHS)
+    try:
+        step_q = step_to_fixed(step)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(str(exc)) from None
+    for attr in ("fmt", "codes", "labels_q", "table_m", "table_e", "rows", "features", "copies"):
+        if not hasattr(qds, attr):
+            raise ValueError(f"expected a lowbit.dataset.QuantizedDataset, got {type(qds).__name__} without .{attr}")
+    copies = _positive_int("copies", qds.copies, MAX_COPIES)
+    cfg = EngineConfig(rows=int(qds.rows), features=int(qds.features), bits=int(qds.fmt.bits), batch=batch,
+                       epochs=epochs, step=step_q, copies=copies)
+    if max_features is not None and not 1 <= cfg.features <= max_features:
+        raise ValueError(f"{cfg.features} features exceed this engine's MAX_FEATURES = {max_features}")
+    err = cfg.error(max_features if max_features is not None else 1 << 24)
+    if err is not ErrorCode.NONE:
+        raise ValueError(f"the engine would reject this run: {err.name} ({cfg})")
+    if np.shape(qds.codes) != (copies, cfg.rows, cfg.features):
+        raise ValueError(f"codes have shape {np.shape(qds.codes)}, expected {(copies, cfg.rows, cfg.features)}")
+    if len(qds.table_m) < qds.fmt.codes or len(qds.table_e) < qds.fmt.codes or qds.fmt.codes > CODE_TABLE_ENTRIES:
+        raise ValueError(f"the code table needs {qds.fmt.codes} entries for {cfg.bits} bits")
+    return cfg
+
+
+def _estimate_cycles(cfg: EngineConfig, fmt, lanes: int) -> int:
+    """A generous upper bound of the run's cycles (for the default timeout)."""
+    lanes = max(1, lanes)
+    per_row = fmt.padded_features // lanes + 8
+    per_batch = 2 * fmt.padded_features // lanes + 64
+    per_epoch = cfg.rows * per_row + (-(-cfg.rows // cfg.batch)) * per_batch + fmt.lines_per_copy(cfg.rows) + 1000
+    return 2 * cfg.epochs * per_epoch
+
+
+def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress: bool = True,
+          timeout_s: float | None = None) -> TrainResult:
+    """Train on ``device`` (an open :class:`~.device.Device`); see the module docstring.
+
+    Parameters
+    ----------
+    qds : lowbit.dataset.QuantizedDataset
+        Quantized copies, labels and code table; its line width must match the engine's.
+    step : float
+        Per-sample step size in (0, 1) (STEP = step_to_fixed(step)).
+    batch, epochs : int
+        Minibatch size (1..MAX_BATCH) and epochs (1..MAX_EPOCHS).
+    progress : bool
+        A tqdm bar over epochs (from STATUS.EPOCH).
+    timeout_s : float, optional
+        Wall-clock limit; default from a generous cycle estimate at 10k simulated cycles/s.
+
+    Raises
+    ------
+    ValueError
+        Bad arguments or a dataset the engine cannot take (checked before touching the device).
+    DeviceTimeout, DeviceError, SimulatorDied
+        From :meth:`Device.wait`.
+    """
+    from tqdm.auto import tqdm
+
+    caps = device.caps
+    cfg = engine_config(qds, step=step, batch=batch, epochs=epochs, max_features=caps["MAX_FEATURES"])
+    fmt = qds.fmt
+    if fmt.line_bits != caps["LINE_BITS"]:
+        raise ValueError(f"dataset packed for {fmt.line_bits}-bit lines, the engine has {caps['LINE_BITS']}-bit lines")
+    data = np.ascontiguousarray(qds.data_lines(), dtype=np.uint8)
+    labels = np.ascontiguousarray(qds.label_lines(), dtype=np.uint8)
+    need = (cfg.copies * fmt.lines_per_copy(cfg.rows), fmt.line_bytes)
+    if data.shape != need:
+        raise ValueError(f"data_lines() has shape {data.shape}, expected {need}")
+    if labels.shape != (fmt.label_lines(cfg.rows), fmt.line_bytes):
+        raise ValueError(f"label_lines() has shape {labels.shape}, expected {(fmt.label_lines(cfg.rows), fmt.line_bytes)}")
+    if timeout_s is None:
+        timeout_s = 60.0 + _estimate_cycles(cfg, fmt, caps.get("LANES", 1)) / 10_000
+
+    lb = fmt.line_bytes
+    rec_lines = max(1, fmt.record_lines)
+    bufs = []
+
+    def alloc(lines):
+        buf = device.allocate((lines, lb), np.uint8)
+        bufs.append(buf)
+        return buf
+
+    try:
+        d_buf = alloc(data.shape[0])
+        l_buf = alloc(labels.shape[0])
+        m_buf = alloc(cfg.epochs * fmt.model_lines)
+        s_buf = alloc(cfg.epochs * rec_lines)
+        st_buf = alloc(rec_lines)
+        d_buf[:] = data
+        l_buf[:] = labels
+        for c in range(fmt.codes):
+            device.mmio_write64(code_table_address(c), encode_code_entry(qds.table_m[c], qds.table_e[c]))
+        run_id = secrets.randbits(63) | 1
+        for name, value in (("DATA_ADDR", d_buf.line_address), ("LABEL_ADDR", l_buf.line_address),
+                            ("MODEL_ADDR", m_buf.line_address), ("STATS_ADDR", s_buf.line_address),
+                            ("STATUS_ADDR", st_buf.line_address), ("ROWS", cfg.rows), ("FEATURES", cfg.features),
+                            ("BITS", cfg.bits), ("BATCH", cfg.batch), ("EPOCHS", cfg.epochs),
+                            ("COPIES", cfg.copies), ("STEP", cfg.step), ("RUN_ID", run_id)):
+            device.write_reg(name, value)
+        with tqdm(total=cfg.epochs, unit="epoch", disable=not progress, leave=False, desc="engine") as bar:
+            def on_epoch(e):
+                bar.update(min(e, cfg.epochs) - bar.n)
+
+            device.start()
+            rec = device.wait(timeout_s, status_buffer=st_buf, run_id=run_id, on_epoch=on_epoch)
+        models = (m_buf.view(np.ndarray).reshape(-1).view("<i4")
+                  .reshape(cfg.epochs, fmt.padded_features)[:, : cfg.features].astype(np.int32))
+        records = (s_buf.view(np.ndarray).reshape(cfg.epochs, rec_lines * lb)[:, :RECORD_BYTES]
+                   .copy().view("<u8").astype(np.uint64))
+    finally:
+        if not device.closed:
+            for b in bufs:
+                device.free(b)
+    col = {n: records[:, i] for i, n in enumerate(EPOCH_RECORD)}
+    return TrainResult(
+        models=models, losses=[int(x) for x in col["loss"]], config=cfg, backend=device.backend.name,
+        cycles=rec["cycles"], read_lines=rec["read_lines"], write_lines=rec["write_lines"],
+        stall_cycles=rec["stall_cycles"], epoch_cycles=col["cycles"].astype(np.int64),
+        epoch_read_lines=col["read_lines"].astype(np.int64), epoch_stall_cycles=col["stall_cycles"].astype(np.int64),
+        status=rec,
+    )
+
+
+def train_golden(qds, *, step: float, batch: int, epochs: int) -> TrainResult:
+    """The golden model on the same dataset and arguments, as a :class:`TrainResult` (no cycle counts)."""
+    from lowbit_sim.golden import run
+
+    cfg = engine_config(qds, step=step, batch=batch, epochs=epochs)
+    g = run(cfg, qds.codes, qds.labels_q, qds.table_m, qds.table_e)
+    return TrainResult(models=g.models, losses=[int(x) for x in g.losses], config=cfg, backend="golden")
