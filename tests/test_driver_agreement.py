@@ -36,7 +36,7 @@ def test_minibatch_sgd_is_near_the_ridge_optimum():
     X, y = problem()
     opt = Ridge(alpha=1e-9, fit_intercept=False).fit(X, y).coef_
     models, _ = reference_sgd(X, y, step=0.002, batch=10, epochs=400)
-    assert np.linalg.norm(models[-1] - opt) < 0.02 * np.linalg.norm(opt)
+    assert np.linalg.norm(models[-1] - opt) < 0.002 * np.linalg.norm(opt)  # measured 0.0002
 
 
 def test_golden_model_on_quantized_data_is_near_the_optimum():
@@ -49,4 +49,4 @@ def test_golden_model_on_quantized_data_is_near_the_optimum():
     y = np.clip(X @ w * 0.5 + rng.normal(0, 0.01, 400), -1, 1)
     opt = LinearRegression(fit_intercept=False).fit(X, y).coef_
     final = model_to_float(res.models[-1])
-    assert np.linalg.norm(final - opt) < 0.05 * np.linalg.norm(opt)
+    assert np.linalg.norm(final - opt) < 0.01 * np.linalg.norm(opt)  # measured 0.0013

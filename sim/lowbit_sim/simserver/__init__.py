@@ -235,7 +235,16 @@ class ServerProcess:
 
 
 def new_socket_path() -> Path:
-    return runtime_dir() / f"sim-{os.getpid()}-{secrets.token_hex(4)}.sock"
+    """A fresh socket path; also removes sockets left by driver processes that were killed."""
+    d = runtime_dir()
+    for old in d.glob("sim-*-*.sock"):
+        try:
+            pid = int(old.name.split("-")[1])
+        except ValueError:
+            continue
+        if not Path(f"/proc/{pid}").exists():
+            old.unlink(missing_ok=True)
+    return d / f"sim-{os.getpid()}-{secrets.token_hex(4)}.sock"
 
 
 def start_server(exe: Path, *, socket_path: Path | None = None, once: bool = True, tie_to_parent: bool = True,

@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from pathlib import Path
 
-from . import build_afu_server, start_server
+from . import build_afu_server, build_server, start_server
 
 
 def main(argv=None) -> int:
@@ -20,9 +21,14 @@ def main(argv=None) -> int:
     p.add_argument("--lanes", type=int, default=32)
     p.add_argument("--max-features", type=int, default=8192)
     p.add_argument("--socket", default=None, help="socket path (default: a fresh one in the runtime dir)")
+    p.add_argument("--verilog", type=Path, nargs="+", default=None,
+                   help="simulate this AFU Verilog (top lowbit_afu) instead of exporting lowbit_hw's")
     args = p.parse_args(argv)
     print("building the simulator (cached after the first time)...", file=sys.stderr, flush=True)
-    exe = build_afu_server(args.line_bits, args.lanes, args.max_features)
+    if args.verilog:
+        exe = build_server(args.verilog, line_bits=args.line_bits)
+    else:
+        exe = build_afu_server(args.line_bits, args.lanes, args.max_features)
     server = start_server(exe, socket_path=args.socket, once=False, accept_timeout=0, line_bits=args.line_bits)
     print(server.socket_path, flush=True)
     print(f"simulator pid {server.pid}; attach with: lowbit train --backend sim --socket {server.socket_path}\n"
