@@ -48,7 +48,7 @@ class DmaTestAFU(wiring.Component):
         caps = REG["CAPS"].encode(LINE_BITS=W, LANES=0, MAX_FEATURES=DOUBLE_MAX_FEATURES, MODEL_FRAC=24,
                                   FORMAT_VERSION=FORMAT_VERSION)
         regs = {n: Signal(64, name=n.lower()) for n in
-                ("SCRATCH", "DATA_ADDR", "MODEL_ADDR", "STATUS_ADDR", "ROWS", "RUN_ID")}
+                ("SCRATCH", "DATA_ADDR", "MODEL_ADDR", "STATUS_ADDR", "ROWS", "RUN_ID", "BITS")}
         state = Signal(2)
         error = Signal(8)
         cycles = Signal(64)
@@ -56,7 +56,7 @@ class DmaTestAFU(wiring.Component):
         write_lines = Signal(64)
         issued = Signal(32)  # reads issued
         written = Signal(32)  # write responses received
-        outstanding = Signal(range(DOUBLE_OUTSTANDING + 2))
+        outstanding = Signal(range(DOUBLE_OUTSTANDING + 8))
         status_sent = Signal()
 
         # ---- MMIO: answer every read one cycle later, unknown addresses with 0.
@@ -89,21 +89,26 @@ class DmaTestAFU(wiring.Component):
                 with m.Case(REG["CTRL"].address):
                     m.d.comb += [start.eq(c.c0_rx.data[0]), reset.eq(c.c0_rx.data[1])]
 
-        # ---- DMA: keep <= DOUBLE_OUTSTANDING reads in flight; each response becomes one write.
+        # ---- DMA: keep <= DOUBLE_OUTSTANDING lines in flight; each response line becomes one write.
+        # BITS == 4 selects 4-line read requests (cl_len 3; ROWS a multiple of 4, DATA_ADDR aligned),
+        # to exercise the memory model's multi-line reads and cl_num.
         busy = state == State.BUSY
+        burst = regs["BITS"] == 4
+        n = Mux(burst, 4, 1)
         m.d.sync += [c.c0_tx.valid.eq(0), c.c1_tx.valid.eq(0)]
         can_read = (busy & (issued < regs["ROWS"][:32]) & ~c.c0_tx_almfull & ~c.c1_tx_almfull
-                    & (outstanding < DOUBLE_OUTSTANDING))
+                    & (outstanding + n <= DOUBLE_OUTSTANDING))
         got = c.c0_rx.rsp_valid & busy
         with m.If(busy):
             m.d.sync += cycles.eq(cycles + 1)
-        m.d.sync += outstanding.eq(outstanding + can_read - got)
+        m.d.sync += outstanding.eq(outstanding + Mux(can_read, n, 0) - got)
         with m.If(can_read):
-            m.d.sync += [c.c0_tx.valid.eq(1), c.c0_tx.cl_len.eq(0), c.c0_tx.address.eq(regs["DATA_ADDR"] + issued),
-                         c.c0_tx.mdata.eq(issued[:16]), issued.eq(issued + 1)]
+            m.d.sync += [c.c0_tx.valid.eq(1), c.c0_tx.cl_len.eq(Mux(burst, 3, 0)),
+                         c.c0_tx.address.eq(regs["DATA_ADDR"] + issued), c.c0_tx.mdata.eq(issued[:16]),
+                         issued.eq(issued + n)]
         with m.If(got):
             m.d.sync += [c.c1_tx.valid.eq(1), c.c1_tx.sop.eq(1), c.c1_tx.cl_len.eq(0),
-                         c.c1_tx.address.eq(regs["MODEL_ADDR"] + c.c0_rx.mdata), c.c1_tx.mdata.eq(0),
+                         c.c1_tx.address.eq(regs["MODEL_ADDR"] + c.c0_rx.mdata + c.c0_rx.cl_num), c.c1_tx.mdata.eq(0),
                          c.c1_tx.data.eq(c.c0_rx.data), read_lines.eq(read_lines + 1),
                          write_lines.eq(write_lines + 1)]
         with m.If(c.c1_rx.rsp_valid & busy):

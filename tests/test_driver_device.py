@@ -30,7 +30,7 @@ def dev(double_server):
         yield d
 
 
-def start_copy(dev, lines: int, *, run_id: int = 5):
+def start_copy(dev, lines: int, *, run_id: int = 5, burst: bool = False):
     """Program the double to copy ``lines`` random lines; returns (src, dst, status) buffers."""
     src = dev.allocate((lines, 64), np.uint8)
     dst = dev.allocate((lines, 64), np.uint8)
@@ -41,6 +41,7 @@ def start_copy(dev, lines: int, *, run_id: int = 5):
     dev.write_reg("STATUS_ADDR", status.line_address)
     dev.write_reg("ROWS", lines)
     dev.write_reg("RUN_ID", run_id)
+    dev.write_reg("BITS", 4 if burst else 0)  # the double's switch to 4-line read requests
     dev.start()
     return src, dst, status
 
@@ -107,6 +108,14 @@ def test_dma_through_shared_memory_with_out_of_order_latency(dev):
     np.testing.assert_array_equal(dst, src)
     stats = dev.backend.memory_stats()
     assert stats["lines_read"] == 3000 and stats["almfull_violations"] == 0
+
+
+def test_multi_line_reads_return_every_line_by_cl_num(dev):
+    src, dst, status = start_copy(dev, 4096, burst=True)
+    rec = dev.wait(30, status_buffer=status, run_id=5)
+    assert rec["read_lines"] == 4096
+    np.testing.assert_array_equal(dst, src)
+    assert dev.backend.memory_stats()["almfull_violations"] == 0
 
 
 def test_fixed_latency_memory_model(double_server):
