@@ -1,0 +1,370 @@
+"""QSGD: the stochastic quantizer Q_s and its two wire formats.
+
+The quantizer (Alistarh et al., "QSGD", NeurIPS 2017), applied per bucket of ``d`` coordinates::
+
+    Q_s(v)_i = scale * sign(v_i) * l_i / s,     l_i in {0, 1, ..., s}
+
+with ``scale = ||v||_2`` (default) or ``max_i |v_i|`` (``norm="max"``) of the bucket, and
+``l_i = floor(r_i) + Bernoulli(r_i - floor(r_i))`` where ``r_i = s |v_i| / scale``. Then
+``E[Q_s(v)] = v`` (unbiased) and, for the 2-norm,
+
+    E ||Q_s(v) - v||^2  <=  min(d / s^2, sqrt(d) / s) * ||v||^2          (QSGD Lemma 3.1)
+
+per bucket; for the max-norm every coordinate's variance is at most ``(scale / s)^2 / 4``, so
+``E ||Q_s(v) - v||^2 <= d * max|v|^2 / (4 s^2)``.
+
+The scale is sent as float32, rounded *up* from the exact float64 norm so that ``r_i <= s``
+(rounding down could push a level past ``s``). The quantizer uses the rounded scale, so
+unbiasedness holds with respect to what the receiver sees.
+
+Wire formats (both byte exact, checked by ``decode``; layouts in docs/qsgd.md):
+
+``"dense"``
+    every coordinate as ``w = 1 + bitlen(s)`` bits: sign bit then the level ``l`` in
+    ``bitlen(s)`` bits, packed MSB first. With ``s = 2**(b-1) - 1`` this is ``b`` bits per
+    coordinate (``b = 2, 4, 8`` give ``s = 1, 7, 127``).
+``"elias"``
+    the paper's sparse format: for every non-zero level, the gap to the previous non-zero position
+    and the level magnitude as Elias **gamma** codes, and a sign bit.
+
+A message starts with a 24-byte header (magic ``QSGD``, version, format, norm, s, bucket size, n),
+then the per-bucket float32 scales, the body, and ends with a CRC-32 of everything before it, so a
+truncated or corrupted message raises ``ValueError`` instead of decoding to something else.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .elias import gamma_decode, gamma_encode
+
+__all__ = ["Quantized", "quantize", "encode", "decode", "compress", "decompress",
+           "dense_bits", "bits_to_levels", "variance_bound", "FORMATS", "NORMS"]
+
+MAGIC = b"QSGD"
+VERSION = 1
+FORMATS = ("dense", "elias")
+NORMS = ("l2", "max")
+_HEADER = struct.Struct("<4sBBBBIIQ")   # magic, version, format, norm, reserved, s, bucket, n
+_ELIAS_HEADER = struct.Struct("<QQQ")   # nnz, prefix bits, suffix bits
+_CRC = struct.Struct("<I")
+MAX_S = (1 << 31) - 1
+MAX_N = (1 << 32) - 1                   # gaps must stay Elias-codable in 63 bits
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def bits_to_levels(bits: int) -> int:
+    """``s = 2**(bits-1) - 1``: the levels a ``bits``-bit dense code holds (one bit is the sign)."""
+    if not isinstance(bits, (int, np.integer)) or bits < 2 or bits > 32:
+        raise ValueError(f"bits must be an integer in [2, 32], got {bits!r}")
+    return (1 << (int(bits) - 1)) - 1
+
+
+def dense_bits(s: int) -> int:
+    """Bits per coordinate of the dense format for ``s`` levels: one sign bit + bitlen(s)."""
+    return 1 + int(s).bit_length()
+
+
+def variance_bound(d: int, s: int, norm: str = "l2") -> float:
+    """Bound on ``E||Q_s(v) - v||^2 / scale^2`` for one bucket of ``d`` coordinates.
+
+    ``min(d/s^2, sqrt(d)/s)`` for the 2-norm (scale = ||v||_2), ``d / (4 s^2)`` for the max-norm
+    (scale = max|v_i|).
+    """
+    if norm == "l2":
+        return min(d / s**2, np.sqrt(d) / s)
+    if norm == "max":
+        return d / (4 * s**2)
+    raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+
+
+def _level_dtype(s: int) -> type:
+    return np.int8 if s <= 127 else np.int16 if s <= 32767 else np.int32
+
+
+@dataclass(frozen=True, eq=False)
+class Quantized:
+    """A quantized vector: ``value[i] = scales[i // bucket_size] * levels[i] / s``.
+
+    Attributes
+    ----------
+    n, s, bucket_size : int
+    norm : str
+        ``"l2"`` or ``"max"``.
+    scales : ndarray of float32, shape (ceil(n / bucket_size),)
+    levels : ndarray of int8/int16/int32, shape (n,)
+        Signed levels in ``[-s, s]``.
+    """
+
+    n: int
+    s: int
+    bucket_size: int
+    norm: str
+    scales: np.ndarray
+    levels: np.ndarray
+
+    @property
+    def n_buckets(self) -> int:
+        return len(self.scales)
+
+    def dequantize(self) -> np.ndarray:
+        """The float32 vector this quantization stands for."""
+        d, nb = self.bucket_size, self.n_buckets
+        step = (self.scales.astype(np.float64) / self.s).astype(np.float32)
+        full = nb * d
+        if full == self.n:
+            return (self.levels.reshape(nb, d) * step[:, None]).reshape(-1)
+        out = np.empty(self.n, dtype=np.float32)
+        head = (self.n // d) * d
+        np.multiply(self.levels[:head].reshape(-1, d), step[: self.n // d, None],
+                    out=out[:head].reshape(-1, d))
+        out[head:] = self.levels[head:] * step[-1]
+        return out
+
+    def equals(self, other: "Quantized") -> bool:
+        """Exact equality of every field (scales compared bit for bit)."""
+        return (self.n == other.n and self.s == other.s and self.bucket_size == other.bucket_size
+                and self.norm == other.norm
+                and np.array_equal(self.scales.view(np.uint32), other.scales.view(np.uint32))
+                and np.array_equal(self.levels, other.levels))
+
+
+def _check_params(s, bucket_size, norm) -> None:
+    if not isinstance(s, (int, np.integer)) or isinstance(s, bool) or not 1 <= s <= MAX_S:
+        raise ValueError(f"s (number of levels) must be an integer in [1, {MAX_S}], got {s!r}")
+    if (not isinstance(bucket_size, (int, np.integer)) or isinstance(bucket_size, bool)
+            or not 1 <= bucket_size <= MAX_N):
+        raise ValueError(f"bucket_size must be a positive integer, got {bucket_size!r}")
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+
+
+def quantize(v, s: int, bucket_size: int = 512, norm: str = "l2",
+             rng: np.random.Generator | int | None = None) -> Quantized:
+    """Stochastically quantize ``v`` (any shape, flattened) to ``s`` levels per bucket.
+
+    Parameters
+    ----------
+    v : array_like of float
+        The gradient. Converted to float32. Must be finite and non-empty.
+    s : int
+        Number of non-zero levels, ``s >= 1``.
+    bucket_size : int
+        Coordinates sharing one scale (the last bucket may be shorter).
+    norm : {"l2", "max"}
+        The scale of a bucket: its 2-norm (QSGD) or its max-norm.
+    rng : numpy Generator, seed or None
+        Source of the rounding randomness.
+
+    Raises
+    ------
+    ValueError
+        Empty or non-finite input, bad parameters, or a bucket norm beyond float32.
+    """
+    _check_params(s, bucket_size, norm)
+    s, d = int(s), int(bucket_size)
+    v = np.ascontiguousarray(v, dtype=np.float32).reshape(-1)
+    n = v.size
+    if n == 0:
+        raise ValueError("cannot quantize an empty vector")
+    if n > MAX_N:
+        raise ValueError(f"vector too long ({n} > {MAX_N} coordinates)")
+    if not np.isfinite(v).all():
+        raise ValueError("gradient contains NaN or infinity")
+    rng = np.random.default_rng(rng)
+    nb = -(-n // d)
+    if nb * d != n:
+        v = np.concatenate([v, np.zeros(nb * d - n, np.float32)])
+    a = np.abs(v).reshape(nb, d)
+
+    amax = a.max(axis=1).astype(np.float64)
+    if norm == "max":
+        scale = amax.astype(np.float32)              # exact: it is one of the inputs
+    else:
+        # Divide by the max before squaring so float32 data near its range cannot overflow.
+        safe = np.where(amax > 0, amax, 1.0)
+        ratio = a / safe.astype(np.float32)[:, None]
+        norm64 = amax * np.sqrt(np.einsum("ij,ij->i", ratio, ratio, dtype=np.float64))
+        scale = norm64.astype(np.float32)
+        low = scale.astype(np.float64) < norm64       # round the scale up, never down
+        scale[low] = np.nextafter(scale[low], np.float32(np.inf))
+        if np.isinf(scale).any():
+            raise ValueError("bucket 2-norm exceeds the float32 range")
+
+    factor = np.where(scale > 0, s / np.where(scale > 0, scale.astype(np.float64), 1.0), 0.0)
+    if factor.max() <= _F32_MAX:
+        r = a * factor.astype(np.float32)[:, None]
+    else:                                             # subnormal scales: stay in float64
+        r = (a * factor[:, None]).astype(np.float32)
+    np.minimum(r, np.float32(s), out=r)               # float32 rounding may overshoot s by an ulp
+    low = np.floor(r)
+    r -= low                                          # r is now the probability of rounding up
+    up = rng.random(r.shape, dtype=np.float32) < r
+    lv = low.astype(_level_dtype(s))
+    lv += up
+    np.negative(lv, out=lv, where=(v.reshape(nb, d) < 0))
+    return Quantized(n, s, d, norm, scale, lv.reshape(-1)[:n])
+
+
+# ---------------------------------------------------------------------------------------- dense
+
+def _pack_dense(levels: np.ndarray, s: int) -> bytes:
+    k = s.bit_length()
+    w = k + 1
+    mag = np.abs(levels.astype(np.int64) if w > 8 else levels.astype(np.int16))
+    if w <= 8:
+        code = (mag | ((levels < 0).astype(np.int16) << k)).astype(np.uint8)
+        if 8 % w == 0:
+            per = 8 // w
+            pad = -len(code) % per
+            if pad:
+                code = np.concatenate([code, np.zeros(pad, np.uint8)])
+            code = code.reshape(-1, per)
+            out = code[:, 0] << np.uint8(8 - w)
+            for j in range(1, per):                   # per <= 4 columns, not a per-element loop
+                out |= code[:, j] << np.uint8(8 - w * (j + 1))
+            return out.tobytes()
+    else:
+        code = mag | ((levels < 0).astype(np.int64) << k)
+        if w == 16:
+            return code.astype(">u2").tobytes()
+    from .elias import write_bits
+    data, _ = write_bits(code.astype(np.uint64), np.full(len(code), w, np.int64))
+    return data
+
+
+def _unpack_dense(body: bytes, n: int, s: int) -> np.ndarray:
+    k = s.bit_length()
+    w = k + 1
+    buf = np.frombuffer(body, dtype=np.uint8)
+    if w <= 8 and 8 % w == 0:
+        per = 8 // w
+        shifts = (8 - w * np.arange(1, per + 1)).astype(np.uint8)
+        code = ((buf[:, None] >> shifts) & np.uint8((1 << w) - 1)).reshape(-1)
+    elif w == 16:
+        code = buf.view(">u2").astype(np.int64)
+    else:
+        from .elias import read_bits
+        code = read_bits(body, n * w, np.arange(n, dtype=np.int64) * w,
+                         np.full(n, w, np.int64)).astype(np.int64)
+    if code[n:].any():
+        raise ValueError("dense body: non-zero padding bits")
+    code = code[:n]
+    mag = code & ((1 << k) - 1)
+    neg = (code >> k) & 1
+    if mag.max() > s:
+        raise ValueError(f"dense body: level {int(mag.max())} exceeds s = {s}")
+    if (neg.astype(bool) & (mag == 0)).any():
+        raise ValueError("dense body: negative zero level (non-canonical code)")
+    lv = mag.astype(_level_dtype(s))
+    np.negative(lv, out=lv, where=neg.astype(bool))
+    return lv
+
+
+# ---------------------------------------------------------------------------------------- elias
+
+def _pack_elias(levels: np.ndarray) -> bytes:
+    idx = np.flatnonzero(levels)
+    nz = levels[idx]
+    x = np.empty(2 * len(idx), dtype=np.int64)
+    x[0::2] = np.diff(idx, prepend=-1)                # gap to the previous non-zero, >= 1
+    x[1::2] = np.abs(nz.astype(np.int64))
+    prefix, pbits, suffix, sbits = gamma_encode(x)
+    signs = np.packbits(nz < 0).tobytes()
+    return _ELIAS_HEADER.pack(len(idx), pbits, sbits) + prefix + suffix + signs
+
+
+def _unpack_elias(body: bytes, n: int, s: int) -> np.ndarray:
+    if len(body) < _ELIAS_HEADER.size:
+        raise ValueError("truncated QSGD message (Elias header)")
+    nnz, pbits, sbits = _ELIAS_HEADER.unpack_from(body)
+    if nnz > n:
+        raise ValueError(f"Elias body claims {nnz} non-zeros in {n} coordinates")
+    pb, sb, gb = (pbits + 7) // 8, (sbits + 7) // 8, (nnz + 7) // 8
+    if len(body) != _ELIAS_HEADER.size + pb + sb + gb:
+        raise ValueError("QSGD message length does not match its Elias section lengths")
+    o = _ELIAS_HEADER.size
+    x = gamma_decode(body[o:o + pb], pbits, body[o + pb:o + pb + sb], sbits, 2 * nnz)
+    gaps, mag = x[0::2], x[1::2]
+    idx = np.cumsum(gaps) - 1
+    if nnz and idx[-1] >= n:
+        raise ValueError("Elias body: position past the end of the vector")
+    if nnz and mag.max() > s:
+        raise ValueError(f"Elias body: level {int(mag.max())} exceeds s = {s}")
+    sign_bits = np.unpackbits(np.frombuffer(body, np.uint8, count=gb, offset=o + pb + sb))
+    if sign_bits[nnz:].any():
+        raise ValueError("Elias body: non-zero padding bits after the signs")
+    lv = np.zeros(n, dtype=_level_dtype(s))
+    lv[idx] = np.where(sign_bits[:nnz].astype(bool), -mag, mag)
+    return lv
+
+
+# ---------------------------------------------------------------------------------------- messages
+
+def encode(q: Quantized, format: str = "dense") -> bytes:
+    """Serialise ``q`` in the ``"dense"`` or ``"elias"`` wire format (see module docstring)."""
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    _check_params(q.s, q.bucket_size, q.norm)
+    head = _HEADER.pack(MAGIC, VERSION, FORMATS.index(format), NORMS.index(q.norm), 0,
+                        q.s, q.bucket_size, q.n)
+    levels = np.asarray(q.levels)
+    body = _pack_dense(levels, q.s) if format == "dense" else _pack_elias(levels)
+    msg = b"".join([head, q.scales.astype("<f4").tobytes(), body])
+    return msg + _CRC.pack(zlib.crc32(msg))
+
+
+def decode(data: bytes) -> Quantized:
+    """Parse a message from :func:`encode`; bit exact: ``decode(encode(q))`` equals ``q``.
+
+    Raises
+    ------
+    ValueError
+        Truncated, extended or corrupted messages (CRC-32, lengths, level ranges, padding).
+    """
+    data = bytes(data) if not isinstance(data, (bytes, bytearray, memoryview)) else data
+    data = memoryview(data).cast("B")
+    if len(data) < _HEADER.size + _CRC.size:
+        raise ValueError(f"truncated QSGD message ({len(data)} bytes)")
+    magic, version, fmt, norm, reserved, s, d, n = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise ValueError("not a QSGD message (bad magic)")
+    (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
+    if zlib.crc32(data[:-_CRC.size]) != crc:
+        raise ValueError("QSGD message corrupted or truncated (CRC-32 mismatch)")
+    if version != VERSION:
+        raise ValueError(f"unsupported QSGD message version {version}")
+    if fmt >= len(FORMATS) or norm >= len(NORMS) or reserved:
+        raise ValueError("QSGD header: unknown format or norm")
+    if not 1 <= s <= MAX_S or d < 1 or not 1 <= n <= MAX_N:
+        raise ValueError(f"QSGD header: invalid s={s}, bucket={d}, n={n}")
+    nb = -(-n // d)
+    o = _HEADER.size + 4 * nb
+    if o > len(data) - _CRC.size:
+        raise ValueError("truncated QSGD message (scales)")
+    scales = np.frombuffer(data, dtype="<f4", count=nb, offset=_HEADER.size).astype(np.float32)
+    if not (np.isfinite(scales).all() and (scales >= 0).all()):
+        raise ValueError("QSGD message: scales must be finite and non-negative")
+    body = bytes(data[o:len(data) - _CRC.size])
+    if fmt == 0:
+        if len(body) != (n * dense_bits(s) + 7) // 8:
+            raise ValueError("QSGD message length does not match n and s (dense format)")
+        levels = _unpack_dense(body, n, s)
+    else:
+        levels = _unpack_elias(body, n, s)
+    return Quantized(n, s, d, NORMS[norm], scales, levels)
+
+
+def compress(v, s: int, bucket_size: int = 512, norm: str = "l2", format: str = "dense",
+             rng=None) -> bytes:
+    """``encode(quantize(v, ...), format)``."""
+    return encode(quantize(v, s, bucket_size, norm, rng), format)
+
+
+def decompress(data: bytes) -> np.ndarray:
+    """``decode(data).dequantize()``: the float32 gradient a message stands for."""
+    return decode(data).dequantize()
