@@ -1,0 +1,347 @@
+"""The system test bench around a CCI-P AFU: clock, reset, host model, runs, and the scoreboard.
+
+:class:`TB` wraps a top with the ``lowbit_afu`` ports (the real ``lowbit_hw.afu.LowbitAFU`` or a
+test double) in a :class:`~lowbit_sim.ccip_model.CcipHostModel` over a
+:class:`~lowbit_sim.host_memory.HostMemory`, programs registers BY NAME from
+:mod:`lowbit.registers`, and never hangs: every wait has a cycle limit. :func:`make_dataset`
+prepares a run with the host's own code (lowbit.quant, lowbit.format, lowbit.levels when present);
+:meth:`TB.train` runs it and :func:`scoreboard` holds the result to :func:`lowbit_sim.golden.run`
+bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles
+
+from lowbit.fixed import labels_to_fixed
+from lowbit.format import EPOCH_RECORD, RECORD_BYTES, STATUS_RECORD, LineFormat, pack_codes, pack_words, unpack_record
+from lowbit.quant import code_table, double_sample, levels_to_fixed, uniform_levels
+from lowbit.registers import REG, Ctrl, ErrorCode, State, code_table_address, encode_code_entry
+
+from .ccip_model import CcipHostModel, StormConfig
+from .golden import EngineConfig, GoldenRun
+from .host_memory import HostMemory
+
+#: Poison written into output buffers before a run: anything the AFU should write but did not shows.
+POISON = 0x5A
+
+
+class RunTimeout(AssertionError):
+    """A run did not end within its cycle budget."""
+
+
+# ------------------------------------------------------------------------------ data sets
+def optimal_levels_or_none():
+    """``lowbit.levels.optimal_levels`` if that module exists in the tree, else None."""
+    try:
+        from lowbit.levels import optimal_levels
+    except ImportError:
+        return None
+    return optimal_levels
+
+
+@dataclass
+class Dataset:
+    """What a run needs, built from the host's own quantization and packing code."""
+
+    fmt: LineFormat
+    levels: str  # "uniform" or "optimal" (the one actually used)
+    levels_q: np.ndarray
+    table_m: np.ndarray
+    table_e: np.ndarray
+    codes: np.ndarray  # (copies, rows, features)
+    labels_q: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return self.codes.shape[1]
+
+    @property
+    def features(self) -> int:
+        return self.codes.shape[2]
+
+    @property
+    def copies(self) -> int:
+        return self.codes.shape[0]
+
+    def data_lines(self) -> np.ndarray:
+        return np.concatenate([pack_codes(c, self.fmt) for c in self.codes])
+
+    def label_lines(self) -> np.ndarray:
+        return pack_words(self.labels_q, self.fmt.line_bits)[: self.fmt.label_lines(self.rows)]
+
+
+def make_dataset(rng: np.random.Generator, *, rows: int, features: int, bits: int, copies: int = 1,
+                 levels: str = "uniform", line_bits: int = 512) -> Dataset:
+    """A random least-squares problem in [-1, 1], double-sampled ``copies`` times.
+
+    ``levels="optimal"`` places the levels with ``lowbit.levels.optimal_levels`` (variance-minimising
+    DP) when that module exists; until then it falls back to uniform and says so in ``.levels``.
+    """
+    X = rng.uniform(-1, 1, (rows, features)) * rng.uniform(0.2, 1.0)
+    w = rng.normal(0, 1, features) / np.sqrt(features)
+    y = np.clip(X @ w * 0.5 + rng.normal(0, 0.01, rows), -1, 1)
+    used = "uniform"
+    lv = uniform_levels(bits)
+    if levels == "optimal":
+        opt = optimal_levels_or_none()
+        if opt is not None:
+            lv = opt(X, bits)
+            used = "optimal"
+    elif levels != "uniform":
+        raise ValueError(f"levels must be 'uniform' or 'optimal', got {levels!r}")
+    levels_q = levels_to_fixed(lv)
+    tm, te = code_table(levels_q)
+    codes = np.stack([double_sample(X, levels_q, rng) for _ in range(copies)])
+    return Dataset(fmt=LineFormat(bits=bits, features=features, line_bits=line_bits), levels=used,
+                   levels_q=levels_q, table_m=tm, table_e=te, codes=codes, labels_q=labels_to_fixed(y))
+
+
+# ------------------------------------------------------------------------------ results
+@dataclass
+class RunResult:
+    """What the AFU left in host memory and registers after a run."""
+
+    status: dict  # STATUS decoded
+    record: dict | None  # the status record, None if it was never written
+    models: np.ndarray | None  # (epochs, features) int32
+    model_padding: np.ndarray | None  # (epochs, padded - features) int32: must be 0
+    epoch_records: list[dict] | None
+    registers: dict  # CYCLES, READ_LINES, WRITE_LINES, STALL_CYCLES after the run
+    host_read_lines: int  # lines the host model served during the run
+    host_write_lines: int
+    bench_cycles: int  # cycles from START to the end seen by the bench
+
+
+@dataclass
+class RunBuffers:
+    data: object
+    labels: object
+    model: object
+    stats: object
+    status: object
+
+
+# ------------------------------------------------------------------------------ the bench
+class TB:
+    """Clock, reset, host model and helpers around ``dut``.
+
+    Parameters
+    ----------
+    dut : cocotb handle
+        A top with ``clk``, ``rst`` and the ``ccip__*`` ports.
+    seed : int
+        Seeds the host model (latencies, reordering, storms).
+    read_latency, write_latency : (int, int)
+    storms : bool
+        Random almost-full bursts on both channels.
+    """
+
+    def __init__(self, dut, *, seed: int = 0, read_latency=(100, 400), write_latency=(100, 400),
+                 storms: bool = True, mmio_timeout: int = 2000):
+        self.dut = dut
+        self.clk = dut.clk
+        self.rst = dut.rst
+        self.seed = seed
+        self.caps: dict | None = None
+        self.memory: HostMemory | None = None
+        storm = StormConfig() if storms else None
+        self._model_args = dict(seed=seed, read_latency=read_latency, write_latency=write_latency,
+                                c0_storms=storm, c1_storms=storm, mmio_timeout=mmio_timeout)
+        self.model: CcipHostModel | None = None
+        self._clock_started = False
+
+    async def setup(self) -> dict:
+        """Start the clock, pulse reset, start the host model; read CAPS. Returns CAPS decoded."""
+        if not self._clock_started:
+            Clock(self.clk, 4, unit="ns").start()
+            self._clock_started = True
+        self.rst.value = 1
+        await ClockCycles(self.clk, 4)
+        self.rst.value = 0
+        await ClockCycles(self.clk, 2)
+        caps_raw = None
+        # Line width from the port (CAPS is read over MMIO, which needs the model first).
+        line_bits = len(self.dut.ccip__c0_rx__data)
+        self.memory = HostMemory(line_bytes=line_bits // 8)
+        self.model = CcipHostModel(self.dut, self.clk, self.memory, **self._model_args)
+        self.model.start()
+        caps_raw = await self.read_reg("CAPS")
+        self.caps = REG["CAPS"].decode(caps_raw)
+        return self.caps
+
+    # ---------------------------------------------------------------- registers
+    async def write_reg(self, name: str, value: int) -> None:
+        await self.model.mmio_write64(REG[name].address, value)
+
+    async def read_reg(self, name: str) -> int:
+        return await self.model.mmio_read64(REG[name].address)
+
+    async def status(self) -> dict:
+        return REG["STATUS"].decode(await self.read_reg("STATUS"))
+
+    async def ctrl(self, bits: Ctrl) -> None:
+        await self.write_reg("CTRL", int(bits))
+
+    async def cycles(self, n: int) -> None:
+        await ClockCycles(self.clk, n)
+
+    # ---------------------------------------------------------------- runs
+    def alloc_run(self, ds: Dataset, epochs: int, guard: int = 4096) -> RunBuffers:
+        """Allocate and fill the data and label buffers; poison the output buffers."""
+        fmt = ds.fmt
+        mem = self.memory
+        rec = max(1, fmt.record_lines)
+        data = mem.alloc_lines(ds.copies * fmt.lines_per_copy(ds.rows), guard, "data")
+        data.write(ds.data_lines())
+        labels = mem.alloc_lines(fmt.label_lines(ds.rows), guard, "labels")
+        labels.write(ds.label_lines())
+        model = mem.alloc_lines(epochs * fmt.model_lines, guard, "model")
+        stats = mem.alloc_lines(epochs * rec, guard, "stats")
+        status = mem.alloc_lines(rec, guard, "status")
+        for r in (model, stats, status):
+            r.data[:] = POISON
+        return RunBuffers(data, labels, model, stats, status)
+
+    async def program(self, ds: Dataset, cfg: EngineConfig, bufs: RunBuffers, run_id: int) -> None:
+        """Write the code table and every run register, by name."""
+        for c in range(ds.fmt.codes):
+            await self.model.mmio_write64(code_table_address(c), encode_code_entry(ds.table_m[c], ds.table_e[c]))
+        for name, value in (("DATA_ADDR", bufs.data.line_address), ("LABEL_ADDR", bufs.labels.line_address),
+                            ("MODEL_ADDR", bufs.model.line_address), ("STATS_ADDR", bufs.stats.line_address),
+                            ("STATUS_ADDR", bufs.status.line_address), ("ROWS", cfg.rows),
+                            ("FEATURES", cfg.features), ("BITS", cfg.bits), ("BATCH", cfg.batch),
+                            ("EPOCHS", cfg.epochs), ("COPIES", cfg.copies), ("STEP", cfg.step), ("RUN_ID", run_id)):
+            await self.write_reg(name, value)
+
+    async def wait_end(self, timeout_cycles: int, status_buffer=None, run_id: int | None = None,
+                       poll: int = 64, status_every: int = 1024):
+        """Wait until the status record (if given) carries ``run_id`` and a final state, or STATUS
+        shows DONE/ERROR; raise :class:`RunTimeout` after ``timeout_cycles``.
+
+        Returns ``(STATUS decoded, status record or None)``.
+        """
+        start = self.model.cycle
+        next_status = 0
+        while True:
+            waited = self.model.cycle - start
+            if status_buffer is not None:
+                rec = unpack_record(status_buffer.data, STATUS_RECORD)
+                if rec["state"] in (State.DONE, State.ERROR) and (run_id is None or rec["run_id"] == run_id):
+                    # STATUS follows once the record's write response reached the AFU.
+                    for _ in range(64):
+                        st = await self.status()
+                        if st["STATE"] != State.BUSY:
+                            break
+                    return st, rec
+            if waited >= next_status:
+                next_status = waited + status_every
+                st = await self.status()
+                if st["STATE"] in (State.DONE, State.ERROR) and status_buffer is None:
+                    return st, None
+                if st["STATE"] == State.ERROR:  # rejected at START: no status record is promised
+                    return st, None
+            if waited > timeout_cycles:
+                st = await self.status()
+                raise RunTimeout(f"run did not end within {timeout_cycles} cycles: STATUS {st}, "
+                                 f"{self.model.lines_in_flight} read lines in flight")
+            await ClockCycles(self.clk, poll)
+
+    def budget(self, cfg: EngineConfig, fmt: LineFormat) -> int:
+        """A generous cycle limit for a run (the bench's hang detector, not a performance bound)."""
+        lanes = max(1, (self.caps or {}).get("LANES", 1))
+        per_row = fmt.padded_features // lanes + 16
+        per_batch = 2 * fmt.padded_features // lanes + 128
+        per_epoch = (cfg.rows * per_row + -(-cfg.rows // cfg.batch) * per_batch + 2 * fmt.lines_per_copy(cfg.rows)
+                     + fmt.model_lines + 4000)
+        return 3 * cfg.epochs * per_epoch + 20_000
+
+    async def train(self, ds: Dataset, cfg: EngineConfig, run_id: int, timeout_cycles: int | None = None,
+                    bufs: RunBuffers | None = None) -> RunResult:
+        """Load, program, START, wait; collect everything the AFU wrote."""
+        bufs = bufs or self.alloc_run(ds, cfg.epochs)
+        await self.program(ds, cfg, bufs, run_id)
+        r0, w0 = self.model.read_lines, self.model.write_lines
+        c0 = self.model.cycle
+        await self.ctrl(Ctrl.START)
+        st, rec = await self.wait_end(timeout_cycles or self.budget(cfg, ds.fmt), bufs.status, run_id)
+        bench_cycles = self.model.cycle - c0
+        regs = {n: await self.read_reg(n) for n in ("CYCLES", "READ_LINES", "WRITE_LINES", "STALL_CYCLES")}
+        # Let outstanding write responses drain so the host-side counts are final.
+        for _ in range(100):
+            if not self.model._writes:
+                break
+            await ClockCycles(self.clk, 64)
+        fmt = ds.fmt
+        models = padding = records = None
+        if rec is not None:
+            words = bufs.model.data.view("<i4").reshape(cfg.epochs, fmt.padded_features)
+            models = words[:, : cfg.features].astype(np.int32)
+            padding = words[:, cfg.features :].astype(np.int32)
+            rb = max(1, fmt.record_lines) * fmt.line_bytes
+            raw = bufs.stats.data.reshape(cfg.epochs, rb)[:, :RECORD_BYTES]
+            records = [unpack_record(raw[e], EPOCH_RECORD) for e in range(cfg.epochs)]
+        return RunResult(status=st, record=rec, models=models, model_padding=padding, epoch_records=records,
+                         registers=regs, host_read_lines=self.model.read_lines - r0,
+                         host_write_lines=self.model.write_lines - w0, bench_cycles=bench_cycles)
+
+    def check(self) -> None:
+        """The host model's protocol checks, bad accesses and every guard band."""
+        self.model.check()
+
+
+# ------------------------------------------------------------------------------ scoreboard
+def scoreboard(res: RunResult, gold: GoldenRun, cfg: EngineConfig, fmt: LineFormat, run_id: int) -> None:
+    """Hold a run to the golden model bit for bit; raise AssertionError naming the first mismatch."""
+    assert res.status["STATE"] == State.DONE and res.status["ERROR"] == ErrorCode.NONE, \
+        f"run ended in {State(res.status['STATE']).name} with {ErrorCode(res.status['ERROR']).name}"
+    assert res.record is not None, "no status record"
+    rec = res.record
+    assert rec["state"] == State.DONE and rec["error"] == 0, f"status record {rec}"
+    assert rec["run_id"] == run_id and rec["epochs"] == cfg.epochs, f"status record {rec}"
+    assert res.status["EPOCH"] == cfg.epochs, f"STATUS.EPOCH {res.status['EPOCH']} != {cfg.epochs}"
+    for e in range(cfg.epochs):
+        got, want = res.models[e], gold.models[e]
+        if not np.array_equal(got, want):
+            j = int(np.flatnonzero(got != want)[0])
+            raise AssertionError(f"epoch {e} model differs from golden at feature {j}: {int(got[j])} != "
+                                 f"{int(want[j])} ({int((got != want).sum())} of {cfg.features} features differ)")
+    assert not res.model_padding.any(), "model padding words (features >= F) are not 0"
+    losses = [r["loss"] for r in res.epoch_records]
+    assert losses == list(gold.losses), f"epoch losses {losses} != golden {list(gold.losses)}"
+    ep = [r["epoch"] for r in res.epoch_records]
+    assert ep[0] in (0, 1) and ep == list(range(ep[0], ep[0] + cfg.epochs)), f"epoch record numbers {ep}"
+    # The record's counters are the registers' final values, and the host saw exactly those reads.
+    for word, reg in (("cycles", "CYCLES"), ("read_lines", "READ_LINES"), ("stall_cycles", "STALL_CYCLES")):
+        assert rec[word] == res.registers[reg], f"status record {word} {rec[word]} != {reg} {res.registers[reg]}"
+    assert rec["read_lines"] == res.host_read_lines, \
+        f"status record read_lines {rec['read_lines']} != lines the host served {res.host_read_lines}"
+    min_reads = cfg.epochs * fmt.lines_per_copy(cfg.rows)
+    assert rec["read_lines"] >= min_reads, f"read {rec['read_lines']} lines, the data alone is {min_reads}"
+    min_writes = cfg.epochs * (fmt.model_lines + max(1, fmt.record_lines))
+    assert res.host_write_lines >= min_writes and res.host_write_lines - rec["write_lines"] in (0, 1, 2), \
+        f"host saw {res.host_write_lines} line writes, status record says {rec['write_lines']}"
+    assert 0 < rec["cycles"] <= res.bench_cycles + 16, f"cycles {rec['cycles']} vs bench {res.bench_cycles}"
+
+
+def random_config(rng: np.random.Generator, max_features: int, lanes: int) -> dict:
+    """One random configuration of the regular suite (see docs/verification.md)."""
+    bits = int(rng.integers(1, 9))
+    kind = rng.choice(["one", "odd", "unaligned", "aligned"], p=[0.1, 0.35, 0.35, 0.2])
+    cap = min(max_features, 300)
+    features = {"one": 1,
+                "odd": int(rng.integers(0, cap // 2)) * 2 + 1,
+                "unaligned": int(rng.integers(1, cap)),
+                "aligned": int(rng.integers(1, cap // 32 + 1)) * 32}[str(kind)]
+    features = max(1, min(features, max_features))
+    rows = 1 if rng.random() < 0.1 else int(rng.integers(2, 48))
+    batch = 1 if rng.random() < 0.3 else int(rng.integers(2, 12))
+    return dict(bits=bits, features=features, rows=rows, batch=batch, epochs=int(rng.integers(1, 4)),
+                copies=int(rng.integers(1, 3)), levels=str(rng.choice(["uniform", "optimal"])),
+                step=float(rng.uniform(0.002, 0.05)))
