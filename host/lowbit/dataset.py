@@ -1,0 +1,258 @@
+"""A data set quantized for the engine: K double-sampled copies, labels, level table, packed lines.
+
+Fresh randomness per epoch comes from ``K`` independently quantized copies cycled over epochs
+(epoch ``e`` reads copy ``e mod K``, the engine's COPIES register). Memory cost: ``K`` times one
+copy's ``lines_per_copy(N) * W / 8`` bytes of host memory (about ``K * N * F * (b+1) / 8``), against
+re-quantizing between epochs, which would need the full-precision data (4 bytes per value) and a
+host pass per epoch. See docs/quantization.md.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+from .fixed import labels_to_fixed
+from .format import FORMAT_VERSION, LineFormat, check_bits, pack_codes, pack_words, unpack_codes
+from .levels import make_levels
+from .quant import check_finite, code_table, double_sample, levels_to_fixed
+from .registers import MAX_COPIES
+
+#: Revision of the .npz container written by :meth:`QuantizedDataset.save`.
+FILE_VERSION = 1
+#: Values per quantization chunk (bounds the temporary float64 arrays to ~50 MB).
+_CHUNK_VALUES = 1 << 21
+#: Optimal levels are placed using at most this many values (a seeded sample beyond it).
+_LEVEL_SAMPLE = 1 << 22
+_RANGE_TOL = 1e-9
+
+
+def _positive_int(name, value, hi=None):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1 or (hi and value > hi):
+        raise ValueError(f"{name} must be an integer in 1..{hi if hi else 'inf'}, got {value!r}")
+    return int(value)
+
+
+class QuantizedDataset:
+    """Double-sampled copies of a normalised data set, in the engine's formats.
+
+    Build with :meth:`build` (from normalised float data) or :meth:`load` (from :meth:`save`).
+
+    Attributes
+    ----------
+    fmt : LineFormat
+    levels : ndarray, float64, (2^b,)
+        The level set asked for; ``levels_q`` is what the engine uses.
+    levels_q : ndarray, int16, (2^b,)
+    table_m, table_e : ndarray, int64, (2^(b+1) - 1,)
+        The code table (``lowbit.quant.code_table``).
+    codes : ndarray, uint16, (copies, N, F)
+    labels_q : ndarray, int32, (N,)
+    rows, features, copies : int
+    seed : int or None
+    level_kind : str
+        ``"uniform"``, ``"optimal"`` or ``"custom"``.
+    """
+
+    def __init__(self, *, fmt: LineFormat, levels, levels_q, codes, labels_q, seed=None, level_kind="custom"):
+        self.fmt = fmt
+        self.levels = np.asarray(levels, dtype=np.float64)
+        self.levels_q = np.asarray(levels_q, dtype=np.int16)
+        self.table_m, self.table_e = code_table(self.levels_q)
+        self.codes = np.asarray(codes, dtype=np.uint16)
+        self.labels_q = np.asarray(labels_q, dtype=np.int32)
+        self.copies, self.rows, self.features = self.codes.shape
+        self.seed = seed
+        self.level_kind = level_kind
+        self._lines: np.ndarray | None = None
+
+    # -------------------------------------------------------------------------------- build
+    @classmethod
+    def build(cls, X, y, *, bits: int, levels="uniform", copies: int = 1, seed: int = 0, line_bits: int = 512,
+              max_features: int | None = None, progress: bool = True) -> "QuantizedDataset":
+        """Quantize normalised data (``X`` in [-1, 1], ``|y| <= 1``) into ``copies`` copies.
+
+        Parameters
+        ----------
+        X : array_like, (N, F)
+            Features already normalised to [-1, 1] (:class:`lowbit.data.Normalizer`).
+        y : array_like, (N,)
+            Labels with ``|y| <= 1``.
+        bits : int
+            1..8.
+        levels : "uniform", "optimal" or array
+            The level set; optimal levels are fitted to ``X``'s values (a seeded sample of
+            ``2^22`` values if there are more).
+        copies : int
+            Independently double-sampled copies K (1..MAX_COPIES); epoch e reads copy e mod K.
+        seed : int
+            Seeds one ``numpy.random.Generator`` for the level sample and all copies.
+        line_bits : int
+            Line width W of the target engine.
+        max_features : int, optional
+            The engine's MAX_FEATURES; more features is an error.
+        progress : bool
+            A tqdm bar over the quantization (shown only on a terminal).
+
+        Raises
+        ------
+        ValueError
+            NaN/inf, empty data, bits outside 1..8, X outside [-1, 1], |y| > 1, F > max_features,
+            bad copies; the message names the problem.
+        """
+        bits = check_bits(bits)
+        copies = _positive_int("copies", copies, MAX_COPIES)
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D (rows, features), got shape {X.shape}")
+        if X.shape[0] == 0 or X.shape[1] == 0:
+            raise ValueError(f"data is empty (X has shape {X.shape})")
+        X = check_finite(X, "X")
+        y = check_finite(y, "y")
+        if y.shape != (X.shape[0],):
+            raise ValueError(f"y must have shape ({X.shape[0]},), got {y.shape}")
+        n, f = X.shape
+        if max_features is not None and f > max_features:
+            raise ValueError(f"{f} features exceed max_features = {max_features}")
+        xmax = float(np.max(np.abs(X)))
+        if xmax > 1 + _RANGE_TOL:
+            raise ValueError(f"X must be normalised to [-1, 1] (lowbit.data.Normalizer); max |x| = {xmax:.6g}")
+        ymax = float(np.max(np.abs(y)))
+        if ymax > 1 + _RANGE_TOL:
+            raise ValueError(f"y must be normalised to [-1, 1] (lowbit.data.Normalizer); max |y| = {ymax:.6g}")
+        fmt = LineFormat(bits=bits, features=f, line_bits=line_bits)
+        rng = np.random.default_rng(seed)
+
+        kind = levels if isinstance(levels, str) else "custom"
+        values = None
+        if isinstance(levels, str) and levels == "optimal":
+            values = X.ravel()
+            if values.size > _LEVEL_SAMPLE:
+                values = values[rng.integers(0, values.size, _LEVEL_SAMPLE)]
+        lv = make_levels(levels, bits, values)
+        levels_q = levels_to_fixed(lv)
+
+        codes = np.empty((copies, n, f), dtype=np.uint16)
+        chunk = max(1, _CHUNK_VALUES // f)
+        starts = range(0, n, chunk)
+        from tqdm.auto import tqdm
+
+        show = progress and sys.stderr.isatty()
+        with tqdm(total=copies * len(starts), desc="quantize", unit="chunk", disable=not show) as bar:
+            for k in range(copies):
+                for s in starts:
+                    codes[k, s : s + chunk] = double_sample(X[s : s + chunk], levels_q, rng)
+                    bar.update()
+        return cls(fmt=fmt, levels=lv, levels_q=levels_q, codes=codes, labels_q=labels_to_fixed(y), seed=seed,
+                   level_kind=kind)
+
+    # -------------------------------------------------------------------------------- lines
+    def data_lines(self) -> np.ndarray:
+        """All copies packed, ``(copies * lines_per_copy(N), line_bytes)`` uint8; copy k at k * lines_per_copy."""
+        if self._lines is None:
+            per = self.fmt.lines_per_copy(self.rows)
+            out = np.empty((self.copies * per, self.fmt.line_bytes), dtype=np.uint8)
+            for k in range(self.copies):
+                out[k * per : (k + 1) * per] = pack_codes(self.codes[k], self.fmt)
+            self._lines = out
+        return self._lines
+
+    def label_lines(self) -> np.ndarray:
+        """Labels as int32 words, ``(label_lines(N), line_bytes)`` uint8."""
+        return pack_words(self.labels_q, self.fmt.line_bits)[: self.fmt.label_lines(self.rows)]
+
+    def nbytes_streamed_per_epoch(self) -> int:
+        """Bytes the engine reads per epoch: one copy of the data plus the labels."""
+        return self.fmt.bytes_per_copy(self.rows) + self.fmt.label_lines(self.rows) * self.fmt.line_bytes
+
+    def nbytes_host(self) -> int:
+        """Host memory of the packed copies and labels (the K-copies memory cost)."""
+        return self.copies * self.fmt.bytes_per_copy(self.rows) + self.fmt.label_lines(self.rows) * self.fmt.line_bytes
+
+    def __repr__(self):
+        return (f"QuantizedDataset({self.rows} x {self.features}, b={self.fmt.bits}, {self.level_kind} levels, "
+                f"{self.copies} copies, W={self.fmt.line_bits})")
+
+    # -------------------------------------------------------------------------------- files
+    def save(self, path) -> None:
+        """One .npz: packed lines, labels, levels, and the metadata to check them on load."""
+        np.savez(
+            path,
+            file_version=np.int64(FILE_VERSION),
+            format_version=np.int64(FORMAT_VERSION),
+            bits=np.int64(self.fmt.bits),
+            line_bits=np.int64(self.fmt.line_bits),
+            rows=np.int64(self.rows),
+            features=np.int64(self.features),
+            copies=np.int64(self.copies),
+            seed=np.int64(-1 if self.seed is None else self.seed),
+            level_kind=np.str_(self.level_kind),
+            levels=self.levels,
+            levels_q=self.levels_q,
+            data=self.data_lines(),
+            labels_q=self.labels_q,
+        )
+
+    @classmethod
+    def load(cls, path) -> "QuantizedDataset":
+        """Read :meth:`save`'s file; ValueError naming the file and the problem if it is not valid."""
+        name = os.fspath(path)
+        try:
+            with np.load(name, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # truncated or not an npz: zipfile/EOF/pickle errors
+            raise ValueError(f"{name}: not a readable lowbit dataset file ({type(exc).__name__}: {exc})") from None
+
+        def need(key):
+            if key not in arrays:
+                raise ValueError(f"{name}: missing array {key!r} (not a lowbit dataset file, or truncated)")
+            return arrays[key]
+
+        def scalar(key):
+            a = need(key)
+            if a.shape != () or not np.issubdtype(a.dtype, np.integer):
+                raise ValueError(f"{name}: {key!r} must be an integer scalar, got {a.dtype} {a.shape}")
+            return int(a)
+
+        if scalar("file_version") != FILE_VERSION:
+            raise ValueError(f"{name}: file version {scalar('file_version')}, this lowbit reads version {FILE_VERSION}")
+        if scalar("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{name}: packed with line format version {scalar('format_version')}, "
+                             f"this lowbit uses version {FORMAT_VERSION}")
+        try:
+            fmt = LineFormat(bits=scalar("bits"), features=scalar("features"), line_bits=scalar("line_bits"))
+            rows = _positive_int("rows", scalar("rows"))
+            copies = _positive_int("copies", scalar("copies"), MAX_COPIES)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+        per = fmt.lines_per_copy(rows)
+        data = need("data")
+        if data.dtype != np.uint8 or data.shape != (copies * per, fmt.line_bytes):
+            raise ValueError(f"{name}: packed data has shape {data.shape} ({data.dtype}), expected "
+                             f"{(copies * per, fmt.line_bytes)} uint8 for {copies} copies of {rows} rows")
+        labels_q = need("labels_q")
+        if labels_q.shape != (rows,) or labels_q.dtype != np.int32:
+            raise ValueError(f"{name}: labels have shape {labels_q.shape} ({labels_q.dtype}), expected ({rows},) int32")
+        levels, levels_q = need("levels"), need("levels_q")
+        if levels.shape != (1 << fmt.bits,) or levels_q.shape != levels.shape:
+            raise ValueError(f"{name}: level table has {levels_q.size} entries, {fmt.bits} bits need {1 << fmt.bits}")
+        try:
+            expect_q = levels_to_fixed(levels)
+        except ValueError as exc:
+            raise ValueError(f"{name}: bad levels: {exc}") from None
+        if not np.array_equal(expect_q, levels_q):
+            raise ValueError(f"{name}: levels_q does not match levels (inconsistent level table)")
+        codes = np.stack([unpack_codes(data[k * per : (k + 1) * per], fmt, rows) for k in range(copies)])
+        if codes.max() >= fmt.codes:
+            raise ValueError(f"{name}: packed data holds code {int(codes.max())}, "
+                             f"{fmt.bits}-bit codes are 0..{fmt.codes - 1} (corrupt data)")
+        seed = scalar("seed")
+        kind = str(need("level_kind"))
+        ds = cls(fmt=fmt, levels=levels, levels_q=levels_q, codes=codes, labels_q=labels_q,
+                 seed=None if seed < 0 else seed, level_kind=kind)
+        ds._lines = data
+        return ds
