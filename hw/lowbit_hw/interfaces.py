@@ -25,8 +25,8 @@ Core <-> shell contract
 * ``status`` is what the CSR block shows in STATUS and the counter registers.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: data.Struct reads its field shapes from the
+# class annotations, and string annotations would leave every layout below silently EMPTY.
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
