@@ -121,6 +121,40 @@ class LineFormat:
         return RECORD_BYTES * 8 // self.line_bits
 
 
+_M1, _M2, _M4 = np.uint64(0x00AA00AA00AA00AA), np.uint64(0x0000CCCC0000CCCC), np.uint64(0x00000000F0F0F0F0)
+_S7, _S14, _S28 = np.uint64(7), np.uint64(14), np.uint64(28)
+
+
+def _transpose8(x: np.ndarray) -> np.ndarray:
+    """Transpose, in place, each uint64 seen as an 8x8 bit matrix (bit ``8i + j`` = row i, column j).
+
+    With eight consecutive 8-bit codes as the rows (byte ``t`` = code ``t``), row ``k`` of the
+    transpose is the byte of bit plane ``k``: bit ``t`` = bit ``k`` of code ``t``, which is exactly
+    one byte of line ``k`` of a block. Three delta swaps (Hacker's Delight, transpose8) do it for
+    all codes at once, ~8x faster than one ``packbits`` per plane. The transpose is an involution,
+    so the same function unpacks.
+    """
+    t = (x ^ (x >> _S7)) & _M1
+    x ^= t
+    x ^= t << _S7
+    t = (x ^ (x >> _S14)) & _M2
+    x ^= t
+    x ^= t << _S14
+    t = (x ^ (x >> _S28)) & _M4
+    x ^= t
+    x ^= t << _S28
+    return x
+
+
+def _stream(codes: np.ndarray, fmt: LineFormat, nblocks: int, shift: int = 0) -> np.ndarray:
+    """Bits ``shift..shift+7`` of the padded code stream as uint8, ``nblocks * W`` long."""
+    rows = codes.shape[0]
+    stream = np.zeros(nblocks * fmt.line_bits, dtype=np.uint8)
+    rows_view = stream[: rows * fmt.padded_features].reshape(rows, fmt.padded_features)[:, : fmt.features]
+    np.copyto(rows_view, codes >> shift if shift else codes, casting="unsafe")  # keeps the low 8 bits
+    return stream
+
+
 def pack_codes(codes: np.ndarray, fmt: LineFormat) -> np.ndarray:
     """Pack an ``(N, F)`` array of codes into bit-plane blocks: ``(lines, line_bytes)`` uint8."""
     codes = np.asarray(codes)
@@ -132,13 +166,16 @@ def pack_codes(codes: np.ndarray, fmt: LineFormat) -> np.ndarray:
         raise ValueError(f"codes out of range for {fmt.bits}-bit double sampling: valid 0..{fmt.codes - 1}")
     rows = codes.shape[0]
     nblocks = fmt.blocks(rows)
-    stream = np.zeros(nblocks * fmt.line_bits, dtype=np.uint16)
-    stream[: rows * fmt.padded_features].reshape(rows, fmt.padded_features)[:, : fmt.features] = codes
-    blocks = stream.reshape(nblocks, fmt.line_bits)
-    out = np.empty((nblocks, fmt.code_bits, fmt.line_bytes), dtype=np.uint8)
-    for k in range(fmt.code_bits):  # a loop over <= 9 bit planes, each plane vectorised
-        out[:, k, :] = np.packbits((blocks >> k) & 1, axis=1, bitorder="little")
-    return out.reshape(nblocks * fmt.code_bits, fmt.line_bytes)
+    nbytes = fmt.line_bytes
+    # Planes 0..7: the 8x8 bit transpose of each group of eight codes gives one byte of each plane.
+    x = _transpose8(_stream(codes, fmt, nblocks).view("<u8"))
+    low = min(fmt.code_bits, 8)
+    out = np.empty((nblocks, fmt.code_bits, nbytes), dtype=np.uint8)
+    out[:, :low, :] = x.view(np.uint8).reshape(nblocks, nbytes, 8).transpose(0, 2, 1)[:, :low, :]
+    if fmt.code_bits > 8:  # b = 8: the ninth plane
+        hi = _stream(codes, fmt, nblocks, shift=8).reshape(nblocks, fmt.line_bits)
+        out[:, 8, :] = np.packbits(hi, axis=1, bitorder="little")
+    return out.reshape(nblocks * fmt.code_bits, nbytes)
 
 
 def unpack_codes(lines: np.ndarray, fmt: LineFormat, rows: int) -> np.ndarray:
@@ -148,11 +185,16 @@ def unpack_codes(lines: np.ndarray, fmt: LineFormat, rows: int) -> np.ndarray:
     if lines.ndim != 2 or lines.shape[1] != fmt.line_bytes or lines.shape[0] < need:
         raise ValueError(f"need at least {need} lines of {fmt.line_bytes} bytes for {rows} rows, got {lines.shape}")
     nblocks = fmt.blocks(rows)
-    planes = lines[:need].reshape(nblocks, fmt.code_bits, fmt.line_bytes)
-    stream = np.zeros((nblocks, fmt.line_bits), dtype=np.uint16)
-    for k in range(fmt.code_bits):
-        stream |= np.unpackbits(planes[:, k, :], axis=1, bitorder="little").astype(np.uint16) << k
-    return stream.reshape(-1)[: rows * fmt.padded_features].reshape(rows, fmt.padded_features)[:, : fmt.features]
+    nbytes = fmt.line_bytes
+    planes = lines[:need].reshape(nblocks, fmt.code_bits, nbytes)
+    low = min(fmt.code_bits, 8)
+    groups = np.zeros((nblocks, nbytes, 8), dtype=np.uint8)
+    groups[:, :, :low] = planes[:, :low, :].transpose(0, 2, 1)
+    n = rows * fmt.padded_features
+    stream = _transpose8(groups.reshape(-1).view("<u8")).view(np.uint8)[:n].astype(np.uint16)
+    if fmt.code_bits > 8:
+        stream |= np.unpackbits(planes[:, 8, :], axis=1, bitorder="little").reshape(-1)[:n].astype(np.uint16) << 8
+    return stream.reshape(rows, fmt.padded_features)[:, : fmt.features]
 
 
 def pack_words(words: np.ndarray, line_bits: int, dtype=np.int32) -> np.ndarray:
