@@ -1,0 +1,223 @@
+"""cocotb system tests of the real AFU (``lowbit_hw.afu.LowbitAFU``) against the golden model.
+
+Every run goes through :class:`~lowbit_sim.afu_tb.TB`: host memory answering after a random
+100-400 cycles, out of order, with almost-full storms on both channels, and is held to
+:func:`lowbit_sim.golden.run` BIT FOR BIT (model snapshot of every epoch, every epoch's loss, the
+status record), with every guard band intact and no access outside the buffers.
+
+Seeds: ``LOWBIT_SEEDS`` random configurations (default 50) from ``LOWBIT_SEED0`` (default 0).
+Seed ``s`` uses ``b = 1 + s mod 8`` and alternates uniform/optimal levels every 8 seeds, so any 16
+consecutive seeds cover b = 1..8 with both level placements; the rest of its configuration is
+drawn by :func:`~lowbit_sim.afu_tb.random_config`. Run from tests/test_cocotb_afu.py.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+import cocotb
+
+from lowbit.fixed import step_to_fixed
+from lowbit.format import FORMAT_VERSION
+from lowbit.registers import (AFU_ID_H, AFU_ID_L, CODE_TABLE_BASE, DFH_VALUE, REG, REGISTERS, Access, Ctrl,
+                              ErrorCode, State)
+
+from . import golden
+from .afu_tb import TB, make_dataset, random_config, scoreboard
+from .golden import EngineConfig
+
+SEEDS = int(os.environ.get("LOWBIT_SEEDS", "50"))
+SEED0 = int(os.environ.get("LOWBIT_SEED0", "0"))
+
+
+def seed_config(seed: int, max_features: int, lanes: int) -> dict:
+    rng = np.random.default_rng([seed, 1])
+    p = random_config(rng, max_features, lanes)
+    p["bits"] = 1 + seed % 8
+    p["levels"] = ("uniform", "optimal")[(seed // 8) % 2]
+    return p
+
+
+async def good_run(tb: TB, seed: int, *, rows: int, features: int, bits: int, batch: int, epochs: int,
+                   copies: int = 1, levels: str = "uniform", step: float | None = None, run_id: int | None = None):
+    """Prepare, run and score one configuration; returns the RunResult."""
+    rng = np.random.default_rng([seed, 2])
+    ds = make_dataset(rng, rows=rows, features=features, bits=bits, copies=copies, levels=levels,
+                      line_bits=tb.caps["LINE_BITS"])
+    if step is None:
+        step = min(0.5, 0.5 / (features * batch))
+    cfg = EngineConfig(rows=rows, features=features, bits=bits, batch=batch, epochs=epochs,
+                       step=step_to_fixed(step), copies=copies)
+    gold = golden.run(cfg, ds.codes, ds.labels_q, ds.table_m, ds.table_e)
+    run_id = run_id if run_id is not None else (seed << 8) | 0x5
+    res = await tb.train(ds, cfg, run_id)
+    tb.dut._log.info(f"seed {seed}: {cfg} levels={ds.levels}: {res.record and res.record['cycles']} cycles, "
+                     f"{res.host_read_lines} lines read")
+    scoreboard(res, gold, cfg, ds.fmt, run_id)
+    tb.check()
+    return res
+
+
+# ------------------------------------------------------------------------------ random configurations
+@cocotb.test()
+@cocotb.parametrize(seed=list(range(SEED0, SEED0 + SEEDS)))
+async def random_configuration_matches_golden(dut, seed):
+    tb = TB(dut, seed=seed)
+    caps = await tb.setup()
+    p = seed_config(seed, caps["MAX_FEATURES"], caps["LANES"])
+    await good_run(tb, seed, **p)
+
+
+#: Named corner cases, each run on every build.
+CORNERS = {
+    "F1_N1_B1": dict(rows=1, features=1, bits=3, batch=1, epochs=2),
+    "F1_batch_gt_1": dict(rows=7, features=1, bits=8, batch=3, epochs=3, copies=2),
+    "N1_F33": dict(rows=1, features=33, bits=2, batch=1, epochs=2),
+    "F31_full_batch": dict(rows=9, features=31, bits=1, batch=9, epochs=2),
+    "batch_gt_rows": dict(rows=5, features=70, bits=5, batch=64, epochs=2),
+    "F_one_line_exactly": dict(rows=6, features=512, bits=4, batch=2, epochs=1),
+    "several_epochs_two_copies": dict(rows=20, features=97, bits=6, batch=4, epochs=3, copies=2, levels="optimal"),
+    "saturating_step": dict(rows=16, features=40, bits=7, batch=8, epochs=2, step=0.5),
+}
+
+
+@cocotb.test()
+@cocotb.parametrize(case=list(CORNERS))
+async def corner_case_matches_golden(dut, case):
+    tb = TB(dut, seed=SEED0 + 1000)
+    await tb.setup()
+    await good_run(tb, SEED0 + 1000, **CORNERS[case])
+
+
+@cocotb.test()
+async def maximum_features_of_this_build_match_golden(dut):
+    tb = TB(dut, seed=SEED0 + 2000)
+    caps = await tb.setup()
+    await good_run(tb, SEED0 + 2000, rows=3, features=caps["MAX_FEATURES"], bits=2, batch=2, epochs=2)
+
+
+# ------------------------------------------------------------------------------ MMIO
+@cocotb.test()
+async def mmio_registers_identify_the_engine_and_every_read_is_answered(dut):
+    tb = TB(dut, seed=SEED0)
+    caps = await tb.setup()
+    assert await tb.read_reg("DFH") == DFH_VALUE
+    assert await tb.read_reg("AFU_ID_L") == AFU_ID_L
+    assert await tb.read_reg("AFU_ID_H") == AFU_ID_H
+    assert await tb.read_reg("DFH_RSVD0") == 0 and await tb.read_reg("DFH_RSVD1") == 0
+    assert caps["LINE_BITS"] == len(dut.ccip__c0_rx__data)
+    assert caps["FORMAT_VERSION"] == FORMAT_VERSION and caps["MODEL_FRAC"] == 24
+    assert 1 <= caps["LANES"] <= 32 and caps["MAX_FEATURES"] >= 32
+    st = await tb.status()
+    assert st["STATE"] == State.IDLE and st["ERROR"] == ErrorCode.NONE
+    # Every RW register keeps what was written, cut to its width.
+    rng = np.random.default_rng(SEED0)
+    rw = [r for r in REGISTERS if r.access is Access.RW]
+    values = {r.name: int(rng.integers(0, 1 << 63)) * 2 + 1 for r in rw}
+    for r in rw:
+        await tb.write_reg(r.name, values[r.name])
+    for r in rw:
+        got = await tb.read_reg(r.name)
+        assert got == values[r.name] & ((1 << r.width) - 1), f"{r.name}: read 0x{got:x} after writing 0x{values[r.name]:x}"
+    # Unknown addresses, the write-only CTRL and code table read as 0 (and are answered).
+    for address in (0x0D0, 0x0F8, 0x800, REG["CTRL"].address, CODE_TABLE_BASE, CODE_TABLE_BASE + 8 * 510, 0x1FF8):
+        assert await tb.model.mmio_read64(address) == 0, f"0x{address:x} does not read as 0"
+    # Writes to read-only registers are ignored.
+    await tb.write_reg("DFH", 0)
+    assert await tb.read_reg("DFH") == DFH_VALUE
+    # Many reads in flight at once, each answered once and matched by tid.
+    addrs = [REG["SCRATCH"].address, REG["AFU_ID_L"].address, 0x0F00] * 40
+    tasks = [cocotb.start_soon(tb.model.mmio_read64(a)) for a in addrs]
+    got = [await t for t in tasks]
+    assert got == [values["SCRATCH"], AFU_ID_L, 0] * 40
+    await tb.cycles(50)
+    assert tb.model.idle
+    tb.check()
+
+
+# ------------------------------------------------------------------------------ bad use never hangs
+BAD = {
+    "rows_0": (dict(ROWS=0), ErrorCode.BAD_ROWS),
+    "features_0": (dict(FEATURES=0), ErrorCode.BAD_FEATURES),
+    "features_over_capacity": (dict(FEATURES=None), ErrorCode.BAD_FEATURES),  # MAX_FEATURES + 1
+    "bits_0": (dict(BITS=0), ErrorCode.BAD_BITS),
+    "bits_9": (dict(BITS=9), ErrorCode.BAD_BITS),
+    "batch_0": (dict(BATCH=0), ErrorCode.BAD_BATCH),
+    "batch_over_max": (dict(BATCH=4097), ErrorCode.BAD_BATCH),
+    "epochs_0": (dict(EPOCHS=0), ErrorCode.BAD_EPOCHS),
+    "copies_0": (dict(COPIES=0), ErrorCode.BAD_COPIES),
+    "step_0": (dict(STEP=0), ErrorCode.BAD_STEP),
+}
+
+
+async def expect_error(tb: TB, code: ErrorCode, timeout: int = 20_000) -> None:
+    st, _ = await tb.wait_end(timeout)
+    assert st["STATE"] == State.ERROR and st["ERROR"] == code, \
+        f"expected ERROR {code.name}, STATUS is {State(st['STATE']).name} / error {st['ERROR']}"
+
+
+async def reset_and_prove_alive(tb: TB, seed: int) -> None:
+    await tb.ctrl(Ctrl.RESET)
+    for _ in range(200):  # RESET lets pending memory traffic drain first
+        st = await tb.status()
+        if st["STATE"] == State.IDLE:
+            break
+        await tb.cycles(32)
+    assert st["STATE"] == State.IDLE and st["ERROR"] == ErrorCode.NONE, f"after RESET: {st}"
+    await good_run(tb, seed, rows=5, features=45, bits=3, batch=2, epochs=2)
+
+
+@cocotb.test()
+@cocotb.parametrize(case=list(BAD))
+async def bad_configuration_gives_its_error_code_then_reset_recovers(dut, case):
+    tb = TB(dut, seed=SEED0 + 3000)
+    caps = await tb.setup()
+    rng = np.random.default_rng(SEED0 + 3000)
+    ds = make_dataset(rng, rows=4, features=40, bits=3, line_bits=caps["LINE_BITS"])
+    cfg = EngineConfig(rows=4, features=40, bits=3, batch=2, epochs=1, step=step_to_fixed(0.01))
+    bufs = tb.alloc_run(ds, 1)
+    await tb.program(ds, cfg, bufs, run_id=1)
+    override, code = BAD[case]
+    for name, value in override.items():
+        await tb.write_reg(name, caps["MAX_FEATURES"] + 1 if value is None else value)
+    await tb.ctrl(Ctrl.START)
+    await expect_error(tb, code)
+    assert not (bufs.model.data != 0x5A).any(), "a rejected run wrote a model"
+    tb.check()
+    await reset_and_prove_alive(tb, SEED0 + 3000)
+
+
+@cocotb.test()
+async def start_while_busy_aborts_with_an_error_then_reset_recovers(dut):
+    tb = TB(dut, seed=SEED0 + 4000)
+    caps = await tb.setup()
+    rng = np.random.default_rng(SEED0 + 4000)
+    rows, features = 64, min(caps["MAX_FEATURES"], 256)
+    ds = make_dataset(rng, rows=rows, features=features, bits=4, line_bits=caps["LINE_BITS"])
+    cfg = EngineConfig(rows=rows, features=features, bits=4, batch=4, epochs=3, step=step_to_fixed(0.001))
+    bufs = tb.alloc_run(ds, cfg.epochs)
+    await tb.program(ds, cfg, bufs, run_id=2)
+    await tb.ctrl(Ctrl.START)
+    await tb.cycles(300)  # reads are in flight
+    assert (await tb.status())["STATE"] == State.BUSY
+    await tb.ctrl(Ctrl.START)
+    await expect_error(tb, ErrorCode.START_WHILE_BUSY, timeout=50_000)
+    tb.check()
+    await reset_and_prove_alive(tb, SEED0 + 4000)
+
+
+@cocotb.test()
+async def reset_in_the_middle_of_a_run_returns_to_idle_and_the_next_run_is_exact(dut):
+    tb = TB(dut, seed=SEED0 + 5000)
+    caps = await tb.setup()
+    rng = np.random.default_rng(SEED0 + 5000)
+    ds = make_dataset(rng, rows=64, features=min(caps["MAX_FEATURES"], 200), bits=6, line_bits=caps["LINE_BITS"])
+    cfg = EngineConfig(rows=64, features=ds.features, bits=6, batch=8, epochs=2, step=step_to_fixed(0.001))
+    bufs = tb.alloc_run(ds, cfg.epochs)
+    await tb.program(ds, cfg, bufs, run_id=3)
+    await tb.ctrl(Ctrl.START)
+    await tb.cycles(500)
+    tb.check()
+    await reset_and_prove_alive(tb, SEED0 + 5000)
