@@ -1,0 +1,183 @@
+"""``RegisterBlock``: the MMIO side of CCI-P, generated from :mod:`lowbit.registers`.
+
+Every register comes from :data:`lowbit.registers.REGISTERS`; no offset is written here. Adding a
+register to the map either just works (RW: storage, fed to ``cfg`` if :class:`RunConfig` has a
+field of the same lower-case name; RO: from :class:`CoreStatus` by name) or fails at construction
+with a message naming the register, so the RTL can never silently disagree with the map.
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Shape, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from lowbit.fixed import MODEL_FRAC
+from lowbit.format import FORMAT_VERSION
+from lowbit.registers import (AFU_ID_H, AFU_ID_L, CODE_ENTRY, CODE_TABLE_BASE, CODE_TABLE_ENTRIES,
+                              DFH_VALUE, REG, REGISTERS, Access)
+
+from ..ccip import CcipSignature
+from ..interfaces import CodeTableWriteSignature, CoreStatus, RunConfig
+
+__all__ = ["RegisterBlock", "ro_constants"]
+
+#: RO registers that are constants of every build (CAPS is added per build).
+_RO_CONSTANTS = {"DFH": DFH_VALUE, "AFU_ID_L": AFU_ID_L, "AFU_ID_H": AFU_ID_H, "DFH_RSVD0": 0, "DFH_RSVD1": 0}
+
+
+def ro_constants(*, line_bits: int, lanes: int, max_features: int) -> dict[str, int]:
+    """Values of the constant RO registers of a build (DFH, AFU_ID_L/H, reserved words, CAPS)."""
+    caps = REG["CAPS"].encode(LINE_BITS=line_bits, LANES=lanes, MAX_FEATURES=max_features,
+                              MODEL_FRAC=MODEL_FRAC, FORMAT_VERSION=FORMAT_VERSION)
+    return {**_RO_CONSTANTS, "CAPS": caps}
+
+
+class RegisterBlock(wiring.Component):
+    """CCI-P MMIO decode and the engine's registers.
+
+    MMIO addresses arrive in 32-bit words (``mmio_address``); ``mmio_length`` 1 is an 8-byte
+    access of the register at ``address // 2``, 0 a 4-byte access of its half ``address % 2``.
+
+    * Reads are answered exactly once, one cycle later on ``c2_tx`` with the request's tid;
+      unknown and write-only addresses read 0; a 4-byte read returns the addressed half in
+      ``data[0:32]`` (``data[32:64]`` = 0).
+    * Writes to RW registers store their implemented bits (``Register.width``); a 4-byte write
+      replaces only the addressed half. Writes elsewhere are ignored, except:
+    * CTRL (8-byte write, or 4-byte write of its low half): ``start`` / ``reset`` pulse for one
+      cycle for the bits written as 1;
+    * the code table window (8-byte writes only, since an entry's M and E are in different
+      halves): one ``table`` pulse with the entry's index, M and E (``lowbit.registers.CODE_ENTRY``).
+
+    All outputs are registered (one cycle after the MMIO request).
+
+    Parameters
+    ----------
+    line_bits, lanes, max_features : int
+        Build parameters reported in CAPS.
+
+    Attributes
+    ----------
+    c0_rx : In(c0_rx of CcipSignature)
+        Only the ``mmio_*`` fields and ``data[0:64]`` are used.
+    c2_tx : Out(c2_tx of CcipSignature)
+        MMIO read responses.
+    cfg : Out(RunConfig)
+        RW register values, to the core.
+    start, reset : Out(1)
+        CTRL pulses.
+    table : Out(CodeTableWriteSignature)
+        Code-table writes.
+    status : In(CoreStatus)
+        Shown in STATUS and the counter registers.
+    """
+
+    def __init__(self, *, line_bits: int = 512, lanes: int = 32, max_features: int = 8192):
+        caps = REG["CAPS"]
+        for name, value in (("line_bits", line_bits), ("lanes", lanes), ("max_features", max_features)):
+            width = caps.field(name.upper()).width
+            if not isinstance(value, int) or not 1 <= value < (1 << width):
+                raise ValueError(f"{name} must be an int in 1..{(1 << width) - 1} (CAPS.{name.upper()}), got {value!r}")
+        self.line_bits, self.lanes, self.max_features = line_bits, lanes, max_features
+        self._constants = ro_constants(line_bits=line_bits, lanes=lanes, max_features=max_features)
+        self._check_map()
+        ccip = CcipSignature(line_bits)
+        super().__init__({
+            "c0_rx": ccip.members["c0_rx"],
+            "c2_tx": ccip.members["c2_tx"],
+            "cfg": Out(RunConfig),
+            "start": Out(1),
+            "reset": Out(1),
+            "table": Out(CodeTableWriteSignature()),
+            "status": In(CoreStatus),
+        })
+
+    def _check_map(self):
+        """Fail at construction if the register map and the RTL's sources disagree."""
+        cfg_fields = {k: Shape.cast(v).width for k, v in data.Layout.cast(RunConfig).members.items()}
+        status_fields = set(data.Layout.cast(CoreStatus).members)
+        covered = set()
+        for r in REGISTERS:
+            key = r.name.lower()
+            if r.access is Access.RW:
+                if key in cfg_fields:
+                    width = cfg_fields[key]
+                    if width != r.width:
+                        raise ValueError(f"register {r.name} is {r.width} bits but RunConfig.{key} is {width}")
+                    covered.add(key)
+            elif r.access is Access.RO:
+                if r.name in self._constants or r.fields and all(f.name.lower() in status_fields for f in r.fields) \
+                        or (not r.fields and key in status_fields):
+                    continue
+                raise ValueError(f"RO register {r.name} has no source in RegisterBlock (not a constant, not in CoreStatus)")
+        missing = set(cfg_fields) - covered
+        if missing:
+            raise ValueError(f"RunConfig fields without an RW register: {sorted(missing)}")
+
+    def elaborate(self, platform):
+        m = Module()
+        rx = self.c0_rx
+        qword = rx.mmio_address[1:]  # register index (byte address / 8)
+        upper = rx.mmio_address[0]  # 4-byte access of the high half
+        is8 = rx.mmio_length == 1
+
+        # ---- storage for RW registers, and the read value of every register
+        rw = {r.name: Signal(r.width, name=r.name.lower()) for r in REGISTERS if r.access is Access.RW}
+        for name, sig in rw.items():
+            if hasattr(self.cfg, name.lower()):
+                m.d.comb += getattr(self.cfg, name.lower()).eq(sig)
+        read_value = {}
+        for r in REGISTERS:
+            if r.access is Access.RW:
+                read_value[r.name] = rw[r.name]
+            elif r.access is Access.RO:
+                if r.name in self._constants:
+                    read_value[r.name] = Const(self._constants[r.name], 64)
+                elif r.fields:
+                    v = Signal(64, name=f"{r.name.lower()}_value")
+                    for f in r.fields:
+                        m.d.comb += v[f.lsb:f.lsb + f.width].eq(getattr(self.status, f.name.lower()))
+                    read_value[r.name] = v
+                else:
+                    read_value[r.name] = getattr(self.status, r.name.lower())
+
+        # ---- reads: registered answer, one per request
+        rd_q = Signal(64)
+        with m.Switch(qword):
+            for name, value in read_value.items():
+                with m.Case(REG[name].address >> 3):
+                    m.d.comb += rd_q.eq(value)
+        m.d.sync += [
+            self.c2_tx.mmio_rd_valid.eq(rx.mmio_rd_valid),
+            self.c2_tx.tid.eq(rx.mmio_tid),
+            self.c2_tx.data.eq(Mux(is8, rd_q, Mux(upper, rd_q[32:], rd_q[:32]))),
+        ]
+
+        # ---- writes
+        wdata = rx.data[:64]
+        m.d.sync += [self.start.eq(0), self.reset.eq(0), self.table.en.eq(0)]
+        with m.If(rx.mmio_wr_valid):
+            with m.Switch(qword):
+                for name, sig in rw.items():
+                    with m.Case(REG[name].address >> 3):
+                        old = Signal(64, name=f"{name.lower()}_old")
+                        m.d.comb += old.eq(sig)
+                        merged = Mux(is8, wdata, Mux(upper, Cat(old[:32], wdata[:32]), Cat(wdata[:32], old[32:])))
+                        m.d.sync += sig.eq(merged)
+                with m.Case(REG["CTRL"].address >> 3):
+                    with m.If(is8 | ~upper):
+                        m.d.sync += [self.start.eq(_field(wdata, REG["CTRL"].field("START"))),
+                                     self.reset.eq(_field(wdata, REG["CTRL"].field("RESET")))]
+            base = CODE_TABLE_BASE >> 3
+            index = Signal(range(CODE_TABLE_ENTRIES + base + 1))
+            m.d.comb += index.eq(qword - base)
+            with m.If(is8 & (qword >= base) & (qword < base + CODE_TABLE_ENTRIES)):
+                m.d.sync += [self.table.en.eq(1), self.table.index.eq(index),
+                             self.table.m.eq(_field(wdata, CODE_ENTRY.field("M"))),
+                             self.table.e.eq(_field(wdata, CODE_ENTRY.field("E")))]
+        return m
+
+
+def _field(value, f):
+    """Bits of register field ``f`` (a :class:`lowbit.registers.Field`) of an Amaranth value."""
+    return value[f.lsb:f.lsb + f.width]
