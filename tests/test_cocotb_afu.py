@@ -13,12 +13,10 @@ Environment: ``LOWBIT_SEEDS`` (random seeds of the regular suite, default 50), `
 from __future__ import annotations
 
 import os
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from lowbit_sim.toolchain import VERILATOR_BUILD_ARGS, setup_env
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build" / "cocotb"
@@ -27,35 +25,18 @@ WAVES = os.environ.get("WAVES") == "1"
 MODERATE = dict(line_bits=512, lanes=8, max_features=1024)
 #: The full CCI-P configuration (maximum features, throughput).
 FULL = dict(line_bits=512, lanes=32, max_features=8192)
-#: Faster Verilator builds; the benches are short, so compile time dominates.
-FAST_BUILD = ["--x-assign", "fast", "--x-initial", "fast", "-O1", "-CFLAGS", "-O1"]
 
 
 def _config_name(cfg: dict) -> str:
     return f"w{cfg['line_bits']}_l{cfg['lanes']}_f{cfg['max_features']}"
 
 
-def _run_bench(name: str, verilog: Path, module: str, build_dir: Path, extra_env: dict | None = None,
-               testcase=None) -> None:
-    """Build (cached by the runner's make) and run the cocotb module; fail on any failed test."""
-    from cocotb_tools.runner import get_runner
+def _run_bench(name: str, verilog: Path, module: str, build_dir: Path) -> None:
+    from lowbit_sim.afu_tb import run_cocotb_module
 
-    setup_env()
-    runner = get_runner("verilator")
-    runner.build(sources=[verilog], hdl_toplevel="lowbit_afu", build_dir=build_dir,
-                 build_args=VERILATOR_BUILD_ARGS + FAST_BUILD + (["--trace-fst"] if WAVES else []),
-                 waves=WAVES, always=False)
-    env = {"LOWBIT_SEEDS": os.environ.get("LOWBIT_SEEDS", "50"), "LOWBIT_SEED0": os.environ.get("LOWBIT_SEED0", "0"),
-           "PYTHONHASHSEED": "0", **(extra_env or {})}
-    results = runner.test(test_module=module, hdl_toplevel="lowbit_afu", build_dir=build_dir,
-                          test_dir=build_dir / f"run_{name}", extra_env=env, waves=WAVES, testcase=testcase,
-                          results_xml=str(build_dir / f"results_{name}.xml"))
-    tree = ET.parse(results)
-    cases = tree.getroot().iter("testcase")
-    failed = [c.get("name") for c in cases if c.find("failure") is not None or c.find("error") is not None]
-    total = sum(1 for _ in tree.getroot().iter("testcase"))
+    total, failed = run_cocotb_module(verilog, module, build_dir, name=name, waves=WAVES)
     assert total > 0, f"no cocotb tests ran from {module}"
-    assert not failed, f"{len(failed)} of {total} cocotb tests failed: {failed[:10]} (log: {build_dir})"
+    assert not failed, f"{len(failed)} of {total} cocotb tests failed: {failed[:10]} (log: {build_dir}/run_{name})"
 
 
 def test_ccip_model_on_test_double():
@@ -71,7 +52,12 @@ def _export_afu(cfg: dict) -> Path:
     except ImportError:
         pytest.skip("lowbit_hw.export (the real AFU) is not in the tree yet")
     out = BUILD / _config_name(cfg)
-    return export_verilog(out / "src", **cfg)
+    try:
+        return export_verilog(out / "src", **cfg)
+    except ModuleNotFoundError as exc:  # the AFU is assembled while its core is still being written
+        if not (exc.name or "").startswith("lowbit_hw"):
+            raise
+        pytest.skip(f"the real AFU does not elaborate yet: {exc}")
 
 
 def test_afu_random_seeds_mmio_and_error_paths():
@@ -82,3 +68,91 @@ def test_afu_random_seeds_mmio_and_error_paths():
 def test_afu_full_configuration_max_features_and_throughput():
     verilog = _export_afu(FULL)
     _run_bench("full", verilog, "lowbit_sim.test_afu_full", BUILD / _config_name(FULL))
+
+
+# ------------------------------------------------------------------------------ the bench's own logic (no simulator)
+def _golden_result(seed=3, rows=6, features=37, bits=3, batch=2, epochs=2):
+    """A RunResult as a perfect engine would leave it, with its golden run and configuration."""
+    import numpy as np
+
+    from lowbit.fixed import step_to_fixed
+    from lowbit.format import LineFormat
+    from lowbit_sim import golden
+    from lowbit_sim.afu_tb import RunResult, make_dataset
+    from lowbit_sim.golden import EngineConfig
+
+    ds = make_dataset(np.random.default_rng(seed), rows=rows, features=features, bits=bits, copies=2)
+    cfg = EngineConfig(rows=rows, features=features, bits=bits, batch=batch, epochs=epochs,
+                       step=step_to_fixed(0.01), copies=2)
+    gold = golden.run(cfg, ds.codes, ds.labels_q, ds.table_m, ds.table_e)
+    fmt = LineFormat(bits=bits, features=features)
+    reads = epochs * (fmt.lines_per_copy(rows) + fmt.label_lines(rows))
+    writes = epochs * (fmt.model_lines + fmt.record_lines) + 1
+    rec = dict(state=2, error=0, cycles=900, read_lines=reads, write_lines=writes, stall_cycles=40, epochs=epochs,
+               run_id=11)
+    res = RunResult(status=dict(STATE=2, ERROR=0, EPOCH=epochs), record=rec, models=gold.models.copy(),
+                    model_padding=np.zeros((epochs, fmt.padded_features - features), np.int32),
+                    epoch_records=[dict(epoch=e + 1, loss=gold.losses[e], cycles=400 * (e + 1)) for e in range(epochs)],
+                    registers=dict(CYCLES=900, READ_LINES=reads, WRITE_LINES=writes, STALL_CYCLES=40),
+                    host_read_lines=reads, host_write_lines=writes, bench_cycles=950)
+    return res, gold, cfg, fmt
+
+
+def test_scoreboard_accepts_a_perfect_run_and_names_the_first_wrong_bit():
+    from lowbit_sim.afu_tb import scoreboard
+
+    res, gold, cfg, fmt = _golden_result()
+    scoreboard(res, gold, cfg, fmt, run_id=11)
+    res.models[1, 5] ^= 1  # one LSB of one feature in the last snapshot
+    with pytest.raises(AssertionError, match="epoch 1 model differs from golden at feature 5"):
+        scoreboard(res, gold, cfg, fmt, run_id=11)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda r: r.epoch_records[0].update(loss=r.epoch_records[0]["loss"] + 1), "epoch losses"),
+    (lambda r: r.model_padding.__setitem__((0, 0), 1), "padding"),
+    (lambda r: r.record.update(run_id=12), "status record"),
+    (lambda r: r.record.update(epochs=1), "status record"),
+    (lambda r: r.status.update(STATE=3, ERROR=4), "ERROR"),
+    (lambda r: r.registers.update(READ_LINES=1), "read_lines"),
+    (lambda r: setattr(r, "host_read_lines", r.host_read_lines + 4), "lines the host served"),
+    (lambda r: setattr(r, "record", None), "no status record"),
+    (lambda r: [e.update(epoch=7) for e in r.epoch_records], "epoch record numbers"),
+])
+def test_scoreboard_rejects_each_kind_of_wrong_result(damage, message):
+    from lowbit_sim.afu_tb import scoreboard
+
+    res, gold, cfg, fmt = _golden_result()
+    damage(res)
+    with pytest.raises(AssertionError, match=message):
+        scoreboard(res, gold, cfg, fmt, run_id=11)
+
+
+def test_prepared_buffers_hold_exactly_the_codes_and_labels():
+    import numpy as np
+
+    from lowbit.format import unpack_codes, unpack_words
+    from lowbit_sim.afu_tb import make_dataset
+
+    ds = make_dataset(np.random.default_rng(0), rows=5, features=70, bits=4, copies=2, levels="optimal")
+    assert ds.levels == "optimal" and ds.levels_q[0] == -(1 << 14) and ds.levels_q[-1] == 1 << 14
+    lines = ds.data_lines()
+    per = ds.fmt.lines_per_copy(5)
+    for k in range(2):
+        assert (unpack_codes(lines[k * per : (k + 1) * per], ds.fmt, 5) == ds.codes[k]).all()
+    assert (unpack_words(ds.label_lines(), 5) == ds.labels_q).all()
+
+
+def test_default_seeds_cover_the_configurations_the_issue_lists():
+    """The 50 regular seeds (LOWBIT_SEED0=0) cover b = 1..8 x uniform/optimal, F = 1, odd F, F not a
+    multiple of 32, N = 1, batch 1 and > 1, several epochs and two copies (on the moderate build)."""
+    from lowbit_sim.test_afu import seed_config
+
+    cfgs = [seed_config(s, MODERATE["max_features"], MODERATE["lanes"]) for s in range(50)]
+    assert {(c["bits"], c["levels"]) for c in cfgs} == {(b, lv) for b in range(1, 9) for lv in ("uniform", "optimal")}
+    assert any(c["features"] == 1 for c in cfgs)
+    assert any(c["features"] % 2 == 1 and c["features"] > 1 for c in cfgs)
+    assert sum(c["features"] % 32 != 0 for c in cfgs) >= 25
+    assert any(c["rows"] == 1 for c in cfgs)
+    assert any(c["batch"] == 1 for c in cfgs) and any(1 < c["batch"] < c["rows"] for c in cfgs)
+    assert any(c["epochs"] >= 3 for c in cfgs) and any(c["copies"] == 2 and c["epochs"] >= 2 for c in cfgs)

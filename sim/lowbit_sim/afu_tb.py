@@ -346,3 +346,43 @@ def random_config(rng: np.random.Generator, max_features: int, lanes: int) -> di
     step = min(0.5, float(rng.uniform(0.05, 2.0)) / (features * batch))
     return dict(bits=bits, features=features, rows=rows, batch=batch, epochs=int(rng.integers(1, 4)),
                 copies=int(rng.integers(1, 3)), levels=str(rng.choice(["uniform", "optimal"])), step=step)
+
+
+# ------------------------------------------------------------------------------ running benches
+#: Faster Verilator builds: the benches are short, so compile time dominates.
+FAST_BUILD_ARGS = ["--x-assign", "fast", "--x-initial", "fast", "-O1", "-CFLAGS", "-O1"]
+
+
+def run_cocotb_module(verilog, module: str, build_dir, *, name: str = "run", waves: bool = False,
+                      extra_env: dict | None = None, testcase=None) -> tuple[int, list[str]]:
+    """Build ``verilog`` (top ``lowbit_afu``; cached by the runner's make) with Verilator and run the
+    cocotb ``module`` under ``build_dir``. Returns ``(tests run, names of failed tests)``.
+
+    ``waves`` traces to an FST file in the run directory (``build_dir/run_<name>``).
+    """
+    import os
+    import xml.etree.ElementTree as ET
+    from pathlib import Path
+
+    from cocotb_tools.runner import get_runner
+
+    from .toolchain import VERILATOR_BUILD_ARGS, setup_env
+
+    setup_env()
+    build_dir = Path(build_dir)
+    runner = get_runner("verilator")
+    runner.build(sources=[verilog], hdl_toplevel="lowbit_afu", build_dir=build_dir,
+                 build_args=VERILATOR_BUILD_ARGS + FAST_BUILD_ARGS + (["--trace-fst"] if waves else []),
+                 waves=waves)
+    env = {"LOWBIT_SEEDS": os.environ.get("LOWBIT_SEEDS", "50"), "LOWBIT_SEED0": os.environ.get("LOWBIT_SEED0", "0"),
+           **(extra_env or {})}
+    xml = build_dir / f"results_{name}.xml"
+    try:
+        runner.test(test_module=module, hdl_toplevel="lowbit_afu", build_dir=build_dir,
+                    test_dir=build_dir / f"run_{name}", extra_env=env, waves=waves, testcase=testcase,
+                    results_xml=str(xml))
+    except SystemExit:  # the runner exits on failed tests; the results file says which
+        pass
+    cases = list(ET.parse(xml).getroot().iter("testcase"))
+    failed = [c.get("name") for c in cases if c.find("failure") is not None or c.find("error") is not None]
+    return len(cases), failed
