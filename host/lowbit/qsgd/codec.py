@@ -55,6 +55,7 @@ _CRC = struct.Struct("<I")
 MAX_S = (1 << 31) - 1
 MAX_N = (1 << 32) - 1                   # gaps must stay Elias-codable in 63 bits
 _F32_MAX = float(np.finfo(np.float32).max)
+_F32_EXACT = 1 << 23        # levels up to here are exact in float32 with room for the fraction
 
 
 def bits_to_levels(bits: int) -> int:
@@ -167,7 +168,8 @@ def quantize(v, s: int, bucket_size: int = 512, norm: str = "l2",
     """
     _check_params(s, bucket_size, norm)
     s, d = int(s), int(bucket_size)
-    v = np.ascontiguousarray(v, dtype=np.float32).reshape(-1)
+    with np.errstate(over="ignore"):                 # float64 beyond float32 becomes inf: refused
+        v = np.ascontiguousarray(v, dtype=np.float32).reshape(-1)
     n = v.size
     if n == 0:
         raise ValueError("cannot quantize an empty vector")
@@ -185,25 +187,26 @@ def quantize(v, s: int, bucket_size: int = 512, norm: str = "l2",
     if norm == "max":
         scale = amax.astype(np.float32)              # exact: it is one of the inputs
     else:
-        # Divide by the max before squaring so float32 data near its range cannot overflow.
-        safe = np.where(amax > 0, amax, 1.0)
-        ratio = a / safe.astype(np.float32)[:, None]
-        norm64 = amax * np.sqrt(np.einsum("ij,ij->i", ratio, ratio, dtype=np.float64))
-        scale = norm64.astype(np.float32)
+        # Squares of float32 values neither overflow nor underflow in float64.
+        norm64 = np.sqrt(np.einsum("ij,ij->i", a, a, dtype=np.float64))
+        with np.errstate(over="ignore"):
+            scale = norm64.astype(np.float32)
+        if np.isinf(scale).any():
+            raise ValueError("bucket 2-norm exceeds the float32 range")
         low = scale.astype(np.float64) < norm64       # round the scale up, never down
         scale[low] = np.nextafter(scale[low], np.float32(np.inf))
         if np.isinf(scale).any():
             raise ValueError("bucket 2-norm exceeds the float32 range")
 
     factor = np.where(scale > 0, s / np.where(scale > 0, scale.astype(np.float64), 1.0), 0.0)
-    if factor.max() <= _F32_MAX:
+    if factor.max() <= _F32_MAX and s <= _F32_EXACT:
         r = a * factor.astype(np.float32)[:, None]
-    else:                                             # subnormal scales: stay in float64
-        r = (a * factor[:, None]).astype(np.float32)
-    np.minimum(r, np.float32(s), out=r)               # float32 rounding may overshoot s by an ulp
+        np.minimum(r, np.float32(s), out=r)           # float32 rounding may overshoot s by an ulp
+    else:                  # subnormal scales or s beyond float32's integers: work in float64
+        r = np.minimum(a * factor[:, None], float(s))
     low = np.floor(r)
     r -= low                                          # r is now the probability of rounding up
-    up = rng.random(r.shape, dtype=np.float32) < r
+    up = rng.random(r.shape, dtype=r.dtype) < r
     lv = low.astype(_level_dtype(s))
     lv += up
     np.negative(lv, out=lv, where=(v.reshape(nb, d) < 0))
