@@ -11,7 +11,9 @@ Every worker quantizes its gradient bucket with :func:`lowbit.qsgd.codec.quantiz
 all-gathers: the lengths, then the messages padded to the longest), decodes every worker's
 message and averages. All workers decode the same bytes, so they apply the same update and the
 replicas stay identical. Optional error feedback (off by default) adds the previous step's
-quantization error of this worker to its next gradient before quantizing.
+quantization error of this worker to its next gradient before quantizing; it is only accepted when
+the quantizer contracts (variance bound < 1, e.g. s >= sqrt(bucket) for the 2-norm), because
+otherwise the carried error grows step after step.
 
 ``state.bytes_sent`` counts the real length of every message this worker contributed, plus its
 8-byte length word; :func:`allreduce_hook` is the fp32 baseline with the same counter
@@ -20,13 +22,14 @@ quantization error of this worker to its next gradient before quantizing.
 
 # No `from __future__ import annotations`: DDP checks the hooks' annotations as real objects.
 
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from .codec import FORMATS, NORMS, _check_params, decode, encode, quantize
+from .codec import FORMATS, NORMS, _check_params, decode, encode, quantize, variance_bound
 
 __all__ = ["QSGDState", "qsgd_hook", "AllreduceState", "allreduce_hook"]
 
@@ -69,6 +72,14 @@ class QSGDState:
             raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        bound = variance_bound(self.bucket_size, self.s, self.norm)
+        if self.error_feedback and bound >= 1:
+            # The residual obeys E||e'||^2 <= bound * ||g + e||^2: unless bound < 1 it can grow
+            # without limit (measured: s = 1 diverges within 40 steps).
+            raise ValueError(
+                f"error feedback needs a contracting quantizer, but the variance bound for "
+                f"s={self.s}, bucket {self.bucket_size}, norm {self.norm} is {bound:.3g} >= 1: "
+                f"raise s or shrink the bucket")
 
     def rng(self) -> np.random.Generator:
         if self._rng is None:
@@ -100,7 +111,13 @@ def qsgd_hook(state: QSGDState, bucket: dist.GradBucket) -> torch.futures.Future
     key = bucket.index()
     if state.error_feedback and key in state.residuals:
         grad += state.residuals[key]
-    q = quantize(grad, state.s, state.bucket_size, state.norm, state.rng())
+    try:
+        q = quantize(grad, state.s, state.bucket_size, state.norm, state.rng())
+    except ValueError as exc:
+        # Raised inside DDP's reducer, the exception ends in std::terminate without its text:
+        # say why (typically a NaN/inf gradient: a diverged run) before it does.
+        print(f"lowbit.qsgd.ddp: bucket {key}: {exc}", file=sys.stderr, flush=True)
+        raise
     msg = encode(q, state.format)
     if state.error_feedback:
         state.residuals[key] = grad - q.dequantize()
