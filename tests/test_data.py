@@ -1,0 +1,148 @@
+"""Data loaders and the Normalizer (lowbit.data)."""
+
+import numpy as np
+import pytest
+
+from lowbit.data import Dataset, Normalizer, load_dataset, synthetic
+
+
+def test_synthetic_default_and_sized():
+    d = load_dataset("synthetic")
+    assert d.X.shape == (10000, 100) and d.y.shape == (10000,) and d.task == "regression"
+    assert d.X_test.shape == (2000, 100)
+    assert d.X.min() >= -1 and d.X.max() <= 1
+    s = load_dataset("synthetic:50:7", seed=3)
+    assert s.X.shape == (50, 7) and s.name == "synthetic:50:7"
+    assert np.array_equal(s.X, load_dataset("synthetic:50:7", seed=3).X)  # seeded
+    assert not np.array_equal(s.X, load_dataset("synthetic:50:7", seed=4).X)
+
+
+def test_synthetic_is_linear_at_signal_to_noise_10():
+    d = synthetic(4000, 20, seed=0)
+    A = np.c_[d.X, np.ones(len(d.y))]
+    w = np.linalg.lstsq(A, d.y, rcond=None)[0]
+    r2 = 1 - np.var(A @ w - d.y) / np.var(d.y)
+    assert 0.98 < r2 < 0.995  # noise sd = 0.1 x signal sd: R^2 = 1 / 1.01
+
+
+def test_mnist49_is_offline_binary_and_split():
+    d = load_dataset("mnist49")
+    assert d.task == "classification" and d.X.shape[1] == 784
+    assert d.X.shape[0] + d.X_test.shape[0] == 1000  # 500 fours and 500 nines in the 5k subset
+    assert d.X_test.shape[0] == 200
+    assert set(np.unique(d.y)) == {-1.0, 1.0} and set(np.unique(d.y_test)) == {-1.0, 1.0}
+    assert 0.4 < np.mean(d.y == 1) < 0.6
+    assert d.X.min() == 0 and d.X.max() == 255
+    assert np.array_equal(load_dataset("mnist49", seed=0).y, d.y)
+    assert not np.array_equal(load_dataset("mnist49", seed=1).y, d.y)
+
+
+def test_libsvm_file_two_classes_become_plus_minus_one(tmp_path):
+    p = tmp_path / "tiny.svm"
+    p.write_text("2 1:0.5 3:1.5\n7 2:-1\n2 1:2 2:1 3:0.25\n")
+    d = load_dataset(str(p))
+    assert d.name == "tiny" and d.task == "classification"
+    assert d.X.shape == (3, 3)
+    assert d.y.tolist() == [-1.0, 1.0, -1.0]
+    assert np.array_equal(d.X[0], [0.5, 0, 1.5])
+
+
+def test_libsvm_regression_labels_are_kept(tmp_path):
+    p = tmp_path / "reg.svm"
+    p.write_text("0.5 1:1\n-2.5 1:2\n3 2:1\n")
+    d = load_dataset(str(p))
+    assert d.task == "regression" and d.y.tolist() == [0.5, -2.5, 3.0]
+
+
+@pytest.mark.parametrize("text,match", [
+    ("1 1:0.5\n-1 x:y\n", "malformed LIBSVM file .*bad.svm"),
+    ("1 1:0.5 1:2\n", "malformed LIBSVM file .*bad.svm"),
+    ("", "bad.svm"),
+    ("1 1:nan\n-1 1:2\n", "bad.svm.*NaN or inf"),
+])
+def test_malformed_libsvm_file_is_named(tmp_path, text, match):
+    p = tmp_path / "bad.svm"
+    p.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        load_dataset(str(p))
+
+
+@pytest.mark.parametrize("spec,kw,match", [
+    ("nope", {}, "unknown dataset 'nope'"),
+    ("synthetic:10", {}, "bad synthetic spec"),
+    ("synthetic:a:b", {}, "bad synthetic spec"),
+    ("synthetic:10:50", {"max_features": 20}, "50 features, more than max_features = 20"),
+    ("mnist49", {"max_features": 100}, "784 features"),
+])
+def test_bad_specs_are_named(spec, kw, match):
+    with pytest.raises(ValueError, match=match):
+        load_dataset(spec, **kw)
+
+
+def test_libsvm_over_max_features(tmp_path):
+    p = tmp_path / "wide.svm"
+    p.write_text("1 30:1\n-1 1:1\n")
+    with pytest.raises(ValueError, match="30 features, more than max_features = 8"):
+        load_dataset(str(p), max_features=8)
+
+
+@pytest.mark.parametrize("X,y,match", [
+    (np.zeros((0, 3)), np.zeros(0), "empty"),
+    (np.array([[1.0, np.inf]]), np.zeros(1), "NaN or inf"),
+    (np.array([[1.0, 2.0]]), np.array([np.nan]), "NaN or inf"),
+    (np.zeros(3), np.zeros(3), "2-D"),
+    (np.zeros((3, 2)), np.zeros(2), "shape"),
+])
+def test_dataset_rejects_bad_data(X, y, match):
+    with pytest.raises(ValueError, match=match):
+        Dataset("bad", X, y)
+
+
+# ------------------------------------------------------------------------------- Normalizer
+def raw_data(seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(5, 3, (200, 4)) * [1, 10, 0.01, 1]
+    X[:, 3] = 7.0  # a constant feature
+    y = X[:, :3] @ [2.0, -0.1, 50.0] + 3.0 + rng.normal(0, 0.1, 200)
+    return X, y
+
+
+def test_normalizer_ranges():
+    X, y = raw_data()
+    n = Normalizer().fit(X, y)
+    Xn, yn = n.transform_X(X), n.transform_y(y)
+    assert Xn.shape == (200, 5)
+    assert np.allclose(Xn[:, :3].min(axis=0), -1) and np.allclose(Xn[:, :3].max(axis=0), 1)
+    assert np.all(Xn[:, 3] == 0)  # constant feature -> 0
+    assert np.all(Xn[:, 4] == 1.0)  # intercept column, exactly the top level
+    assert np.abs(yn).max() == pytest.approx(1.0)
+    # test data outside the training range is clipped into the engine's range
+    assert n.transform_X(X * 3).max() <= 1 and n.transform_X(X * 3).min() >= -1
+    assert Normalizer(intercept=False).fit(X, y).transform_X(X).shape == (200, 4)
+
+
+@pytest.mark.parametrize("intercept", [True, False])
+def test_model_maps_back_to_original_units(intercept):
+    """A model fitted in normalised units predicts the same in original units via (coef, intercept)."""
+    X, y = raw_data()
+    n = Normalizer(intercept=intercept).fit(X, y)
+    Xn, yn = n.transform_X(X), n.transform_y(y)
+    w = np.linalg.lstsq(Xn, yn, rcond=None)[0]
+    coef, b = n.model_to_original(w)
+    assert coef.shape == (4,) and coef[3] == 0.0
+    assert np.allclose(X @ coef + b, n.inverse_y(Xn @ w), atol=1e-9)
+    if intercept:  # the least-squares fit recovers the generating model in original units
+        assert np.allclose(coef[:3], [2.0, -0.1, 50.0], rtol=0.02) and b == pytest.approx(3.0, abs=0.5)
+
+
+def test_normalizer_errors():
+    X, y = raw_data()
+    with pytest.raises(ValueError, match="not fitted"):
+        Normalizer().transform_X(X)
+    n = Normalizer().fit(X, y)
+    with pytest.raises(ValueError, match="shape"):
+        n.transform_X(X[:, :2])
+    with pytest.raises(ValueError, match="5 weights"):
+        n.model_to_original(np.zeros(4))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        n.transform_X(np.full((1, 4), np.nan))
