@@ -201,3 +201,94 @@ class StreamSink:
 
 def rng_for(seed: int):
     return np.random.default_rng(seed)
+
+
+# ------------------------------------------------------------------------------ core double
+from amaranth import Module, Signal  # noqa: E402
+from amaranth.lib import wiring  # noqa: E402
+
+from lowbit.registers import State  # noqa: E402
+from lowbit_hw.interfaces import CoreSignature  # noqa: E402
+
+
+class LoopbackCore(wiring.Component):
+    """A TEST DOUBLE of ``lowbit_hw.core.TrainingCore`` (same ``CoreSignature``), for shell tests.
+
+    On ``start`` it reads ``rows`` lines from ``data_addr`` and from ``label_addr`` (one command per
+    channel), writes ``data ^ label`` of line i to ``model_addr + i``, waits for ``write_idle``,
+    writes ``run_id`` to ``status_addr``, waits for ``write_idle`` again and reports DONE.
+    ``reset`` flushes the reads and returns to IDLE once ``read_idle``. ``status.epoch`` counts
+    code-table writes, ``status.cycles`` cycles since start, ``read_lines`` / ``write_lines`` lines.
+    """
+
+    def __init__(self, *, line_bits, lanes=0, max_features=0):
+        self.line_bits = line_bits
+        super().__init__(CoreSignature(line_bits))
+
+    def elaborate(self, platform):
+        m = Module()
+        st, cfg = self.status, self.cfg
+        rows = Signal(32)
+        done_rows = Signal(32)
+        with m.If(self.table.en):
+            m.d.sync += st.epoch.eq(st.epoch + 1)
+        m.d.comb += [self.data_cmd.payload.address.eq(cfg.data_addr), self.data_cmd.payload.lines.eq(cfg.rows),
+                     self.label_cmd.payload.address.eq(cfg.label_addr), self.label_cmd.payload.lines.eq(cfg.rows)]
+        with m.If(st.state == State.BUSY):
+            m.d.sync += st.cycles.eq(st.cycles + 1)
+        def abort_on_reset():
+            with m.If(self.reset):
+                m.next = "ABORT"
+
+        with m.FSM():
+            with m.State("IDLE"):
+                abort_on_reset()
+                with m.If(self.start):
+                    m.d.sync += [st.state.eq(State.BUSY), rows.eq(cfg.rows), done_rows.eq(0), st.cycles.eq(0),
+                                 st.read_lines.eq(0), st.write_lines.eq(0)]
+                    m.next = "CMD_DATA"
+            with m.State("CMD_DATA"):
+                m.d.comb += self.data_cmd.valid.eq(1)
+                with m.If(self.data_cmd.ready):
+                    m.next = "CMD_LABEL"
+                abort_on_reset()
+            with m.State("CMD_LABEL"):
+                m.d.comb += self.label_cmd.valid.eq(1)
+                with m.If(self.label_cmd.ready):
+                    m.next = "COPY"
+                abort_on_reset()
+            with m.State("COPY"):
+                both = self.data_lines.valid & self.label_lines.valid
+                m.d.comb += [self.write.valid.eq(both),
+                             self.write.payload.address.eq(cfg.model_addr + done_rows),
+                             self.write.payload.data.eq(self.data_lines.payload ^ self.label_lines.payload)]
+                take = both & self.write.ready
+                m.d.comb += [self.data_lines.ready.eq(take), self.label_lines.ready.eq(take)]
+                with m.If(take):
+                    m.d.sync += [done_rows.eq(done_rows + 1), st.read_lines.eq(st.read_lines + 2),
+                                 st.write_lines.eq(st.write_lines + 1)]
+                    with m.If(done_rows + 1 == rows):
+                        m.next = "DRAIN"
+                abort_on_reset()
+            with m.State("DRAIN"):
+                with m.If(self.write_idle):
+                    m.next = "STATUS"
+                abort_on_reset()
+            with m.State("STATUS"):
+                m.d.comb += [self.write.valid.eq(1), self.write.payload.address.eq(cfg.status_addr),
+                             self.write.payload.data.eq(cfg.run_id)]
+                with m.If(self.write.ready):
+                    m.d.sync += st.write_lines.eq(st.write_lines + 1)
+                    m.next = "FINISH"
+                abort_on_reset()
+            with m.State("FINISH"):
+                with m.If(self.write_idle):
+                    m.d.sync += st.state.eq(State.DONE)
+                    m.next = "IDLE"
+                abort_on_reset()
+            with m.State("ABORT"):
+                with m.If(self.read_idle & self.write_idle):
+                    m.d.sync += st.state.eq(State.IDLE)
+                    m.next = "IDLE"
+        m.d.comb += self.flush.eq(self.reset)
+        return m

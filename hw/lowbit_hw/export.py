@@ -57,7 +57,8 @@ def export_verilog(out_dir, *, line_bits: int = 512, lanes: int = 32, max_featur
     from .afu import LowbitAFU
 
     params = dict(line_bits=line_bits, lanes=lanes, max_features=max_features, read_depth=read_depth)
-    afu = LowbitAFU(**params)  # checks the parameters before any work
+    if not all(isinstance(v, int) for v in params.values()):
+        raise TypeError(f"export_verilog parameters must be ints, got {params!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     vpath, jpath = out / f"{TOP}.v", out / f"{TOP}.json"
@@ -70,6 +71,7 @@ def export_verilog(out_dir, *, line_bits: int = 512, lanes: int = 32, max_featur
             pass
     from amaranth.back import verilog
 
+    afu = LowbitAFU(**params)  # checks the parameters (a cached export was made from valid ones)
     text = verilog.convert(afu, name=TOP)
     # Write-then-rename so a concurrent reader never sees half a file.
     for path, content in ((vpath, text), (jpath, json.dumps(meta, indent=1) + "\n")):
