@@ -280,3 +280,26 @@ def test_structural_checks_behind_the_crc():
     negzero = good[:28] + bytes([0b10000000]) + good[29:]
     with pytest.raises(ValueError, match="negative zero"):
         decode(reseal(negzero))
+
+
+@pytest.mark.parametrize("chunk", [8, 64, 1 << 16])
+def test_roundtrip_across_chunks(monkeypatch, chunk):
+    """The codec works on chunks of CHUNK coordinates; messages must not depend on the chunking."""
+    from lowbit.qsgd import codec
+
+    rng = np.random.default_rng(10)
+    v = rng.standard_normal(3 * (1 << 16) + 123).astype(np.float32) if chunk == 1 << 16 else \
+        rng.standard_normal(1000).astype(np.float32)
+    v[rng.random(len(v)) < 0.5] = 0
+    reference = {}
+    for s in (1, 3, 7, 127):
+        for d in (5, 512):
+            q = quantize(v, s, d, "l2", s)
+            reference[s, d] = q, {f: encode(q, f) for f in FORMATS}
+    monkeypatch.setattr(codec, "CHUNK", chunk)
+    for (s, d), (q, msgs) in reference.items():
+        assert quantize(v, s, d, "l2", s).equals(q)   # same randomness, same levels
+        for fmt, msg in msgs.items():
+            assert encode(q, fmt) == msg
+            assert decode(msg).equals(q)
+            assert np.array_equal(decode(msg).dequantize(), q.dequantize())

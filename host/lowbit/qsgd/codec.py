@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .elias import gamma_decode, gamma_encode
+from .elias import BitWriter, GammaReader, gamma_append
 
 __all__ = ["Quantized", "quantize", "encode", "decode", "compress", "decompress",
            "dense_bits", "bits_to_levels", "variance_bound", "FORMATS", "NORMS"]
@@ -55,6 +55,10 @@ _CRC = struct.Struct("<I")
 MAX_S = (1 << 31) - 1
 MAX_N = (1 << 32) - 1                   # gaps must stay Elias-codable in 63 bits
 _F32_MAX = float(np.finfo(np.float32).max)
+# Work on chunks of about this many coordinates: temporaries of a few hundred kB are reused by
+# malloc, whereas whole-gradient temporaries are fresh mmaps whose page faults cost more than the
+# arithmetic on this machine (measured: 114 ms vs 10 ms for one 48 MB subtraction).
+CHUNK = 1 << 16
 _F32_EXACT = 1 << 23        # levels up to here are exact in float32 with room for the fraction
 
 
@@ -114,16 +118,18 @@ class Quantized:
 
     def dequantize(self) -> np.ndarray:
         """The float32 vector this quantization stands for."""
-        d, nb = self.bucket_size, self.n_buckets
+        d, n = self.bucket_size, self.n
         step = (self.scales.astype(np.float64) / self.s).astype(np.float32)
-        full = nb * d
-        if full == self.n:
-            return (self.levels.reshape(nb, d) * step[:, None]).reshape(-1)
-        out = np.empty(self.n, dtype=np.float32)
-        head = (self.n // d) * d
-        np.multiply(self.levels[:head].reshape(-1, d), step[: self.n // d, None],
-                    out=out[:head].reshape(-1, d))
-        out[head:] = self.levels[head:] * step[-1]
+        out = np.empty(n, dtype=np.float32)
+        per = max(1, CHUNK // d)                      # buckets per chunk
+        for b0 in range(0, self.n_buckets, per):
+            lo, hi = b0 * d, min(n, (b0 + per) * d)
+            full = (hi - lo) // d
+            mid = lo + full * d
+            np.multiply(self.levels[lo:mid].reshape(full, d), step[b0:b0 + full, None],
+                        out=out[lo:mid].reshape(full, d))
+            if mid < hi:                              # the short last bucket
+                np.multiply(self.levels[mid:hi], step[b0 + full], out=out[mid:hi])
         return out
 
     def equals(self, other: "Quantized") -> bool:
@@ -175,14 +181,26 @@ def quantize(v, s: int, bucket_size: int = 512, norm: str = "l2",
         raise ValueError("cannot quantize an empty vector")
     if n > MAX_N:
         raise ValueError(f"vector too long ({n} > {MAX_N} coordinates)")
-    if not np.isfinite(v).all():
-        raise ValueError("gradient contains NaN or infinity")
     rng = np.random.default_rng(rng)
     nb = -(-n // d)
-    if nb * d != n:
-        v = np.concatenate([v, np.zeros(nb * d - n, np.float32)])
-    a = np.abs(v).reshape(nb, d)
+    scales = np.empty(nb, np.float32)
+    levels = np.empty(n, _level_dtype(s))
+    step = max(1, CHUNK // d)                         # buckets per chunk
+    for b0 in range(0, nb, step):                     # chunks: see CHUNK
+        b1 = min(nb, b0 + step)
+        x = v[b0 * d:b1 * d]
+        if len(x) != (b1 - b0) * d:                   # the last bucket is short: pad with zeros
+            x = np.concatenate([x, np.zeros((b1 - b0) * d - len(x), np.float32)])
+        scales[b0:b1], lv = _quantize_buckets(x.reshape(b1 - b0, d), s, norm, rng)
+        levels[b0 * d:b1 * d] = lv.reshape(-1)[:len(levels[b0 * d:b1 * d])]
+    return Quantized(n, s, d, norm, scales, levels)
 
+
+def _quantize_buckets(v: np.ndarray, s: int, norm: str, rng: np.random.Generator):
+    """Quantize the rows (buckets) of ``v``: (float32 scales, signed levels)."""
+    if not np.isfinite(v).all():
+        raise ValueError("gradient contains NaN or infinity")
+    a = np.abs(v)
     amax = a.max(axis=1).astype(np.float64)
     if norm == "max":
         scale = amax.astype(np.float32)              # exact: it is one of the inputs
@@ -191,8 +209,6 @@ def quantize(v, s: int, bucket_size: int = 512, norm: str = "l2",
         norm64 = np.sqrt(np.einsum("ij,ij->i", a, a, dtype=np.float64))
         with np.errstate(over="ignore"):
             scale = norm64.astype(np.float32)
-        if np.isinf(scale).any():
-            raise ValueError("bucket 2-norm exceeds the float32 range")
         low = scale.astype(np.float64) < norm64       # round the scale up, never down
         scale[low] = np.nextafter(scale[low], np.float32(np.inf))
         if np.isinf(scale).any():
@@ -209,13 +225,28 @@ def quantize(v, s: int, bucket_size: int = 512, norm: str = "l2",
     up = rng.random(r.shape, dtype=r.dtype) < r
     lv = low.astype(_level_dtype(s))
     lv += up
-    np.negative(lv, out=lv, where=(v.reshape(nb, d) < 0))
-    return Quantized(n, s, d, norm, scale, lv.reshape(-1)[:n])
+    np.negative(lv, out=lv, where=(v < 0))
+    return scale, lv
 
 
 # ---------------------------------------------------------------------------------------- dense
 
 def _pack_dense(levels: np.ndarray, s: int) -> bytes:
+    # CHUNK is a multiple of 8 codes, so every chunk ends on a byte boundary.
+    return b"".join(_pack_dense_chunk(levels[i:i + CHUNK], s) for i in range(0, len(levels), CHUNK))
+
+
+def _unpack_dense(body: bytes, n: int, s: int) -> np.ndarray:
+    w = dense_bits(s)
+    out = np.empty(n, _level_dtype(s))
+    step = CHUNK * w // 8                             # bytes per chunk of CHUNK codes
+    for i in range(0, n, CHUNK):
+        m = min(CHUNK, n - i)
+        out[i:i + m] = _unpack_dense_chunk(body[(i // CHUNK) * step:(i // CHUNK) * step + (m * w + 7) // 8], m, s)
+    return out
+
+
+def _pack_dense_chunk(levels: np.ndarray, s: int) -> bytes:
     k = s.bit_length()
     w = k + 1
     mag = np.abs(levels.astype(np.int64) if w > 8 else levels.astype(np.int16))
@@ -240,7 +271,7 @@ def _pack_dense(levels: np.ndarray, s: int) -> bytes:
     return data
 
 
-def _unpack_dense(body: bytes, n: int, s: int) -> np.ndarray:
+def _unpack_dense_chunk(body: bytes, n: int, s: int) -> np.ndarray:
     k = s.bit_length()
     w = k + 1
     buf = np.frombuffer(body, dtype=np.uint8)
@@ -271,14 +302,23 @@ def _unpack_dense(body: bytes, n: int, s: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------- elias
 
 def _pack_elias(levels: np.ndarray) -> bytes:
-    idx = np.flatnonzero(levels)
-    nz = levels[idx]
-    x = np.empty(2 * len(idx), dtype=np.int64)
-    x[0::2] = np.diff(idx, prepend=-1)                # gap to the previous non-zero, >= 1
-    x[1::2] = np.abs(nz.astype(np.int64))
-    prefix, pbits, suffix, sbits = gamma_encode(x)
-    signs = np.packbits(nz < 0).tobytes()
-    return _ELIAS_HEADER.pack(len(idx), pbits, sbits) + prefix + suffix + signs
+    prefix, suffix = BitWriter(), BitWriter()
+    signs, prev = [], -1
+    for i in range(0, len(levels), CHUNK):
+        idx = np.flatnonzero(levels[i:i + CHUNK]) + i
+        if not len(idx):
+            continue
+        nz = levels[idx]
+        x = np.empty(2 * len(idx), dtype=np.int64)
+        x[0::2] = np.diff(idx, prepend=prev)          # gap to the previous non-zero, >= 1
+        x[1::2] = np.abs(nz.astype(np.int64))
+        prev = int(idx[-1])
+        gamma_append(prefix, suffix, x)
+        signs.append(nz < 0)
+    nnz = sum(map(len, signs))
+    signs = np.packbits(np.concatenate(signs)).tobytes() if signs else b""
+    (pb, pbits), (sb, sbits) = prefix.getvalue(), suffix.getvalue()
+    return _ELIAS_HEADER.pack(nnz, pbits, sbits) + pb + sb + signs
 
 
 def _unpack_elias(body: bytes, n: int, s: int) -> np.ndarray:
@@ -291,18 +331,38 @@ def _unpack_elias(body: bytes, n: int, s: int) -> np.ndarray:
     if len(body) != _ELIAS_HEADER.size + pb + sb + gb:
         raise ValueError("QSGD message length does not match its Elias section lengths")
     o = _ELIAS_HEADER.size
-    x = gamma_decode(body[o:o + pb], pbits, body[o + pb:o + pb + sb], sbits, 2 * nnz)
-    gaps, mag = x[0::2], x[1::2]
-    idx = np.cumsum(gaps) - 1
-    if nnz and idx[-1] >= n:
-        raise ValueError("Elias body: position past the end of the vector")
-    if nnz and mag.max() > s:
-        raise ValueError(f"Elias body: level {int(mag.max())} exceeds s = {s}")
     sign_bits = np.unpackbits(np.frombuffer(body, np.uint8, count=gb, offset=o + pb + sb))
     if sign_bits[nnz:].any():
         raise ValueError("Elias body: non-zero padding bits after the signs")
+    reader = GammaReader(body[o:o + pb], pbits, body[o + pb:o + pb + sb], sbits)
     lv = np.zeros(n, dtype=_level_dtype(s))
-    lv[idx] = np.where(sign_bits[:nnz].astype(bool), -mag, mag)
+    pos, k = -1, 0                                    # last position, non-zeros decoded
+    pending = np.zeros(0, np.int64)                   # a gap whose level is in the next piece
+    while not reader.done():
+        x = reader.next_chunk()
+        if len(pending):
+            x = np.concatenate([pending, x])
+        cut = len(x) - len(x) % 2
+        x, pending = x[:cut], x[cut:]
+        if not len(x):
+            continue
+        gaps, mag = x[0::2], x[1::2]
+        if k + len(gaps) > nnz:
+            raise ValueError(f"Elias body holds more than the {nnz} non-zeros it claims")
+        idx = np.cumsum(gaps) + pos
+        if idx[-1] >= n:
+            raise ValueError("Elias body: position past the end of the vector")
+        if mag.max() > s:
+            raise ValueError(f"Elias body: level {int(mag.max())} exceeds s = {s}")
+        neg = sign_bits[k:k + len(gaps)].astype(bool)
+        lv[idx] = np.where(neg, -mag, mag)
+        pos, k = int(idx[-1]), k + len(gaps)
+    if k != nnz or len(pending):
+        raise ValueError(f"Elias body holds {k} complete non-zeros, header says {nnz}")
+    if nnz:
+        reader.finish()
+    elif pbits or sbits:
+        raise ValueError("Elias sections not empty for zero non-zeros")
     return lv
 
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["write_bits", "read_bits", "gamma_encode", "gamma_decode", "ilog2"]
+__all__ = ["BitWriter", "GammaReader", "write_bits", "read_bits", "gamma_encode", "gamma_append",
+           "gamma_decode", "ilog2"]
 
 _U64 = np.uint64
 
@@ -36,49 +37,16 @@ def ilog2(x: np.ndarray) -> np.ndarray:
 
 
 def write_bits(values: np.ndarray, lengths: np.ndarray) -> tuple[bytes, int]:
-    """Concatenate the low ``lengths[i]`` bits of ``values[i]`` (MSB first) into a byte string.
+    """Concatenate the low ``lengths[i]`` bits (0 to 64) of ``values[i]`` (MSB first).
 
-    Parameters
-    ----------
-    values : ndarray of uint64
-        Each value must fit in its length (higher bits must be zero).
-    lengths : ndarray of int
-        Bit lengths, 0 to 64 each.
-
-    Returns
-    -------
-    data : bytes
-        The bits, padded with zeros to whole 64-bit words and then cut to whole bytes.
-    nbits : int
-        The number of bits written.
+    Returns the bytes (zero-padded to a whole byte) and the number of bits.
     """
-    values = np.asarray(values, dtype=_U64)
-    lengths = np.asarray(lengths, dtype=np.int64)
+    values, lengths = np.asarray(values), np.asarray(lengths)
     if values.shape != lengths.shape or values.ndim != 1:
         raise ValueError("values and lengths must be 1-D arrays of the same length")
-    ends = np.cumsum(lengths)
-    nbits = int(ends[-1]) if len(ends) else 0
-    nwords = (nbits + 63) // 64 + 1
-    words = np.zeros(nwords, dtype=_U64)
-    keep = lengths > 0
-    if not keep.all():
-        values, lengths, ends = values[keep], lengths[keep], ends[keep]
-    if len(values):
-        starts = ends - lengths
-        w = starts >> 6
-        # shift = where the value's LSB lands in its first word; negative: it spills into w + 1.
-        shift = 64 - (starts & 63) - lengths
-        hi = np.where(shift >= 0, values << np.maximum(shift, 0).astype(_U64),
-                      values >> np.maximum(-shift, 0).astype(_U64))
-        # Codes never share bits, so OR == ADD; codes sorted by offset make each word's
-        # contributions a contiguous run, which add.reduceat sums without ufunc.at.
-        _scatter_or(words, w, hi)
-        spill = shift < 0
-        if spill.any():
-            lo = values[spill] << (64 + shift[spill]).astype(_U64)
-            _scatter_or(words, w[spill] + 1, lo)
-    data = words.astype(">u8").tobytes()
-    return data[: (nbits + 7) // 8], nbits
+    out = BitWriter(int(lengths.sum()))
+    out.write(values, lengths)
+    return out.getvalue()
 
 
 def _scatter_or(words: np.ndarray, idx: np.ndarray, vals: np.ndarray) -> None:
@@ -101,7 +69,10 @@ def read_bits(data: bytes | np.ndarray, nbits: int, starts: np.ndarray,
 
     The caller guarantees ``starts + lengths <= nbits``.
     """
-    words = _as_words(data, nbits)
+    return _read_words(_as_words(data, nbits), starts, lengths)
+
+
+def _read_words(words: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     starts = np.asarray(starts, dtype=np.int64)
     lengths = np.asarray(lengths, dtype=np.int64)
     w = starts >> 6
@@ -113,18 +84,131 @@ def read_bits(data: bytes | np.ndarray, nbits: int, starts: np.ndarray,
     return out
 
 
+class BitWriter:
+    """An append-only big-endian bit string over a growing uint64 word buffer.
+
+    Appending in pieces (one per chunk of a gradient) keeps every temporary small; the buffer
+    grows by doubling.
+    """
+
+    def __init__(self, capacity_bits: int = 1 << 16):
+        self.words = np.zeros(max(2, capacity_bits // 64 + 2), dtype=_U64)
+        self.nbits = 0
+
+    def _reserve(self, nbits: int) -> None:
+        need = (self.nbits + nbits) // 64 + 2
+        if need > len(self.words):
+            grown = np.zeros(max(need, 2 * len(self.words)), dtype=_U64)
+            grown[:len(self.words)] = self.words
+            self.words = grown
+
+    def write(self, values: np.ndarray, lengths: np.ndarray) -> None:
+        """Append the low ``lengths[i]`` bits (0 to 64) of each ``values[i]``, MSB first."""
+        values = np.asarray(values, dtype=_U64)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if not len(lengths):
+            return
+        ends = np.cumsum(lengths)
+        total = int(ends[-1])
+        self._reserve(total)
+        keep = lengths > 0
+        if not keep.all():
+            values, lengths, ends = values[keep], lengths[keep], ends[keep]
+        if len(values):
+            starts = ends - lengths + self.nbits
+            w = starts >> 6
+            # shift: where the value's LSB lands in its first word; < 0: it spills into w + 1.
+            shift = 64 - (starts & 63) - lengths
+            hi = (values << np.maximum(shift, 0).astype(_U64)) >> np.maximum(-shift, 0).astype(_U64)
+            _scatter_or(self.words, w, hi)
+            spill = shift < 0
+            if spill.any():
+                _scatter_or(self.words, w[spill] + 1, values[spill] << (64 + shift[spill]).astype(_U64))
+        self.nbits += total
+
+    def write_unary(self, n: np.ndarray) -> None:
+        """Append ``n[i]`` zeros then a one for each ``i`` (only the ones need setting)."""
+        n = np.asarray(n, dtype=np.int64)
+        if not len(n):
+            return
+        ones = np.cumsum(n + 1) - 1 + self.nbits
+        total = int(ones[-1]) + 1 - self.nbits
+        self._reserve(total)
+        _scatter_or(self.words, ones >> 6, _U64(1) << (63 - (ones & 63)).astype(_U64))
+        self.nbits += total
+
+    def getvalue(self) -> tuple[bytes, int]:
+        """(the bits padded with zeros to whole bytes, number of bits)."""
+        return self.words.astype(">u8").tobytes()[: (self.nbits + 7) // 8], self.nbits
+
+
+class GammaReader:
+    """Decode gamma codes from a (prefix, suffix) section pair piece by piece.
+
+    ``next_chunk()`` returns the values whose prefixes end in the next ``chunk_bits`` of the
+    prefix section (an empty array when none), and ``finish()`` checks that both sections were
+    used exactly. Every inconsistency raises ValueError.
+    """
+
+    def __init__(self, prefix, prefix_bits: int, suffix, suffix_bits: int,
+                 chunk_bits: int = 1 << 17):
+        if len(prefix) < (prefix_bits + 7) // 8 or len(suffix) < (suffix_bits + 7) // 8:
+            raise ValueError("Elias section shorter than its stated length")
+        self.prefix = np.frombuffer(prefix, dtype=np.uint8, count=(prefix_bits + 7) // 8)
+        self.prefix_bits, self.suffix_bits = prefix_bits, suffix_bits
+        self.suffix_words = _as_words(suffix, suffix_bits)
+        self.chunk_bytes = max(1, chunk_bits // 8)
+        self.byte = 0            # next prefix byte to read
+        self.last_one = -1       # bit position of the previous prefix terminator
+        self.suffix_pos = 0
+        self.count = 0
+
+    def done(self) -> bool:
+        return self.byte >= len(self.prefix)
+
+    def next_chunk(self) -> np.ndarray:
+        b0 = self.byte
+        self.byte = min(len(self.prefix), b0 + self.chunk_bytes)
+        ones = np.flatnonzero(np.unpackbits(self.prefix[b0:self.byte])) + 8 * b0
+        if not len(ones):
+            return np.zeros(0, np.int64)
+        n = np.diff(ones, prepend=self.last_one) - 1
+        self.last_one = int(ones[-1])
+        if n.max() > 31:
+            raise ValueError("Elias code longer than 63 bits (value >= 2**32)")
+        ends = np.cumsum(n) + self.suffix_pos
+        if int(ends[-1]) > self.suffix_bits:
+            raise ValueError("Elias suffix section shorter than its codes need")
+        self.suffix_pos = int(ends[-1])
+        self.count += len(n)
+        low = _read_words(self.suffix_words, ends - n, n).astype(np.int64)
+        return (np.int64(1) << n) | low
+
+    def finish(self) -> int:
+        """Check the sections were consumed exactly; return the number of values decoded."""
+        if self.last_one != self.prefix_bits - 1:
+            raise ValueError("Elias prefix section has bits after its last code")
+        if self.suffix_pos != self.suffix_bits:
+            raise ValueError(f"Elias suffixes use {self.suffix_pos} bits, "
+                             f"section has {self.suffix_bits}")
+        return self.count
+
+
 def gamma_encode(x: np.ndarray) -> tuple[bytes, int, bytes, int]:
     """Elias gamma codes of positive integers (below 2**32), as (prefix, prefix_bits, suffix, suffix_bits)."""
     x = np.asarray(x, dtype=np.int64)
     if len(x) and (x.min() < 1 or x.max() >= 1 << 32):
         raise ValueError("Elias gamma codes integers in [1, 2**32)")
-    n = ilog2(x) if len(x) else np.zeros(0, np.int64)
-    # Prefix: N zeros then a one, i.e. the value 1 in N + 1 bits.
-    prefix, pbits = write_bits(np.ones(len(x), _U64), n + 1)
-    # Suffix: the low N bits (the leading one of x is the prefix's terminator).
-    low = (x - (np.int64(1) << n)).astype(_U64)
-    suffix, sbits = write_bits(low, n)
-    return prefix, pbits, suffix, sbits
+    prefix, suffix = BitWriter(), BitWriter()
+    gamma_append(prefix, suffix, x)
+    return (*prefix.getvalue(), *suffix.getvalue())
+
+
+def gamma_append(prefix: BitWriter, suffix: BitWriter, x: np.ndarray) -> None:
+    """Append the gamma codes of ``x`` (int64 in [1, 2**32), unchecked) to the two sections."""
+    n = ilog2(x)
+    prefix.write_unary(n)                          # N zeros, then the leading one of x
+    suffix.write((x - (np.int64(1) << n)).astype(_U64), n)   # the low N bits
 
 
 def gamma_decode(prefix: bytes | np.ndarray, prefix_bits: int, suffix: bytes | np.ndarray,
@@ -134,24 +218,15 @@ def gamma_decode(prefix: bytes | np.ndarray, prefix_bits: int, suffix: bytes | n
     Both sections must be used exactly: the prefix section must hold exactly ``count`` ones, the
     last of them at its final bit, and the suffix bits must add up to ``suffix_bits``.
     """
-    pbytes = (prefix_bits + 7) // 8
-    if len(prefix) < pbytes or len(suffix) < (suffix_bits + 7) // 8:
-        raise ValueError("Elias section shorter than its stated length")
-    bits = np.unpackbits(np.frombuffer(prefix, dtype=np.uint8, count=pbytes))
-    ones = np.flatnonzero(bits)
-    if len(ones) != count:
-        raise ValueError(f"Elias prefix section holds {len(ones)} codes, expected {count}")
-    if count == 0:
-        if prefix_bits or suffix_bits:
-            raise ValueError("Elias sections not empty for zero codes")
-        return np.zeros(0, np.int64)
-    if ones[-1] != prefix_bits - 1:
-        raise ValueError("Elias prefix section has bits after its last code")
-    n = np.diff(ones, prepend=-1) - 1
-    if n.max() > 31:
-        raise ValueError("Elias code longer than 63 bits (value >= 2**32)")
-    ends = np.cumsum(n)
-    if int(ends[-1]) != suffix_bits:
-        raise ValueError(f"Elias suffixes need {int(ends[-1])} bits, section has {suffix_bits}")
-    low = read_bits(suffix, suffix_bits, ends - n, n).astype(np.int64)
-    return (np.int64(1) << n) | low
+    reader = GammaReader(prefix, prefix_bits, suffix, suffix_bits)
+    parts = []
+    while not reader.done():
+        parts.append(reader.next_chunk())
+    out = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    if len(out) != count:
+        raise ValueError(f"Elias prefix section holds {len(out)} codes, expected {count}")
+    if count:
+        reader.finish()
+    elif prefix_bits or suffix_bits:
+        raise ValueError("Elias sections not empty for zero codes")
+    return out
