@@ -139,19 +139,19 @@ class TB:
     seed : int
         Seeds the host model (latencies, reordering, storms).
     read_latency, write_latency : (int, int)
-    storms : bool
-        Random almost-full bursts on both channels.
+    storms : bool or StormConfig
+        Random almost-full bursts on both channels (True: the default StormConfig).
     """
 
     def __init__(self, dut, *, seed: int = 0, read_latency=(100, 400), write_latency=(100, 400),
-                 storms: bool = True, mmio_timeout: int = 2000):
+                 storms: bool | StormConfig = True, mmio_timeout: int = 2000):
         self.dut = dut
         self.clk = dut.clk
         self.rst = dut.rst
         self.seed = seed
         self.caps: dict | None = None
         self.memory: HostMemory | None = None
-        storm = StormConfig() if storms else None
+        storm = storms if isinstance(storms, StormConfig) else (StormConfig() if storms else None)
         self._model_args = dict(seed=seed, read_latency=read_latency, write_latency=write_latency,
                                 c0_storms=storm, c1_storms=storm, mmio_timeout=mmio_timeout)
         self.model: CcipHostModel | None = None

@@ -55,9 +55,13 @@ class StormConfig:
     """Almost-full storms on one channel: each cycle a storm starts with probability ``rate``
     and lasts a uniformly random ``min_len..max_len`` cycles."""
 
-    rate: float = 0.002
+    rate: float = 0.005
     min_len: int = 1
-    max_len: int = 200
+    max_len: int = 150
+
+    def __post_init__(self):
+        if not 0 < self.rate <= 1 or not 1 <= self.min_len <= self.max_len:
+            raise ValueError(f"a storm needs 0 < rate <= 1 and 1 <= min_len <= max_len, got {self}")
 
 
 class CcipHostModel:
@@ -114,7 +118,8 @@ class CcipHostModel:
         self._mmio_queue: list = []  # (kind, byte address, value / tid)
         self._mmio_pending: dict[int, list] = {}  # tid -> [deadline, Event, value]
         self._next_tid = 0
-        self._storm_left = [0, 0]
+        self._storm_channels = [ch for ch in (0, 1) if self.storms[ch] is not None]
+        self._storm_edge = [1 + int(self.rng.expovariate(st.rate)) if st else 0 for st in self.storms]
         self._almfull_now = [0, 0]
         self._after_almfull = [0, 0]
         # Statistics
@@ -219,21 +224,18 @@ class CcipHostModel:
                 self._expire_mmio(now)
             # ---- almost-full storms, and the checker for the slack rule (counted against the value the
             # AFU saw when it issued: the one driven at the previous falling edge)
-            for ch in (0, 1):
-                storm = self.storms[ch]
-                if storm is None:
-                    continue
-                if self._storm_left[ch]:
-                    self._storm_left[ch] -= 1
-                elif rng.random() < storm.rate:
-                    self._storm_left[ch] = rng.randint(storm.min_len, storm.max_len)
-                want = 1 if self._storm_left[ch] else 0
-                if want != self._almfull_now[ch]:
+            # Storm edges are drawn ahead (geometric gaps), so a quiet cycle costs one comparison.
+            for ch in self._storm_channels:
+                if now >= self._storm_edge[ch]:
+                    storm = self.storms[ch]
+                    want = 1 - self._almfull_now[ch]
+                    self._storm_edge[ch] = now + (rng.randint(storm.min_len, storm.max_len) if want
+                                                  else 1 + int(rng.expovariate(storm.rate)))
                     self._almfull[ch].value = want
                     self._almfull_now[ch] = want
                     self._after_almfull[ch] = 0
-                if want:
-                    self.almfull_cycles[ch] += 1
+                    if want:
+                        self.almfull_cycles[ch] += self._storm_edge[ch] - now
             # ---- c0_rx: an MMIO request first, else the earliest due read line
             rsp = wr = rd = 0
             if self._mmio_queue:

@@ -17,6 +17,7 @@ import cocotb
 from lowbit.registers import AFU_ID_H, AFU_ID_L, DFH_VALUE, REG, Ctrl, State
 
 from .afu_tb import TB
+from .ccip_model import StormConfig
 from .ccip_model import ProtocolError
 from .host_memory import AccessError
 
@@ -61,7 +62,7 @@ async def mmio_identifies_the_afu_and_answers_every_read(dut):
 @cocotb.test()
 @cocotb.parametrize(burst=[False, True], seed=[SEED0, SEED0 + 1])
 async def copies_arrive_intact_through_random_latency_reordering_and_storms(dut, burst, seed):
-    tb = TB(dut, seed=seed)
+    tb = TB(dut, seed=seed, storms=StormConfig(rate=0.02, max_len=100))
     await tb.setup()
     rows = 64
     src, dst, st, rec = await copy_run(tb, rows, burst, np.random.default_rng(seed))
@@ -142,3 +143,26 @@ async def an_unanswered_mmio_read_times_out_instead_of_hanging(dut):
         pass
     else:
         raise AssertionError("check() did not report the unanswered read")
+
+
+@cocotb.test()
+async def the_almost_full_checker_catches_an_afu_that_ignores_it(dut):
+    """The model believes almost-full is up, but the AFU is never shown it: the 9th request is flagged."""
+    tb = TB(dut, seed=SEED0, storms=StormConfig(rate=1.0, min_len=100_000, max_len=100_000))
+    await tb.setup()
+
+    class Sink:
+        value = 0
+
+    tb.model._almfull = (Sink(), Sink())  # the AFU keeps seeing 0
+    tb.dut.ccip__c0_tx_almfull.value = 0
+    tb.dut.ccip__c1_tx_almfull.value = 0
+    await copy_run(tb, 32, False, np.random.default_rng(SEED0))
+    assert any("more than 8 read requests after c0_tx_almfull rose" in e for e in tb.model.errors)
+    assert any("more than 8 write requests after c1_tx_almfull rose" in e for e in tb.model.errors)
+    try:
+        tb.model.check()
+    except ProtocolError:
+        pass
+    else:
+        raise AssertionError("check() did not report the overrun")

@@ -24,6 +24,7 @@ from lowbit.registers import Ctrl, ErrorCode, State
 from lowbit_hw.interfaces import CoreSignature
 
 from .afu_tb import TB
+from .ccip_model import StormConfig
 
 SEED0 = int(os.environ.get("LOWBIT_SEED0", "0"))
 
@@ -147,7 +148,7 @@ async def mmio_map_of_the_real_register_block(dut):
 @cocotb.test()
 @cocotb.parametrize(seed=[SEED0, SEED0 + 1, SEED0 + 2])
 async def shell_delivers_lines_in_order_through_latency_reordering_and_storms(dut, seed):
-    tb = TB(dut, seed=seed)
+    tb = TB(dut, seed=seed, storms=StormConfig(rate=0.02, max_len=100))
     await tb.setup()
     rows = 300
     data, model, st, rec, _ = await stream(tb, rows, every_log2=seed % 3, seed=seed)
