@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .elias import BitWriter, GammaReader, gamma_append
+from .elias import BitWriter, UnaryReader, _as_words, _read_words, ilog2
 
 __all__ = ["Quantized", "quantize", "encode", "decode", "compress", "decompress",
            "dense_bits", "bits_to_levels", "variance_bound", "FORMATS", "NORMS"]
@@ -303,22 +303,25 @@ def _unpack_dense_chunk(body: bytes, n: int, s: int) -> np.ndarray:
 
 def _pack_elias(levels: np.ndarray) -> bytes:
     prefix, suffix = BitWriter(), BitWriter()
-    signs, prev = [], -1
+    nnz, prev = 0, -1
     for i in range(0, len(levels), CHUNK):
         idx = np.flatnonzero(levels[i:i + CHUNK]) + i
         if not len(idx):
             continue
-        nz = levels[idx]
-        x = np.empty(2 * len(idx), dtype=np.int64)
-        x[0::2] = np.diff(idx, prepend=prev)          # gap to the previous non-zero, >= 1
-        x[1::2] = np.abs(nz.astype(np.int64))
-        prev = int(idx[-1])
-        gamma_append(prefix, suffix, x)
-        signs.append(nz < 0)
-    nnz = sum(map(len, signs))
-    signs = np.packbits(np.concatenate(signs)).tobytes() if signs else b""
+        nz = levels[idx].astype(np.int64)
+        gap = np.diff(idx, prepend=prev)              # to the previous non-zero, >= 1
+        mag = np.abs(nz)
+        prev, nnz = int(idx[-1]), nnz + len(idx)
+        ng, nl = ilog2(gap), ilog2(mag)
+        # One write per non-zero in each section (every field fits in 64 bits: gaps < 2**32 and
+        # levels < 2**31): prefix 0^ng 1 0^nl 1, suffix gap_low(ng) sign level_low(nl).
+        prefix.write((np.int64(1) << (nl + 1)) | 1, ng + nl + 2)
+        gap_low = (gap - (np.int64(1) << ng)).astype(np.uint64)
+        lev_low = (mag - (np.int64(1) << nl)).astype(np.uint64)
+        token = (((gap_low << np.uint64(1)) | (nz < 0).astype(np.uint64)) << nl.astype(np.uint64)) | lev_low
+        suffix.write(token, ng + nl + 1)
     (pb, pbits), (sb, sbits) = prefix.getvalue(), suffix.getvalue()
-    return _ELIAS_HEADER.pack(nnz, pbits, sbits) + pb + sb + signs
+    return _ELIAS_HEADER.pack(nnz, pbits, sbits) + pb + sb
 
 
 def _unpack_elias(body: bytes, n: int, s: int) -> np.ndarray:
@@ -327,42 +330,50 @@ def _unpack_elias(body: bytes, n: int, s: int) -> np.ndarray:
     nnz, pbits, sbits = _ELIAS_HEADER.unpack_from(body)
     if nnz > n:
         raise ValueError(f"Elias body claims {nnz} non-zeros in {n} coordinates")
-    pb, sb, gb = (pbits + 7) // 8, (sbits + 7) // 8, (nnz + 7) // 8
-    if len(body) != _ELIAS_HEADER.size + pb + sb + gb:
+    pb, sb = (pbits + 7) // 8, (sbits + 7) // 8
+    if len(body) != _ELIAS_HEADER.size + pb + sb:
         raise ValueError("QSGD message length does not match its Elias section lengths")
     o = _ELIAS_HEADER.size
-    sign_bits = np.unpackbits(np.frombuffer(body, np.uint8, count=gb, offset=o + pb + sb))
-    if sign_bits[nnz:].any():
-        raise ValueError("Elias body: non-zero padding bits after the signs")
-    reader = GammaReader(body[o:o + pb], pbits, body[o + pb:o + pb + sb], sbits)
+    prefix = UnaryReader(body[o:o + pb], pbits)
+    words = _as_words(body[o + pb:o + pb + sb], sbits)
     lv = np.zeros(n, dtype=_level_dtype(s))
-    pos, k = -1, 0                                    # last position, non-zeros decoded
-    pending = np.zeros(0, np.int64)                   # a gap whose level is in the next piece
-    while not reader.done():
-        x = reader.next_chunk()
+    pos, k, spos = -1, 0, 0                           # last position, non-zeros, suffix bits used
+    pending = np.zeros(0, np.int64)                   # a gap length whose level is in the next piece
+    while not prefix.done():
+        lens = prefix.next_chunk()
         if len(pending):
-            x = np.concatenate([pending, x])
-        cut = len(x) - len(x) % 2
-        x, pending = x[:cut], x[cut:]
-        if not len(x):
+            lens = np.concatenate([pending, lens])
+        cut = len(lens) - len(lens) % 2
+        lens, pending = lens[:cut], lens[cut:]
+        if not len(lens):
             continue
-        gaps, mag = x[0::2], x[1::2]
-        if k + len(gaps) > nnz:
+        ng, nl = lens[0::2], lens[1::2]
+        if k + len(ng) > nnz:
             raise ValueError(f"Elias body holds more than the {nnz} non-zeros it claims")
-        idx = np.cumsum(gaps) + pos
+        width = ng + nl + 1
+        ends = np.cumsum(width) + spos
+        if int(ends[-1]) > sbits:
+            raise ValueError("Elias suffix section shorter than its codes need")
+        token = _read_words(words, ends - width, width).astype(np.int64)
+        spos = int(ends[-1])
+        lev = (np.int64(1) << nl) | (token & ((np.int64(1) << nl) - 1))
+        neg = ((token >> nl) & 1).astype(bool)
+        gap = (np.int64(1) << ng) | (token >> (nl + 1))
+        idx = np.cumsum(gap) + pos
         if idx[-1] >= n:
             raise ValueError("Elias body: position past the end of the vector")
-        if mag.max() > s:
-            raise ValueError(f"Elias body: level {int(mag.max())} exceeds s = {s}")
-        neg = sign_bits[k:k + len(gaps)].astype(bool)
-        lv[idx] = np.where(neg, -mag, mag)
-        pos, k = int(idx[-1]), k + len(gaps)
+        if lev.max() > s:
+            raise ValueError(f"Elias body: level {int(lev.max())} exceeds s = {s}")
+        lv[idx] = np.where(neg, -lev, lev)
+        pos, k = int(idx[-1]), k + len(ng)
     if k != nnz or len(pending):
         raise ValueError(f"Elias body holds {k} complete non-zeros, header says {nnz}")
     if nnz:
-        reader.finish()
-    elif pbits or sbits:
-        raise ValueError("Elias sections not empty for zero non-zeros")
+        prefix.finish()
+    elif pbits:
+        raise ValueError("Elias prefix section not empty for zero non-zeros")
+    if spos != sbits:
+        raise ValueError(f"Elias suffixes use {spos} bits, section has {sbits}")
     return lv
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BitWriter", "GammaReader", "write_bits", "read_bits", "gamma_encode", "gamma_append",
+__all__ = ["BitWriter", "UnaryReader", "write_bits", "read_bits", "gamma_encode", "gamma_append",
            "gamma_decode", "ilog2"]
 
 _U64 = np.uint64
@@ -142,56 +142,41 @@ class BitWriter:
         return self.words.astype(">u8").tobytes()[: (self.nbits + 7) // 8], self.nbits
 
 
-class GammaReader:
-    """Decode gamma codes from a (prefix, suffix) section pair piece by piece.
+class UnaryReader:
+    """Read a section of unary codes (``N`` zeros then a one) piece by piece.
 
-    ``next_chunk()`` returns the values whose prefixes end in the next ``chunk_bits`` of the
-    prefix section (an empty array when none), and ``finish()`` checks that both sections were
-    used exactly. Every inconsistency raises ValueError.
+    ``next_chunk()`` returns the ``N`` of the codes whose terminating one lies in the next
+    ``chunk_bits`` bits (an empty array when none); ``finish()`` checks that the last code ends
+    exactly at the end of the section.
     """
 
-    def __init__(self, prefix, prefix_bits: int, suffix, suffix_bits: int,
-                 chunk_bits: int = 1 << 17):
-        if len(prefix) < (prefix_bits + 7) // 8 or len(suffix) < (suffix_bits + 7) // 8:
-            raise ValueError("Elias section shorter than its stated length")
-        self.prefix = np.frombuffer(prefix, dtype=np.uint8, count=(prefix_bits + 7) // 8)
-        self.prefix_bits, self.suffix_bits = prefix_bits, suffix_bits
-        self.suffix_words = _as_words(suffix, suffix_bits)
+    def __init__(self, data, nbits: int, chunk_bits: int = 1 << 17):
+        if len(data) < (nbits + 7) // 8:
+            raise ValueError("Elias prefix section shorter than its stated length")
+        self.data = np.frombuffer(data, dtype=np.uint8, count=(nbits + 7) // 8)
+        self.nbits = nbits
         self.chunk_bytes = max(1, chunk_bits // 8)
-        self.byte = 0            # next prefix byte to read
-        self.last_one = -1       # bit position of the previous prefix terminator
-        self.suffix_pos = 0
-        self.count = 0
+        self.byte = 0            # next byte to read
+        self.last_one = -1       # bit position of the previous terminator
 
     def done(self) -> bool:
-        return self.byte >= len(self.prefix)
+        return self.byte >= len(self.data)
 
     def next_chunk(self) -> np.ndarray:
         b0 = self.byte
-        self.byte = min(len(self.prefix), b0 + self.chunk_bytes)
-        ones = np.flatnonzero(np.unpackbits(self.prefix[b0:self.byte])) + 8 * b0
+        self.byte = min(len(self.data), b0 + self.chunk_bytes)
+        ones = np.flatnonzero(np.unpackbits(self.data[b0:self.byte])) + 8 * b0
         if not len(ones):
             return np.zeros(0, np.int64)
         n = np.diff(ones, prepend=self.last_one) - 1
         self.last_one = int(ones[-1])
         if n.max() > 31:
             raise ValueError("Elias code longer than 63 bits (value >= 2**32)")
-        ends = np.cumsum(n) + self.suffix_pos
-        if int(ends[-1]) > self.suffix_bits:
-            raise ValueError("Elias suffix section shorter than its codes need")
-        self.suffix_pos = int(ends[-1])
-        self.count += len(n)
-        low = _read_words(self.suffix_words, ends - n, n).astype(np.int64)
-        return (np.int64(1) << n) | low
+        return n
 
-    def finish(self) -> int:
-        """Check the sections were consumed exactly; return the number of values decoded."""
-        if self.last_one != self.prefix_bits - 1:
+    def finish(self) -> None:
+        if self.last_one != self.nbits - 1:
             raise ValueError("Elias prefix section has bits after its last code")
-        if self.suffix_pos != self.suffix_bits:
-            raise ValueError(f"Elias suffixes use {self.suffix_pos} bits, "
-                             f"section has {self.suffix_bits}")
-        return self.count
 
 
 def gamma_encode(x: np.ndarray) -> tuple[bytes, int, bytes, int]:
@@ -218,15 +203,22 @@ def gamma_decode(prefix: bytes | np.ndarray, prefix_bits: int, suffix: bytes | n
     Both sections must be used exactly: the prefix section must hold exactly ``count`` ones, the
     last of them at its final bit, and the suffix bits must add up to ``suffix_bits``.
     """
-    reader = GammaReader(prefix, prefix_bits, suffix, suffix_bits)
+    reader = UnaryReader(prefix, prefix_bits)
+    if len(suffix) < (suffix_bits + 7) // 8:
+        raise ValueError("Elias suffix section shorter than its stated length")
     parts = []
     while not reader.done():
         parts.append(reader.next_chunk())
-    out = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-    if len(out) != count:
-        raise ValueError(f"Elias prefix section holds {len(out)} codes, expected {count}")
-    if count:
-        reader.finish()
-    elif prefix_bits or suffix_bits:
-        raise ValueError("Elias sections not empty for zero codes")
-    return out
+    n = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    if len(n) != count:
+        raise ValueError(f"Elias prefix section holds {len(n)} codes, expected {count}")
+    if not count:
+        if prefix_bits or suffix_bits:
+            raise ValueError("Elias sections not empty for zero codes")
+        return n
+    reader.finish()
+    ends = np.cumsum(n)
+    if int(ends[-1]) != suffix_bits:
+        raise ValueError(f"Elias suffixes need {int(ends[-1])} bits, section has {suffix_bits}")
+    low = read_bits(suffix, suffix_bits, ends - n, n).astype(np.int64)
+    return (np.int64(1) << n) | low
