@@ -7,7 +7,7 @@
   the maximum-features and throughput cases.
 
 Environment: ``LOWBIT_SEEDS`` (random seeds of the regular suite, default 50), ``LOWBIT_SEED0``
-(first seed, default 0), ``WAVES=1`` (an FST trace per bench under build/cocotb/<config>/).
+(first seed, default 0), ``WAVES=1`` (a VCD trace per bench: build/cocotb/<config>-waves/run_<bench>/dump.vcd).
 """
 
 from __future__ import annotations

@@ -358,7 +358,8 @@ def run_cocotb_module(verilog, module: str, build_dir, *, name: str = "run", wav
     """Build ``verilog`` (top ``lowbit_afu``; cached by the runner's make) with Verilator and run the
     cocotb ``module`` under ``build_dir``. Returns ``(tests run, names of failed tests)``.
 
-    ``waves`` traces to an FST file in the run directory (``build_dir/run_<name>``).
+    ``waves`` (or ``WAVES=1`` in the environment, which the runner reads itself) builds a traced
+    model in ``<build_dir>-waves`` and writes ``<build_dir>-waves/run_<name>/dump.vcd``.
     """
     import os
     import xml.etree.ElementTree as ET
@@ -374,11 +375,13 @@ def run_cocotb_module(verilog, module: str, build_dir, *, name: str = "run", wav
     # a command-line variable in MAKEFLAGS restores the "-include".
     if "CFG_CXXFLAGS_PCH_I" not in os.environ.get("MAKEFLAGS", ""):
         os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    waves = waves or os.environ.get("WAVES", "") == "1"
     build_dir = Path(build_dir)
+    if waves:  # a separate model, so switching WAVES does not rebuild the untraced one
+        build_dir = build_dir.with_name(build_dir.name + "-waves")
     runner = get_runner("verilator")
     runner.build(sources=[verilog], hdl_toplevel="lowbit_afu", build_dir=build_dir,
-                 build_args=VERILATOR_BUILD_ARGS + FAST_BUILD_ARGS + (["--trace-fst"] if waves else []),
-                 waves=waves)
+                 build_args=VERILATOR_BUILD_ARGS + FAST_BUILD_ARGS, waves=waves)
     env = {"LOWBIT_SEEDS": os.environ.get("LOWBIT_SEEDS", "50"), "LOWBIT_SEED0": os.environ.get("LOWBIT_SEED0", "0"),
            **(extra_env or {})}
     xml = build_dir / f"results_{name}.xml"
