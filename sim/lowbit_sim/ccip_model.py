@@ -213,7 +213,8 @@ class CcipHostModel:
             self.cycle = now = self.cycle + 1
             # ---- sample what the AFU presented this cycle
             if c0v.value:
-                self._on_read(now, c0len.value.to_unsigned(), c0addr.value.to_unsigned(), c0md.value.to_unsigned(), rng, rlo, rhi)
+                self._on_read(now, c0len.value.to_unsigned(), c0addr.value.to_unsigned(),
+                              c0md.value.to_unsigned(), rng, rlo, rhi)
             if c1v.value:
                 self._on_write(now, int(c1sop.value), c1len.value.to_unsigned(), c1addr.value.to_unsigned(),
                                c1md.value.to_unsigned(),

@@ -119,7 +119,8 @@ async def check_mmio_map(tb: TB, dut) -> None:
         await tb.write_reg(r.name, values[r.name])
     for r in rw:
         got = await tb.read_reg(r.name)
-        assert got == values[r.name] & ((1 << r.width) - 1), f"{r.name}: read 0x{got:x} after writing 0x{values[r.name]:x}"
+        want = values[r.name] & ((1 << r.width) - 1)
+        assert got == want, f"{r.name}: read 0x{got:x} after writing 0x{values[r.name]:x}"
     # Unknown addresses, the write-only CTRL and code table read as 0 (and are answered).
     for address in (0x0D0, 0x0F8, 0x800, REG["CTRL"].address, CODE_TABLE_BASE, CODE_TABLE_BASE + 8 * 510, 0x1FF8):
         assert await tb.model.mmio_read64(address) == 0, f"0x{address:x} does not read as 0"
