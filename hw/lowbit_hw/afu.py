@@ -14,7 +14,11 @@ __all__ = ["LowbitAFU"]
 
 
 def _training_core(*, line_bits, lanes, max_features):
-    from .core import TrainingCore
+    try:
+        from .core import TrainingCore
+    except ImportError as e:
+        raise ImportError(f"LowbitAFU needs lowbit_hw.core.TrainingCore, which cannot be imported ({e}); "
+                          "pass core_factory= to build the shell around another core") from e
 
     return TrainingCore(line_bits=line_bits, lanes=lanes, max_features=max_features)
 
