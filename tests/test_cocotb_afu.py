@@ -172,3 +172,20 @@ def test_shell_with_stream_probe_core():
 
     out = BUILD / "shell_probe"
     _run_bench("shell_probe", export_probe(out / "src", **FULL), "lowbit_sim.test_shell_probe", out)
+
+
+def test_the_saturating_corner_case_really_saturates_the_model():
+    import numpy as np
+
+    from lowbit.fixed import INT32_MAX, INT32_MIN, step_to_fixed
+    from lowbit_sim import golden
+    from lowbit_sim.afu_tb import make_dataset
+    from lowbit_sim.golden import EngineConfig
+    from lowbit_sim.test_afu import CORNERS
+
+    p = dict(CORNERS["saturating_step"])
+    step = p.pop("step")
+    ds = make_dataset(np.random.default_rng([1000, 2]), rows=p["rows"], features=p["features"], bits=p["bits"])
+    cfg = EngineConfig(**p, step=step_to_fixed(step))
+    m = golden.run(cfg, ds.codes, ds.labels_q, ds.table_m, ds.table_e).models
+    assert (m == INT32_MAX).any() and (m == INT32_MIN).any()

@@ -79,7 +79,8 @@ CORNERS = {
     "batch_gt_rows": dict(rows=5, features=70, bits=5, batch=64, epochs=2),
     "F_one_line_exactly": dict(rows=6, features=512, bits=4, batch=2, epochs=1),
     "several_epochs_two_copies": dict(rows=20, features=97, bits=6, batch=4, epochs=3, copies=2, levels="optimal"),
-    "saturating_step": dict(rows=16, features=40, bits=7, batch=8, epochs=2, step=0.5),
+    # Diverges: residuals, gradients and the model saturate at int32 (checked in tests/test_cocotb_afu.py).
+    "saturating_step": dict(rows=16, features=200, bits=7, batch=1, epochs=3, step=0.99),
 }
 
 
