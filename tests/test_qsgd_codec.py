@@ -303,3 +303,28 @@ def test_roundtrip_across_chunks(monkeypatch, chunk):
             assert encode(q, fmt) == msg
             assert decode(msg).equals(q)
             assert np.array_equal(decode(msg).dequantize(), q.dequantize())
+
+
+GOLDEN = Quantized(6, 3, 4, "l2", np.array([2.0, 1.0], np.float32),
+                   np.array([0, 3, 0, -1, 0, 2], np.int8))
+GOLDEN_HEAD = (b"QSGD" + bytes([1, 0, 0, 0]) + struct.pack("<IIQ", 3, 4, 6)
+               + struct.pack("<ff", 2.0, 1.0))
+
+
+def test_dense_format_bit_by_bit():
+    """docs/qsgd.md's dense example: codes sign|level in 3 bits: 000 011 000 101 000 010."""
+    body = bytes([0b00001100, 0b01010000, 0b10000000])
+    msg = GOLDEN_HEAD[:5] + b"\0" + GOLDEN_HEAD[6:] + body
+    assert encode(GOLDEN, "dense") == msg + struct.pack("<I", zlib.crc32(msg))
+
+
+def test_elias_format_bit_by_bit():
+    """docs/qsgd.md's Elias example: non-zeros (gap, level) = (2, +3), (2, -1), (2, +2).
+
+    prefix section 0101 011 0101 (unary N of gap, then of level, per non-zero)
+    suffix section 0 0 1 | 0 1 | 0 0 0 (gap low bits, sign, level low bits)
+    """
+    body = struct.pack("<QQQ", 3, 11, 8) + bytes([0b01010110, 0b10100000, 0b00101000])
+    msg = GOLDEN_HEAD[:5] + b"\1" + GOLDEN_HEAD[6:] + body
+    assert encode(GOLDEN, "elias") == msg + struct.pack("<I", zlib.crc32(msg))
+    assert decode(msg + struct.pack("<I", zlib.crc32(msg))).equals(GOLDEN)
