@@ -61,15 +61,17 @@ class LowbitAFU(wiring.Component):
         super().__init__({"ccip": Out(CcipSignature(line_bits))})
 
     def elaborate(self, platform):
-        m = Module()
         W = self.line_bits
+        # The core first: if it cannot be built, nothing else has been created (no unused-object noise).
+        core = self._core_factory(line_bits=W, lanes=self.lanes, max_features=self.max_features)
+        if core.signature != CoreSignature(W):
+            raise TypeError(f"the core's signature {core.signature!r} is not CoreSignature({W})")
+        m = Module()
+        m.submodules.core = core
         m.submodules.csr = csr = RegisterBlock(line_bits=W, lanes=self.lanes, max_features=self.max_features)
         m.submodules.reader = reader = ReadEngine(line_bits=W, data_depth=self.read_depth,
                                                   label_depth=self.read_depth // 2)
         m.submodules.writer = writer = WriteEngine(line_bits=W)
-        m.submodules.core = core = self._core_factory(line_bits=W, lanes=self.lanes, max_features=self.max_features)
-        if core.signature != CoreSignature(W):
-            raise TypeError(f"the core's signature {core.signature!r} is not CoreSignature({W})")
 
         # CCI-P: c0_rx fans out to the MMIO decoder and the read engine.
         ccip = self.ccip
