@@ -292,3 +292,21 @@ class LoopbackCore(wiring.Component):
                     m.next = "IDLE"
         m.d.comb += self.flush.eq(self.reset)
         return m
+
+
+def run_simulation(sim, name: str | None = None):
+    """``sim.run()``; with ``WAVES=1`` in the environment also write ``build/shell/waves/<name>.vcd``
+    (``name`` defaults to the running pytest test's id)."""
+    import os
+    import re
+    from pathlib import Path
+
+    if name is None:
+        name = re.sub(r"[^\w.-]+", "_", os.environ.get("PYTEST_CURRENT_TEST", "shell").split(" ")[0])
+    if os.environ.get("WAVES", "0") not in ("", "0"):
+        out = Path(__file__).resolve().parents[1] / "build" / "shell" / "waves"
+        out.mkdir(parents=True, exist_ok=True)
+        with sim.write_vcd(str(out / f"{name}.vcd")):
+            sim.run()
+    else:
+        sim.run()

@@ -10,7 +10,7 @@ import lowbit_hw.afu
 from lowbit.registers import AFU_ID_H, DFH_VALUE, REG, State, code_table_address, encode_code_entry
 from lowbit_hw.afu import LowbitAFU
 from lowbit_hw.export import export_verilog, port_list
-from shell_models import AlmostFull, LoopbackCore, ReadResponder, WriteResponder, line_value, rng_for
+from shell_models import AlmostFull, line_value, LoopbackCore, ReadResponder, rng_for, run_simulation, WriteResponder
 
 W = 64
 
@@ -89,7 +89,7 @@ def test_afu_runs_a_loopback_job_over_ccip():
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
-    sim.run()
+    run_simulation(sim)
     tids = out["tids"]
     assert [mmio.answers[t] for t in tids[:3]] == [DFH_VALUE, AFU_ID_H, rows]
     status = REG["STATUS"].decode(mmio.answers[tids[-2]])

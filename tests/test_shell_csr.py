@@ -9,7 +9,7 @@ from lowbit.format import FORMAT_VERSION
 from lowbit.registers import (AFU_ID_H, AFU_ID_L, CODE_TABLE_BASE, CODE_TABLE_ENTRIES, DFH_VALUE, REG, REGISTERS,
                               Access, code_table_address, encode_code_entry)
 from lowbit_hw.shell import RegisterBlock
-from shell_models import rng_for
+from shell_models import rng_for, run_simulation
 
 PARAMS = dict(line_bits=128, lanes=8, max_features=1024)
 M64 = (1 << 64) - 1
@@ -64,7 +64,7 @@ def simulate(body, dut=None):
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
-    sim.run()
+    run_simulation(sim)
     return dut, mmio
 
 

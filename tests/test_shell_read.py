@@ -6,7 +6,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from lowbit_hw.shell import ReadEngine, ReadReorderBuffer
-from shell_models import AlmostFull, ReadResponder, StreamSink, StreamSource, line_value, rng_for
+from shell_models import AlmostFull, line_value, ReadResponder, rng_for, run_simulation, StreamSink, StreamSource
 
 W = 64
 
@@ -49,7 +49,7 @@ def run_reads(dut, data_cmds, label_cmds, *, seed, latency=(10, 60), af=(0.0, 1.
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
-    sim.run()
+    run_simulation(sim)
     return host, sinks[0], sinks[1], state["cycles"]
 
 
@@ -150,7 +150,7 @@ def test_flush_swallows_responses_in_flight():
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
-    sim.run()
+    run_simulation(sim)
     fcycle, at_flush, in_flight = log["flush"]
     # At most the line already in the output register when flush was seen may have been taken.
     assert log["delivered"][0] - at_flush[0] <= 1 and log["delivered"][1] - at_flush[1] <= 1
@@ -184,7 +184,7 @@ def test_throughput_with_host_latency_100_to_400():
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
-    sim.run()
+    run_simulation(sim)
     assert sink.items == expected([cmd(3, lines)])
     # steady state: from the first line out to the last (the first ~latency cycles are fill)
     rate = (lines - 1) / (sink.cycles[-1] - sink.cycles[0])

@@ -6,7 +6,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from lowbit_hw.shell import WriteEngine
-from shell_models import AlmostFull, StreamSource, WriteResponder, line_value, rng_for
+from shell_models import AlmostFull, line_value, rng_for, run_simulation, StreamSource, WriteResponder
 
 W = 128
 
@@ -30,7 +30,7 @@ def run_writes(dut, items, *, seed, latency=(5, 40), af=(0.0, 1.0), p_idle=0.2, 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
-    sim.run()
+    run_simulation(sim)
     return host, trace
 
 
