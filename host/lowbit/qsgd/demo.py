@@ -38,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--norm", choices=("l2", "max"), default="l2")
     p.add_argument("--format", choices=("dense", "elias"), default="dense")
     p.add_argument("--error-feedback", action="store_true")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0],
-                   help="training seeds; results are averaged over them (default 0)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="training seeds; results are averaged over them (default 0 1 2)")
     p.add_argument("--out", type=Path, default=Path("build/qsgd"),
                    help="folder for qsgd_demo.json and qsgd_demo.png (default build/qsgd)")
     p.add_argument("--no-plot", action="store_true")
@@ -102,7 +102,7 @@ def _train_one(args, rank, world, model_name, bits, seed, data):
             loss = F.cross_entropy(model(x), y)
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             steps += 1
     elapsed = time.perf_counter() - t0
     with torch.no_grad():
