@@ -11,7 +11,7 @@ Arithmetic (formats in :mod:`lowbit.fixed`; ``>>`` is an arithmetic shift, ``rnd
 * For each row ``i`` of a minibatch, with ``w0`` the model as of the minibatch's start and
   ``(m_ij, e_ij)`` the code table entries of the row's codes:
 
-  - ``dot_i = sum_j m_ij * w0_j``                      exact (|dot| < 2^60)
+  - ``dot_i = sum_j m_ij * w0_j``                      exact (|dot| <= F * 2^46 < 2^60 for F <= 2^14)
   - ``r_i   = sat32(rnd(dot_i, 15) - y_i)``            residual at 2^-24
   - ``loss += (r_i * r_i) >> 16``                      uint64, saturating, at 2^-32
   - ``G_j  += m_ij * r_i - e_ij * w0_j``               exact 64-bit (|G| < 2^60 for B <= 4096)
