@@ -1,0 +1,276 @@
+"""``Sequencer``: run control of the training core (checks, epochs, commands, records, status)."""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from lowbit.format import ROW_ALIGN
+from lowbit.registers import MAX_BATCH, ErrorCode, State
+
+from ..ccip import CCIP_ADDR_BITS
+from ..interfaces import CoreStatus, ReadCommand, RunConfig, write_request_layout
+from .writer import RecordWriter, SnapshotWriter
+
+__all__ = ["Sequencer", "IDLE_SETTLE"]
+
+#: Cycles the sequencer waits after entering a wait state before it trusts ``write_idle`` /
+#: ``read_idle`` (the shell updates them a cycle or two after a handshake or a flush).
+IDLE_SETTLE = 4
+
+
+def _log2(x: int) -> int:
+    return x.bit_length() - 1
+
+
+class Sequencer(wiring.Component):
+    """Everything of a run except the datapath.
+
+    * ``start`` (not busy): sample ``cfg``, check it in :class:`ErrorCode` order, derive the
+      run's sizes (one small multiply, ``N * row_beats``), clear the model and G, then per epoch
+      pulse ``epoch_start``, let the datapath run until all ``N`` rows have left the gradient
+      pass, write the model snapshot and the epoch record.
+    * Read commands are pushed one epoch ahead (epoch ``e+1``'s while ``e`` runs), so memory
+      latency overlaps the snapshot; the decoder and label unpacker still take only their epoch's
+      lines, so the line counters in each record are exact.
+    * End of run: wait for ``write_idle``, write the status record, wait again, show DONE/ERROR.
+    * ``start`` while busy / ``reset``: abort. Pending command and write handshakes complete
+      (stream rule: ``valid`` is never withdrawn), lines are drained (``drain``), ``flush`` pulses,
+      then ``read_idle`` and ``write_idle`` are awaited; ``reset`` ends in IDLE, ``start`` in
+      ERROR / START_WHILE_BUSY with a status record.
+
+    Parameters
+    ----------
+    line_bits, lanes, max_features : int
+    """
+
+    def __init__(self, *, line_bits: int, lanes: int, max_features: int):
+        self.line_bits, self.lanes, self.max_features = line_bits, lanes, max_features
+        rbm = max_features // lanes
+        self.row_beats_max = rbm
+        super().__init__({
+            # core-facing
+            "cfg": In(RunConfig), "start": In(1), "reset": In(1), "status": Out(CoreStatus),
+            "data_cmd": Out(stream.Signature(ReadCommand)), "label_cmd": Out(stream.Signature(ReadCommand)),
+            "write": Out(stream.Signature(write_request_layout(line_bits))),
+            "write_idle": In(1), "flush": Out(1), "read_idle": In(1),
+            # datapath control
+            "dp_rst": Out(1), "drain": Out(1), "epoch_start": Out(1), "running": Out(1),
+            "clear": Out(1), "clear_busy": In(1),
+            "features": Out(24), "bits": Out(4), "rows": Out(32), "batch": Out(13), "step": Out(32),
+            "row_beats": Out(range(rbm + 1)), "pad_beats": Out(range(line_bits // lanes)),
+            "data_lines": Out(32),  # lines per copy = per epoch
+            "rows_done": In(32), "dot_done": In(1), "loss": In(64), "stall": In(1),
+            "data_fire": In(1), "label_fire": In(1),
+            "snapshot": Out(1),  # the snapshot writer owns model port A
+            "model_addr": Out(range(rbm)), "model_data": In(data.ArrayLayout(signed(32), lanes)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        W, L = self.line_bits, self.lanes
+        P = W // 32  # words per line
+        BB = W // L  # beats per block
+        cfg = Signal(RunConfig)
+        st = self.status
+
+        m.submodules.snap = snap = SnapshotWriter(line_bits=W, lanes=L, row_beats_max=self.row_beats_max)
+        m.submodules.rec = rec = RecordWriter(line_bits=W)
+        m.d.comb += [self.model_addr.eq(snap.model_addr), snap.model_data.eq(self.model_data),
+                     self.snapshot.eq(snap.busy)]
+        # The two writers are never active together: OR the valids, pick the payload.
+        m.d.comb += [self.write.valid.eq(snap.write.valid | rec.write.valid),
+                     self.write.payload.eq(Mux(snap.write.valid, snap.write.payload, rec.write.payload)),
+                     snap.write.ready.eq(self.write.ready), rec.write.ready.eq(self.write.ready)]
+
+        # ---- derived run sizes
+        fpad = Signal(25)
+        nr = Signal(32 + self.row_beats_max.bit_length())  # N * row_beats: beats of rows per epoch
+        blocks = Signal(len(nr))
+        label_lines = Signal(32)
+        model_lines = Signal(32)
+        m.d.comb += [self.features.eq(cfg.features), self.bits.eq(cfg.bits), self.rows.eq(cfg.rows),
+                     self.batch.eq(cfg.batch), self.step.eq(cfg.step)]
+
+        busy = st.state == State.BUSY
+        epochs = st.epoch
+        m.d.sync += [st.cycles.eq(st.cycles + busy),
+                     st.read_lines.eq(st.read_lines + (busy & self.data_fire) + (busy & self.label_fire)),
+                     st.write_lines.eq(st.write_lines + (busy & self.write.valid & self.write.ready)),
+                     st.stall_cycles.eq(st.stall_cycles + (busy & self.running & self.stall))]
+
+        # ---- read commands, one epoch ahead
+        in_run = Signal()
+        d_issued, l_issued = Signal(16), Signal(16)
+        d_addr = Signal(CCIP_ADDR_BITS)
+        d_copy = Signal(8)
+        for cmd, issued, addr, lines, is_data in ((self.data_cmd, d_issued, d_addr, self.data_lines, True),
+                                                  (self.label_cmd, l_issued, cfg.label_addr, label_lines, False)):
+            want = in_run & (issued < cfg.epochs) & (issued <= epochs + 1)
+            with m.If(cmd.valid & cmd.ready):
+                m.d.sync += [cmd.valid.eq(0), issued.eq(issued + 1)]
+                if is_data:
+                    with m.If(d_copy == cfg.copies - 1):
+                        m.d.sync += [d_copy.eq(0), d_addr.eq(cfg.data_addr)]
+                    with m.Else():
+                        m.d.sync += [d_copy.eq(d_copy + 1), d_addr.eq(d_addr + self.data_lines)]
+            with m.Elif(~cmd.valid & want):
+                m.d.sync += [cmd.valid.eq(1), cmd.payload.address.eq(addr), cmd.payload.lines.eq(lines)]
+
+        model_base = Signal(CCIP_ADDR_BITS)
+        stats_base = Signal(CCIP_ADDR_BITS)
+        settle = Signal(range(IDLE_SETTLE + 1))
+        to_idle = Signal()  # the abort came from reset
+        m.d.sync += settle.eq(Mux(settle == IDLE_SETTLE, settle, settle + 1))
+        final_state = Mux(st.error == ErrorCode.NONE, int(State.DONE), int(State.ERROR))
+
+        err = Signal(8)
+        with m.If(cfg.rows == 0):
+            m.d.comb += err.eq(ErrorCode.BAD_ROWS)
+        with m.Elif((cfg.features == 0) | (cfg.features > self.max_features)):
+            m.d.comb += err.eq(ErrorCode.BAD_FEATURES)
+        with m.Elif((cfg.bits == 0) | (cfg.bits > 8)):
+            m.d.comb += err.eq(ErrorCode.BAD_BITS)
+        with m.Elif((cfg.batch == 0) | (cfg.batch > MAX_BATCH)):
+            m.d.comb += err.eq(ErrorCode.BAD_BATCH)
+        with m.Elif(cfg.epochs == 0):
+            m.d.comb += err.eq(ErrorCode.BAD_EPOCHS)
+        with m.Elif(cfg.copies == 0):
+            m.d.comb += err.eq(ErrorCode.BAD_COPIES)
+        with m.Elif(cfg.step == 0):
+            m.d.comb += err.eq(ErrorCode.BAD_STEP)
+
+        def guard():
+            """End of every BUSY state's body (so its ``m.next`` wins): reset / start abort the run."""
+            with m.If(self.reset):
+                m.d.sync += to_idle.eq(1)
+                m.next = "ABORT_HOLD"
+            with m.Elif(self.start):
+                m.d.sync += [to_idle.eq(0), st.error.eq(ErrorCode.START_WHILE_BUSY)]
+                m.next = "ABORT_HOLD"
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.reset):
+                    m.d.sync += [st.state.eq(State.IDLE), st.error.eq(0)]
+                with m.Elif(self.start):
+                    m.d.sync += [cfg.eq(self.cfg), st.state.eq(State.BUSY), st.error.eq(0), st.epoch.eq(0),
+                                 st.cycles.eq(0), st.read_lines.eq(0), st.write_lines.eq(0),
+                                 st.stall_cycles.eq(0)]
+                    m.next = "CHECK"
+            # Every state below is BUSY: reset / start abort the run.
+            with m.State("CHECK"):
+                m.d.comb += self.dp_rst.eq(1)
+                with m.If(err != 0):
+                    m.d.sync += [st.error.eq(err), settle.eq(0)]
+                    m.next = "FINISH_WAIT"
+                with m.Else():
+                    m.d.sync += [fpad.eq((cfg.features + ROW_ALIGN - 1) & ~(ROW_ALIGN - 1)),
+                                 label_lines.eq((cfg.rows + P - 1) >> _log2(P))]
+                    m.next = "SIZE1"
+                guard()
+            with m.State("SIZE1"):
+                m.d.comb += self.dp_rst.eq(1)
+                m.d.sync += [self.row_beats.eq(fpad >> _log2(L)), model_lines.eq(fpad >> _log2(P))]
+                m.next = "SIZE2"
+                guard()
+            with m.State("SIZE2"):
+                m.d.comb += self.dp_rst.eq(1)
+                m.d.sync += nr.eq(cfg.rows * self.row_beats)
+                m.next = "SIZE3"
+                guard()
+            with m.State("SIZE3"):
+                m.d.comb += self.dp_rst.eq(1)
+                m.d.sync += [blocks.eq((nr + BB - 1) >> _log2(BB)), self.pad_beats.eq(-nr)]
+                m.next = "SIZE4"
+                guard()
+            with m.State("SIZE4"):
+                m.d.comb += self.dp_rst.eq(1)
+                m.d.sync += [self.data_lines.eq(blocks * (cfg.bits + 1)),
+                             d_issued.eq(0), l_issued.eq(0), d_addr.eq(cfg.data_addr), d_copy.eq(0),
+                             model_base.eq(cfg.model_addr), stats_base.eq(cfg.stats_addr)]
+                m.next = "CLEAR_GO"
+                guard()
+            with m.State("CLEAR_GO"):  # not under dp_rst, which would swallow the pulse
+                m.d.comb += [in_run.eq(1), self.clear.eq(1)]
+                m.next = "CLEAR"
+                guard()
+            with m.State("CLEAR"):
+                m.d.comb += in_run.eq(1)
+                with m.If(~self.clear_busy):
+                    m.next = "EPOCH"
+                guard()
+            with m.State("EPOCH"):
+                m.d.comb += [in_run.eq(1), self.epoch_start.eq(1)]
+                m.next = "RUN"
+                guard()
+            with m.State("RUN"):
+                m.d.comb += [in_run.eq(1), self.running.eq(1)]
+                with m.If((self.rows_done == cfg.rows) & self.dot_done):
+                    m.d.comb += [snap.start.eq(1), snap.base.eq(model_base), snap.lines.eq(model_lines)]
+                    m.next = "SNAPSHOT"
+                guard()
+            with m.State("SNAPSHOT"):
+                m.d.comb += in_run.eq(1)
+                with m.If(~snap.busy):
+                    m.d.comb += [rec.start.eq(1), rec.address.eq(stats_base),
+                                 rec.record.eq(Cat(Const(0, 64) | (epochs + 1), self.loss, st.cycles, st.read_lines,
+                                                   st.stall_cycles, st.write_lines, Const(0, 128)))]
+                    m.next = "RECORD"
+                guard()
+            with m.State("RECORD"):
+                m.d.comb += in_run.eq(1)
+                with m.If(~rec.busy):
+                    m.d.sync += [epochs.eq(epochs + 1), model_base.eq(model_base + model_lines),
+                                 stats_base.eq(stats_base + 512 // W)]
+                    with m.If(epochs + 1 == cfg.epochs):
+                        m.d.sync += settle.eq(0)
+                        m.next = "FINISH_WAIT"
+                    with m.Else():
+                        m.next = "EPOCH"
+                guard()
+            with m.State("FINISH_WAIT"):
+                with m.If((settle == IDLE_SETTLE) & self.write_idle & ~self.write.valid):
+                    m.d.comb += [rec.start.eq(1), rec.address.eq(cfg.status_addr),
+                                 rec.record.eq(Cat(Const(0, 64) | final_state, Const(0, 64) | st.error,
+                                                   st.cycles, st.read_lines, st.write_lines, st.stall_cycles,
+                                                   Const(0, 64) | epochs, cfg.run_id))]
+                    m.next = "STATUS"
+                guard()
+            with m.State("STATUS"):
+                with m.If(~rec.busy):
+                    m.d.sync += settle.eq(0)
+                    m.next = "STATUS_WAIT"
+                guard()
+            with m.State("STATUS_WAIT"):
+                with m.If((settle == IDLE_SETTLE) & self.write_idle):
+                    m.d.sync += st.state.eq(final_state)
+                    m.next = "IDLE"
+                guard()
+            with m.State("ABORT_HOLD"):
+                with m.If(self.reset):
+                    m.d.sync += to_idle.eq(1)
+                # Let started handshakes finish; the writers stop after their current record.
+                m.d.comb += [self.dp_rst.eq(1), self.drain.eq(1)]
+                with m.If(~self.data_cmd.valid & ~self.label_cmd.valid & ~snap.busy & ~rec.busy):
+                    m.next = "ABORT_FLUSH"
+            with m.State("ABORT_FLUSH"):
+                with m.If(self.reset):
+                    m.d.sync += to_idle.eq(1)
+                m.d.comb += [self.dp_rst.eq(1), self.drain.eq(1), self.flush.eq(1)]
+                m.d.sync += settle.eq(0)
+                m.next = "ABORT_WAIT"
+            with m.State("ABORT_WAIT"):
+                m.d.comb += [self.dp_rst.eq(1), self.drain.eq(1)]
+                with m.If((settle == IDLE_SETTLE) & self.read_idle & self.write_idle):
+                    with m.If(to_idle):
+                        m.d.sync += [st.state.eq(State.IDLE), st.error.eq(0)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += settle.eq(0)
+                        m.next = "FINISH_WAIT"
+                with m.If(self.reset):
+                    m.d.sync += to_idle.eq(1)
+
+        return m

@@ -1,0 +1,130 @@
+"""Write-side blocks: ``SnapshotWriter`` (model rows -> lines) and ``RecordWriter`` (64-byte records)."""
+
+from __future__ import annotations
+
+from amaranth import Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from lowbit.format import RECORD_BYTES
+
+from ..ccip import CCIP_ADDR_BITS
+from ..interfaces import write_request_layout
+
+__all__ = ["SnapshotWriter", "RecordWriter"]
+
+
+class SnapshotWriter(wiring.Component):
+    """Writes ``lines`` lines of the model (rows of ``lanes`` int32 words) from ``base`` on.
+
+    With ``P = line_bits / 32`` words per line, a model row fills ``lanes / P`` lines when
+    ``lanes >= P`` and a line takes ``P / lanes`` rows otherwise. It reads the model through a
+    synchronous read port (``model_addr`` -> ``model_data`` next cycle). Speed is secondary (a
+    snapshot is ``F / P`` lines per epoch): one row read, then its lines, one per accepted cycle.
+
+    Attributes
+    ----------
+    start : In(1)
+        Pulse: latch ``base`` and ``lines`` and begin.
+    busy : Out(1)
+    write : Out(stream.Signature(write_request_layout(line_bits)))
+    """
+
+    def __init__(self, *, line_bits: int, lanes: int, row_beats_max: int):
+        self.line_bits, self.lanes, self.row_beats_max = line_bits, lanes, row_beats_max
+        super().__init__({
+            "start": In(1), "base": In(CCIP_ADDR_BITS), "lines": In(32), "busy": Out(1),
+            "model_addr": Out(range(row_beats_max)),
+            "model_data": In(data.ArrayLayout(signed(32), lanes)),
+            "write": Out(stream.Signature(write_request_layout(line_bits))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        W, L = self.line_bits, self.lanes
+        P = W // 32
+        row_bits = 32 * L
+        addr = Signal(CCIP_ADDR_BITS)
+        left = Signal(32)
+        row = Signal(range(self.row_beats_max))
+        buf = Signal(max(W, row_bits))
+        sub = Signal(range(max(2, L // P, P // L)))
+        m.d.comb += [self.model_addr.eq(row), self.write.payload.address.eq(addr)]
+        fire = self.write.valid & self.write.ready
+        per = L // P if L >= P else P // L  # lines per row, or rows per line
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start & (self.lines != 0)):
+                    m.d.sync += [addr.eq(self.base), left.eq(self.lines), row.eq(0), sub.eq(0)]
+                    m.next = "READ"
+            with m.State("READ"):  # model_addr = row now; data next cycle
+                m.d.comb += self.busy.eq(1)
+                m.next = "CAPTURE"
+            with m.State("CAPTURE"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += row.eq(row + 1)
+                if L >= P:
+                    m.d.sync += buf.eq(self.model_data.as_value())
+                    m.next = "EMIT"
+                else:  # shift rows in from the top: after P/L rows the first is at bit 0
+                    m.d.sync += [buf.eq((buf >> row_bits) | (self.model_data.as_value() << (W - row_bits))),
+                                 sub.eq(sub + 1)]
+                    with m.If(sub == per - 1):
+                        m.d.sync += sub.eq(0)
+                        m.next = "EMIT"
+                    with m.Else():
+                        m.next = "READ"
+            with m.State("EMIT"):
+                m.d.comb += [self.busy.eq(1), self.write.valid.eq(1)]
+                if L >= P:
+                    m.d.comb += self.write.payload.data.eq(buf.word_select(sub, W))
+                else:
+                    m.d.comb += self.write.payload.data.eq(buf[:W])
+                with m.If(fire):
+                    m.d.sync += [addr.eq(addr + 1), left.eq(left - 1)]
+                    with m.If(left == 1):
+                        m.next = "IDLE"
+                    with m.Else():
+                        if L >= P and per > 1:
+                            with m.If(sub == per - 1):
+                                m.d.sync += sub.eq(0)
+                                m.next = "READ"
+                            with m.Else():
+                                m.d.sync += sub.eq(sub + 1)
+                        else:
+                            m.next = "READ"
+        return m
+
+
+class RecordWriter(wiring.Component):
+    """Writes one 64-byte record (eight little-endian uint64) as ``512 / line_bits`` lines.
+
+    Attributes
+    ----------
+    start : In(1)
+        Pulse: latch ``record`` (word ``i`` at bits ``[64i, 64i+64)``) and ``address``.
+    busy : Out(1)
+    write : Out(stream.Signature(write_request_layout(line_bits)))
+    """
+
+    def __init__(self, *, line_bits: int):
+        self.line_bits = line_bits
+        super().__init__({
+            "start": In(1), "address": In(CCIP_ADDR_BITS), "record": In(RECORD_BYTES * 8), "busy": Out(1),
+            "write": Out(stream.Signature(write_request_layout(line_bits))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        W = self.line_bits
+        n = RECORD_BYTES * 8 // W
+        rec = Signal(RECORD_BYTES * 8)
+        addr = Signal(CCIP_ADDR_BITS)
+        idx = Signal(range(n + 1), init=n)  # n: nothing to write
+        m.d.comb += [self.busy.eq(idx != n), self.write.valid.eq(idx != n),
+                     self.write.payload.address.eq(addr), self.write.payload.data.eq(rec.word_select(idx, W))]
+        with m.If(self.start):
+            m.d.sync += [rec.eq(self.record), addr.eq(self.address), idx.eq(0)]
+        with m.Elif(self.write.valid & self.write.ready):
+            m.d.sync += [addr.eq(addr + 1), idx.eq(idx + 1)]
+        return m
