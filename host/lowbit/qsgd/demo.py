@@ -213,7 +213,7 @@ def _plot(rows: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for model in dict.fromkeys(r["model"] for r in rows):
-        rs = [r for r in rows if r["model"] == model]
+        rs = sorted((r for r in rows if r["model"] == model), key=lambda r: r["bytes_per_step"])
         ax.plot([r["bytes_per_step"] for r in rs], [100 * r["test_accuracy"] for r in rs], "o-",
                 label=model)
         for r in rs:
