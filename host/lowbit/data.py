@@ -132,7 +132,7 @@ def load_libsvm(path, *, max_features: int | None = None) -> Dataset:
 
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise ValueError(f"LIBSVM file {path!r} does not exist")
+        raise ValueError(f"LIBSVM file {path!r} does not exist or is not a file")
     try:
         Xs, y = load_svmlight_file(path)
     except Exception as exc:  # scikit-learn raises ValueError/IndexError/... with terse messages

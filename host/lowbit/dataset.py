@@ -87,8 +87,9 @@ class QuantizedDataset:
             ``2^22`` values if there are more).
         copies : int
             Independently double-sampled copies K (1..MAX_COPIES); epoch e reads copy e mod K.
-        seed : int
-            Seeds one ``numpy.random.Generator`` for the level sample and all copies.
+        seed : int or numpy.random.Generator
+            Seeds one ``numpy.random.Generator`` for the level sample and all copies (a Generator
+            is used as is; the saved file then records no seed).
         line_bits : int
             Line width W of the target engine.
         max_features : int, optional
@@ -145,8 +146,8 @@ class QuantizedDataset:
                 for s in starts:
                     codes[k, s : s + chunk] = double_sample(X[s : s + chunk], levels_q, rng)
                     bar.update()
-        return cls(fmt=fmt, levels=lv, levels_q=levels_q, codes=codes, labels_q=labels_to_fixed(y), seed=seed,
-                   level_kind=kind)
+        return cls(fmt=fmt, levels=lv, levels_q=levels_q, codes=codes, labels_q=labels_to_fixed(y),
+                   seed=None if isinstance(seed, np.random.Generator) else int(seed), level_kind=kind)
 
     # -------------------------------------------------------------------------------- lines
     def data_lines(self) -> np.ndarray:
