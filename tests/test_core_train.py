@@ -77,3 +77,127 @@ def check_against_golden(problem, shell, status, models, recs, status_rec):
 def test_bits_exact(bits):
     p = make_problem(rows=7, features=40, bits=bits, batch=3, epochs=1, seed=bits)
     check_against_golden(p, *simulate(p, seed=bits))
+
+
+@pytest.mark.parametrize("rows, features, batch, epochs, copies", [
+    (1, 1, 1, 1, 1),  # N = 1, F = 1 (one real lane, the rest padding)
+    (5, 1, 1, 2, 1),  # F = 1, batch 1: every row is an update, rows of a single beat group
+    (9, 33, 4, 2, 2),  # F not a multiple of 32, N not a multiple of the batch, 2 epochs on 2 copies
+    (6, 64, 6, 1, 1),  # one minibatch = the whole epoch, F a multiple of 32
+    (11, 70, 1, 2, 2),  # batch 1, three row groups
+    (4, 5, 8, 3, 2),  # batch larger than N
+])
+def test_shapes_exact(rows, features, batch, epochs, copies):
+    p = make_problem(rows=rows, features=features, bits=2, batch=batch, epochs=epochs, copies=copies,
+                     seed=rows * 100 + features)
+    check_against_golden(p, *simulate(p, seed=features))
+
+
+@pytest.mark.parametrize("core_kw", [dict(line_bits=128, lanes=8, max_features=128),
+                                     dict(line_bits=64, lanes=1, max_features=64),
+                                     dict(line_bits=256, lanes=32, max_features=64)])
+def test_other_builds_exact(core_kw):
+    """Other line widths and lane counts: lanes >= words per line and lanes < words per line."""
+    p = make_problem(rows=6, features=50, bits=3, batch=4, epochs=2, copies=2, line_bits=core_kw["line_bits"],
+                     seed=core_kw["lanes"])
+    check_against_golden(p, *simulate(p, core_kw=core_kw, seed=2))
+
+
+def test_saturation_exact():
+    """A step far too large drives the model and the residuals into saturation: still bit-exact."""
+    p = make_problem(rows=8, features=36, bits=4, batch=2, epochs=2, step=0.9, label_scale=8.0, seed=5)
+    assert (np.abs(p.golden.models) == 2**31 - 1).any() or (p.golden.models == -2**31).any()
+    check_against_golden(p, *simulate(p, seed=3))
+
+
+def test_no_gaps_and_heavy_gaps_agree():
+    """The result does not depend on the shell's timing (only the cycle counters do)."""
+    p = make_problem(rows=9, features=40, bits=2, batch=2, epochs=1, seed=9)
+    fast = simulate(p, shell_kw=dict(p_cmd=1, p_line=1, p_write=1, write_latency=(1, 2)))
+    slow = simulate(p, shell_kw=dict(p_cmd=0.3, p_line=0.3, p_write=0.3, write_latency=(1, 40)))
+    check_against_golden(p, *fast)
+    check_against_golden(p, *slow)
+    assert fast[1].cycles < slow[1].cycles
+    assert fast[1].stall_cycles < slow[1].stall_cycles
+
+
+BAD = [
+    (dict(rows=0), ErrorCode.BAD_ROWS),
+    (dict(features=0), ErrorCode.BAD_FEATURES),
+    (dict(features=257), ErrorCode.BAD_FEATURES),
+    (dict(bits=0), ErrorCode.BAD_BITS),
+    (dict(bits=9), ErrorCode.BAD_BITS),
+    (dict(batch=0), ErrorCode.BAD_BATCH),
+    (dict(batch=4097), ErrorCode.BAD_BATCH),
+    (dict(epochs=0), ErrorCode.BAD_EPOCHS),
+    (dict(copies=0), ErrorCode.BAD_COPIES),
+    (dict(step=0), ErrorCode.BAD_STEP),
+    (dict(rows=0, step=0), ErrorCode.BAD_ROWS),  # checked in ErrorCode order
+    (dict(bits=0, epochs=0), ErrorCode.BAD_BITS),
+]
+
+
+@pytest.mark.parametrize("bad, code", BAD, ids=[f"{c.name}-{i}" for i, (_, c) in enumerate(BAD)])
+def test_config_errors(bad, code):
+    import dataclasses
+    p = make_problem(rows=3, features=8, bits=2, seed=0)
+    p.cfg = dataclasses.replace(p.cfg, **bad)  # not validated by EngineConfig
+    shell, status, _, _, srec = simulate(p, table=False)
+    assert status.state == State.ERROR and status.error == code
+    assert srec["state"] == State.ERROR and srec["error"] == code and srec["run_id"] == p.run_id
+    assert srec["epochs"] == 0
+    rl = max(1, p.fmt.record_lines)
+    assert shell.commands == [] and shell.write_log == list(range(STATUS_ADDR, STATUS_ADDR + rl))
+
+
+def test_start_while_busy_aborts():
+    p = make_problem(rows=12, features=40, bits=2, batch=2, epochs=2, seed=4)
+
+    async def script(ctx, core, shell):
+        await pulse(ctx, core.start)
+        sigs = shell.signals()
+        for _ in range(120):  # well into epoch 0
+            shell.drive(ctx)
+            shell.observe((await ctx.tick().sample(*sigs))[2:])
+        ctx.set(core.start, 1)
+        shell.drive(ctx)
+        shell.observe((await ctx.tick().sample(*sigs))[2:])
+        ctx.set(core.start, 0)
+
+    shell, status, _, _, srec = simulate(p, script=script)
+    assert status.state == State.ERROR and status.error == ErrorCode.START_WHILE_BUSY
+    assert srec["state"] == State.ERROR and srec["error"] == ErrorCode.START_WHILE_BUSY
+    assert shell.flushes == 1
+    rl = max(1, p.fmt.record_lines)
+    assert shell.write_log[-rl:] == list(range(STATUS_ADDR, STATUS_ADDR + rl))
+
+
+def test_reset_aborts_then_a_run_succeeds():
+    """reset mid-run: flush, back to IDLE, no status record; the next start trains from w = 0."""
+    p = make_problem(rows=10, features=40, bits=4, batch=3, epochs=2, copies=2, seed=6)
+
+    async def script(ctx, core, shell):
+        await pulse(ctx, core.start)
+        sigs = shell.signals()
+        for cycle in range(400):
+            if cycle == 150:
+                ctx.set(core.reset, 1)
+            shell.drive(ctx)
+            st = shell.observe((await ctx.tick().sample(*sigs))[2:])
+            ctx.set(core.reset, 0)
+            if cycle > 150 and st.state == State.IDLE:
+                break
+        else:
+            raise AssertionError("reset did not return to IDLE")
+        assert shell.flushes == 1 and STATUS_ADDR not in shell.writes
+        for _ in range(5):  # the shell quiet again, then a fresh run
+            shell.drive(ctx)
+            shell.observe((await ctx.tick().sample(*sigs))[2:])
+        shell.writes.clear()
+        shell.write_log.clear()
+        shell.commands.clear()
+        await pulse(ctx, core.start)
+
+    shell, status, models, recs, srec = simulate(p, script=script)
+    # Counters restart with the run; compare everything but them.
+    check_against_golden(p, shell, status, models, recs, srec)
