@@ -97,8 +97,9 @@ def _worker(rank, port, queue):
         # 2. Training: fp32 allreduce, QSGD 4-bit dense, 8-bit Elias with error feedback.
         report["fp32"] = _train(AllreduceState(), allreduce_hook, X, y)
         report["q4"] = _train(QSGDState(s=bits_to_levels(4)), qsgd_hook, X, y)
-        report["q8_ef"] = _train(QSGDState(s=127, format="elias", error_feedback=True), qsgd_hook,
-                                 X, y)
+        state = QSGDState(s=127, format="elias", error_feedback=True)
+        report["q8_ef"] = _train(state, qsgd_hook, X, y)
+        report["q8_ef"]["residuals"] = len(state.residuals)
         queue.put((rank, report))
     except Exception as exc:                       # report instead of hanging the parent
         queue.put((rank, {"error": repr(exc)}))
@@ -147,6 +148,36 @@ def test_training_loss_falls_and_replicas_agree(reports, run):
         r = rep[run]
         assert r["last"] < 0.5 * r["first"], f"{run}: loss {r['first']:.3f} -> {r['last']:.3f}"
         assert r["replicas_identical"]
+
+
+def test_error_feedback_keeps_one_residual_per_bucket(reports):
+    r = reports[0]["q8_ef"]
+    assert r["residuals"] == 1 and r["messages"] == STEPS    # this small model: one DDP bucket
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    """`lowbit qsgd-demo`, one short configuration: it trains, prints the table, writes JSON."""
+    import json
+
+    from lowbit.cli import main
+
+    rc = main(["qsgd-demo", "--models", "logreg", "--bits", "4", "--epochs", "1", "--seeds", "0",
+               "--no-plot", "--out", str(tmp_path)])
+    assert rc == 0
+    out = json.loads((tmp_path / "qsgd_demo.json").read_text())
+    rows = {r["bits"]: r for r in out["summary"]}
+    assert set(rows) == {None, 4}
+    assert rows[None]["test_accuracy"] > 0.8 and rows[4]["test_accuracy"] > 0.8
+    assert rows[4]["compression"] > 7
+    assert "fewer bytes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args", [["--workers", "1"], ["--bits", "1"], ["--epochs", "0"]])
+def test_demo_refuses_bad_arguments(args, capsys):
+    from lowbit.qsgd.demo import main
+
+    assert main(args) == 2
+    assert "error" in capsys.readouterr().err
 
 
 def test_bad_hook_configuration():

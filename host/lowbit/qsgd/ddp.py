@@ -108,7 +108,8 @@ def qsgd_hook(state: QSGDState, bucket: dist.GradBucket) -> torch.futures.Future
     group = state.process_group
     tensor = bucket.buffer()
     grad = tensor.detach().to("cpu", torch.float32).numpy().copy()
-    key = bucket.index()
+    # DDP rebuilds its buckets after the first iteration: key residuals by index *and* size.
+    key = (bucket.index(), grad.size)
     if state.error_feedback and key in state.residuals:
         grad += state.residuals[key]
     try:
