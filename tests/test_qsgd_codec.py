@@ -284,7 +284,9 @@ def test_structural_checks_behind_the_crc():
 
 @pytest.mark.parametrize("chunk", [8, 64, 1 << 16])
 def test_roundtrip_across_chunks(monkeypatch, chunk):
-    """The codec works on chunks of CHUNK coordinates; messages must not depend on the chunking."""
+    """The codec works on chunks of CHUNK coordinates (and reads Elias prefixes in pieces of
+    2 CHUNK bits, so a piece can end between a gap and its level); messages and decoding must not
+    depend on the chunking."""
     from lowbit.qsgd import codec
 
     rng = np.random.default_rng(10)

@@ -334,7 +334,7 @@ def _unpack_elias(body: bytes, n: int, s: int) -> np.ndarray:
     if len(body) != _ELIAS_HEADER.size + pb + sb:
         raise ValueError("QSGD message length does not match its Elias section lengths")
     o = _ELIAS_HEADER.size
-    prefix = UnaryReader(body[o:o + pb], pbits)
+    prefix = UnaryReader(body[o:o + pb], pbits, chunk_bits=2 * CHUNK)
     words = _as_words(body[o + pb:o + pb + sb], sbits)
     lv = np.zeros(n, dtype=_level_dtype(s))
     pos, k, spos = -1, 0, 0                           # last position, non-zeros, suffix bits used
