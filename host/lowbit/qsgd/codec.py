@@ -242,7 +242,8 @@ def _unpack_dense(body: bytes, n: int, s: int) -> np.ndarray:
     step = CHUNK * w // 8                             # bytes per chunk of CHUNK codes
     for i in range(0, n, CHUNK):
         m = min(CHUNK, n - i)
-        out[i:i + m] = _unpack_dense_chunk(body[(i // CHUNK) * step:(i // CHUNK) * step + (m * w + 7) // 8], m, s)
+        b0 = (i // CHUNK) * step
+        out[i:i + m] = _unpack_dense_chunk(body[b0:b0 + (m * w + 7) // 8], m, s)
     return out
 
 
@@ -318,7 +319,8 @@ def _pack_elias(levels: np.ndarray) -> bytes:
         prefix.write((np.int64(1) << (nl + 1)) | 1, ng + nl + 2)
         gap_low = (gap - (np.int64(1) << ng)).astype(np.uint64)
         lev_low = (mag - (np.int64(1) << nl)).astype(np.uint64)
-        token = (((gap_low << np.uint64(1)) | (nz < 0).astype(np.uint64)) << nl.astype(np.uint64)) | lev_low
+        sign = (nz < 0).astype(np.uint64)
+        token = (((gap_low << np.uint64(1)) | sign) << nl.astype(np.uint64)) | lev_low
         suffix.write(token, ng + nl + 1)
     (pb, pbits), (sb, sbits) = prefix.getvalue(), suffix.getvalue()
     return _ELIAS_HEADER.pack(nnz, pbits, sbits) + pb + sb
