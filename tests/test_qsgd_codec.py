@@ -234,6 +234,8 @@ def test_bad_format_and_bits():
         encode(q, "zip")
     with pytest.raises(ValueError, match="bits"):
         bits_to_levels(1)
+    with pytest.raises(ValueError, match="inconsistent"):
+        encode(Quantized(5, 7, 4, "l2", q.scales, q.levels))   # 4 levels, 1 scale for n = 5
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -386,6 +386,9 @@ def encode(q: Quantized, format: str = "dense") -> bytes:
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     _check_params(q.s, q.bucket_size, q.norm)
+    if not 1 <= q.n <= MAX_N or len(q.levels) != q.n or len(q.scales) != -(-q.n // q.bucket_size):
+        raise ValueError(f"inconsistent Quantized: n={q.n}, {len(q.levels)} levels, "
+                         f"{len(q.scales)} scales for bucket size {q.bucket_size}")
     head = _HEADER.pack(MAGIC, VERSION, FORMATS.index(format), NORMS.index(q.norm), 0,
                         q.s, q.bucket_size, q.n)
     levels = np.asarray(q.levels)
