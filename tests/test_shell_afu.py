@@ -131,3 +131,57 @@ def test_export_writes_verilog_and_json_and_caches(tmp_path, monkeypatch):
     assert v.stat().st_mtime_ns == mtime  # cached
     export_verilog(tmp_path, line_bits=W, lanes=8, max_features=64, read_depth=16)
     assert json.loads((tmp_path / "lowbit_afu.json").read_text())["params"]["lanes"] == 8
+
+
+def test_real_afu_identifies_itself_and_rejects_a_bad_start():
+    """The real LowbitAFU (TrainingCore inside), small build: identification over MMIO, CAPS from
+    the build parameters, START with ROWS = 0 ends in ERROR / BAD_ROWS."""
+    try:
+        from lowbit_hw.core import TrainingCore  # noqa: F401
+    except ImportError:
+        pytest.skip("lowbit_hw.core.TrainingCore is not in the tree yet")
+    from lowbit.registers import AFU_ID_L, ErrorCode
+
+    dut = LowbitAFU(line_bits=128, lanes=4, max_features=64, read_depth=16)
+    rng = rng_for(12)
+    rd = ReadResponder(dut.ccip.c0_tx, dut.ccip.c0_rx, dut.ccip.c0_tx_almfull, line_bits=128, rng=rng)
+    wr = WriteResponder(dut.ccip.c1_tx, dut.ccip.c1_rx, dut.ccip.c1_tx_almfull, rng=rng)
+    mmio = HostMmio(dut.ccip)
+    names = ("DFH", "AFU_ID_L", "AFU_ID_H", "CAPS", "STATUS")
+    script = [("r", REG[n].address) for n in names]
+    script += [("w", REG["ROWS"].address, 0), ("w", REG["STATUS_ADDR"].address, 0x40),
+               ("w", REG["CTRL"].address, REG["CTRL"].encode(START=1))]
+    out = {}
+
+    async def bench(ctx):
+        tids = []
+        for cycle in range(3000):
+            mmio.observe(ctx)
+            rd.step(ctx, cycle)
+            wr.step(ctx, cycle)
+            mmio.idle(ctx)
+            if cycle < len(script):
+                op = script[cycle]
+                if op[0] == "w":
+                    mmio.write(ctx, op[1], op[2])
+                else:
+                    tids.append(mmio.read(ctx, op[1]))
+            elif cycle % 20 == 0:
+                tids.append(mmio.read(ctx, REG["STATUS"].address))
+                last = mmio.answers.get(tids[-2]) if len(tids) > len(names) + 1 else None
+                if last is not None and REG["STATUS"].decode(last)["STATE"] != State.BUSY and cycle > 40:
+                    out["status"] = REG["STATUS"].decode(last)
+                    break
+            await ctx.tick()
+        out["ids"] = [mmio.answers[t] for t in tids[:len(names)]]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    run_simulation(sim)
+    dfh, id_l, id_h, caps, status = out["ids"]
+    assert (dfh, id_l, id_h) == (DFH_VALUE, AFU_ID_L, AFU_ID_H)
+    assert REG["CAPS"].decode(caps)["LINE_BITS"] == 128 and REG["CAPS"].decode(caps)["LANES"] == 4
+    assert REG["CAPS"].decode(caps)["MAX_FEATURES"] == 64
+    assert REG["STATUS"].decode(status)["STATE"] == State.IDLE
+    assert out["status"]["STATE"] == State.ERROR and out["status"]["ERROR"] == ErrorCode.BAD_ROWS
