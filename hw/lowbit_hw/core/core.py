@@ -50,8 +50,12 @@ class TrainingCore(wiring.Component):
     """
 
     def __init__(self, *, line_bits: int = 512, lanes: int = 32, max_features: int = 8192):
-        check_lanes(line_bits, lanes)
-        check_max_features(max_features)
+        try:
+            check_lanes(line_bits, lanes)
+            check_max_features(max_features)
+        except ValueError:
+            self._MustUse__silence = True  # a rejected core is not an unused one
+            raise
         self.line_bits, self.lanes, self.max_features = line_bits, lanes, max_features
         self.row_beats_max = max_features // lanes
         self.row_buffer_depth = max(16, 1 << (2 * self.row_beats_max - 1).bit_length())

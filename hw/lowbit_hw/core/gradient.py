@@ -37,8 +37,8 @@ class GradientPass(wiring.Component):
     ``w = sat32(w0 - rnd(gs * step, 32))`` to both model copies and counts the beat in
     ``upd_written`` (the dot pass's interlock).
 
-    ``clear`` (a pulse) zeroes G and the model over all ``depth`` rows (``clear_busy`` while doing
-    so). ``start`` (a pulse, per epoch) zeroes ``upd_written`` and ``rows_done``.
+    ``clear`` (a pulse) zeroes G and the model over the run's ``row_beats`` rows (``clear_busy``
+    while doing so; rows beyond are never read). ``start`` (a pulse, per epoch) zeroes ``upd_written`` and ``rows_done``.
 
     Parameters
     ----------
@@ -131,8 +131,8 @@ class GradientPass(wiring.Component):
         clr_left = Signal(range(D + 1))
         clr_addr = Signal(range(D))
         m.d.comb += self.clear_busy.eq(clr_left != 0)
-        with m.If(self.clear):
-            m.d.sync += [clr_left.eq(D), clr_addr.eq(0)]
+        with m.If(self.clear):  # only the rows this run uses are ever read
+            m.d.sync += [clr_left.eq(self.row_beats), clr_addr.eq(0)]
         with m.Elif(self.clear_busy):
             m.d.sync += [clr_left.eq(clr_left - 1), clr_addr.eq(clr_addr + 1)]
 
