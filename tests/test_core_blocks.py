@@ -102,8 +102,9 @@ def test_decoder_matches_unpack_codes(bits, line_bits, lanes):
 
 
 def test_decoder_full_rate():
-    """With lines and beats always available a beat leaves every cycle (no bubble per block)."""
-    line_bits, lanes, bits = 64, 8, 2  # 8 beats per block, 3 lines per block
+    """Compute-bound (3 lines, 8 beats per block): with lines and beats always available a beat
+    leaves every cycle, no bubble between blocks."""
+    line_bits, lanes, bits = 64, 8, 2
     dut = BitPlaneDecoder(line_bits=line_bits, lanes=lanes)
     valid_cycles = []
 
@@ -122,6 +123,29 @@ def test_decoder_full_rate():
     run_sim(dut, bench, deadline=None)
     first = valid_cycles.index(True)
     assert all(valid_cycles[first:first + 8 * 12]), "a beat every cycle once the first block is in"
+
+
+def test_decoder_memory_bound_takes_a_line_every_cycle():
+    """Memory-bound (9 lines, 8 beats per block): a line is taken every cycle, the line arriving
+    as the drain takes over the fill buffer included."""
+    line_bits, lanes, bits = 64, 8, 8
+    dut = BitPlaneDecoder(line_bits=line_bits, lanes=lanes)
+    taken = []
+
+    async def bench(ctx):
+        ctx.set(dut.bits, bits)
+        ctx.set(dut.count, 9 * 10)
+        ctx.set(dut.load, 1)
+        await ctx.tick()
+        ctx.set(dut.load, 0)
+        ctx.set(dut.lines.valid, 1)
+        ctx.set(dut.beats.ready, 1)
+        for cycle in range(9 * 10):
+            _, _, r = await ctx.tick().sample(dut.lines.ready)
+            taken.append(bool(r))
+
+    run_sim(dut, bench, deadline=None)
+    assert all(taken)
 
 
 # ---------------------------------------------------------------------------------------------
