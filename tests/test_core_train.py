@@ -57,6 +57,13 @@ def check_against_golden(problem, shell, status, models, recs, status_rec):
         assert recs[e]["loss"] == gold.losses[e], f"loss of epoch {e}"
         per_epoch = fmt.lines_per_copy(cfg.rows) + fmt.label_lines(cfg.rows)
         assert recs[e]["read_lines"] == (e + 1) * per_epoch
+        # counters as of the record: this epoch's snapshot written, the record itself not yet
+        rl = max(1, fmt.record_lines)
+        assert recs[e]["write_lines"] == e * (fmt.model_lines + rl) + fmt.model_lines
+        assert recs[e]["reserved6"] == recs[e]["reserved7"] == 0
+        if e:
+            assert recs[e]["cycles"] > recs[e - 1]["cycles"]
+            assert recs[e]["stall_cycles"] >= recs[e - 1]["stall_cycles"]
     assert status_rec["state"] == State.DONE and status_rec["error"] == 0
     assert status_rec["epochs"] == cfg.epochs and status_rec["run_id"] == problem.run_id
     per_epoch = fmt.lines_per_copy(cfg.rows) + fmt.label_lines(cfg.rows)
