@@ -110,6 +110,16 @@ def test_other_builds_exact(core_kw):
     check_against_golden(p, *simulate(p, core_kw=core_kw, seed=2))
 
 
+@pytest.mark.parametrize("features, batch", [(7, 3), (20, 1), (32, 5)])
+def test_single_beat_rows_exact(features, batch):
+    """32 lanes, F <= 32: every row is one beat, so consecutive rows' gradient passes are as close
+    as the G read-after-write distance allows (ROW_GAP)."""
+    core_kw = dict(line_bits=256, lanes=32, max_features=64)
+    p = make_problem(rows=13, features=features, bits=2, batch=batch, epochs=2, copies=2, line_bits=256,
+                     seed=features)
+    check_against_golden(p, *simulate(p, core_kw=core_kw, seed=features, shell_kw=dict(p_line=1, p_cmd=1)))
+
+
 def test_saturation_exact():
     """A step far too large drives the model and the residuals into saturation: still bit-exact."""
     p = make_problem(rows=8, features=36, bits=4, batch=2, epochs=2, step=0.9, label_scale=8.0, seed=5)

@@ -15,13 +15,17 @@ from .params import CODE_BITS
 
 __all__ = ["GradientPass", "ROW_GAP", "GRAD_LATENCY"]
 
-#: Stage (cycles after issue) at which a beat writes the model; G is written at stage 4.
-GRAD_LATENCY = 6
+#: Stage (cycles after issue) at which a beat writes the model.
+GRAD_LATENCY = 5
+#: Stage at which a beat writes G back.
+_G_WRITE_STAGE = 3
 #: Stage at which a beat reads the model (port B) and G.
-_READ_STAGE = 1
-#: Minimum cycles between the first beats of consecutive rows, so that beat k of a row reads G and
-#: w0 after the previous row wrote them (a bubble only for rows shorter than this many beats).
-ROW_GAP = GRAD_LATENCY - _READ_STAGE + 1
+_READ_STAGE = 0
+#: Minimum cycles between the first beats of consecutive rows, so that beat k of a row reads G
+#: after the previous row wrote it (a bubble only for rows shorter than this many beats). The
+#: model needs no gap: the row after an update row has no residual before its dot pass has read
+#: every beat the update wrote (the interlock), so its gradient pass starts after the last write.
+ROW_GAP = _G_WRITE_STAGE - _READ_STAGE + 1
 
 
 class GradientPass(wiring.Component):
@@ -30,11 +34,11 @@ class GradientPass(wiring.Component):
     A row starts when its residual is available (from the dot pass) and at least
     :data:`ROW_GAP` cycles after the previous row started; then its beats issue one per cycle and
     nothing can stall them (codes come from the row buffer, everything else from RAM), so the
-    pipeline needs no back-pressure. Pipeline (issue at cycle u): u reads the row buffer; u+1 reads
-    the code table (port B), the model (port B) and G; u+2 multiplies ``m*r`` and ``e*w0``;
-    u+3 adds into ``G`` (64-bit, exact by the golden model's bound); u+4 writes ``G`` back (0 on a
-    minibatch's last row) and rounds ``gs = sat32(rnd(G, 15))``; u+5 multiplies by STEP; u+6 writes
-    ``w = sat32(w0 - rnd(gs * step, 32))`` to both model copies and counts the beat in
+    pipeline needs no back-pressure. Pipeline (issue at cycle u; the row buffer was read at u-1):
+    u reads the code table (port B), the model (port B) and G; u+1 multiplies ``m*r`` and
+    ``e*w0``; u+2 adds into ``G`` (64-bit, exact by the golden model's bound); u+3 writes ``G`` back
+    (0 on a minibatch's last row) and rounds ``gs = sat32(rnd(G, 15))``; u+4 multiplies by STEP;
+    u+5 writes ``w = sat32(w0 - rnd(gs * step, 32))`` to both model copies and counts the beat in
     ``upd_written`` (the dot pass's interlock).
 
     ``clear`` (a pulse) zeroes G and the model over the run's ``row_beats`` rows (``clear_busy``
@@ -89,7 +93,9 @@ class GradientPass(wiring.Component):
         first = issue & (k == 0)
         since_now = Mux(first, 0, since)
         pop = self.residuals.valid & ((left == 0) | (left == 1)) & (since_now >= ROW_GAP - 1) & ~self.clear_busy
-        m.d.comb += [self.residuals.ready.eq(pop), self.rb_en.eq(issue)]
+        # The row buffer is read one cycle ahead of the issue (at the pop for a row's first beat),
+        # so an issued beat's codes address the code table in the issue cycle itself.
+        m.d.comb += [self.residuals.ready.eq(pop), self.rb_en.eq(pop | (issue & (left != 1)))]
         m.d.sync += since.eq(Mux(first, 1, Mux(since == ROW_GAP, ROW_GAP, since + 1)))
         with m.If(pop):
             m.d.sync += [left.eq(self.row_beats), k.eq(0),
@@ -105,10 +111,8 @@ class GradientPass(wiring.Component):
         g1 = stage("g1", r=signed(32))
         m.d.sync += [g1["v"].eq(issue), g1["last"].eq(left == 1), g1["bl"].eq(bl_cur), g1["k"].eq(k),
                      g1["r"].eq(r_cur)]
-        m.d.comb += [self.table_addr.eq(self.rb_data), self.model_addr.eq(g1["k"]), g_rd.addr.eq(g1["k"])]
-
-        g2 = stage("g2", r=signed(32))
-        m.d.sync += [g2[n].eq(g1[n]) for n in g1]
+        m.d.comb += [self.table_addr.eq(self.rb_data), self.model_addr.eq(k), g_rd.addr.eq(k)]
+        g2 = g1  # table, model and G data arrive with g1
 
         g3 = stage("g3")
         mr = [Signal(signed(49), name=f"g3_mr{lane}") for lane in range(L)]
