@@ -19,7 +19,7 @@ residual_layout = data.StructLayout({"r": signed(32), "batch_last": unsigned(1)}
 
 #: Residuals the dot pass may have in flight or queued for the gradient pass.
 RESIDUAL_DEPTH = 4
-#: Cycles from issuing a row's last beat to its residual entering the residual FIFO.
+#: Cycles from issuing a row's last beat to its residual being offered to the gradient pass.
 DOT_LATENCY = 4
 
 
@@ -47,8 +47,9 @@ class DotPass(wiring.Component):
 
     Pipeline (issue at cycle t): t reads the code table (port A) and the model (port A); t+1
     multiplies ``m * w`` per lane; t+2 sums the lanes (adder tree); t+3 accumulates the row
-    (64-bit, exact); t+4 forms ``r = sat32(rnd(dot, 15) - y)`` into the residual FIFO; then the
-    loss adds ``(r*r) >> 16``, saturating at 2^64-1.
+    (64-bit, exact); t+4 forms ``r = sat32(rnd(dot, 15) - y)`` and offers it to the gradient pass
+    (through the residual FIFO, or past it when it is empty); then the loss adds ``(r*r) >> 16``,
+    saturating at 2^64-1.
 
     ``stall`` is high in a cycle where a beat (or, for the last beat, its label) would have been
     issued but had not arrived from memory.
@@ -99,8 +100,6 @@ class DotPass(wiring.Component):
         cw = counter_bits(self.row_beats_max)
 
         m.submodules.rfifo = rfifo = SyncFIFO(width=33, depth=RESIDUAL_DEPTH)
-        m.d.comb += [self.residuals.valid.eq(rfifo.r_rdy), self.residuals.payload.eq(rfifo.r_data),
-                     rfifo.r_en.eq(self.residuals.ready)]
         r_pop = self.residuals.valid & self.residuals.ready
 
         # ---- framing state
@@ -183,8 +182,16 @@ class DotPass(wiring.Component):
                      dot.eq(acc_next)]
 
         r = Signal(signed(32))
-        m.d.comb += [r.eq(sat(rnd(dot, CODE_FRAC) - s4["y"])),
-                     rfifo.w_en.eq(s4["v"]), rfifo.w_data.eq(Cat(r, s4["bl"]))]
+        m.d.comb += r.eq(sat(rnd(dot, CODE_FRAC) - s4["y"]))
+        # Residual FIFO with a bypass: when it is empty the new residual is offered in the cycle it
+        # is formed (one cycle less per minibatch boundary); if not taken it enters the FIFO and is
+        # offered from there next cycle, unchanged (the stream rule holds).
+        fresh = Cat(r, s4["bl"])
+        m.d.comb += [self.residuals.valid.eq(rfifo.r_rdy | s4["v"]),
+                     self.residuals.payload.eq(Mux(rfifo.r_rdy, rfifo.r_data, fresh)),
+                     rfifo.r_en.eq(self.residuals.ready & rfifo.r_rdy),
+                     rfifo.w_en.eq(s4["v"] & (rfifo.r_rdy | ~self.residuals.ready)),
+                     rfifo.w_data.eq(fresh)]
 
         # loss: r*r >> 16, 64-bit saturating
         v5, r5 = Signal(), Signal(signed(32))
