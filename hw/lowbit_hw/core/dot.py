@@ -42,7 +42,8 @@ class DotPass(wiring.Component):
     * for the row's last beat: its label is there and the residual FIFO has room,
     * the *interlock* holds: for a row of minibatch ``q >= 1``, beat ``k`` needs the update of
       minibatch ``q-1`` to have written beat ``k``: ``upd_written >= (q-1)*R + k + 1``, with
-      ``upd_written`` the gradient pass's count of model beats written in this epoch. The first
+      ``upd_written`` the gradient pass's count of model beats written in this epoch, up to and
+      including this cycle (model port A forwards a same-cycle write). The first
       row of a minibatch thus follows the update beat by beat instead of waiting for all of it.
 
     Pipeline (issue at cycle t): t reads the code table (port A) and the model (port A); t+1

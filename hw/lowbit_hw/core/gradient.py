@@ -39,7 +39,7 @@ class GradientPass(wiring.Component):
     ``e*w0``; u+2 adds into ``G`` (64-bit, exact by the golden model's bound); u+3 writes ``G`` back
     (0 on a minibatch's last row) and rounds ``gs = sat32(rnd(G, 15))``; u+4 multiplies by STEP;
     u+5 writes ``w = sat32(w0 - rnd(gs * step, 32))`` to both model copies and counts the beat in
-    ``upd_written`` (the dot pass's interlock).
+    ``upd_written`` in the same cycle (the dot pass's interlock; model port A forwards the write).
 
     ``clear`` (a pulse) zeroes G and the model over the run's ``row_beats`` rows (``clear_busy``
     while doing so; rows beyond are never read). ``start`` (a pulse, per epoch) zeroes ``upd_written`` and ``rows_done``.
@@ -168,8 +168,13 @@ class GradientPass(wiring.Component):
             m.d.comb += [self.w_en.eq(upd), self.w_addr.eq(g6["k"])]
             for lane in range(L):
                 m.d.comb += self.w_data[lane].eq(sat(g6_w[lane] - rnd(g6_p[lane], STEP_FRAC)))
-        m.d.sync += [self.upd_written.eq(self.upd_written + upd),
+        # upd_written counts the model beats written by the end of this cycle, this cycle's write
+        # included: model port A forwards it (transparent read), so the dot pass may read the beat
+        # in the very cycle it is written.
+        written = Signal(len(self.upd_written))
+        m.d.comb += self.upd_written.eq(written + upd)
+        m.d.sync += [written.eq(written + upd),
                      self.rows_done.eq(self.rows_done + (g6["v"] & g6["last"]))]
         with m.If(self.start):
-            m.d.sync += [self.upd_written.eq(0), self.rows_done.eq(0)]
+            m.d.sync += [written.eq(0), self.rows_done.eq(0)]
         return m

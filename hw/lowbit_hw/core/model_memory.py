@@ -15,9 +15,9 @@ class ModelMemory(wiring.Component):
 
     The dot pass (port A; also the snapshot writer between epochs) and the gradient pass (port B)
     read different rows in the same cycle and the minibatch update writes both, so the model is
-    kept twice: two simple-dual-port RAMs sharing the write. Reads are synchronous and not
-    transparent: a read in cycle ``t`` sees writes of cycles ``< t`` (the dot-pass interlock relies
-    on it).
+    kept twice: two simple-dual-port RAMs sharing the write. Reads are synchronous; port A is
+    transparent (a read in cycle ``t`` sees the write of cycle ``t``: the dot-pass interlock relies
+    on it), port B is not (it sees writes of cycles ``< t``).
 
     Parameters
     ----------
@@ -49,7 +49,11 @@ class ModelMemory(wiring.Component):
         for name in ("a", "b"):
             mem = Memory(shape=row, depth=self.depth, init=[])
             m.submodules[f"copy_{name}"] = mem
-            wp, rp = mem.write_port(), mem.read_port()
+            wp = mem.write_port()
+            # Port A forwards a write to a read of the same row in the same cycle, so the dot pass
+            # can follow the update with no cycle in between (it never reads a row being written
+            # for any other reason). Port B reads the state before the cycle's write.
+            rp = mem.read_port(transparent_for=(wp,) if name == "a" else ())
             m.d.comb += [wp.en.eq(self.w_en), wp.addr.eq(self.w_addr), wp.data.eq(self.w_data),
                          rp.addr.eq(getattr(self, f"{name}_addr")),
                          getattr(self, f"{name}_data").eq(rp.data)]
