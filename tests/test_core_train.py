@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from core_models import (DATA_ADDR, LABEL_ADDR, MODEL_ADDR, STATUS_ADDR, ShellModel, collect, make_problem, pulse,
+from core_models import (DATA_ADDR, STATUS_ADDR, ShellModel, collect, make_problem, pulse,
                          set_config, step_until_end, write_table)
-from lowbit.format import LineFormat
 from lowbit.registers import ErrorCode, State
 from lowbit_hw.core import TrainingCore
 

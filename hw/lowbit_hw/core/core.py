@@ -6,7 +6,6 @@ from amaranth import Module, Mux
 from amaranth.hdl import ResetInserter
 from amaranth.lib import wiring
 
-from lowbit.format import ROW_ALIGN
 
 from ..interfaces import CoreSignature
 from .code_table import CodeTable

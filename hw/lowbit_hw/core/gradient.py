@@ -103,7 +103,7 @@ class GradientPass(wiring.Component):
         with m.Elif(issue):
             m.d.sync += [left.eq(left - 1), k.eq(k + 1)]
 
-        def stage(name, src=None, **extra):
+        def stage(name, **extra):
             sig = {n: Signal(s, name=f"{name}_{n}") for n, s in
                    dict(v=1, last=1, bl=1, k=range(D), **extra).items()}
             return sig
