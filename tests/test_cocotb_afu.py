@@ -25,16 +25,18 @@ WAVES = os.environ.get("WAVES") == "1"
 MODERATE = dict(line_bits=512, lanes=8, max_features=1024)
 #: The full CCI-P configuration (maximum features, throughput).
 FULL = dict(line_bits=512, lanes=32, max_features=8192)
+#: Narrow lines (as behind the board's serial bridge): records span several lines.
+NARROW = dict(line_bits=128, lanes=4, max_features=256)
 
 
 def _config_name(cfg: dict) -> str:
     return f"w{cfg['line_bits']}_l{cfg['lanes']}_f{cfg['max_features']}"
 
 
-def _run_bench(name: str, verilog: Path, module: str, build_dir: Path) -> None:
+def _run_bench(name: str, verilog: Path, module: str, build_dir: Path, extra_env: dict | None = None) -> None:
     from lowbit_sim.afu_tb import run_cocotb_module
 
-    total, failed = run_cocotb_module(verilog, module, build_dir, name=name, waves=WAVES)
+    total, failed = run_cocotb_module(verilog, module, build_dir, name=name, waves=WAVES, extra_env=extra_env)
     assert total > 0, f"no cocotb tests ran from {module}"
     assert not failed, f"{len(failed)} of {total} cocotb tests failed: {failed[:10]} (log: {build_dir}/run_{name})"
 
@@ -67,6 +69,13 @@ def _export_afu(cfg: dict) -> Path:
 def test_afu_random_seeds_mmio_and_error_paths():
     verilog = _export_afu(MODERATE)
     _run_bench("regular", verilog, "lowbit_sim.test_afu", BUILD / _config_name(MODERATE))
+
+
+def test_afu_narrow_lines_every_b_and_level_kind():
+    """16 seeds (b = 1..8 x uniform/optimal) and every corner and error case on 128-bit lines."""
+    verilog = _export_afu(NARROW)
+    _run_bench("narrow", verilog, "lowbit_sim.test_afu", BUILD / _config_name(NARROW),
+               extra_env={"LOWBIT_SEEDS": "16"})
 
 
 def test_afu_full_configuration_max_features_and_throughput():
