@@ -72,10 +72,12 @@ def test_afu_random_seeds_mmio_and_error_paths():
 
 
 def test_afu_narrow_lines_every_b_and_level_kind():
-    """16 seeds (b = 1..8 x uniform/optimal) and every corner and error case on 128-bit lines."""
+    """16 seeds (b = 1..8 x uniform/optimal; a quarter of LOWBIT_SEEDS when that is larger) and every
+    corner and error case on 128-bit lines."""
     verilog = _export_afu(NARROW)
+    seeds = max(16, int(os.environ.get("LOWBIT_SEEDS", "50")) // 4)
     _run_bench("narrow", verilog, "lowbit_sim.test_afu", BUILD / _config_name(NARROW),
-               extra_env={"LOWBIT_SEEDS": "16"})
+               extra_env={"LOWBIT_SEEDS": str(seeds)})
 
 
 def test_afu_full_configuration_max_features_and_throughput():
