@@ -36,8 +36,13 @@ RECORD_BYTES = 64
 FORMAT_VERSION = 1
 
 #: Word names of the 64-byte epoch record (uint64 each), written at STATS_ADDR + e records.
+#: ``epoch`` is the number of epochs completed (e + 1); ``cycles``, ``read_lines``, ``stall_cycles``
+#: and ``write_lines`` count from START (cumulative), as the registers of the same names do.
 EPOCH_RECORD = ("epoch", "loss", "cycles", "read_lines", "stall_cycles", "write_lines", "reserved6", "reserved7")
-#: Word names of the 64-byte status record written at STATUS_ADDR when a run ends.
+#: Word names of the 64-byte status record written at STATUS_ADDR when a run ends. Its counters are
+#: taken when the record is composed, so the frozen registers may lead it by the record's own write.
+#: With lines narrower than 512 bits the record spans several lines that may land in any order:
+#: the host reads it completely only after STATUS shows DONE/ERROR.
 STATUS_RECORD = ("state", "error", "cycles", "read_lines", "write_lines", "stall_cycles", "epochs", "run_id")
 
 MAX_BITS = 8
