@@ -107,7 +107,8 @@ def _golden_result(seed=3, rows=6, features=37, bits=3, batch=2, epochs=2):
                run_id=11)
     res = RunResult(status=dict(STATE=2, ERROR=0, EPOCH=epochs), record=rec, models=gold.models.copy(),
                     model_padding=np.zeros((epochs, fmt.padded_features - features), np.int32),
-                    epoch_records=[dict(epoch=e + 1, loss=gold.losses[e], cycles=400 * (e + 1)) for e in range(epochs)],
+                    epoch_records=[dict(epoch=e + 1, loss=gold.losses[e], cycles=400 * (e + 1),
+                                        read_lines=(e + 1) * reads // epochs) for e in range(epochs)],
                     registers=dict(CYCLES=900, READ_LINES=reads, WRITE_LINES=writes, STALL_CYCLES=40),
                     host_read_lines=reads, host_write_lines=writes, bench_cycles=950)
     return res, gold, cfg, fmt
@@ -133,6 +134,8 @@ def test_scoreboard_accepts_a_perfect_run_and_names_the_first_wrong_bit():
     (lambda r: setattr(r, "host_read_lines", r.host_read_lines + 4), "lines the host served"),
     (lambda r: setattr(r, "record", None), "no status record"),
     (lambda r: [e.update(epoch=7) for e in r.epoch_records], "epoch record numbers"),
+    (lambda r: r.epoch_records[1].update(cycles=r.record["cycles"] + 1), "epoch record cycles"),
+    (lambda r: r.epoch_records[1].update(read_lines=3), "epoch record read_lines"),
 ])
 def test_scoreboard_rejects_each_kind_of_wrong_result(damage, message):
     from lowbit_sim.afu_tb import scoreboard

@@ -328,7 +328,15 @@ def scoreboard(res: RunResult, gold: GoldenRun, cfg: EngineConfig, fmt: LineForm
     losses = [r["loss"] for r in res.epoch_records]
     assert losses == list(gold.losses), f"epoch losses {losses} != golden {list(gold.losses)}"
     ep = [r["epoch"] for r in res.epoch_records]
-    assert ep[0] in (0, 1) and ep == list(range(ep[0], ep[0] + cfg.epochs)), f"epoch record numbers {ep}"
+    assert ep == list(range(1, cfg.epochs + 1)), f"epoch record numbers {ep} (epochs completed, 1-based)"
+    # Epoch record counters are cumulative from START (lowbit.format.EPOCH_RECORD).
+    cyc = [r["cycles"] for r in res.epoch_records]
+    assert all(a < b for a, b in zip(cyc, cyc[1:])) and cyc[-1] <= rec["cycles"], \
+        f"epoch record cycles {cyc} are not increasing up to the run's {rec['cycles']}"
+    rl = [r["read_lines"] for r in res.epoch_records]
+    need = [(e + 1) * fmt.lines_per_copy(cfg.rows) for e in range(cfg.epochs)]
+    assert all(a >= n for a, n in zip(rl, need)) and rl[-1] <= rec["read_lines"], \
+        f"epoch record read_lines {rl}: at least {need}, at most the run's {rec['read_lines']}"
     # The record is composed before its own write is issued (maybe after an almost-full storm) and
     # acknowledged and the run ends, so CYCLES and STALL_CYCLES (frozen at the end) may run ahead of
     # it by at most that; no line is read after it.
