@@ -81,8 +81,13 @@ def test_afu_narrow_lines_every_b_and_level_kind():
 
 
 def test_afu_full_configuration_max_features_and_throughput():
+    """Throughput at b = 1..8 and 8192 features on the full build, then 16 random seeds (a quarter of
+    LOWBIT_SEEDS when larger) with every corner and error case on it too."""
     verilog = _export_afu(FULL)
     _run_bench("full", verilog, "lowbit_sim.test_afu_full", BUILD / _config_name(FULL))
+    seeds = max(16, int(os.environ.get("LOWBIT_SEEDS", "50")) // 4)
+    _run_bench("full_seeds", verilog, "lowbit_sim.test_afu", BUILD / _config_name(FULL),
+               extra_env={"LOWBIT_SEEDS": str(seeds)})
 
 
 # ------------------------------------------------------------------------------ the bench's own logic (no simulator)
