@@ -20,7 +20,7 @@ residual_layout = data.StructLayout({"r": signed(32), "batch_last": unsigned(1)}
 #: Residuals the dot pass may have in flight or queued for the gradient pass.
 RESIDUAL_DEPTH = 4
 #: Cycles from issuing a row's last beat to its residual being offered to the gradient pass.
-DOT_LATENCY = 4
+DOT_LATENCY = 5
 
 
 def counter_bits(row_beats_max: int) -> int:
@@ -47,8 +47,8 @@ class DotPass(wiring.Component):
       row of a minibatch thus follows the update beat by beat instead of waiting for all of it.
 
     Pipeline (issue at cycle t): t reads the code table (port A) and the model (port A); t+1
-    multiplies ``m * w`` per lane; t+2 sums the lanes (adder tree); t+3 accumulates the row
-    (64-bit, exact); t+4 forms ``r = sat32(rnd(dot, 15) - y)`` and offers it to the gradient pass
+    registers the RAM outputs; t+2 multiplies ``m * w`` per lane; t+3 sums the lanes (adder tree);
+    t+4 accumulates the row (64-bit, exact); t+5 forms ``r = sat32(rnd(dot, 15) - y)`` and offers it to the gradient pass
     (through the residual FIFO, or past it when it is empty); then the loss adds ``(r*r) >> 16``,
     saturating at 2^64-1.
 
@@ -162,10 +162,19 @@ class DotPass(wiring.Component):
         m.d.sync += [s1["v"].eq(issue), s1["first"].eq(k == 0), s1["last"].eq(last),
                      s1["y"].eq(self.labels.payload), s1["bl"].eq(batch_last)]
 
+        # RAM outputs are registered before the multipliers (RAM clock-to-out + multiply + add in
+        # one cycle was the critical path).
+        s1r = stage("s1r", **ctl)
+        m1 = [Signal(signed(17), name=f"s1r_m{lane}") for lane in range(L)]
+        w1 = [Signal(signed(32), name=f"s1r_w{lane}") for lane in range(L)]
+        m.d.sync += [s1r[n].eq(s1[n]) for n in ctl]
+        m.d.sync += [x.eq(self.table_m[lane]) for lane, x in enumerate(m1)]
+        m.d.sync += [x.eq(self.model_data[lane]) for lane, x in enumerate(w1)]
+
         s2 = stage("s2", **ctl)
         prods = [Signal(signed(49), name=f"s2_p{lane}") for lane in range(L)]
-        m.d.sync += [s2[n].eq(s1[n]) for n in ctl]
-        m.d.sync += [p.eq(self.table_m[lane] * self.model_data[lane]) for lane, p in enumerate(prods)]
+        m.d.sync += [s2[n].eq(s1r[n]) for n in ctl]
+        m.d.sync += [p.eq(m1[lane] * w1[lane]) for lane, p in enumerate(prods)]
 
         s3 = stage("s3", **ctl)
         beat_sum = Signal(signed(49 + L.bit_length()))

@@ -16,9 +16,9 @@ from .params import CODE_BITS
 __all__ = ["GradientPass", "ROW_GAP", "GRAD_LATENCY"]
 
 #: Stage (cycles after issue) at which a beat writes the model.
-GRAD_LATENCY = 5
+GRAD_LATENCY = 6
 #: Stage at which a beat writes G back.
-_G_WRITE_STAGE = 3
+_G_WRITE_STAGE = 4
 #: Stage at which a beat reads the model (port B) and G.
 _READ_STAGE = 0
 #: Minimum cycles between the first beats of consecutive rows, so that beat k of a row reads G
@@ -35,10 +35,10 @@ class GradientPass(wiring.Component):
     :data:`ROW_GAP` cycles after the previous row started; then its beats issue one per cycle and
     nothing can stall them (codes come from the row buffer, everything else from RAM), so the
     pipeline needs no back-pressure. Pipeline (issue at cycle u; the row buffer was read at u-1):
-    u reads the code table (port B), the model (port B) and G; u+1 multiplies ``m*r`` and
-    ``e*w0``; u+2 adds into ``G`` (64-bit, exact by the golden model's bound); u+3 writes ``G`` back
-    (0 on a minibatch's last row) and rounds ``gs = sat32(rnd(G, 15))``; u+4 multiplies by STEP;
-    u+5 writes ``w = sat32(w0 - rnd(gs * step, 32))`` to both model copies and counts the beat in
+    u reads the code table (port B), the model (port B) and G; u+1 registers the RAM outputs;
+    u+2 multiplies ``m*r`` and ``e*w0``; u+3 adds into ``G`` (64-bit, exact by the golden model's
+    bound); u+4 writes ``G`` back (0 on a minibatch's last row) and rounds
+    ``gs = sat32(rnd(G, 15))``; u+5 multiplies by STEP; u+6 writes ``w = sat32(w0 - rnd(gs * step, 32))`` to both model copies and counts the beat in
     ``upd_written`` in the same cycle (the dot pass's interlock; model port A forwards the write).
 
     ``clear`` (a pulse) zeroes G and the model over the run's ``row_beats`` rows (``clear_busy``
@@ -112,7 +112,18 @@ class GradientPass(wiring.Component):
         m.d.sync += [g1["v"].eq(issue), g1["last"].eq(left == 1), g1["bl"].eq(bl_cur), g1["k"].eq(k),
                      g1["r"].eq(r_cur)]
         m.d.comb += [self.table_addr.eq(self.rb_data), self.model_addr.eq(k), g_rd.addr.eq(k)]
-        g2 = g1  # table, model and G data arrive with g1
+
+        # Table, model and G data arrive with g1; they are registered before the multipliers (RAM
+        # clock-to-out + multiply + add in one cycle was the critical path).
+        g2 = stage("g2", r=signed(32))
+        tm2 = [Signal(signed(17), name=f"g2_m{lane}") for lane in range(L)]
+        te2 = [Signal(unsigned(16), name=f"g2_e{lane}") for lane in range(L)]
+        w2 = [Signal(signed(32), name=f"g2_w{lane}") for lane in range(L)]
+        gg2 = [Signal(signed(64), name=f"g2_g{lane}") for lane in range(L)]
+        m.d.sync += [g2[n].eq(g1[n]) for n in g1]
+        for lane in range(L):
+            m.d.sync += [tm2[lane].eq(self.table_m[lane]), te2[lane].eq(self.table_e[lane]),
+                         w2[lane].eq(self.model_data[lane]), gg2[lane].eq(g_rd.data[lane])]
 
         g3 = stage("g3")
         mr = [Signal(signed(49), name=f"g3_mr{lane}") for lane in range(L)]
@@ -121,9 +132,8 @@ class GradientPass(wiring.Component):
         g3_w = [Signal(signed(32), name=f"g3_w{lane}") for lane in range(L)]
         m.d.sync += [g3[n].eq(g2[n]) for n in g3]
         for lane in range(L):
-            m.d.sync += [mr[lane].eq(self.table_m[lane] * g2["r"]),
-                         ew[lane].eq(self.table_e[lane] * self.model_data[lane]),
-                         g3_g[lane].eq(g_rd.data[lane]), g3_w[lane].eq(self.model_data[lane])]
+            m.d.sync += [mr[lane].eq(tm2[lane] * g2["r"]), ew[lane].eq(te2[lane] * w2[lane]),
+                         g3_g[lane].eq(gg2[lane]), g3_w[lane].eq(w2[lane])]
 
         g4 = stage("g4")
         g4_g = [Signal(signed(64), name=f"g4_g{lane}") for lane in range(L)]
