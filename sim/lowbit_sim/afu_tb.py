@@ -436,12 +436,24 @@ def run_cocotb_module(verilog, module: str, build_dir, *, name: str = "run", wav
     env = {"LOWBIT_SEEDS": os.environ.get("LOWBIT_SEEDS", "50"), "LOWBIT_SEED0": os.environ.get("LOWBIT_SEED0", "0"),
            **(extra_env or {})}
     xml = build_dir / f"results_{name}.xml"
+    xml.unlink(missing_ok=True)
+    # The runner lets os.environ override extra_env, so these go into os.environ for the run.
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         runner.test(test_module=module, hdl_toplevel="lowbit_afu", build_dir=build_dir,
                     test_dir=build_dir / f"run_{name}", extra_env=env, waves=waves, testcase=testcase,
                     results_xml=str(xml))
     except SystemExit:  # the runner exits on failed tests; the results file says which
         pass
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    if not xml.exists():
+        raise RuntimeError(f"the cocotb run wrote no results (crashed?); log under {build_dir / f'run_{name}'}")
     cases = list(ET.parse(xml).getroot().iter("testcase"))
     failed = [c.get("name") for c in cases if c.find("failure") is not None or c.find("error") is not None]
     return len(cases), failed
