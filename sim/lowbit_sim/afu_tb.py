@@ -369,6 +369,8 @@ def random_config(rng: np.random.Generator, max_features: int, lanes: int) -> di
                 "aligned": int(rng.integers(1, cap // 32 + 1)) * 32}[str(kind)]
     features = max(1, min(features, max_features))
     rows = 1 if rng.random() < 0.1 else int(rng.integers(2, 48))
+    if max_features > cap and rng.random() < 0.1:  # now and then a wide row, up to the build's limit
+        features, rows = int(rng.integers(cap + 1, max_features + 1)), int(rng.integers(1, 9))
     batch = 1 if rng.random() < 0.3 else int(rng.integers(2, 12))
     # Steps around the stable range ~1/(F B); the largest ones saturate, which must match too.
     step = min(0.5, float(rng.uniform(0.05, 2.0)) / (features * batch))
