@@ -110,12 +110,13 @@ class DotPass(wiring.Component):
         inb = Signal(13)  # row's position in its minibatch
         q_nz = Signal()  # row is in minibatch q >= 1
         thr = Signal(cw)  # (q-1)*R + 1
+        need = Signal(cw)  # thr + k, kept as a register (it feeds the issue decision)
         pad_left = Signal(range(self.block_beats))
         inflight = Signal(range(RESIDUAL_DEPTH + 1))  # rows whose residual is in the pipeline or FIFO
 
         last = k == self.row_beats - 1
         in_rows = rows_left != 0
-        lock_ok = ~q_nz | (self.upd_written >= thr + k)
+        lock_ok = ~q_nz | (self.upd_written >= need)
         room = self.rb_space & (~last | (inflight < RESIDUAL_DEPTH))
         want = self.running & in_rows & lock_ok & room
         label_ok = ~last | self.labels.valid
@@ -140,17 +141,18 @@ class DotPass(wiring.Component):
             with m.If(last):
                 m.d.sync += [k.eq(0), fb.eq(0), rows_left.eq(rows_left - 1),
                              inb.eq(Mux(batch_last, 0, inb + 1))]
+                m.d.sync += need.eq(thr)
                 with m.If(batch_last):
                     m.d.sync += q_nz.eq(1)
                     with m.If(q_nz):
-                        m.d.sync += thr.eq(thr + self.row_beats)
+                        m.d.sync += [thr.eq(thr + self.row_beats), need.eq(thr + self.row_beats)]
             with m.Else():
-                m.d.sync += [k.eq(k + 1), fb.eq(fb + L)]
+                m.d.sync += [k.eq(k + 1), fb.eq(fb + L), need.eq(need + 1)]
         with m.If(self.beats.valid & self.beats.ready & drop):
             m.d.sync += pad_left.eq(pad_left - 1)
         m.d.sync += inflight.eq(inflight + (issue & last) - r_pop)
         with m.If(self.start):
-            m.d.sync += [k.eq(0), fb.eq(0), rows_left.eq(self.rows), inb.eq(0), q_nz.eq(0), thr.eq(1),
+            m.d.sync += [k.eq(0), fb.eq(0), rows_left.eq(self.rows), inb.eq(0), q_nz.eq(0), thr.eq(1), need.eq(1),
                          pad_left.eq(self.pad_beats)]
 
         # ---- pipeline

@@ -181,10 +181,13 @@ class GradientPass(wiring.Component):
         # upd_written counts the model beats written by the end of this cycle, this cycle's write
         # included: model port A forwards it (transparent read), so the dot pass may read the beat
         # in the very cycle it is written.
+        # (a mux of two registers, not an adder: it feeds the dot pass's issue decision)
         written = Signal(len(self.upd_written))
-        m.d.comb += self.upd_written.eq(written + upd)
-        m.d.sync += [written.eq(written + upd),
-                     self.rows_done.eq(self.rows_done + (g6["v"] & g6["last"]))]
+        written_p1 = Signal(len(self.upd_written), init=1)
+        m.d.comb += self.upd_written.eq(Mux(upd, written_p1, written))
+        with m.If(upd):
+            m.d.sync += [written.eq(written_p1), written_p1.eq(written_p1 + 1)]
+        m.d.sync += self.rows_done.eq(self.rows_done + (g6["v"] & g6["last"]))
         with m.If(self.start):
-            m.d.sync += [written.eq(0), self.rows_done.eq(0)]
+            m.d.sync += [written.eq(0), written_p1.eq(1), self.rows_done.eq(0)]
         return m

@@ -94,11 +94,14 @@ class Sequencer(wiring.Component):
                      self.batch.eq(cfg.batch), self.step.eq(cfg.step)]
 
         busy = st.state == State.BUSY
+        stall_r = Signal()
         epochs = st.epoch
         m.d.sync += [st.cycles.eq(st.cycles + busy),
                      st.read_lines.eq(st.read_lines + (busy & self.data_fire) + (busy & self.label_fire)),
                      st.write_lines.eq(st.write_lines + (busy & self.write.valid & self.write.ready)),
-                     st.stall_cycles.eq(st.stall_cycles + (busy & self.running & self.stall))]
+                     st.stall_cycles.eq(st.stall_cycles + stall_r)]
+        # counted a cycle late: the stall decision is at the end of the dot pass's issue logic
+        m.d.sync += stall_r.eq(busy & self.running & self.stall)
 
         # ---- read commands, one epoch ahead
         in_run = Signal()
