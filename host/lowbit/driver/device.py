@@ -243,9 +243,16 @@ class Device:
                     if rec["state"] in (State.DONE, State.ERROR) and (run_id is None or rec["run_id"] == run_id):
                         self.backend.check()
                         st = self.status()
-                        if on_epoch is not None and st["EPOCH"] != last_epoch:
-                            on_epoch(st["EPOCH"])
-                        return self._finish(st, rec)
+                        # With lines narrower than 512 bits the record spans several lines that
+                        # land in any order: it is complete only once STATUS has left BUSY (the
+                        # AFU shows the end after the record's writes are answered). Re-read it.
+                        if st["STATE"] in (State.DONE, State.ERROR):
+                            rec = unpack_record(
+                                status_buffer.view(np.ndarray).view(np.uint8).reshape(-1)[:RECORD_BYTES],
+                                STATUS_RECORD)
+                            if on_epoch is not None and st["EPOCH"] != last_epoch:
+                                on_epoch(st["EPOCH"])
+                            return self._finish(st, rec)
                 if time.monotonic() >= deadline:
                     break
                 time.sleep(poll)
