@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST := $(PY) -m pytest
 
-.PHONY: all demo test venv sim stress verilog sim-server bitstream bench qsgd-demo clean
+.PHONY: all demo test venv sim sim-waves stress verilog sim-server bitstream bench qsgd-demo clean
 all: test
 
 $(STAMP): pyproject.toml
@@ -29,6 +29,9 @@ verilog: $(STAMP)
 
 sim: $(STAMP)
 	$(PYTEST) -q tests/test_cocotb_afu.py
+
+sim-waves: $(STAMP)
+	WAVES=1 $(PYTEST) -q tests/test_cocotb_afu.py
 
 stress: $(STAMP)
 	LOWBIT_SEEDS=$${LOWBIT_SEEDS:-400} $(PYTEST) -q tests/test_cocotb_afu.py
