@@ -94,14 +94,16 @@ class Sequencer(wiring.Component):
                      self.batch.eq(cfg.batch), self.step.eq(cfg.step)]
 
         busy = st.state == State.BUSY
-        stall_r = Signal()
+        stall_r, data_r, label_r = Signal(), Signal(), Signal()
         epochs = st.epoch
         m.d.sync += [st.cycles.eq(st.cycles + busy),
-                     st.read_lines.eq(st.read_lines + (busy & self.data_fire) + (busy & self.label_fire)),
+                     st.read_lines.eq(st.read_lines + data_r + label_r),
                      st.write_lines.eq(st.write_lines + (busy & self.write.valid & self.write.ready)),
                      st.stall_cycles.eq(st.stall_cycles + stall_r)]
-        # counted a cycle late: the stall decision is at the end of the dot pass's issue logic
-        m.d.sync += stall_r.eq(busy & self.running & self.stall)
+        # Counted a cycle late: stall and the line handshakes come at the end of the dot pass's
+        # issue logic (interlock compare -> ready -> decoder), too long a path for a 64-bit add.
+        m.d.sync += [stall_r.eq(busy & self.running & self.stall),
+                     data_r.eq(busy & self.data_fire), label_r.eq(busy & self.label_fire)]
 
         # ---- read commands, one epoch ahead
         in_run = Signal()
