@@ -46,6 +46,39 @@ class HostMmio:
             self.answers[tid] = ctx.get(self.ccip.c2_tx.data)
 
 
+def run_mmio_script(dut, mmio, rd, wr, script, *, cycles, poll_every, done):
+    """Clock the AFU with the CCI-P responders, issue ``script`` (one MMIO access a cycle:
+    ``("w", addr, value)`` or ``("r", addr)``), then read STATUS every ``poll_every`` cycles until
+    ``done(cycle, status)`` holds for the answer to the previous poll. Returns the read tids."""
+    tids = []
+
+    async def bench(ctx):
+        polls = []
+        for cycle in range(cycles):
+            mmio.observe(ctx)
+            rd.step(ctx, cycle)
+            wr.step(ctx, cycle)
+            mmio.idle(ctx)
+            if cycle < len(script):
+                op = script[cycle]
+                if op[0] == "w":
+                    mmio.write(ctx, op[1], op[2])
+                else:
+                    tids.append(mmio.read(ctx, op[1]))
+            elif cycle % poll_every == 0:
+                if polls and polls[-1] in mmio.answers and done(cycle, REG["STATUS"].decode(mmio.answers[polls[-1]])):
+                    break
+                polls.append(mmio.read(ctx, REG["STATUS"].address))
+                tids.append(polls[-1])
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    run_simulation(sim)
+    return tids
+
+
 def test_afu_runs_a_loopback_job_over_ccip():
     """MMIO config + START -> core commands -> reads out of order -> writes -> status, all through
     the real shell; the loopback core writes data ^ label per line."""
@@ -64,35 +97,10 @@ def test_afu_runs_a_loopback_job_over_ccip():
     script += [("w", code_table_address(c), encode_code_entry(c, c)) for c in (0, 3, 9)]
     script += [("r", REG["DFH"].address), ("r", REG["AFU_ID_H"].address), ("r", REG["ROWS"].address),
                ("w", REG["CTRL"].address, REG["CTRL"].encode(START=1))]
-    out = {}
-
-    async def bench(ctx):
-        tids = []
-        for cycle in range(4000):
-            mmio.observe(ctx)
-            rd.step(ctx, cycle)
-            wr.step(ctx, cycle)
-            mmio.idle(ctx)
-            if cycle < len(script):
-                op = script[cycle]
-                if op[0] == "w":
-                    mmio.write(ctx, op[1], op[2])
-                else:
-                    tids.append(mmio.read(ctx, op[1]))
-            elif cycle % 50 == 0:
-                tids.append(mmio.read(ctx, REG["STATUS"].address))
-                if cycle > 100 and State(REG["STATUS"].decode(mmio.answers.get(tids[-2], 0))["STATE"]) is State.DONE:
-                    break
-            await ctx.tick()
-        out["tids"] = tids
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    run_simulation(sim)
-    tids = out["tids"]
+    tids = run_mmio_script(dut, mmio, rd, wr, script, cycles=4000, poll_every=50,
+                           done=lambda cycle, st: cycle > 100 and st["STATE"] == State.DONE)
     assert [mmio.answers[t] for t in tids[:3]] == [DFH_VALUE, AFU_ID_H, rows]
-    status = REG["STATUS"].decode(mmio.answers[tids[-2]])
+    status = REG["STATUS"].decode(mmio.answers[tids[-1]])  # the poll that ended the run
     assert status["STATE"] == State.DONE and status["EPOCH"] == 3  # 3 code-table writes reached the core
     writes = {a: d for _, a, d, _ in wr.writes}
     assert len(wr.writes) == rows + 1
@@ -151,37 +159,12 @@ def test_real_afu_identifies_itself_and_rejects_a_bad_start():
     script = [("r", REG[n].address) for n in names]
     script += [("w", REG["ROWS"].address, 0), ("w", REG["STATUS_ADDR"].address, 0x40),
                ("w", REG["CTRL"].address, REG["CTRL"].encode(START=1))]
-    out = {}
-
-    async def bench(ctx):
-        tids = []
-        for cycle in range(3000):
-            mmio.observe(ctx)
-            rd.step(ctx, cycle)
-            wr.step(ctx, cycle)
-            mmio.idle(ctx)
-            if cycle < len(script):
-                op = script[cycle]
-                if op[0] == "w":
-                    mmio.write(ctx, op[1], op[2])
-                else:
-                    tids.append(mmio.read(ctx, op[1]))
-            elif cycle % 20 == 0:
-                tids.append(mmio.read(ctx, REG["STATUS"].address))
-                last = mmio.answers.get(tids[-2]) if len(tids) > len(names) + 1 else None
-                if last is not None and REG["STATUS"].decode(last)["STATE"] != State.BUSY and cycle > 40:
-                    out["status"] = REG["STATUS"].decode(last)
-                    break
-            await ctx.tick()
-        out["ids"] = [mmio.answers[t] for t in tids[:len(names)]]
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    run_simulation(sim)
-    dfh, id_l, id_h, caps, status = out["ids"]
+    tids = run_mmio_script(dut, mmio, rd, wr, script, cycles=3000, poll_every=20,
+                           done=lambda cycle, st: cycle > 40 and st["STATE"] != State.BUSY)
+    dfh, id_l, id_h, caps, status = (mmio.answers[t] for t in tids[:len(names)])
+    final = REG["STATUS"].decode(mmio.answers[tids[-1]])
     assert (dfh, id_l, id_h) == (DFH_VALUE, AFU_ID_L, AFU_ID_H)
     assert REG["CAPS"].decode(caps)["LINE_BITS"] == 128 and REG["CAPS"].decode(caps)["LANES"] == 4
     assert REG["CAPS"].decode(caps)["MAX_FEATURES"] == 64
     assert REG["STATUS"].decode(status)["STATE"] == State.IDLE
-    assert out["status"]["STATE"] == State.ERROR and out["status"]["ERROR"] == ErrorCode.BAD_ROWS
+    assert final["STATE"] == State.ERROR and final["ERROR"] == ErrorCode.BAD_ROWS

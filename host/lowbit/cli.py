@@ -84,7 +84,8 @@ def _add_training_args(p: argparse.ArgumentParser, *, demo: bool = False):
     p.add_argument("--socket", default=None, help="attach to a running simulator (make sim-server)")
 
 
-def _print_table(runs, prepared, out=sys.stdout):
+def _print_table(runs, prepared, out=None):
+    out = sys.stdout if out is None else out  # looked up per call, so redirection works
     names = [r.label for r in runs]
     w = max(12, *(len(n) + 2 for n in names))
     print(f"\nTraining loss (MSE on normalised data) per epoch, {prepared.name}: "

@@ -19,30 +19,19 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .data import Dataset
+
 #: Engine clock used to turn cycles into modelled time unless the user states another:
 #: a typical user clock of an Arria 10 CCI-P card.
 DEFAULT_FMAX_MHZ = 200.0
 
 
 @dataclass
-class Prepared:
-    """A data set normalised into the engine's ranges, with its test split if it has one."""
+class Prepared(Dataset):
+    """A data set normalised into the engine's ranges (features in [-1, 1], |y| <= 1), with its test
+    split if it has one, and the Normalizer that maps a trained model back to original units."""
 
-    name: str
-    task: str
-    X: np.ndarray
-    y: np.ndarray
-    X_test: np.ndarray | None
-    y_test: np.ndarray | None
-    normalizer: object
-
-    @property
-    def rows(self) -> int:
-        return self.X.shape[0]
-
-    @property
-    def features(self) -> int:
-        return self.X.shape[1]
+    normalizer: object = None
 
 
 def prepare(spec: str, *, seed: int = 0, max_features: int | None = None) -> Prepared:
@@ -58,7 +47,7 @@ def prepare(spec: str, *, seed: int = 0, max_features: int | None = None) -> Pre
     Xt = yt = None
     if ds.X_test is not None:
         Xt, yt = norm.transform_X(ds.X_test), norm.transform_y(ds.y_test)
-    return Prepared(ds.name, ds.task, X, y, Xt, yt, norm)
+    return Prepared(name=ds.name, X=X, y=y, X_test=Xt, y_test=yt, task=ds.task, normalizer=norm)
 
 
 @dataclass

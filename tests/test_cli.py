@@ -1,0 +1,72 @@
+"""The ``lowbit`` command line: tables, JSON, plots, quantized files, and clear errors (exit 2)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lowbit.cli import main
+from lowbit.dataset import QuantizedDataset
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_train_json_has_every_epoch_and_low_bits_track_float(capsys, tmp_path):
+    plot = tmp_path / "loss.png"
+    code, out, _ = run_cli(capsys, "train", "--data", "synthetic:400:12", "--bits", "2,8", "--epochs", "4",
+                           "--backend", "golden", "--json", "--plot", str(plot))
+    assert code == 0
+    summary = json.loads(out)
+    runs = {r["label"]: r for r in summary["runs"]}
+    assert set(runs) == {"float64", "b=2 uniform", "b=8 uniform"}
+    assert summary["features"] == 13  # 12 + the intercept column
+    for r in runs.values():
+        assert len(r["train_loss"]) == 4 and all(np.isfinite(r["train_loss"]))
+        assert r["train_loss"][-1] < r["train_loss"][0]
+    ref = runs["float64"]["train_loss"][-1]
+    assert abs(runs["b=8 uniform"]["train_loss"][-1] / ref - 1) < 0.01
+    assert runs["b=2 uniform"]["bytes_per_epoch"] < runs["b=8 uniform"]["bytes_per_epoch"]
+    assert plot.stat().st_size > 10_000 and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_table_lists_epochs_and_runs(capsys):
+    code, out, _ = run_cli(capsys, "train", "--data", "synthetic:200:5", "--bits", "4", "--epochs", "2",
+                           "--backend", "golden")
+    assert code == 0
+    lines = out.splitlines()
+    assert any(line.split()[:1] == ["2"] for line in lines)  # epoch 2 row of the loss table
+    assert any(line.startswith("b=4 uniform") and "golden" in line for line in lines)
+
+
+def test_quantize_writes_a_file_the_dataset_loader_reads(capsys, tmp_path):
+    path = tmp_path / "q.npz"
+    code, out, _ = run_cli(capsys, "quantize", "synthetic:100:7", "--bits", "3", "--copies", "2", "-o", str(path))
+    assert code == 0 and str(path) in out
+    q = QuantizedDataset.load(path)
+    assert (q.rows, q.features, q.copies, q.fmt.bits) == (100, 8, 2, 3)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--bits", "9"], "every bit width must be in 1..8"),
+    (["train", "--bits", "x"], "comma-separated list"),
+    (["train", "--step", "2"], "--step must be in (0, 1)"),
+    (["train", "--epochs", "0"], "positive integer"),
+])
+def test_bad_arguments_exit_2_naming_the_problem(capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_data_file_is_a_clear_error(capsys, tmp_path):
+    bad = tmp_path / "bad.libsvm"
+    bad.write_text("1 1:0.5 2:oops\n-1 3:1\n")
+    code, _, err = run_cli(capsys, "train", "--data", str(bad), "--backend", "golden", "--no-float")
+    assert code == 2 and "lowbit: error:" in err and "bad.libsvm" in err
+    code, _, err = run_cli(capsys, "train", "--data", str(tmp_path / "missing.svm"), "--backend", "golden")
+    assert code == 2 and "missing.svm" in err
