@@ -26,7 +26,7 @@ def test_float_backend_reaches_the_least_squares_optimum():
     opt = LinearRegression(fit_intercept=False).fit(X, y).coef_
     # Full-batch gradient descent with step < 2 / lambda_max converges to the closed form.
     step = 1.0 / np.linalg.eigvalsh(X.T @ X).max()
-    summary = run_float(Prepared("synthetic", "regression", X, y, None, None, None),
+    summary = run_float(Prepared(name="synthetic", X=X, y=y, task="regression"),
                         step=step, batch=X.shape[0], epochs=3000)
     np.testing.assert_allclose(summary.model, opt, atol=1e-8)
     assert summary.train_loss[-1] <= np.mean((X @ opt - y) ** 2) * (1 + 1e-9)
