@@ -134,7 +134,14 @@ def cmd_train(args) -> int:
             from .driver import open_device
 
             options = {"socket": args.socket} if args.socket else {}
+            if not quiet and not args.socket:
+                print("starting the simulated engine (the first run exports the AFU and builds the "
+                      "Verilator simulator: about 30 s, cached in build/simserver/)", file=sys.stderr, flush=True)
             device = open_device("sim", **options)
+            if not quiet:
+                c = device.caps
+                print(f"engine: {c['LINE_BITS']}-bit lines, {c['LANES']} lanes, up to {c['MAX_FEATURES']} features",
+                      file=sys.stderr)
             max_features = device.caps["MAX_FEATURES"]
             line_bits = device.caps["LINE_BITS"]
         else:
