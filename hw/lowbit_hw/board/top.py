@@ -1,0 +1,112 @@
+"""``ULX3SBoardTop``: the lowbit AFU on a Radiona ULX3S (ECP5-85F), driven over its USB serial port.
+
+    25 MHz oscillator -> EHXPLLL -> engine clock ("sync")
+    FTDI rx/tx pins <-> UART <-> SerialBridge (CCI-P host end) <-> LowbitAFU
+
+LEDs: 0 PLL locked, 1 a heartbeat (the engine clock runs), 2 a byte arrived recently, 3 a frame
+was dropped (NAK) since power-up.
+"""
+
+from __future__ import annotations
+
+from amaranth import ClockDomain, Elaboratable, Instance, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.cdc import ResetSynchronizer
+
+from ..afu import LowbitAFU
+from .bridge import SerialBridge
+from .uart import UART
+
+__all__ = ["ULX3SBoardTop", "pll_parameters"]
+
+
+def pll_parameters(f_in_mhz: float, f_out_mhz: float) -> dict:
+    """EHXPLLL dividers for ``f_out`` from ``f_in`` (feedback from CLKOP), exact or refused.
+
+    ``f_out = f_in * CLKFB_DIV / CLKI_DIV``; the VCO ``f_out * CLKOP_DIV`` must lie in 400..800 MHz
+    and the phase detector ``f_in / CLKI_DIV`` at or above 3.125 MHz (ECP5 family data sheet).
+    """
+    for idiv in range(1, 129):
+        if f_in_mhz / idiv < 3.125:
+            break
+        for fbdiv in range(1, 81):
+            if abs(f_in_mhz * fbdiv / idiv - f_out_mhz) > 1e-9:
+                continue
+            # The output divider that puts the VCO nearest the middle of its range (600 MHz).
+            for opdiv in sorted(range(1, 129), key=lambda d: abs(f_out_mhz * d - 600)):
+                if 400 <= f_out_mhz * opdiv <= 800:
+                    return {"CLKI_DIV": idiv, "CLKFB_DIV": fbdiv, "CLKOP_DIV": opdiv,
+                            "CLKOP_CPHASE": opdiv // 2 - 1, "CLKOP_FPHASE": 0}
+    raise ValueError(f"no exact EHXPLLL setting for {f_out_mhz} MHz from {f_in_mhz} MHz")
+
+
+class ULX3SBoardTop(Elaboratable):
+    """The board design: see the module docstring.
+
+    Parameters
+    ----------
+    engine_mhz, oscillator_mhz : float
+        Engine clock and the board oscillator (the PLL must reach the engine clock exactly).
+    baud : int
+        UART rate; the engine clock must be within 2 % of a whole multiple of it.
+    line_bits, lanes, max_features, read_depth : int
+        The AFU's parameters (:class:`lowbit_hw.afu.LowbitAFU`).
+    read_fifo_depth, write_fifo_depth : int
+        The bridge's request FIFOs (:class:`.bridge.SerialBridge`).
+    """
+
+    def __init__(self, *, engine_mhz=50.0, oscillator_mhz=25.0, baud=1_000_000, line_bits=64, lanes=4,
+                 max_features=256, read_depth=32, read_fifo_depth=32, write_fifo_depth=16):
+        self.pll = pll_parameters(oscillator_mhz, engine_mhz)
+        divisor = round(engine_mhz * 1e6 / baud)
+        if divisor < 4 or abs(engine_mhz * 1e6 / divisor / baud - 1) > 0.02:
+            raise ValueError(f"{baud} baud is not within 2 % of {engine_mhz} MHz / an integer >= 4")
+        self.engine_mhz, self.oscillator_mhz, self.baud, self.divisor = engine_mhz, oscillator_mhz, baud, divisor
+        self.afu = LowbitAFU(line_bits=line_bits, lanes=lanes, max_features=max_features, read_depth=read_depth)
+        self.bridge = SerialBridge(line_bits=line_bits, read_fifo_depth=read_fifo_depth,
+                                   write_fifo_depth=write_fifo_depth)
+        self.uart = UART(divisor)
+
+    def elaborate(self, platform):
+        m = Module()
+        clk25 = platform.request("clk25", 0)
+        m.domains.sync = cd_sync = ClockDomain("sync")
+        locked = Signal()
+        p = self.pll
+        m.submodules.pll = Instance(
+            "EHXPLLL",
+            a_FREQUENCY_PIN_CLKI=str(self.oscillator_mhz), a_FREQUENCY_PIN_CLKOP=str(self.engine_mhz),
+            a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1", a_MFG_GMCREF_SEL="2",
+            p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+            p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_OUTDIVIDER_MUXB="DIVB",
+            p_OUTDIVIDER_MUXC="DIVC", p_OUTDIVIDER_MUXD="DIVD", p_CLKOP_ENABLE="ENABLED",
+            p_FEEDBK_PATH="CLKOP", p_CLKI_DIV=p["CLKI_DIV"], p_CLKFB_DIV=p["CLKFB_DIV"],
+            p_CLKOP_DIV=p["CLKOP_DIV"], p_CLKOP_CPHASE=p["CLKOP_CPHASE"], p_CLKOP_FPHASE=p["CLKOP_FPHASE"],
+            i_RST=0, i_STDBY=0, i_CLKI=clk25.i, o_CLKOP=cd_sync.clk, i_CLKFB=cd_sync.clk,
+            i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1,
+            i_PLLWAKESYNC=0, i_ENCLKOP=0, o_LOCK=locked,
+        )
+        # No clock constraint here: nextpnr derives the engine clock's from the PLL's dividers and
+        # the oscillator's FREQUENCY PORT (a FREQUENCY NET on this signal names a net yosys renamed).
+        m.submodules.reset = ResetSynchronizer(~locked, domain="sync")
+
+        m.submodules.afu = afu = self.afu
+        m.submodules.bridge = bridge = self.bridge
+        m.submodules.uart = uart = self.uart
+        wiring.connect(m, afu.ccip, bridge.ccip)
+        wiring.connect(m, uart.rx_data, bridge.rx)
+        wiring.connect(m, bridge.tx, uart.tx_data)
+        pins = platform.request("uart", 0)
+        m.d.comb += [uart.rx.eq(pins.rx.i), pins.tx.o.eq(uart.tx)]
+
+        heartbeat = Signal(26)
+        recent = Signal(22)  # ~80 ms at 50 MHz
+        m.d.sync += heartbeat.eq(heartbeat + 1)
+        with m.If(uart.rx_data.valid):
+            m.d.sync += recent.eq((1 << len(recent)) - 1)
+        with m.Elif(recent != 0):
+            m.d.sync += recent.eq(recent - 1)
+        leds = [platform.request("led", i) for i in range(4)]
+        m.d.comb += [leds[0].o.eq(locked), leds[1].o.eq(heartbeat[-1]), leds[2].o.eq(recent != 0),
+                     leds[3].o.eq(bridge.naks != 0)]
+        return m

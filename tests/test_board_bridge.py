@@ -1,0 +1,225 @@
+# amaranth: UnusedElaboratable=no
+"""The serial bridge, end to end in Amaranth's simulator: a Python host speaking the byte protocol
+of lowbit_hw.board.protocol (below the UART bit level) to SerialBridge + a small real LowbitAFU,
+serving its memory over frames; corrupted frames are refused; a training run is bit-exact."""
+
+import numpy as np
+import pytest
+from amaranth.lib import stream, wiring
+from amaranth.sim import Simulator
+
+from core_models import DATA_ADDR, LABEL_ADDR, MODEL_ADDR, STATS_ADDR, STATUS_ADDR, make_problem
+from lowbit.format import unpack_words
+from lowbit.registers import AFU_ID_H, AFU_ID_L, DFH_VALUE, REG, State, code_table_address, encode_code_entry
+from lowbit_hw.afu import LowbitAFU
+from lowbit_hw.board import protocol as P
+from lowbit_hw.board.bridge import SerialBridge
+from lowbit_hw.board.top import ULX3SBoardTop, pll_parameters
+
+W = 64
+WB = W // 8
+
+
+class Board(wiring.Component):
+    """SerialBridge + LowbitAFU, as on the board minus the UART and the PLL."""
+
+    def __init__(self, **afu):
+        self.afu = LowbitAFU(line_bits=W, **afu)
+        self.bridge = SerialBridge(line_bits=W, rx_timeout=64)
+        super().__init__({"rx": wiring.In(stream.Signature(8)), "tx": wiring.Out(stream.Signature(8))})
+
+    def elaborate(self, platform):
+        from amaranth import Module
+
+        m = Module()
+        m.submodules.afu, m.submodules.bridge = self.afu, self.bridge
+        wiring.connect(m, self.afu.ccip, self.bridge.ccip)
+        wiring.connect(m, wiring.flipped(self.rx), self.bridge.rx)
+        wiring.connect(m, self.bridge.tx, wiring.flipped(self.tx))
+        return m
+
+
+class Host:
+    """The host end of the byte protocol: MMIO, and memory served from a dict of lines."""
+
+    def __init__(self, memory=None):
+        self.memory = dict(memory or {})  # line address -> int
+        self.out = bytearray()  # bytes still to send
+        self.inbox = bytearray()  # bytes received, not yet parsed
+        self.mmio = {}  # tid -> value
+        self.naks = []
+        self.tid = 0
+        self.reads = self.writes = 0
+
+    def mmio_write(self, offset, value):
+        self.out += P.frame(P.H_MMIO_WRITE, offset.to_bytes(2, "little") + int(value).to_bytes(8, "little"))
+
+    def mmio_read(self, offset):
+        self.tid += 1
+        self.out += P.frame(P.H_MMIO_READ, offset.to_bytes(2, "little") + self.tid.to_bytes(2, "little"))
+        return self.tid
+
+    def handle(self):
+        frames, errors = P.parse_frames(self.inbox, WB)
+        assert errors == 0, "the board sent a corrupted frame"
+        for ftype, pl in frames:
+            if ftype == P.B_MMIO_DATA:
+                self.mmio[int.from_bytes(pl[:2], "little")] = int.from_bytes(pl[2:10], "little")
+            elif ftype == P.B_READ_REQ:
+                addr, cl_len, md = int.from_bytes(pl[:6], "little"), pl[6], pl[7:9]
+                for k in range({0: 1, 1: 2, 3: 4}[cl_len]):
+                    line = self.memory.get(addr + k, 0)
+                    self.out += P.frame(P.H_READ_DATA, md + bytes((k,)) + line.to_bytes(WB, "little"))
+                    self.reads += 1
+            elif ftype == P.B_WRITE_REQ:
+                addr, md = int.from_bytes(pl[:6], "little"), pl[6:8]
+                self.memory[addr] = int.from_bytes(pl[8:], "little")
+                self.out += P.frame(P.H_WRITE_ACK, md)
+                self.writes += 1
+            elif ftype == P.B_NAK:
+                self.naks.append(pl[0])
+
+
+def run(dut, host, script, *, cycles, until=None, gap=0, corrupt=None):
+    """Clock ``dut``: send ``host.out`` one byte per ``gap + 1`` cycles, collect tx bytes, answer
+    frames. ``script(host)`` runs once at the start; ``until(host)`` ends the run early."""
+
+    async def bench(ctx):
+        script(host)
+        wait = 0
+        for cycle in range(cycles):
+            if ctx.get(dut.tx.valid):
+                host.inbox.append(ctx.get(dut.tx.payload))
+                if ctx.get(dut.tx.payload) == P.SYNC or len(host.inbox) > 3:
+                    host.handle()
+            if host.out and wait == 0 and not ctx.get(dut.rx.valid):
+                ctx.set(dut.rx.payload, host.out.pop(0))
+                ctx.set(dut.rx.valid, 1)
+                wait = gap
+            elif ctx.get(dut.rx.valid) and ctx.get(dut.rx.ready):
+                ctx.set(dut.rx.valid, 0)
+            else:
+                wait = max(0, wait - 1)
+            await ctx.tick()
+            if cycle % 64 == 0:
+                host.handle()
+                if until is not None and until(host):
+                    return
+        raise AssertionError(f"not done within {cycles} cycles")
+
+    async def tx_ready(ctx):
+        ctx.set(dut.tx.ready, 1)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tx_ready)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def small_board():
+    return Board(lanes=2, max_features=64, read_depth=16)
+
+
+def test_mmio_identification_and_scratch_over_frames():
+    dut, host = small_board(), Host()
+    tids = {}
+
+    def script(h):
+        h.mmio_write(REG["SCRATCH"].address, 0x0123_4567_89AB_CDEF)
+        for name in ("DFH", "AFU_ID_L", "AFU_ID_H", "CAPS", "SCRATCH", "STATUS"):
+            tids[name] = h.mmio_read(REG[name].address)
+
+    run(dut, host, script, cycles=3000, until=lambda h: len(h.mmio) == len(tids))
+    got = {n: host.mmio[t] for n, t in tids.items()}
+    assert (got["DFH"], got["AFU_ID_L"], got["AFU_ID_H"]) == (DFH_VALUE, AFU_ID_L, AFU_ID_H)
+    assert got["SCRATCH"] == 0x0123_4567_89AB_CDEF
+    caps = REG["CAPS"].decode(got["CAPS"])
+    assert (caps["LINE_BITS"], caps["LANES"], caps["MAX_FEATURES"]) == (W, 2, 64)
+    assert REG["STATUS"].decode(got["STATUS"])["STATE"] == State.IDLE
+    assert host.naks == []
+
+
+def test_corrupted_frames_are_refused_and_never_reach_the_afu():
+    dut, host = small_board(), Host()
+    tid = {}
+
+    def script(h):
+        h.mmio_write(REG["SCRATCH"].address, 7)
+        bad = bytearray(P.frame(P.H_MMIO_WRITE, REG["SCRATCH"].address.to_bytes(2, "little") + (99).to_bytes(8, "little")))
+        bad[5] ^= 0x10  # one flipped bit in the payload: CRC mismatch
+        h.out += bad
+        h.out += bytes((P.SYNC, P.H_MMIO_WRITE, 3, 1, 2, 3, 0))  # wrong length for the type
+        h.out += bytes((P.SYNC, 0x55, 1, 0, 0))  # unknown type
+        tid["scratch"] = h.mmio_read(REG["SCRATCH"].address)
+
+    run(dut, host, script, cycles=4000, until=lambda h: tid["scratch"] in h.mmio and len(h.naks) >= 3)
+    assert host.mmio[tid["scratch"]] == 7  # the corrupted write of 99 never happened
+    assert sorted(host.naks) == [P.NAK_CRC, P.NAK_FORMAT, P.NAK_FORMAT]
+
+
+def test_a_frame_stalled_midway_times_out():
+    dut, host = small_board(), Host()
+    tid = {}
+
+    def script(h):
+        h.out += P.frame(P.H_MMIO_WRITE, b"\x00" * 10)[:5]  # then nothing for > rx_timeout cycles
+
+    def later(h):
+        if not h.naks:
+            return False
+        if "t" not in tid:
+            tid["t"] = h.mmio_read(REG["DFH"].address)  # the link works again after the NAK
+        return tid["t"] in h.mmio
+
+    run(dut, host, script, cycles=3000, until=later)
+    assert host.naks == [P.NAK_TIMEOUT] and host.mmio[tid["t"]] == DFH_VALUE
+
+
+@pytest.mark.parametrize("bits, batch", [(2, 1), (4, 3)])
+def test_training_over_the_serial_protocol_is_bit_exact(bits, batch):
+    prob = make_problem(rows=5, features=9, bits=bits, batch=batch, epochs=2, copies=2, line_bits=W, seed=bits)
+    dut, host = Board(lanes=2, max_features=64, read_depth=16), Host(prob.memory)
+    cfg, fmt = prob.cfg, prob.fmt
+    state = {}
+
+    def script(h):
+        for c in range(fmt.codes):
+            h.mmio_write(code_table_address(c), encode_code_entry(prob.table_m[c], prob.table_e[c]))
+        for name, value in (("DATA_ADDR", DATA_ADDR), ("LABEL_ADDR", LABEL_ADDR), ("MODEL_ADDR", MODEL_ADDR),
+                            ("STATS_ADDR", STATS_ADDR), ("STATUS_ADDR", STATUS_ADDR), ("ROWS", cfg.rows),
+                            ("FEATURES", cfg.features), ("BITS", cfg.bits), ("BATCH", cfg.batch),
+                            ("EPOCHS", cfg.epochs), ("COPIES", cfg.copies), ("STEP", cfg.step), ("RUN_ID", 77)):
+            h.mmio_write(REG[name].address, value)
+        h.mmio_write(REG["CTRL"].address, REG["CTRL"].encode(START=1))
+
+    def done(h):
+        if "poll" in state and state["poll"] in h.mmio:
+            st = REG["STATUS"].decode(h.mmio.pop(state.pop("poll")))
+            if st["STATE"] in (State.DONE, State.ERROR):
+                state["status"] = st
+                return True
+        if "poll" not in state and not h.out:
+            state["poll"] = h.mmio_read(REG["STATUS"].address)
+        return False
+
+    run(dut, host, script, cycles=60_000, until=done)
+    assert state["status"]["STATE"] == State.DONE and state["status"]["ERROR"] == 0
+    assert host.naks == []
+    for e in range(cfg.epochs):
+        words = [host.memory.get(MODEL_ADDR + e * fmt.model_lines + i, 0) for i in range(fmt.model_lines)]
+        lines = np.frombuffer(b"".join(v.to_bytes(WB, "little") for v in words), np.uint8).reshape(-1, WB)
+        model = unpack_words(lines, fmt.padded_features)[: cfg.features]
+        np.testing.assert_array_equal(model, prob.golden.models[e], err_msg=f"epoch {e}")
+    assert host.reads >= cfg.epochs * fmt.lines_per_copy(cfg.rows)
+
+
+def test_board_top_parameters_are_checked():
+    assert pll_parameters(25.0, 50.0) == {"CLKI_DIV": 1, "CLKFB_DIV": 2, "CLKOP_DIV": 12, "CLKOP_CPHASE": 5,
+                                          "CLKOP_FPHASE": 0}
+    with pytest.raises(ValueError, match="EHXPLLL"):
+        pll_parameters(25.0, 51.3)
+    with pytest.raises(ValueError, match="baud"):
+        ULX3SBoardTop(engine_mhz=50.0, baud=7_000_000)  # 7.14 cycles per bit: 2 % off
+    with pytest.raises(ValueError, match="line_bits"):
+        SerialBridge(line_bits=512)
