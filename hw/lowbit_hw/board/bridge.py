@@ -1,241 +1,237 @@
-"""``SerialBridge``: CCI-P (host side) carried over a byte stream, for the board build.
+"""``SerialBridge``: CCI-P over a byte stream (the board's USB serial port), host side of the AFU.
 
-The bridge plays CCI-P's host towards the AFU: it turns host frames (:mod:`.protocol`) into MMIO
-requests, read responses and write responses on ``c0_rx`` / ``c1_rx``, and the AFU's read
-requests, write requests and MMIO read answers into board frames. The host serves memory, so a read
-request travels to the host and its lines come back as ``H_READ_DATA`` frames, in any order.
-
-Flow control is CCI-P's almost-full: the AFU's requests land in FIFOs (one per channel) whose fill
-levels raise ``c0_tx_almfull`` / ``c1_tx_almfull`` early enough that the 8 requests CCI-P allows
-after almost-full, plus the cycles almost-full takes to be seen, always fit. MMIO read answers go
-into a :data:`~.protocol.MAX_MMIO_READS`-deep FIFO (the host keeps at most that many outstanding).
+The bridge plays CCI-P's *host* towards the AFU and turns its traffic into the frames of
+:mod:`.protocol`: MMIO writes and reads, read responses (the host serves memory) and write
+acknowledgements arrive as frames; MMIO read data, read requests and write requests leave as
+frames. CCI-P has no ready signals, so the AFU's requests land in FIFOs whose levels drive
+``c0_tx_almfull`` / ``c1_tx_almfull`` early enough for CCI-P's 8-request slack. A frame with a bad
+CRC, an unknown type, a wrong length, or a stall mid-frame never reaches the AFU: it is answered
+with one ``B_NAK`` and the parser hunts for the next ``SYNC``.
 """
 
-from __future__ import annotations
-
-from amaranth import Cat, Const, Module, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from ..ccip import ALMOST_FULL_SLACK, CCIP_ADDR_BITS, CcipSignature
+from ..ccip import ALMOST_FULL_SLACK, CCIP_ADDR_BITS, CCIP_MDATA_BITS, MMIO_TID_BITS, CcipSignature
 from . import protocol as P
 
-__all__ = ["SerialBridge", "crc8_update"]
+__all__ = ["SerialBridge", "crc8_next"]
 
 
-def crc8_update(crc, byte):
-    """CRC-8 (poly :data:`~.protocol.CRC_POLY`) of one more byte, as an Amaranth expression."""
+def crc8_next(crc, byte):
+    """CRC-8/SMBUS (polynomial 0x07) of one more byte, as a combinational expression."""
     c = crc ^ byte
     for _ in range(8):
-        c = (c << 1)[:8] ^ (c[7].replicate(8) & P.CRC_POLY)
+        c = Mux(c[7], (c << 1) ^ P.CRC_POLY, c << 1)[:8]
     return c
 
 
 class SerialBridge(wiring.Component):
-    """CCI-P host side over a byte stream (below the UART).
+    """The host end of an AFU's CCI-P, carried over byte streams.
 
     Parameters
     ----------
     line_bits : int
-        CCI-P line width of the AFU behind the bridge (64..512).
-    read_depth : int
-        Read requests the bridge buffers (power of two >= 16); almost-full rises at
-        ``read_depth - 8 - 4``.
-    write_depth : int
-        Write requests (with their lines) the bridge buffers (power of two >= 16).
+        The AFU's line width (64, 128 or 256: a frame's payload is at most 255 bytes).
+    read_fifo_depth, write_fifo_depth : int
+        Requests buffered towards the host before almost-full holds the AFU.
     rx_timeout : int
-        Cycles between two bytes of one frame before the frame is dropped.
+        Cycles between two bytes of a frame before it is dropped (``B_NAK`` NAK_TIMEOUT).
 
     Attributes
     ----------
-    ccip : In(CcipSignature(line_bits))
-        To the AFU (connect to the AFU's ``ccip`` with ``wiring.connect``).
     rx : In(stream.Signature(8))
-        Bytes from the host (always ready: a UART cannot wait).
+        Bytes from the host (a UART receiver).
     tx : Out(stream.Signature(8))
-        Bytes to the host.
-    naks : Out(8)
-        Frames dropped so far (wraps).
-    overflow : Out(1)
-        Sticky: the AFU issued a request into a full FIFO (it broke the almost-full rule).
-    busy : Out(1)
-        A frame is being received or sent (for an activity LED).
+        Bytes to the host (a UART transmitter).
+    ccip : In(CcipSignature(line_bits))
+        Connect to the AFU's ``ccip`` port.
+    naks : Out(16)
+        Frames dropped so far (for LEDs and tests).
     """
 
-    #: Almost-full rises this many entries before the CCI-P slack would overflow the FIFO: one cycle
-    #: for the registered level compare, one for the AFU's registered request, two of margin.
-    MARGIN = 4
-
-    def __init__(self, line_bits: int, *, read_depth: int = 32, write_depth: int = 16,
+    def __init__(self, *, line_bits: int = 128, read_fifo_depth: int = 32, write_fifo_depth: int = 16,
                  rx_timeout: int = P.RX_TIMEOUT_CYCLES):
-        CcipSignature(line_bits)  # checks line_bits
-        for name, depth in (("read_depth", read_depth), ("write_depth", write_depth)):
-            if not isinstance(depth, int) or depth < 16 or depth & (depth - 1):
-                raise ValueError(f"{name} must be a power of two >= 16, got {depth!r}")
+        if line_bits not in (64, 128, 256):
+            raise ValueError(f"line_bits must be 64, 128 or 256 for the serial bridge, got {line_bits!r}")
+        for name, depth in (("read_fifo_depth", read_fifo_depth), ("write_fifo_depth", write_fifo_depth)):
+            if not isinstance(depth, int) or depth < 2 * ALMOST_FULL_SLACK:
+                raise ValueError(f"{name} must be an int >= {2 * ALMOST_FULL_SLACK}, got {depth!r}")
         if not isinstance(rx_timeout, int) or rx_timeout < 16:
             raise ValueError(f"rx_timeout must be an int >= 16 cycles, got {rx_timeout!r}")
-        self.line_bits, self.read_depth, self.write_depth = line_bits, read_depth, write_depth
-        self.rx_timeout = rx_timeout
+        self.line_bits, self.line_bytes = line_bits, line_bits // 8
+        self.read_fifo_depth, self.write_fifo_depth, self.rx_timeout = read_fifo_depth, write_fifo_depth, rx_timeout
         super().__init__({
-            "ccip": In(CcipSignature(line_bits)),
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
-            "naks": Out(8),
-            "overflow": Out(1),
-            "busy": Out(1),
+            "ccip": In(CcipSignature(line_bits)),
+            "naks": Out(16),
         })
 
     def elaborate(self, platform):
         m = Module()
-        W = self.line_bits
-        LB = W // 8
-        c = self.ccip
+        W, WB = self.line_bits, self.line_bytes
+        ccip = self.ccip
+        max_payload = P.ADDR_BYTES + 2 + WB  # B_WRITE_REQ is the longest frame either way
 
-        # ------------------------------------------------------------------ host -> board
-        max_in = P.payload_len(P.H_READ_DATA, LB)
-        buf = Signal(8 * max_in)  # payload shifts in from the top: byte i of an L-byte payload
-        # sits at byte (max_in - L + i)
-        def field(length, offset, nbytes):
-            lo = 8 * (max_in - length + offset)
-            return buf[lo:lo + 8 * nbytes]
-
+        # ------------------------------------------------------------ host -> AFU: frame parser
         ftype = Signal(8)
-        left = Signal(8)
+        flen = Signal(8)
+        idx = Signal(8)
         crc = Signal(8)
-        idle_timer = Signal(range(self.rx_timeout + 1))
-        nak = Signal()  # a NAK waits to be sent
+        buf = Signal(8 * (3 + WB))  # the longest host payload: H_READ_DATA
+        idle = Signal(range(self.rx_timeout + 1))
+        nak_pending = Signal()
         nak_reason = Signal(8)
         byte = self.rx.payload
-        got = self.rx.valid
+        take = self.rx.valid & self.rx.ready
+
+        expected = Signal(9)  # the payload length of ftype, or 0x100 for an unknown type
+        with m.Switch(ftype):
+            for t in (P.H_MMIO_WRITE, P.H_MMIO_READ, P.H_READ_DATA, P.H_WRITE_ACK):
+                with m.Case(t):
+                    m.d.comb += expected.eq(P.payload_len(t, WB))
+            with m.Default():
+                m.d.comb += expected.eq(0x100)
+
+        def nak(reason):
+            m.d.sync += [nak_pending.eq(1), nak_reason.eq(reason), self.naks.eq(self.naks + 1)]
+
+        # The ccip rx fields are registered; valids are single-cycle pulses.
+        m.d.sync += [ccip.c0_rx.rsp_valid.eq(0), ccip.c0_rx.mmio_wr_valid.eq(0),
+                     ccip.c0_rx.mmio_rd_valid.eq(0), ccip.c1_rx.rsp_valid.eq(0)]
         m.d.comb += self.rx.ready.eq(1)
+        m.d.sync += idle.eq(Mux(take, 0, Mux(idle == self.rx_timeout, idle, idle + 1)))
 
-        m.d.sync += [c.c0_rx.rsp_valid.eq(0), c.c0_rx.mmio_wr_valid.eq(0), c.c0_rx.mmio_rd_valid.eq(0),
-                     c.c1_rx.rsp_valid.eq(0)]
-
-        def drop(reason):
-            return [nak.eq(1), nak_reason.eq(reason), self.naks.eq(self.naks + 1)]
-
-        with m.FSM() as rx_fsm:
+        with m.FSM(name="parser"):
             with m.State("HUNT"):
-                with m.If(got & (byte == P.SYNC)):
-                    m.d.sync += [crc.eq(0), idle_timer.eq(0)]
+                with m.If(take & (byte == P.SYNC)):
                     m.next = "TYPE"
             with m.State("TYPE"):
-                with m.If(got):
-                    m.d.sync += [ftype.eq(byte), crc.eq(crc8_update(crc, byte)), idle_timer.eq(0)]
+                with m.If(take):
+                    m.d.sync += [ftype.eq(byte), crc.eq(crc8_next(0, byte))]
                     m.next = "LEN"
+                with m.Elif(idle == self.rx_timeout):
+                    nak(P.NAK_TIMEOUT)
+                    m.next = "HUNT"
             with m.State("LEN"):
-                with m.If(got):
-                    m.d.sync += [left.eq(byte), crc.eq(crc8_update(crc, byte)), idle_timer.eq(0)]
-                    ok = Signal()
-                    with m.Switch(ftype):
-                        for t in (P.H_MMIO_WRITE, P.H_MMIO_READ, P.H_READ_DATA, P.H_WRITE_ACK):
-                            with m.Case(t):
-                                m.d.comb += ok.eq(byte == P.payload_len(t, LB))
-                    with m.If(ok):
-                        m.next = "PAYLOAD"
-                    with m.Else():
-                        m.d.sync += drop(P.NAK_FORMAT)
+                with m.If(take):
+                    m.d.sync += [flen.eq(byte), idx.eq(0), crc.eq(crc8_next(crc, byte))]
+                    with m.If(expected != byte):
+                        nak(P.NAK_FORMAT)
                         m.next = "HUNT"
+                    with m.Else():
+                        m.next = "PAYLOAD"
+                with m.Elif(idle == self.rx_timeout):
+                    nak(P.NAK_TIMEOUT)
+                    m.next = "HUNT"
             with m.State("PAYLOAD"):
-                with m.If(got):
-                    m.d.sync += [buf.eq(Cat(buf[8:], byte)), crc.eq(crc8_update(crc, byte)),
-                                 left.eq(left - 1), idle_timer.eq(0)]
-                    with m.If(left == 1):
+                with m.If(take):
+                    m.d.sync += [buf.word_select(idx, 8).eq(byte), idx.eq(idx + 1), crc.eq(crc8_next(crc, byte))]
+                    with m.If(idx + 1 == flen):
                         m.next = "CRC"
+                with m.Elif(idle == self.rx_timeout):
+                    nak(P.NAK_TIMEOUT)
+                    m.next = "HUNT"
             with m.State("CRC"):
-                with m.If(got):
+                with m.If(take):
                     m.next = "HUNT"
                     with m.If(byte != crc):
-                        m.d.sync += drop(P.NAK_CRC)
+                        nak(P.NAK_CRC)
                     with m.Else():
-                        # A good frame: one CCI-P event, the cycle after.
-                        with m.Switch(ftype):
-                            with m.Case(P.H_MMIO_WRITE):
-                                L = P.payload_len(P.H_MMIO_WRITE, LB)
-                                m.d.sync += [c.c0_rx.mmio_wr_valid.eq(1), c.c0_rx.mmio_length.eq(1),
-                                             c.c0_rx.mmio_address.eq(field(L, 0, 2) >> 2), c.c0_rx.mmio_tid.eq(0),
-                                             c.c0_rx.data.eq(field(L, 2, 8))]
-                            with m.Case(P.H_MMIO_READ):
-                                L = P.payload_len(P.H_MMIO_READ, LB)
-                                m.d.sync += [c.c0_rx.mmio_rd_valid.eq(1), c.c0_rx.mmio_length.eq(1),
-                                             c.c0_rx.mmio_address.eq(field(L, 0, 2) >> 2),
-                                             c.c0_rx.mmio_tid.eq(field(L, 2, 2))]
-                            with m.Case(P.H_READ_DATA):
-                                L = P.payload_len(P.H_READ_DATA, LB)
-                                m.d.sync += [c.c0_rx.rsp_valid.eq(1), c.c0_rx.mdata.eq(field(L, 0, 2)),
-                                             c.c0_rx.cl_num.eq(field(L, 2, 1)), c.c0_rx.data.eq(field(L, 3, LB))]
-                            with m.Case(P.H_WRITE_ACK):
-                                L = P.payload_len(P.H_WRITE_ACK, LB)
-                                m.d.sync += [c.c1_rx.rsp_valid.eq(1), c.c1_rx.mdata.eq(field(L, 0, 2))]
-            # A frame that stalls mid-way is dropped, so a lost byte cannot swallow the next frame.
-            with m.If(~rx_fsm.ongoing("HUNT") & ~got):
-                m.d.sync += idle_timer.eq(idle_timer + 1)
-                with m.If(idle_timer == self.rx_timeout - 1):
-                    m.d.sync += drop(P.NAK_TIMEOUT)
+                        self._dispatch(m, ftype, buf)
+                with m.Elif(idle == self.rx_timeout):
+                    nak(P.NAK_TIMEOUT)
                     m.next = "HUNT"
 
-        # ------------------------------------------------------------------ AFU -> FIFOs
-        A = CCIP_ADDR_BITS
-        m.submodules.rdq = rdq = SyncFIFOBuffered(width=A + 2 + 16, depth=self.read_depth)
-        m.submodules.wrq = wrq = SyncFIFOBuffered(width=A + 16 + W, depth=self.write_depth)
-        m.submodules.mmq = mmq = SyncFIFOBuffered(width=16 + 64, depth=P.MAX_MMIO_READS)
+        # ------------------------------------------------------------ AFU -> host: request FIFOs
+        m.submodules.mmio_q = mmio_q = SyncFIFOBuffered(width=MMIO_TID_BITS + 64, depth=P.MAX_MMIO_READS * 2)
+        m.submodules.rd_q = rd_q = SyncFIFOBuffered(width=CCIP_ADDR_BITS + 2 + CCIP_MDATA_BITS,
+                                                    depth=self.read_fifo_depth)
+        m.submodules.wr_q = wr_q = SyncFIFOBuffered(width=CCIP_ADDR_BITS + CCIP_MDATA_BITS + W,
+                                                    depth=self.write_fifo_depth)
         m.d.comb += [
-            rdq.w_en.eq(c.c0_tx.valid), rdq.w_data.eq(Cat(c.c0_tx.address, c.c0_tx.cl_len, c.c0_tx.mdata)),
-            wrq.w_en.eq(c.c1_tx.valid), wrq.w_data.eq(Cat(c.c1_tx.address, c.c1_tx.mdata, c.c1_tx.data)),
-            mmq.w_en.eq(c.c2_tx.mmio_rd_valid), mmq.w_data.eq(Cat(c.c2_tx.tid, Const(0, 16 - len(c.c2_tx.tid)),
-                                                                   c.c2_tx.data)),
+            mmio_q.w_en.eq(ccip.c2_tx.mmio_rd_valid), mmio_q.w_data.eq(Cat(ccip.c2_tx.tid, ccip.c2_tx.data)),
+            rd_q.w_en.eq(ccip.c0_tx.valid),
+            rd_q.w_data.eq(Cat(ccip.c0_tx.address, ccip.c0_tx.cl_len, ccip.c0_tx.mdata)),
+            wr_q.w_en.eq(ccip.c1_tx.valid), wr_q.w_data.eq(Cat(ccip.c1_tx.address, ccip.c1_tx.mdata, ccip.c1_tx.data)),
         ]
+        # Almost-full with room for the 8 requests CCI-P allows after it, plus 2 cycles of latency
+        # (the flag is registered, and the AFU samples it a cycle later).
         m.d.sync += [
-            c.c0_tx_almfull.eq(rdq.level >= self.read_depth - ALMOST_FULL_SLACK - self.MARGIN),
-            c.c1_tx_almfull.eq(wrq.level >= self.write_depth - ALMOST_FULL_SLACK - self.MARGIN),
+            ccip.c0_tx_almfull.eq(rd_q.level >= self.read_fifo_depth - ALMOST_FULL_SLACK - 3),
+            ccip.c1_tx_almfull.eq(wr_q.level >= self.write_fifo_depth - ALMOST_FULL_SLACK - 3),
         ]
-        with m.If((rdq.w_en & ~rdq.w_rdy) | (wrq.w_en & ~wrq.w_rdy) | (mmq.w_en & ~mmq.w_rdy)):
-            m.d.sync += self.overflow.eq(1)
 
-        # ------------------------------------------------------------------ board -> host
-        max_out = 3 + P.payload_len(P.B_WRITE_REQ, LB)
-        obuf = Signal(8 * max_out)
-        olen = Signal(range(max_out + 1))  # bytes of the frame before its CRC
-        oidx = Signal(range(max_out + 1))
+        # ------------------------------------------------------------ AFU -> host: framer
+        otype = Signal(8)
+        olen = Signal(8)
+        obuf = Signal(8 * max_payload)
         ocrc = Signal(8)
+        opos = Signal(range(max_payload + 4))  # 0 SYNC, 1 TYPE, 2 LEN, 3.. payload, then CRC
+        out_byte = Signal(8)
+        with m.If(opos == 0):
+            m.d.comb += out_byte.eq(P.SYNC)
+        with m.Elif(opos == 1):
+            m.d.comb += out_byte.eq(otype)
+        with m.Elif(opos == 2):
+            m.d.comb += out_byte.eq(olen)
+        with m.Elif(opos == olen + 3):
+            m.d.comb += out_byte.eq(ocrc)
+        with m.Else():
+            m.d.comb += out_byte.eq(obuf.word_select((opos - 3)[:8], 8))
 
-        def load(ftype_, payload, nbytes):
-            assert nbytes == P.payload_len(ftype_, LB)
-            return [obuf.eq(Cat(Const(P.SYNC, 8), Const(ftype_, 8), Const(nbytes, 8), payload)),
-                    olen.eq(3 + nbytes), oidx.eq(0), ocrc.eq(0)]
+        def load(t, payload):
+            m.d.sync += [otype.eq(t), olen.eq(P.payload_len(t, WB)), obuf.eq(payload), opos.eq(0), ocrc.eq(0)]
+            m.next = "SEND"
 
-        rd_addr, rd_len, rd_mdata = rdq.r_data[:A], rdq.r_data[A:A + 2], rdq.r_data[A + 2:]
-        wr_addr, wr_mdata, wr_data = wrq.r_data[:A], wrq.r_data[A:A + 16], wrq.r_data[A + 16:]
-        with m.FSM() as tx_fsm:
+        with m.FSM(name="framer"):
             with m.State("IDLE"):
-                with m.If(nak):
-                    m.d.sync += [nak.eq(0), *load(P.B_NAK, nak_reason, 1)]
-                    m.next = "SEND"
-                with m.Elif(mmq.r_rdy):
-                    m.d.comb += mmq.r_en.eq(1)
-                    m.d.sync += load(P.B_MMIO_DATA, mmq.r_data, 10)
-                    m.next = "SEND"
-                with m.Elif(wrq.r_rdy):
-                    m.d.comb += wrq.r_en.eq(1)
-                    m.d.sync += load(P.B_WRITE_REQ, Cat(wr_addr, Const(0, 48 - A), wr_mdata, wr_data), 8 + LB)
-                    m.next = "SEND"
-                with m.Elif(rdq.r_rdy):
-                    m.d.comb += rdq.r_en.eq(1)
-                    m.d.sync += load(P.B_READ_REQ, Cat(rd_addr, Const(0, 48 - A), rd_len, Const(0, 6), rd_mdata), 9)
-                    m.next = "SEND"
+                # Priority: NAKs (rare), MMIO answers (the host waits on them), writes, reads.
+                with m.If(nak_pending):
+                    m.d.sync += nak_pending.eq(0)
+                    load(P.B_NAK, nak_reason)
+                with m.Elif(mmio_q.r_rdy):
+                    m.d.comb += mmio_q.r_en.eq(1)
+                    tid, data = mmio_q.r_data[:MMIO_TID_BITS], mmio_q.r_data[MMIO_TID_BITS:]
+                    load(P.B_MMIO_DATA, Cat(tid, Const(0, 16 - MMIO_TID_BITS), data))
+                with m.Elif(wr_q.r_rdy):
+                    m.d.comb += wr_q.r_en.eq(1)
+                    a = wr_q.r_data
+                    addr, md, line = (a[:CCIP_ADDR_BITS], a[CCIP_ADDR_BITS:CCIP_ADDR_BITS + 16],
+                                      a[CCIP_ADDR_BITS + 16:])
+                    load(P.B_WRITE_REQ, Cat(addr, Const(0, 8 * P.ADDR_BYTES - CCIP_ADDR_BITS), md, line))
+                with m.Elif(rd_q.r_rdy):
+                    m.d.comb += rd_q.r_en.eq(1)
+                    a = rd_q.r_data
+                    addr, cl_len, md = a[:CCIP_ADDR_BITS], a[CCIP_ADDR_BITS:CCIP_ADDR_BITS + 2], a[CCIP_ADDR_BITS + 2:]
+                    load(P.B_READ_REQ, Cat(addr, Const(0, 8 * P.ADDR_BYTES - CCIP_ADDR_BITS), cl_len,
+                                           Const(0, 6), md))
             with m.State("SEND"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(obuf[:8])]
+                # Stream rules: payload stable while valid and not ready; valid does not wait for ready.
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(out_byte)]
                 with m.If(self.tx.ready):
-                    m.d.sync += [obuf.eq(obuf >> 8), oidx.eq(oidx + 1)]
-                    with m.If(oidx != 0):  # the CRC covers everything after SYNC
-                        m.d.sync += ocrc.eq(crc8_update(ocrc, obuf[:8]))
-                    with m.If(oidx == olen - 1):
-                        m.next = "CRC"
-            with m.State("CRC"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(ocrc)]
-                with m.If(self.tx.ready):
-                    m.next = "IDLE"
-        m.d.comb += self.busy.eq(~rx_fsm.ongoing("HUNT") | ~tx_fsm.ongoing("IDLE"))
+                    m.d.sync += opos.eq(opos + 1)
+                    with m.If(opos >= 1):
+                        m.d.sync += ocrc.eq(crc8_next(ocrc, out_byte))
+                    with m.If(opos == olen + 3):
+                        m.next = "IDLE"
         return m
+
+    def _dispatch(self, m, ftype, buf):
+        """Drive one CCI-P event from a complete, checked host frame (registered, one cycle)."""
+        c0, c1 = self.ccip.c0_rx, self.ccip.c1_rx
+        with m.Switch(ftype):
+            with m.Case(P.H_MMIO_WRITE):
+                m.d.sync += [c0.mmio_wr_valid.eq(1), c0.mmio_address.eq(buf[2:16]), c0.mmio_length.eq(1),
+                             c0.data.eq(buf[16:80])]
+            with m.Case(P.H_MMIO_READ):
+                m.d.sync += [c0.mmio_rd_valid.eq(1), c0.mmio_address.eq(buf[2:16]), c0.mmio_length.eq(1),
+                             c0.mmio_tid.eq(buf[16:16 + MMIO_TID_BITS])]
+            with m.Case(P.H_READ_DATA):
+                m.d.sync += [c0.rsp_valid.eq(1), c0.mdata.eq(buf[0:16]), c0.cl_num.eq(buf[16:18]),
+                             c0.data.eq(buf[24:24 + self.line_bits])]
+            with m.Case(P.H_WRITE_ACK):
+                m.d.sync += [c1.rsp_valid.eq(1), c1.mdata.eq(buf[0:16])]

