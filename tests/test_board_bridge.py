@@ -5,38 +5,18 @@ serving its memory over frames; corrupted frames are refused; a training run is 
 
 import numpy as np
 import pytest
-from amaranth.lib import stream, wiring
 from amaranth.sim import Simulator
 
+from board_fixtures import Board
 from core_models import DATA_ADDR, LABEL_ADDR, MODEL_ADDR, STATS_ADDR, STATUS_ADDR, make_problem
 from lowbit.format import unpack_words
 from lowbit.registers import AFU_ID_H, AFU_ID_L, DFH_VALUE, REG, State, code_table_address, encode_code_entry
-from lowbit_hw.afu import LowbitAFU
 from lowbit_hw.board import protocol as P
 from lowbit_hw.board.bridge import SerialBridge
 from lowbit_hw.board.top import ULX3SBoardTop, pll_parameters
 
 W = 64
 WB = W // 8
-
-
-class Board(wiring.Component):
-    """SerialBridge + LowbitAFU, as on the board minus the UART and the PLL."""
-
-    def __init__(self, **afu):
-        self.afu = LowbitAFU(line_bits=W, **afu)
-        self.bridge = SerialBridge(line_bits=W, rx_timeout=64)
-        super().__init__({"rx": wiring.In(stream.Signature(8)), "tx": wiring.Out(stream.Signature(8))})
-
-    def elaborate(self, platform):
-        from amaranth import Module
-
-        m = Module()
-        m.submodules.afu, m.submodules.bridge = self.afu, self.bridge
-        wiring.connect(m, self.afu.ccip, self.bridge.ccip)
-        wiring.connect(m, wiring.flipped(self.rx), self.bridge.rx)
-        wiring.connect(m, self.bridge.tx, wiring.flipped(self.tx))
-        return m
 
 
 class Host:
@@ -118,7 +98,7 @@ def run(dut, host, script, *, cycles, until=None, gap=0, corrupt=None):
 
 
 def small_board():
-    return Board(lanes=2, max_features=64, read_depth=16)
+    return Board(line_bits=W, lanes=2, max_features=64, read_depth=16)
 
 
 def test_mmio_identification_and_scratch_over_frames():
@@ -179,7 +159,7 @@ def test_a_frame_stalled_midway_times_out():
 @pytest.mark.parametrize("bits, batch", [(2, 1), (4, 3)])
 def test_training_over_the_serial_protocol_is_bit_exact(bits, batch):
     prob = make_problem(rows=5, features=9, bits=bits, batch=batch, epochs=2, copies=2, line_bits=W, seed=bits)
-    dut, host = Board(lanes=2, max_features=64, read_depth=16), Host(prob.memory)
+    dut, host = Board(line_bits=W, lanes=2, max_features=64, read_depth=16), Host(prob.memory)
     cfg, fmt = prob.cfg, prob.fmt
     state = {}
 

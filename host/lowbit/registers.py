@@ -112,7 +112,7 @@ class Register:
 
 
 def _addr(name, address, doc):
-    return Register(name, address, Access.RW, doc + " (cache-line address: byte address / 64)", width=42)
+    return Register(name, address, Access.RW, doc + " (line address: byte address / (LINE_BITS / 8), i.e. / 64 for 512-bit lines)", width=42)
 
 
 REGISTERS: tuple[Register, ...] = (

@@ -167,9 +167,10 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
         for c in range(fmt.codes):
             device.mmio_write64(code_table_address(c), encode_code_entry(qds.table_m[c], qds.table_e[c]))
         run_id = secrets.randbits(63) | 1
-        for name, value in (("DATA_ADDR", d_buf.line_address), ("LABEL_ADDR", l_buf.line_address),
-                            ("MODEL_ADDR", m_buf.line_address), ("STATS_ADDR", s_buf.line_address),
-                            ("STATUS_ADDR", st_buf.line_address), ("ROWS", cfg.rows), ("FEATURES", cfg.features),
+        # Address registers count lines of the engine's width (bytes / 64 for 512-bit lines).
+        for name, value in (("DATA_ADDR", d_buf.io_address // lb), ("LABEL_ADDR", l_buf.io_address // lb),
+                            ("MODEL_ADDR", m_buf.io_address // lb), ("STATS_ADDR", s_buf.io_address // lb),
+                            ("STATUS_ADDR", st_buf.io_address // lb), ("ROWS", cfg.rows), ("FEATURES", cfg.features),
                             ("BITS", cfg.bits), ("BATCH", cfg.batch), ("EPOCHS", cfg.epochs),
                             ("COPIES", cfg.copies), ("STEP", cfg.step), ("RUN_ID", run_id)):
             device.write_reg(name, value)
