@@ -70,3 +70,10 @@ def test_bad_data_file_is_a_clear_error(capsys, tmp_path):
     assert code == 2 and "lowbit: error:" in err and "bad.libsvm" in err
     code, _, err = run_cli(capsys, "train", "--data", str(tmp_path / "missing.svm"), "--backend", "golden")
     assert code == 2 and "missing.svm" in err
+
+
+def test_serial_backend_needs_a_port_that_exists(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", "--backend", "serial", "--data", "synthetic:50:3")
+    assert code == 2 and "--port" in err
+    code, _, err = run_cli(capsys, "info", "--backend", "serial", "--port", str(tmp_path / "ttyNOPE"))
+    assert code == 1 and "cannot open serial port" in err

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .experiment import DEFAULT_FMAX_MHZ
 
-BACKENDS = ("sim", "golden", "float")
+BACKENDS = ("sim", "serial", "golden", "float")
 
 
 def _bits_list(text: str) -> list[int]:
@@ -82,6 +82,7 @@ def _add_training_args(p: argparse.ArgumentParser, *, demo: bool = False):
     p.add_argument("--save-model", type=Path, default=None,
                    help="save the final models (normalised and original units) to this .npz")
     p.add_argument("--socket", default=None, help="attach to a running simulator (make sim-server)")
+    p.add_argument("--port", default=None, help="serial port of the ULX3S board (--backend serial)")
 
 
 def _print_table(runs, prepared, out=None):
@@ -130,14 +131,19 @@ def cmd_train(args) -> int:
             print(f"float64: final loss {runs[-1].train_loss[-1]:.6f}", file=sys.stderr)
     device = None
     try:
-        if args.backend == "sim":
+        if args.backend in ("sim", "serial"):
             from .driver import open_device
 
-            options = {"socket": args.socket} if args.socket else {}
-            if not quiet and not args.socket:
+            if args.backend == "serial":
+                if not args.port:
+                    raise ValueError("--backend serial needs --port (e.g. /dev/ttyUSB0)")
+                options = {"port": args.port}
+            else:
+                options = {"socket": args.socket} if args.socket else {}
+            if not quiet and args.backend == "sim" and not args.socket:
                 print("starting the simulated engine (the first run exports the AFU and builds the "
                       "Verilator simulator: about 30 s, cached in build/simserver/)", file=sys.stderr, flush=True)
-            device = open_device("sim", **options)
+            device = open_device(args.backend, **options)
             if not quiet:
                 c = device.caps
                 print(f"engine: {c['LINE_BITS']}-bit lines, {c['LANES']} lanes, up to {c['MAX_FEATURES']} features",
@@ -207,7 +213,12 @@ def cmd_quantize(args) -> int:
 def cmd_info(args) -> int:
     from .driver import open_device
 
-    options = {"socket": args.socket} if args.socket else {}
+    if args.backend == "serial":
+        if not args.port:
+            raise ValueError("--backend serial needs --port (e.g. /dev/ttyUSB0)")
+        options = {"port": args.port}
+    else:
+        options = {"socket": args.socket} if args.socket else {}
     with open_device(args.backend, **options) as dev:
         for k, v in dev.caps.items():
             print(f"{k:16s} {v}")
@@ -244,8 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("info", help="open a device and print its capabilities")
-    p.add_argument("--backend", choices=("sim",), default="sim")
-    p.add_argument("--socket", default=None)
+    p.add_argument("--backend", choices=("sim", "serial"), default="sim")
+    p.add_argument("--socket", default=None, help="attach to a running simulator (make sim-server)")
+    p.add_argument("--port", default=None, help="serial port of the ULX3S board (--backend serial)")
     p.set_defaults(func=cmd_info)
 
     sub.add_parser("qsgd-demo", help="QSGD data-parallel demo (options: lowbit qsgd-demo --help)", add_help=False)
@@ -263,6 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"lowbit: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        from .driver.errors import DriverError
+
+        if not isinstance(exc, DriverError):
+            raise
+        print(f"lowbit: device error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("lowbit: interrupted", file=sys.stderr)
         return 130

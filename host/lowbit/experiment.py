@@ -131,14 +131,14 @@ def run_engine(p: Prepared, qds, *, backend: str, step: float, batch: int, epoch
         from .driver.train import train_golden
 
         res = train_golden(qds, step=step, batch=batch, epochs=epochs)
-    elif backend == "sim":
+    elif backend in ("sim", "serial"):
         from .driver.train import train
 
         if device is None:
-            raise ValueError("the sim backend needs an open device")
+            raise ValueError(f"the {backend} backend needs an open device")
         res = train(device, qds, step=step, batch=batch, epochs=epochs, progress=progress)
     else:
-        raise ValueError(f"unknown engine backend {backend!r} (golden or sim)")
+        raise ValueError(f"unknown engine backend {backend!r} (golden, sim or serial)")
     wall = time.perf_counter() - t0
     models = model_to_float(res.models)
     metric, name = _metrics(p, models[-1])
