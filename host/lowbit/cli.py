@@ -117,6 +117,15 @@ def _print_table(runs, prepared, out=None):
         print(f"\nmodelled s = engine cycles / {fmax:g} MHz; float64 time is measured on this CPU.", file=out)
 
 
+def _device_options(args) -> dict:
+    """``open_device`` options from ``--socket`` (sim) or ``--port`` (serial)."""
+    if args.backend == "serial":
+        if not args.port:
+            raise ValueError("--backend serial needs --port (e.g. /dev/ttyUSB0)")
+        return {"port": args.port}
+    return {"socket": args.socket} if args.socket else {}
+
+
 def cmd_train(args) -> int:
     from . import experiment as ex
 
@@ -134,12 +143,7 @@ def cmd_train(args) -> int:
         if args.backend in ("sim", "serial"):
             from .driver import open_device
 
-            if args.backend == "serial":
-                if not args.port:
-                    raise ValueError("--backend serial needs --port (e.g. /dev/ttyUSB0)")
-                options = {"port": args.port}
-            else:
-                options = {"socket": args.socket} if args.socket else {}
+            options = _device_options(args)
             if not quiet and args.backend == "sim" and not args.socket:
                 print("starting the simulated engine (the first run exports the AFU and builds the "
                       "Verilator simulator: about 30 s, cached in build/simserver/)", file=sys.stderr, flush=True)
@@ -213,13 +217,7 @@ def cmd_quantize(args) -> int:
 def cmd_info(args) -> int:
     from .driver import open_device
 
-    if args.backend == "serial":
-        if not args.port:
-            raise ValueError("--backend serial needs --port (e.g. /dev/ttyUSB0)")
-        options = {"port": args.port}
-    else:
-        options = {"socket": args.socket} if args.socket else {}
-    with open_device(args.backend, **options) as dev:
+    with open_device(args.backend, **_device_options(args)) as dev:
         for k, v in dev.caps.items():
             print(f"{k:16s} {v}")
     return 0

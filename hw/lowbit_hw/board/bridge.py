@@ -105,7 +105,7 @@ class SerialBridge(wiring.Component):
         m.d.comb += self.rx.ready.eq(1)
         m.d.sync += idle.eq(Mux(take, 0, Mux(idle == self.rx_timeout, idle, idle + 1)))
 
-        with m.FSM(name="parser"):
+        with m.FSM(name="parser") as parser:
             with m.State("HUNT"):
                 with m.If(take & (byte == P.SYNC)):
                     m.next = "TYPE"
@@ -113,9 +113,6 @@ class SerialBridge(wiring.Component):
                 with m.If(take):
                     m.d.sync += [ftype.eq(byte), crc.eq(crc8_next(0, byte))]
                     m.next = "LEN"
-                with m.Elif(idle == self.rx_timeout):
-                    nak(P.NAK_TIMEOUT)
-                    m.next = "HUNT"
             with m.State("LEN"):
                 with m.If(take):
                     m.d.sync += [flen.eq(byte), idx.eq(0), crc.eq(crc8_next(crc, byte))]
@@ -124,17 +121,11 @@ class SerialBridge(wiring.Component):
                         m.next = "HUNT"
                     with m.Else():
                         m.next = "PAYLOAD"
-                with m.Elif(idle == self.rx_timeout):
-                    nak(P.NAK_TIMEOUT)
-                    m.next = "HUNT"
             with m.State("PAYLOAD"):
                 with m.If(take):
                     m.d.sync += [buf.word_select(idx, 8).eq(byte), idx.eq(idx + 1), crc.eq(crc8_next(crc, byte))]
                     with m.If(idx + 1 == flen):
                         m.next = "CRC"
-                with m.Elif(idle == self.rx_timeout):
-                    nak(P.NAK_TIMEOUT)
-                    m.next = "HUNT"
             with m.State("CRC"):
                 with m.If(take):
                     m.next = "HUNT"
@@ -142,9 +133,11 @@ class SerialBridge(wiring.Component):
                         nak(P.NAK_CRC)
                     with m.Else():
                         self._dispatch(m, ftype, buf)
-                with m.Elif(idle == self.rx_timeout):
-                    nak(P.NAK_TIMEOUT)
-                    m.next = "HUNT"
+
+        # A frame stalled mid-way (no byte for rx_timeout cycles) is dropped, whatever its state.
+        with m.If(~parser.ongoing("HUNT") & ~take & (idle == self.rx_timeout)):
+            nak(P.NAK_TIMEOUT)
+            m.d.sync += parser.state.eq(parser.encoding["HUNT"])
 
         # ------------------------------------------------------------ AFU -> host: request FIFOs
         m.submodules.mmio_q = mmio_q = SyncFIFOBuffered(width=MMIO_TID_BITS + 64, depth=P.MAX_MMIO_READS * 2)
