@@ -46,20 +46,35 @@ def parse_nextpnr_report(path: Path) -> dict:
 
 
 def critical_path(log: Path) -> list[str]:
-    """The lines of nextpnr's log describing the critical path of the slowest clock."""
-    text = log.read_text(errors="replace").splitlines()
+    """The engine clock's critical path from nextpnr's log: each cell it passes (cumulative ns),
+    routing folded into the next cell, and the logic / routing split."""
+    text = [line.split("Info: ", 1)[-1] for line in log.read_text(errors="replace").splitlines()]
     starts = [i for i, line in enumerate(text) if "Critical path report for clock" in line]
     if not starts:
         return []
-    out = []
-    for line in text[starts[-1]: starts[-1] + 400]:
-        line = line.split("Info: ", 1)[-1]
-        if "Defined in" in line or line.strip().startswith("/"):
-            continue  # source locations: in the log, too long for the report
-        out.append(line if len(line) <= 110 else line[:107] + "...")
-        if "Max frequency for clock" in line or (len(out) > 3 and line.strip() == "Info:"):
+    out, run = [text[starts[-1]].strip()], []  # the last report is the routed one
+
+    def flush():
+        # A carry chain is dozens of cells of one name: show its first and last.
+        if len(run) > 2:
+            out.extend([run[0], f"         ... {len(run) - 2} more cells of the same chain", run[-1]])
+        else:
+            out.extend(run)
+        run.clear()
+
+    for line in text[starts[-1] + 1:]:
+        f = line.split()
+        if len(f) >= 5 and f[0] in ("clk-to-q", "logic", "setup") and f[3] == "Source":
+            name = f[4] if len(f[4]) <= 60 else f[4][:57] + "..."
+            entry = f"{f[0]:>8s} at {float(f[2]):6.2f} ns  {name}"
+            if run and run[-1][-len(name):][:30] != name[:30]:
+                flush()
+            run.append(entry)
+        elif "ns logic," in line:
+            flush()
+            out.append(line.strip())
             break
-    return out[:60]
+    return out
 
 
 def build_board(out: Path, params: dict, seed: int = 1) -> dict:
@@ -117,7 +132,7 @@ def render(rep: dict) -> str:
         lines.append(f"clock {clk}: fmax {f['achieved_mhz']:.1f} MHz, target {f['target_mhz']:.1f} MHz ({ok})")
     if rep["board"].get("critical_path"):
         cp = rep["board"]["critical_path"]
-        cp = cp if len(cp) <= 24 else cp[:12] + ["   ..."] + cp[-10:]
+        cp = cp if len(cp) <= 24 else cp[:14] + ["   ..."] + cp[-8:]
         lines += ["", "critical path (nextpnr; full in the .tim log):"] + ["  " + s for s in cp]
     if "synth_512" in rep:
         s = rep["synth_512"]
