@@ -148,45 +148,14 @@ def export_double(out_dir: Path, line_bits: int = 512) -> Path:
 
 
 # ------------------------------------------------------------------------------ datasets
-class MiniDataset:
-    """The attributes of ``lowbit.dataset.QuantizedDataset`` that the driver uses, built directly
-    from :mod:`lowbit.quant` and :mod:`lowbit.format` (used while that class is not available)."""
-
-    def __init__(self, X, y, *, bits: int, copies: int, seed: int, line_bits: int = 512):
-        from lowbit.fixed import labels_to_fixed
-        from lowbit.format import LineFormat
-        from lowbit.quant import code_table, double_sample, levels_to_fixed, uniform_levels
-
-        rng = np.random.default_rng(seed)
-        self.fmt = LineFormat(bits=bits, features=X.shape[1], line_bits=line_bits)
-        self.levels_q = levels_to_fixed(uniform_levels(bits))
-        self.table_m, self.table_e = code_table(self.levels_q)
-        self.codes = np.stack([double_sample(X, self.levels_q, rng) for _ in range(copies)])
-        self.labels_q = labels_to_fixed(y)
-        self.rows, self.features = X.shape
-        self.copies = copies
-
-    def data_lines(self):
-        from lowbit.format import pack_codes
-
-        return np.concatenate([pack_codes(c, self.fmt) for c in self.codes])
-
-    def label_lines(self):
-        from lowbit.format import pack_words
-
-        return pack_words(self.labels_q, self.fmt.line_bits)[: self.fmt.label_lines(self.rows)]
-
-
 def make_dataset(rows: int, features: int, *, bits: int, copies: int = 2, seed: int = 0, line_bits: int = 512):
     """A synthetic least-squares problem, normalised to [-1, 1], quantized with double sampling."""
     rng = np.random.default_rng(seed)
     X = rng.uniform(-1, 1, (rows, features))
     w = rng.normal(0, 1, features) / np.sqrt(features)
     y = np.clip(X @ w * 0.5 + rng.normal(0, 0.01, rows), -1, 1)
-    try:
-        from lowbit.dataset import QuantizedDataset
-    except ImportError:
-        return MiniDataset(X, y, bits=bits, copies=copies, seed=seed, line_bits=line_bits)
+    from lowbit.dataset import QuantizedDataset
+
     return QuantizedDataset.build(X, y, bits=bits, levels="uniform", copies=copies, seed=seed, line_bits=line_bits)
 
 
@@ -208,10 +177,6 @@ def double_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def afu_server():
     """Path of the simulator server built around the real AFU at :data:`TEST_AFU` (cached)."""
-    try:
-        import lowbit_hw.export  # noqa: F401
-    except ImportError:
-        pytest.skip("lowbit_hw.export (the real AFU) is not in the tree yet")
     from lowbit_sim.simserver import build_afu_server
 
     return build_afu_server(**TEST_AFU)

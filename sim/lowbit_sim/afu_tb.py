@@ -4,7 +4,7 @@
 test double) in a :class:`~lowbit_sim.ccip_model.CcipHostModel` over a
 :class:`~lowbit_sim.host_memory.HostMemory`, programs registers BY NAME from
 :mod:`lowbit.registers`, and never hangs: every wait has a cycle limit. :func:`make_dataset`
-prepares a run with the host's own code (lowbit.quant, lowbit.format, lowbit.levels when present);
+prepares a run with the host's own code (lowbit.quant, lowbit.format, lowbit.levels);
 :meth:`TB.train` runs it and :func:`scoreboard` holds the result to :func:`lowbit_sim.golden.run`
 bit for bit.
 """
@@ -21,6 +21,7 @@ from cocotb.triggers import ClockCycles
 
 from lowbit.fixed import labels_to_fixed
 from lowbit.format import EPOCH_RECORD, RECORD_BYTES, STATUS_RECORD, LineFormat, pack_codes, pack_words, unpack_record
+from lowbit.levels import optimal_levels
 from lowbit.quant import code_table, double_sample, levels_to_fixed, uniform_levels
 from lowbit.registers import REG, Ctrl, ErrorCode, State, code_table_address, encode_code_entry
 
@@ -37,15 +38,6 @@ class RunTimeout(AssertionError):
 
 
 # ------------------------------------------------------------------------------ data sets
-def optimal_levels_or_none():
-    """``lowbit.levels.optimal_levels`` if that module exists in the tree, else None."""
-    try:
-        from lowbit.levels import optimal_levels
-    except ImportError:
-        return None
-    return optimal_levels
-
-
 @dataclass
 class Dataset:
     """What a run needs, built from the host's own quantization and packing code."""
@@ -82,24 +74,21 @@ def make_dataset(rng: np.random.Generator, *, rows: int, features: int, bits: in
     """A random least-squares problem in [-1, 1], double-sampled ``copies`` times.
 
     ``levels="optimal"`` places the levels with ``lowbit.levels.optimal_levels`` (variance-minimising
-    DP) when that module exists; until then it falls back to uniform and says so in ``.levels``.
+    DP); ``.levels`` names the kind used.
     """
     X = rng.uniform(-1, 1, (rows, features)) * rng.uniform(0.2, 1.0)
     w = rng.normal(0, 1, features) / np.sqrt(features)
     y = np.clip(X @ w * 0.5 + rng.normal(0, 0.01, rows), -1, 1)
-    used = "uniform"
-    lv = uniform_levels(bits)
     if levels == "optimal":
-        opt = optimal_levels_or_none()
-        if opt is not None:
-            lv = opt(X, bits, max_candidates=max(512, 2 << bits))  # bounded DP: fast enough per seed
-            used = "optimal"
-    elif levels != "uniform":
+        lv = optimal_levels(X, bits, max_candidates=max(512, 2 << bits))  # bounded DP: fast enough per seed
+    elif levels == "uniform":
+        lv = uniform_levels(bits)
+    else:
         raise ValueError(f"levels must be 'uniform' or 'optimal', got {levels!r}")
     levels_q = levels_to_fixed(lv)
     tm, te = code_table(levels_q)
     codes = np.stack([double_sample(X, levels_q, rng) for _ in range(copies)])
-    return Dataset(fmt=LineFormat(bits=bits, features=features, line_bits=line_bits), levels=used,
+    return Dataset(fmt=LineFormat(bits=bits, features=features, line_bits=line_bits), levels=levels,
                    levels_q=levels_q, table_m=tm, table_e=te, codes=codes, labels_q=labels_to_fixed(y))
 
 

@@ -80,6 +80,54 @@ class Backend(abc.ABC):
         self.close()
 
 
+
+class HostArena:
+    """First-fit allocation of aligned buffers inside one arena of ``size`` bytes, for backends
+    whose host memory is one block (the simulator's memfd, the serial backend's array).
+
+    Offsets are from the arena's start; backends add their IO base. Buffers are few and large, so
+    a sorted hole list (coalesced on release) is all it takes.
+    """
+
+    def __init__(self, size: int, align: int):
+        if not isinstance(size, (int, np.integer)) or size < align or size % align:
+            raise ValueError(f"memory must be a positive multiple of {align} bytes, got {size!r}")
+        self.size, self.align = int(size), int(align)
+        self.regions: dict[int, int] = {}  # offset -> bytes
+        self._holes: list[tuple[int, int]] = [(0, self.size)]
+
+    def alloc(self, nbytes: int) -> int:
+        """Offset of a new buffer of at least ``nbytes`` (rounded up to the alignment)."""
+        if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes <= 0:
+            raise ValueError(f"nbytes must be a positive integer, got {nbytes!r}")
+        size = -(-int(nbytes) // self.align) * self.align
+        for i, (off, hole) in enumerate(self._holes):
+            if hole >= size:
+                self._holes[i] = (off + size, hole - size)
+                self.regions[off] = size
+                return off
+        raise MemoryError(f"host memory exhausted: {nbytes} bytes requested, the arena holds {self.size} bytes "
+                          f"(open the device with a larger memory=...)")
+
+    def release(self, offset: int) -> int:
+        """Free the buffer at ``offset``; returns its size."""
+        size = self.regions.pop(offset, None)
+        if size is None:
+            raise ValueError(f"no buffer at arena offset 0x{offset:x}")
+        merged: list[tuple[int, int]] = []
+        for off, sz in sorted(self._holes + [(offset, size)]):  # coalesce neighbouring holes
+            if merged and merged[-1][0] + merged[-1][1] == off:
+                merged[-1] = (merged[-1][0], merged[-1][1] + sz)
+            else:
+                merged.append((off, sz))
+        self._holes = merged
+        return size
+
+    def inside(self, offset: int, nbytes: int) -> bool:
+        """Whether ``[offset, offset + nbytes)`` lies inside one allocated buffer."""
+        return any(o <= offset and offset + nbytes <= o + n for o, n in self.regions.items())
+
+
 def check_mmio_offset(offset: int, span: int) -> int:
     """Validate an MMIO byte offset (shared by backends)."""
     if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)):

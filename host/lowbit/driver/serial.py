@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from .backend import Backend
+from .backend import Backend, HostArena
 from .errors import DeviceError, DriverError, SimulatorDied
 
 #: IO address of the arena's first byte (address 0 is never a valid buffer).
@@ -81,8 +81,7 @@ class SerialBackend(Backend):
 
         self._p = proto
         self.line_bytes = proto.check_line_bytes(line_bits // 8)
-        if not isinstance(memory, int) or memory < ALIGN or memory % ALIGN:
-            raise ValueError(f"memory must be a positive multiple of {ALIGN} bytes, got {memory!r}")
+        self._heap = HostArena(memory, ALIGN)
         if transport is None:
             if port is None:
                 raise ValueError("give the serial port (e.g. port='/dev/ttyUSB0') or a transport")
@@ -90,8 +89,6 @@ class SerialBackend(Backend):
         self.transport = transport
         self.io_timeout = float(io_timeout)
         self.arena = np.zeros(memory, dtype=np.uint8)
-        self._regions: dict[int, int] = {}  # arena offset -> bytes
-        self._free = [(0, memory)]
         self._lock = threading.Lock()  # transport writes and shared state
         self._answers: dict[int, int] = {}
         self._answered = threading.Condition(self._lock)
@@ -113,9 +110,6 @@ class SerialBackend(Backend):
         except OSError as exc:  # a pulled cable, a closed port
             raise SimulatorDied(f"the serial link failed: {exc}") from None
 
-    def _inside(self, offset: int, nbytes: int) -> bool:
-        return any(o <= offset and offset + nbytes <= o + n for o, n in self._regions.items())
-
     def _serve(self) -> None:
         p, lb = self._p, self.line_bytes
         inbox = bytearray()
@@ -136,7 +130,7 @@ class SerialBackend(Backend):
                             line, cl_len, md = int.from_bytes(pl[:6], "little"), pl[6], pl[7:9]
                             for k in range({0: 1, 1: 2, 3: 4}.get(cl_len, 1)):
                                 off = (line + k) * lb - ARENA_IO_BASE
-                                if off >= 0 and self._inside(off, lb):
+                                if off >= 0 and self._heap.inside(off, lb):
                                     data = self.arena[off: off + lb].tobytes()
                                 else:
                                     self._bad.append(("read from", (line + k) * lb))
@@ -146,7 +140,7 @@ class SerialBackend(Backend):
                         elif ftype == p.B_WRITE_REQ:
                             line, md = int.from_bytes(pl[:6], "little"), pl[6:8]
                             off = line * lb - ARENA_IO_BASE
-                            if off >= 0 and self._inside(off, lb):
+                            if off >= 0 and self._heap.inside(off, lb):
                                 self.arena[off: off + lb] = np.frombuffer(pl[8:], np.uint8)
                             else:
                                 self._bad.append(("write to", line * lb))
@@ -192,27 +186,15 @@ class SerialBackend(Backend):
             return self._answers.pop(tid)
 
     def allocate(self, nbytes: int) -> tuple[np.ndarray, int]:
-        if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes <= 0:
-            raise ValueError(f"nbytes must be a positive integer, got {nbytes!r}")
-        size = -(-int(nbytes) // ALIGN) * ALIGN
         with self._lock:
-            for i, (off, hole) in enumerate(self._free):
-                if hole >= size:
-                    self._free[i] = (off + size, hole - size)
-                    break
-            else:
-                raise MemoryError(f"serial backend memory exhausted: {nbytes} bytes requested of {self.arena.size}")
-            self.arena[off: off + size] = 0
-            self._regions[off] = size
-        return self.arena[off: off + size], ARENA_IO_BASE + off
+            off = self._heap.alloc(nbytes)
+            view = self.arena[off : off + self._heap.regions[off]]
+            view[:] = 0
+        return view, ARENA_IO_BASE + off
 
     def free(self, io_address: int) -> None:
         with self._lock:
-            off = io_address - ARENA_IO_BASE
-            size = self._regions.pop(off, None)
-            if size is None:
-                raise ValueError(f"no buffer at io address 0x{io_address:x}")
-            self._free = sorted(self._free + [(off, size)])
+            self._heap.release(io_address - ARENA_IO_BASE)
 
     def check(self) -> None:
         self._alive()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import Backend
+from .backend import Backend, HostArena
 from .errors import DeviceError, DriverError, SimulatorDied
 
 #: IO address of the arena's first byte: low addresses (0, small offsets) are never valid buffers.
@@ -63,8 +63,6 @@ class SimBackend(Backend):
         lat = (latency, latency) if isinstance(latency, (int, np.integer)) else tuple(latency)
         if len(lat) != 2 or not 1 <= lat[0] <= lat[1] < (1 << 32):
             raise ValueError(f"latency must be a cycle count >= 1 or a (lo, hi) range, got {latency!r}")
-        if not isinstance(memory, (int, np.integer)) or memory < PAGE or memory % PAGE:
-            raise ValueError(f"memory must be a positive multiple of {PAGE} bytes, got {memory!r}")
         if not io_timeout > 0:
             raise ValueError("io_timeout must be positive")
         self.io_timeout = float(io_timeout)
@@ -73,9 +71,8 @@ class SimBackend(Backend):
         self._mm = None
         self._fd = -1
         self._closed = False
-        self._regions: dict[int, int] = {}  # io address -> bytes
-        self._free: list[tuple[int, int]] = [(0, int(memory))]  # (offset, size) holes in the arena
-        self.memory = int(memory)
+        self._heap = HostArena(memory, PAGE)  # validates memory before anything starts
+        self.memory = self._heap.size
         try:
             if socket is None:
                 from lowbit_sim import simserver
@@ -163,37 +160,27 @@ class SimBackend(Backend):
         self._call(self._proto.Op.MMIO_WRITE, offset, value)
 
     def allocate(self, nbytes: int) -> tuple[np.ndarray, int]:
-        if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes <= 0:
-            raise ValueError(f"nbytes must be a positive integer, got {nbytes!r}")
-        size = -(-int(nbytes) // PAGE) * PAGE
-        for i, (off, hole) in enumerate(self._free):  # first fit; buffers are few and large
-            if hole >= size:
-                self._free[i] = (off + size, hole - size)
-                break
-        else:
-            raise MemoryError(f"simulated host memory exhausted: {nbytes} bytes requested, arena is "
-                              f"{self.memory} bytes (open_device('sim', memory=...))")
-        io = ARENA_IO_BASE + off
+        off = self._heap.alloc(nbytes)
+        size = self._heap.regions[off]
         view = self._arena[off : off + size]
         view[:] = 0
-        self._call(self._proto.Op.REGION_ADD, io, size)
-        self._regions[io] = size
-        return view, io
+        try:
+            self._call(self._proto.Op.REGION_ADD, ARENA_IO_BASE + off, size)
+        except BaseException:
+            self._heap.release(off)
+            raise
+        return view, ARENA_IO_BASE + off
+
+    @property
+    def _regions(self) -> dict[int, int]:
+        """The live buffers: io address -> bytes."""
+        return {ARENA_IO_BASE + off: size for off, size in self._heap.regions.items()}
 
     def free(self, io_address: int) -> None:
-        size = self._regions.pop(io_address, None)
-        if size is None:
+        if io_address - ARENA_IO_BASE not in self._heap.regions:
             raise ValueError(f"no buffer at io address 0x{io_address:x}")
         self._call(self._proto.Op.REGION_REMOVE, io_address)
-        self._free.append((io_address - ARENA_IO_BASE, size))
-        self._free.sort()
-        merged = []
-        for off, sz in self._free:  # coalesce neighbouring holes
-            if merged and merged[-1][0] + merged[-1][1] == off:
-                merged[-1] = (merged[-1][0], merged[-1][1] + sz)
-            else:
-                merged.append((off, sz))
-        self._free = merged
+        self._heap.release(io_address - ARENA_IO_BASE)
 
     def check(self) -> None:
         if self.server is not None and not self.server.alive():
