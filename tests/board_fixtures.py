@@ -4,29 +4,13 @@ serial byte protocol, so the host's serial backend drives it exactly as it would
 import collections
 import threading
 
-from amaranth import Module
-from amaranth.lib import stream, wiring
 from amaranth.sim import Simulator
 
-from lowbit_hw.afu import LowbitAFU
-from lowbit_hw.board.bridge import SerialBridge
+from lowbit_hw.board.bridge import BridgedAFU
 
 
-class Board(wiring.Component):
-    """SerialBridge + LowbitAFU, as on the board (the UART is tested on its own)."""
-
-    def __init__(self, *, line_bits=64, rx_timeout=64, **afu):
-        self.afu = LowbitAFU(line_bits=line_bits, **afu)
-        self.bridge = SerialBridge(line_bits=line_bits, rx_timeout=rx_timeout)
-        super().__init__({"rx": wiring.In(stream.Signature(8)), "tx": wiring.Out(stream.Signature(8))})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.afu, m.submodules.bridge = self.afu, self.bridge
-        wiring.connect(m, self.afu.ccip, self.bridge.ccip)
-        wiring.connect(m, wiring.flipped(self.rx), self.bridge.rx)
-        wiring.connect(m, self.bridge.tx, wiring.flipped(self.tx))
-        return m
+#: The board design minus UART and PLL (the UART is tested on its own).
+Board = BridgedAFU
 
 
 class SimulatedBoard:

@@ -32,11 +32,11 @@ class Host:
         self.reads = self.writes = 0
 
     def mmio_write(self, offset, value):
-        self.out += P.frame(P.H_MMIO_WRITE, offset.to_bytes(2, "little") + int(value).to_bytes(8, "little"))
+        self.out += P.mmio_write_frame(offset, value)
 
     def mmio_read(self, offset):
         self.tid += 1
-        self.out += P.frame(P.H_MMIO_READ, offset.to_bytes(2, "little") + self.tid.to_bytes(2, "little"))
+        self.out += P.mmio_read_frame(offset, self.tid)
         return self.tid
 
     def handle(self):
@@ -44,17 +44,18 @@ class Host:
         assert errors == 0, "the board sent a corrupted frame"
         for ftype, pl in frames:
             if ftype == P.B_MMIO_DATA:
-                self.mmio[int.from_bytes(pl[:2], "little")] = int.from_bytes(pl[2:10], "little")
+                tid, value = P.decode_mmio_data(pl)
+                self.mmio[tid] = value
             elif ftype == P.B_READ_REQ:
-                addr, cl_len, md = int.from_bytes(pl[:6], "little"), pl[6], pl[7:9]
-                for k in range({0: 1, 1: 2, 3: 4}[cl_len]):
+                addr, n, md = P.decode_read_req(pl)
+                for k in range(n):
                     line = self.memory.get(addr + k, 0)
-                    self.out += P.frame(P.H_READ_DATA, md + bytes((k,)) + line.to_bytes(WB, "little"))
+                    self.out += P.read_data_frame(md, k, line.to_bytes(WB, "little"))
                     self.reads += 1
             elif ftype == P.B_WRITE_REQ:
-                addr, md = int.from_bytes(pl[:6], "little"), pl[6:8]
-                self.memory[addr] = int.from_bytes(pl[8:], "little")
-                self.out += P.frame(P.H_WRITE_ACK, md)
+                addr, md, data = P.decode_write_req(pl)
+                self.memory[addr] = int.from_bytes(data, "little")
+                self.out += P.write_ack_frame(md)
                 self.writes += 1
             elif ftype == P.B_NAK:
                 self.naks.append(pl[0])
@@ -98,7 +99,7 @@ def run(dut, host, script, *, cycles, until=None, gap=0, corrupt=None):
 
 
 def small_board():
-    return Board(line_bits=W, lanes=2, max_features=64, read_depth=16)
+    return Board(line_bits=W, rx_timeout=64, lanes=2, max_features=64, read_depth=16)
 
 
 def test_mmio_identification_and_scratch_over_frames():
@@ -126,7 +127,7 @@ def test_corrupted_frames_are_refused_and_never_reach_the_afu():
 
     def script(h):
         h.mmio_write(REG["SCRATCH"].address, 7)
-        bad = bytearray(P.frame(P.H_MMIO_WRITE, REG["SCRATCH"].address.to_bytes(2, "little") + (99).to_bytes(8, "little")))
+        bad = bytearray(P.mmio_write_frame(REG["SCRATCH"].address, 99))
         bad[5] ^= 0x10  # one flipped bit in the payload: CRC mismatch
         h.out += bad
         h.out += bytes((P.SYNC, P.H_MMIO_WRITE, 3, 1, 2, 3, 0))  # wrong length for the type

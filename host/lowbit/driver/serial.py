@@ -103,8 +103,7 @@ class SerialBackend(Backend):
         self._thread.start()
 
     # ------------------------------------------------------------------ service thread
-    def _send(self, ftype: int, payload: bytes) -> None:
-        data = self._p.frame(ftype, payload)
+    def _send(self, data: bytes) -> None:
         try:
             self.transport.write(data)
         except OSError as exc:  # a pulled cable, a closed port
@@ -124,27 +123,28 @@ class SerialBackend(Backend):
                     self._garbled += errors
                     for ftype, pl in frames:
                         if ftype == p.B_MMIO_DATA:
-                            self._answers[int.from_bytes(pl[:2], "little")] = int.from_bytes(pl[2:10], "little")
+                            tid, value = p.decode_mmio_data(pl)
+                            self._answers[tid] = value
                             self._answered.notify_all()
                         elif ftype == p.B_READ_REQ:
-                            line, cl_len, md = int.from_bytes(pl[:6], "little"), pl[6], pl[7:9]
-                            for k in range({0: 1, 1: 2, 3: 4}.get(cl_len, 1)):
+                            line, n, md = p.decode_read_req(pl)
+                            for k in range(n):
                                 off = (line + k) * lb - ARENA_IO_BASE
                                 if off >= 0 and self._heap.inside(off, lb):
                                     data = self.arena[off: off + lb].tobytes()
                                 else:
                                     self._bad.append(("read from", (line + k) * lb))
                                     data = bytes(lb)
-                                self._send(p.H_READ_DATA, md + bytes((k,)) + data)
+                                self._send(p.read_data_frame(md, k, data))
                                 self.lines_read += 1
                         elif ftype == p.B_WRITE_REQ:
-                            line, md = int.from_bytes(pl[:6], "little"), pl[6:8]
+                            line, md, data = p.decode_write_req(pl)
                             off = line * lb - ARENA_IO_BASE
                             if off >= 0 and self._heap.inside(off, lb):
-                                self.arena[off: off + lb] = np.frombuffer(pl[8:], np.uint8)
+                                self.arena[off: off + lb] = np.frombuffer(data, np.uint8)
                             else:
                                 self._bad.append(("write to", line * lb))
-                            self._send(p.H_WRITE_ACK, md)
+                            self._send(p.write_ack_frame(md))
                             self.lines_written += 1
                         elif ftype == p.B_NAK:
                             self._naks.append(pl[0])
@@ -163,7 +163,7 @@ class SerialBackend(Backend):
     def mmio_write64(self, offset: int, value: int) -> None:
         self._alive()
         with self._lock:
-            self._send(self._p.H_MMIO_WRITE, int(offset).to_bytes(2, "little") + int(value).to_bytes(8, "little"))
+            self._send(self._p.mmio_write_frame(offset, value))
 
     def mmio_read64(self, offset: int) -> int:
         self._alive()
@@ -171,7 +171,7 @@ class SerialBackend(Backend):
             self._tid = self._tid % 511 + 1  # the AFU echoes 9-bit tids
             tid = self._tid
             self._answers.pop(tid, None)
-            self._send(self._p.H_MMIO_READ, int(offset).to_bytes(2, "little") + tid.to_bytes(2, "little"))
+            self._send(self._p.mmio_read_frame(offset, tid))
             deadline = time.monotonic() + self.io_timeout
             while tid not in self._answers:
                 left = deadline - time.monotonic()

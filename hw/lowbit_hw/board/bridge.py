@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 from ..ccip import ALMOST_FULL_SLACK, CCIP_ADDR_BITS, CCIP_MDATA_BITS, MMIO_TID_BITS, CcipSignature
 from . import protocol as P
 
-__all__ = ["SerialBridge", "crc8_next"]
+__all__ = ["SerialBridge", "BridgedAFU", "crc8_next"]
 
 
 def crc8_next(crc, byte):
@@ -228,3 +228,39 @@ class SerialBridge(wiring.Component):
                              c0.data.eq(buf[24:24 + self.line_bits])]
             with m.Case(P.H_WRITE_ACK):
                 m.d.sync += [c1.rsp_valid.eq(1), c1.mdata.eq(buf[0:16])]
+
+
+class BridgedAFU(wiring.Component):
+    """A :class:`~lowbit_hw.afu.LowbitAFU` behind a :class:`SerialBridge`: the board design minus its
+    UART and clocking, with the host link as two byte streams. The board top and the simulated
+    board of the tests are both built from it.
+
+    Parameters
+    ----------
+    line_bits : int
+        Line width of the AFU and the bridge.
+    rx_timeout, read_fifo_depth, write_fifo_depth : int
+        The bridge's (:class:`SerialBridge`).
+    **afu
+        The AFU's other parameters (``lanes``, ``max_features``, ``read_depth``).
+    """
+
+    rx: In(stream.Signature(8))
+    tx: Out(stream.Signature(8))
+
+    def __init__(self, *, line_bits: int = 64, rx_timeout: int = P.RX_TIMEOUT_CYCLES, read_fifo_depth: int = 32,
+                 write_fifo_depth: int = 16, **afu):
+        from ..afu import LowbitAFU
+
+        self.afu = LowbitAFU(line_bits=line_bits, **afu)
+        self.bridge = SerialBridge(line_bits=line_bits, rx_timeout=rx_timeout, read_fifo_depth=read_fifo_depth,
+                                   write_fifo_depth=write_fifo_depth)
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.afu, m.submodules.bridge = self.afu, self.bridge
+        wiring.connect(m, self.afu.ccip, self.bridge.ccip)
+        wiring.connect(m, wiring.flipped(self.rx), self.bridge.rx)
+        wiring.connect(m, self.bridge.tx, wiring.flipped(self.tx))
+        return m

@@ -148,3 +148,45 @@ def parse_frames(buf: bytearray, line_bytes: int | None = None):
         frames.append((ftype, bytes(buf[3:3 + n])))
         del buf[:4 + n]
     return frames, errors
+
+
+# ------------------------------------------------------------------ payload layouts (host side)
+#: Lines of a read request by its CCI-P ``cl_len``.
+CL_LINES = {0: 1, 1: 2, 3: 4}
+
+
+def mmio_write_frame(offset: int, value: int) -> bytes:
+    return frame(H_MMIO_WRITE, int(offset).to_bytes(2, "little") + int(value).to_bytes(8, "little"))
+
+
+def mmio_read_frame(offset: int, tid: int) -> bytes:
+    return frame(H_MMIO_READ, int(offset).to_bytes(2, "little") + int(tid).to_bytes(2, "little"))
+
+
+def read_data_frame(mdata: bytes, cl_num: int, line: bytes) -> bytes:
+    """One line answering a read request; ``mdata`` as the request carried it (2 bytes)."""
+    return frame(H_READ_DATA, bytes(mdata) + bytes((cl_num,)) + bytes(line))
+
+
+def write_ack_frame(mdata: bytes) -> bytes:
+    return frame(H_WRITE_ACK, bytes(mdata))
+
+
+def decode_mmio_data(payload: bytes) -> tuple[int, int]:
+    """``B_MMIO_DATA`` -> ``(tid, value)``."""
+    return int.from_bytes(payload[:2], "little"), int.from_bytes(payload[2:10], "little")
+
+
+def decode_read_req(payload: bytes) -> tuple[int, int, bytes]:
+    """``B_READ_REQ`` -> ``(line address, number of lines, mdata bytes)``."""
+    line = int.from_bytes(payload[:ADDR_BYTES], "little")
+    cl_len = payload[ADDR_BYTES]
+    if cl_len not in CL_LINES:
+        raise ValueError(f"read request with cl_len {cl_len}")
+    return line, CL_LINES[cl_len], bytes(payload[ADDR_BYTES + 1:ADDR_BYTES + 3])
+
+
+def decode_write_req(payload: bytes) -> tuple[int, bytes, bytes]:
+    """``B_WRITE_REQ`` -> ``(line address, mdata bytes, line data)``."""
+    return (int.from_bytes(payload[:ADDR_BYTES], "little"), bytes(payload[ADDR_BYTES:ADDR_BYTES + 2]),
+            bytes(payload[ADDR_BYTES + 2:]))

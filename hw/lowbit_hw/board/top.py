@@ -13,8 +13,7 @@ from amaranth import ClockDomain, Elaboratable, Instance, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.cdc import ResetSynchronizer
 
-from ..afu import LowbitAFU
-from .bridge import SerialBridge
+from .bridge import BridgedAFU
 from .uart import UART
 
 __all__ = ["ULX3SBoardTop", "pll_parameters"]
@@ -62,9 +61,9 @@ class ULX3SBoardTop(Elaboratable):
         if divisor < 4 or abs(engine_mhz * 1e6 / divisor / baud - 1) > 0.02:
             raise ValueError(f"{baud} baud is not within 2 % of {engine_mhz} MHz / an integer >= 4")
         self.engine_mhz, self.oscillator_mhz, self.baud, self.divisor = engine_mhz, oscillator_mhz, baud, divisor
-        self.afu = LowbitAFU(line_bits=line_bits, lanes=lanes, max_features=max_features, read_depth=read_depth)
-        self.bridge = SerialBridge(line_bits=line_bits, read_fifo_depth=read_fifo_depth,
-                                   write_fifo_depth=write_fifo_depth)
+        self.design = BridgedAFU(line_bits=line_bits, read_fifo_depth=read_fifo_depth,
+                                 write_fifo_depth=write_fifo_depth, lanes=lanes, max_features=max_features,
+                                 read_depth=read_depth)
         self.uart = UART(divisor)
 
     def elaborate(self, platform):
@@ -90,12 +89,10 @@ class ULX3SBoardTop(Elaboratable):
         # the oscillator's FREQUENCY PORT (a FREQUENCY NET on this signal names a net yosys renamed).
         m.submodules.reset = ResetSynchronizer(~locked, domain="sync")
 
-        m.submodules.afu = afu = self.afu
-        m.submodules.bridge = bridge = self.bridge
+        m.submodules.design = design = self.design
         m.submodules.uart = uart = self.uart
-        wiring.connect(m, afu.ccip, bridge.ccip)
-        wiring.connect(m, uart.rx_data, bridge.rx)
-        wiring.connect(m, bridge.tx, uart.tx_data)
+        wiring.connect(m, uart.rx_data, design.rx)
+        wiring.connect(m, design.tx, uart.tx_data)
         pins = platform.request("uart", 0)
         m.d.comb += [uart.rx.eq(pins.rx.i), pins.tx.o.eq(uart.tx)]
 
@@ -108,5 +105,5 @@ class ULX3SBoardTop(Elaboratable):
             m.d.sync += recent.eq(recent - 1)
         leds = [platform.request("led", i) for i in range(4)]
         m.d.comb += [leds[0].o.eq(locked), leds[1].o.eq(heartbeat[-1]), leds[2].o.eq(recent != 0),
-                     leds[3].o.eq(bridge.naks != 0)]
+                     leds[3].o.eq(design.bridge.naks != 0)]
         return m
