@@ -101,6 +101,7 @@ def _worker(rank, port, queue):
         report["q8_ef"] = _train(state, qsgd_hook, X, y)
         report["q8_ef"]["residuals"] = len(state.residuals)
         queue.put((rank, report))
+        dist.barrier()  # leave together: no teardown while the peer still has gloo work in flight
     except Exception as exc:                       # report instead of hanging the parent
         queue.put((rank, {"error": repr(exc)}))
         raise

@@ -135,6 +135,9 @@ def _worker(rank, args, port, queue):
                               f"{r['seconds']:.1f} s", flush=True)
         if rank == 0:
             queue.put(results)
+        # Both ranks leave together: tearing the group down while the peer still has gloo work in
+        # flight aborted a worker once under heavy load ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
