@@ -67,7 +67,7 @@ def _train(state, hook, X, y):
 def _worker(rank, port, queue):
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from lowbit.qsgd.ddp import AllreduceState, QSGDState, allreduce_hook, qsgd_hook
+    from lowbit.qsgd.ddp import AllreduceState, QSGDState, allreduce_hook, end_worker, qsgd_hook
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
@@ -101,12 +101,11 @@ def _worker(rank, port, queue):
         report["q8_ef"] = _train(state, qsgd_hook, X, y)
         report["q8_ef"]["residuals"] = len(state.residuals)
         queue.put((rank, report))
-        dist.barrier()  # leave together: no teardown while the peer still has gloo work in flight
     except Exception as exc:                       # report instead of hanging the parent
         queue.put((rank, {"error": repr(exc)}))
-        raise
-    finally:
         dist.destroy_process_group()
+        raise
+    end_worker()                                   # the way every lowbit worker leaves (see there)
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,8 @@ otherwise the carried error grows step after step.
 
 # No `from __future__ import annotations`: DDP checks the hooks' annotations as real objects.
 
+import gc
+import os
 import sys
 from dataclasses import dataclass, field
 
@@ -31,7 +33,7 @@ import torch.distributed as dist
 
 from .codec import FORMATS, NORMS, _check_params, decode, encode, quantize, variance_bound
 
-__all__ = ["QSGDState", "qsgd_hook", "AllreduceState", "allreduce_hook"]
+__all__ = ["QSGDState", "qsgd_hook", "AllreduceState", "allreduce_hook", "end_worker"]
 
 
 @dataclass
@@ -154,3 +156,24 @@ def allreduce_hook(state: AllreduceState, bucket: dist.GradBucket) -> torch.futu
     world = dist.get_world_size(state.process_group)
     fut = dist.all_reduce(tensor, group=state.process_group, async_op=True).get_future()
     return fut.then(lambda f: f.value()[0].div_(world))
+
+
+def end_worker(exitcode: int = 0) -> None:
+    """Leave the gloo group together with the other workers and end this process, never returning.
+
+    A spawned worker that simply returns runs the interpreter's finalization while gloo's C++
+    threads may still hold futures with Python callbacks (DDP's reducer sits in reference cycles,
+    so it is often freed only then). A thread that needs the GIL during finalization is ended by
+    CPython with ``pthread_exit``; unwinding through gloo's ``noexcept`` frames then aborts the
+    process ("terminate called without an active exception", SIGABRT), seen about once in tens of
+    runs on a loaded machine. So: wait for every worker (no collective still in flight), free the
+    DDP objects while the interpreter is whole, shut the group down, flush, and leave through
+    ``os._exit`` without finalization. Call it last, after the results are sent to the parent.
+    """
+    dist.barrier()
+    gc.collect()
+    dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exitcode)
+

@@ -117,6 +117,8 @@ def _worker(rank, args, port, queue):
     import torch
     import torch.distributed as dist
 
+    from .ddp import end_worker
+
     torch.set_num_threads(1)                  # the machine is shared: one core per worker
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=args.workers)
@@ -135,11 +137,10 @@ def _worker(rank, args, port, queue):
                               f"{r['seconds']:.1f} s", flush=True)
         if rank == 0:
             queue.put(results)
-        # Both ranks leave together: tearing the group down while the peer still has gloo work in
-        # flight aborted a worker once under heavy load ("terminate called without an active exception").
-        dist.barrier()
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    end_worker()
 
 
 def summarise(results: list[dict]) -> list[dict]:
