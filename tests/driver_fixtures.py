@@ -19,7 +19,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from lowbit.format import FORMAT_VERSION
-from lowbit.registers import AFU_ID_H, AFU_ID_L, DFH_VALUE, REG, ErrorCode, State
+from lowbit.registers import AFU_ID_H, AFU_ID_L, DFH_VALUE, REG, ErrorCode, State, arith_value
 from lowbit_hw.ccip import CcipSignature
 
 #: CAPS the double reports (LANES 0 marks it as not an engine).
@@ -64,7 +64,8 @@ class DmaTestAFU(wiring.Component):
         m.d.comb += byte_addr.eq(c.c0_rx.mmio_address << 2)
         rd_data = Signal(64)
         with m.Switch(byte_addr):
-            for name, value in (("DFH", DFH_VALUE), ("AFU_ID_L", AFU_ID_L), ("AFU_ID_H", AFU_ID_H), ("CAPS", caps)):
+            for name, value in (("DFH", DFH_VALUE), ("AFU_ID_L", AFU_ID_L), ("AFU_ID_H", AFU_ID_H), ("CAPS", caps),
+                                ("ARITH", arith_value())):
                 with m.Case(REG[name].address):
                     m.d.comb += rd_data.eq(value)
             for name, sig in regs.items():

@@ -286,3 +286,43 @@ def test_idle_server_does_not_spin(dev):
     before = cpu_s()
     time.sleep(1.0)
     assert cpu_s() - before < 0.1
+
+
+def test_an_engine_with_other_fixed_point_formats_is_refused():
+    """An engine built from another lowbit (here: e at 2^-15, as before CORR_FRAC = 23) would train
+    with a code table it misreads: the Device refuses it at open, naming both formats."""
+    from lowbit.driver.backend import Backend
+    from lowbit.driver.device import Device
+    from lowbit.registers import AFU_ID_H, arith_value
+
+    class OldEngine(Backend):
+        name = "old-engine"
+
+        def __init__(self):
+            self.closed = False
+            self.regs = {REG["AFU_ID_L"].address: AFU_ID_L, REG["AFU_ID_H"].address: AFU_ID_H,
+                         REG["ARITH"].address: REG["ARITH"].encode(
+                             **{**REG["ARITH"].decode(arith_value()), "CORR_FRAC": 15})}
+
+        def mmio_read64(self, offset):
+            return self.regs.get(offset, 0)
+
+        def mmio_write64(self, offset, value):
+            self.regs[offset] = value
+
+        def allocate(self, nbytes):
+            raise AssertionError("not reached")
+
+        def free(self, io_address):
+            pass
+
+        def check(self):
+            pass
+
+        def close(self):
+            self.closed = True
+
+    backend = OldEngine()
+    with pytest.raises(DeviceError, match="'CORR_FRAC': 15.*'CORR_FRAC': 23.*rebuild"):
+        Device(backend)
+    assert backend.closed

@@ -38,7 +38,7 @@ def spec_run(cfg, codes, labels, tm, te):
                 r = sat(rnd(dot, 15) - int(labels[i]))
                 loss = min(loss + ((r * r) >> 16), UINT64_MAX)
                 for j in range(cfg.features):
-                    G[j] += m[j] * r - e[j] * w[j]
+                    G[j] += m[j] * r - rnd(e[j] * w[j], 8)
             w = [sat(wj - rnd(sat(rnd(g, 15)) * cfg.step, 32)) for wj, g in zip(w, G)]
         models.append(list(w))
         losses.append(loss)

@@ -9,7 +9,7 @@ rounding ``q`` used twice is biased by ``Var(q_j) w_j``.
 import numpy as np
 import pytest
 
-from lowbit.fixed import CODE_FRAC, LEVEL_ONE
+from lowbit.fixed import CODE_FRAC, CORR_FRAC, LEVEL_ONE
 from lowbit.levels import optimal_levels
 from lowbit.quant import (
     code_table,
@@ -104,7 +104,7 @@ def test_code_is_the_unordered_pair():
 
 @pytest.mark.parametrize("bits", range(1, 9))
 def test_engine_code_table_is_the_pair_mean_and_quarter_squared_difference(bits):
-    """m is exact at 2^-15; e = d^2/4 is rounded half up to 2^-15 (error <= 2^-16)."""
+    """m is exact at 2^-15; e = d^2/4 is rounded half up to 2^-23 (error <= 2^-24)."""
     lq = levels_to_fixed(uniform_levels(bits))
     tm, te = code_table(lq)
     assert tm.size == te.size == (1 << (bits + 1)) - 1
@@ -112,11 +112,24 @@ def test_engine_code_table_is_the_pair_mean_and_quarter_squared_difference(bits)
     c = np.arange(tm.size)
     lo, hi = lv[c >> 1], lv[(c + 1) >> 1]
     assert np.array_equal(tm / (1 << CODE_FRAC), (lo + hi) / 2)
-    assert np.abs(te / (1 << CODE_FRAC) - (hi - lo) ** 2 / 4).max() <= 2.0 ** -16
+    exact = (hi - lo) ** 2 / 4
+    assert np.abs(te / (1 << CORR_FRAC) - exact).max() <= 2.0 ** -24
     assert np.all(te[0::2] == 0)  # both samples equal: no correction
-    assert tm.min() >= -(1 << 15) and tm.max() <= 1 << 15 and te.max() < 1 << 16
+    assert tm.min() >= -(1 << 15) and tm.max() <= 1 << 15 and te.max() <= 1 << CORR_FRAC
     m, e = decode_codes(c, lq)
-    assert np.array_equal(m, tm / 2.0**15) and np.array_equal(e, te / 2.0**15)
+    assert np.array_equal(m, tm / 2.0**CODE_FRAC) and np.array_equal(e, te / 2.0**CORR_FRAC)
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_correction_term_is_within_one_percent_at_every_precision(bits):
+    """At b = 8 the correction (1.5e-5) is half an LSB of m's 2^-15; e's own 2^-23 keeps it to 0.4%
+    (at 2^-15 it rounded to twice its value: as large an error as leaving the bias uncorrected)."""
+    lq = levels_to_fixed(uniform_levels(bits))
+    _, te = code_table(lq)
+    lv = fixed_levels_value(lq)
+    c = np.arange(1, te.size, 2)                 # codes of two adjacent levels: e > 0
+    exact = (lv[(c + 1) >> 1] - lv[c >> 1]) ** 2 / 4
+    assert np.abs(te[c] / (1 << CORR_FRAC) / exact - 1).max() < 0.01
 
 
 def test_levels_to_fixed_pins_endpoints_and_checks_its_input():
@@ -151,3 +164,21 @@ def test_nearest_codes_round_to_the_closest_level():
     lq = levels_to_fixed(uniform_levels(2))  # -1, -1/3, 1/3, 1
     c = nearest_codes(np.array([-0.9, -0.5, 0.1, 0.2, 0.7]), lq)
     assert c.tolist() == [0, 2, 4, 4, 6]
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_engine_tables_give_an_unbiased_square_at_every_precision(bits):
+    """The diagonal term, exactly in expectation over the two roundings: E[m^2 - e] = x^2 for the
+    engine's fixed-point m and e (the off-diagonal E[m_j m_k] = x_j x_k holds by independence).
+    The bound 2^-23 is e's own resolution; e at 2^-15 missed it by 36x at b = 6 and 64x at b = 8."""
+    lq = levels_to_fixed(uniform_levels(bits))
+    tm, te = code_table(lq)
+    lv = fixed_levels_value(lq)
+    x = np.linspace(-1, 1, 4001)
+    k = np.clip(np.searchsorted(lv, x, side="right") - 1, 0, lv.size - 2)
+    p = (x - lv[k]) / (lv[k + 1] - lv[k])
+    m, e = tm / 2.0**CODE_FRAC, te / 2.0**CORR_FRAC
+    c = 2 * k                                   # codes of (lo, lo), (lo, hi), (hi, hi)
+    prob = np.stack([(1 - p) ** 2, 2 * p * (1 - p), p**2])
+    sq = np.stack([m[c] ** 2 - e[c], m[c + 1] ** 2 - e[c + 1], m[c + 2] ** 2 - e[c + 2]])
+    assert np.abs((prob * sq).sum(0) - x**2).max() <= 2.0**-23

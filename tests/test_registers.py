@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from lowbit import registers as R
-from lowbit.fixed import MODEL_FRAC
+from lowbit.fixed import CORR_FRAC, MODEL_FRAC
 from lowbit.format import FORMAT_VERSION
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "registers.md"
@@ -42,7 +42,7 @@ def test_widths_hold_the_values_the_engine_takes():
     assert R.REG["STEP"].width == 32  # uint32 at 2^-32
     assert R.REG["FEATURES"].width == R.REG["CAPS"].field("MAX_FEATURES").width
     assert 2 ** R.CODE_ENTRY.field("M").width >= 2 * (1 << 16)  # int17: m in [-2^15, 2^15]
-    assert 2 ** R.CODE_ENTRY.field("E").width > 1 << 15  # uint16: e <= 2^15 (levels 2 apart)
+    assert 2 ** R.CODE_ENTRY.field("E").width > 1 << CORR_FRAC  # uint24: e <= 2^23 (levels 2 apart)
     assert R.CODE_TABLE_ENTRIES == (1 << 9) - 1  # 2^(b+1) - 1 codes at b = 8
     assert 2 ** R.REG["CAPS"].field("MODEL_FRAC").width > MODEL_FRAC
     assert 2 ** R.REG["CAPS"].field("FORMAT_VERSION").width > FORMAT_VERSION

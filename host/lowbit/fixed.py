@@ -8,7 +8,7 @@ quantity  width    scale (value = int/2^k)  notes
 ========  =======  ======================  =============================================
 level     int16    2^-14 (LEVEL_FRAC)      normalised features live in [-1, 1]
 m (mean)  int17    2^-15 (CODE_FRAC)       ``lo + hi`` of the two level indices: exact
-e (corr)  uint16   2^-15 (CODE_FRAC)       ``(hi - lo)^2 / 4`` rounded half up
+e (corr)  uint24   2^-23 (CORR_FRAC)       ``(hi - lo)^2 / 4`` rounded half up; <= 1
 model w   int32    2^-24 (MODEL_FRAC)      saturating, range [-128, 128)
 label y   int32    2^-24 (MODEL_FRAC)
 step      uint32   2^-32 (STEP_FRAC)       per-sample step; the batch sum is scaled by it
@@ -23,6 +23,11 @@ import numpy as np
 LEVEL_FRAC = 14
 LEVEL_ONE = 1 << LEVEL_FRAC
 CODE_FRAC = 15
+# The correction e = (d/2)^2 needs more fractional bits than m: at b = 8 (uniform levels 2/255 apart)
+# it is 1.5e-5, half an LSB at 2^-15, which would round to twice its value. At 2^-23 it is 129 LSBs.
+CORR_FRAC = 23
+CORR_BITS = 24                      # e <= 1 (two levels 2 apart): 2^23 needs 24 bits unsigned
+CORR_SHIFT = CORR_FRAC - CODE_FRAC  # e*w (2^-47) is rounded by this much onto m*r's 2^-39
 MODEL_FRAC = 24
 STEP_FRAC = 32
 LOSS_SHIFT = 16

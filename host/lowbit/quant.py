@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fixed import CODE_FRAC, LEVEL_FRAC, LEVEL_ONE, rshift_round
+from .fixed import CODE_FRAC, CORR_FRAC, LEVEL_FRAC, LEVEL_ONE, rshift_round
 from .format import check_bits
 
 
@@ -60,25 +60,24 @@ def fixed_levels_value(levels_q: np.ndarray) -> np.ndarray:
 
 
 def code_table(levels_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-code ``(m, e)`` in the engine's fixed point (CODE_FRAC = 15 fractional bits).
+    """Per-code ``(m, e)`` in the engine's fixed point: m at 2^-15 (CODE_FRAC), e at 2^-23 (CORR_FRAC).
 
     ``m = l_lo + l_hi`` (levels are at 2^-14, so this *is* their mean at 2^-15, exactly) and
-    ``e = round_half_up((l_hi - l_lo)^2 / 2^15)`` = ``(hi - lo)^2 / 4`` at 2^-15.
+    ``e = round_half_up((l_hi - l_lo)^2 / 2^7)`` = ``(hi - lo)^2 / 4`` at 2^-23.
     """
     lq = np.asarray(levels_q, dtype=np.int64)
     c = np.arange(2 * lq.size - 1)
     lo, hi = lq[c >> 1], lq[(c + 1) >> 1]
     m = lo + hi
     d = hi - lo
-    e = rshift_round(d * d, 2 * LEVEL_FRAC + 2 - CODE_FRAC)  # (d/2^14)^2 / 4 at 2^-15
+    e = rshift_round(d * d, 2 * LEVEL_FRAC + 2 - CORR_FRAC)  # (d/2^14)^2 / 4 at 2^-23
     return m, e
 
 
 def decode_codes(codes: np.ndarray, levels_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Float ``(m, e)`` per code, from the exact fixed-point tables (for float-side estimators)."""
     m, e = code_table(levels_q)
-    scale = float(1 << CODE_FRAC)
-    return m[codes] / scale, e[codes] / scale
+    return m[codes] / float(1 << CODE_FRAC), e[codes] / float(1 << CORR_FRAC)
 
 
 def _interval(x: np.ndarray, lv: np.ndarray):

@@ -15,6 +15,8 @@ import enum
 import uuid
 from dataclasses import dataclass, field
 
+from .fixed import CODE_FRAC, CORR_BITS, CORR_FRAC, LOSS_FRAC, STEP_FRAC
+
 #: lowbit's AFU UUID ("lowbit" + "ZipML!" in the node), read back from AFU_ID_L/H.
 AFU_UUID = uuid.UUID("6c6f7762-6974-4000-8000-5a69704d4c21")
 AFU_ID_L = AFU_UUID.int & ((1 << 64) - 1)
@@ -170,6 +172,18 @@ REGISTERS: tuple[Register, ...] = (
     Register("WRITE_LINES", 0x0B8, Access.RO, "Lines written to host memory in this run"),
     Register("STALL_CYCLES", 0x0C0, Access.RO, "Cycles the datapath waited for data from host memory"),
     Register("SCRATCH", 0x0C8, Access.RW, "Scratch register for MMIO tests"),
+    Register(
+        "ARITH",
+        0x0D0,
+        Access.RO,
+        "Fixed-point formats of this engine's arithmetic (lowbit.fixed); the driver refuses a mismatch",
+        (
+            Field("CODE_FRAC", 0, 8, "fractional bits of m"),
+            Field("CORR_FRAC", 8, 8, "fractional bits of e"),
+            Field("STEP_FRAC", 16, 8, "fractional bits of STEP"),
+            Field("LOSS_FRAC", 24, 8, "fractional bits of the loss accumulator"),
+        ),
+    ),
 )
 
 REG: dict[str, Register] = {r.name: r for r in REGISTERS}
@@ -181,14 +195,20 @@ def code_table_address(code: int) -> int:
     return CODE_TABLE_BASE + 8 * code
 
 
-#: Layout of one code-table entry (write-only): m in [16:0] (int17), e in [47:32] (uint16).
+#: Layout of one code-table entry (write-only): m in [16:0] (int17), e in [55:32] (uint24).
 CODE_ENTRY = Register(
     "CODE_TABLE",
     CODE_TABLE_BASE,
     Access.WO,
     "Decoded double-sampling pair of code c at CODE_TABLE_BASE + 8*c",
-    (Field("M", 0, 17, "lo + hi, int17 at 2^-15"), Field("E", 32, 16, "(hi - lo)^2 / 4, uint16 at 2^-15")),
+    (Field("M", 0, 17, "lo + hi, int17 at 2^-15"), Field("E", 32, CORR_BITS, f"(hi - lo)^2 / 4, uint{CORR_BITS} at 2^-{CORR_FRAC}")),
 )
+
+
+def arith_value() -> int:
+    """ARITH as an engine built from this tree reports it (and as the driver expects it)."""
+    return REG["ARITH"].encode(CODE_FRAC=CODE_FRAC, CORR_FRAC=CORR_FRAC, STEP_FRAC=STEP_FRAC,
+                               LOSS_FRAC=LOSS_FRAC)
 
 
 def encode_code_entry(m: int, e: int) -> int:

@@ -29,6 +29,7 @@ Core <-> shell contract
 # class annotations, and string annotations would leave every layout below silently EMPTY.
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+from lowbit.fixed import CORR_BITS
 
 from .ccip import CCIP_ADDR_BITS
 
@@ -74,7 +75,7 @@ class CodeTableWriteSignature(wiring.Signature):
     """One code-table entry per ``en`` pulse (driven by the CSR block)."""
 
     def __init__(self):
-        super().__init__({"en": Out(1), "index": Out(9), "m": Out(17), "e": Out(16)})
+        super().__init__({"en": Out(1), "index": Out(9), "m": Out(17), "e": Out(CORR_BITS)})
 
 
 class CoreSignature(wiring.Signature):

@@ -14,13 +14,13 @@ Arithmetic (formats in :mod:`lowbit.fixed`; ``>>`` is an arithmetic shift, ``rnd
   - ``dot_i = sum_j m_ij * w0_j``                      exact (|dot| <= F * 2^46 < 2^60 for F <= 2^14)
   - ``r_i   = sat32(rnd(dot_i, 15) - y_i)``            residual at 2^-24
   - ``loss += (r_i * r_i) >> 16``                      uint64, saturating, at 2^-32
-  - ``G_j  += m_ij * r_i - e_ij * w0_j``               exact 64-bit (|G| < 2^60 for B <= 4096)
+  - ``G_j  += m_ij * r_i - rnd(e_ij * w0_j, 8)``       64-bit at 2^-39 (|G| < 2^60 for B <= 4096)
 
 * At the end of the minibatch, for every feature: ``w_j = sat32(w0_j - rnd(sat32(rnd(G_j, 15)) *
   STEP, 32))``, then ``G = 0``.
 * After each epoch the engine writes the model (a snapshot) and the epoch's loss accumulator.
 
-``e_ij * w0_j`` is the double-sampling correction: with ``m`` the mean of two independent
+``e_ij * w0_j`` (at 2^-47, rounded onto the 2^-39 of ``m * r``) is the double-sampling correction: with ``m`` the mean of two independent
 stochastic roundings and ``e`` a quarter of their squared difference, ``E[m_j m_k] = a_j a_k`` for
 ``j != k`` and ``E[m_j^2 - e_j] = a_j^2``, so the gradient is unbiased (docs/zipml.md).
 """
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lowbit.fixed import CODE_FRAC, INT32_MAX, INT32_MIN, LOSS_SHIFT, STEP_FRAC, UINT64_MAX, rshift_round, sat32
+from lowbit.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, INT32_MAX, INT32_MIN, LOSS_SHIFT, STEP_FRAC, UINT64_MAX, rshift_round, sat32
 from lowbit.registers import MAX_BATCH, MAX_COPIES, MAX_EPOCHS, ErrorCode
 
 
@@ -112,8 +112,8 @@ def _check_inputs(cfg: EngineConfig, codes, labels, table_m, table_e):
     table_e = np.asarray(table_e, dtype=np.int64)
     if table_m.shape[0] < ncodes or table_e.shape[0] < ncodes:
         raise ValueError(f"code table needs {ncodes} entries for {cfg.bits} bits")
-    if np.abs(table_m).max() > (1 << 16) or table_e.min() < 0 or table_e.max() >= (1 << 16):
-        raise ValueError("code table entries out of range (m is int17, e is uint16)")
+    if np.abs(table_m).max() > (1 << 16) or table_e.min() < 0 or table_e.max() >= (1 << CORR_BITS):
+        raise ValueError(f"code table entries out of range (m is int17, e is uint{CORR_BITS})")
     return codes, labels, table_m, table_e
 
 
@@ -148,7 +148,7 @@ def run(cfg: EngineConfig, codes, labels, table_m, table_e, *, progress=None) ->
             Mb, Eb, yb = M[start : start + b], E[start : start + b], y[start : start + b]
             r = sat32(rshift_round(Mb @ w, CODE_FRAC) - yb)
             loss += int(((r * r) >> LOSS_SHIFT).sum())
-            G = Mb.T @ r - w * Eb.sum(axis=0)
+            G = Mb.T @ r - rshift_round(Eb * w, CORR_SHIFT).sum(axis=0)
             gs = sat32(rshift_round(G, CODE_FRAC))
             w = sat32(w - rshift_round(gs * cfg.step, STEP_FRAC))
         models[epoch] = w

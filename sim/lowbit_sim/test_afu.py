@@ -22,7 +22,7 @@ import cocotb
 from lowbit.fixed import step_to_fixed
 from lowbit.format import FORMAT_VERSION
 from lowbit.registers import (AFU_ID_H, AFU_ID_L, CODE_TABLE_BASE, DFH_VALUE, REG, REGISTERS, Access, Ctrl,
-                              ErrorCode, State)
+                              ErrorCode, State, arith_value)
 
 from . import golden
 from .afu_tb import TB, make_dataset, random_config, scoreboard
@@ -112,6 +112,7 @@ async def check_mmio_map(tb: TB, dut) -> None:
     assert caps["LINE_BITS"] == len(dut.ccip__c0_rx__data)
     assert caps["FORMAT_VERSION"] == FORMAT_VERSION and caps["MODEL_FRAC"] == 24
     assert 1 <= caps["LANES"] <= 32 and caps["MAX_FEATURES"] >= 32
+    assert await tb.read_reg("ARITH") == arith_value()
     st = await tb.status()
     assert st["STATE"] == State.IDLE and st["ERROR"] == ErrorCode.NONE
     # Every RW register keeps what was written, cut to its width.
@@ -125,7 +126,7 @@ async def check_mmio_map(tb: TB, dut) -> None:
         want = values[r.name] & ((1 << r.width) - 1)
         assert got == want, f"{r.name}: read 0x{got:x} after writing 0x{values[r.name]:x}"
     # Unknown addresses, the write-only CTRL and code table read as 0 (and are answered).
-    for address in (0x0D0, 0x0F8, 0x800, REG["CTRL"].address, CODE_TABLE_BASE, CODE_TABLE_BASE + 8 * 510, 0x1FF8):
+    for address in (0x0D8, 0x0F8, 0x800, REG["CTRL"].address, CODE_TABLE_BASE, CODE_TABLE_BASE + 8 * 510, 0x1FF8):
         assert await tb.model.mmio_read64(address) == 0, f"0x{address:x} does not read as 0"
     # Writes to read-only registers are ignored.
     await tb.write_reg("DFH", 0)

@@ -18,6 +18,7 @@ from lowbit.registers import (
     Ctrl,
     ErrorCode,
     State,
+    arith_value,
 )
 
 from .backend import Backend, check_mmio_offset, check_u64
@@ -80,6 +81,12 @@ class Device:
                 raise DeviceError(
                     f"not a lowbit AFU: AFU_ID is {afu_id[0]:016x}{afu_id[1]:016x}, expected {AFU_UUID.hex}")
             self.caps: dict[str, int] = REG["CAPS"].decode(self.mmio_read64(REG["CAPS"].address))
+            arith = self.mmio_read64(REG["ARITH"].address)
+            if arith != arith_value():
+                raise DeviceError(
+                    f"the engine's fixed-point formats {REG['ARITH'].decode(arith)} differ from this "
+                    f"driver's {REG['ARITH'].decode(arith_value())}: it was built from another lowbit; "
+                    "rebuild the bitstream (or the simulator) from this tree")
         except BaseException:
             self.close()
             raise

@@ -7,19 +7,21 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from lowbit.fixed import CORR_BITS
+
 from ..interfaces import CodeTableWriteSignature
 from .params import CODE_BITS, MASK_CODE, check_lanes
 
 __all__ = ["CodeTable", "entry_layout"]
 
-entry_layout = data.StructLayout({"m": signed(17), "e": unsigned(16)})
+entry_layout = data.StructLayout({"m": signed(17), "e": unsigned(CORR_BITS)})
 
 
 class CodeTable(wiring.Component):
     """One copy of the code table per lane, each with two synchronous read ports.
 
     Every lane looks up a different code each cycle in both passes, so each lane owns a
-    512 x 33-bit table: one true-dual-port block RAM per lane (port A: dot pass, port B: gradient
+    512 x 41-bit table: one true-dual-port block RAM per lane (port A: dot pass, port B: gradient
     pass; writes from ``table`` share port B's address, which is free while the host writes the
     table between runs). Entry 511 is not writable: it is the "no feature" code the dot pass
     substitutes for padding lanes, and reads ``m = e = 0``.
@@ -37,7 +39,7 @@ class CodeTable(wiring.Component):
     a_m : Out(ArrayLayout(signed(17), lanes))
     b_addr : In(ArrayLayout(unsigned(9), lanes))
     b_m : Out(ArrayLayout(signed(17), lanes))
-    b_e : Out(ArrayLayout(unsigned(16), lanes))
+    b_e : Out(ArrayLayout(unsigned(CORR_BITS), lanes))
     """
 
     def __init__(self, *, lanes: int):
@@ -50,7 +52,7 @@ class CodeTable(wiring.Component):
             "a_m": Out(data.ArrayLayout(signed(17), lanes)),
             "b_addr": In(codes),
             "b_m": Out(data.ArrayLayout(signed(17), lanes)),
-            "b_e": Out(data.ArrayLayout(unsigned(16), lanes)),
+            "b_e": Out(data.ArrayLayout(unsigned(CORR_BITS), lanes)),
         })
 
     def elaborate(self, platform):

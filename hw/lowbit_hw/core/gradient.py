@@ -7,7 +7,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from lowbit.fixed import CODE_FRAC, STEP_FRAC
+from lowbit.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, STEP_FRAC
 
 from .arith import rnd, sat
 from .dot import counter_bits, residual_layout
@@ -67,7 +67,7 @@ class GradientPass(wiring.Component):
             "rb_data": In(codes),
             "table_addr": Out(codes),
             "table_m": In(data.ArrayLayout(signed(17), lanes)),
-            "table_e": In(data.ArrayLayout(unsigned(16), lanes)),
+            "table_e": In(data.ArrayLayout(unsigned(CORR_BITS), lanes)),
             "model_addr": Out(range(row_beats_max)),
             "model_data": In(row),
             "w_en": Out(1),
@@ -117,7 +117,7 @@ class GradientPass(wiring.Component):
         # clock-to-out + multiply + add in one cycle was the critical path).
         g2 = stage("g2", r=signed(32))
         tm2 = [Signal(signed(17), name=f"g2_m{lane}") for lane in range(L)]
-        te2 = [Signal(unsigned(16), name=f"g2_e{lane}") for lane in range(L)]
+        te2 = [Signal(unsigned(CORR_BITS), name=f"g2_e{lane}") for lane in range(L)]
         w2 = [Signal(signed(32), name=f"g2_w{lane}") for lane in range(L)]
         gg2 = [Signal(signed(64), name=f"g2_g{lane}") for lane in range(L)]
         m.d.sync += [g2[n].eq(g1[n]) for n in g1]
@@ -127,12 +127,14 @@ class GradientPass(wiring.Component):
 
         g3 = stage("g3")
         mr = [Signal(signed(49), name=f"g3_mr{lane}") for lane in range(L)]
-        ew = [Signal(signed(49), name=f"g3_ew{lane}") for lane in range(L)]
+        # e*w at 2^-47 plus the rounding constant of rnd(e*w, CORR_SHIFT), added with the partial
+        # products (g4 then needs only a shift, no fourth adder)
+        ew = [Signal(signed(CORR_BITS + 33), name=f"g3_ew{lane}") for lane in range(L)]
         g3_g = [Signal(signed(64), name=f"g3_g{lane}") for lane in range(L)]
         g3_w = [Signal(signed(32), name=f"g3_w{lane}") for lane in range(L)]
         m.d.sync += [g3[n].eq(g2[n]) for n in g3]
         for lane in range(L):
-            m.d.sync += [mr[lane].eq(tm2[lane] * g2["r"]), ew[lane].eq(te2[lane] * w2[lane]),
+            m.d.sync += [mr[lane].eq(tm2[lane] * g2["r"]), ew[lane].eq(te2[lane] * w2[lane] + (1 << (CORR_SHIFT - 1))),
                          g3_g[lane].eq(gg2[lane]), g3_w[lane].eq(w2[lane])]
 
         g4 = stage("g4")
@@ -140,7 +142,7 @@ class GradientPass(wiring.Component):
         g4_w = [Signal(signed(32), name=f"g4_w{lane}") for lane in range(L)]
         m.d.sync += [g4[n].eq(g3[n]) for n in g4]
         for lane in range(L):
-            m.d.sync += [g4_g[lane].eq(g3_g[lane] + mr[lane] - ew[lane]), g4_w[lane].eq(g3_w[lane])]
+            m.d.sync += [g4_g[lane].eq(g3_g[lane] + mr[lane] - (ew[lane] >> CORR_SHIFT)), g4_w[lane].eq(g3_w[lane])]
 
         clr_left = Signal(range(D + 1))
         clr_addr = Signal(range(D))

@@ -15,14 +15,14 @@ from amaranth.lib.wiring import In, Out
 from lowbit.fixed import MODEL_FRAC
 from lowbit.format import FORMAT_VERSION
 from lowbit.registers import (AFU_ID_H, AFU_ID_L, CODE_ENTRY, CODE_TABLE_BASE, CODE_TABLE_ENTRIES,
-                              DFH_VALUE, REG, REGISTERS, Access)
+                              DFH_VALUE, REG, REGISTERS, Access, arith_value)
 
 from ..ccip import CcipSignature
 from ..interfaces import CodeTableWriteSignature, CoreStatus, RunConfig
 
 __all__ = ["RegisterBlock", "ro_constants"]
 
-#: RO registers that are constants of every build (CAPS is added per build).
+#: RO registers that are constants of every build (CAPS and ARITH are added per build).
 _RO_CONSTANTS = {"DFH": DFH_VALUE, "AFU_ID_L": AFU_ID_L, "AFU_ID_H": AFU_ID_H, "DFH_RSVD0": 0, "DFH_RSVD1": 0}
 
 
@@ -30,7 +30,7 @@ def ro_constants(*, line_bits: int, lanes: int, max_features: int) -> dict[str, 
     """Values of the constant RO registers of a build (DFH, AFU_ID_L/H, reserved words, CAPS)."""
     caps = REG["CAPS"].encode(LINE_BITS=line_bits, LANES=lanes, MAX_FEATURES=max_features,
                               MODEL_FRAC=MODEL_FRAC, FORMAT_VERSION=FORMAT_VERSION)
-    return {**_RO_CONSTANTS, "CAPS": caps}
+    return {**_RO_CONSTANTS, "CAPS": caps, "ARITH": arith_value()}
 
 
 class RegisterBlock(wiring.Component):
