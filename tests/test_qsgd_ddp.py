@@ -81,9 +81,14 @@ def _worker(rank, port, queue):
         plain = _model()
         loss_fn(plain(X[:64]), y[:64]).backward()
         expected = torch.stack(_gather(_flat_grad(plain))).mean(0)
-        for name, state in [("fine", QSGDState(s=2**20 - 1)),
-                            ("4bit_elias", QSGDState(s=7, format="elias", seed=1))]:
-            model = DDP(_model())
+        for name, state, ddp_args in [
+                ("fine", QSGDState(s=2**20 - 1), {}),
+                ("4bit_elias", QSGDState(s=7, format="elias", seed=1), {}),
+                # ~1 KB buckets from the first pass on (DDP buckets by size from the start only
+                # when it looks for unused parameters): the 771 parameters come in 2 buckets
+                ("fine_buckets", QSGDState(s=2**20 - 1),
+                 dict(bucket_cap_mb=0.001, find_unused_parameters=True))]:
+            model = DDP(_model(), **ddp_args)
             model.register_comm_hook(state, qsgd_hook)
             loss_fn(model(X[:64]), y[:64]).backward()
             got = _flat_grad(model.module)
@@ -130,6 +135,14 @@ def test_hook_returns_the_average_of_the_workers_gradients(reports):
         coarse = rep["4bit_elias"]
         assert coarse["identical"]                   # every worker decodes the same bytes
         assert 0 < coarse["max_err"] <= coarse["grad_norm"]
+
+
+def test_hook_averages_every_bucket_when_ddp_uses_several(reports):
+    for rep in reports.values():
+        r = rep["fine_buckets"]
+        assert r["messages"] >= 2                    # one message per DDP bucket
+        assert r["max_err"] <= r["grad_norm"] / (2**20 - 1) * 2
+        assert r["identical"]
 
 
 def test_bytes_sent_are_the_real_message_lengths(reports):
