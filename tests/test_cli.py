@@ -77,3 +77,13 @@ def test_serial_backend_needs_a_port_that_exists(capsys, tmp_path):
     assert code == 2 and "--port" in err
     code, _, err = run_cli(capsys, "info", "--backend", "serial", "--port", str(tmp_path / "ttyNOPE"))
     assert code == 1 and "cannot open serial port" in err
+
+
+def test_info_reports_the_engine_build_and_its_fixed_point_formats(capsys):
+    from lowbit.fixed import CODE_FRAC, CORR_FRAC
+
+    code, out, _ = run_cli(capsys, "info")
+    assert code == 0
+    rows = dict(line.split() for line in out.splitlines())
+    assert rows["LINE_BITS"] == "512" and rows["LANES"] == "32"
+    assert rows["CODE_FRAC"] == str(CODE_FRAC) and rows["CORR_FRAC"] == str(CORR_FRAC)

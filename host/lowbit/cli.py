@@ -220,6 +220,8 @@ def cmd_info(args) -> int:
     with open_device(args.backend, **_device_options(args)) as dev:
         for k, v in dev.caps.items():
             print(f"{k:16s} {v}")
+        for k, v in dev.arith.items():              # equal to lowbit.fixed (checked at open)
+            print(f"{k:16s} {v}")
     return 0
 
 

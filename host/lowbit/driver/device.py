@@ -87,6 +87,7 @@ class Device:
                     f"the engine's fixed-point formats {REG['ARITH'].decode(arith)} differ from this "
                     f"driver's {REG['ARITH'].decode(arith_value())}: it was built from another lowbit; "
                     "rebuild the bitstream (or the simulator) from this tree")
+            self.arith: dict[str, int] = REG["ARITH"].decode(arith)
         except BaseException:
             self.close()
             raise
