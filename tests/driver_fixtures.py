@@ -18,9 +18,9 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
-from lowbit.format import FORMAT_VERSION
-from lowbit.registers import AFU_ID_H, AFU_ID_L, DFH_VALUE, REG, ErrorCode, State, arith_value
+from lowbit.registers import REG, ErrorCode, State
 from lowbit_hw.ccip import CcipSignature
+from lowbit_hw.shell.csr import ro_constants
 
 #: CAPS the double reports (LANES 0 marks it as not an engine).
 DOUBLE_MAX_FEATURES = 1024
@@ -45,8 +45,8 @@ class DmaTestAFU(wiring.Component):
         m = Module()
         c = self.ccip
         W = self.line_bits
-        caps = REG["CAPS"].encode(LINE_BITS=W, LANES=0, MAX_FEATURES=DOUBLE_MAX_FEATURES, MODEL_FRAC=24,
-                                  FORMAT_VERSION=FORMAT_VERSION)
+        # The build constants (DFH, AFU_ID, CAPS, ARITH) exactly as the engine's RegisterBlock has them
+        constants = ro_constants(line_bits=W, lanes=0, max_features=DOUBLE_MAX_FEATURES)
         regs = {n: Signal(64, name=n.lower()) for n in
                 ("SCRATCH", "DATA_ADDR", "MODEL_ADDR", "STATUS_ADDR", "ROWS", "RUN_ID", "BITS")}
         state = Signal(2)
@@ -64,8 +64,7 @@ class DmaTestAFU(wiring.Component):
         m.d.comb += byte_addr.eq(c.c0_rx.mmio_address << 2)
         rd_data = Signal(64)
         with m.Switch(byte_addr):
-            for name, value in (("DFH", DFH_VALUE), ("AFU_ID_L", AFU_ID_L), ("AFU_ID_H", AFU_ID_H), ("CAPS", caps),
-                                ("ARITH", arith_value())):
+            for name, value in constants.items():
                 with m.Case(REG[name].address):
                     m.d.comb += rd_data.eq(value)
             for name, sig in regs.items():

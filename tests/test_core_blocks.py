@@ -53,6 +53,15 @@ async def get(ctx, stream):
 # BitPlaneDecoder
 
 
+async def load_decoder(ctx, dut, *, bits, count):
+    """Set the decoder up for ``count`` lines of ``bits``-bit codes: a one-cycle ``load`` pulse."""
+    ctx.set(dut.bits, bits)
+    ctx.set(dut.count, count)
+    ctx.set(dut.load, 1)
+    await ctx.tick()
+    ctx.set(dut.load, 0)
+
+
 @pytest.mark.parametrize("bits", range(1, 9))
 @pytest.mark.parametrize("line_bits, lanes", [(64, 4), (128, 32)])
 def test_decoder_matches_unpack_codes(bits, line_bits, lanes):
@@ -71,11 +80,7 @@ def test_decoder_matches_unpack_codes(bits, line_bits, lanes):
     accepted = []
 
     async def producer(ctx):
-        ctx.set(dut.bits, bits)
-        ctx.set(dut.count, len(values))
-        ctx.set(dut.load, 1)
-        await ctx.tick()
-        ctx.set(dut.load, 0)
+        await load_decoder(ctx, dut, bits=bits, count=len(values))
         for v in values + [12345]:  # one extra line: must not be taken
             await gap(ctx, rng, 0.4)
             ctx.set(dut.lines.valid, 1)
@@ -109,11 +114,7 @@ def test_decoder_full_rate():
     valid_cycles = []
 
     async def bench(ctx):
-        ctx.set(dut.bits, bits)
-        ctx.set(dut.count, 3 * 20)
-        ctx.set(dut.load, 1)
-        await ctx.tick()
-        ctx.set(dut.load, 0)
+        await load_decoder(ctx, dut, bits=bits, count=3 * 20)
         ctx.set(dut.lines.valid, 1)
         ctx.set(dut.beats.ready, 1)
         for cycle in range(100):
@@ -133,11 +134,7 @@ def test_decoder_memory_bound_takes_a_line_every_cycle():
     taken = []
 
     async def bench(ctx):
-        ctx.set(dut.bits, bits)
-        ctx.set(dut.count, 9 * 10)
-        ctx.set(dut.load, 1)
-        await ctx.tick()
-        ctx.set(dut.load, 0)
+        await load_decoder(ctx, dut, bits=bits, count=9 * 10)
         ctx.set(dut.lines.valid, 1)
         ctx.set(dut.beats.ready, 1)
         for cycle in range(9 * 10):

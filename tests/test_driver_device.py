@@ -201,6 +201,7 @@ def test_close_stops_the_server_and_is_idempotent(double_server):
 
 
 def test_killed_simulator_raises_within_bounded_time(double_server):
+    others = set(children_of(os.getpid()))  # e.g. multiprocessing's resource tracker
     dev = open_device("sim", server=double_server, memory=64 << 20, latency=100_000)
     proc = dev.backend.server.process
     start_copy(dev, 20000)  # 20000 / 8 in flight * 100k cycles: minutes of simulation
@@ -210,10 +211,11 @@ def test_killed_simulator_raises_within_bounded_time(double_server):
         dev.wait(30)
     assert time.monotonic() - t0 < 2
     assert dev.closed and proc.poll() is not None
-    assert children_of(os.getpid()) == []
+    assert set(children_of(os.getpid())) - others == set()  # no simulator left behind
 
 
 def test_stalled_simulator_raises_within_io_timeout(double_server):
+    others = set(children_of(os.getpid()))  # e.g. multiprocessing's resource tracker
     dev = open_device("sim", server=double_server, memory=1 << 20, io_timeout=0.5)
     proc = dev.backend.server.process
     os.kill(proc.pid, signal.SIGSTOP)
@@ -222,10 +224,11 @@ def test_stalled_simulator_raises_within_io_timeout(double_server):
         dev.read_reg("SCRATCH")
     assert time.monotonic() - t0 < 3
     assert proc.poll() is not None  # killed and reaped, not left stopped
-    assert children_of(os.getpid()) == []
+    assert set(children_of(os.getpid())) - others == set()  # no simulator left behind
 
 
 def test_timeout_raises_and_cleans_up(double_server):
+    others = set(children_of(os.getpid()))  # e.g. multiprocessing's resource tracker
     dev = open_device("sim", server=double_server, memory=64 << 20, latency=100_000)
     proc = dev.backend.server.process
     start_copy(dev, 20000)  # 20000 / 8 in flight * 100k cycles: minutes of simulation
@@ -234,7 +237,7 @@ def test_timeout_raises_and_cleans_up(double_server):
         dev.wait(0.3)
     assert time.monotonic() - t0 < 3
     assert dev.closed and proc.poll() is not None
-    assert children_of(os.getpid()) == []
+    assert set(children_of(os.getpid())) - others == set()  # no simulator left behind
 
 
 def test_server_dies_with_its_driver_process(double_server):
@@ -293,7 +296,7 @@ def test_an_engine_with_other_fixed_point_formats_is_refused():
     with a code table it misreads: the Device refuses it at open, naming both formats."""
     from lowbit.driver.backend import Backend
     from lowbit.driver.device import Device
-    from lowbit.registers import AFU_ID_H, arith_value
+    from lowbit.registers import AFU_ID_H, ARITH_VALUE
 
     class OldEngine(Backend):
         name = "old-engine"
@@ -302,7 +305,7 @@ def test_an_engine_with_other_fixed_point_formats_is_refused():
             self.closed = False
             self.regs = {REG["AFU_ID_L"].address: AFU_ID_L, REG["AFU_ID_H"].address: AFU_ID_H,
                          REG["ARITH"].address: REG["ARITH"].encode(
-                             **{**REG["ARITH"].decode(arith_value()), "CORR_FRAC": 15})}
+                             **{**REG["ARITH"].decode(ARITH_VALUE), "CORR_FRAC": 15})}
 
         def mmio_read64(self, offset):
             return self.regs.get(offset, 0)

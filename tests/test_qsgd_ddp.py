@@ -67,50 +67,47 @@ def _train(state, hook, X, y):
 def _worker(rank, port, queue):
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from lowbit.qsgd.ddp import AllreduceState, QSGDState, allreduce_hook, end_worker, qsgd_hook
+    from lowbit.qsgd.ddp import AllreduceState, QSGDState, allreduce_hook, gloo_worker, qsgd_hook
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=WORLD)
-    report = {}
-    try:
-        X, y = _data(rank)
-        loss_fn = torch.nn.functional.cross_entropy
+    with gloo_worker(rank, WORLD, port):           # leaves as every lowbit worker does (see there)
+        report = {}
+        try:
+            X, y = _data(rank)
+            loss_fn = torch.nn.functional.cross_entropy
 
-        # 1. One backward pass: the hook's result against the exact average of local gradients.
-        plain = _model()
-        loss_fn(plain(X[:64]), y[:64]).backward()
-        expected = torch.stack(_gather(_flat_grad(plain))).mean(0)
-        for name, state, ddp_args in [
-                ("fine", QSGDState(s=2**20 - 1), {}),
-                ("4bit_elias", QSGDState(s=7, format="elias", seed=1), {}),
-                # ~1 KB buckets from the first pass on (DDP buckets by size from the start only
-                # when it looks for unused parameters): the 771 parameters come in 2 buckets
-                ("fine_buckets", QSGDState(s=2**20 - 1),
-                 dict(bucket_cap_mb=0.001, find_unused_parameters=True))]:
-            model = DDP(_model(), **ddp_args)
-            model.register_comm_hook(state, qsgd_hook)
-            loss_fn(model(X[:64]), y[:64]).backward()
-            got = _flat_grad(model.module)
-            report[name] = dict(
-                max_err=float((got - expected).abs().max()),
-                grad_norm=float(expected.norm()),
-                identical=all(torch.equal(got, g) for g in _gather(got)),
-                bytes_sent=state.bytes_sent, messages=state.messages,
-                n=got.numel())
+            # 1. One backward pass: the hook's result against the exact average of local gradients.
+            plain = _model()
+            loss_fn(plain(X[:64]), y[:64]).backward()
+            expected = torch.stack(_gather(_flat_grad(plain))).mean(0)
+            for name, state, ddp_args in [
+                    ("fine", QSGDState(s=2**20 - 1), {}),
+                    ("4bit_elias", QSGDState(s=7, format="elias", seed=1), {}),
+                    # ~1 KB buckets from the first pass on (DDP buckets by size from the start only
+                    # when it looks for unused parameters): the 771 parameters come in 2 buckets
+                    ("fine_buckets", QSGDState(s=2**20 - 1),
+                     dict(bucket_cap_mb=0.001, find_unused_parameters=True))]:
+                model = DDP(_model(), **ddp_args)
+                model.register_comm_hook(state, qsgd_hook)
+                loss_fn(model(X[:64]), y[:64]).backward()
+                got = _flat_grad(model.module)
+                report[name] = dict(
+                    max_err=float((got - expected).abs().max()),
+                    grad_norm=float(expected.norm()),
+                    identical=all(torch.equal(got, g) for g in _gather(got)),
+                    bytes_sent=state.bytes_sent, messages=state.messages,
+                    n=got.numel())
 
-        # 2. Training: fp32 allreduce, QSGD 4-bit dense, 8-bit Elias with error feedback.
-        report["fp32"] = _train(AllreduceState(), allreduce_hook, X, y)
-        report["q4"] = _train(QSGDState(s=bits_to_levels(4)), qsgd_hook, X, y)
-        state = QSGDState(s=127, format="elias", error_feedback=True)
-        report["q8_ef"] = _train(state, qsgd_hook, X, y)
-        report["q8_ef"]["residuals"] = len(state.residuals)
-        queue.put((rank, report))
-    except Exception as exc:                       # report instead of hanging the parent
-        queue.put((rank, {"error": repr(exc)}))
-        dist.destroy_process_group()
-        raise
-    end_worker()                                   # the way every lowbit worker leaves (see there)
+            # 2. Training: fp32 allreduce, QSGD 4-bit dense, 8-bit Elias with error feedback.
+            report["fp32"] = _train(AllreduceState(), allreduce_hook, X, y)
+            report["q4"] = _train(QSGDState(s=bits_to_levels(4)), qsgd_hook, X, y)
+            state = QSGDState(s=127, format="elias", error_feedback=True)
+            report["q8_ef"] = _train(state, qsgd_hook, X, y)
+            report["q8_ef"]["residuals"] = len(state.residuals)
+            queue.put((rank, report))
+        except Exception as exc:                       # report instead of hanging the parent
+            queue.put((rank, {"error": repr(exc)}))
+            raise
 
 
 @pytest.fixture(scope="module")

@@ -205,10 +205,9 @@ CODE_ENTRY = Register(
 )
 
 
-def arith_value() -> int:
-    """ARITH as an engine built from this tree reports it (and as the driver expects it)."""
-    return REG["ARITH"].encode(CODE_FRAC=CODE_FRAC, CORR_FRAC=CORR_FRAC, STEP_FRAC=STEP_FRAC,
-                               LOSS_FRAC=LOSS_FRAC)
+#: ARITH as an engine built from this tree reports it (and as the driver expects it).
+ARITH_VALUE = REG["ARITH"].encode(CODE_FRAC=CODE_FRAC, CORR_FRAC=CORR_FRAC, STEP_FRAC=STEP_FRAC,
+                                  LOSS_FRAC=LOSS_FRAC)
 
 
 def encode_code_entry(m: int, e: int) -> int:

@@ -21,8 +21,8 @@ import cocotb
 
 from lowbit.fixed import step_to_fixed
 from lowbit.format import FORMAT_VERSION
-from lowbit.registers import (AFU_ID_H, AFU_ID_L, CODE_TABLE_BASE, DFH_VALUE, REG, REGISTERS, Access, Ctrl,
-                              ErrorCode, State, arith_value)
+from lowbit.registers import (AFU_ID_H, AFU_ID_L, ARITH_VALUE, CODE_TABLE_BASE, DFH_VALUE, REG, REGISTERS,
+                              Access, Ctrl, ErrorCode, State)
 
 from . import golden
 from .afu_tb import TB, make_dataset, random_config, scoreboard
@@ -112,7 +112,7 @@ async def check_mmio_map(tb: TB, dut) -> None:
     assert caps["LINE_BITS"] == len(dut.ccip__c0_rx__data)
     assert caps["FORMAT_VERSION"] == FORMAT_VERSION and caps["MODEL_FRAC"] == 24
     assert 1 <= caps["LANES"] <= 32 and caps["MAX_FEATURES"] >= 32
-    assert await tb.read_reg("ARITH") == arith_value()
+    assert await tb.read_reg("ARITH") == ARITH_VALUE
     st = await tb.status()
     assert st["STATE"] == State.IDLE and st["ERROR"] == ErrorCode.NONE
     # Every RW register keeps what was written, cut to its width.
@@ -200,18 +200,26 @@ async def bad_configuration_gives_its_error_code_then_reset_recovers(dut, case):
     await reset_and_prove_alive(tb, SEED0 + 3000)
 
 
+async def run_in_flight(dut, seed: int, *, features: int, bits: int, batch: int, epochs: int, run_id: int,
+                        cycles: int) -> TB:
+    """A fresh bench with a 64-row run started ``cycles`` ago (reads in flight, nowhere near done)."""
+    tb = TB(dut, seed=seed)
+    caps = await tb.setup()
+    rng = np.random.default_rng(seed)
+    ds = make_dataset(rng, rows=64, features=min(caps["MAX_FEATURES"], features), bits=bits,
+                      line_bits=caps["LINE_BITS"])
+    cfg = EngineConfig(rows=64, features=ds.features, bits=bits, batch=batch, epochs=epochs,
+                       step=step_to_fixed(0.001))
+    bufs = tb.alloc_run(ds, cfg.epochs)
+    await tb.program(ds, cfg, bufs, run_id=run_id)
+    await tb.ctrl(Ctrl.START)
+    await tb.cycles(cycles)
+    return tb
+
+
 @cocotb.test()
 async def start_while_busy_aborts_with_an_error_then_reset_recovers(dut):
-    tb = TB(dut, seed=SEED0 + 4000)
-    caps = await tb.setup()
-    rng = np.random.default_rng(SEED0 + 4000)
-    rows, features = 64, min(caps["MAX_FEATURES"], 256)
-    ds = make_dataset(rng, rows=rows, features=features, bits=4, line_bits=caps["LINE_BITS"])
-    cfg = EngineConfig(rows=rows, features=features, bits=4, batch=4, epochs=3, step=step_to_fixed(0.001))
-    bufs = tb.alloc_run(ds, cfg.epochs)
-    await tb.program(ds, cfg, bufs, run_id=2)
-    await tb.ctrl(Ctrl.START)
-    await tb.cycles(300)  # reads are in flight
+    tb = await run_in_flight(dut, SEED0 + 4000, features=256, bits=4, batch=4, epochs=3, run_id=2, cycles=300)
     assert (await tb.status())["STATE"] == State.BUSY
     await tb.ctrl(Ctrl.START)
     await expect_error(tb, ErrorCode.START_WHILE_BUSY, timeout=50_000)
@@ -221,14 +229,6 @@ async def start_while_busy_aborts_with_an_error_then_reset_recovers(dut):
 
 @cocotb.test()
 async def reset_in_the_middle_of_a_run_returns_to_idle_and_the_next_run_is_exact(dut):
-    tb = TB(dut, seed=SEED0 + 5000)
-    caps = await tb.setup()
-    rng = np.random.default_rng(SEED0 + 5000)
-    ds = make_dataset(rng, rows=64, features=min(caps["MAX_FEATURES"], 200), bits=6, line_bits=caps["LINE_BITS"])
-    cfg = EngineConfig(rows=64, features=ds.features, bits=6, batch=8, epochs=2, step=step_to_fixed(0.001))
-    bufs = tb.alloc_run(ds, cfg.epochs)
-    await tb.program(ds, cfg, bufs, run_id=3)
-    await tb.ctrl(Ctrl.START)
-    await tb.cycles(500)
+    tb = await run_in_flight(dut, SEED0 + 5000, features=200, bits=6, batch=8, epochs=2, run_id=3, cycles=500)
     tb.check()
     await reset_and_prove_alive(tb, SEED0 + 5000)

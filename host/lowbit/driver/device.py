@@ -12,13 +12,13 @@ from lowbit.registers import (
     AFU_ID_H,
     AFU_ID_L,
     AFU_UUID,
+    ARITH_VALUE,
     MMIO_SPAN,
     REG,
     Access,
     Ctrl,
     ErrorCode,
     State,
-    arith_value,
 )
 
 from .backend import Backend, check_mmio_offset, check_u64
@@ -81,13 +81,12 @@ class Device:
                 raise DeviceError(
                     f"not a lowbit AFU: AFU_ID is {afu_id[0]:016x}{afu_id[1]:016x}, expected {AFU_UUID.hex}")
             self.caps: dict[str, int] = REG["CAPS"].decode(self.mmio_read64(REG["CAPS"].address))
-            arith = self.mmio_read64(REG["ARITH"].address)
-            if arith != arith_value():
+            self.arith: dict[str, int] = REG["ARITH"].decode(self.mmio_read64(REG["ARITH"].address))
+            if self.arith != REG["ARITH"].decode(ARITH_VALUE):
                 raise DeviceError(
-                    f"the engine's fixed-point formats {REG['ARITH'].decode(arith)} differ from this "
-                    f"driver's {REG['ARITH'].decode(arith_value())}: it was built from another lowbit; "
+                    f"the engine's fixed-point formats {self.arith} differ from this driver's "
+                    f"{REG['ARITH'].decode(ARITH_VALUE)}: it was built from another lowbit; "
                     "rebuild the bitstream (or the simulator) from this tree")
-            self.arith: dict[str, int] = REG["ARITH"].decode(arith)
         except BaseException:
             self.close()
             raise

@@ -25,6 +25,7 @@ otherwise the carried error grows step after step.
 import gc
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,7 +34,7 @@ import torch.distributed as dist
 
 from .codec import FORMATS, NORMS, _check_params, decode, encode, quantize, variance_bound
 
-__all__ = ["QSGDState", "qsgd_hook", "AllreduceState", "allreduce_hook", "end_worker"]
+__all__ = ["QSGDState", "qsgd_hook", "AllreduceState", "allreduce_hook", "end_worker", "gloo_worker"]
 
 
 @dataclass
@@ -158,6 +159,22 @@ def allreduce_hook(state: AllreduceState, bucket: dist.GradBucket) -> torch.futu
     return fut.then(lambda f: f.value()[0].div_(world))
 
 
+@contextmanager
+def gloo_worker(rank: int, world_size: int, port: int):
+    """The life of one spawned data-parallel worker: join the gloo group at 127.0.0.1:``port``, run
+    the ``with`` body, and leave. On success the worker leaves through :func:`end_worker` (the process
+    ends there); on an exception it destroys the group and lets the exception go on to the parent.
+    """
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world_size)
+    try:
+        yield
+    except BaseException:
+        dist.destroy_process_group()
+        raise
+    end_worker()
+
+
 def end_worker(exitcode: int = 0) -> None:
     """Leave the gloo group together with the other workers and end this process, never returning.
 
@@ -168,7 +185,8 @@ def end_worker(exitcode: int = 0) -> None:
     process ("terminate called without an active exception", SIGABRT), seen about once in tens of
     runs on a loaded machine. So: wait for every worker (no collective still in flight), free the
     DDP objects while the interpreter is whole, shut the group down, flush, and leave through
-    ``os._exit`` without finalization. Call it last, after the results are sent to the parent.
+    ``os._exit`` without finalization. Call it last, after the results are sent to the parent
+    (:func:`gloo_worker` does).
     """
     dist.barrier()
     gc.collect()

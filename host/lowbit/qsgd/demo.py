@@ -115,14 +115,11 @@ def _train_one(args, rank, world, model_name, bits, seed, data):
 
 def _worker(rank, args, port, queue):
     import torch
-    import torch.distributed as dist
 
-    from .ddp import end_worker
+    from .ddp import gloo_worker
 
     torch.set_num_threads(1)                  # the machine is shared: one core per worker
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=args.workers)
-    try:
+    with gloo_worker(rank, args.workers, port):
         data = load_mnist()
         results = []
         for model_name in args.models:
@@ -137,10 +134,6 @@ def _worker(rank, args, port, queue):
                               f"{r['seconds']:.1f} s", flush=True)
         if rank == 0:
             queue.put(results)
-    except BaseException:
-        dist.destroy_process_group()
-        raise
-    end_worker()
 
 
 def summarise(results: list[dict]) -> list[dict]:

@@ -14,8 +14,8 @@ from amaranth.lib.wiring import In, Out
 
 from lowbit.fixed import MODEL_FRAC
 from lowbit.format import FORMAT_VERSION
-from lowbit.registers import (AFU_ID_H, AFU_ID_L, CODE_ENTRY, CODE_TABLE_BASE, CODE_TABLE_ENTRIES,
-                              DFH_VALUE, REG, REGISTERS, Access, arith_value)
+from lowbit.registers import (AFU_ID_H, AFU_ID_L, ARITH_VALUE, CODE_ENTRY, CODE_TABLE_BASE, CODE_TABLE_ENTRIES,
+                              DFH_VALUE, REG, REGISTERS, Access)
 
 from ..ccip import CcipSignature
 from ..interfaces import CodeTableWriteSignature, CoreStatus, RunConfig
@@ -30,7 +30,7 @@ def ro_constants(*, line_bits: int, lanes: int, max_features: int) -> dict[str, 
     """Values of the constant RO registers of a build (DFH, AFU_ID_L/H, reserved words, CAPS)."""
     caps = REG["CAPS"].encode(LINE_BITS=line_bits, LANES=lanes, MAX_FEATURES=max_features,
                               MODEL_FRAC=MODEL_FRAC, FORMAT_VERSION=FORMAT_VERSION)
-    return {**_RO_CONSTANTS, "CAPS": caps, "ARITH": arith_value()}
+    return {**_RO_CONSTANTS, "CAPS": caps, "ARITH": ARITH_VALUE}
 
 
 class RegisterBlock(wiring.Component):
