@@ -21,9 +21,15 @@ import numpy as np
 
 from .data import Dataset
 
-#: Engine clock used to turn cycles into modelled time unless the user states another:
-#: a typical user clock of an Arria 10 CCI-P card.
-DEFAULT_FMAX_MHZ = 200.0
+#: The engine clock that nextpnr last measured for the board build (routed fmax of the "sync"
+#: clock, the last "Max frequency" line of nextpnr's log), measured by ``make bitstream``
+#: (report: build/bitstream/report.txt). Every modelled engine time uses it unless the user
+#: states another clock. Update it, with the commit that changes the datapath, from a new run.
+MEASURED_FMAX_MHZ = 57.4
+#: The anchor's clock (ZipML-XeonFPGA's HARP user clock, 200 MHz). Never a default: any figure at
+#: this clock must be labelled an assumption, next to the one at MEASURED_FMAX_MHZ.
+ASSUMED_HARP_FMAX_MHZ = 200.0
+DEFAULT_FMAX_MHZ = MEASURED_FMAX_MHZ
 
 
 @dataclass
