@@ -181,12 +181,14 @@ def test_out_of_buffer_write_is_dropped_and_reported(dev):
 
 # ------------------------------------------------------------------------------ process model
 def test_socket_is_private(double_server):
-    d = runtime_dir()
-    assert stat.S_IMODE(d.stat().st_mode) == 0o700 and d.stat().st_uid == os.getuid()
     with open_device("sim", server=double_server, memory=1 << 20) as dev:
-        st = dev.backend.socket_path.stat()
+        path = dev.backend.socket_path
+        st = path.stat()
         assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
-        assert dev.backend.socket_path.parent == d
+        d = path.parent.stat()  # a fresh mkdtemp directory inside the runtime dir, not a fixed name
+        assert stat.S_IMODE(d.st_mode) == 0o700 and d.st_uid == os.getuid()
+        assert path.parent.parent == runtime_dir() and path.parent.name.startswith("lowbit-")
+    assert not path.exists() and not path.parent.exists()  # both removed at close
 
 
 def test_close_stops_the_server_and_is_idempotent(double_server):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -36,6 +38,26 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"--seed takes a non-negative integer, got {text!r}")
+    return v
+
+
+def _fmax(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"--fmax takes a positive clock in MHz, got {text!r}")
     return v
 
 
@@ -71,11 +93,11 @@ def _add_training_args(p: argparse.ArgumentParser, *, demo: bool = False):
                    help="per-sample step: w -= step * sum over the minibatch of the gradients (default: auto)")
     p.add_argument("--copies", type=_positive_int, default=None,
                    help="independently quantized copies, cycled over epochs (default: one per epoch, up to 8)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--backend", choices=BACKENDS, default="sim" if demo else "golden",
                    help="engine backend for the quantized runs; float runs float64 SGD only")
     p.add_argument("--no-float", action="store_true", help="skip the float64 reference run")
-    p.add_argument("--fmax", type=float, default=DEFAULT_FMAX_MHZ,
+    p.add_argument("--fmax", type=_fmax, default=DEFAULT_FMAX_MHZ,
                    help="engine clock in MHz for modelled time (default: %(default)s)")
     p.add_argument("--plot", type=Path, default=Path("out/demo.png") if demo else None, help="write a PNG plot")
     p.add_argument("--json", action="store_true", help="print one JSON summary instead of tables")
@@ -126,18 +148,105 @@ def _device_options(args) -> dict:
     return {"socket": args.socket} if args.socket else {}
 
 
+# ------------------------------------------------------------------------- checks before any work
+#: Image formats plot_runs can write; any other name gets ".png" appended (what matplotlib would
+#: otherwise do silently for a name without a suffix, or refuse for an unknown one).
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def output_path(path: Path, option: str, suffix: str, accepted: tuple[str, ...] = ()) -> Path:
+    """The file that will actually be written for ``path`` (``suffix`` appended unless the name
+    already ends in it or in one of ``accepted``), checked to be writable without creating anything.
+
+    Raises
+    ------
+    ValueError
+        Naming the option, the path and why it cannot be written.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (suffix, *accepted):
+        path = path.with_name(path.name + suffix)  # as numpy's savez and matplotlib's savefig do
+    if path.is_dir():
+        raise ValueError(f"{option} {path}: is a directory; give a file name")
+    parent = path.parent
+    while not parent.exists():  # the nearest existing folder must be a writable directory
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{option} {path}: cannot create its folder, {parent} is not a directory; "
+                         f"choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"{option} {path}: no permission to write there; choose another path")
+    return path
+
+
+def check_engine_limits(args) -> None:
+    """Batch, copies and epochs against the engine's limits (lowbit.registers), before any work."""
+    if args.backend == "float":
+        return  # float64 SGD has no engine limits
+    from .registers import MAX_BATCH, MAX_COPIES, MAX_EPOCHS
+
+    for option, value, limit in (("--batch", args.batch, MAX_BATCH), ("--copies", args.copies, MAX_COPIES),
+                                 ("--epochs", args.epochs, MAX_EPOCHS)):
+        if value is not None and value > limit:
+            raise ValueError(f"{option} {value} is more than the engine takes (at most {limit})")
+
+
+# ----------------------------------------------------------------------------------- divergence
+#: A run whose training loss exceeds this many times the loss of the all-zero model (mean y^2:
+#: predicting nothing) has diverged: a converging run stays below it from the first epoch on.
+DIVERGENCE_FACTOR = 100.0
+
+
+class Diverged(Exception):
+    """A run's loss became non-finite or grew past the divergence bound."""
+
+
+def check_divergence(run, zero_loss: float, auto: float) -> None:
+    """Raise :class:`Diverged` naming the run, the epoch and a smaller step if ``run`` diverged."""
+    bound = DIVERGENCE_FACTOR * max(zero_loss, 1e-12)
+    for epoch, loss in enumerate(run.train_loss, 1):
+        if not math.isfinite(loss) or loss > bound:
+            raise Diverged(f"{run.label} diverged at epoch {epoch}: training loss {loss:.3g}, more than "
+                           f"{DIVERGENCE_FACTOR:g} x the all-zero model's {zero_loss:.3g}; use a smaller --step "
+                           f"(this run: {run.step:.3g}; --step auto would use {auto:.3g})")
+
+
+def strict_json(obj):
+    """``(obj with every non-finite float replaced by None, whether any was)``, for standard JSON."""
+    replaced = False
+
+    def walk(x):
+        nonlocal replaced
+        if isinstance(x, float) and not math.isfinite(x):
+            replaced = True
+            return None
+        if isinstance(x, dict):
+            return {k: walk(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [walk(v) for v in x]
+        return x
+
+    return walk(obj), replaced
+
+
+def _emit_json(prepared, runs, plot, diverged: str | None):
+    summary, replaced = strict_json({"data": prepared.name, "rows": prepared.rows, "features": prepared.features,
+                                     "runs": [r.to_json() for r in runs], "plot": str(plot) if plot else None,
+                                     "diverged": diverged})
+    summary["nonfinite_as_null"] = replaced  # the flag: some number was NaN or infinite
+    print(json.dumps(summary, allow_nan=False))
+
+
 def cmd_train(args) -> int:
     from . import experiment as ex
 
-    prepared = ex.prepare(args.data, seed=args.seed)
-    step = auto_step(prepared.X, args.batch) if args.step == "auto" else args.step
-    copies = args.copies or min(args.epochs, 8)
-    runs = []
+    # Everything that can be refused is refused before any work: options, output paths, engine
+    # limits, then (with the engine's MAX_FEATURES) the data's size, before it is densified.
+    check_engine_limits(args)
+    plot = output_path(args.plot, "--plot", ".png", PLOT_SUFFIXES) if args.plot else None
+    model_path = output_path(args.save_model, "--save-model", ".npz") if args.save_model else None
     quiet = args.json
-    if not args.no_float:
-        runs.append(ex.run_float(prepared, step=step, batch=args.batch, epochs=args.epochs))
-        if not quiet:
-            print(f"float64: final loss {runs[-1].train_loss[-1]:.6f}", file=sys.stderr)
+    runs = []
     device = None
     try:
         if args.backend in ("sim", "serial"):
@@ -154,25 +263,46 @@ def cmd_train(args) -> int:
                       file=sys.stderr)
             max_features = device.caps["MAX_FEATURES"]
             line_bits = device.caps["LINE_BITS"]
+        elif args.backend == "golden":  # the golden model stands for the default engine build
+            from .driver.sim import DEFAULT_AFU
+
+            max_features, line_bits = DEFAULT_AFU["max_features"], DEFAULT_AFU["line_bits"]
         else:
             max_features, line_bits = None, 512
-        if args.backend != "float":
-            for bits in args.bits:
-                qds = ex.quantize(prepared, bits=bits, levels=args.levels, copies=copies, seed=args.seed,
-                                  line_bits=line_bits, max_features=max_features, progress=not quiet)
-                run = ex.run_engine(prepared, qds, backend=args.backend, step=step, batch=args.batch,
-                                    epochs=args.epochs, device=device, fmax_mhz=args.fmax,
-                                    levels_name=args.levels, progress=not quiet)
-                runs.append(run)
+        prepared = ex.prepare(args.data, seed=args.seed, max_features=max_features)
+        auto = auto_step(prepared.X, args.batch)
+        step = auto if args.step == "auto" else args.step
+        copies = args.copies or min(args.epochs, 8)
+        zero_loss = float(prepared.y @ prepared.y) / prepared.rows
+        try:
+            if not args.no_float:
+                runs.append(ex.run_float(prepared, step=step, batch=args.batch, epochs=args.epochs))
+                check_divergence(runs[-1], zero_loss, auto)
                 if not quiet:
-                    print(f"{run.label} on {run.backend}: final loss {run.train_loss[-1]:.6f}", file=sys.stderr)
+                    print(f"float64: final loss {runs[-1].train_loss[-1]:.6f}", file=sys.stderr)
+            if args.backend != "float":
+                for bits in args.bits:
+                    qds = ex.quantize(prepared, bits=bits, levels=args.levels, copies=copies, seed=args.seed,
+                                      line_bits=line_bits, max_features=max_features, progress=not quiet)
+                    run = ex.run_engine(prepared, qds, backend=args.backend, step=step, batch=args.batch,
+                                        epochs=args.epochs, device=device, fmax_mhz=args.fmax,
+                                        levels_name=args.levels, progress=not quiet)
+                    runs.append(run)
+                    check_divergence(run, zero_loss, auto)
+                    if not quiet:
+                        print(f"{run.label} on {run.backend}: final loss {run.train_loss[-1]:.6f}", file=sys.stderr)
+        except Diverged as exc:
+            if args.json:
+                _emit_json(prepared, runs, None, runs[-1].label)
+            print(f"lowbit: error: {exc}", file=sys.stderr)
+            return 1
     finally:
         if device is not None:
             device.close()
-    if args.save_model:
+    if model_path:
         import numpy as np
 
-        args.save_model.parent.mkdir(parents=True, exist_ok=True)
+        model_path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {}
         for r in runs:
             key = r.label.replace(" ", "_").replace("=", "")
@@ -180,37 +310,39 @@ def cmd_train(args) -> int:
             arrays[f"{key}_normalised"] = r.model
             arrays[f"{key}_coef"] = coef
             arrays[f"{key}_intercept"] = np.asarray(intercept)
-        np.savez(args.save_model, **arrays)
+        np.savez(model_path, **arrays)
         for r in runs:
-            r.model_path = str(args.save_model)
-    if args.plot:
+            r.model_path = str(model_path)
+    if plot:
         from .plots import plot_runs
 
-        plot_runs(runs, args.plot, title=f"{prepared.name}: {prepared.rows} x {prepared.features}, "
-                                         f"batch {args.batch}, step {step:.3g}")
+        plot_runs(runs, plot, title=f"{prepared.name}: {prepared.rows} x {prepared.features}, "
+                                    f"batch {args.batch}, step {step:.3g}")
     if args.json:
-        print(json.dumps({"data": prepared.name, "rows": prepared.rows, "features": prepared.features,
-                          "runs": [r.to_json() for r in runs], "plot": str(args.plot) if args.plot else None},
-                         indent=None))
+        _emit_json(prepared, runs, plot, None)
     else:
         _print_table(runs, prepared)
-        if args.plot:
-            print(f"plot written to {args.plot}")
+        if plot:
+            print(f"plot written to {plot}")
+        if model_path:
+            print(f"models written to {model_path}")
     return 0
 
 
 def cmd_quantize(args) -> int:
     from . import experiment as ex
 
+    output = output_path(args.output, "-o", ".npz")  # np.savez appends .npz: report what is written
     prepared = ex.prepare(args.data, seed=args.seed)
     qds = ex.quantize(prepared, bits=args.bits, levels=args.levels, copies=args.copies, seed=args.seed,
                       line_bits=args.line_bits, progress=True)
-    qds.save(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    qds.save(output)
     fmt = qds.fmt
     print(f"{prepared.name}: {qds.rows} rows x {qds.features} features at b={fmt.bits} ({args.levels} levels), "
           f"{qds.copies} copies, {fmt.bytes_per_copy(qds.rows) / 1e6:.3f} MB per copy "
           f"({fmt.bytes_per_copy(qds.rows) / fmt.information_bytes(qds.rows):.3f} x information content) "
-          f"-> {args.output}")
+          f"-> {output}")
     return 0
 
 
@@ -249,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bits", type=int, choices=range(1, 9), metavar="B", required=True)
     p.add_argument("--levels", choices=("uniform", "optimal"), default="uniform")
     p.add_argument("--copies", type=_positive_int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--line-bits", type=int, choices=(64, 128, 256, 512), default=512)
     p.add_argument("-o", "--output", type=Path, required=True)
     p.set_defaults(func=cmd_quantize)
@@ -270,22 +402,23 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_qsgd_demo(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .driver.errors import DriverError
+
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"lowbit: error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        from .driver.errors import DriverError
-
-        if not isinstance(exc, DriverError):
-            raise
-        print(f"lowbit: device error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("lowbit: interrupted", file=sys.stderr)
         return 130
-
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"lowbit: error: {exc}", file=sys.stderr)
+        return 2
+    except DriverError as exc:
+        print(f"lowbit: device error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a folder that cannot be created, a full disk, an unusable build folder
+        what = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
+        print(f"lowbit: error: {what}", file=sys.stderr)
+        return 1
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,6 +13,9 @@ Loaders (no network access at run time):
 a path
     A LIBSVM / svmlight file (scikit-learn's ``load_svmlight_file``); labels with exactly two
     distinct values are mapped to -1 / +1 (classification), anything else is kept (regression).
+    The file is read sparse; its largest feature index is checked against ``max_features`` and
+    its dense size against the memory available *before* it is densified, so a stray index of
+    2,000,000,000 is a one-line error, not a 44 GiB allocation.
 
 :class:`Normalizer` maps features per column to [-1, 1], labels into [-1, 1], and appends a
 constant-1 intercept column; it records what maps a model trained in normalised units back to the
@@ -126,8 +129,58 @@ def mnist49(*, seed: int = 0, test_fraction: float = 0.2) -> Dataset:
     return Dataset("mnist49", X[train], y[train], X[test], y[test], task="classification")
 
 
-def load_libsvm(path, *, max_features: int | None = None) -> Dataset:
-    """A LIBSVM / svmlight file as a dense Dataset; ValueError naming the file on any problem."""
+def _too_many_features(name: str, features: int, max_features: int | None, extra_columns: int) -> str | None:
+    """The message refusing ``features`` (+ ``extra_columns``, the intercept) over ``max_features``."""
+    if max_features is None or features + extra_columns <= max_features:
+        return None
+    if extra_columns:
+        return (f"{name} has {features} features ({features + extra_columns} counting the intercept column), "
+                f"more than max_features = {max_features}")
+    return f"{name} has {features} features, more than max_features = {max_features}"
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (``MemAvailable`` of /proc/meminfo), None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if nbytes < 1024 or unit == "PiB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    raise AssertionError("unreachable")
+
+
+def check_dense_size(name: str, rows: int, features: int, *, available: int | None = None) -> None:
+    """Refuse a ``rows x features`` float64 array larger than the memory available (ValueError naming both)."""
+    need = int(rows) * int(features) * 8
+    available = available_memory() if available is None else available
+    if available is not None and need > available:
+        raise ValueError(f"{name}: {rows} rows x {features} features is {_size(need)} as dense float64, more than "
+                         f"the {_size(available)} of memory available")
+
+
+def load_libsvm(path, *, max_features: int | None = None, extra_columns: int = 0) -> Dataset:
+    """A LIBSVM / svmlight file as a dense Dataset; ValueError naming the file on any problem.
+
+    Parameters
+    ----------
+    max_features : int, optional
+        Refuse more features than this (the engine's MAX_FEATURES), counting ``extra_columns``.
+    extra_columns : int
+        Columns the caller will add (1 for the intercept), counted against ``max_features``.
+
+    The file is parsed into a sparse matrix first; the feature count (its largest index) and the
+    dense size are checked before :meth:`~scipy.sparse.csr_matrix.toarray` allocates anything.
+    """
     from sklearn.datasets import load_svmlight_file
 
     path = os.fspath(path)
@@ -139,8 +192,10 @@ def load_libsvm(path, *, max_features: int | None = None) -> Dataset:
         raise ValueError(f"malformed LIBSVM file {path!r}: {exc}") from None
     if Xs.shape[0] == 0 or Xs.shape[1] == 0:
         raise ValueError(f"LIBSVM file {path!r} holds no data (shape {Xs.shape})")
-    if max_features is not None and Xs.shape[1] > max_features:
-        raise ValueError(f"LIBSVM file {path!r} has {Xs.shape[1]} features, more than max_features = {max_features}")
+    too_many = _too_many_features(f"LIBSVM file {path!r}", Xs.shape[1], max_features, extra_columns)
+    if too_many:
+        raise ValueError(f"{too_many} (its largest feature index is {Xs.shape[1]})")
+    check_dense_size(f"LIBSVM file {path!r}", Xs.shape[0], Xs.shape[1])
     X = Xs.toarray()
     classes = np.unique(y)
     task = "regression"
@@ -154,13 +209,17 @@ def load_libsvm(path, *, max_features: int | None = None) -> Dataset:
         raise ValueError(f"LIBSVM file {path!r}: {exc}") from None
 
 
-def load_dataset(spec: str, *, seed: int = 0, max_features: int | None = None) -> Dataset:
+def load_dataset(spec: str, *, seed: int = 0, max_features: int | None = None, extra_columns: int = 0) -> Dataset:
     """A data set by name: ``"synthetic"``, ``"synthetic:N:F"``, ``"mnist49"`` or a LIBSVM path.
+
+    ``max_features`` (counting ``extra_columns``, e.g. 1 for the intercept the Normalizer adds) and
+    the memory available are checked before any data is generated or densified.
 
     Raises
     ------
     ValueError
-        Unknown spec, malformed file, or more than ``max_features`` features.
+        Unknown spec, malformed file, more than ``max_features`` features, or data larger than
+        the memory available.
     """
     if not isinstance(spec, (str, os.PathLike)):
         raise ValueError(f"dataset spec must be a string, got {spec!r}")
@@ -173,18 +232,22 @@ def load_dataset(spec: str, *, seed: int = 0, max_features: int | None = None) -
                 raise ValueError
         except (ValueError, IndexError):
             raise ValueError(f"bad synthetic spec {spec!r}: expected 'synthetic' or 'synthetic:N:F'") from None
-        if max_features is not None and feats > max_features:
-            raise ValueError(f"{spec} has {feats} features, more than max_features = {max_features}")
+        too_many = _too_many_features(spec, feats, max_features, extra_columns)
+        if too_many:
+            raise ValueError(too_many)
+        if rows >= 1 and feats >= 1:
+            check_dense_size(spec, rows + max(1, rows // 5), feats)  # with its test split
         ds = synthetic(rows, feats, seed=seed)
     elif spec == "mnist49":
         ds = mnist49(seed=seed)
     elif os.path.exists(spec):
-        return load_libsvm(spec, max_features=max_features)
+        return load_libsvm(spec, max_features=max_features, extra_columns=extra_columns)
     else:
         raise ValueError(f"unknown dataset {spec!r}: expected 'synthetic', 'synthetic:N:F', 'mnist49' "
                          f"or the path of a LIBSVM file")
-    if max_features is not None and ds.features > max_features:
-        raise ValueError(f"{ds.name} has {ds.features} features, more than max_features = {max_features}")
+    too_many = _too_many_features(ds.name, ds.features, max_features, extra_columns)
+    if too_many:
+        raise ValueError(too_many)
     return ds
 
 
@@ -211,8 +274,10 @@ class Normalizer:
     def fit(self, X, y) -> "Normalizer":
         X, y = _check_xy(X, y, "Normalizer.fit")
         lo, hi = X.min(axis=0), X.max(axis=0)
-        self.center = (lo + hi) / 2
-        self.half_range = (hi - lo) / 2
+        # Halve before adding: (hi - lo) / 2 overflows to inf for a column spanning +-1e308, which
+        # would silently zero it; hi / 2 - lo / 2 is finite for every finite lo <= hi.
+        self.center = lo / 2 + hi / 2
+        self.half_range = hi / 2 - lo / 2
         ymax = float(np.max(np.abs(y)))
         self.y_scale = ymax if ymax > 0 else 1.0
         return self
@@ -237,7 +302,8 @@ class Normalizer:
             raise ValueError(f"X must have shape (rows, {self.features_in}), got {X.shape}")
         live = self.half_range > 0
         out = np.zeros(X.shape, dtype=np.float64)
-        out[:, live] = (X[:, live] - self.center[live]) / self.half_range[live]
+        with np.errstate(over="ignore"):  # test values far outside the range: +-inf, clipped to +-1
+            out[:, live] = (X[:, live] - self.center[live]) / self.half_range[live]
         np.clip(out, -1.0, 1.0, out=out)  # exact endpoints on the training data, clipped on test
         if self.intercept:
             out = np.hstack([out, np.ones((X.shape[0], 1))])
@@ -266,5 +332,5 @@ class Normalizer:
         coef = np.zeros(self.features_in)
         coef[live] = self.y_scale * wf[live] / self.half_range[live]
         b = w[-1] if self.intercept else 0.0
-        intercept = self.y_scale * (b - float(np.sum(wf[live] * self.center[live] / self.half_range[live])))
+        intercept = self.y_scale * (b - float(np.sum(wf[live] * (self.center[live] / self.half_range[live]))))
         return coef, float(intercept)

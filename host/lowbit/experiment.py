@@ -43,7 +43,9 @@ class Prepared(Dataset):
 def prepare(spec: str, *, seed: int = 0, max_features: int | None = None) -> Prepared:
     from .data import Normalizer, load_dataset
 
-    ds = load_dataset(spec, seed=seed, max_features=max_features)
+    # The intercept column the Normalizer appends counts against the engine's limit: checked
+    # here, before the data is generated or densified.
+    ds = load_dataset(spec, seed=seed, max_features=max_features, extra_columns=1)
     norm = Normalizer().fit(ds.X, ds.y)
     X = norm.transform_X(ds.X)
     y = norm.transform_y(ds.y)

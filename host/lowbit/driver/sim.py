@@ -6,7 +6,9 @@ reads and applies writes directly in the mapping. Accesses outside every registe
 nothing and are reported by :meth:`check` as a :class:`DeviceError` naming the address. MMIO and
 control go over a Unix socket (0600, in a 0700 per-user directory); every exchange has a deadline,
 so a dead or stalled simulator raises :class:`SimulatorDied` within ``io_timeout`` seconds, and the
-private server process is always reaped (it also dies with this process, PR_SET_PDEATHSIG).
+private server process is always reaped. It runs in its own session (a terminal's Ctrl-C reaches
+this process only, which stops the server in order) and exits by itself when this *process* ends,
+however it ends and whichever thread opened the device (it watches a pipe only this process holds).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from .errors import DeviceError, DriverError, SimulatorDied
 #: IO address of the arena's first byte: low addresses (0, small offsets) are never valid buffers.
 ARENA_IO_BASE = 1 << 32
 PAGE = 4096
+#: The AFU a private simulator builds unless told otherwise (the full CCI-P configuration); read
+#: at each open, and by ``lowbit train --backend golden`` for the engine's limits.
+DEFAULT_AFU = dict(line_bits=512, lanes=32, max_features=8192)
 
 
 class SimBackend(Backend):
@@ -39,8 +44,8 @@ class SimBackend(Backend):
         ``lowbit_hw`` AFU exported with ``line_bits``, ``lanes``, ``max_features``.
     server : path, optional
         A prebuilt server executable (skips the build).
-    line_bits, lanes, max_features : int
-        Build parameters of the default AFU.
+    line_bits, lanes, max_features : int, optional
+        Build parameters of the default AFU (default: :data:`DEFAULT_AFU`).
     memory : int
         Arena bytes (sparse: pages cost memory only when touched).
     latency : int or (int, int)
@@ -54,14 +59,18 @@ class SimBackend(Backend):
     name = "sim"
     alignment = PAGE
 
-    def __init__(self, *, socket: str | Path | None = None, verilog=None, server=None, line_bits: int = 512,
-                 lanes: int = 32, max_features: int = 8192, memory: int = 1 << 30,
+    def __init__(self, *, socket: str | Path | None = None, verilog=None, server=None,
+                 line_bits: int | None = None, lanes: int | None = None, max_features: int | None = None,
+                 memory: int = 1 << 30,
                  latency: int | tuple[int, int] = (100, 400), seed: int = 0, io_timeout: float = 10.0):
         from lowbit_sim.simserver import protocol as proto
 
+        line_bits = DEFAULT_AFU["line_bits"] if line_bits is None else line_bits
+        lanes = DEFAULT_AFU["lanes"] if lanes is None else lanes
+        max_features = DEFAULT_AFU["max_features"] if max_features is None else max_features
         self._proto = proto
         lat = (latency, latency) if isinstance(latency, (int, np.integer)) else tuple(latency)
-        if len(lat) != 2 or not 1 <= lat[0] <= lat[1] < (1 << 32):
+        if len(lat) != 2 or not 1 <= lat[0] <= lat[1] <= proto.MAX_LATENCY:
             raise ValueError(f"latency must be a cycle count >= 1 or a (lo, hi) range, got {latency!r}")
         if not io_timeout > 0:
             raise ValueError("io_timeout must be positive")
@@ -73,6 +82,8 @@ class SimBackend(Backend):
         self._closed = False
         self._heap = HostArena(memory, PAGE)  # validates memory before anything starts
         self.memory = self._heap.size
+        if self.memory > proto.MAX_ARENA:
+            raise ValueError(f"memory must be at most {proto.MAX_ARENA} bytes (the simulator's limit), got {memory}")
         try:
             if socket is None:
                 from lowbit_sim import simserver
@@ -82,7 +93,10 @@ class SimBackend(Backend):
                         server = simserver.build_afu_server(line_bits, lanes, max_features)
                     else:
                         server = simserver.build_server(verilog, line_bits=line_bits)
-                self.server = simserver.start_server(Path(server), line_bits=line_bits)
+                try:
+                    self.server = simserver.start_server(Path(server), line_bits=line_bits)
+                except RuntimeError as exc:  # it did not start: say why, as a driver error
+                    raise SimulatorDied(str(exc)) from None
                 socket = self.server.socket_path
             self.socket_path = Path(socket)
             self._connect()
@@ -112,16 +126,31 @@ class SimBackend(Backend):
         self._sock = s
 
     def _dead(self, what: str) -> SimulatorDied:
+        """Tear down after the connection failed; the error says how the server ended."""
         if self.server is not None:
             # Give a dying process a moment so the message can say how it ended.
             for _ in range(20):
                 if not self.server.alive():
                     break
                 time.sleep(0.005)
-            how = self.server.describe_exit()
-            msg = f"simulator process {self.server.pid} {how} ({what})"
+            msg = f"simulator process {self.server.pid} {self.server.describe_exit()} ({what})"
         else:
             msg = f"simulator at {self.socket_path}: {what}"
+        self._teardown()
+        return SimulatorDied(msg)
+
+    def _stalled(self, op) -> SimulatorDied:
+        """Tear down after ``op`` got no answer in time, saying whether the server was stopped."""
+        what = f"no answer to {self._proto.Op(op).name} within {self.io_timeout:g} s"
+        if self.server is None:
+            self._teardown()
+            return SimulatorDied(f"simulator at {self.socket_path}: {what}; disconnected from it")
+        pid = self.server.pid
+        if self.server.stopped():
+            msg = (f"simulator process {pid} was stopped by a signal (SIGSTOP or SIGTSTP): {what}; "
+                   f"it has been killed")
+        else:
+            msg = f"simulator process {pid} stalled: {what}; it has been killed"
         self._teardown()
         return SimulatorDied(msg)
 
@@ -142,10 +171,17 @@ class SimBackend(Backend):
                     raise self._dead("it closed the connection")
                 buf += chunk
         except socket.timeout:
-            raise self._dead(f"no answer to {proto.Op(op).name} within {self.io_timeout:g} s; stalled, killed") from None
+            raise self._stalled(op) from None
         except (BrokenPipeError, ConnectionResetError, ConnectionRefusedError) as exc:
             raise self._dead(f"connection lost: {exc}") from None
         status, _, ra, rb, rc, rd = proto.MSG.unpack(buf)
+        if status == proto.Status.BUSY:
+            self._teardown()
+            raise DriverError(f"the simulator at {self.socket_path} is busy with another client; wait for that "
+                              f"one to finish, or start another simulator (make sim-server)")
+        if status == proto.Status.DENIED:
+            self._teardown()
+            raise DriverError(f"the simulator at {self.socket_path} refused this user (it serves only its owner)")
         if status == proto.Status.MMIO_TIMEOUT:
             raise DeviceError(f"the AFU did not answer the MMIO read at 0x{a:x}")
         if status != proto.Status.OK:
@@ -200,8 +236,20 @@ class SimBackend(Backend):
         return self._call(self._proto.Op.STATUS)[1]
 
     def run_cycles(self, n: int) -> int:
-        """Clock the AFU ``n`` cycles right now (the server also runs freely while traffic is in flight)."""
-        return self._call(self._proto.Op.RUN, int(n))[1]
+        """Clock the AFU ``n`` cycles right now (the server also runs freely while traffic is in flight).
+
+        Sent in requests of at most 65536 cycles, so each one answers well within ``io_timeout``
+        (the server refuses more than ``MAX_RUN_CYCLES`` in one request).
+        """
+        n = int(n)
+        if n < 0:
+            raise ValueError(f"cycles must be >= 0, got {n}")
+        cycle = self.cycle()
+        while n > 0:
+            k = min(n, 1 << 16)
+            cycle = self._call(self._proto.Op.RUN, k)[1]
+            n -= k
+        return cycle
 
     def memory_stats(self) -> dict[str, int]:
         _, rd, wr, mx, viol = self._call(self._proto.Op.STATS)
@@ -220,9 +268,9 @@ class SimBackend(Backend):
         self._closed = True
 
     def close(self) -> None:
-        if self._closed:
-            return
-        if self._sock is not None and self.server is not None:
+        """Stop a private server, disconnect, unmap the arena. Idempotent, and complete even after
+        a failure already tore the connection down."""
+        if not self._closed and self._sock is not None and self.server is not None:
             try:  # a polite goodbye; the server exits when the socket closes anyway
                 self._sock.settimeout(1.0)
                 self._sock.sendall(self._proto.MSG.pack(self._proto.Op.SHUTDOWN, 0, 0, 0, 0, 0))

@@ -166,6 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs < 1 or args.batch_size < 1 or args.bucket < 1:
         print("lowbit qsgd-demo: error: epochs, batch size and bucket must be >= 1", file=sys.stderr)
         return 2
+    # Checked here, in the parent: a bad value would otherwise surface as a worker traceback
+    # only after the workers have started.
+    if not (np.isfinite(args.lr) and args.lr > 0):
+        print(f"lowbit qsgd-demo: error: --lr must be a positive number, got {args.lr}", file=sys.stderr)
+        return 2
+    if not (np.isfinite(args.momentum) and 0 <= args.momentum < 1):
+        print(f"lowbit qsgd-demo: error: --momentum must be in [0, 1), got {args.momentum}", file=sys.stderr)
+        return 2
+    if any(s < 0 for s in args.seeds):
+        print(f"lowbit qsgd-demo: error: --seeds must be non-negative, got {args.seeds}", file=sys.stderr)
+        return 2
     try:
         import torch.multiprocessing as mp
     except ImportError:

@@ -3,7 +3,9 @@
 ``build_server`` compiles ``harness.cpp`` (the CCI-P host-memory model and the control channel)
 with the AFU's Verilog into ``build/simserver/<hash>/lowbit-simserver``, rebuilding only when the
 Verilog, the harness or the build flags change. ``start_server`` runs it on a Unix socket in a
-per-user runtime directory (0700; the socket is 0600). ``python -m lowbit_sim.simserver`` (``make
+fresh private directory (``mkdtemp``, 0700; the socket is 0600), in its own session (a Ctrl-C on
+the terminal reaches the driver only, which then stops the server), tied to this *process* by a
+pipe whose end of file tells the server the driver is gone. ``python -m lowbit_sim.simserver`` (``make
 sim-server``) starts a long-lived one and prints its socket path. Protocol: :mod:`.protocol`;
 process model and errors: docs/driver.md.
 """
@@ -13,12 +15,13 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import secrets
 import select
 import shutil
 import signal
 import subprocess
+import stat
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,29 +39,47 @@ def repo_root() -> Path:
 
 
 def build_root() -> Path:
-    """``$LOWBIT_BUILD_DIR`` or ``<repo>/build``, with our ``simserver`` subfolder."""
-    root = Path(os.environ.get("LOWBIT_BUILD_DIR", repo_root() / "build")) / "simserver"
-    root.mkdir(parents=True, exist_ok=True)
+    """``$LOWBIT_BUILD_DIR`` or ``<repo>/build``, with our ``simserver`` subfolder.
+
+    Raises
+    ------
+    NotADirectoryError
+        The folder cannot be created (a file in the way, no permission); the message names the
+        folder and what to do.
+    """
+    env = os.environ.get("LOWBIT_BUILD_DIR")
+    root = Path(env or repo_root() / "build") / "simserver"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fix = (f"LOWBIT_BUILD_DIR={env} must be a writable directory (or unset it)" if env
+               else "make it writable, or set LOWBIT_BUILD_DIR to a writable directory")
+        raise NotADirectoryError(f"cannot create the build folder {root} ({exc.strerror}): {fix}") from None
     return root
 
 
 def runtime_dir() -> Path:
-    """A private per-user directory for sockets: ``$XDG_RUNTIME_DIR/lowbit`` or ``/tmp/lowbit-$UID``.
+    """Where private socket directories go: ``$XDG_RUNTIME_DIR`` if it is a private directory of
+    this user, else the system temporary directory.
 
-    Created 0700; refused if another user owns it or others can enter it.
+    Nothing here has a predictable name: each server gets its own :func:`tempfile.mkdtemp`
+    directory inside (see :func:`private_socket_dir`), so another local user cannot occupy it.
     """
     xdg = os.environ.get("XDG_RUNTIME_DIR")
-    d = Path(xdg) / "lowbit" if xdg and os.path.isdir(xdg) and os.access(xdg, os.W_OK) else Path(f"/tmp/lowbit-{os.getuid()}")
-    try:
-        d.mkdir(mode=0o700)
-    except FileExistsError:
-        pass
-    st = d.lstat()
-    if not d.is_dir() or d.is_symlink() or st.st_uid != os.getuid():
-        raise PermissionError(f"{d} is not a directory owned by this user; refusing to put sockets there")
-    if st.st_mode & 0o077:
-        os.chmod(d, 0o700)
-    return d
+    if xdg:
+        try:
+            st = os.lstat(xdg)
+        except OSError:
+            st = None
+        if (st is not None and stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
+                and not st.st_mode & 0o077 and os.access(xdg, os.W_OK | os.X_OK)):
+            return Path(xdg)
+    return Path(tempfile.gettempdir())
+
+
+def private_socket_dir() -> Path:
+    """A fresh directory only this user can enter (``mkdtemp``: 0700, an unguessable name)."""
+    return Path(tempfile.mkdtemp(prefix="lowbit-", dir=runtime_dir()))
 
 
 # ------------------------------------------------------------------------------ Verilog
@@ -183,14 +204,36 @@ def build_afu_server(line_bits: int = 512, lanes: int = 32, max_features: int = 
 
 
 # ------------------------------------------------------------------------------ process
+def process_state(pid: int) -> str | None:
+    """The kernel's one-letter state of ``pid`` (``R``, ``S``, ``T`` stopped, ``Z``...), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 @dataclass
 class ServerProcess:
-    """A running simulator server. :meth:`stop` ends it (and is idempotent)."""
+    """A running simulator server. :meth:`stop` ends it (and is idempotent).
+
+    Attributes
+    ----------
+    lifeline : int
+        Write end of the pipe the server watches (-1 if not tied to this process): closing it, or
+        this process ending in any way, makes the server exit.
+    private_dir : Path or None
+        The mkdtemp directory made for the socket (removed by :meth:`stop`), None for a socket
+        path the caller chose.
+    """
 
     process: subprocess.Popen
     socket_path: Path
     line_bits: int
     log: list[str] = field(default_factory=list)
+    lifeline: int = -1
+    private_dir: Path | None = None
+    socket_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the socket the server bound
 
     @property
     def pid(self) -> int:
@@ -199,15 +242,19 @@ class ServerProcess:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def stopped(self) -> bool:
+        """True if the process is stopped by a signal (SIGSTOP, SIGTSTP, a debugger)."""
+        return self.alive() and process_state(self.pid) in ("T", "t")
+
     def describe_exit(self) -> str:
         rc = self.process.poll()
         if rc is None:
-            return "still running"
+            return "was stopped (SIGSTOP or SIGTSTP)" if self.stopped() else "is still running"
         if rc < 0:
             try:
-                return f"killed by {signal.Signals(-rc).name}"
+                return f"was killed by {signal.Signals(-rc).name}"
             except ValueError:
-                return f"killed by signal {-rc}"
+                return f"was killed by signal {-rc}"
         err = ""
         if self.process.stderr is not None:
             try:
@@ -217,9 +264,14 @@ class ServerProcess:
         return f"exited with status {rc}" + (f": {err[-500:]}" if err else "")
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Terminate, then kill after ``timeout`` seconds; always reaps the process."""
+        """Terminate, then kill after ``timeout`` seconds; always reaps the process and removes
+        the socket it bound (only that file) and the private directory (only if empty)."""
         if self.process.poll() is None:
             self.process.terminate()
+            try:
+                os.kill(self.pid, signal.SIGCONT)  # a stopped process acts on SIGTERM only once continued
+            except ProcessLookupError:
+                pass
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -228,49 +280,90 @@ class ServerProcess:
         for s in (self.process.stdout, self.process.stderr):
             if s is not None:
                 s.close()
+        if self.lifeline >= 0:
+            os.close(self.lifeline)
+            self.lifeline = -1
+        remove_own_socket(self.socket_path, self.socket_id)
+        if self.private_dir is not None:
+            try:
+                self.private_dir.rmdir()
+            except OSError:
+                pass  # not empty: something else is in it, and it is not ours to delete
+
+
+def socket_id(path: Path) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of the socket at ``path``, None if there is none."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISSOCK(st.st_mode) else None
+
+
+def remove_own_socket(path: Path, ident: tuple[int, int] | None) -> None:
+    """Unlink ``path`` only if it is still the very socket ``ident`` names."""
+    if ident is not None and socket_id(path) == ident:
         try:
-            self.socket_path.unlink()
+            os.unlink(path)
         except FileNotFoundError:
             pass
 
 
-def new_socket_path() -> Path:
-    """A fresh socket path; also removes sockets left by driver processes that were killed."""
-    d = runtime_dir()
-    for old in d.glob("sim-*-*.sock"):
-        try:
-            pid = int(old.name.split("-")[1])
-        except ValueError:
-            continue
-        if not Path(f"/proc/{pid}").exists():
-            old.unlink(missing_ok=True)
-    return d / f"sim-{os.getpid()}-{secrets.token_hex(4)}.sock"
-
-
 def start_server(exe: Path, *, socket_path: Path | None = None, once: bool = True, tie_to_parent: bool = True,
                  accept_timeout: float = 30.0, ready_timeout: float = 30.0, line_bits: int = 512) -> ServerProcess:
-    """Start ``exe`` on a fresh socket and wait until it listens.
+    """Start ``exe`` on a socket and wait until it listens.
 
     Parameters
     ----------
+    socket_path : path, optional
+        Where to listen. An existing file there is refused unless it is a stale socket (one nobody
+        listens on); default: ``sim.sock`` in a fresh :func:`private_socket_dir`.
     once : bool
         Exit when the first client disconnects (a driver's private simulator).
     tie_to_parent : bool
-        The server dies with this process (PR_SET_PDEATHSIG plus a getppid() watchdog).
+        The server exits when this process does, by any means (``kill -9`` included) and whichever
+        thread started it: it watches a pipe whose write end only this process holds.
     accept_timeout : float
         Exit if no client connects within this many seconds (0: wait forever).
+
+    Raises
+    ------
+    RuntimeError
+        The server did not start; the message says why (its own words when it refused the path).
     """
-    path = Path(socket_path) if socket_path else new_socket_path()
+    private_dir = None
+    if socket_path is None:
+        private_dir = private_socket_dir()
+        path = private_dir / "sim.sock"
+    else:
+        path = Path(socket_path)
     cmd = [str(exe), "--socket", str(path)]
+    if private_dir is not None:
+        cmd.append("--remove-dir")
     if once:
         cmd.append("--once")
     if accept_timeout:
         cmd += ["--accept-timeout", str(accept_timeout)]
+    pass_fds, lifeline = (), -1
     if tie_to_parent:
-        cmd += ["--parent", str(os.getpid())]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=False)
-    server = ServerProcess(proc, path, line_bits)
+        r, lifeline = os.pipe()  # both ends close-on-exec: only the server inherits r (pass_fds)
+        pass_fds = (r,)
+        cmd += ["--parent-fd", str(r)]
+    try:
+        # Its own session: the terminal's Ctrl-C (SIGINT to the foreground process group) reaches
+        # the driver only, which then stops the server in order, instead of both racing to die.
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                pass_fds=pass_fds, start_new_session=True)
+    except BaseException:
+        for fd in (*pass_fds, lifeline):
+            if fd >= 0:
+                os.close(fd)
+        if private_dir is not None:
+            private_dir.rmdir()
+        raise
+    for fd in pass_fds:
+        os.close(fd)
+    server = ServerProcess(proc, path, line_bits, lifeline=lifeline, private_dir=private_dir)
     deadline = time.monotonic() + ready_timeout
     line = b""
     try:
@@ -285,8 +378,13 @@ def start_server(exe: Path, *, socket_path: Path | None = None, once: bool = Tru
                     break
                 line += ch
         if not line.startswith(b"READY"):
-            why = server.describe_exit() if proc.poll() is not None else f"no READY within {ready_timeout:g} s"
+            if proc.poll() is None:
+                why = f"no READY within {ready_timeout:g} s"
+            else:
+                proc.wait()
+                why = server.describe_exit()
             raise RuntimeError(f"simulator server did not start ({why})")
+        server.socket_id = socket_id(path)
     except BaseException:
         server.stop()
         raise

@@ -24,6 +24,17 @@ def main(argv=None) -> int:
     p.add_argument("--verilog", type=Path, nargs="+", default=None,
                    help="simulate this AFU Verilog (top lowbit_afu) instead of exporting lowbit_hw's")
     args = p.parse_args(argv)
+    try:
+        return _serve(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (RuntimeError, OSError) as exc:  # a refused socket path, an unwritable build folder
+        print(f"lowbit-simserver: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _serve(args) -> int:
     print("building the simulator (cached after the first time)...", file=sys.stderr, flush=True)
     if args.verilog:
         exe = build_server(args.verilog, line_bits=args.line_bits)
@@ -32,18 +43,21 @@ def main(argv=None) -> int:
     server = start_server(exe, socket_path=args.socket, once=False, accept_timeout=0, line_bits=args.line_bits)
     print(server.socket_path, flush=True)
     print(f"simulator pid {server.pid}; attach with: lowbit train --backend sim --socket {server.socket_path}\n"
-          f"Ctrl-C stops it.", file=sys.stderr, flush=True)
+          f"One client at a time (others are told it is busy). Ctrl-C stops it.", file=sys.stderr, flush=True)
     signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    interrupted = False
     try:
         server.process.wait()
     except KeyboardInterrupt:
-        pass
+        interrupted = True  # the server runs in its own session: only we saw the Ctrl-C
     finally:
-        why = server.describe_exit()
+        ended = server.describe_exit()  # before stop(), which ends it either way
         server.stop()
-    print(f"simulator {why}", file=sys.stderr)
-    return 0
-
+    if interrupted:
+        print(f"simulator stopped; {server.socket_path} removed", file=sys.stderr)
+        return 0
+    print(f"simulator {ended}", file=sys.stderr)
+    return 1
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,6 +7,13 @@
 // the AFU has CCI-P traffic (or had some in the last IDLE_CYCLES); otherwise the server blocks on
 // the socket so an idle simulator costs no CPU.
 //
+// Trust (docs/driver.md, "Guarantees"): one client at a time, of this user only (SO_PEERCRED);
+// a second one is answered BUSY. Every size a client sends is checked against the arena it passed
+// and the limits below. The socket path is never taken from anything that is not a stale socket,
+// and only the socket this process bound is removed. A private server (--parent-fd) exits when the
+// driver *process* is gone: it watches the read end of a pipe whose write end only the driver
+// holds (end of file = the driver exited, however it ended, whichever thread started us).
+//
 // Built by lowbit_sim.simserver.build_server() with `verilator --cc --exe --build` against the
 // wrapper module lowbit_sim_top (plain port names, generated from lowbit_hw.ccip.CcipSignature).
 
@@ -26,9 +33,9 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <libgen.h>
 #include <poll.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -55,7 +62,14 @@ enum Op : uint32_t {
     OP_STATS = 10,         // -> a=lines read, b=lines written, c=max read lines in flight, d=almfull violations
     OP_RESET = 11,         // pulse rst, drop all memory traffic in flight
 };
-enum Status : uint32_t { ST_OK = 0, ST_BAD_REQUEST = 1, ST_MMIO_TIMEOUT = 2, ST_NOT_ATTACHED = 3 };
+enum Status : uint32_t {
+    ST_OK = 0,
+    ST_BAD_REQUEST = 1,   // malformed, or a size outside the limits below
+    ST_MMIO_TIMEOUT = 2,
+    ST_NOT_ATTACHED = 3,
+    ST_BUSY = 4,          // another client is attached; sent as the only reply, then closed
+    ST_DENIED = 5,        // the peer is another user (SO_PEERCRED)
+};
 
 struct Msg {
     uint32_t op, flags;
@@ -74,11 +88,22 @@ static constexpr uint64_t MMIO_TIMEOUT_CYCLES = 200000;
 static constexpr uint32_t RD_CAP_LINES = 256;     // read lines the host accepts in flight
 static constexpr uint32_t WR_CAP_LINES = 128;
 static constexpr uint32_t ALMFULL_SLACK = 8;      // CCI-P: up to 8 more requests after almost-full
+// Limits on what a client may ask for (a client's numbers are never trusted).
+static constexpr uint64_t MAX_ARENA = 1ull << 40;        // bytes of shared host memory
+static constexpr uint64_t MAX_IO_ADDRESS = 1ull << 56;   // arena io base + size (CCI-P line addresses are 42 bits)
+static constexpr uint32_t MAX_LATENCY = 1u << 20;        // cycles of memory latency
+static constexpr size_t MAX_REGIONS = 1u << 16;          // registered buffers
+static constexpr uint64_t MAX_RUN_CYCLES = 1ull << 20;   // cycles one RUN request may ask for
+static constexpr int CLIENT_RCV_TIMEOUT_S = 10;          // a torn message drops the client, never hangs us
 
 static void die(const char* what) {
     fprintf(stderr, "lowbit-simserver: %s: %s\n", what, strerror(errno));
     exit(2);
 }
+
+// Set by SIGTERM / SIGINT / SIGHUP: leave the main loop and clean up (the socket file) on the way out.
+static volatile sig_atomic_t g_stop = 0;
+static void on_stop_signal(int) { g_stop = 1; }
 
 // ------------------------------------------------------------------------------------ lines
 static inline void put_line(QData& dst, const uint8_t* src) { memcpy(&dst, src, LINE_BYTES); }
@@ -321,9 +346,19 @@ struct Server {
         int fd = -1;
         if (!recv_msg(client, m, &fd)) return false;
         Reply r{ST_OK, m.op, 0, 0, 0, 0};
+        if (fd >= 0 && m.op != OP_HELLO) {  // only HELLO carries a descriptor; never leak one
+            close(fd);
+            fd = -1;
+        }
         switch (m.op) {
         case OP_HELLO: {
-            if (fd < 0 || sim.attached || m.b == 0 || m.a % 4096) {
+            // The arena must fit the file it maps (a larger mapping faults on first touch), the
+            // limits, and the io address space without wrapping.
+            struct stat st{};
+            bool ok = fd >= 0 && !sim.attached && m.b != 0 && m.b <= MAX_ARENA && m.a % 4096 == 0 && m.a != 0 &&
+                      m.a <= MAX_IO_ADDRESS - m.b && fstat(fd, &st) == 0 && (uint64_t)st.st_size >= m.b &&
+                      (uint32_t)(m.c >> 32) <= MAX_LATENCY;
+            if (!ok) {
                 if (fd >= 0) close(fd);
                 r.status = ST_BAD_REQUEST;
                 break;
@@ -370,7 +405,9 @@ struct Server {
             break;
         }
         case OP_REGION_ADD:
-            if (!sim.attached || m.a < sim.io_base || m.b == 0 || m.a + m.b > sim.io_base + sim.mem_size) {
+            // Written so that no sum can wrap: offset and size each within the arena.
+            if (!sim.attached || m.a < sim.io_base || m.b == 0 || m.b > sim.mem_size ||
+                m.a - sim.io_base > sim.mem_size - m.b || sim.regions.size() >= MAX_REGIONS) {
                 r.status = ST_BAD_REQUEST;
                 break;
             }
@@ -394,7 +431,8 @@ struct Server {
             break;
         case OP_RUN:
             if (!sim.attached) { r.status = ST_NOT_ATTACHED; break; }
-            for (uint64_t i = 0; i < m.a; i++) sim.cycle();
+            if (m.a > MAX_RUN_CYCLES) { r.status = ST_BAD_REQUEST; break; }
+            for (uint64_t i = 0; i < m.a && !g_stop; i++) sim.cycle();
             r.a = sim.now;
             break;
         case OP_STATS:
@@ -418,44 +456,93 @@ struct Server {
 };
 
 static void usage() {
-    fprintf(stderr, "usage: lowbit-simserver --socket PATH [--once] [--accept-timeout S] [--parent PID]\n");
+    fprintf(stderr, "usage: lowbit-simserver --socket PATH [--once] [--accept-timeout S] [--parent-fd FD] [--remove-dir]\n");
     exit(2);
+}
+
+// Claim `path` for our socket. Only a stale socket (one nobody listens on) is replaced; any other
+// file, and a live socket, is left alone and refused with a message naming it.
+static bool claim_path(const std::string& path) {
+    struct stat st{};
+    if (lstat(path.c_str(), &st) != 0) return true;  // nothing there
+    if (!S_ISSOCK(st.st_mode)) {
+        fprintf(stderr, "lowbit-simserver: %s exists and is not a socket; refusing to replace it\n", path.c_str());
+        return false;
+    }
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    strcpy(a.sun_path, path.c_str());
+    bool live = connect(probe, (sockaddr*)&a, sizeof a) == 0 || errno != ECONNREFUSED;
+    close(probe);
+    if (live) {
+        fprintf(stderr, "lowbit-simserver: %s is a socket something is listening on; refusing to replace it\n",
+                path.c_str());
+        return false;
+    }
+    unlink(path.c_str());  // a stale socket: nobody listens on it
+    return true;
+}
+
+// Refuse a connection with a single reply (after reading the client's first request, so it is
+// never answered with a broken pipe), then close it. Bounded: waits at most 500 ms for the request.
+static void refuse(int c, uint32_t status) {
+    pollfd p{c, POLLIN, 0};
+    if (poll(&p, 1, 500) > 0) {
+        Msg m;
+        int fd = -1;
+        if (recv_msg(c, m, &fd) && fd >= 0) close(fd);
+    }
+    Reply r{status, 0, 0, 0, 0, 0};
+    send_reply(c, r);
+    close(c);
+}
+
+static bool same_user(int c) {
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    return getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.uid == getuid();
 }
 
 int main(int argc, char** argv) {
     std::string path;
-    bool once = false;
+    bool once = false, remove_dir = false;
     double accept_timeout = 0;  // 0: wait forever for a client
-    long parent = 0;
+    int parent_fd = -1;
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
         if (a == "--socket" && i + 1 < argc) path = argv[++i];
         else if (a == "--once") once = true;
         else if (a == "--accept-timeout" && i + 1 < argc) accept_timeout = atof(argv[++i]);
-        else if (a == "--parent" && i + 1 < argc) parent = atol(argv[++i]);
+        else if (a == "--parent-fd" && i + 1 < argc) parent_fd = atoi(argv[++i]);
+        else if (a == "--remove-dir") remove_dir = true;
         else usage();
     }
     if (path.empty()) usage();
-    if (parent) {
-        // Die with the driver: the kernel signals us when it exits, and we check in case it
-        // already died before prctl() took effect.
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) return 3;
-    }
     signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa{};
+    sa.sa_handler = on_stop_signal;  // no SA_RESTART: poll() returns EINTR and the loop sees g_stop
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGHUP, &sa, nullptr);
 
     int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (ls < 0) die("socket");
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
-    if (path.size() >= sizeof addr.sun_path) { fprintf(stderr, "socket path too long\n"); return 2; }
+    if (path.size() >= sizeof addr.sun_path) {
+        fprintf(stderr, "lowbit-simserver: socket path %s is too long (at most %zu bytes)\n", path.c_str(),
+                sizeof addr.sun_path - 1);
+        return 2;
+    }
     strcpy(addr.sun_path, path.c_str());
-    unlink(path.c_str());
+    if (!claim_path(path)) return 2;
     mode_t old = umask(0177);  // the socket is created 0600: only this user may drive the AFU
     if (bind(ls, (sockaddr*)&addr, sizeof addr) < 0) die("bind");
     umask(old);
-    chmod(path.c_str(), 0600);
-    if (listen(ls, 1) < 0) die("listen");
+    struct stat mine{};
+    lstat(path.c_str(), &mine);  // what we created: the only file we will ever remove
+    if (listen(ls, 4) < 0) die("listen");
 
     VerilatedContext ctx;
     ctx.commandArgs(1, argv);
@@ -471,35 +558,51 @@ int main(int argc, char** argv) {
 
     auto t0 = std::chrono::steady_clock::now();
     bool served = false;
-    while (!srv.shutdown) {
-        if (parent && getppid() != parent) break;  // watchdog behind PDEATHSIG
+    while (!srv.shutdown && !g_stop) {
+        if (srv.client < 0 && once && served) break;
+        // One poll over: the driver's lifeline, the listening socket, the client.
+        pollfd p[3] = {{parent_fd, POLLIN, 0}, {ls, POLLIN, 0}, {srv.client, POLLIN, 0}};
+        int timeout = srv.client >= 0 && sim.busy() ? 0 : 200;
+        if (poll(p, 3, timeout) < 0 && errno != EINTR) die("poll");
+        if (parent_fd >= 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) break;  // the driver is gone
+        if (p[1].revents & POLLIN) {
+            int c = accept4(ls, nullptr, nullptr, SOCK_CLOEXEC);
+            if (c >= 0) {
+                if (!same_user(c)) refuse(c, ST_DENIED);
+                else if (srv.client >= 0) refuse(c, ST_BUSY);
+                else {
+                    timeval tv{CLIENT_RCV_TIMEOUT_S, 0};
+                    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+                    srv.client = c;
+                    served = true;
+                    continue;
+                }
+            }
+        }
         if (srv.client < 0) {
-            if (once && served) break;
-            pollfd p{ls, POLLIN, 0};
-            int n = poll(&p, 1, 200);
-            if (n > 0) {
-                srv.client = accept4(ls, nullptr, nullptr, SOCK_CLOEXEC);
-                served = true;
-            } else if (accept_timeout > 0 && !served &&
-                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > accept_timeout) {
+            if (accept_timeout > 0 && !served &&
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > accept_timeout) {
                 fprintf(stderr, "lowbit-simserver: no client within %.1f s, exiting\n", accept_timeout);
                 break;
             }
             continue;
         }
-        if (sim.busy()) {
+        if (p[2].revents & (POLLIN | POLLHUP | POLLERR)) {
+            if (!srv.handle()) srv.detach();
+        } else if (sim.busy()) {
             for (int i = 0; i < CHUNK; i++) sim.cycle();
-            pollfd p{srv.client, POLLIN, 0};
-            if (poll(&p, 1, 0) > 0 && !srv.handle()) srv.detach();
-        } else {
-            // Nothing in flight: sleep on the socket (bounded, so the parent watchdog still runs).
-            pollfd p{srv.client, POLLIN, 0};
-            if (poll(&p, 1, 200) > 0 && !srv.handle()) srv.detach();
         }
     }
     if (srv.client >= 0) close(srv.client);
     close(ls);
-    unlink(path.c_str());
+    struct stat now{};
+    if (lstat(path.c_str(), &now) == 0 && now.st_dev == mine.st_dev && now.st_ino == mine.st_ino) {
+        unlink(path.c_str());
+        if (remove_dir) {  // the driver's private directory: removed only if it is now empty
+            std::string dir = path;
+            rmdir(dirname(&dir[0]));
+        }
+    }
     top.final();
     return 0;
 }

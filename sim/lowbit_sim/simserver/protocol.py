@@ -31,9 +31,19 @@ class Op(enum.IntEnum):
 
 class Status(enum.IntEnum):
     OK = 0
-    BAD_REQUEST = 1
+    BAD_REQUEST = 1  # malformed, or a size outside the server's limits (below)
     MMIO_TIMEOUT = 2
     NOT_ATTACHED = 3
+    BUSY = 4  # another client is attached: the only reply, then the server closes the connection
+    DENIED = 5  # the client is another user (SO_PEERCRED)
+
+
+# The server's limits on what a client may ask for (harness.cpp checks them; the driver keeps
+# inside them).
+MAX_ARENA = 1 << 40  # bytes of shared host memory
+MAX_LATENCY = 1 << 20  # cycles
+MAX_REGIONS = 1 << 16  # registered buffers
+MAX_RUN_CYCLES = 1 << 20  # cycles in one RUN request
 
 
 BAD_SEEN = 1
