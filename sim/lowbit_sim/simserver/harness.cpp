@@ -487,6 +487,8 @@ static bool claim_path(const std::string& path) {
 // Refuse a connection with a single reply (after reading the client's first request, so it is
 // never answered with a broken pipe), then close it. Bounded: waits at most 500 ms for the request.
 static void refuse(int c, uint32_t status) {
+    timeval tv{0, 500000};  // a torn request must not hold up the client being served
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     pollfd p{c, POLLIN, 0};
     if (poll(&p, 1, 500) > 0) {
         Msg m;
@@ -568,11 +570,11 @@ int main(int argc, char** argv) {
         if (p[1].revents & POLLIN) {
             int c = accept4(ls, nullptr, nullptr, SOCK_CLOEXEC);
             if (c >= 0) {
+                timeval tv{CLIENT_RCV_TIMEOUT_S, 0};
+                setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
                 if (!same_user(c)) refuse(c, ST_DENIED);
                 else if (srv.client >= 0) refuse(c, ST_BUSY);
                 else {
-                    timeval tv{CLIENT_RCV_TIMEOUT_S, 0};
-                    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
                     srv.client = c;
                     served = true;
                     continue;
