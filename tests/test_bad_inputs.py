@@ -37,6 +37,16 @@ PYPATH = os.pathsep.join(str(ROOT / p) for p in ("host", "hw", "sim"))
 
 
 # ------------------------------------------------------------------------------ helpers
+@pytest.fixture(autouse=True)
+def private_runtime_dir(tmp_path_factory, monkeypatch):
+    """Socket directories of this test go to a folder of its own, so the leftover check cannot
+    mistake another test session's simulator for one of ours."""
+    d = tmp_path_factory.mktemp("rt")
+    d.chmod(0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(d))
+    return d
+
+
 def leftovers(tmp_path: Path) -> dict:
     """What a case could leave behind: child processes, private socket dirs, files under tmp_path."""
     return {
