@@ -47,6 +47,15 @@ def private_runtime_dir(tmp_path_factory, monkeypatch):
     return d
 
 
+@pytest.fixture(scope="module", autouse=True)
+def warm_imports():
+    """Import the heavy modules once, so each case's time bound measures the command, not imports."""
+    import lowbit.experiment  # noqa: F401
+    import lowbit_sim.golden  # noqa: F401
+    import matplotlib.pyplot  # noqa: F401
+    import sklearn.datasets  # noqa: F401
+
+
 def leftovers(tmp_path: Path) -> dict:
     """What a case could leave behind: child processes, private socket dirs, files under tmp_path."""
     return {
