@@ -51,6 +51,7 @@ def private_runtime_dir(tmp_path_factory, monkeypatch):
 def warm_imports():
     """Import the heavy modules once, so each case's time bound measures the command, not imports."""
     import lowbit.experiment  # noqa: F401
+    import lowbit.qsgd.demo  # noqa: F401
     import lowbit_sim.golden  # noqa: F401
     import matplotlib.pyplot  # noqa: F401
     import sklearn.datasets  # noqa: F401
