@@ -18,9 +18,10 @@ from lowbit_hw.core import TrainingCore
 SMALL = dict(line_bits=64, lanes=4, max_features=256)
 
 
-def simulate(problem, *, core_kw=SMALL, seed=1, max_cycles=60_000, shell_kw=None, table=True, script=None):
+def simulate(problem, *, core_kw=SMALL, seed=1, max_cycles=60_000, shell_kw=None, table=True, script=None,
+             core_cls=TrainingCore):
     """Run ``problem`` on a fresh core; returns (shell model, final status, models, records, status record)."""
-    core = TrainingCore(**core_kw)
+    core = core_cls(**core_kw)
     rng = np.random.default_rng(seed)
     shell = ShellModel(core, problem.memory, rng, **(shell_kw or {}))
     out = {}

@@ -45,8 +45,11 @@ class Sequencer(wiring.Component):
     line_bits, lanes, max_features : int
     """
 
-    def __init__(self, *, line_bits: int, lanes: int, max_features: int):
+    def __init__(self, *, line_bits: int, lanes: int, max_features: int, samples_per_line: int | None = None):
+        # samples_per_line: the woven layout (WovenCore): a copy is groups * chunks blocks of
+        # b+1 lines, a group being samples_per_line rows; None: the planes layout.
         self.line_bits, self.lanes, self.max_features = line_bits, lanes, max_features
+        self.samples_per_line = samples_per_line
         rbm = max_features // lanes
         self.row_beats_max = rbm
         super().__init__({
@@ -63,6 +66,8 @@ class Sequencer(wiring.Component):
             "data_lines": Out(32),  # lines per copy = per epoch
             "rows_done": In(32), "dot_done": In(1), "loss": In(64), "stall": In(1),
             "data_fire": In(1), "label_fire": In(1),
+            # core-specific checks: CHECK waits while core_busy, then refuses core_error != 0
+            "core_busy": In(1), "core_error": In(8),
             "snapshot": Out(1),  # the snapshot writer owns model port A
             "model_addr": Out(range(rbm)), "model_data": In(data.ArrayLayout(signed(32), lanes)),
         })
@@ -71,7 +76,8 @@ class Sequencer(wiring.Component):
         m = Module()
         W, L = self.line_bits, self.lanes
         P = W // 32  # words per line
-        BB = W // L  # beats per block
+        S = self.samples_per_line
+        BB = 1 if S else W // L  # beats per block
         cfg = Signal(RunConfig)
         st = self.status
 
@@ -145,6 +151,8 @@ class Sequencer(wiring.Component):
             m.d.comb += err.eq(ErrorCode.BAD_COPIES)
         with m.Elif(cfg.step == 0):
             m.d.comb += err.eq(ErrorCode.BAD_STEP)
+        with m.Elif(~self.core_busy):
+            m.d.comb += err.eq(self.core_error)
 
         def guard():
             """End of every BUSY state's body (so its ``m.next`` wins): reset / start abort the run."""
@@ -170,6 +178,8 @@ class Sequencer(wiring.Component):
                 with m.If(err != 0):
                     m.d.sync += [st.error.eq(err), settle.eq(0)]
                     m.next = "FINISH_WAIT"
+                with m.Elif(self.core_busy):
+                    pass
                 with m.Else():
                     m.d.sync += [fpad.eq((cfg.features + ROW_ALIGN - 1) & ~(ROW_ALIGN - 1)),
                                  label_lines.eq((cfg.rows + P - 1) >> _log2(P))]
@@ -182,12 +192,15 @@ class Sequencer(wiring.Component):
                 guard()
             with m.State("SIZE2"):
                 m.d.comb += self.dp_rst.eq(1)
-                m.d.sync += nr.eq(cfg.rows * self.row_beats)
+                rows = ((cfg.rows + S - 1) >> _log2(S)) if S else cfg.rows  # woven: groups of S rows
+                m.d.sync += nr.eq(rows * self.row_beats)
                 m.next = "SIZE3"
                 guard()
             with m.State("SIZE3"):
                 m.d.comb += self.dp_rst.eq(1)
-                m.d.sync += [blocks.eq((nr + BB - 1) >> _log2(BB)), self.pad_beats.eq(-nr)]
+                m.d.sync += blocks.eq((nr + BB - 1) >> _log2(BB))
+                if not S:
+                    m.d.sync += self.pad_beats.eq(-nr)
                 m.next = "SIZE4"
                 guard()
             with m.State("SIZE4"):
