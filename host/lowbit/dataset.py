@@ -66,7 +66,7 @@ class QuantizedDataset:
         self.copies, self.rows, self.features = self.codes.shape
         self.seed = seed
         self.level_kind = level_kind
-        self._lines: np.ndarray | None = None
+        self._lines: tuple[LineFormat, np.ndarray] | None = None  # (layout packed in, lines)
 
     # -------------------------------------------------------------------------------- build
     @classmethod
@@ -150,15 +150,18 @@ class QuantizedDataset:
                    seed=None if isinstance(seed, np.random.Generator) else int(seed), level_kind=kind)
 
     # -------------------------------------------------------------------------------- lines
-    def data_lines(self) -> np.ndarray:
-        """All copies packed, ``(copies * lines_per_copy(N), line_bytes)`` uint8; copy k at k * lines_per_copy."""
-        if self._lines is None:
-            per = self.fmt.lines_per_copy(self.rows)
-            out = np.empty((self.copies * per, self.fmt.line_bytes), dtype=np.uint8)
+    def data_lines(self, fmt: LineFormat | None = None) -> np.ndarray:
+        """All copies packed, ``(copies * lines_per_copy(N), line_bytes)`` uint8; copy k at k * lines_per_copy.
+
+        ``fmt`` packs in another layout of the same data (an engine's, ``LineFormat.layout``)."""
+        fmt = fmt or self.fmt
+        if self._lines is None or self._lines[0] != fmt:
+            per = fmt.lines_per_copy(self.rows)
+            out = np.empty((self.copies * per, fmt.line_bytes), dtype=np.uint8)
             for k in range(self.copies):
-                out[k * per : (k + 1) * per] = pack_codes(self.codes[k], self.fmt)
-            self._lines = out
-        return self._lines
+                out[k * per : (k + 1) * per] = pack_codes(self.codes[k], fmt)
+            self._lines = (fmt, out)
+        return self._lines[1]
 
     def label_lines(self) -> np.ndarray:
         """Labels as int32 words, ``(label_lines(N), line_bytes)`` uint8."""
@@ -255,5 +258,5 @@ class QuantizedDataset:
         kind = str(need("level_kind"))
         ds = cls(fmt=fmt, levels=levels, levels_q=levels_q, codes=codes, labels_q=labels_q,
                  seed=None if seed < 0 else seed, level_kind=kind)
-        ds._lines = data
+        ds._lines = (fmt, data)
         return ds

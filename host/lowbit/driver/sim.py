@@ -39,8 +39,8 @@ class SimBackend(Backend):
         ``lowbit_hw`` AFU exported with ``line_bits``, ``lanes``, ``max_features``.
     server : path, optional
         A prebuilt server executable (skips the build).
-    line_bits, lanes, max_features : int
-        Build parameters of the default AFU.
+    line_bits, lanes, max_features, core, read_depth : int / str
+        Build parameters of the default AFU (``lowbit_hw.afu.LowbitAFU``).
     memory : int
         Arena bytes (sparse: pages cost memory only when touched).
     latency : int or (int, int)
@@ -55,7 +55,8 @@ class SimBackend(Backend):
     alignment = PAGE
 
     def __init__(self, *, socket: str | Path | None = None, verilog=None, server=None, line_bits: int = 512,
-                 lanes: int = 32, max_features: int = 8192, memory: int = 1 << 30,
+                 lanes: int = 32, max_features: int = 8192, core: str = "planes", read_depth: int = 256,
+                 memory: int = 1 << 30,
                  latency: int | tuple[int, int] = (100, 400), seed: int = 0, io_timeout: float = 10.0):
         from lowbit_sim.simserver import protocol as proto
 
@@ -79,7 +80,7 @@ class SimBackend(Backend):
 
                 if server is None:
                     if verilog is None:
-                        server = simserver.build_afu_server(line_bits, lanes, max_features)
+                        server = simserver.build_afu_server(line_bits, lanes, max_features, core, read_depth)
                     else:
                         server = simserver.build_server(verilog, line_bits=line_bits)
                 self.server = simserver.start_server(Path(server), line_bits=line_bits)

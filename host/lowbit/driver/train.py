@@ -10,10 +10,14 @@ and golden results are bit-identical (tests/test_driver_train.py).
 
 from __future__ import annotations
 
+import dataclasses
+
 import secrets
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from lowbit.format import LAYOUTS
 
 from lowbit.fixed import step_to_fixed
 from lowbit.format import EPOCH_RECORD, RECORD_BYTES
@@ -99,6 +103,9 @@ def engine_config(qds, *, step: float, batch: int, epochs: int, max_features: in
 
 def _estimate_cycles(cfg: EngineConfig, fmt, lanes: int) -> int:
     """A generous upper bound of the run's cycles (for the default timeout)."""
+    if fmt.layout == "woven":  # a line per cycle, and GROUP_GAP cycles per group at worst
+        groups = fmt.groups(cfg.rows)
+        return 2 * cfg.epochs * (fmt.lines_per_copy(cfg.rows) + groups * 64 + fmt.chunks * 64 + 1000)
     lanes = max(1, lanes)
     per_row = fmt.padded_features // lanes + 8
     per_batch = 2 * fmt.padded_features // lanes + 64
@@ -137,7 +144,13 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
     fmt = qds.fmt
     if fmt.line_bits != caps["LINE_BITS"]:
         raise ValueError(f"dataset packed for {fmt.line_bits}-bit lines, the engine has {caps['LINE_BITS']}-bit lines")
-    data = np.ascontiguousarray(qds.data_lines(), dtype=np.uint8)
+    layout = LAYOUTS.get(caps["FORMAT_VERSION"])
+    if layout is None:
+        raise ValueError(f"the engine reads line format {caps['FORMAT_VERSION']}, unknown to this lowbit "
+                         f"(it knows {sorted(LAYOUTS)})")
+    # The codes are the data set; the layout is the engine's: pack them as it reads them.
+    fmt = dataclasses.replace(fmt, layout=layout)
+    data = np.ascontiguousarray(qds.data_lines(fmt), dtype=np.uint8)
     labels = np.ascontiguousarray(qds.label_lines(), dtype=np.uint8)
     need = (cfg.copies * fmt.lines_per_copy(cfg.rows), fmt.line_bytes)
     if data.shape != need:
