@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from .driver.sim_engines import SIM_ENGINES
 from .experiment import DEFAULT_FMAX_MHZ
 
 BACKENDS = ("sim", "serial", "golden", "float")
@@ -64,7 +65,10 @@ def _add_training_args(p: argparse.ArgumentParser, *, demo: bool = False):
                    help="synthetic | synthetic:N:F | mnist49 | PATH to a LIBSVM file (default: %(default)s)")
     p.add_argument("--bits", type=_bits_list, default=[2, 4, 8] if demo else [4],
                    help="comma-separated bit widths, e.g. 2,4,8 (default: %(default)s)")
-    p.add_argument("--levels", choices=("uniform", "optimal"), default="optimal" if demo else "uniform")
+    p.add_argument("--levels", choices=("uniform", "optimal"), default="uniform")
+    p.add_argument("--engine", choices=("auto",) + tuple(SIM_ENGINES), default="auto",
+                   help="simulated engine: woven (bit-serial, time ~ bits; uniform levels only) or planes "
+                        "(lane-parallel, any levels); auto: woven for uniform levels, planes for optimal")
     p.add_argument("--epochs", type=_positive_int, default=8 if demo else 10)
     p.add_argument("--batch", type=_positive_int, default=16)
     p.add_argument("--step", type=_step, default="auto",
@@ -118,12 +122,17 @@ def _print_table(runs, prepared, out=None):
 
 
 def _device_options(args) -> dict:
-    """``open_device`` options from ``--socket`` (sim) or ``--port`` (serial)."""
+    """``open_device`` options from ``--socket`` (sim) or ``--port`` (serial), and ``--engine``."""
     if args.backend == "serial":
         if not args.port:
             raise ValueError("--backend serial needs --port (e.g. /dev/ttyUSB0)")
         return {"port": args.port}
-    return {"socket": args.socket} if args.socket else {}
+    if args.socket:
+        return {"socket": args.socket}
+    engine = getattr(args, "engine", "auto")
+    if engine == "auto":
+        engine = "planes" if getattr(args, "levels", "uniform") == "optimal" else "woven"
+    return dict(SIM_ENGINES[engine])
 
 
 def cmd_train(args) -> int:
