@@ -98,8 +98,9 @@ def _transpose8(x):
 
 
 @njit(cache=True)
-def _planes_from_slots(buf, nblocks, block0, geom, out):
-    """Write blocks ``block0 .. block0 + nblocks`` of ``out`` from their codes ``buf`` in slot order."""
+def _planes_from_slots(buf, nblocks, block0, geom, out, line_base):
+    """Write blocks ``block0 .. block0 + nblocks`` from their codes ``buf`` in slot order into
+    ``out``, whose first row is line ``line_base``."""
     nbits = geom[2]
     w = 1 << geom[1]
     low = min(nbits, 8)
@@ -114,9 +115,9 @@ def _planes_from_slots(buf, nblocks, block0, geom, out):
                 hi |= (c >> np.uint64(8)) << np.uint64(8 * t)
             lo = _transpose8(lo)
             for p in range(low):
-                out[plane_line(block0 + bi, p, geom), g] = np.uint8((lo >> np.uint64(8 * p)) & np.uint64(0xFF))
+                out[plane_line(block0 + bi, p, geom) - line_base, g] = np.uint8((lo >> np.uint64(8 * p)) & np.uint64(0xFF))
             if nbits > 8:  # b = 8: the ninth plane is byte 0 of the transposed high bits
-                out[plane_line(block0 + bi, 8, geom), g] = np.uint8(_transpose8(hi) & np.uint64(0xFF))
+                out[plane_line(block0 + bi, 8, geom) - line_base, g] = np.uint8(_transpose8(hi) & np.uint64(0xFF))
 
 
 @njit(cache=True)
@@ -193,7 +194,7 @@ def _code(x, lv, inv, cell, h):
 
 
 @njit(parallel=True, cache=True)
-def _quantize_pack_kernel(X, row0, nchunks, chunk_rows, lv, inv, cell, key, geom, out):
+def _quantize_pack_kernel(X, row0, nchunks, chunk_rows, lv, inv, cell, key, geom, out, line_base):
     """Chunks ``0 .. nchunks`` of rows of ``X`` (global row ``row0 + r``) into ``out``'s lines."""
     n, f = X.shape
     w = 1 << geom[1]
@@ -212,7 +213,7 @@ def _quantize_pack_kernel(X, row0, nchunks, chunk_rows, lv, inv, cell, key, geom
                 h = _mix64(ck + i * _GAMMA)
                 blk, s = code_slot(row0 + r, j, geom)
                 buf[(blk - b0) * w + s] = _code(np.float64(X[r, j]), lv, inv, cell, h)
-        _planes_from_slots(buf, bl - b0 + 1, b0, geom, out)
+        _planes_from_slots(buf, bl - b0 + 1, b0, geom, out, line_base)
 
 
 def chunk_rows(fmt: LineFormat) -> int:
@@ -221,15 +222,24 @@ def chunk_rows(fmt: LineFormat) -> int:
     return g * max(1, _CHUNK_VALUES // (g * fmt.padded_features))
 
 
-def quantize_pack(X, fmt: LineFormat, levels_q, *, seed=0, copy: int = 0, out=None, progress=None,
-                  super_rows: int | None = None) -> np.ndarray:
+def line_span(fmt: LineFormat, row0: int, row1: int) -> tuple[int, int]:
+    """``(first, stop)``: the lines holding rows ``row0 .. row1`` (row0 at a row-group boundary)."""
+    geom = geometry(fmt)
+    first, _ = code_position(row0, 0, 0, geom)
+    last, _ = code_position(row1 - 1, fmt.features - 1, fmt.code_bits - 1, geom)
+    return int(first), int(last) + 1
+
+
+def quantize_pack(X, fmt: LineFormat, levels_q, *, seed=0, copy: int = 0, out=None, sink=None, transform=None,
+                  progress=None, super_rows: int | None = None) -> np.ndarray | None:
     """Double-sample ``X`` against ``levels_q`` and pack it: one copy's lines.
 
     Parameters
     ----------
     X : ndarray (N, F), float32 or float64
-        Normalised features (clipped to [-1, 1] on the fly); a ``np.memmap`` is read in place.
-        Must be finite (not checked here: the caller validates, chunk by chunk if it streams).
+        Normalised features (clipped to [-1, 1] on the fly); a ``np.memmap`` is read in place,
+        one super-chunk of rows at a time. Must be finite (not checked here: callers validate,
+        e.g. in ``transform``).
     fmt : LineFormat
     levels_q : ndarray int16 (2^b,)
         The engine's levels (``lowbit.quant.levels_to_fixed``).
@@ -238,41 +248,58 @@ def quantize_pack(X, fmt: LineFormat, levels_q, *, seed=0, copy: int = 0, out=No
     copy : int
         Copy index: copies of one seed are independent.
     out : ndarray (lines_per_copy(N), line_bytes) uint8, optional
-        Where to write (e.g. a slice of a memory-mapped output file); allocated if None.
+        Where to write (e.g. a slice of a larger buffer); allocated if None and no ``sink``.
+    sink : callable(lines), optional
+        Instead of ``out``: receives each super-chunk's lines in order (e.g. to stream them to a
+        file); nothing is returned. Working memory is then one super-chunk.
+    transform : callable(X_rows) -> ndarray, optional
+        Applied to each super-chunk of rows of ``X`` before quantizing (e.g. normalising raw data
+        read from a memmap); its output must have ``fmt.features`` columns.
     progress : callable(rows_done) or None
         Called after each super-chunk with the number of rows it covered.
     super_rows : int, optional
-        Rows per call of the compiled kernel (default: about 16M values); only the progress
-        granularity depends on it, never the result.
+        Rows per call of the compiled kernel (default: about 4M values); only the progress and
+        working-memory granularity depend on it, never the result.
 
     Returns
     -------
-    ndarray (lines_per_copy(N), line_bytes) uint8
+    ndarray (lines_per_copy(N), line_bytes) uint8, or None with a ``sink``
     """
-    X = np.asarray(X)  # a memmap becomes a plain ndarray view of the same pages (no copy)
-    if X.ndim != 2 or X.shape[1] != fmt.features or X.shape[0] < 1:
+    X = X if isinstance(X, np.ndarray) else np.asarray(X)
+    n = X.shape[0] if X.ndim == 2 else 0
+    if n < 1 or (transform is None and X.shape[1] != fmt.features):
         raise ValueError(f"X must have shape (rows >= 1, {fmt.features}), got {X.shape}")
-    if X.dtype not in (np.float32, np.float64):
-        X = X.astype(np.float64)
-    n = X.shape[0]
     lines = fmt.lines_per_copy(n)
-    if out is None:
-        out = np.empty((lines, fmt.line_bytes), dtype=np.uint8)
-    if out.shape != (lines, fmt.line_bytes) or out.dtype != np.uint8:
-        raise ValueError(f"out must be ({lines}, {fmt.line_bytes}) uint8, got {out.shape} {out.dtype}")
+    if sink is None:
+        if out is None:
+            out = np.empty((lines, fmt.line_bytes), dtype=np.uint8)
+        if out.shape != (lines, fmt.line_bytes) or out.dtype != np.uint8:
+            raise ValueError(f"out must be ({lines}, {fmt.line_bytes}) uint8, got {out.shape} {out.dtype}")
     lv, inv, cell = level_tables(levels_q)
     if lv.size != 1 << fmt.bits:
         raise ValueError(f"{fmt.bits} bits need {1 << fmt.bits} levels, got {lv.size}")
     geom = geometry(fmt)
     key = stream_key(seed, copy)
     cr = chunk_rows(fmt)
-    step = cr * max(1, (super_rows or (1 << 24) // fmt.padded_features) // cr)
+    step = cr * max(1, (super_rows or (1 << 22) // fmt.padded_features) // cr)
     for r0 in range(0, n, step):
         r1 = min(n, r0 + step)
-        _quantize_pack_kernel(X[r0:r1], r0, -(-(r1 - r0) // cr), cr, lv, inv, cell, key, geom, out)
+        part = np.asarray(X[r0:r1]) if transform is None else np.asarray(transform(X[r0:r1]))
+        if part.shape != (r1 - r0, fmt.features):
+            raise ValueError(f"transformed rows have shape {part.shape}, expected {(r1 - r0, fmt.features)}")
+        if part.dtype not in (np.float32, np.float64):
+            part = part.astype(np.float64)
+        nch = -(-(r1 - r0) // cr)
+        if sink is None:
+            _quantize_pack_kernel(part, r0, nch, cr, lv, inv, cell, key, geom, out, 0)
+        else:
+            first, stop = line_span(fmt, r0, r1)
+            buf = np.empty((stop - first, fmt.line_bytes), dtype=np.uint8)
+            _quantize_pack_kernel(part, r0, nch, cr, lv, inv, cell, key, geom, buf, first)
+            sink(buf)
         if progress is not None:
             progress(r1 - r0)
-    return out
+    return out if sink is None else None
 
 
 # -------------------------------------------------------------------------- packing, unpacking
@@ -290,7 +317,7 @@ def _pack_kernel(codes, nchunks, chunk_rows, geom, out):
             for j in range(f):
                 blk, s = code_slot(r, j, geom)
                 buf[(blk - b0) * w + s] = codes[r, j]
-        _planes_from_slots(buf, bl - b0 + 1, b0, geom, out)
+        _planes_from_slots(buf, bl - b0 + 1, b0, geom, out, 0)
 
 
 def pack_codes_fast(codes, fmt: LineFormat) -> np.ndarray:
@@ -318,6 +345,29 @@ def unpack_rows(lines, row0, row1, features, geom, buf, codes):
         for j in range(features):
             blk, s = code_slot(r, j, geom)
             codes[r - row0, j] = buf[(blk - b0) * w + s]
+
+
+@njit(cache=True)
+def _max_code(lines, rows, features, geom, group_rows, buf, codes):
+    top = 0
+    for r0 in range(0, rows, group_rows):
+        r1 = min(rows, r0 + group_rows)
+        unpack_rows(lines, r0, r1, features, geom, buf, codes)
+        for i in range(r1 - r0):
+            for j in range(features):
+                top = max(top, np.int64(codes[i, j]))
+    return top
+
+
+def max_code(lines, fmt: LineFormat, rows: int, copies: int = 1) -> int:
+    """The largest code in ``copies`` packed copies (validation of loaded data), a row group at a time."""
+    per = fmt.lines_per_copy(rows)
+    gr = chunk_rows(fmt)
+    buf = np.empty((fmt.blocks(gr) + 1) * fmt.line_bits, dtype=np.uint16)
+    codes = np.empty((gr, fmt.features), dtype=np.uint16)
+    geom = geometry(fmt)
+    return max(int(_max_code(np.ascontiguousarray(lines[k * per : (k + 1) * per]), rows, fmt.features, geom, gr,
+                             buf, codes)) for k in range(copies))
 
 
 def unpack_codes_fast(lines, fmt: LineFormat, rows: int) -> np.ndarray:
