@@ -129,7 +129,11 @@ def quantize(p: Prepared, *, bits: int, levels: str, copies: int, seed: int, lin
 def run_engine(p: Prepared, qds, *, backend: str, step: float, batch: int, epochs: int,
                device=None, fmax_mhz: float = DEFAULT_FMAX_MHZ, levels_name: str = "",
                progress: bool = False) -> RunSummary:
-    """Train on the golden model or the simulated engine (``device`` from ``lowbit.driver``)."""
+    """Train on the golden model or the simulated engine (``device`` from ``lowbit.driver``).
+
+    With ``p`` None (a saved QuantizedDataset trained without its float data) the training loss
+    is the engine's own loss accumulator and there is no test metric.
+    """
     from lowbit.fixed import loss_to_float, model_to_float
 
     t0 = time.perf_counter()
@@ -147,12 +151,13 @@ def run_engine(p: Prepared, qds, *, backend: str, step: float, batch: int, epoch
         raise ValueError(f"unknown engine backend {backend!r} (golden, sim or serial)")
     wall = time.perf_counter() - t0
     models = model_to_float(res.models)
-    metric, name = _metrics(p, models[-1])
+    engine_loss = [loss_to_float(a, qds.rows) for a in res.losses]
+    metric, name = _metrics(p, models[-1]) if p is not None else (None, None)
     summary = RunSummary(
         label=f"b={qds.fmt.bits} {levels_name}".strip(), backend=backend, bits=qds.fmt.bits,
         levels=levels_name or None, epochs=epochs, batch=batch, step=step,
-        train_loss=_losses(p, models),
-        engine_loss=[loss_to_float(a, qds.rows) for a in res.losses],
+        train_loss=_losses(p, models) if p is not None else engine_loss,
+        engine_loss=engine_loss,
         test_metric=metric, metric_name=name,
         bytes_per_epoch=int(qds.fmt.bytes_per_copy(qds.rows) + qds.fmt.label_lines(qds.rows) * qds.fmt.line_bytes),
         wall_s=wall, model=models[-1],
