@@ -129,7 +129,7 @@ def render(title: str, rows: list[Row]) -> str:
     lines.append("")
     for bits, target, s, s_assumed, holds in verdicts(rows):
         if s is None:
-            lines.append(f"- target b = {bits} >= {target:g}x NumPy float32 per epoch: not run (add {bits} to --bits)")
+            lines.append(f"- target b = {bits} >= {target:g}x NumPy float32 per epoch: not measured (b = {bits} not run)")
             continue
         lines.append(f"- target b = {bits} >= {target:g}x NumPy float32 per epoch at the measured {mhz} MHz: "
                      f"**{'holds' if holds else 'NOT MET'}** ({s:.2f}x; at {assumed} MHz, an assumed clock: "
@@ -159,7 +159,8 @@ def engine_row(p, device, *, bits: int, levels: str, step: float, batch: int, ep
     t0 = time.perf_counter()
     qds = ex.quantize(p, bits=bits, levels=levels, copies=min(epochs, 8), seed=seed,
                       line_bits=device.caps["LINE_BITS"], max_features=device.caps["MAX_FEATURES"])
-    qds.data_lines(), qds.label_lines()  # the packing train() would do; data_lines() caches it
+    qds.data_lines()  # the packing train() does; cached on qds, so train() reuses it
+    qds.label_lines()
     host_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     run = ex.run_engine(p, qds, backend="sim", step=step, batch=batch, epochs=epochs, device=device,
