@@ -118,13 +118,13 @@ def render(title: str, rows: list[Row]) -> str:
     lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         total = None if r.host_s is None else r.ms_per_epoch + r.host_ms_per_epoch
-        cells = [r.name, _f(r.ms_per_epoch, ".3f"), _f(speedup(ref.ms_per_epoch, r.ms_per_epoch), ".2f") + "x",
+        cells = [r.name, _f(r.ms_per_epoch, ".3f"), _f(speedup(ref.ms_per_epoch, r.ms_per_epoch), ".3g") + "x",
                  _f(r.host_s, ".3f"), _f(r.host_ms_per_epoch, ".3f"),
-                 _f(speedup(ref.ms_per_epoch, total), ".2f") + ("x" if total else ""),
+                 _f(speedup(ref.ms_per_epoch, total), ".3g") + ("x" if total else ""),
                  _f(r.loss, ".6f"), _f(r.loss / ref.loss, ".4f"),
                  _f(r.cycles_per_epoch, ",.0f"), _f(r.lines_per_cycle, ".3f"),
                  _f(r.ms_per_epoch_assumed, ".3f"),
-                 _f(speedup(ref.ms_per_epoch, r.ms_per_epoch_assumed), ".2f") + ("x" if r.cycles_per_epoch else "")]
+                 _f(speedup(ref.ms_per_epoch, r.ms_per_epoch_assumed), ".3g") + ("x" if r.cycles_per_epoch else "")]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for bits, target, s, s_assumed, holds in verdicts(rows):
