@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from .driver.sim_engines import SIM_ENGINES
-from .experiment import DEFAULT_FMAX_MHZ
+from .experiment import ASSUMED_HARP_FMAX_MHZ, DEFAULT_FMAX_MHZ, describe_clock
 
 BACKENDS = ("sim", "serial", "golden", "float")
 
@@ -81,7 +81,8 @@ def _add_training_args(p: argparse.ArgumentParser, *, demo: bool = False):
                    help="engine backend for the quantized runs; float runs float64 SGD only")
     p.add_argument("--no-float", action="store_true", help="skip the float64 reference run")
     p.add_argument("--fmax", type=float, default=DEFAULT_FMAX_MHZ,
-                   help="engine clock in MHz for modelled time (default: %(default)s)")
+                   help="engine clock in MHz for modelled time (default: %(default)s, the fmax make bitstream "
+                        f"measured; {ASSUMED_HARP_FMAX_MHZ:g} is ZipML's HARP clock, an assumption)")
     p.add_argument("--plot", type=Path, default=Path("out/demo.png") if demo else None, help="write a PNG plot")
     p.add_argument("--json", action="store_true", help="print one JSON summary instead of tables")
     p.add_argument("--save-model", type=Path, default=None,
@@ -119,7 +120,8 @@ def _print_table(runs, prepared, out=None):
         print("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)), file=out)
     fmax = next((r.fmax_mhz for r in runs if r.fmax_mhz), None)
     if fmax:
-        print(f"\nmodelled s = engine cycles / {fmax:g} MHz; float64 time is measured on this CPU.", file=out)
+        print(f"\nmodelled s = engine cycles at {describe_clock(fmax)}; float64 time is measured on this CPU.",
+              file=out)
 
 
 def _device_options(args) -> dict:

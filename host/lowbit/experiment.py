@@ -21,15 +21,30 @@ import numpy as np
 
 from .data import Dataset
 
-#: The engine clock that nextpnr last measured for the board build (routed fmax of the "sync"
-#: clock, the last "Max frequency" line of nextpnr's log), measured by ``make bitstream``
-#: (report: build/bitstream/report.txt). Every modelled engine time uses it unless the user
-#: states another clock. Update it, with the commit that changes the datapath, from a new run.
+#: The engine clock that nextpnr last measured for the board build: the routed fmax of the engine
+#: ("sync") clock in ``make bitstream``'s report (build/bitstream/report.txt), whose last line is
+#: the assignment to paste here. Every modelled engine time uses it unless the user states another
+#: clock. Update it, with the commit that changes the datapath, from a new run; README.md and
+#: docs/board.md quote it, and tests/test_fmax_docs.py holds them to it.
 MEASURED_FMAX_MHZ = 57.4
 #: The anchor's clock (ZipML-XeonFPGA's HARP user clock, 200 MHz). Never a default: any figure at
 #: this clock must be labelled an assumption, next to the one at MEASURED_FMAX_MHZ.
 ASSUMED_HARP_FMAX_MHZ = 200.0
 DEFAULT_FMAX_MHZ = MEASURED_FMAX_MHZ
+
+
+def describe_clock(fmax_mhz: float) -> str:
+    """The clock of a modelled engine time, labelled the one way every table and plot labels it.
+
+    The measured fmax is named as measured, the HARP clock as an assumption, and any other value
+    as a clock the user stated (``--fmax``), so no printed time passes an unmeasured clock off as
+    a measured one.
+    """
+    if fmax_mhz == MEASURED_FMAX_MHZ:
+        return f"{fmax_mhz:g} MHz, the fmax make bitstream measured"
+    if fmax_mhz == ASSUMED_HARP_FMAX_MHZ:
+        return f"{fmax_mhz:g} MHz, an assumed clock (ZipML's HARP clock), not measured"
+    return f"{fmax_mhz:g} MHz, a clock stated with --fmax, not measured"
 
 
 @dataclass
