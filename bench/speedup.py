@@ -208,6 +208,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=_positive, default=3, help="CPU runs per contestant; the best is kept")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-engine", action="store_true", help="CPU contestants only (no simulator)")
+    ap.add_argument("--engine", choices=("woven", "planes"), default="woven",
+                    help="simulated engine (lowbit.driver.sim_engines; planes for --levels optimal)")
     return ap.parse_args(argv)
 
 
@@ -226,7 +228,9 @@ def main(argv=None) -> int:
 
         print("starting the simulated engine (first run: export + Verilator build, minutes)...", file=sys.stderr,
               flush=True)
-        device = open_device("sim")
+        from lowbit.driver.sim_engines import SIM_ENGINES
+
+        device = open_device("sim", **SIM_ENGINES[args.engine])
     try:
         for spec in specs:
             p = ex.prepare(spec, seed=args.seed, max_features=device.caps["MAX_FEATURES"] if device else None)
