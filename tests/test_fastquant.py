@@ -74,7 +74,7 @@ def test_codes_lie_in_the_values_interval(bits, kind, dtype):
     lv = fixed_levels_value(lq)
     rng = np.random.default_rng(bits)
     X = rng.uniform(-1, 1, (300, 77)).astype(dtype)
-    inside = lv[lv <= 1.0]  # uniform levels may reach past 1; data stays in [-1, 1]
+    inside = lv[lv >= -1.0]  # uniform levels may reach past -1; data stays in [-1, 1]
     X[0, :] = inside[rng.integers(0, inside.size, 77)]    # values exactly on a level
     X[1, :3] = [-1.0, 1.0, 0.0]
     fmt = LineFormat(bits, 77)

@@ -353,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("sim", "serial"), default="sim")
     p.add_argument("--socket", default=None, help="attach to a running simulator (make sim-server)")
     p.add_argument("--port", default=None, help="serial port of the ULX3S board (--backend serial)")
+    p.add_argument("--engine", choices=tuple(SIM_ENGINES), default="woven",
+                   help="simulated engine to build and open (default: %(default)s)")
     p.set_defaults(func=cmd_info)
 
     sub.add_parser("qsgd-demo", help="QSGD data-parallel demo (options: lowbit qsgd-demo --help)", add_help=False)

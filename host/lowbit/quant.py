@@ -31,17 +31,22 @@ def check_finite(x: np.ndarray, what: str = "data") -> np.ndarray:
 
 
 def uniform_levels(bits: int) -> np.ndarray:
-    """``2^b`` evenly spaced levels from -1, covering [-1, 1] (float64), exactly representable.
+    """``2^b`` evenly spaced levels down from 1, covering [-1, 1] (float64), exactly representable.
 
     The spacing is a whole number of the engine's level LSBs (2^-14), ``ceil(2^15 / (2^b - 1))``,
-    so the top level is 1 or just above it (at most 1 + 254 * 2^-14 at b = 8) and the fixed-point
-    levels are *exactly* evenly spaced. That makes the code table affine (``m = m0 + c * delta``,
-    ``e`` the same on every odd code), which the bit-serial engine relies on; levels rounded from
-    ``linspace(-1, 1)`` would be off by an LSB here and there.
+    so the fixed-point levels are *exactly* evenly spaced. That makes the code table affine
+    (``m = m0 + c * delta``, ``e`` the same on every odd code), which the bit-serial engine relies
+    on; levels rounded from ``linspace(-1, 1)`` would be off by an LSB here and there.
+
+    The set is anchored at +1, so the bottom level is -1 or just below it (at most 127 LSBs, at
+    b = 8). +1 must be a level: it is the intercept column's value in every row, and a value that
+    is a level is stored exactly. Anchored at -1 instead, the intercept was double-sampled between
+    two levels, and its (large) weight turned that variance into a 10x higher loss floor at b = 8
+    (``tests/test_sklearn.py``).
     """
     n = 1 << check_bits(bits)
     step = -(-(2 * LEVEL_ONE) // (n - 1))
-    return (-LEVEL_ONE + step * np.arange(n)) / LEVEL_ONE
+    return (LEVEL_ONE - step * np.arange(n - 1, -1, -1)) / LEVEL_ONE
 
 
 def levels_to_fixed(levels: np.ndarray) -> np.ndarray:
@@ -49,7 +54,7 @@ def levels_to_fixed(levels: np.ndarray) -> np.ndarray:
     or 1 is pinned to it).
 
     The level set must be sorted (non-decreasing), have a power-of-two length of 2..256, and span
-    [-1, 1] so that every normalised value lies between two levels (it may reach past 1, as
+    [-1, 1] so that every normalised value lies between two levels (it may reach past -1 or 1, as
     :func:`uniform_levels` does, by less than 1).
     """
     lv = check_finite(levels, "levels")

@@ -204,7 +204,8 @@ class _LowbitLinear(BaseEstimator):
         # Loss of w0 + v on the normalised data = scale^2 x the loss of v on the scaled residuals.
         self.loss_curve_ = list(np.mean([s * s * np.asarray(r.train_loss) for s, r in zip(scale, runs)], axis=0))
         self.engine_cycles_ = sum(r.cycles for r in runs) if backend == "sim" else None
-        self.modelled_time_s_ = sum(r.elapsed_s[-1] for r in runs) if backend == "sim" else None
+        # The whole run (start-up and the last snapshot included), not just its epochs' cycles.
+        self.modelled_time_s_ = self.engine_cycles_ / (MEASURED_FMAX_MHZ * 1e6) if backend == "sim" else None
         self.normalizer_ = norm
         return W
 
