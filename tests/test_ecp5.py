@@ -11,9 +11,10 @@ from amaranth.sim import Simulator
 from lowbit_hw.ecp5 import ECP5_SYNTH, Mul18, PipelinedMul
 
 
-@pytest.mark.parametrize("wa,wb", [(18, 18), (18, 32), (32, 32), (17, 46), (18, 56), (25, 32), (6, 48)])
-def test_pipelined_mul_model(wa, wb):
-    dut = PipelinedMul(wa, wb)
+@pytest.mark.parametrize("wa,wb,const", [(18, 18, 0), (18, 32, 0), (32, 33, 1 << 31), (17, 46, 0), (18, 56, 0),
+                                         (25, 32, 128), (6, 48, 0)])
+def test_pipelined_mul_model(wa, wb, const):
+    dut = PipelinedMul(wa, wb, const)
     rng = random.Random(wa * 100 + wb)
     edge = lambda w: [-(1 << (w - 1)), (1 << (w - 1)) - 1, 0, -1, 1]
     pairs = [(a, b) for a in edge(wa) for b in edge(wb)]
@@ -36,7 +37,7 @@ def test_pipelined_mul_model(wa, wb):
     sim.run()
     # p after tick i+1 holds the product set before tick i+2-latency
     got = seen[:len(pairs)]
-    assert got == [a * b for a, b in pairs]
+    assert got == [a * b + const for a, b in pairs]
 
 
 def test_primitive_netlist_elaborates():

@@ -18,7 +18,7 @@ own ``valid`` bits, which are reset.
 
 # No "from __future__ import annotations": Component reads real annotations.
 
-from amaranth import Cat, ClockSignal, Instance, Module, Signal, signed
+from amaranth import Cat, ClockSignal, Const, Instance, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -101,6 +101,9 @@ def pipelined_sum(m: Module, terms, name: str):
         for i in range(0, len(terms), 2):
             if i + 1 == len(terms):
                 (x, sx), = terms[i:]
+                if isinstance(x, Const):  # a constant term stays a constant
+                    nxt.append((x, sx))
+                    continue
                 r = Signal(signed(len(x)), name=f"{name}_l{level}_{i}", reset_less=True)
                 m.d.sync += r.eq(x)
                 nxt.append((r, sx))
@@ -121,13 +124,15 @@ def pipelined_sum(m: Module, terms, name: str):
 
 
 class PipelinedMul(wiring.Component):
-    """Signed ``p = a * b`` of any widths from :class:`Mul18` partial products and a registered
-    adder tree: ``p`` at ``t + latency`` is ``a * b`` at ``t``.
+    """Signed ``p = a * b + constant`` of any widths from :class:`Mul18` partial products and a
+    registered adder tree: ``p`` at ``t + latency`` is ``a * b + constant`` at ``t``.
 
     Parameters
     ----------
     a_width, b_width : int
-        Signed operand widths; ``p`` has ``a_width + b_width`` bits.
+        Signed operand widths; ``p`` has ``a_width + b_width + 1`` bits.
+    constant : int
+        Added in the tree (a rounding constant costs no adder stage of its own).
 
     Attributes
     ----------
@@ -135,11 +140,12 @@ class PipelinedMul(wiring.Component):
         ``2 + ceil(log2(partial products))``.
     """
 
-    def __init__(self, a_width: int, b_width: int):
-        self.a_width, self.b_width = a_width, b_width
+    def __init__(self, a_width: int, b_width: int, constant: int = 0):
+        self.a_width, self.b_width, self.constant = a_width, b_width, constant
         self.n_products = (len(range(0, max(a_width - 18, 0), 17)) + 1) * (len(range(0, max(b_width - 18, 0), 17)) + 1)
-        self.latency = Mul18.LATENCY + (self.n_products - 1).bit_length()
-        super().__init__({"a": In(signed(a_width)), "b": In(signed(b_width)), "p": Out(signed(a_width + b_width))})
+        self.latency = Mul18.LATENCY + (self.n_products + (constant != 0) - 1).bit_length()
+        super().__init__({"a": In(signed(a_width)), "b": In(signed(b_width)),
+                          "p": Out(signed(a_width + b_width + 1))})
 
     def elaborate(self, platform):
         m = Module()
@@ -150,6 +156,8 @@ class PipelinedMul(wiring.Component):
                 m.d.comb += [mul.a.eq(x), mul.b.eq(y)]
                 terms.append((mul.p, sx + sy))
         assert len(terms) == self.n_products
+        if self.constant:
+            terms.append((Const(self.constant, signed(self.constant.bit_length() + 1)), 0))
         total, shift, levels = pipelined_sum(m, terms, "acc")
         assert shift == 0 and Mul18.LATENCY + levels == self.latency
         m.d.comb += self.p.eq(total)

@@ -62,8 +62,12 @@ def main(argv=None) -> int:
     ap.add_argument("--no-synth", action="store_true", help="reuse the netlist in --out")
     args = ap.parse_args(argv)
     netlist = args.out / "core.json" if args.no_synth else synth(args.out, args.line_bits, args.max_features)
-    for seed in args.seeds:
-        f = pnr(netlist, seed, args.freq)
+    # The seeds run side by side (each nextpnr is single-threaded).
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(args.seeds)) as pool:
+        results = list(pool.map(lambda seed: pnr(netlist, seed, args.freq), args.seeds))
+    for seed, f in zip(args.seeds, results):
         print(f"seed {seed}: fmax {f} MHz (target {args.freq})", flush=True)
         for line in critical_path(args.out / f"pnr_seed{seed}.log")[:40]:
             print("   " + line)
