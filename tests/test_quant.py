@@ -115,7 +115,9 @@ def test_engine_code_table_is_the_pair_mean_and_quarter_squared_difference(bits)
     exact = (hi - lo) ** 2 / 4
     assert np.abs(te / (1 << CORR_FRAC) - exact).max() <= 2.0 ** -24
     assert np.all(te[0::2] == 0)  # both samples equal: no correction
-    assert tm.min() >= -(1 << 15) and tm.max() <= 1 << 15 and te.max() <= 1 << CORR_FRAC
+    # Uniform levels start at -1 and step by whole 2^-14 LSBs, so the top one may pass 1 by up to
+    # 254 LSBs (b = 8): m stays far inside its int17.
+    assert tm.min() >= -(1 << 15) and tm.max() <= (1 << 15) + 2 * 254 and te.max() <= 1 << CORR_FRAC
     m, e = decode_codes(c, lq)
     assert np.array_equal(m, tm / 2.0**CODE_FRAC) and np.array_equal(e, te / 2.0**CORR_FRAC)
 
@@ -182,3 +184,14 @@ def test_engine_tables_give_an_unbiased_square_at_every_precision(bits):
     prob = np.stack([(1 - p) ** 2, 2 * p * (1 - p), p**2])
     sq = np.stack([m[c] ** 2 - e[c], m[c + 1] ** 2 - e[c + 1], m[c + 2] ** 2 - e[c + 2]])
     assert np.abs((prob * sq).sum(0) - x**2).max() <= 2.0**-23
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_uniform_levels_give_an_affine_code_table(bits):
+    """What the bit-serial (woven) engine needs: m(c) = m0 + c * delta and e = e_odd on odd codes."""
+    lq = levels_to_fixed(uniform_levels(bits))
+    assert lq[0] == -(1 << 14) and lq[-1] >= 1 << 14 and np.all(np.diff(lq) == lq[1] - lq[0])
+    tm, te = code_table(lq)
+    c = np.arange(tm.size)
+    assert np.array_equal(tm, tm[0] + c * (tm[1] - tm[0]))
+    assert np.array_equal(te, te[1] * (c & 1))

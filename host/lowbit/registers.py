@@ -136,7 +136,7 @@ REGISTERS: tuple[Register, ...] = (
             Field("LANES", 16, 8, "codes processed per cycle"),
             Field("MAX_FEATURES", 24, 24, "largest FEATURES accepted"),
             Field("MODEL_FRAC", 48, 8, "fractional bits of model and labels"),
-            Field("FORMAT_VERSION", 56, 8, "lowbit.format.FORMAT_VERSION"),
+            Field("FORMAT_VERSION", 56, 8, "the line layout the core reads: lowbit.format.LAYOUTS (1 planes, 2 woven)"),
         ),
     ),
     Register(

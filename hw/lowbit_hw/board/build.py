@@ -25,6 +25,8 @@ DEFAULT_CONSTRAINTS = ROOT / "constraints" / "ulx3s_85f.toml"
 NAME = "lowbit_ulx3s"
 #: Cells reported, in the order of the report: nextpnr's names.
 CELLS = ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD", "EHXPLLL")
+#: The engine's clock domain: its routed fmax is what lowbit.experiment.MEASURED_FMAX_MHZ quotes.
+ENGINE_CLOCK = "sync"
 
 
 def load_constraints(path: Path) -> dict:
@@ -44,6 +46,24 @@ def parse_nextpnr_report(path: Path) -> dict:
     util = {k: {"used": v["used"], "available": v["available"]} for k, v in rep.get("utilization", {}).items()}
     fmax = {k: {"achieved_mhz": v["achieved"], "target_mhz": v["constraint"]} for k, v in rep.get("fmax", {}).items()}
     return {"utilization": util, "fmax": fmax}
+
+
+def engine_fmax_mhz(fmax: dict) -> float:
+    """The engine clock's achieved fmax from a report's ``fmax`` table.
+
+    nextpnr keys the table by clock net, whose name carries the domain's (``ENGINE_CLOCK``); a
+    table with a single clock is that clock. Raises ValueError if the engine clock is not there
+    or is ambiguous.
+    """
+    keys = [k for k in fmax if ENGINE_CLOCK in k] or (list(fmax) if len(fmax) == 1 else [])
+    if len(keys) != 1:
+        raise ValueError(f"cannot tell the engine clock ({ENGINE_CLOCK!r}) among the report's clocks {sorted(fmax)}")
+    return float(fmax[keys[0]]["achieved_mhz"])
+
+
+def fmax_constant_line(fmax_mhz: float) -> str:
+    """The line to paste into host/lowbit/experiment.py, so modelled times use this measurement."""
+    return f"MEASURED_FMAX_MHZ = {fmax_mhz:.1f}  # host/lowbit/experiment.py (make bitstream)"
 
 
 def critical_path(log: Path) -> list[str]:
@@ -155,6 +175,11 @@ def render(rep: dict) -> str:
             ok = "met" if f["achieved_mhz"] >= f["target_mhz"] else "NOT met"
             lines.append(f"seed {run['seed']}: clock {clk}: fmax {f['achieved_mhz']:.1f} MHz, "
                          f"target {f['target_mhz']:.1f} MHz ({ok})")
+    try:
+        lines += ["", "engine clock for modelled times; paste into host/lowbit/experiment.py:",
+                  "  " + fmax_constant_line(engine_fmax_mhz(rep["board"]["fmax"]))]
+    except ValueError as exc:
+        lines += ["", f"no MEASURED_FMAX_MHZ line: {exc}"]
     if rep["board"].get("critical_path"):
         cp = rep["board"]["critical_path"]
         cp = cp if len(cp) <= 24 else cp[:14] + ["   ..."] + cp[-8:]
