@@ -1,4 +1,6 @@
-"""Small arithmetic helpers shared by the woven core's blocks (the golden model's ``rnd``/``sat32``)."""
+"""Small arithmetic helpers shared by the woven core's blocks: ``sat32`` as gates, pipeline registers,
+adder-tree levels. (Rounding shifts use ``lowbit.fixed.rshift_round`` itself: it is plain
+operators, so the golden model's definition elaborates to the RTL's adder and shift.)"""
 
 from __future__ import annotations
 
@@ -46,16 +48,3 @@ def register_all(m, values, name: str):
         m.d.sync += r.eq(v)
         out.append(r)
     return out
-
-
-def rnd(x: Value, k: int) -> Value:
-    """``(x + 2^(k-1)) >> k`` with an arithmetic shift, as ``lowbit.fixed.rshift_round``."""
-    return (x + (1 << (k - 1))) >> k
-
-
-def tree_sum(values):
-    """Balanced sum of a list of values (one level of adders per halving)."""
-    values = list(values)
-    while len(values) > 1:
-        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i] for i in range(0, len(values), 2)]
-    return values[0]

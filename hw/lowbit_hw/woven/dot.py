@@ -7,6 +7,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from lowbit.fixed import CODE_FRAC, LOSS_SHIFT
+from lowbit.format import ROW_ALIGN
 
 from ..ecp5 import PipelinedMul, pipelined_sum
 from .arith import add_levels, delay, register_all, sat32
@@ -14,7 +15,7 @@ from .records import residual_layout
 
 __all__ = ["WovenDotUnit"]
 
-CHUNK = 32  # features per line (lowbit.format.ROW_ALIGN)
+CHUNK = ROW_ALIGN  # features per line
 
 
 class WovenDotUnit(wiring.Component):

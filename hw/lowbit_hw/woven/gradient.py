@@ -7,15 +7,16 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from lowbit.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, STEP_FRAC
+from lowbit.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, STEP_FRAC, rshift_round
+from lowbit.format import ROW_ALIGN
 
 from ..ecp5 import PipelinedMul
-from .arith import add_levels, delay, register_all, rnd, sat32
+from .arith import add_levels, delay, register_all, sat32
 from .records import residual_layout
 
 __all__ = ["WovenGradientUnit", "GROUP_GAP"]
 
-CHUNK = 32
+CHUNK = ROW_ALIGN  # features per line
 #: Cycles between the starts of two groups: a chunk's G is read at its plane 0 (issue u0) and
 #: written back in cycle u0 + b + 7 (b <= 8: u0 + 15); RAM reads are not transparent, so the next
 #: group's first read, issued at u0 + GROUP_GAP + 1 at the earliest, must come at u0 + 16 or
@@ -213,7 +214,7 @@ class WovenGradientUnit(wiring.Component):
         upd_count = Signal(range(S + 1), reset_less=True)
         go = u7["valid"] & u7["end"]
         with m.If(go):
-            m.d.sync += [gs[f].eq(sat32(rnd(fin[f], CODE_FRAC))) for f in range(CHUNK)]
+            m.d.sync += [gs[f].eq(sat32(rshift_round(fin[f], CODE_FRAC))) for f in range(CHUNK)]
             m.d.sync += [w0.eq(self.model_r_data), upd_c.eq(u7["c"]), upd_last.eq(u7["group_last"]),
                          upd_count.eq(u7["count"])]
         pa = Signal()                       # features 0-15 enter the multipliers
