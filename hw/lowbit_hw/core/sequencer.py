@@ -96,6 +96,8 @@ class Sequencer(wiring.Component):
         blocks = Signal(len(nr))
         label_lines = Signal(32)
         model_lines = Signal(32)
+        mcand = Signal(len(nr))               # shift-and-add multiplier (SIZE2_MUL, SIZE4_MUL)
+        mplier = Signal(max(len(self.row_beats), 5))
         m.d.comb += [self.features.eq(cfg.features), self.bits.eq(cfg.bits), self.rows.eq(cfg.rows),
                      self.batch.eq(cfg.batch), self.step.eq(cfg.step)]
 
@@ -190,11 +192,23 @@ class Sequencer(wiring.Component):
                 m.d.sync += [self.row_beats.eq(fpad >> _log2(L)), model_lines.eq(fpad >> _log2(P))]
                 m.next = "SIZE2"
                 guard()
+            # The two products of the run's sizes are shift-and-add loops (one multiplier bit per
+            # cycle, a few cycles once per run): an inferred multiply would be a combinational
+            # MULT18X18D chain between registers, too slow for the engine clock, and would take
+            # DSPs the woven core needs (docs/board.md).
             with m.State("SIZE2"):
                 m.d.comb += self.dp_rst.eq(1)
                 rows = ((cfg.rows + S - 1) >> _log2(S)) if S else cfg.rows  # woven: groups of S rows
-                m.d.sync += nr.eq(rows * self.row_beats)
-                m.next = "SIZE3"
+                m.d.sync += [nr.eq(0), mcand.eq(rows), mplier.eq(self.row_beats)]
+                m.next = "SIZE2_MUL"
+                guard()
+            with m.State("SIZE2_MUL"):
+                m.d.comb += self.dp_rst.eq(1)
+                with m.If(mplier == 0):
+                    m.next = "SIZE3"
+                with m.Else():
+                    m.d.sync += [nr.eq(nr + Mux(mplier[0], mcand, 0)), mcand.eq(mcand << 1),
+                                 mplier.eq(mplier >> 1)]
                 guard()
             with m.State("SIZE3"):
                 m.d.comb += self.dp_rst.eq(1)
@@ -205,10 +219,19 @@ class Sequencer(wiring.Component):
                 guard()
             with m.State("SIZE4"):
                 m.d.comb += self.dp_rst.eq(1)
-                m.d.sync += [self.data_lines.eq(blocks * (cfg.bits + 1)),
-                             d_issued.eq(0), l_issued.eq(0), d_addr.eq(cfg.data_addr), d_copy.eq(0),
-                             model_base.eq(cfg.model_addr), stats_base.eq(cfg.stats_addr)]
-                m.next = "CLEAR_GO"
+                # data_lines = blocks * (bits + 1), kept to its 32 bits as the product was
+                m.d.sync += [self.data_lines.eq(0), mcand.eq(blocks), mplier.eq(cfg.bits + 1)]
+                m.next = "SIZE4_MUL"
+                guard()
+            with m.State("SIZE4_MUL"):
+                m.d.comb += self.dp_rst.eq(1)
+                with m.If(mplier == 0):
+                    m.d.sync += [d_issued.eq(0), l_issued.eq(0), d_addr.eq(cfg.data_addr), d_copy.eq(0),
+                                 model_base.eq(cfg.model_addr), stats_base.eq(cfg.stats_addr)]
+                    m.next = "CLEAR_GO"
+                with m.Else():
+                    m.d.sync += [self.data_lines.eq(self.data_lines + Mux(mplier[0], mcand, 0)),
+                                 mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
                 guard()
             with m.State("CLEAR_GO"):  # not under dp_rst, which would swallow the pulse
                 m.d.comb += [in_run.eq(1), self.clear.eq(1)]

@@ -7,13 +7,15 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from lowbit.fixed import CODE_FRAC, LOSS_SHIFT
+from lowbit.format import ROW_ALIGN
 
-from .arith import rnd, sat32, tree_sum
+from ..ecp5 import PipelinedMul, pipelined_sum
+from .arith import add_levels, delay, register_all, sat32
 from .records import residual_layout
 
 __all__ = ["WovenDotUnit"]
 
-CHUNK = 32  # features per line (lowbit.format.ROW_ALIGN)
+CHUNK = ROW_ALIGN  # features per line
 
 
 class WovenDotUnit(wiring.Component):
@@ -34,9 +36,13 @@ class WovenDotUnit(wiring.Component):
     the update of minibatch ``q - 1`` has written ``(q-1)*chunks + c + 1`` chunks this epoch), and,
     for a group's last line, its label line is there and a residual record slot is free.
 
-    Pipeline (line taken at t): t model read issued, buffer written; t+1 model word registered;
-    t+2 partial sums of 4; t+3 per-row sums; t+4 accumulate; t+5 ``delta*acc``, ``m0*sum w``;
-    t+6 ``r``; t+7 ``delta*r``, ``r*r``; t+8 record offered, loss added.
+    Pipeline (line taken at t): t model read issued, buffer written; t+1 model word out of the RAM;
+    t+2 registered; t+3, t+4, t+5 the per-row adder trees (two levels per stage); t+6 ``sum << k``;
+    t+7 accumulate. Then once per group, every multiply a ``PipelinedMul`` (MULT18X18D with its
+    registers): ``delta*acc + m0*sum w + 2^14`` (6 cycles), ``- y`` (1), ``sat32`` (1), then
+    ``delta*r``, ``m0 * sum r`` and ``sum r*r`` (5 at 64-bit lines, 7 at 512); the record is
+    offered and the loss added in the same cycle. The interlock and slot decisions are registers
+    (see ``elaborate``): a line is never taken on a 32-bit compare made in the same cycle.
 
     Parameters
     ----------
@@ -84,9 +90,21 @@ class WovenDotUnit(wiring.Component):
         last_plane = k == self.bits
         last_chunk = c == self.chunks - 1
         last_line = last_plane & last_chunk
+        ends_mb = mb_pos + 1 == self.batch_groups
         m.d.comb += self.done.eq(g == self.groups)
-        slot_free = (g - self.groups_read) < 2
-        unlocked = (mb == 0) | (self.upd_written >= lock_base + c + 1)
+
+        # The interlock and the buffer-slot test are registered decisions (a 32-bit subtract or
+        # compare in the ready path kept the clock far below 125 MHz): each cycle both outcomes,
+        # "this position" and "the next position" (if this cycle's line is taken), are compared
+        # from registers only, and ``fire`` just picks one. The counts they compare against
+        # (``upd_written``, ``groups_read``) only grow, so a decision a cycle old is safe; it
+        # costs at most one cycle when the gradient unit frees a slot or writes a chunk.
+        #   need / free: chunk c of this group may be read once upd_written >= need, or freely
+        #   in the first minibatch (free); wrap_need / wrap_free: the same for chunk 0 of the
+        #   next group, recomputed the cycle after every group start.
+        need, wrap_need = Signal(32), Signal(32)
+        free, wrap_free = Signal(init=1), Signal(init=1)
+        unlocked, slot_free = Signal(), Signal()
         credit = pending < 2
         ok = self.running & ~self.done & slot_free & unlocked & (~last_line | (self.labels.valid & credit))
         fire = Signal()
@@ -95,18 +113,28 @@ class WovenDotUnit(wiring.Component):
                      self.stall.eq(self.running & ~self.done & slot_free & unlocked & ~self.lines.valid),
                      self.model_addr.eq(c),
                      self.buf_en.eq(fire), self.buf_addr.eq(Cat(idx, g[0])), self.buf_data.eq(self.lines.payload)]
+        upd = self.upd_written
+        stay_ok = free | (upd >= need)
+        next_ok = Mux(last_line, wrap_free | (upd >= wrap_need), Mux(last_plane, free | (upd > need), stay_ok))
+        in_flight = g - self.groups_read
+        m.d.sync += [unlocked.eq(Mux(fire, next_ok, stay_ok)),
+                     slot_free.eq(Mux(fire & last_line, in_flight < 1, in_flight < 2))]
+        # The next group's lock (valid from the second cycle of a group: groups have >= 2 lines).
+        next_mb_zero = (mb == 0) & ~ends_mb
+        next_base = Mux(ends_mb, Mux(mb == 0, 0, lock_base + self.chunks), lock_base)
+        m.d.sync += [wrap_need.eq(next_base + 1), wrap_free.eq(next_mb_zero)]
 
         with m.If(self.start):
             m.d.sync += [g.eq(0), c.eq(0), k.eq(0), idx.eq(0), mb_pos.eq(0), mb.eq(0), lock_base.eq(0),
-                         rows_left.eq(self.rows), self.loss.eq(0)]
+                         rows_left.eq(self.rows), self.loss.eq(0), free.eq(1), unlocked.eq(1), slot_free.eq(1)]
         with m.Elif(fire):
             m.d.sync += [k.eq(k + 1), idx.eq(idx + 1)]
             with m.If(last_plane):
-                m.d.sync += [k.eq(0), c.eq(c + 1)]
+                m.d.sync += [k.eq(0), c.eq(c + 1), need.eq(need + 1)]
                 with m.If(last_chunk):
                     m.d.sync += [c.eq(0), idx.eq(0), g.eq(g + 1), rows_left.eq(rows_left - S),
-                                 mb_pos.eq(mb_pos + 1)]
-                    with m.If(mb_pos + 1 == self.batch_groups):
+                                 mb_pos.eq(mb_pos + 1), need.eq(wrap_need), free.eq(wrap_free)]
+                    with m.If(ends_mb):
                         m.d.sync += [mb_pos.eq(0), mb.eq(mb + 1),
                                      lock_base.eq(Mux(mb == 0, 0, lock_base + self.chunks))]
 
@@ -117,82 +145,104 @@ class WovenDotUnit(wiring.Component):
         m.d.sync += [p1["valid"].eq(fire), p1["line"].eq(self.lines.payload), p1["k"].eq(k),
                      p1["first"].eq((c == 0) & (k == 0)), p1["last"].eq(last_line),
                      p1["y"].eq(self.labels.payload), p1["mask"].eq(mask_now)]
-        p2 = {n: Signal.like(v, name=f"p2_{n}") for n, v in p1.items()}
+
+        def stage(prev, name):
+            nxt = {n: Signal.like(v, name=f"{name}_{n}") for n, v in prev.items()}
+            m.d.sync += [nxt[n].eq(v) for n, v in prev.items()]
+            return nxt
+
+        p2 = stage(p1, "p2")
         w2 = Signal(data.ArrayLayout(signed(32), CHUNK))
-        m.d.sync += [p2[n].eq(v) for n, v in p1.items()]
         m.d.sync += w2.eq(self.model_data)
 
-        # ---- t+2: partial sums of 4 masked words per row, and of the plain words (for sum w)
-        p3 = {n: Signal.like(v, name=f"p3_{n}") for n, v in p2.items()}
-        m.d.sync += [p3[n].eq(v) for n, v in p2.items()]
-        parts = [[Signal(signed(34), name=f"part_{s}_{q}") for q in range(CHUNK // 4)] for s in range(S)]
-        wparts = [Signal(signed(34), name=f"wpart_{q}") for q in range(CHUNK // 4)]
+        # ---- t+3 .. t+5: per-row sums of the masked model words, two adder levels per stage
+        # (and of the plain words at plane 0, for sum w)
+        p3 = stage({n: v for n, v in p2.items() if n != "line"}, "p3")
+        rows = []
         for s in range(S):
             bits = p2["line"][CHUNK * s: CHUNK * (s + 1)]
-            for q in range(CHUNK // 4):
-                m.d.sync += parts[s][q].eq(tree_sum(Mux(bits[f], w2[f], 0) for f in range(4 * q, 4 * q + 4)))
-        for q in range(CHUNK // 4):
-            m.d.sync += wparts[q].eq(Mux(p2["k"] == 0, tree_sum(w2[f] for f in range(4 * q, 4 * q + 4)), 0))
+            rows.append(register_all(m, add_levels([Mux(bits[f], w2[f], 0) for f in range(CHUNK)], 2),
+                                     f"part3_{s}"))
+        wrow = register_all(m, add_levels([Mux(p2["k"] == 0, w2[f], 0) for f in range(CHUNK)], 2), "wpart3")
+        p4 = stage(p3, "p4")
+        rows = [register_all(m, add_levels(r, 2), f"part4_{s}") for s, r in enumerate(rows)]
+        wrow = register_all(m, add_levels(wrow, 2), "wpart4")
+        p5 = stage(p4, "p5")
+        rsum = [register_all(m, add_levels(r, 1), f"rsum_{s}")[0] for s, r in enumerate(rows)]
+        wsum = register_all(m, add_levels(wrow, 1), "wsum")[0]
 
-        # ---- t+3: per-row sums
-        p4 = {n: Signal.like(v, name=f"p4_{n}") for n, v in p3.items()}
-        m.d.sync += [p4[n].eq(v) for n, v in p3.items()]
-        rsum = [Signal(signed(37), name=f"rsum_{s}") for s in range(S)]
-        wsum = Signal(signed(37))
-        m.d.sync += [rsum[s].eq(tree_sum(parts[s])) for s in range(S)]
-        m.d.sync += wsum.eq(tree_sum(wparts))
+        # ---- t+6: rsum << k (its own stage: a 4-level shifter)
+        p6 = stage(p5, "p6")
+        shifted = [register_all(m, [rsum[s] << p5["k"]], f"shifted_{s}")[0] for s in range(S)]
+        wsum6 = delay(m, wsum, 1, "wsum6")
 
-        # ---- t+4: accumulate; the group's final sums go to their own registers
+        # ---- t+7: accumulate; the group's final sums go to their own registers
         acc = [Signal(signed(56), name=f"acc_{s}") for s in range(S)]
         sumw = Signal(signed(46))
-        fin = [Signal(signed(56), name=f"fin_{s}") for s in range(S)]
-        fin_sumw = Signal(signed(46))
-        p5 = dict(valid=Signal(), y=Signal(W), mask=Signal(S))
-        m.d.sync += p5["valid"].eq(p4["valid"] & p4["last"])
-        with m.If(p4["valid"]):
-            new = [Mux(p4["first"], 0, acc[s]) + (rsum[s] << p4["k"]) for s in range(S)]
-            new_w = Mux(p4["first"], 0, sumw) + wsum
+        fin = [Signal(signed(56), name=f"fin_{s}", reset_less=True) for s in range(S)]
+        fin_sumw = Signal(signed(46), reset_less=True)
+        fin_valid = Signal()
+        fin_y = Signal(W, reset_less=True)
+        fin_mask = Signal(S, reset_less=True)
+        m.d.sync += fin_valid.eq(p6["valid"] & p6["last"])
+        with m.If(p6["valid"]):
+            new = [Mux(p6["first"], 0, acc[s]) + shifted[s] for s in range(S)]
+            new_w = Mux(p6["first"], 0, sumw) + wsum6
             m.d.sync += [acc[s].eq(new[s]) for s in range(S)]
             m.d.sync += sumw.eq(new_w)
-            with m.If(p4["last"]):
+            with m.If(p6["last"]):
                 m.d.sync += [fin[s].eq(new[s]) for s in range(S)]
-                m.d.sync += [fin_sumw.eq(new_w), p5["y"].eq(p4["y"]), p5["mask"].eq(p4["mask"])]
+                m.d.sync += [fin_sumw.eq(new_w), fin_y.eq(p6["y"]), fin_mask.eq(p6["mask"])]
 
-        # ---- t+5: delta * acc, m0 * sum w
-        p6 = {n: Signal.like(v, name=f"p6_{n}") for n, v in p5.items()}
-        m.d.sync += [p6[n].eq(v) for n, v in p5.items()]
-        prod = [Signal(signed(76), name=f"prod_{s}") for s in range(S)]
-        msw = Signal(signed(64))
-        m.d.sync += [prod[s].eq(self.delta * fin[s]) for s in range(S)]
-        m.d.sync += msw.eq(self.m0 * fin_sumw)
+        # ---- once per group, fully pipelined (MULT18X18D with their registers, ecp5.PipelinedMul):
+        #   s_s = delta * fin_s + m0 * sum w + 2^14          (rnd(., 15) = s >> 15)
+        #   r_s = sat32((s_s >> 15) - y_s), 0 for padding rows
+        #   d_s = delta * r_s;  m0r = m0 * sum_s r_s;  loss += sum_s (r_s * r_s) >> 16
+        def mul(a, b, name):
+            unit = m.submodules[name] = PipelinedMul(len(a), len(b))
+            m.d.comb += [unit.a.eq(a), unit.b.eq(b)]
+            return unit.p, unit.latency
 
-        # ---- t+6: residuals (0 for padding rows)
-        p7 = {n: Signal.like(v, name=f"p7_{n}") for n, v in p6.items()}
-        m.d.sync += [p7[n].eq(v) for n, v in p6.items()]
-        r = [Signal(signed(32), name=f"r_{s}") for s in range(S)]
+        msw, lat_msw = mul(self.m0, fin_sumw, "mul_msw")
+        prods = [mul(self.delta, fin[s], f"mul_dacc_{s}") for s in range(S)]
+        lat_prod = prods[0][1]
+        lat_a = max(lat_msw, lat_prod)
+        msw = delay(m, msw, lat_a - lat_msw, "msw")
+        dots, lat_sum = [], 0
         for s in range(S):
-            y = p6["y"][32 * s: 32 * (s + 1)].as_signed()
-            m.d.sync += r[s].eq(Mux(p6["mask"][s], sat32(rnd(prod[s] + msw, CODE_FRAC) - y), 0))
+            total, _, lat_sum = pipelined_sum(m, [(delay(m, prods[s][0], lat_a - lat_prod, f"prod_{s}"), 0),
+                                                  (msw, 0), (Const(1 << (CODE_FRAC - 1), signed(16)), 0)],
+                                              f"dot_{s}")
+            dots.append(total)
+        lat_dot = lat_a + lat_sum
+        y_d = delay(m, fin_y, lat_dot, "y")
+        mask_d = delay(m, fin_mask, lat_dot, "mask")
+        valid_d = delay(m, fin_valid, lat_dot, "fin_valid", reset_less=False)
+        diff = [Signal(signed(len(dots[s]) - CODE_FRAC + 1), name=f"diff_{s}", reset_less=True) for s in range(S)]
+        m.d.sync += [diff[s].eq((dots[s] >> CODE_FRAC) - y_d[32 * s: 32 * (s + 1)].as_signed()) for s in range(S)]
+        mask_r = delay(m, mask_d, 2, "mask_r")
+        valid_r = delay(m, valid_d, 2, "valid_r", reset_less=False)
+        r = [Signal(signed(32), name=f"r_{s}", reset_less=True) for s in range(S)]
+        mask_diff = delay(m, mask_d, 1, "mask_diff")
+        m.d.sync += [r[s].eq(Mux(mask_diff[s], sat32(diff[s]), 0)) for s in range(S)]
 
-        # ---- t+7: delta * r, sum r, r*r
-        p8 = {n: Signal.like(v, name=f"p8_{n}") for n, v in p7.items()}
-        m.d.sync += [p8[n].eq(v) for n, v in p7.items()]
-        d = [Signal(signed(50), name=f"d_{s}") for s in range(S)]
-        rs = Signal(signed(40))
-        sq = [Signal(62, name=f"sq_{s}") for s in range(S)]
-        m.d.sync += [d[s].eq(self.delta * r[s]) for s in range(S)]
-        m.d.sync += rs.eq(tree_sum(r))
-        m.d.sync += [sq[s].eq((r[s] * r[s]) >> LOSS_SHIFT) for s in range(S)]
+        ds = [mul(self.delta, r[s], f"mul_dr_{s}") for s in range(S)]
+        sqs = [mul(r[s], r[s], f"mul_rr_{s}") for s in range(S)]
+        rs, _, lat_rs = pipelined_sum(m, [(v, 0) for v in r], "rsum")
+        m0r, lat_m0r = mul(self.m0, rs, "mul_m0r")
+        sq_sum, _, lat_sq = pipelined_sum(m, [(p >> LOSS_SHIFT, 0) for p, _ in sqs], "sqsum")
+        lat_rec = max(ds[0][1], lat_rs + lat_m0r, sqs[0][1] + lat_sq)
 
-        # ---- t+8: the record; the loss (saturating at 2^64 - 1)
+        # ---- the record; the loss (saturating at 2^64 - 1)
         rec = Signal(rec_layout)
-        rec_valid = Signal()
-        m.d.sync += rec_valid.eq(p8["valid"])
-        with m.If(p8["valid"]):
-            m.d.sync += [rec.d[s].eq(d[s]) for s in range(S)]
-            m.d.sync += [rec.m0r.eq(self.m0 * rs), rec.valid.eq(p8["mask"]),
-                         rec.count.eq(sum(p8["mask"][s] for s in range(S)))]
-            total = self.loss + tree_sum(sq)
+        rec_valid = delay(m, valid_r, lat_rec, "rec_valid", reset_less=False)
+        rec_mask = delay(m, mask_r, lat_rec, "rec_mask")
+        m.d.comb += [rec.d[s].eq(delay(m, ds[s][0], lat_rec - ds[s][1], f"d_{s}")) for s in range(S)]
+        m.d.comb += [rec.m0r.eq(delay(m, m0r, lat_rec - lat_rs - lat_m0r, "m0r")), rec.valid.eq(rec_mask),
+                     rec.count.eq(sum(rec_mask[s] for s in range(S)))]
+        sq_total = delay(m, sq_sum, lat_rec - sqs[0][1] - lat_sq, "sq_total")
+        with m.If(rec_valid):
+            total = self.loss + sq_total
             m.d.sync += self.loss.eq(Mux(total[64:].any(), (1 << 64) - 1, total[:64]))
 
         # A two-entry queue toward the gradient unit; ``pending`` counts entries promised at the

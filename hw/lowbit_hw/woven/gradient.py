@@ -7,17 +7,21 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from lowbit.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, STEP_FRAC
+from lowbit.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, STEP_FRAC, rshift_round
+from lowbit.format import ROW_ALIGN
 
-from .arith import rnd, sat32, tree_sum
+from ..ecp5 import PipelinedMul
+from .arith import add_levels, delay, register_all, sat32
 from .records import residual_layout
 
 __all__ = ["WovenGradientUnit", "GROUP_GAP"]
 
-CHUNK = 32
-#: Cycles between the starts of two groups: a chunk's G is read at its plane 0 and written back
-#: 5 cycles after its last plane (b <= 8), so a group as short as one chunk must not re-read G
-#: before that. Groups of >= GROUP_GAP lines (e.g. F > 64 at b >= 7, F > 256 at b = 1) never wait.
+CHUNK = ROW_ALIGN  # features per line
+#: Cycles between the starts of two groups: a chunk's G is read at its plane 0 (issue u0) and
+#: written back in cycle u0 + b + 7 (b <= 8: u0 + 15); RAM reads are not transparent, so the next
+#: group's first read, issued at u0 + GROUP_GAP + 1 at the earliest, must come at u0 + 16 or
+#: later: GROUP_GAP >= 15. Groups of >= GROUP_GAP lines (F > 64 at b >= 7, F > 256 at b = 1)
+#: never wait.
 GROUP_GAP = 16
 
 
@@ -37,9 +41,11 @@ class WovenGradientUnit(wiring.Component):
     The unit never stalls once a group has started: every line is already in the group buffer.
 
     Pipeline (line read issued at u): u+1 line, G and q out of their RAMs; u+2 registered;
-    u+3 partial sums of 4 rows and the odd-code count; u+4 per-feature sums, ``n_odd * q``;
-    u+5 accumulate; u+6 G written (or ``gs``, model read); u+7 ``gs * step``; u+8 ``w``;
-    u+9 model written; u+10 ``q`` written.
+    u+3 partial sums over rows (two adder levels); u+4 per-feature sums, ``n_odd * q`` as shifted
+    copies of ``q``, ``G + m0 * sum r``; u+5 ``t << k``; u+6 the chunk's start value; u+7
+    accumulate, G written. The update (end of a minibatch) runs half a chunk per cycle through
+    16 ``PipelinedMul`` for ``gs * step`` and 16 for ``e_odd * w`` (chunks end >= 2 cycles apart):
+    u+8 ``gs``, u+8/u+9 the halves enter, model written at u+15, ``q`` at u+21.
     """
 
     def __init__(self, *, line_bits: int, max_chunks: int, slot_lines: int):
@@ -135,92 +141,128 @@ class WovenGradientUnit(wiring.Component):
         q2 = Signal(q_row)
         m.d.sync += [line2.eq(self.buf_data), g2.eq(g_rd.data), q2.eq(q_rd.data)]
 
-        # ---- u+3: partial sums over rows (groups of 4), odd-code counts
+        # ---- u+3: partial sums over rows (two adder levels), odd-code counts
         u3 = stage(u2, "u3")
         g3 = Signal(g_row)
         q3 = Signal(q_row)
         m.d.sync += [g3.eq(g2), q3.eq(q2)]
-        nparts = (S + 3) // 4
-        parts = [[Signal(signed(53), name=f"gpart_{f}_{p}") for p in range(nparts)] for f in range(CHUNK)]
-        nodd = [Signal(range(S + 1), name=f"nodd_{f}") for f in range(CHUNK)]
+        nodd_w = (S + 1).bit_length()
+        nodd = [Signal(nodd_w, name=f"nodd_{f}", reset_less=True) for f in range(CHUNK)]
         rec2 = Signal(residual_layout(S))
         m.d.comb += rec2.eq(Mux(u2["parity"], recs[1], recs[0]))
+        parts = []
         for f in range(CHUNK):
             bit = [line2[CHUNK * s + f] & rec2.valid[s] for s in range(S)]
-            for p in range(nparts):
-                rows = range(4 * p, min(S, 4 * p + 4))
-                m.d.sync += parts[f][p].eq(tree_sum(Mux(bit[s], rec2.d[s], 0) for s in rows))
+            parts.append(register_all(m, add_levels([Mux(bit[s], rec2.d[s], 0) for s in range(S)], 2),
+                                      f"gpart_{f}"))
             m.d.sync += nodd[f].eq(sum(bit))
 
-        # ---- u+4: per-feature sums; the odd codes' correction n_odd * q (plane 0 only)
+        # ---- u+4: per-feature sums; n_odd * q as shifted copies of q (no multiplier); G + m0 * sum r
         u4 = stage(u3, "u4")
-        g4 = Signal(g_row)
-        m.d.sync += g4.eq(g3)
-        t = [Signal(signed(55), name=f"t_{f}") for f in range(CHUNK)]
-        corr = [Signal(signed(54), name=f"corr_{f}") for f in range(CHUNK)]
-        for f in range(CHUNK):
-            m.d.sync += [t[f].eq(tree_sum(parts[f])), corr[f].eq(nodd[f] * q3[f])]
+        t = [register_all(m, add_levels(parts[f], 2), f"t4_{f}") for f in range(CHUNK)]
+        cterms = [register_all(m, add_levels([Mux(nodd[f][i], q3[f] << i, 0) for i in range(nodd_w)], 2),
+                               f"corr4_{f}") for f in range(CHUNK)]
+        g4 = Signal(data.ArrayLayout(signed(65), CHUNK), reset_less=True)
+        m0r3 = Mux(u3["parity"], recs[1].m0r, recs[0].m0r)
+        m.d.sync += [g4[f].eq(g3[f] + m0r3) for f in range(CHUNK)]
 
-        # ---- u+5: accumulate the chunk; its final G leaves at its last plane
+        # ---- u+5: t << k (a shifter stage of its own); n_odd * q
+        u5 = stage(u4, "u5")
+        ts = [register_all(m, [add_levels(t[f], 2)[0] << u4["k"]], f"ts5_{f}")[0] for f in range(CHUNK)]
+        corr = [register_all(m, add_levels(cterms[f], 2), f"corr5_{f}")[0] for f in range(CHUNK)]
+        g5 = Signal.like(g4, name="g5", reset_less=True)
+        m.d.sync += g5.eq(g4)
+
+        # ---- u+6: the chunk's starting value G + m0 * sum r - n_odd * q
+        u6 = stage(u5, "u6")
+        base = [Signal(signed(67), name=f"base6_{f}", reset_less=True) for f in range(CHUNK)]
+        m.d.sync += [base[f].eq(g5[f] - corr[f]) for f in range(CHUNK)]
+        ts6 = [delay(m, ts[f], 1, f"ts6_{f}") for f in range(CHUNK)]
+
+        # ---- u+7: accumulate the chunk; its final G leaves at its last plane
         acc = [Signal(signed(66), name=f"gacc_{f}") for f in range(CHUNK)]
         fin = Signal(data.ArrayLayout(signed(64), CHUNK))
-        u5 = dict(valid=Signal(), c=Signal(range(C + 1)), end=Signal(), group_last=Signal(),
+        u7 = dict(valid=Signal(), c=Signal(range(C + 1)), end=Signal(), group_last=Signal(),
                   count=Signal(range(S + 1)))
-        m.d.sync += u5["valid"].eq(u4["valid"] & u4["last"])
-        m0r4 = Mux(u4["parity"], recs[1].m0r, recs[0].m0r)
-        with m.If(u4["valid"]):
+        m.d.sync += u7["valid"].eq(u6["valid"] & u6["last"])
+        with m.If(u6["valid"]):
             for f in range(CHUNK):
-                base = Mux(u4["first"], g4[f] + m0r4 - corr[f], acc[f])
-                new = base + (t[f] << u4["k"])
+                new = Mux(u6["first"], base[f], acc[f]) + ts6[f]
                 m.d.sync += acc[f].eq(new)
-                with m.If(u4["last"]):
+                with m.If(u6["last"]):
                     m.d.sync += fin[f].eq(new)
-            with m.If(u4["last"]):
-                m.d.sync += [u5[n].eq(u4[n]) for n in ("c", "end", "group_last", "count")]
+            with m.If(u6["last"]):
+                m.d.sync += [u7[n].eq(u6[n]) for n in ("c", "end", "group_last", "count")]
 
-        # ---- u+6: G back (0 at the end of a minibatch); gs for the update, model read
-        u6 = stage(u5, "u6")
-        gs = Signal(data.ArrayLayout(signed(32), CHUNK))
-        m.d.sync += [gs[f].eq(sat32(rnd(fin[f], CODE_FRAC))) for f in range(CHUNK)]
-        m.d.comb += [g_wr.en.eq(clearing | u5["valid"]), g_wr.addr.eq(Mux(clearing, clr_addr, u5["c"]))]
-        with m.If(~clearing & ~u5["end"]):
+        # ---- u+7: G back (0 at the end of a minibatch); the model row for the update is read
+        # from stage 6's chunk (the same one), so w0 arrives with fin.
+        m.d.comb += [g_wr.en.eq(clearing | u7["valid"]), g_wr.addr.eq(Mux(clearing, clr_addr, u7["c"]))]
+        with m.If(~clearing & ~u7["end"]):
             m.d.comb += g_wr.data.eq(fin)
-        m.d.comb += self.model_r_addr.eq(u5["c"])
-        wb_rows = Mux(u5["valid"] & ~u5["end"] & u5["group_last"], u5["count"], 0)
+        m.d.comb += self.model_r_addr.eq(u6["c"])
+        wb_rows = Mux(u7["valid"] & ~u7["end"] & u7["group_last"], u7["count"], 0)
 
-        # ---- u+7: gs * step (w0 arrives)
-        u7 = stage(u6, "u7")
-        prod = Signal(data.ArrayLayout(signed(66), CHUNK))
-        w0 = Signal(data.ArrayLayout(signed(32), CHUNK))
-        m.d.sync += [prod[f].eq(gs[f] * self.step) for f in range(CHUNK)]
-        m.d.sync += w0.eq(self.model_r_data)
+        # ---- update (end of a minibatch), half a chunk per cycle through shared multipliers:
+        # chunks end >= 2 cycles apart (b >= 1), so 16 multipliers of each kind keep up, and the
+        # whole core fits the 85F's 156 MULT18X18D. u+8: gs = sat32(rnd(G, 15)) and w0 held;
+        # u+8 / u+9: features 0-15 / 16-31 enter gs * step (+ 2^31: rnd(., 32) = p >> 32).
+        H = CHUNK // 2
+        gs = Signal(data.ArrayLayout(signed(32), CHUNK), reset_less=True)
+        w0 = Signal(data.ArrayLayout(signed(32), CHUNK), reset_less=True)
+        upd_c = Signal(range(C + 1), reset_less=True)
+        upd_last = Signal(reset_less=True)
+        upd_count = Signal(range(S + 1), reset_less=True)
+        go = u7["valid"] & u7["end"]
+        with m.If(go):
+            m.d.sync += [gs[f].eq(sat32(rshift_round(fin[f], CODE_FRAC))) for f in range(CHUNK)]
+            m.d.sync += [w0.eq(self.model_r_data), upd_c.eq(u7["c"]), upd_last.eq(u7["group_last"]),
+                         upd_count.eq(u7["count"])]
+        pa = Signal()                       # features 0-15 enter the multipliers
+        pb = Signal()                       # features 16-31
+        m.d.sync += [pa.eq(go), pb.eq(pa)]
+        step_s = Cat(self.step, Const(0, 1)).as_signed()
+        prods, w0s, reals = [], [], []
+        lat_step = None
+        for i in range(H):
+            unit = m.submodules[f"mul_step_{i}"] = PipelinedMul(32, 33, 1 << (STEP_FRAC - 1))
+            m.d.comb += [unit.a.eq(Mux(pb, gs[H + i], gs[i])), unit.b.eq(step_s)]
+            lat_step = unit.latency
+            prods.append(unit.p)
+            w0s.append(delay(m, Mux(pb, w0[H + i], w0[i]), unit.latency, f"w0_{i}"))
+            real = (upd_c * CHUNK + i + Mux(pb, H, 0)) < self.features
+            reals.append(delay(m, real, unit.latency, f"real_{i}"))
 
-        # ---- u+8: w = sat32(w0 - rnd(gs * step, 32)); features >= F stay 0
-        u8 = stage(u7, "u8")
-        w = Signal(data.ArrayLayout(signed(32), CHUNK))
-        for f in range(CHUNK):
-            real = (u7["c"] * CHUNK + f) < self.features
-            m.d.sync += w[f].eq(Mux(real, sat32(w0[f] - rnd(prod[f], STEP_FRAC)), 0))
-
-        # ---- u+9: model written; q = rnd(e_odd * w, 8) for the next minibatch
-        upd = u8["valid"] & u8["end"]
-        m.d.comb += [self.model_w_en.eq(clearing | upd), self.model_w_addr.eq(Mux(clearing, clr_addr, u8["c"]))]
+        # ---- w = sat32(w0 - rnd(gs * step, 32)), features >= F stay 0; half a chunk per cycle
+        w_h = [Signal(signed(32), name=f"w_{i}", reset_less=True) for i in range(H)]
+        m.d.sync += [w_h[i].eq(Mux(reals[i], sat32(w0s[i] - (prods[i] >> STEP_FRAC)), 0)) for i in range(H)]
+        w_lo = [delay(m, w_h[i], 1, f"w_lo_{i}") for i in range(H)]
+        wr = delay(m, pb, lat_step + 1, "model_wr", reset_less=False)   # w_h holds 16-31, w_lo 0-15
+        wr_c = delay(m, upd_c, lat_step + 1, "model_wr_c")
+        wr_last = delay(m, upd_last, lat_step + 1, "model_wr_last")
+        wr_count = delay(m, upd_count, lat_step + 1, "model_wr_count")
+        m.d.comb += [self.model_w_en.eq(clearing | wr), self.model_w_addr.eq(Mux(clearing, clr_addr, wr_c))]
         with m.If(~clearing):
-            m.d.comb += self.model_w_data.eq(w)
-        qn = Signal(q_row)
-        qn_en = Signal()
-        qn_addr = Signal(range(C + 1))
-        m.d.sync += [qn[f].eq(rnd(self.e_odd * w[f], CORR_SHIFT)) for f in range(CHUNK)]
-        m.d.sync += [qn_en.eq(upd), qn_addr.eq(u8["c"])]
-        up_rows = Mux(upd & u8["group_last"], u8["count"], 0)
+            m.d.comb += self.model_w_data.eq(Cat(*w_lo, *w_h))
+        up_rows = Mux(wr & wr_last, wr_count, 0)
         with m.If(self.start):
             m.d.sync += [self.upd_written.eq(0), self.rows_done.eq(0)]
         with m.Else():
-            m.d.sync += [self.upd_written.eq(self.upd_written + upd),
+            m.d.sync += [self.upd_written.eq(self.upd_written + wr),
                          self.rows_done.eq(self.rows_done + wb_rows + up_rows)]
 
-        # ---- u+10: q written
-        m.d.comb += [q_wr.en.eq(clearing | qn_en), q_wr.addr.eq(Mux(clearing, clr_addr, qn_addr))]
+        # ---- q = rnd(e_odd * w, 8) for the next minibatch, through 16 more multipliers
+        e_s = Cat(self.e_odd, Const(0, 1)).as_signed()
+        q_h = [Signal(signed(48), name=f"q_{i}", reset_less=True) for i in range(H)]
+        lat_q = None
+        for i in range(H):
+            unit = m.submodules[f"mul_e_{i}"] = PipelinedMul(CORR_BITS + 1, 32, 1 << (CORR_SHIFT - 1))
+            m.d.comb += [unit.a.eq(e_s), unit.b.eq(w_h[i])]
+            m.d.sync += q_h[i].eq(unit.p >> CORR_SHIFT)
+            lat_q = unit.latency
+        q_lo = [delay(m, q_h[i], 1, f"q_lo_{i}") for i in range(H)]
+        qw = delay(m, wr, lat_q + 1, "q_wr", reset_less=False)
+        qw_c = delay(m, wr_c, lat_q + 1, "q_wr_c")
+        m.d.comb += [q_wr.en.eq(clearing | qw), q_wr.addr.eq(Mux(clearing, clr_addr, qw_c))]
         with m.If(~clearing):
-            m.d.comb += q_wr.data.eq(qn)
+            m.d.comb += q_wr.data.eq(Cat(*q_lo, *q_h))
         return m
