@@ -170,7 +170,7 @@ def render(rep: dict) -> str:
         if u:
             lines.append(f"{k:14s} {u['used']:8d} {u['available']:10d} {100 * u['used'] / max(1, u['available']):6.1f}%")
     lines.append("")
-    for run in [{"seed": rep["board"]["seed"], "fmax": rep["board"]["fmax"]}] + rep.get("seeds", []):
+    for run in [{"seed": rep["board"].get("seed", "?"), "fmax": rep["board"]["fmax"]}] + rep.get("seeds", []):
         for clk, f in run["fmax"].items():
             ok = "met" if f["achieved_mhz"] >= f["target_mhz"] else "NOT met"
             lines.append(f"seed {run['seed']}: clock {clk}: fmax {f['achieved_mhz']:.1f} MHz, "
