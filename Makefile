@@ -45,6 +45,7 @@ bitstream: $(STAMP)
 	$(PY) -m lowbit_hw.board.build --out build/bitstream
 
 bench: $(STAMP)
+	$(PY) bench/host_speed.py
 	$(PY) bench/pack_speed.py
 	$(PY) bench/dp_time.py
 	$(PY) bench/golden_vs_float.py

@@ -49,27 +49,29 @@ class Problem:
     labels: np.ndarray | None = None
     golden: object = None
     run_id: int = 0x1234_5678_9ABC_DEF0
+    layout: str = "planes"
 
     @property
     def fmt(self) -> LineFormat:
         return LineFormat(bits=max(1, min(self.cfg.bits, 8)), features=max(1, self.cfg.features),
-                          line_bits=self.line_bits)
+                          line_bits=self.line_bits, layout=self.layout)
 
 
 def make_problem(*, rows, features, bits, batch=1, epochs=1, copies=1, step=0.05, line_bits=64, seed=0,
-                 label_scale=1.0) -> Problem:
+                 label_scale=1.0, layout="planes", levels_q=None) -> Problem:
     """A least-squares problem quantized with double sampling, packed as the engine reads it."""
     rng = np.random.default_rng(seed)
     X = rng.uniform(-1, 1, size=(rows, features))
     w_true = rng.uniform(-1, 1, size=features) / max(1.0, np.sqrt(features))
     y = np.clip(X @ w_true * label_scale + rng.normal(0, 0.05, rows), -1, 1)
-    levels_q = levels_to_fixed(uniform_levels(bits))
+    if levels_q is None:
+        levels_q = levels_to_fixed(uniform_levels(bits))
     codes = np.stack([double_sample(X, levels_q, rng) for _ in range(copies)])
     labels = labels_to_fixed(y)
     tm, te = code_table(levels_q)
     cfg = EngineConfig(rows=rows, features=features, bits=bits, batch=batch, epochs=epochs,
                        step=step_to_fixed(step), copies=copies)
-    fmt = LineFormat(bits=bits, features=features, line_bits=line_bits)
+    fmt = LineFormat(bits=bits, features=features, line_bits=line_bits, layout=layout)
     memory = {}
     per_copy = fmt.lines_per_copy(rows)
     for k in range(copies):
@@ -79,7 +81,7 @@ def make_problem(*, rows, features, bits, batch=1, epochs=1, copies=1, step=0.05
         memory[LABEL_ADDR + i] = v
     gold = golden_run(cfg, codes, labels, tm, te)
     return Problem(cfg=cfg, line_bits=line_bits, memory=memory, table_m=tm, table_e=te, codes=codes,
-                   labels=labels, golden=gold)
+                   labels=labels, golden=gold, layout=layout)
 
 
 @dataclass

@@ -501,8 +501,9 @@ def test_ctrl_c_on_sim_server_stops_it_cleanly(double_verilog, double_server, tm
 
 CTRL_C_SCRIPT = """
 import sys
-from lowbit.driver import sim
-sim.DEFAULT_AFU.update({afu!r})   # the test build of the real engine (cached), not the full one
+from lowbit.driver.sim_engines import SIM_ENGINES
+# the test build of the real engine (cached), not the full ones
+SIM_ENGINES.update(woven={afu!r}, planes={afu!r})
 from lowbit.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -8,6 +8,8 @@ import pytest
 from lowbit.cli import main
 from lowbit.dataset import QuantizedDataset
 
+from driver_fixtures import TEST_AFU, afu_server  # noqa: F401  (pytest fixture)
+
 
 def run_cli(capsys, *argv):
     code = main(list(argv))
@@ -79,11 +81,19 @@ def test_serial_backend_needs_a_port_that_exists(capsys, tmp_path):
     assert code == 1 and "cannot open serial port" in err
 
 
-def test_info_reports_the_engine_build_and_its_fixed_point_formats(capsys):
+def test_info_reports_the_engine_build_and_its_fixed_point_formats(capsys, afu_server):
+    """Attached to a running simulator (the tests' AFU build, so the suite never builds the 512-bit
+    woven engine); the default engines are the same code path with other build parameters."""
     from lowbit.fixed import CODE_FRAC, CORR_FRAC
+    from lowbit_sim.simserver import start_server
 
-    code, out, _ = run_cli(capsys, "info")
+    server = start_server(afu_server, once=True)
+    try:
+        code, out, _ = run_cli(capsys, "info", "--socket", str(server.socket_path))
+    finally:
+        server.stop()
     assert code == 0
     rows = dict(line.split() for line in out.splitlines())
-    assert rows["LINE_BITS"] == "512" and rows["LANES"] == "32"
+    assert rows["LINE_BITS"] == str(TEST_AFU["line_bits"]) and rows["LANES"] == str(TEST_AFU["lanes"])
+    assert rows["MAX_FEATURES"] == str(TEST_AFU["max_features"])
     assert rows["CODE_FRAC"] == str(CODE_FRAC) and rows["CORR_FRAC"] == str(CORR_FRAC)

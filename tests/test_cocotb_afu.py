@@ -2,9 +2,9 @@
 
 * ``test_ccip_model_on_test_double``: the bench's host model against the DMA TEST DOUBLE
   (``tests/driver_fixtures.py``), seconds to build.
-* ``test_afu_*``: the real ``lowbit_hw.afu.LowbitAFU`` (skipped until ``lowbit_hw.export`` exists),
-  a moderate build for the random seeds, MMIO and error paths, and the full 512/32/8192 build for
-  the maximum-features and throughput cases.
+* ``test_afu_*``: the real ``lowbit_hw.afu.LowbitAFU``: a moderate build for the random seeds, MMIO
+  and error paths, narrow lines, the bit-serial woven core (128-bit lines), and the full 512/32/8192
+  build for the maximum-features and throughput cases.
 
 Environment: ``LOWBIT_SEEDS`` (random seeds of the regular suite, default 50), ``LOWBIT_SEED0``
 (first seed, default 0), ``WAVES=1`` (a VCD trace per bench: build/cocotb/<config>-waves/run_<bench>/dump.vcd).
@@ -27,10 +27,14 @@ MODERATE = dict(line_bits=512, lanes=8, max_features=1024)
 FULL = dict(line_bits=512, lanes=32, max_features=8192)
 #: Narrow lines (as behind the board's serial bridge): records span several lines.
 NARROW = dict(line_bits=128, lanes=4, max_features=256)
+#: The bit-serial woven core (4 rows per 128-bit line), with the read depth the simulator's woven
+#: engine has per line width.
+WOVEN = dict(line_bits=128, lanes=32, max_features=256, core="woven", read_depth=256)
 
 
 def _config_name(cfg: dict) -> str:
-    return f"w{cfg['line_bits']}_l{cfg['lanes']}_f{cfg['max_features']}"
+    core = "" if cfg.get("core", "planes") == "planes" else f"_{cfg['core']}"
+    return f"w{cfg['line_bits']}_l{cfg['lanes']}_f{cfg['max_features']}{core}"
 
 
 def _run_bench(name: str, verilog: Path, module: str, build_dir: Path, extra_env: dict | None = None) -> None:
@@ -65,6 +69,16 @@ def test_afu_narrow_lines_every_b_and_level_kind():
     verilog = _export_afu(NARROW)
     seeds = max(16, int(os.environ.get("LOWBIT_SEEDS", "50")) // 4)
     _run_bench("narrow", verilog, "lowbit_sim.test_afu", BUILD / _config_name(NARROW),
+               extra_env={"LOWBIT_SEEDS": str(seeds)})
+
+
+def test_afu_woven_core_random_seeds_corners_and_error_paths():
+    """The bit-serial woven core under the same CCI-P stress: 16 seeds (b = 1..8 twice; a quarter of
+    LOWBIT_SEEDS when larger; uniform levels and whole-group minibatches, as the core requires),
+    every corner and error case, and its own refusals (BAD_TABLE, BATCH_NOT_WOVEN)."""
+    verilog = _export_afu(WOVEN)
+    seeds = max(16, int(os.environ.get("LOWBIT_SEEDS", "50")) // 4)
+    _run_bench("woven", verilog, "lowbit_sim.test_afu", BUILD / _config_name(WOVEN),
                extra_env={"LOWBIT_SEEDS": str(seeds)})
 
 

@@ -115,7 +115,9 @@ def test_engine_code_table_is_the_pair_mean_and_quarter_squared_difference(bits)
     exact = (hi - lo) ** 2 / 4
     assert np.abs(te / (1 << CORR_FRAC) - exact).max() <= 2.0 ** -24
     assert np.all(te[0::2] == 0)  # both samples equal: no correction
-    assert tm.min() >= -(1 << 15) and tm.max() <= 1 << 15 and te.max() <= 1 << CORR_FRAC
+    # Uniform levels start at +1 and step down by whole 2^-14 LSBs, so the bottom one may pass -1
+    # by up to 127 LSBs (b = 8): m stays far inside its int17.
+    assert tm.max() == 1 << 15 and tm.min() >= -(1 << 15) - 2 * 127 and te.max() <= 1 << CORR_FRAC
     m, e = decode_codes(c, lq)
     assert np.array_equal(m, tm / 2.0**CODE_FRAC) and np.array_equal(e, te / 2.0**CORR_FRAC)
 
@@ -134,7 +136,12 @@ def test_correction_term_is_within_one_percent_at_every_precision(bits):
 
 def test_levels_to_fixed_pins_endpoints_and_checks_its_input():
     lq = levels_to_fixed(uniform_levels(3))
-    assert lq.dtype == np.int16 and lq[0] == -LEVEL_ONE and lq[-1] == LEVEL_ONE
+    # uniform levels start at +1 (the intercept's value) and step a whole number of LSBs down,
+    # so the bottom one may pass -1
+    assert lq.dtype == np.int16 and lq[-1] == LEVEL_ONE and -LEVEL_ONE - 128 < lq[0] <= -LEVEL_ONE
+    # an end point within rounding of +-1 is pinned onto it, so [-1, 1] stays covered
+    lq = levels_to_fixed(np.array([-1 + 1e-12, 1 - 1e-12]))
+    assert list(lq) == [-LEVEL_ONE, LEVEL_ONE]
     with pytest.raises(ValueError, match="2\\^b"):
         levels_to_fixed(np.linspace(-1, 1, 3))
     with pytest.raises(ValueError, match="sorted"):
@@ -182,3 +189,15 @@ def test_engine_tables_give_an_unbiased_square_at_every_precision(bits):
     prob = np.stack([(1 - p) ** 2, 2 * p * (1 - p), p**2])
     sq = np.stack([m[c] ** 2 - e[c], m[c + 1] ** 2 - e[c + 1], m[c + 2] ** 2 - e[c + 2]])
     assert np.abs((prob * sq).sum(0) - x**2).max() <= 2.0**-23
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_uniform_levels_give_an_affine_code_table(bits):
+    """What the bit-serial (woven) engine needs: m(c) = m0 + c * delta and e = e_odd on odd codes."""
+    lq = levels_to_fixed(uniform_levels(bits))
+    lq = lq.astype(np.int64)
+    assert lq[-1] == 1 << 14 and lq[0] <= -(1 << 14) and np.all(np.diff(lq) == lq[1] - lq[0])
+    tm, te = code_table(lq)
+    c = np.arange(tm.size)
+    assert np.array_equal(tm, tm[0] + c * (tm[1] - tm[0]))
+    assert np.array_equal(te, te[1] * (c & 1))

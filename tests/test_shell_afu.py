@@ -129,7 +129,7 @@ def test_export_writes_verilog_and_json_and_caches(tmp_path, monkeypatch):
     text = v.read_text()
     assert v.name == "lowbit_afu.v" and "module lowbit_afu(" in text
     meta = json.loads((tmp_path / "lowbit_afu.json").read_text())
-    assert meta["params"] == dict(line_bits=W, lanes=4, max_features=64, read_depth=16)
+    assert meta["params"] == dict(line_bits=W, lanes=4, max_features=64, read_depth=16, core="planes")
     for p in port_list(W):
         rng = f"[{p['width'] - 1}:0] " if p["width"] > 1 else ""
         decl = f"{'input' if p['dir'] == 'in' else 'output'} {rng}{p['name']};"

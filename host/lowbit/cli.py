@@ -16,7 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-from .experiment import DEFAULT_FMAX_MHZ
+from .driver.sim_engines import SIM_ENGINES
+from .experiment import ASSUMED_HARP_FMAX_MHZ, DEFAULT_FMAX_MHZ, describe_clock
 
 BACKENDS = ("sim", "serial", "golden", "float")
 
@@ -83,10 +84,14 @@ def auto_step(X, batch: int) -> float:
 
 def _add_training_args(p: argparse.ArgumentParser, *, demo: bool = False):
     p.add_argument("--data", default="mnist49" if demo else "synthetic",
-                   help="synthetic | synthetic:N:F | mnist49 | PATH to a LIBSVM file (default: %(default)s)")
+                   help="synthetic | synthetic:N:F | mnist49 | PATH to a LIBSVM file | FILE.npz written by "
+                        "lowbit quantize (default: %(default)s)")
     p.add_argument("--bits", type=_bits_list, default=[2, 4, 8] if demo else [4],
                    help="comma-separated bit widths, e.g. 2,4,8 (default: %(default)s)")
-    p.add_argument("--levels", choices=("uniform", "optimal"), default="optimal" if demo else "uniform")
+    p.add_argument("--levels", choices=("uniform", "optimal"), default="uniform")
+    p.add_argument("--engine", choices=("auto",) + tuple(SIM_ENGINES), default="auto",
+                   help="simulated engine: woven (bit-serial, time ~ bits; uniform levels only) or planes "
+                        "(lane-parallel, any levels); auto: woven for uniform levels, planes for optimal")
     p.add_argument("--epochs", type=_positive_int, default=8 if demo else 10)
     p.add_argument("--batch", type=_positive_int, default=16)
     p.add_argument("--step", type=_step, default="auto",
@@ -98,7 +103,8 @@ def _add_training_args(p: argparse.ArgumentParser, *, demo: bool = False):
                    help="engine backend for the quantized runs; float runs float64 SGD only")
     p.add_argument("--no-float", action="store_true", help="skip the float64 reference run")
     p.add_argument("--fmax", type=_fmax, default=DEFAULT_FMAX_MHZ,
-                   help="engine clock in MHz for modelled time (default: %(default)s)")
+                   help="engine clock in MHz for modelled time (default: %(default)s, the fmax make bitstream "
+                        f"measured; {ASSUMED_HARP_FMAX_MHZ:g} is ZipML's HARP clock, an assumption)")
     p.add_argument("--plot", type=Path, default=Path("out/demo.png") if demo else None, help="write a PNG plot")
     p.add_argument("--json", action="store_true", help="print one JSON summary instead of tables")
     p.add_argument("--save-model", type=Path, default=None,
@@ -136,16 +142,54 @@ def _print_table(runs, prepared, out=None):
         print("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)), file=out)
     fmax = next((r.fmax_mhz for r in runs if r.fmax_mhz), None)
     if fmax:
-        print(f"\nmodelled s = engine cycles / {fmax:g} MHz; float64 time is measured on this CPU.", file=out)
+        print(f"\nmodelled s = engine cycles at {describe_clock(fmax)}; float64 time is measured on this CPU.",
+              file=out)
 
 
 def _device_options(args) -> dict:
-    """``open_device`` options from ``--socket`` (sim) or ``--port`` (serial)."""
+    """``open_device`` options from ``--socket`` (sim) or ``--port`` (serial), and ``--engine``."""
     if args.backend == "serial":
         if not args.port:
             raise ValueError("--backend serial needs --port (e.g. /dev/ttyUSB0)")
         return {"port": args.port}
-    return {"socket": args.socket} if args.socket else {}
+    if args.socket:
+        return {"socket": args.socket}
+    engine = getattr(args, "engine", "auto")
+    if engine == "auto":
+        engine = "planes" if getattr(args, "levels", "uniform") == "optimal" else "woven"
+    return dict(SIM_ENGINES[engine])
+
+
+def _train_file(args) -> int:
+    """``lowbit train --data FILE.npz``: train on a saved QuantizedDataset (its b, levels and copies)."""
+    from types import SimpleNamespace
+
+    from . import experiment as ex
+    from .dataset import QuantizedDataset
+
+    if args.step == "auto":
+        raise ValueError("--data FILE.npz holds no float data to derive a step from: give --step")
+    if args.backend == "float":
+        raise ValueError("--data FILE.npz holds quantized data only: use --backend golden, sim or serial")
+    qds = QuantizedDataset.load(args.data)
+    device = None
+    try:
+        if args.backend in ("sim", "serial"):
+            from .driver import open_device
+
+            device = open_device(args.backend, **_device_options(args))
+        run = ex.run_engine(None, qds, backend=args.backend, step=args.step, batch=args.batch, epochs=args.epochs,
+                            device=device, fmax_mhz=args.fmax, levels_name=qds.level_kind, progress=not args.json)
+    finally:
+        if device is not None:
+            device.close()
+    info = SimpleNamespace(name=str(args.data), rows=qds.rows, features=qds.features)
+    if args.json:
+        print(json.dumps({"data": info.name, "rows": qds.rows, "features": qds.features, "runs": [run.to_json()]}))
+    else:
+        _print_table([run], info)
+        print("(training loss = the engine's loss accumulator: the file holds no float data)")
+    return 0
 
 
 # ------------------------------------------------------------------------- checks before any work
@@ -243,6 +287,8 @@ def cmd_train(args) -> int:
     # Everything that can be refused is refused before any work: options, output paths, engine
     # limits, then (with the engine's MAX_FEATURES) the data's size, before it is densified.
     check_engine_limits(args)
+    if str(args.data).endswith(".npz"):
+        return _train_file(args)
     plot = output_path(args.plot, "--plot", ".png", PLOT_SUFFIXES) if args.plot else None
     model_path = output_path(args.save_model, "--save-model", ".npz") if args.save_model else None
     quiet = args.json
@@ -263,10 +309,9 @@ def cmd_train(args) -> int:
                       file=sys.stderr)
             max_features = device.caps["MAX_FEATURES"]
             line_bits = device.caps["LINE_BITS"]
-        elif args.backend == "golden":  # the golden model stands for the default engine build
-            from .driver.sim import DEFAULT_AFU
-
-            max_features, line_bits = DEFAULT_AFU["max_features"], DEFAULT_AFU["line_bits"]
+        elif args.backend == "golden":  # the golden model stands for the sim engine this run would open
+            engine = _device_options(args)
+            max_features, line_bits = engine["max_features"], engine["line_bits"]
         else:
             max_features, line_bits = None, 512
         prepared = ex.prepare(args.data, seed=args.seed, max_features=max_features)
@@ -329,7 +374,53 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _quantize_npy(args) -> int:
+    """``lowbit quantize X.npy --labels y.npy``: X memory-mapped, normalised and quantized chunk by
+    chunk, the packed copies streamed into the output file (memory independent of N)."""
+    import numpy as np
+
+    from .data import Normalizer
+    from .dataset import QuantizedDataset
+    from .levels import make_levels
+    from .quant import check_finite, levels_to_fixed
+
+    if args.labels is None:
+        raise ValueError("a .npy input needs --labels y.npy (one label per row)")
+    X = np.load(args.data, mmap_mode="r")
+    if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1 or X.dtype.kind != "f":
+        raise ValueError(f"{args.data}: expected a 2-D float array (rows, features), got {X.dtype} {X.shape}")
+    y = check_finite(np.load(args.labels), "labels")
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"{args.labels}: expected {X.shape[0]} labels, got shape {y.shape}")
+    step = max(1, (1 << 22) // X.shape[1])
+    lo = np.full(X.shape[1], np.inf)
+    hi = np.full(X.shape[1], -np.inf)
+    for r in range(0, X.shape[0], step):  # column ranges in one streaming pass (Normalizer.fit, chunked)
+        part = check_finite(X[r : r + step], f"{args.data}: X")
+        lo, hi = np.minimum(lo, part.min(axis=0)), np.maximum(hi, part.max(axis=0))
+    norm = Normalizer()
+    norm.center, norm.half_range = (lo + hi) / 2, (hi - lo) / 2
+    ymax = float(np.max(np.abs(y)))
+    norm.y_scale = ymax if ymax > 0 else 1.0
+    values = None
+    if args.levels == "optimal":  # fitted to a seeded sample of rows, as QuantizedDataset.build does
+        rows = np.sort(np.random.default_rng(args.seed).choice(X.shape[0], min(X.shape[0], max(1, (1 << 22) // X.shape[1])),
+                                                                replace=False))
+        values = norm.transform_X(X[rows]).ravel()
+    lv = make_levels(args.levels, args.bits, values)
+    fmt = QuantizedDataset.write_file(args.output, X, norm.transform_y(y), bits=args.bits, levels_q=levels_to_fixed(lv),
+                                      levels=lv, level_kind=args.levels, copies=args.copies, seed=args.seed,
+                                      line_bits=args.line_bits, transform=norm.transform_X,
+                                      features=norm.features_out, progress=True)
+    n = X.shape[0]
+    print(f"{args.data}: {n} rows x {fmt.features} features at b={fmt.bits} ({args.levels} levels), "
+          f"{args.copies} copies, {fmt.bytes_per_copy(n) / 1e6:.3f} MB per copy -> {args.output}")
+    return 0
+
+
 def cmd_quantize(args) -> int:
+    if str(args.data).endswith(".npy"):
+        return _quantize_npy(args)
     from . import experiment as ex
 
     output = output_path(args.output, "-o", ".npz")  # np.savez appends .npz: report what is written
@@ -377,7 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("quantize", help="quantize a data set into packed lines (.npz)")
-    p.add_argument("data", help="synthetic | synthetic:N:F | mnist49 | PATH to a LIBSVM file")
+    p.add_argument("data", help="synthetic | synthetic:N:F | mnist49 | PATH to a LIBSVM file | X.npy "
+                                "(memory-mapped; with --labels)")
+    p.add_argument("--labels", default=None, help="y.npy: the labels of an X.npy input")
     p.add_argument("--bits", type=int, choices=range(1, 9), metavar="B", required=True)
     p.add_argument("--levels", choices=("uniform", "optimal"), default="uniform")
     p.add_argument("--copies", type=_positive_int, default=1)
@@ -390,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("sim", "serial"), default="sim")
     p.add_argument("--socket", default=None, help="attach to a running simulator (make sim-server)")
     p.add_argument("--port", default=None, help="serial port of the ULX3S board (--backend serial)")
+    p.add_argument("--engine", choices=tuple(SIM_ENGINES), default="woven",
+                   help="simulated engine to build and open (default: %(default)s)")
     p.set_defaults(func=cmd_info)
 
     sub.add_parser("qsgd-demo", help="QSGD data-parallel demo (options: lowbit qsgd-demo --help)", add_help=False)

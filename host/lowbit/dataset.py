@@ -14,16 +14,15 @@ import sys
 
 import numpy as np
 
-from .fixed import labels_to_fixed
-from .format import FORMAT_VERSION, LineFormat, check_bits, pack_codes, pack_words, unpack_codes
+from .fastquant import max_code, pack_codes_fast, quantize_pack, unpack_codes_fast
+from .fixed import MODEL_FRAC, labels_to_fixed
+from .format import FORMAT_VERSION, LineFormat, check_bits, pack_codes, pack_words
 from .levels import make_levels
-from .quant import check_finite, code_table, double_sample, levels_to_fixed
+from .quant import check_finite, code_table, levels_to_fixed
 from .registers import MAX_COPIES
 
 #: Revision of the .npz container written by :meth:`QuantizedDataset.save`.
 FILE_VERSION = 1
-#: Values per quantization chunk (bounds the temporary float64 arrays to ~50 MB).
-_CHUNK_VALUES = 1 << 21
 #: Optimal levels are placed using at most this many values (a seeded sample beyond it).
 _LEVEL_SAMPLE = 1 << 22
 _RANGE_TOL = 1e-9
@@ -56,17 +55,35 @@ class QuantizedDataset:
         ``"uniform"``, ``"optimal"`` or ``"custom"``.
     """
 
-    def __init__(self, *, fmt: LineFormat, levels, levels_q, codes, labels_q, seed=None, level_kind="custom"):
+    def __init__(self, *, fmt: LineFormat, levels, levels_q, labels_q, codes=None, lines=None, seed=None,
+                 level_kind="custom"):
         self.fmt = fmt
         self.levels = np.asarray(levels, dtype=np.float64)
         self.levels_q = np.asarray(levels_q, dtype=np.int16)
         self.table_m, self.table_e = code_table(self.levels_q)
-        self.codes = np.asarray(codes, dtype=np.uint16)
         self.labels_q = np.asarray(labels_q, dtype=np.int32)
-        self.copies, self.rows, self.features = self.codes.shape
+        self.rows, self.features = self.labels_q.shape[0], fmt.features
+        if (codes is None) == (lines is None):
+            raise ValueError("give either codes (copies, N, F) or packed lines")
+        self._codes = None if codes is None else np.asarray(codes, dtype=np.uint16)
+        self._lines: np.ndarray | None = lines
+        if self._codes is not None:
+            self.copies, self.rows, self.features = self._codes.shape
+        else:
+            self.copies = lines.shape[0] // fmt.lines_per_copy(self.rows)
         self.seed = seed
         self.level_kind = level_kind
-        self._lines: np.ndarray | None = None
+        self._relaid: tuple[LineFormat, np.ndarray] | None = None  # packed in an engine's other layout
+
+    @property
+    def codes(self) -> np.ndarray:
+        """``(copies, N, F)`` uint16 codes, unpacked from the lines on first use (2 bytes per value
+        and copy: the fast paths never need them, they read :meth:`data_lines`)."""
+        if self._codes is None:
+            per = self.fmt.lines_per_copy(self.rows)
+            self._codes = np.stack([unpack_codes_fast(self._lines[k * per : (k + 1) * per], self.fmt, self.rows)
+                                    for k in range(self.copies)])
+        return self._codes
 
     # -------------------------------------------------------------------------------- build
     @classmethod
@@ -135,30 +152,42 @@ class QuantizedDataset:
         lv = make_levels(levels, bits, values)
         levels_q = levels_to_fixed(lv)
 
-        codes = np.empty((copies, n, f), dtype=np.uint16)
-        chunk = max(1, _CHUNK_VALUES // f)
-        starts = range(0, n, chunk)
+        per = fmt.lines_per_copy(n)
+        lines = np.empty((copies * per, fmt.line_bytes), dtype=np.uint8)
+        # One key for all copies: an int seed, or one draw from a Generator (then reproducible from its state).
+        key_seed = int(rng.integers(0, 1 << 63)) if isinstance(seed, np.random.Generator) else int(seed)
         from tqdm.auto import tqdm
 
         show = progress and sys.stderr.isatty()
-        with tqdm(total=copies * len(starts), desc="quantize", unit="chunk", disable=not show) as bar:
+        with tqdm(total=copies * X.nbytes, desc="quantize", unit="B", unit_scale=True, disable=not show) as bar:
+            row_bytes = X.nbytes // n
             for k in range(copies):
-                for s in starts:
-                    codes[k, s : s + chunk] = double_sample(X[s : s + chunk], levels_q, rng)
-                    bar.update()
-        return cls(fmt=fmt, levels=lv, levels_q=levels_q, codes=codes, labels_q=labels_to_fixed(y),
+                quantize_pack(X, fmt, levels_q, seed=key_seed, copy=k, out=lines[k * per : (k + 1) * per],
+                              progress=lambda r: bar.update(r * row_bytes))
+        return cls(fmt=fmt, levels=lv, levels_q=levels_q, lines=lines, labels_q=labels_to_fixed(y),
                    seed=None if isinstance(seed, np.random.Generator) else int(seed), level_kind=kind)
 
     # -------------------------------------------------------------------------------- lines
-    def data_lines(self) -> np.ndarray:
-        """All copies packed, ``(copies * lines_per_copy(N), line_bytes)`` uint8; copy k at k * lines_per_copy."""
-        if self._lines is None:
-            per = self.fmt.lines_per_copy(self.rows)
-            out = np.empty((self.copies * per, self.fmt.line_bytes), dtype=np.uint8)
+    def data_lines(self, fmt: LineFormat | None = None) -> np.ndarray:
+        """All copies packed, ``(copies * lines_per_copy(N), line_bytes)`` uint8; copy k at k * lines_per_copy.
+
+        ``fmt`` asks for the same codes in another layout (an engine's, ``LineFormat.layout``):
+        they are re-packed with the reference packer and kept."""
+        if fmt is None or fmt == self.fmt:
+            if self._lines is None:
+                per = self.fmt.lines_per_copy(self.rows)
+                out = np.empty((self.copies * per, self.fmt.line_bytes), dtype=np.uint8)
+                for k in range(self.copies):
+                    out[k * per : (k + 1) * per] = pack_codes_fast(self._codes[k], self.fmt)
+                self._lines = out
+            return self._lines
+        if self._relaid is None or self._relaid[0] != fmt:
+            per = fmt.lines_per_copy(self.rows)
+            out = np.empty((self.copies * per, fmt.line_bytes), dtype=np.uint8)
             for k in range(self.copies):
-                out[k * per : (k + 1) * per] = pack_codes(self.codes[k], self.fmt)
-            self._lines = out
-        return self._lines
+                out[k * per : (k + 1) * per] = pack_codes(self.codes[k], fmt)
+            self._relaid = (fmt, out)
+        return self._relaid[1]
 
     def label_lines(self) -> np.ndarray:
         """Labels as int32 words, ``(label_lines(N), line_bytes)`` uint8."""
@@ -195,6 +224,52 @@ class QuantizedDataset:
             data=self.data_lines(),
             labels_q=self.labels_q,
         )
+
+    @classmethod
+    def write_file(cls, path, X, y, *, bits: int, levels_q, levels, level_kind: str, copies: int = 1, seed: int = 0,
+                   line_bits: int = 512, transform=None, features: int | None = None,
+                   progress: bool = True) -> LineFormat:
+        """Quantize ``X`` straight into a :meth:`save`-format file, never holding a whole copy.
+
+        The packed lines of each copy are streamed into the ``.npz`` (an uncompressed zip of
+        ``.npy`` members, what :meth:`load` reads) one super-chunk at a time, so memory is the
+        working set of :func:`lowbit.fastquant.quantize_pack`, whatever the data's size. ``X`` may
+        be a memmap of raw data with ``transform`` normalising each chunk
+        (:meth:`lowbit.data.Normalizer.transform_X`); ``y`` must already be normalised.
+        ``features`` is the column count after ``transform`` (default: X's). Returns the LineFormat written.
+        """
+        import zipfile
+
+        from tqdm.auto import tqdm
+
+        y = check_finite(y, "y")
+        n = y.shape[0]
+        fmt = LineFormat(bits=check_bits(bits), features=X.shape[1] if features is None else features,
+                         line_bits=line_bits)
+        copies = _positive_int("copies", copies, MAX_COPIES)
+        if X.shape[0] != n:
+            raise ValueError(f"X has {X.shape[0]} rows, y has {n}")
+        per = fmt.lines_per_copy(n)
+        meta = dict(file_version=np.int64(FILE_VERSION), format_version=np.int64(FORMAT_VERSION),
+                    bits=np.int64(fmt.bits), line_bits=np.int64(line_bits), rows=np.int64(n),
+                    features=np.int64(fmt.features), copies=np.int64(copies), seed=np.int64(seed),
+                    level_kind=np.str_(level_kind), levels=np.asarray(levels, np.float64),
+                    levels_q=np.asarray(levels_q, np.int16), labels_q=labels_to_fixed(y))
+        row_bytes = X.dtype.itemsize * X.shape[1]
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for key, arr in meta.items():
+                with zf.open(f"{key}.npy", "w") as fh:
+                    np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
+            with zf.open("data.npy", "w", force_zip64=True) as fh, \
+                    tqdm(total=copies * n * row_bytes, desc="quantize", unit="B", unit_scale=True,
+                         disable=not progress) as bar:
+                np.lib.format.write_array_header_2_0(fh, {"descr": "|u1", "fortran_order": False,
+                                                          "shape": (copies * per, fmt.line_bytes)})
+                for k in range(copies):
+                    quantize_pack(X, fmt, levels_q, seed=seed, copy=k, transform=transform,
+                                  sink=lambda lines: fh.write(lines.tobytes()),
+                                  progress=lambda r: bar.update(r * row_bytes))
+        return fmt
 
     @classmethod
     def load(cls, path) -> "QuantizedDataset":
@@ -247,13 +322,15 @@ class QuantizedDataset:
             raise ValueError(f"{name}: bad levels: {exc}") from None
         if not np.array_equal(expect_q, levels_q):
             raise ValueError(f"{name}: levels_q does not match levels (inconsistent level table)")
-        codes = np.stack([unpack_codes(data[k * per : (k + 1) * per], fmt, rows) for k in range(copies)])
-        if codes.max() >= fmt.codes:
-            raise ValueError(f"{name}: packed data holds code {int(codes.max())}, "
+        if np.abs(labels_q.astype(np.int64)).max() > (1 << MODEL_FRAC):
+            raise ValueError(f"{name}: labels out of range (|y| <= 1, i.e. |labels_q| <= 2^{MODEL_FRAC})")
+        top = max_code(data, fmt, rows, copies)
+        if top >= fmt.codes:
+            raise ValueError(f"{name}: packed data holds code {top}, "
                              f"{fmt.bits}-bit codes are 0..{fmt.codes - 1} (corrupt data)")
         seed = scalar("seed")
         kind = str(need("level_kind"))
-        ds = cls(fmt=fmt, levels=levels, levels_q=levels_q, codes=codes, labels_q=labels_q,
-                 seed=None if seed < 0 else seed, level_kind=kind)
-        ds._lines = data
-        return ds
+        if kind not in ("uniform", "optimal", "custom"):
+            raise ValueError(f"{name}: unknown level kind {kind!r}")
+        return cls(fmt=fmt, levels=levels, levels_q=levels_q, lines=data, labels_q=labels_q,
+                   seed=None if seed < 0 else seed, level_kind=kind)

@@ -21,15 +21,30 @@ import numpy as np
 
 from .data import Dataset
 
-#: The engine clock that nextpnr last measured for the board build (routed fmax of the "sync"
-#: clock, the last "Max frequency" line of nextpnr's log), measured by ``make bitstream``
-#: (report: build/bitstream/report.txt). Every modelled engine time uses it unless the user
-#: states another clock. Update it, with the commit that changes the datapath, from a new run.
+#: The engine clock that nextpnr last measured for the board build: the routed fmax of the engine
+#: ("sync") clock in ``make bitstream``'s report (build/bitstream/report.txt), whose last line is
+#: the assignment to paste here. Every modelled engine time uses it unless the user states another
+#: clock. Update it, with the commit that changes the datapath, from a new run; README.md and
+#: docs/board.md quote it, and tests/test_fmax_docs.py holds them to it.
 MEASURED_FMAX_MHZ = 57.4
 #: The anchor's clock (ZipML-XeonFPGA's HARP user clock, 200 MHz). Never a default: any figure at
 #: this clock must be labelled an assumption, next to the one at MEASURED_FMAX_MHZ.
 ASSUMED_HARP_FMAX_MHZ = 200.0
 DEFAULT_FMAX_MHZ = MEASURED_FMAX_MHZ
+
+
+def describe_clock(fmax_mhz: float) -> str:
+    """The clock of a modelled engine time, labelled the one way every table and plot labels it.
+
+    The measured fmax is named as measured, the HARP clock as an assumption, and any other value
+    as a clock the user stated (``--fmax``), so no printed time passes an unmeasured clock off as
+    a measured one.
+    """
+    if fmax_mhz == MEASURED_FMAX_MHZ:
+        return f"{fmax_mhz:g} MHz, the fmax make bitstream measured"
+    if fmax_mhz == ASSUMED_HARP_FMAX_MHZ:
+        return f"{fmax_mhz:g} MHz, an assumed clock (ZipML's HARP clock), not measured"
+    return f"{fmax_mhz:g} MHz, a clock stated with --fmax, not measured"
 
 
 @dataclass
@@ -131,7 +146,11 @@ def quantize(p: Prepared, *, bits: int, levels: str, copies: int, seed: int, lin
 def run_engine(p: Prepared, qds, *, backend: str, step: float, batch: int, epochs: int,
                device=None, fmax_mhz: float = DEFAULT_FMAX_MHZ, levels_name: str = "",
                progress: bool = False) -> RunSummary:
-    """Train on the golden model or the simulated engine (``device`` from ``lowbit.driver``)."""
+    """Train on the golden model or the simulated engine (``device`` from ``lowbit.driver``).
+
+    With ``p`` None (a saved QuantizedDataset trained without its float data) the training loss
+    is the engine's own loss accumulator and there is no test metric.
+    """
     from lowbit.fixed import loss_to_float, model_to_float
 
     t0 = time.perf_counter()
@@ -149,12 +168,13 @@ def run_engine(p: Prepared, qds, *, backend: str, step: float, batch: int, epoch
         raise ValueError(f"unknown engine backend {backend!r} (golden, sim or serial)")
     wall = time.perf_counter() - t0
     models = model_to_float(res.models)
-    metric, name = _metrics(p, models[-1])
+    engine_loss = [loss_to_float(a, qds.rows) for a in res.losses]
+    metric, name = _metrics(p, models[-1]) if p is not None else (None, None)
     summary = RunSummary(
         label=f"b={qds.fmt.bits} {levels_name}".strip(), backend=backend, bits=qds.fmt.bits,
         levels=levels_name or None, epochs=epochs, batch=batch, step=step,
-        train_loss=_losses(p, models),
-        engine_loss=[loss_to_float(a, qds.rows) for a in res.losses],
+        train_loss=_losses(p, models) if p is not None else engine_loss,
+        engine_loss=engine_loss,
         test_metric=metric, metric_name=name,
         bytes_per_epoch=int(qds.fmt.bytes_per_copy(qds.rows) + qds.fmt.label_lines(qds.rows) * qds.fmt.line_bytes),
         wall_s=wall, model=models[-1],

@@ -34,6 +34,12 @@ ROW_ALIGN = 32
 RECORD_BYTES = 64
 #: The format revision reported in the CAPS register; bump on any change to this module.
 FORMAT_VERSION = 1
+#: Line layouts, by the revision an engine reports in CAPS.FORMAT_VERSION. ``planes`` (1): bit-plane
+#: blocks of W consecutive codes of the row-major code stream (the lane-parallel TrainingCore).
+#: ``woven`` (2): each line is one bit plane of 32 features of W/32 consecutive rows (the
+#: bit-serial WovenCore; see "Woven layout" below and docs/format.md).
+LAYOUTS = {1: "planes", 2: "woven"}
+LAYOUT_VERSION = {name: version for version, name in LAYOUTS.items()}
 
 #: Word names of the 64-byte epoch record (uint64 each), written at STATS_ADDR + e records.
 #: ``epoch`` is the number of epochs completed (e + 1); ``cycles``, ``read_lines``, ``stall_cycles``
@@ -76,9 +82,12 @@ class LineFormat:
     bits: int
     features: int
     line_bits: int = 512
+    layout: str = "planes"
 
     def __post_init__(self):
         check_bits(self.bits)
+        if self.layout not in LAYOUT_VERSION:
+            raise ValueError(f"layout must be one of {tuple(LAYOUT_VERSION)}, got {self.layout!r}")
         if isinstance(self.features, bool) or not isinstance(self.features, (int, np.integer)) or self.features < 1:
             raise ValueError(f"features must be a positive integer, got {self.features!r}")
         if self.line_bits not in SUPPORTED_LINE_BITS:
@@ -101,7 +110,30 @@ class LineFormat:
     def padded_features(self) -> int:
         return padded_features(self.features)
 
+    @property
+    def version(self) -> int:
+        """The CAPS.FORMAT_VERSION of an engine that reads this layout."""
+        return LAYOUT_VERSION[self.layout]
+
+    @property
+    def samples_per_line(self) -> int:
+        """Woven layout: rows sharing a line (one 32-bit word each), ``W / 32``."""
+        return self.line_bits // ROW_ALIGN
+
+    @property
+    def chunks(self) -> int:
+        """Woven layout: 32-feature chunks per row."""
+        return self.padded_features // ROW_ALIGN
+
+    def groups(self, rows: int) -> int:
+        """Woven layout: groups of ``samples_per_line`` rows (the last one padded with code-0 rows)."""
+        return -(-int(rows) // self.samples_per_line)
+
     def blocks(self, rows: int) -> int:
+        """Units of ``b + 1`` consecutive lines, one per bit plane: W codes of the stream (planes),
+        or one 32-feature chunk of a group of rows (woven)."""
+        if self.layout == "woven":
+            return self.groups(rows) * self.chunks
         return -(-int(rows) * self.padded_features // self.line_bits)
 
     def lines_per_copy(self, rows: int) -> int:
@@ -160,8 +192,30 @@ def _stream(codes: np.ndarray, fmt: LineFormat, nblocks: int, shift: int = 0) ->
     return stream
 
 
+def _pack_woven(codes: np.ndarray, fmt: LineFormat) -> np.ndarray:
+    """Woven layout: line ``(g * chunks + c) * (b+1) + k`` holds, in its 32-bit word ``s``, bit ``k``
+    of the codes of row ``g*S + s``, features ``32c .. 32c+31`` (feature ``32c + f`` at bit ``f``)."""
+    S, C, P = fmt.samples_per_line, fmt.chunks, fmt.code_bits
+    rows = codes.shape[0]
+    G = fmt.groups(rows)
+    padded = np.zeros((G * S, fmt.padded_features), dtype=np.uint16)
+    padded[:rows, : fmt.features] = codes
+    by_chunk = padded.reshape(G, S, C, ROW_ALIGN).transpose(0, 2, 1, 3)  # (G, C, S, 32)
+    planes = (by_chunk[:, :, None] >> np.arange(P, dtype=np.uint16)[None, None, :, None, None]) & 1
+    packed = np.packbits(planes.astype(np.uint8), axis=-1, bitorder="little")  # (G, C, P, S, 4)
+    return packed.reshape(G * C * P, fmt.line_bytes)
+
+
+def _unpack_woven(lines: np.ndarray, fmt: LineFormat, rows: int) -> np.ndarray:
+    S, C, P = fmt.samples_per_line, fmt.chunks, fmt.code_bits
+    G = fmt.groups(rows)
+    bits = np.unpackbits(lines[: G * C * P].reshape(G, C, P, S, 4), axis=-1, bitorder="little")
+    codes = (bits.astype(np.uint16) << np.arange(P, dtype=np.uint16)[None, None, :, None, None]).sum(axis=2, dtype=np.uint16)
+    return codes.transpose(0, 2, 1, 3).reshape(G * S, fmt.padded_features)[:rows, : fmt.features]
+
+
 def pack_codes(codes: np.ndarray, fmt: LineFormat) -> np.ndarray:
-    """Pack an ``(N, F)`` array of codes into bit-plane blocks: ``(lines, line_bytes)`` uint8."""
+    """Pack an ``(N, F)`` array of codes into lines as ``fmt.layout`` says: ``(lines, line_bytes)`` uint8."""
     codes = np.asarray(codes)
     if codes.ndim != 2 or codes.shape[1] != fmt.features:
         raise ValueError(f"codes must have shape (rows, {fmt.features}), got {codes.shape}")
@@ -169,6 +223,8 @@ def pack_codes(codes: np.ndarray, fmt: LineFormat) -> np.ndarray:
         raise ValueError("codes has no rows")
     if codes.size and (codes.min() < 0 or codes.max() >= fmt.codes):
         raise ValueError(f"codes out of range for {fmt.bits}-bit double sampling: valid 0..{fmt.codes - 1}")
+    if fmt.layout == "woven":
+        return _pack_woven(codes, fmt)
     rows = codes.shape[0]
     nblocks = fmt.blocks(rows)
     nbytes = fmt.line_bytes
@@ -189,6 +245,8 @@ def unpack_codes(lines: np.ndarray, fmt: LineFormat, rows: int) -> np.ndarray:
     need = fmt.lines_per_copy(rows)
     if lines.ndim != 2 or lines.shape[1] != fmt.line_bytes or lines.shape[0] < need:
         raise ValueError(f"need at least {need} lines of {fmt.line_bytes} bytes for {rows} rows, got {lines.shape}")
+    if fmt.layout == "woven":
+        return _unpack_woven(lines, fmt, rows)
     nblocks = fmt.blocks(rows)
     nbytes = fmt.line_bytes
     planes = lines[:need].reshape(nblocks, fmt.code_bits, nbytes)

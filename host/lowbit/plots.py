@@ -8,11 +8,14 @@ from pathlib import Path
 def plot_runs(runs, path: str | Path, *, title: str = "") -> Path:
     """Two panels: training loss per epoch, and training loss against (modelled) time.
 
-    Engine runs are placed on the time axis by their cycle counts at the stated fmax; the float
+    Engine runs are placed on the time axis by their cycle counts at their fmax (labelled measured,
+    assumed or user-stated by :func:`lowbit.experiment.describe_clock`); the float
     run by the wall time measured on this CPU. Runs without a time (the golden model has no
     cycles) appear only in the left panel.
     """
     import matplotlib
+
+    from .experiment import describe_clock
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -36,7 +39,7 @@ def plot_runs(runs, path: str | Path, *, title: str = "") -> Path:
     ax_e.set_xlabel("epoch")
     fmax = next((r.fmax_mhz for r in runs if r.fmax_mhz), None)
     ax_t.set_xscale("log")
-    ax_t.set_xlabel(f"time (s): engine modelled at {fmax:g} MHz, float measured on this CPU" if fmax
+    ax_t.set_xlabel(f"time (s): engine modelled at {describe_clock(fmax)};\nfloat measured on this CPU" if fmax
                     else "time (s)")
     if title:
         fig.suptitle(title)

@@ -31,15 +31,31 @@ def check_finite(x: np.ndarray, what: str = "data") -> np.ndarray:
 
 
 def uniform_levels(bits: int) -> np.ndarray:
-    """``2^b`` evenly spaced levels on [-1, 1] (float64)."""
-    return np.linspace(-1.0, 1.0, 1 << check_bits(bits))
+    """``2^b`` evenly spaced levels down from 1, covering [-1, 1] (float64), exactly representable.
+
+    The spacing is a whole number of the engine's level LSBs (2^-14), ``ceil(2^15 / (2^b - 1))``,
+    so the fixed-point levels are *exactly* evenly spaced. That makes the code table affine
+    (``m = m0 + c * delta``, ``e`` the same on every odd code), which the bit-serial engine relies
+    on; levels rounded from ``linspace(-1, 1)`` would be off by an LSB here and there.
+
+    The set is anchored at +1, so the bottom level is -1 or just below it (at most 127 LSBs, at
+    b = 8). +1 must be a level: it is the intercept column's value in every row, and a value that
+    is a level is stored exactly. Anchored at -1 instead, the intercept was double-sampled between
+    two levels, and its (large) weight turned that variance into a 10x higher loss floor at b = 8
+    (``tests/test_sklearn.py``).
+    """
+    n = 1 << check_bits(bits)
+    step = -(-(2 * LEVEL_ONE) // (n - 1))
+    return (LEVEL_ONE - step * np.arange(n - 1, -1, -1)) / LEVEL_ONE
 
 
 def levels_to_fixed(levels: np.ndarray) -> np.ndarray:
-    """Levels in [-1, 1] to the engine's int16 at 2^-14, endpoints pinned to exactly -1 and 1.
+    """Levels covering [-1, 1] to the engine's int16 at 2^-14 (an end point within rounding of -1
+    or 1 is pinned to it).
 
     The level set must be sorted (non-decreasing), have a power-of-two length of 2..256, and span
-    [-1, 1] so that every normalised value lies between two levels.
+    [-1, 1] so that every normalised value lies between two levels (it may reach past -1 or 1, as
+    :func:`uniform_levels` does, by less than 1).
     """
     lv = check_finite(levels, "levels")
     n = lv.size
@@ -47,10 +63,12 @@ def levels_to_fixed(levels: np.ndarray) -> np.ndarray:
         raise ValueError(f"a level set has 2^b entries (b = 1..8), got {n}")
     if np.any(np.diff(lv) < 0):
         raise ValueError("levels must be sorted in increasing order")
-    if abs(lv[0] + 1) > 1e-9 or abs(lv[-1] - 1) > 1e-9:
-        raise ValueError(f"levels must span [-1, 1], got [{lv[0]}, {lv[-1]}]")
+    if lv[0] > -1 + 1e-9 or lv[-1] < 1 - 1e-9 or lv[0] < -2 or lv[-1] > 2 - 1.0 / LEVEL_ONE:
+        raise ValueError(f"levels must span [-1, 1] (and stay within int16 at 2^-14), got [{lv[0]}, {lv[-1]}]")
     q = np.rint(lv * LEVEL_ONE).astype(np.int64)
-    q[0], q[-1] = -LEVEL_ONE, LEVEL_ONE
+    # An end point within rounding of -1 or 1 is pinned to it, so [-1, 1] stays covered.
+    q[0] = min(q[0], -LEVEL_ONE)
+    q[-1] = max(q[-1], LEVEL_ONE)
     return q.astype(np.int16)
 
 

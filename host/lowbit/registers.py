@@ -64,6 +64,9 @@ class ErrorCode(enum.IntEnum):
     BAD_EPOCHS = 6  # EPOCHS == 0
     BAD_COPIES = 7  # COPIES == 0
     BAD_STEP = 8  # STEP == 0
+    # Engine-specific, checked after the above by the woven (bit-serial) core only:
+    BAD_TABLE = 9  # the code table is not affine (m = m0 + c*delta, e = e_odd on odd codes)
+    BATCH_NOT_WOVEN = 10  # BATCH < ROWS and not a multiple of the rows per line (W/32)
 
 
 class Ctrl(enum.IntFlag):
@@ -133,7 +136,7 @@ REGISTERS: tuple[Register, ...] = (
             Field("LANES", 16, 8, "codes processed per cycle"),
             Field("MAX_FEATURES", 24, 24, "largest FEATURES accepted"),
             Field("MODEL_FRAC", 48, 8, "fractional bits of model and labels"),
-            Field("FORMAT_VERSION", 56, 8, "lowbit.format.FORMAT_VERSION"),
+            Field("FORMAT_VERSION", 56, 8, "the line layout the core reads: lowbit.format.LAYOUTS (1 planes, 2 woven)"),
         ),
     ),
     Register(

@@ -6,11 +6,23 @@ from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
+from lowbit.format import LAYOUT_VERSION
+
 from .ccip import CcipSignature
 from .interfaces import CoreSignature
 from .shell import ReadEngine, RegisterBlock, WriteEngine
 
 __all__ = ["LowbitAFU"]
+
+
+#: The training cores an AFU can be built with, by the line layout they read (lowbit.format.LAYOUTS).
+CORES = ("planes", "woven")
+
+
+def _woven_core(*, line_bits, lanes, max_features):
+    from .woven import WovenCore
+
+    return WovenCore(line_bits=line_bits, max_features=max_features)
 
 
 def _training_core(*, line_bits, lanes, max_features):
@@ -42,14 +54,23 @@ class LowbitAFU(wiring.Component):
         Reorder-buffer slots of the data read channel (power of two >= 4); the label channel gets
         half as many (labels are at most half the data traffic: a row is at least 32 codes of >= 2
         bits, i.e. 64 bits, against a 32-bit label).
+    core : str
+        ``"planes"``: the lane-parallel :class:`lowbit_hw.core.TrainingCore` (``lanes`` codes per
+        cycle, every b alike); ``"woven"``: the bit-serial :class:`lowbit_hw.woven.WovenCore` (one
+        line per cycle; ``lanes`` must be 32, its features per line). CAPS.FORMAT_VERSION tells
+        the driver which line layout to pack.
     core_factory : callable, optional
         ``core_factory(line_bits=, lanes=, max_features=)`` returning a component with
         ``CoreSignature(line_bits)``; default ``lowbit_hw.core.TrainingCore``. For shell tests only.
     """
 
     def __init__(self, *, line_bits: int = 512, lanes: int = 32, max_features: int = 8192, read_depth: int = 256,
-                 core_factory=None):
+                 core: str = "planes", core_factory=None):
         CcipSignature(line_bits)  # checks line_bits
+        if core not in CORES:
+            raise ValueError(f"core must be one of {CORES}, got {core!r}")
+        if core == "woven" and lanes != 32:
+            raise ValueError(f"the woven core takes 32 features per line: lanes must be 32, got {lanes!r}")
         if not isinstance(lanes, int) or not 1 <= lanes <= 255:
             raise ValueError(f"lanes must be an int in 1..255, got {lanes!r}")
         if not isinstance(max_features, int) or not 1 <= max_features < (1 << 24):
@@ -57,7 +78,8 @@ class LowbitAFU(wiring.Component):
         if not isinstance(read_depth, int) or read_depth < 8 or read_depth & (read_depth - 1) or read_depth > (1 << 14):
             raise ValueError(f"read_depth must be a power of two in 8..16384, got {read_depth!r}")
         self.line_bits, self.lanes, self.max_features, self.read_depth = line_bits, lanes, max_features, read_depth
-        self._core_factory = core_factory or _training_core
+        self.core = core
+        self._core_factory = core_factory or (_woven_core if core == "woven" else _training_core)
         super().__init__({"ccip": Out(CcipSignature(line_bits))})
 
     def elaborate(self, platform):
@@ -68,7 +90,8 @@ class LowbitAFU(wiring.Component):
             raise TypeError(f"the core's signature {core.signature!r} is not CoreSignature({W})")
         m = Module()
         m.submodules.core = core
-        m.submodules.csr = csr = RegisterBlock(line_bits=W, lanes=self.lanes, max_features=self.max_features)
+        m.submodules.csr = csr = RegisterBlock(line_bits=W, lanes=self.lanes, max_features=self.max_features,
+                                                    format_version=LAYOUT_VERSION[self.core])
         m.submodules.reader = reader = ReadEngine(line_bits=W, data_depth=self.read_depth,
                                                   label_depth=self.read_depth // 2)
         m.submodules.writer = writer = WriteEngine(line_bits=W)

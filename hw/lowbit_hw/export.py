@@ -44,7 +44,7 @@ def port_list(line_bits: int) -> list[dict]:
 
 
 def export_verilog(out_dir, *, line_bits: int = 512, lanes: int = 32, max_features: int = 8192,
-                   read_depth: int = 256) -> Path:
+                   read_depth: int = 256, core: str = "planes") -> Path:
     """Write ``out_dir/lowbit_afu.v`` for these parameters (if not already there) and return its path.
 
     Parameters
@@ -62,6 +62,7 @@ def export_verilog(out_dir, *, line_bits: int = 512, lanes: int = 32, max_featur
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     vpath, jpath = out / f"{TOP}.v", out / f"{TOP}.json"
+    params["core"] = core
     meta = {"top": TOP, "params": params, "sources": source_digest(), "ports": port_list(line_bits)}
     if vpath.exists() and jpath.exists():
         try:
@@ -86,9 +87,11 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--out", default="build/verilog", help="output directory (default: %(default)s)")
     for name, value in DEFAULTS.items():
         ap.add_argument("--" + name.replace("_", "-"), type=int, default=value, help=f"default: {value}")
+    ap.add_argument("--core", choices=("planes", "woven"), default="planes",
+                    help="training core: lane-parallel (planes layout) or bit-serial (woven layout)")
     args = ap.parse_args(argv)
     try:
-        path = export_verilog(args.out, **{k: getattr(args, k) for k in DEFAULTS})
+        path = export_verilog(args.out, core=args.core, **{k: getattr(args, k) for k in DEFAULTS})
     except (ValueError, TypeError) as e:
         ap.error(str(e))
     except ImportError as e:  # the core is not in the tree (yet)

@@ -20,7 +20,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
 from lowbit.fixed import labels_to_fixed
-from lowbit.format import EPOCH_RECORD, RECORD_BYTES, STATUS_RECORD, LineFormat, pack_codes, pack_words, unpack_record
+from lowbit.format import (EPOCH_RECORD, LAYOUTS, RECORD_BYTES, STATUS_RECORD, LineFormat, pack_codes, pack_words,
+                           unpack_record)
 from lowbit.levels import optimal_levels
 from lowbit.quant import code_table, double_sample, levels_to_fixed, uniform_levels
 from lowbit.registers import REG, Ctrl, ErrorCode, State, code_table_address, encode_code_entry
@@ -70,7 +71,7 @@ class Dataset:
 
 
 def make_dataset(rng: np.random.Generator, *, rows: int, features: int, bits: int, copies: int = 1,
-                 levels: str = "uniform", line_bits: int = 512) -> Dataset:
+                 levels: str = "uniform", line_bits: int = 512, layout: str = "planes") -> Dataset:
     """A random least-squares problem in [-1, 1], double-sampled ``copies`` times.
 
     ``levels="optimal"`` places the levels with ``lowbit.levels.optimal_levels`` (variance-minimising
@@ -88,8 +89,23 @@ def make_dataset(rng: np.random.Generator, *, rows: int, features: int, bits: in
     levels_q = levels_to_fixed(lv)
     tm, te = code_table(levels_q)
     codes = np.stack([double_sample(X, levels_q, rng) for _ in range(copies)])
-    return Dataset(fmt=LineFormat(bits=bits, features=features, line_bits=line_bits), levels=levels,
+    return Dataset(fmt=LineFormat(bits=bits, features=features, line_bits=line_bits, layout=layout), levels=levels,
                    levels_q=levels_q, table_m=tm, table_e=te, codes=codes, labels_q=labels_to_fixed(y))
+
+
+def fit_to_engine(p: dict, caps: dict) -> dict:
+    """A run configuration ``p`` made valid for the engine CAPS describes, changing only what the
+    engine requires: on a woven core (the bit-serial one, CAPS.FORMAT_VERSION 2) levels are uniform
+    (its code table must be affine) and a minibatch is whole groups of ``LINE_BITS / 32`` rows (or
+    the whole epoch). The lines are then packed in the layout the engine reads."""
+    p = dict(p)
+    p["layout"] = LAYOUTS[caps["FORMAT_VERSION"]]
+    if p["layout"] == "woven":
+        group = caps["LINE_BITS"] // 32
+        p["levels"] = "uniform"
+        if p["batch"] < p["rows"] and p["batch"] % group:
+            p["batch"] = min(-(-p["batch"] // group) * group, p["rows"])
+    return p
 
 
 # ------------------------------------------------------------------------------ results

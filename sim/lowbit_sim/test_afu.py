@@ -20,12 +20,12 @@ import numpy as np
 import cocotb
 
 from lowbit.fixed import step_to_fixed
-from lowbit.format import FORMAT_VERSION
+from lowbit.format import LAYOUTS
 from lowbit.registers import (AFU_ID_H, AFU_ID_L, ARITH_VALUE, CODE_TABLE_BASE, DFH_VALUE, REG, REGISTERS,
                               Access, Ctrl, ErrorCode, State)
 
 from . import golden
-from .afu_tb import TB, make_dataset, random_config, scoreboard
+from .afu_tb import TB, fit_to_engine, make_dataset, random_config, scoreboard
 from .golden import EngineConfig
 
 SEEDS = int(os.environ.get("LOWBIT_SEEDS", "50"))
@@ -40,12 +40,15 @@ def seed_config(seed: int, max_features: int, lanes: int) -> dict:
     return p
 
 
-async def good_run(tb: TB, seed: int, *, rows: int, features: int, bits: int, batch: int, epochs: int,
-                   copies: int = 1, levels: str = "uniform", step: float | None = None, run_id: int | None = None):
-    """Prepare, run and score one configuration; returns the RunResult."""
+async def good_run(tb: TB, seed: int, *, step: float | None = None, run_id: int | None = None, **p):
+    """Prepare, run and score one configuration (made valid for this engine by
+    :func:`~lowbit_sim.afu_tb.fit_to_engine`); returns the RunResult."""
+    p = fit_to_engine(p, tb.caps)
+    rows, features, bits, batch, epochs = (p[k] for k in ("rows", "features", "bits", "batch", "epochs"))
+    copies = p.get("copies", 1)
     rng = np.random.default_rng([seed, 2])
-    ds = make_dataset(rng, rows=rows, features=features, bits=bits, copies=copies, levels=levels,
-                      line_bits=tb.caps["LINE_BITS"])
+    ds = make_dataset(rng, rows=rows, features=features, bits=bits, copies=copies, levels=p.get("levels", "uniform"),
+                      line_bits=tb.caps["LINE_BITS"], layout=p["layout"])
     if step is None:
         step = min(0.5, 0.5 / (features * batch))
     cfg = EngineConfig(rows=rows, features=features, bits=bits, batch=batch, epochs=epochs,
@@ -110,7 +113,7 @@ async def check_mmio_map(tb: TB, dut) -> None:
     assert await tb.read_reg("AFU_ID_H") == AFU_ID_H
     assert await tb.read_reg("DFH_RSVD0") == 0 and await tb.read_reg("DFH_RSVD1") == 0
     assert caps["LINE_BITS"] == len(dut.ccip__c0_rx__data)
-    assert caps["FORMAT_VERSION"] == FORMAT_VERSION and caps["MODEL_FRAC"] == 24
+    assert caps["FORMAT_VERSION"] in LAYOUTS and caps["MODEL_FRAC"] == 24
     assert 1 <= caps["LANES"] <= 32 and caps["MAX_FEATURES"] >= 32
     assert await tb.read_reg("ARITH") == ARITH_VALUE
     st = await tb.status()
@@ -186,8 +189,9 @@ async def bad_configuration_gives_its_error_code_then_reset_recovers(dut, case):
     tb = TB(dut, seed=SEED0 + 3000)
     caps = await tb.setup()
     rng = np.random.default_rng(SEED0 + 3000)
-    ds = make_dataset(rng, rows=4, features=40, bits=3, line_bits=caps["LINE_BITS"])
-    cfg = EngineConfig(rows=4, features=40, bits=3, batch=2, epochs=1, step=step_to_fixed(0.01))
+    p = fit_to_engine(dict(rows=4, features=40, bits=3, batch=2), caps)
+    ds = make_dataset(rng, rows=4, features=40, bits=3, line_bits=caps["LINE_BITS"], layout=p["layout"])
+    cfg = EngineConfig(rows=4, features=40, bits=3, batch=p["batch"], epochs=1, step=step_to_fixed(0.01))
     bufs = tb.alloc_run(ds, 1)
     await tb.program(ds, cfg, bufs, run_id=1)
     override, code = BAD[case]
@@ -206,9 +210,10 @@ async def run_in_flight(dut, seed: int, *, features: int, bits: int, batch: int,
     tb = TB(dut, seed=seed)
     caps = await tb.setup()
     rng = np.random.default_rng(seed)
+    p = fit_to_engine(dict(rows=64, batch=batch), caps)
     ds = make_dataset(rng, rows=64, features=min(caps["MAX_FEATURES"], features), bits=bits,
-                      line_bits=caps["LINE_BITS"])
-    cfg = EngineConfig(rows=64, features=ds.features, bits=bits, batch=batch, epochs=epochs,
+                      line_bits=caps["LINE_BITS"], layout=p["layout"])
+    cfg = EngineConfig(rows=64, features=ds.features, bits=bits, batch=p["batch"], epochs=epochs,
                        step=step_to_fixed(0.001))
     bufs = tb.alloc_run(ds, cfg.epochs)
     await tb.program(ds, cfg, bufs, run_id=run_id)
@@ -232,3 +237,36 @@ async def reset_in_the_middle_of_a_run_returns_to_idle_and_the_next_run_is_exact
     tb = await run_in_flight(dut, SEED0 + 5000, features=200, bits=6, batch=8, epochs=2, run_id=3, cycles=500)
     tb.check()
     await reset_and_prove_alive(tb, SEED0 + 5000)
+
+
+# ------------------------------------------------------------------------------ what only one core refuses
+@cocotb.test()
+@cocotb.parametrize(case=["optimal_levels", "batch_across_groups"])
+async def the_woven_core_refuses_what_it_cannot_run_and_the_planes_core_runs_it(dut, case):
+    """A code table that is not affine (optimal levels) and a minibatch that splits a group of
+    ``LINE_BITS / 32`` rows: the woven core ends in BAD_TABLE / BATCH_NOT_WOVEN without writing a
+    model, then recovers on RESET; the planes core trains both bit-exact."""
+    tb = TB(dut, seed=SEED0 + 6000)
+    caps = await tb.setup()
+    group = caps["LINE_BITS"] // 32
+    levels, batch = ("optimal", 2 * group) if case == "optimal_levels" else ("uniform", group + 1)
+    rows, features, bits = 3 * group, 45, 3
+    if LAYOUTS[caps["FORMAT_VERSION"]] == "planes":
+        rng = np.random.default_rng([SEED0 + 6000, 2])
+        ds = make_dataset(rng, rows=rows, features=features, bits=bits, levels=levels, line_bits=caps["LINE_BITS"])
+        cfg = EngineConfig(rows=rows, features=features, bits=bits, batch=batch, epochs=2, step=step_to_fixed(0.01))
+        gold = golden.run(cfg, ds.codes, ds.labels_q, ds.table_m, ds.table_e)
+        scoreboard(await tb.train(ds, cfg, run_id=6), gold, cfg, ds.fmt, 6)
+        tb.check()
+        return
+    rng = np.random.default_rng(SEED0 + 6000)
+    ds = make_dataset(rng, rows=rows, features=features, bits=bits, levels=levels, line_bits=caps["LINE_BITS"],
+                      layout="woven")
+    cfg = EngineConfig(rows=rows, features=features, bits=bits, batch=batch, epochs=1, step=step_to_fixed(0.01))
+    bufs = tb.alloc_run(ds, 1)
+    await tb.program(ds, cfg, bufs, run_id=7)
+    await tb.ctrl(Ctrl.START)
+    await expect_error(tb, ErrorCode.BAD_TABLE if case == "optimal_levels" else ErrorCode.BATCH_NOT_WOVEN)
+    assert not (bufs.model.data != 0x5A).any(), "a rejected run wrote a model"
+    tb.check()
+    await reset_and_prove_alive(tb, SEED0 + 6000)

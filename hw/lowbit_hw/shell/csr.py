@@ -26,10 +26,13 @@ __all__ = ["RegisterBlock", "ro_constants"]
 _RO_CONSTANTS = {"DFH": DFH_VALUE, "AFU_ID_L": AFU_ID_L, "AFU_ID_H": AFU_ID_H, "DFH_RSVD0": 0, "DFH_RSVD1": 0}
 
 
-def ro_constants(*, line_bits: int, lanes: int, max_features: int) -> dict[str, int]:
-    """Values of the constant RO registers of a build (DFH, AFU_ID_L/H, reserved words, CAPS)."""
+def ro_constants(*, line_bits: int, lanes: int, max_features: int,
+                 format_version: int = FORMAT_VERSION) -> dict[str, int]:
+    """Values of the constant RO registers of a build (DFH, AFU_ID_L/H, reserved words, CAPS).
+
+    ``format_version`` is the line layout the build's core reads (``lowbit.format.LAYOUTS``)."""
     caps = REG["CAPS"].encode(LINE_BITS=line_bits, LANES=lanes, MAX_FEATURES=max_features,
-                              MODEL_FRAC=MODEL_FRAC, FORMAT_VERSION=FORMAT_VERSION)
+                              MODEL_FRAC=MODEL_FRAC, FORMAT_VERSION=format_version)
     return {**_RO_CONSTANTS, "CAPS": caps, "ARITH": ARITH_VALUE}
 
 
@@ -72,14 +75,16 @@ class RegisterBlock(wiring.Component):
         Shown in STATUS and the counter registers.
     """
 
-    def __init__(self, *, line_bits: int = 512, lanes: int = 32, max_features: int = 8192):
+    def __init__(self, *, line_bits: int = 512, lanes: int = 32, max_features: int = 8192,
+                 format_version: int = FORMAT_VERSION):
         caps = REG["CAPS"]
         for name, value in (("line_bits", line_bits), ("lanes", lanes), ("max_features", max_features)):
             width = caps.field(name.upper()).width
             if not isinstance(value, int) or not 1 <= value < (1 << width):
                 raise ValueError(f"{name} must be an int in 1..{(1 << width) - 1} (CAPS.{name.upper()}), got {value!r}")
         self.line_bits, self.lanes, self.max_features = line_bits, lanes, max_features
-        self._constants = ro_constants(line_bits=line_bits, lanes=lanes, max_features=max_features)
+        self._constants = ro_constants(line_bits=line_bits, lanes=lanes, max_features=max_features,
+                                       format_version=format_version)
         self._check_map()
         ccip = CcipSignature(line_bits)
         super().__init__({

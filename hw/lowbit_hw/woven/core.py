@@ -1,0 +1,126 @@
+"""``WovenCore``: the bit-serial, sample-woven training core behind ``CoreSignature``."""
+
+from __future__ import annotations
+
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.hdl import ResetInserter
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+
+from lowbit.format import ROW_ALIGN, SUPPORTED_LINE_BITS
+from lowbit.registers import ErrorCode, State
+
+from ..core.model_memory import ModelMemory
+from ..core.params import check_max_features
+from ..core.sequencer import Sequencer
+from ..interfaces import CoreSignature
+from .dot import WovenDotUnit
+from .gradient import WovenGradientUnit
+from .table_scan import AffineTableScan
+
+__all__ = ["WovenCore"]
+
+MAX_PLANES = 9
+
+
+class WovenCore(wiring.Component):
+    """ZipML least-squares SGD on the woven layout, bit-exact with ``lowbit_sim.golden.run``.
+
+    Each line is one bit plane of 32 features of ``S = W/32`` rows, so the core takes one line per
+    cycle whatever ``b`` is, and an epoch costs ``(b + 1)`` cycles per 32-feature chunk of each
+    group of ``S`` rows: its time is proportional to the bits it streams. See
+    docs/architecture.md ("The woven core")::
+
+        data_lines -> WovenDotUnit --(residuals)--> WovenGradientUnit -> model update
+                        |   ^  \\-> group buffer (2 slots) --^      |
+        label_lines ----/   \\---- ModelMemory (port A)  <-----------/ (port B, write)
+        table writes -> AffineTableScan (m0, delta, e_odd; refuses other tables)
+
+    Limits of this core (checked at START, after the common checks): the code table must be
+    affine (uniform levels: ``ErrorCode.BAD_TABLE`` otherwise) and ``BATCH`` a multiple of ``S``
+    or ``>= ROWS`` (``ErrorCode.BATCH_NOT_WOVEN``).
+
+    Parameters
+    ----------
+    line_bits : int
+        64, 128, 256 or 512: ``S = line_bits / 32`` rows per line.
+    max_features : int
+        Multiple of 32 (model, G and the group buffer are sized by it).
+    """
+
+    def __init__(self, *, line_bits: int = 512, max_features: int = 8192):
+        try:
+            if line_bits not in SUPPORTED_LINE_BITS:
+                raise ValueError(f"line_bits must be one of {SUPPORTED_LINE_BITS}, got {line_bits!r}")
+            check_max_features(max_features)
+        except ValueError:
+            self._MustUse__silence = True
+            raise
+        self.line_bits, self.max_features = line_bits, max_features
+        self.lanes = ROW_ALIGN  # features per line; reported as CAPS.LANES
+        self.samples = line_bits // ROW_ALIGN
+        self.max_chunks = max_features // ROW_ALIGN
+        self.slot_lines = 1 << (MAX_PLANES * self.max_chunks - 1).bit_length()
+        super().__init__(CoreSignature(line_bits))
+
+    def elaborate(self, platform):
+        m = Module()
+        W, S, C = self.line_bits, self.samples, self.max_chunks
+        m.submodules.seq = seq = Sequencer(line_bits=W, lanes=ROW_ALIGN, max_features=self.max_features,
+                                           samples_per_line=S)
+        m.submodules.scan = scan = AffineTableScan()
+        m.submodules.model = model = ModelMemory(lanes=ROW_ALIGN, depth=C)
+        m.submodules.buffer = buf = Memory(shape=W, depth=2 * self.slot_lines, init=[])
+        buf_w, buf_r = buf.write_port(), buf.read_port()
+        dot = WovenDotUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines)
+        grad = WovenGradientUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines)
+        for name, block in (("dot", dot), ("gradient", grad)):
+            m.submodules[name] = ResetInserter(seq.dp_rst)(block)
+
+        # ---- run control
+        m.d.comb += [seq.cfg.eq(self.cfg), seq.start.eq(self.start), seq.reset.eq(self.reset),
+                     self.status.eq(seq.status), seq.write_idle.eq(self.write_idle),
+                     seq.read_idle.eq(self.read_idle), self.flush.eq(seq.flush)]
+        wiring.connect(m, wiring.flipped(self.data_cmd), seq.data_cmd)
+        wiring.connect(m, wiring.flipped(self.label_cmd), seq.label_cmd)
+        wiring.connect(m, wiring.flipped(self.write), seq.write)
+        wiring.connect(m, wiring.flipped(self.table), scan.table)
+
+        # The table is scanned at every START (while the sequencer runs its common checks).
+        log_s = S.bit_length() - 1
+        groups = Signal(32)
+        m.d.comb += [scan.scan.eq(self.start & (self.status.state != State.BUSY)), scan.bits.eq(self.cfg.bits),
+                     seq.core_busy.eq(scan.busy), groups.eq((seq.rows + S - 1) >> log_s)]
+        with m.If(~scan.affine):
+            m.d.comb += seq.core_error.eq(ErrorCode.BAD_TABLE)
+        with m.Elif((seq.batch < seq.rows) & (seq.batch[:log_s] != 0)):
+            m.d.comb += seq.core_error.eq(ErrorCode.BATCH_NOT_WOVEN)
+        batch_groups = Mux(seq.batch >= seq.rows, groups, seq.batch >> log_s)
+
+        # ---- lines in (drained, not used, while an abort waits for the shell)
+        for src, dst, fire in ((self.data_lines, dot.lines, seq.data_fire),
+                               (self.label_lines, dot.labels, seq.label_fire)):
+            m.d.comb += [dst.valid.eq(src.valid & ~seq.drain), dst.payload.eq(src.payload),
+                         src.ready.eq(dst.ready | seq.drain),
+                         fire.eq(src.valid & src.ready & ~seq.drain)]
+
+        # ---- datapath
+        for unit in (dot, grad):
+            m.d.comb += [unit.start.eq(seq.epoch_start), unit.chunks.eq(seq.row_beats), unit.bits.eq(seq.bits),
+                         unit.groups.eq(groups), unit.batch_groups.eq(batch_groups)]
+        m.d.comb += [dot.running.eq(seq.running), dot.rows.eq(seq.rows), dot.m0.eq(scan.m0),
+                     dot.delta.eq(scan.delta), dot.upd_written.eq(grad.upd_written),
+                     dot.groups_read.eq(grad.groups_read),
+                     model.a_addr.eq(Mux(seq.snapshot, seq.model_addr, dot.model_addr)),
+                     dot.model_data.eq(model.a_data), seq.model_data.eq(model.a_data),
+                     buf_w.en.eq(dot.buf_en), buf_w.addr.eq(dot.buf_addr), buf_w.data.eq(dot.buf_data),
+                     seq.dot_done.eq(dot.done), seq.loss.eq(dot.loss), seq.stall.eq(dot.stall)]
+        wiring.connect(m, dot.residuals, grad.residuals)
+        m.d.comb += [grad.clear.eq(seq.clear), seq.clear_busy.eq(grad.clear_busy),
+                     grad.features.eq(seq.features), grad.step.eq(seq.step), grad.e_odd.eq(scan.e_odd),
+                     buf_r.addr.eq(grad.buf_addr), grad.buf_data.eq(buf_r.data),
+                     model.b_addr.eq(grad.model_r_addr), grad.model_r_data.eq(model.b_data),
+                     model.w_en.eq(grad.model_w_en), model.w_addr.eq(grad.model_w_addr),
+                     model.w_data.eq(grad.model_w_data),
+                     seq.rows_done.eq(grad.rows_done)]
+        return m

@@ -1,0 +1,291 @@
+"""``WovenDotUnit``: plane-masked sums of model words -> each row's residual."""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from lowbit.fixed import CODE_FRAC, LOSS_SHIFT
+from lowbit.format import ROW_ALIGN
+
+from ..ecp5 import PipelinedMul, pipelined_sum
+from .arith import add_levels, delay, register_all, sat32
+from .records import residual_layout
+
+__all__ = ["WovenDotUnit"]
+
+CHUNK = ROW_ALIGN  # features per line
+
+
+class WovenDotUnit(wiring.Component):
+    """Takes one woven line per cycle: bit plane ``k`` of chunk ``c`` (32 features) of the ``S``
+    rows of a group. For every row ``s`` it adds the model words of the chunk whose bit is set
+    (a 32-input adder tree per row, no multiplier) and accumulates ``sum << k``, so after the
+    group's last line ``acc_s = sum_j c_sj * w_j``. With an affine table (``m = m0 + c * delta``):
+
+        dot_s = m0 * sum_j w_j + delta * acc_s            (= sum_j m_sj w_j, exactly)
+        r_s   = sat32(rnd(dot_s, 15) - y_s)
+        loss += (r_s * r_s) >> 16                           (saturating, rows < N only)
+
+    and it hands ``delta * r_s`` and ``m0 * sum_s r_s`` to the gradient unit. Every line is also
+    written to the group buffer (slot ``g mod 2``), from which the gradient unit re-reads the group.
+
+    Flow: a line is taken when its group has a free buffer slot, the model chunk it needs is
+    up to date (interlock: the first group of minibatch ``q >= 1`` reads chunk ``c`` only after
+    the update of minibatch ``q - 1`` has written ``(q-1)*chunks + c + 1`` chunks this epoch), and,
+    for a group's last line, its label line is there and a residual record slot is free.
+
+    Pipeline (line taken at t): t model read issued, buffer written; t+1 model word out of the RAM;
+    t+2 registered; t+3, t+4, t+5 the per-row adder trees (two levels per stage); t+6 ``sum << k``;
+    t+7 accumulate. Then once per group, every multiply a ``PipelinedMul`` (MULT18X18D with its
+    registers): ``delta*acc + m0*sum w + 2^14`` (6 cycles), ``- y`` (1), ``sat32`` (1), then
+    ``delta*r``, ``m0 * sum r`` and ``sum r*r`` (5 at 64-bit lines, 7 at 512); the record is
+    offered and the loss added in the same cycle. The interlock and slot decisions are registers
+    (see ``elaborate``): a line is never taken on a 32-bit compare made in the same cycle.
+
+    Parameters
+    ----------
+    line_bits : int
+    max_chunks : int
+        Model rows (``max_features / 32``).
+    slot_lines : int
+        Buffer lines per group slot (a power of two >= ``9 * max_chunks``).
+    """
+
+    def __init__(self, *, line_bits: int, max_chunks: int, slot_lines: int):
+        self.line_bits, self.max_chunks, self.slot_lines = line_bits, max_chunks, slot_lines
+        S = self.samples = line_bits // CHUNK
+        super().__init__({
+            "lines": In(stream.Signature(line_bits)),
+            "labels": In(stream.Signature(line_bits)),
+            "start": In(1), "running": In(1),
+            "chunks": In(range(max_chunks + 1)), "bits": In(4), "groups": In(32), "rows": In(32),
+            "batch_groups": In(32),  # groups per minibatch (>= groups: one minibatch per epoch)
+            "m0": In(signed(17)), "delta": In(signed(18)),
+            "upd_written": In(32), "groups_read": In(32),
+            "model_addr": Out(range(max_chunks)),
+            "model_data": In(data.ArrayLayout(signed(32), CHUNK)),
+            "buf_en": Out(1), "buf_addr": Out(range(2 * slot_lines)), "buf_data": Out(line_bits),
+            "residuals": Out(stream.Signature(residual_layout(S))),
+            "loss": Out(64), "done": Out(1), "stall": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        S, W = self.samples, self.line_bits
+        rec_layout = residual_layout(S)
+
+        # ---- position in the epoch
+        g = Signal(32)            # group being read
+        c = Signal(range(self.max_chunks + 1))
+        k = Signal(4)
+        idx = Signal(range(self.slot_lines))  # line within the group
+        mb_pos = Signal(32)       # group index within its minibatch
+        mb = Signal(32)           # minibatch index in the epoch
+        lock_base = Signal(32)    # (mb - 1) * chunks
+        rows_left = Signal(signed(33))
+        pending = Signal(2)       # residual records promised but not yet taken (<= 2)
+
+        last_plane = k == self.bits
+        last_chunk = c == self.chunks - 1
+        last_line = last_plane & last_chunk
+        ends_mb = mb_pos + 1 == self.batch_groups
+        m.d.comb += self.done.eq(g == self.groups)
+
+        # The interlock and the buffer-slot test are registered decisions (a 32-bit subtract or
+        # compare in the ready path kept the clock far below 125 MHz): each cycle both outcomes,
+        # "this position" and "the next position" (if this cycle's line is taken), are compared
+        # from registers only, and ``fire`` just picks one. The counts they compare against
+        # (``upd_written``, ``groups_read``) only grow, so a decision a cycle old is safe; it
+        # costs at most one cycle when the gradient unit frees a slot or writes a chunk.
+        #   need / free: chunk c of this group may be read once upd_written >= need, or freely
+        #   in the first minibatch (free); wrap_need / wrap_free: the same for chunk 0 of the
+        #   next group, recomputed the cycle after every group start.
+        need, wrap_need = Signal(32), Signal(32)
+        free, wrap_free = Signal(init=1), Signal(init=1)
+        unlocked, slot_free = Signal(), Signal()
+        credit = pending < 2
+        ok = self.running & ~self.done & slot_free & unlocked & (~last_line | (self.labels.valid & credit))
+        fire = Signal()
+        m.d.comb += [self.lines.ready.eq(ok), fire.eq(ok & self.lines.valid),
+                     self.labels.ready.eq(ok & self.lines.valid & last_line),
+                     self.stall.eq(self.running & ~self.done & slot_free & unlocked & ~self.lines.valid),
+                     self.model_addr.eq(c),
+                     self.buf_en.eq(fire), self.buf_addr.eq(Cat(idx, g[0])), self.buf_data.eq(self.lines.payload)]
+        upd = self.upd_written
+        stay_ok = free | (upd >= need)
+        next_ok = Mux(last_line, wrap_free | (upd >= wrap_need), Mux(last_plane, free | (upd > need), stay_ok))
+        in_flight = g - self.groups_read
+        m.d.sync += [unlocked.eq(Mux(fire, next_ok, stay_ok)),
+                     slot_free.eq(Mux(fire & last_line, in_flight < 1, in_flight < 2))]
+        # The next group's lock (valid from the second cycle of a group: groups have >= 2 lines).
+        next_mb_zero = (mb == 0) & ~ends_mb
+        next_base = Mux(ends_mb, Mux(mb == 0, 0, lock_base + self.chunks), lock_base)
+        m.d.sync += [wrap_need.eq(next_base + 1), wrap_free.eq(next_mb_zero)]
+
+        with m.If(self.start):
+            m.d.sync += [g.eq(0), c.eq(0), k.eq(0), idx.eq(0), mb_pos.eq(0), mb.eq(0), lock_base.eq(0),
+                         rows_left.eq(self.rows), self.loss.eq(0), free.eq(1), unlocked.eq(1), slot_free.eq(1)]
+        with m.Elif(fire):
+            m.d.sync += [k.eq(k + 1), idx.eq(idx + 1)]
+            with m.If(last_plane):
+                m.d.sync += [k.eq(0), c.eq(c + 1), need.eq(need + 1)]
+                with m.If(last_chunk):
+                    m.d.sync += [c.eq(0), idx.eq(0), g.eq(g + 1), rows_left.eq(rows_left - S),
+                                 mb_pos.eq(mb_pos + 1), need.eq(wrap_need), free.eq(wrap_free)]
+                    with m.If(ends_mb):
+                        m.d.sync += [mb_pos.eq(0), mb.eq(mb + 1),
+                                     lock_base.eq(Mux(mb == 0, 0, lock_base + self.chunks))]
+
+        # ---- t+1: model words arrive (synchronous read); register the line with them
+        p1 = dict(valid=Signal(), line=Signal(W), k=Signal(4), first=Signal(), last=Signal(),
+                  y=Signal(W), mask=Signal(S))
+        mask_now = Cat(rows_left > s for s in range(S))
+        m.d.sync += [p1["valid"].eq(fire), p1["line"].eq(self.lines.payload), p1["k"].eq(k),
+                     p1["first"].eq((c == 0) & (k == 0)), p1["last"].eq(last_line),
+                     p1["y"].eq(self.labels.payload), p1["mask"].eq(mask_now)]
+
+        def stage(prev, name):
+            nxt = {n: Signal.like(v, name=f"{name}_{n}") for n, v in prev.items()}
+            m.d.sync += [nxt[n].eq(v) for n, v in prev.items()]
+            return nxt
+
+        p2 = stage(p1, "p2")
+        w2 = Signal(data.ArrayLayout(signed(32), CHUNK))
+        m.d.sync += w2.eq(self.model_data)
+
+        # ---- t+3 .. t+5: per-row sums of the masked model words, two adder levels per stage
+        # (and of the plain words at plane 0, for sum w)
+        p3 = stage({n: v for n, v in p2.items() if n != "line"}, "p3")
+        rows = []
+        for s in range(S):
+            bits = p2["line"][CHUNK * s: CHUNK * (s + 1)]
+            rows.append(register_all(m, add_levels([Mux(bits[f], w2[f], 0) for f in range(CHUNK)], 2),
+                                     f"part3_{s}"))
+        wrow = register_all(m, add_levels([Mux(p2["k"] == 0, w2[f], 0) for f in range(CHUNK)], 2), "wpart3")
+        p4 = stage(p3, "p4")
+        rows = [register_all(m, add_levels(r, 2), f"part4_{s}") for s, r in enumerate(rows)]
+        wrow = register_all(m, add_levels(wrow, 2), "wpart4")
+        p5 = stage(p4, "p5")
+        rsum = [register_all(m, add_levels(r, 1), f"rsum_{s}")[0] for s, r in enumerate(rows)]
+        wsum = register_all(m, add_levels(wrow, 1), "wsum")[0]
+
+        # ---- t+6: rsum << k (its own stage: a 4-level shifter)
+        p6 = stage(p5, "p6")
+        shifted = [register_all(m, [rsum[s] << p5["k"]], f"shifted_{s}")[0] for s in range(S)]
+        wsum6 = delay(m, wsum, 1, "wsum6")
+
+        # ---- t+7: accumulate; the group's final sums go to their own registers
+        acc = [Signal(signed(56), name=f"acc_{s}") for s in range(S)]
+        sumw = Signal(signed(46))
+        fin = [Signal(signed(56), name=f"fin_{s}", reset_less=True) for s in range(S)]
+        fin_sumw = Signal(signed(46), reset_less=True)
+        fin_valid = Signal()
+        fin_y = Signal(W, reset_less=True)
+        fin_mask = Signal(S, reset_less=True)
+        m.d.sync += fin_valid.eq(p6["valid"] & p6["last"])
+        with m.If(p6["valid"]):
+            new = [Mux(p6["first"], 0, acc[s]) + shifted[s] for s in range(S)]
+            new_w = Mux(p6["first"], 0, sumw) + wsum6
+            m.d.sync += [acc[s].eq(new[s]) for s in range(S)]
+            m.d.sync += sumw.eq(new_w)
+            with m.If(p6["last"]):
+                m.d.sync += [fin[s].eq(new[s]) for s in range(S)]
+                m.d.sync += [fin_sumw.eq(new_w), fin_y.eq(p6["y"]), fin_mask.eq(p6["mask"])]
+
+        # ---- once per group, fully pipelined (MULT18X18D with their registers, ecp5.PipelinedMul):
+        #   s_s = delta * fin_s + m0 * sum w + 2^14          (rnd(., 15) = s >> 15)
+        #   r_s = sat32((s_s >> 15) - y_s), 0 for padding rows
+        #   d_s = delta * r_s;  m0r = m0 * sum_s r_s;  loss += sum_s (r_s * r_s) >> 16
+        def mul(a, b, name):
+            unit = m.submodules[name] = PipelinedMul(len(a), len(b))
+            m.d.comb += [unit.a.eq(a), unit.b.eq(b)]
+            return unit.p, unit.latency
+
+        msw, lat_msw = mul(self.m0, fin_sumw, "mul_msw")
+        prods = [mul(self.delta, fin[s], f"mul_dacc_{s}") for s in range(S)]
+        lat_prod = prods[0][1]
+        lat_a = max(lat_msw, lat_prod)
+        msw = delay(m, msw, lat_a - lat_msw, "msw")
+        dots, lat_sum = [], 0
+        for s in range(S):
+            total, _, lat_sum = pipelined_sum(m, [(delay(m, prods[s][0], lat_a - lat_prod, f"prod_{s}"), 0),
+                                                  (msw, 0), (Const(1 << (CODE_FRAC - 1), signed(16)), 0)],
+                                              f"dot_{s}")
+            dots.append(total)
+        lat_dot = lat_a + lat_sum
+        y_d = delay(m, fin_y, lat_dot, "y")
+        mask_d = delay(m, fin_mask, lat_dot, "mask")
+        valid_d = delay(m, fin_valid, lat_dot, "fin_valid", reset_less=False)
+        diff = [Signal(signed(len(dots[s]) - CODE_FRAC + 1), name=f"diff_{s}", reset_less=True) for s in range(S)]
+        m.d.sync += [diff[s].eq((dots[s] >> CODE_FRAC) - y_d[32 * s: 32 * (s + 1)].as_signed()) for s in range(S)]
+        mask_r = delay(m, mask_d, 2, "mask_r")
+        valid_r = delay(m, valid_d, 2, "valid_r", reset_less=False)
+        r = [Signal(signed(32), name=f"r_{s}", reset_less=True) for s in range(S)]
+        mask_diff = delay(m, mask_d, 1, "mask_diff")
+        m.d.sync += [r[s].eq(Mux(mask_diff[s], sat32(diff[s]), 0)) for s in range(S)]
+
+        ds = [mul(self.delta, r[s], f"mul_dr_{s}") for s in range(S)]
+        sqs = [mul(r[s], r[s], f"mul_rr_{s}") for s in range(S)]
+        rs, _, lat_rs = pipelined_sum(m, [(v, 0) for v in r], "rsum")
+        m0r, lat_m0r = mul(self.m0, rs, "mul_m0r")
+        sq_sum, _, lat_sq = pipelined_sum(m, [(p >> LOSS_SHIFT, 0) for p, _ in sqs], "sqsum")
+        lat_rec = max(ds[0][1], lat_rs + lat_m0r, sqs[0][1] + lat_sq)
+
+        # ---- the record; the loss (saturating at 2^64 - 1)
+        rec = Signal(rec_layout)
+        rec_valid = delay(m, valid_r, lat_rec, "rec_valid", reset_less=False)
+        rec_mask = delay(m, mask_r, lat_rec, "rec_mask")
+        m.d.comb += [rec.d[s].eq(delay(m, ds[s][0], lat_rec - ds[s][1], f"d_{s}")) for s in range(S)]
+        m.d.comb += [rec.m0r.eq(delay(m, m0r, lat_rec - lat_rs - lat_m0r, "m0r")), rec.valid.eq(rec_mask),
+                     rec.count.eq(sum(rec_mask[s] for s in range(S)))]
+        sq_total = delay(m, sq_sum, lat_rec - sqs[0][1] - lat_sq, "sq_total")
+        with m.If(rec_valid):
+            total = self.loss + sq_total
+            m.d.sync += self.loss.eq(Mux(total[64:].any(), (1 << 64) - 1, total[:64]))
+
+        # A two-entry queue toward the gradient unit; ``pending`` counts entries promised at the
+        # group's last line and not yet taken, so the queue never overflows.
+        m.submodules.queue = queue = _RecordQueue(rec_layout)
+        m.d.comb += [queue.w_en.eq(rec_valid), queue.w_data.eq(rec)]
+        wiring.connect(m, queue.r_stream, wiring.flipped(self.residuals))
+        taken = self.residuals.valid & self.residuals.ready
+        promised = fire & last_line
+        with m.If(self.start):
+            m.d.sync += pending.eq(0)
+        with m.Else():
+            m.d.sync += pending.eq(pending + promised - taken)
+        return m
+
+
+class _RecordQueue(wiring.Component):
+    """Two registers in a queue: written without back-pressure (the writer holds a credit)."""
+
+    def __init__(self, layout):
+        self.layout = layout
+        super().__init__({"w_en": In(1), "w_data": In(layout), "r_stream": Out(stream.Signature(layout))})
+
+    def elaborate(self, platform):
+        m = Module()
+        slots = [Signal(self.layout, name=f"slot{i}") for i in range(2)]
+        full = Signal(2)
+        head = Signal()  # slot read next
+        tail = Signal()  # slot written next
+        m.d.comb += [self.r_stream.valid.eq(full.bit_select(head, 1)),
+                     self.r_stream.payload.eq(Mux(head, slots[1], slots[0]))]
+        take = self.r_stream.valid & self.r_stream.ready
+        set_ = Signal(2)
+        clr = Signal(2)
+        with m.If(self.w_en):
+            m.d.sync += tail.eq(~tail)
+            with m.If(tail):
+                m.d.sync += slots[1].eq(self.w_data)
+            with m.Else():
+                m.d.sync += slots[0].eq(self.w_data)
+            m.d.comb += set_.eq(Mux(tail, 2, 1))
+        with m.If(take):
+            m.d.sync += head.eq(~head)
+            m.d.comb += clr.eq(Mux(head, 2, 1))
+        m.d.sync += full.eq((full & ~clr) | set_)
+        return m

@@ -1,0 +1,268 @@
+"""``WovenGradientUnit``: re-reads a group's lines, accumulates G, and updates the model."""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from lowbit.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, STEP_FRAC, rshift_round
+from lowbit.format import ROW_ALIGN
+
+from ..ecp5 import PipelinedMul
+from .arith import add_levels, delay, register_all, sat32
+from .records import residual_layout
+
+__all__ = ["WovenGradientUnit", "GROUP_GAP"]
+
+CHUNK = ROW_ALIGN  # features per line
+#: Cycles between the starts of two groups: a chunk's G is read at its plane 0 (issue u0) and
+#: written back in cycle u0 + b + 7 (b <= 8: u0 + 15); RAM reads are not transparent, so the next
+#: group's first read, issued at u0 + GROUP_GAP + 1 at the earliest, must come at u0 + 16 or
+#: later: GROUP_GAP >= 15. Groups of >= GROUP_GAP lines (F > 64 at b >= 7, F > 256 at b = 1)
+#: never wait.
+GROUP_GAP = 16
+
+
+class WovenGradientUnit(wiring.Component):
+    """For each group (after the dot unit's residuals), per feature ``j`` of each chunk:
+
+        G_j += m0 * sum_s r_s - n_odd_j * q_j + sum_k 2^k * sum_s bit_k(c_sj) * (delta * r_s)
+
+    which is ``sum_s m(c_sj) r_s - sum_s rnd(e(c_sj) w0_j, 8)`` exactly (``m = m0 + c delta``,
+    ``e = e_odd`` on odd codes, ``q_j = rnd(e_odd * w0_j, 8)``, ``n_odd_j`` the group's odd codes
+    of feature ``j``): an ``S``-input adder tree per feature and plane, no multiplier per code.
+    G lives in a RAM of one 32-feature chunk per row, read at a chunk's plane 0 and written after
+    its last plane. On the last group of a minibatch, G goes to the update instead (and 0 back):
+
+        w_j = sat32(w0_j - rnd(sat32(rnd(G_j, 15)) * step, 32));   q_j = rnd(e_odd * w_j, 8)
+
+    The unit never stalls once a group has started: every line is already in the group buffer.
+
+    Pipeline (line read issued at u): u+1 line, G and q out of their RAMs; u+2 registered;
+    u+3 partial sums over rows (two adder levels); u+4 per-feature sums, ``n_odd * q`` as shifted
+    copies of ``q``, ``G + m0 * sum r``; u+5 ``t << k``; u+6 the chunk's start value; u+7
+    accumulate, G written. The update (end of a minibatch) runs half a chunk per cycle through
+    16 ``PipelinedMul`` for ``gs * step`` and 16 for ``e_odd * w`` (chunks end >= 2 cycles apart):
+    u+8 ``gs``, u+8/u+9 the halves enter, model written at u+15, ``q`` at u+21.
+    """
+
+    def __init__(self, *, line_bits: int, max_chunks: int, slot_lines: int):
+        self.line_bits, self.max_chunks, self.slot_lines = line_bits, max_chunks, slot_lines
+        S = self.samples = line_bits // CHUNK
+        super().__init__({
+            "residuals": In(stream.Signature(residual_layout(S))),
+            "start": In(1), "clear": In(1), "clear_busy": Out(1),
+            "chunks": In(range(max_chunks + 1)), "bits": In(4), "groups": In(32),
+            "batch_groups": In(32), "features": In(24), "step": In(32), "e_odd": In(CORR_BITS),
+            "buf_addr": Out(range(2 * slot_lines)), "buf_data": In(line_bits),
+            "model_r_addr": Out(range(max_chunks)), "model_r_data": In(data.ArrayLayout(signed(32), CHUNK)),
+            "model_w_en": Out(1), "model_w_addr": Out(range(max_chunks)),
+            "model_w_data": Out(data.ArrayLayout(signed(32), CHUNK)),
+            "upd_written": Out(32), "groups_read": Out(32), "rows_done": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        S, W, C = self.samples, self.line_bits, self.max_chunks
+        g_row = data.ArrayLayout(signed(64), CHUNK)
+        q_row = data.ArrayLayout(signed(48), CHUNK)
+        m.submodules.g_mem = g_mem = Memory(shape=g_row, depth=C, init=[])
+        m.submodules.q_mem = q_mem = Memory(shape=q_row, depth=C, init=[])
+        g_rd, g_wr = g_mem.read_port(), g_mem.write_port()
+        q_rd, q_wr = q_mem.read_port(), q_mem.write_port()
+
+        # ---- clear (run start): G, q and the model to 0
+        clearing = Signal()
+        clr_addr = Signal(range(C + 1))
+        m.d.comb += self.clear_busy.eq(clearing | self.clear)
+        with m.If(self.clear):
+            m.d.sync += [clearing.eq(1), clr_addr.eq(0)]
+        with m.Elif(clearing):
+            m.d.sync += clr_addr.eq(clr_addr + 1)
+            with m.If(clr_addr == C - 1):
+                m.d.sync += clearing.eq(0)
+
+        # ---- group issue
+        busy = Signal()
+        gap = Signal(range(GROUP_GAP + 1))
+        # Two record slots by group parity: a group's record is still read by the pipeline's
+        # tail when the next group is taken.
+        recs = [Signal(residual_layout(S), name=f"rec{i}") for i in range(2)]
+        gg = Signal(32)                 # group being read
+        mb_pos = Signal(32)
+        c = Signal(range(C + 1))
+        k = Signal(4)
+        idx = Signal(range(self.slot_lines))
+        ends_mb = Signal()              # this group ends its minibatch: update instead of write-back
+        take = Signal()
+        m.d.comb += [take.eq(~busy & self.residuals.valid & (gap == GROUP_GAP)),
+                     self.residuals.ready.eq(take)]
+        m.d.sync += gap.eq(Mux(gap == GROUP_GAP, gap, gap + 1))
+        last_plane = k == self.bits
+        last_chunk = c == self.chunks - 1
+        issue = busy
+        with m.If(self.start):
+            m.d.sync += [gg.eq(0), mb_pos.eq(0), busy.eq(0), self.groups_read.eq(0), gap.eq(GROUP_GAP)]
+        with m.Elif(take):
+            last_of_mb = (mb_pos + 1 == self.batch_groups) | (gg + 1 == self.groups)
+            with m.If(gg[0]):
+                m.d.sync += recs[1].eq(self.residuals.payload)
+            with m.Else():
+                m.d.sync += recs[0].eq(self.residuals.payload)
+            m.d.sync += [busy.eq(1), c.eq(0), k.eq(0), idx.eq(0),
+                         ends_mb.eq(last_of_mb), gap.eq(0),
+                         mb_pos.eq(Mux(last_of_mb, 0, mb_pos + 1))]
+        with m.Elif(issue):
+            m.d.sync += [k.eq(k + 1), idx.eq(idx + 1)]
+            with m.If(last_plane):
+                m.d.sync += [k.eq(0), c.eq(c + 1)]
+                with m.If(last_chunk):
+                    m.d.sync += [busy.eq(0), gg.eq(gg + 1), self.groups_read.eq(self.groups_read + 1)]
+        m.d.comb += [self.buf_addr.eq(Cat(idx, gg[0])), g_rd.addr.eq(c), q_rd.addr.eq(c)]
+
+        # ---- u+1: RAM outputs (line, G, q); u+2: registered
+        def stage(prev, name):
+            nxt = {n: Signal.like(v, name=f"{name}_{n}") for n, v in prev.items()}
+            m.d.sync += [nxt[n].eq(v) for n, v in prev.items()]
+            return nxt
+
+        u1 = dict(valid=Signal(), k=Signal(4), c=Signal(range(C + 1)), first=Signal(), last=Signal(),
+                  end=Signal(), group_last=Signal(), count=Signal(range(S + 1)), parity=Signal())
+        cur = Signal(residual_layout(S))
+        m.d.comb += cur.eq(Mux(gg[0], recs[1], recs[0]))
+        m.d.sync += [u1["valid"].eq(issue), u1["parity"].eq(gg[0]), u1["k"].eq(k), u1["c"].eq(c), u1["first"].eq(k == 0),
+                     u1["last"].eq(last_plane), u1["end"].eq(ends_mb), u1["group_last"].eq(last_plane & last_chunk),
+                     u1["count"].eq(cur.count)]
+        u2 = stage(u1, "u2")
+        line2 = Signal(W)
+        g2 = Signal(g_row)
+        q2 = Signal(q_row)
+        m.d.sync += [line2.eq(self.buf_data), g2.eq(g_rd.data), q2.eq(q_rd.data)]
+
+        # ---- u+3: partial sums over rows (two adder levels), odd-code counts
+        u3 = stage(u2, "u3")
+        g3 = Signal(g_row)
+        q3 = Signal(q_row)
+        m.d.sync += [g3.eq(g2), q3.eq(q2)]
+        nodd_w = (S + 1).bit_length()
+        nodd = [Signal(nodd_w, name=f"nodd_{f}", reset_less=True) for f in range(CHUNK)]
+        rec2 = Signal(residual_layout(S))
+        m.d.comb += rec2.eq(Mux(u2["parity"], recs[1], recs[0]))
+        parts = []
+        for f in range(CHUNK):
+            bit = [line2[CHUNK * s + f] & rec2.valid[s] for s in range(S)]
+            parts.append(register_all(m, add_levels([Mux(bit[s], rec2.d[s], 0) for s in range(S)], 2),
+                                      f"gpart_{f}"))
+            m.d.sync += nodd[f].eq(sum(bit))
+
+        # ---- u+4: per-feature sums; n_odd * q as shifted copies of q (no multiplier); G + m0 * sum r
+        u4 = stage(u3, "u4")
+        t = [register_all(m, add_levels(parts[f], 2), f"t4_{f}") for f in range(CHUNK)]
+        cterms = [register_all(m, add_levels([Mux(nodd[f][i], q3[f] << i, 0) for i in range(nodd_w)], 2),
+                               f"corr4_{f}") for f in range(CHUNK)]
+        g4 = Signal(data.ArrayLayout(signed(65), CHUNK), reset_less=True)
+        m0r3 = Mux(u3["parity"], recs[1].m0r, recs[0].m0r)
+        m.d.sync += [g4[f].eq(g3[f] + m0r3) for f in range(CHUNK)]
+
+        # ---- u+5: t << k (a shifter stage of its own); n_odd * q
+        u5 = stage(u4, "u5")
+        ts = [register_all(m, [add_levels(t[f], 2)[0] << u4["k"]], f"ts5_{f}")[0] for f in range(CHUNK)]
+        corr = [register_all(m, add_levels(cterms[f], 2), f"corr5_{f}")[0] for f in range(CHUNK)]
+        g5 = Signal.like(g4, name="g5", reset_less=True)
+        m.d.sync += g5.eq(g4)
+
+        # ---- u+6: the chunk's starting value G + m0 * sum r - n_odd * q
+        u6 = stage(u5, "u6")
+        base = [Signal(signed(67), name=f"base6_{f}", reset_less=True) for f in range(CHUNK)]
+        m.d.sync += [base[f].eq(g5[f] - corr[f]) for f in range(CHUNK)]
+        ts6 = [delay(m, ts[f], 1, f"ts6_{f}") for f in range(CHUNK)]
+
+        # ---- u+7: accumulate the chunk; its final G leaves at its last plane
+        acc = [Signal(signed(66), name=f"gacc_{f}") for f in range(CHUNK)]
+        fin = Signal(data.ArrayLayout(signed(64), CHUNK))
+        u7 = dict(valid=Signal(), c=Signal(range(C + 1)), end=Signal(), group_last=Signal(),
+                  count=Signal(range(S + 1)))
+        m.d.sync += u7["valid"].eq(u6["valid"] & u6["last"])
+        with m.If(u6["valid"]):
+            for f in range(CHUNK):
+                new = Mux(u6["first"], base[f], acc[f]) + ts6[f]
+                m.d.sync += acc[f].eq(new)
+                with m.If(u6["last"]):
+                    m.d.sync += fin[f].eq(new)
+            with m.If(u6["last"]):
+                m.d.sync += [u7[n].eq(u6[n]) for n in ("c", "end", "group_last", "count")]
+
+        # ---- u+7: G back (0 at the end of a minibatch); the model row for the update is read
+        # from stage 6's chunk (the same one), so w0 arrives with fin.
+        m.d.comb += [g_wr.en.eq(clearing | u7["valid"]), g_wr.addr.eq(Mux(clearing, clr_addr, u7["c"]))]
+        with m.If(~clearing & ~u7["end"]):
+            m.d.comb += g_wr.data.eq(fin)
+        m.d.comb += self.model_r_addr.eq(u6["c"])
+        wb_rows = Mux(u7["valid"] & ~u7["end"] & u7["group_last"], u7["count"], 0)
+
+        # ---- update (end of a minibatch), half a chunk per cycle through shared multipliers:
+        # chunks end >= 2 cycles apart (b >= 1), so 16 multipliers of each kind keep up, and the
+        # whole core fits the 85F's 156 MULT18X18D. u+8: gs = sat32(rnd(G, 15)) and w0 held;
+        # u+8 / u+9: features 0-15 / 16-31 enter gs * step (+ 2^31: rnd(., 32) = p >> 32).
+        H = CHUNK // 2
+        gs = Signal(data.ArrayLayout(signed(32), CHUNK), reset_less=True)
+        w0 = Signal(data.ArrayLayout(signed(32), CHUNK), reset_less=True)
+        upd_c = Signal(range(C + 1), reset_less=True)
+        upd_last = Signal(reset_less=True)
+        upd_count = Signal(range(S + 1), reset_less=True)
+        go = u7["valid"] & u7["end"]
+        with m.If(go):
+            m.d.sync += [gs[f].eq(sat32(rshift_round(fin[f], CODE_FRAC))) for f in range(CHUNK)]
+            m.d.sync += [w0.eq(self.model_r_data), upd_c.eq(u7["c"]), upd_last.eq(u7["group_last"]),
+                         upd_count.eq(u7["count"])]
+        pa = Signal()                       # features 0-15 enter the multipliers
+        pb = Signal()                       # features 16-31
+        m.d.sync += [pa.eq(go), pb.eq(pa)]
+        step_s = Cat(self.step, Const(0, 1)).as_signed()
+        prods, w0s, reals = [], [], []
+        lat_step = None
+        for i in range(H):
+            unit = m.submodules[f"mul_step_{i}"] = PipelinedMul(32, 33, 1 << (STEP_FRAC - 1))
+            m.d.comb += [unit.a.eq(Mux(pb, gs[H + i], gs[i])), unit.b.eq(step_s)]
+            lat_step = unit.latency
+            prods.append(unit.p)
+            w0s.append(delay(m, Mux(pb, w0[H + i], w0[i]), unit.latency, f"w0_{i}"))
+            real = (upd_c * CHUNK + i + Mux(pb, H, 0)) < self.features
+            reals.append(delay(m, real, unit.latency, f"real_{i}"))
+
+        # ---- w = sat32(w0 - rnd(gs * step, 32)), features >= F stay 0; half a chunk per cycle
+        w_h = [Signal(signed(32), name=f"w_{i}", reset_less=True) for i in range(H)]
+        m.d.sync += [w_h[i].eq(Mux(reals[i], sat32(w0s[i] - (prods[i] >> STEP_FRAC)), 0)) for i in range(H)]
+        w_lo = [delay(m, w_h[i], 1, f"w_lo_{i}") for i in range(H)]
+        wr = delay(m, pb, lat_step + 1, "model_wr", reset_less=False)   # w_h holds 16-31, w_lo 0-15
+        wr_c = delay(m, upd_c, lat_step + 1, "model_wr_c")
+        wr_last = delay(m, upd_last, lat_step + 1, "model_wr_last")
+        wr_count = delay(m, upd_count, lat_step + 1, "model_wr_count")
+        m.d.comb += [self.model_w_en.eq(clearing | wr), self.model_w_addr.eq(Mux(clearing, clr_addr, wr_c))]
+        with m.If(~clearing):
+            m.d.comb += self.model_w_data.eq(Cat(*w_lo, *w_h))
+        up_rows = Mux(wr & wr_last, wr_count, 0)
+        with m.If(self.start):
+            m.d.sync += [self.upd_written.eq(0), self.rows_done.eq(0)]
+        with m.Else():
+            m.d.sync += [self.upd_written.eq(self.upd_written + wr),
+                         self.rows_done.eq(self.rows_done + wb_rows + up_rows)]
+
+        # ---- q = rnd(e_odd * w, 8) for the next minibatch, through 16 more multipliers
+        e_s = Cat(self.e_odd, Const(0, 1)).as_signed()
+        q_h = [Signal(signed(48), name=f"q_{i}", reset_less=True) for i in range(H)]
+        lat_q = None
+        for i in range(H):
+            unit = m.submodules[f"mul_e_{i}"] = PipelinedMul(CORR_BITS + 1, 32, 1 << (CORR_SHIFT - 1))
+            m.d.comb += [unit.a.eq(e_s), unit.b.eq(w_h[i])]
+            m.d.sync += q_h[i].eq(unit.p >> CORR_SHIFT)
+            lat_q = unit.latency
+        q_lo = [delay(m, q_h[i], 1, f"q_lo_{i}") for i in range(H)]
+        qw = delay(m, wr, lat_q + 1, "q_wr", reset_less=False)
+        qw_c = delay(m, wr_c, lat_q + 1, "q_wr_c")
+        m.d.comb += [q_wr.en.eq(clearing | qw), q_wr.addr.eq(Mux(clearing, clr_addr, qw_c))]
+        with m.If(~clearing):
+            m.d.comb += q_wr.data.eq(Cat(*q_lo, *q_h))
+        return m
