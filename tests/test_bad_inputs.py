@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import tempfile
 import signal
 import socket
 import stat
@@ -458,20 +460,28 @@ def test_server_refuses_another_user(double_server, tmp_path):
     """10. SO_PEERCRED: a client of another uid is answered DENIED, even if it can reach the socket."""
     if os.getuid() != 0:
         pytest.skip("needs root to connect as another user")
-    server = start_server(double_server, once=False, accept_timeout=0)
+    # The other user runs the system interpreter: this one may sit where only root can reach
+    # (a venv under /root); the client needs nothing but socket and struct.
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    if python is None:
+        pytest.skip("no system python3 for the other user")
+    # A socket directory the other user can reach at all (pytest's own tmp dirs are root-only).
+    where = Path(tempfile.mkdtemp(prefix="lowbit-peercred-", dir="/tmp"))
+    server = start_server(double_server, once=False, accept_timeout=0, socket_path=where / "sim.sock")
     try:
-        server.socket_path.parent.chmod(0o755)  # let the other user reach the socket at all
+        where.chmod(0o755)
         server.socket_path.chmod(0o777)
         script = (f"import socket, struct; s = socket.socket(socket.AF_UNIX); s.settimeout(5); "
                   f"s.connect({str(server.socket_path)!r}); s.sendall(struct.pack('<IIQQQQ', 6, 0, 0, 0, 0, 0)); "
                   f"print(struct.unpack('<IIQQQQ', s.recv(40))[0])")
-        res = subprocess.run([sys.executable, "-c", script], user=65534, group=65534, capture_output=True,
+        res = subprocess.run([python, "-c", script], user=65534, group=65534, capture_output=True,
                              text=True, timeout=10)
         assert res.stdout.strip() == str(int(proto.Status.DENIED)), res.stderr
         with open_device("sim", socket=server.socket_path, memory=1 << 20) as dev:  # the owner is served
             dev.write_reg("SCRATCH", 2)
     finally:
         server.stop()
+        shutil.rmtree(where, ignore_errors=True)
 
 
 def test_ctrl_c_on_sim_server_stops_it_cleanly(double_verilog, double_server, tmp_path):

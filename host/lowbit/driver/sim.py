@@ -31,6 +31,15 @@ PAGE = 4096
 #: at each open, and by ``lowbit train --backend golden`` for the engine's limits.
 
 
+#: Seconds a new client keeps asking a server that answers BUSY (its previous client may have
+#: disconnected a moment ago).
+BUSY_GRACE_S = 0.5
+
+
+class _Busy(DriverError):
+    """The server serves another client."""
+
+
 class SimBackend(Backend):
     """Drive a simulated AFU.
 
@@ -100,9 +109,21 @@ class SimBackend(Backend):
             os.ftruncate(self._fd, self.memory)
             self._mm = mmap.mmap(self._fd, self.memory, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
             self._arena = np.frombuffer(self._mm, dtype=np.uint8)
-            _, version, line, _, _ = self._call(proto.Op.HELLO, ARENA_IO_BASE, self.memory,
-                                                lat[0] | (lat[1] << 32), int(seed) & ((1 << 64) - 1),
-                                                fds=[self._fd])
+            # A long-lived server answers BUSY while it still serves a client; one that has just
+            # disconnected may not have been noticed yet, so BUSY is retried for a moment.
+            deadline = time.monotonic() + BUSY_GRACE_S
+            while True:
+                try:
+                    _, version, line, _, _ = self._call(proto.Op.HELLO, ARENA_IO_BASE, self.memory,
+                                                        lat[0] | (lat[1] << 32), int(seed) & ((1 << 64) - 1),
+                                                        fds=[self._fd])
+                    break
+                except _Busy:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+                    self._closed = False
+                    self._connect()
             if version != proto.PROTOCOL_VERSION:
                 raise DriverError(f"simulator speaks protocol {version}, this driver {proto.PROTOCOL_VERSION}")
             self.line_bits = line
@@ -173,7 +194,7 @@ class SimBackend(Backend):
         status, _, ra, rb, rc, rd = proto.MSG.unpack(buf)
         if status == proto.Status.BUSY:
             self._teardown()
-            raise DriverError(f"the simulator at {self.socket_path} is busy with another client; wait for that "
+            raise _Busy(f"the simulator at {self.socket_path} is busy with another client; wait for that "
                               f"one to finish, or start another simulator (make sim-server)")
         if status == proto.Status.DENIED:
             self._teardown()
