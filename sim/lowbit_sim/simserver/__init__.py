@@ -381,6 +381,10 @@ def start_server(exe: Path, *, socket_path: Path | None = None, once: bool = Tru
                     break
                 line += ch
         if not line.startswith(b"READY"):
+            try:  # stdout closing comes a moment before the exit can be reaped
+                proc.wait(timeout=2.0)
+            except subprocess.TimeoutExpired:
+                pass
             if proc.poll() is None:
                 why = f"no READY within {ready_timeout:g} s"
             else:
