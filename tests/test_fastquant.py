@@ -162,3 +162,14 @@ def test_adjacent_values_are_independent():
     n = c.size
     for a, b in [(c[:, :-1], c[:, 1:]), (c[:-1], c[1:]), (c, d)]:
         assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 4.5 / np.sqrt(n)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 5, 8])
+@pytest.mark.parametrize("rows,features,line_bits", [(1, 1, 64), (7, 33, 64), (17, 100, 128), (40, 64, 512),
+                                                      (33, 785, 512)])
+def test_woven_packing_is_the_reference_bit_for_bit(bits, rows, features, line_bits):
+    """The compiled woven packer (what QuantizedDataset uses for the woven engine) equals
+    lowbit.format.pack_codes: partial groups, padding features, every plane."""
+    fmt = LineFormat(bits, features, line_bits, layout="woven")
+    codes = np.random.default_rng(rows * features + bits).integers(0, fmt.codes, (rows, features)).astype(np.uint16)
+    np.testing.assert_array_equal(pack_codes_fast(codes, fmt), pack_codes(codes, fmt))

@@ -16,7 +16,7 @@ import numpy as np
 
 from .fastquant import max_code, pack_codes_fast, quantize_pack, unpack_codes_fast
 from .fixed import MODEL_FRAC, labels_to_fixed
-from .format import FORMAT_VERSION, LineFormat, check_bits, pack_codes, pack_words
+from .format import FORMAT_VERSION, LineFormat, check_bits, pack_words
 from .levels import make_levels
 from .quant import check_finite, code_table, levels_to_fixed
 from .registers import MAX_COPIES
@@ -172,7 +172,7 @@ class QuantizedDataset:
         """All copies packed, ``(copies * lines_per_copy(N), line_bytes)`` uint8; copy k at k * lines_per_copy.
 
         ``fmt`` asks for the same codes in another layout (an engine's, ``LineFormat.layout``):
-        they are re-packed with the reference packer and kept."""
+        they are re-packed (compiled, :func:`lowbit.fastquant.pack_codes_fast`) and kept."""
         if fmt is None or fmt == self.fmt:
             if self._lines is None:
                 per = self.fmt.lines_per_copy(self.rows)
@@ -185,7 +185,7 @@ class QuantizedDataset:
             per = fmt.lines_per_copy(self.rows)
             out = np.empty((self.copies * per, fmt.line_bytes), dtype=np.uint8)
             for k in range(self.copies):
-                out[k * per : (k + 1) * per] = pack_codes(self.codes[k], fmt)
+                out[k * per : (k + 1) * per] = pack_codes_fast(self.codes[k], fmt)
             self._relaid = (fmt, out)
         return self._relaid[1]
 

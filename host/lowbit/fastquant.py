@@ -320,13 +320,48 @@ def _pack_kernel(codes, nchunks, chunk_rows, geom, out):
         _planes_from_slots(buf, bl - b0 + 1, b0, geom, out, 0)
 
 
+@njit(parallel=True, cache=True)
+def _pack_woven_kernel(codes, samples, chunks, planes, out):
+    """Woven layout (``lowbit.format``, version 2): line ``(g * chunks + c) * planes + k`` holds, in
+    its little-endian 32-bit word ``s``, bit ``k`` of the codes of row ``g * samples + s``, feature
+    ``32 c + f`` at bit ``f``; padding rows and features are code 0. One thread per group of rows:
+    a group owns its lines."""
+    n, f = codes.shape
+    groups = (n + samples - 1) // samples
+    for g in prange(groups):
+        words = np.empty(planes, dtype=np.uint32)
+        for c in range(chunks):
+            j0 = c * 32
+            j1 = min(f, j0 + 32)
+            for s in range(samples):
+                r = g * samples + s
+                for k in range(planes):
+                    words[k] = 0
+                if r < n:
+                    for j in range(j0, j1):
+                        v = np.uint32(codes[r, j])
+                        bit = np.uint32(j - j0)
+                        for k in range(planes):
+                            words[k] |= ((v >> np.uint32(k)) & np.uint32(1)) << bit
+                for k in range(planes):
+                    line = (g * chunks + c) * planes + k
+                    w = words[k]
+                    for q in range(4):
+                        out[line, 4 * s + q] = np.uint8((w >> np.uint32(8 * q)) & np.uint32(0xFF))
+
+
 def pack_codes_fast(codes, fmt: LineFormat) -> np.ndarray:
-    """``lowbit.format.pack_codes`` through the compiled layout (same result, bit for bit)."""
+    """``lowbit.format.pack_codes`` through the compiled layouts (same result, bit for bit), for
+    either layout ``fmt.layout`` names."""
     codes = np.ascontiguousarray(codes, dtype=np.uint16)
     if codes.ndim != 2 or codes.shape[1] != fmt.features or codes.shape[0] < 1:
         raise ValueError(f"codes must have shape (rows >= 1, {fmt.features}), got {codes.shape}")
     if codes.max() >= fmt.codes:
         raise ValueError(f"codes out of range for {fmt.bits}-bit double sampling: valid 0..{fmt.codes - 1}")
+    if fmt.layout == "woven":
+        out = np.empty((fmt.lines_per_copy(codes.shape[0]), fmt.line_bytes), dtype=np.uint8)
+        _pack_woven_kernel(codes, fmt.samples_per_line, fmt.chunks, fmt.code_bits, out)
+        return out
     out = np.empty((fmt.lines_per_copy(codes.shape[0]), fmt.line_bytes), dtype=np.uint8)
     cr = chunk_rows(fmt)
     _pack_kernel(codes, -(-codes.shape[0] // cr), cr, geometry(fmt), out)
