@@ -51,7 +51,8 @@ def test_an_access_outside_the_buffers_is_reported_and_touches_nothing(board):
         buf = dev.allocate((64,), np.uint8)
         buf[:] = 7
         # A one-row "run" whose data address points past every buffer: the AFU reads there.
-        dev.write_reg("DATA_ADDR", (buf.io_address >> 6) + 10_000)
+        assert buf.line_address * (W // 8) == buf.io_address  # line addresses in the engine's own lines
+        dev.write_reg("DATA_ADDR", buf.line_address + 10_000)
         for name, v in (("LABEL_ADDR", buf.line_address), ("MODEL_ADDR", buf.line_address),
                         ("STATS_ADDR", buf.line_address), ("STATUS_ADDR", buf.line_address), ("ROWS", 1),
                         ("FEATURES", 1), ("BITS", 1), ("BATCH", 1), ("EPOCHS", 1), ("COPIES", 1), ("STEP", 1)):

@@ -218,13 +218,18 @@ def encode_code_entry(m: int, e: int) -> int:
 
 
 def _check_map():
+    """The map's own consistency, checked at import (with ``raise``: ``python -O`` skips asserts)."""
     addrs = [r.address for r in REGISTERS]
-    assert len(set(addrs)) == len(addrs), "duplicate register address"
-    assert all(a % 8 == 0 and a < CODE_TABLE_BASE for a in addrs)
+    if len(set(addrs)) != len(addrs):
+        raise RuntimeError("lowbit.registers: duplicate register address")
+    bad = [hex(a) for a in addrs if a % 8 or a >= CODE_TABLE_BASE]
+    if bad:
+        raise RuntimeError(f"lowbit.registers: addresses not 8-byte aligned below the code table: {bad}")
     for r in REGISTERS:
         used = 0
         for f in r.fields:
-            assert f.lsb + f.width <= 64 and not (used & f.mask), f"{r.name}.{f.name} overlaps"
+            if f.lsb + f.width > 64 or used & f.mask:
+                raise RuntimeError(f"lowbit.registers: {r.name}.{f.name} overlaps or leaves the 64-bit word")
             used |= f.mask
 
 

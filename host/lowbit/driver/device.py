@@ -34,12 +34,16 @@ class SharedBuffer(np.ndarray):
         Byte address of the array's first element as the device sees it. Contiguous views and
         slices keep a correct ``io_address`` (computed from their offset into the parent).
     line_address : int
-        ``io_address // 64``: what the engine's ``*_ADDR`` registers take (CCI-P line addresses).
+        ``io_address // line_bytes``: what the engine's ``*_ADDR`` registers take (line addresses;
+        ``line_bytes`` is the device's ``LINE_BITS / 8``: 64 on a 512-bit CCI-P engine, 8 on the
+        board's 64-bit one).
     """
 
     io_address: int
+    line_bytes: int = 64
 
     def __array_finalize__(self, obj):
+        self.line_bytes = getattr(obj, "line_bytes", 64)
         base_io = getattr(obj, "io_address", None)
         if base_io is None or not isinstance(obj, np.ndarray):
             self.io_address = None
@@ -50,9 +54,9 @@ class SharedBuffer(np.ndarray):
     def line_address(self) -> int:
         if self.io_address is None:
             raise ValueError("this array is not in device memory")
-        if self.io_address % 64:
-            raise ValueError(f"io_address 0x{self.io_address:x} is not cache-line aligned")
-        return self.io_address // 64
+        if self.io_address % self.line_bytes:
+            raise ValueError(f"io_address 0x{self.io_address:x} is not aligned to a {self.line_bytes}-byte line")
+        return self.io_address // self.line_bytes
 
 
 def decode_status(value: int) -> dict[str, int]:
@@ -162,6 +166,7 @@ class Device:
             raise DriverError(f"backend returned an unaligned buffer at 0x{io:x}")
         arr = raw[:nbytes].view(dtype).reshape(shape).view(SharedBuffer)
         arr.io_address = io
+        arr.line_bytes = self.caps["LINE_BITS"] // 8
         self._buffers[io] = arr
         return arr
 
