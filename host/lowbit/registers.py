@@ -5,8 +5,8 @@ The RTL register block (``lowbit_hw.shell.csr.RegisterBlock``), the driver, the 
 :data:`REGISTERS`. Use names, never numbers: ``REG["ROWS"].address``.
 
 All registers are 64 bits wide at 8-byte aligned byte offsets. Reads of unknown or write-only
-addresses return 0; writes to them are ignored. Buffer addresses are *cache-line* addresses (byte
-address / 64), as in CCI-P.
+addresses return 0; writes to them are ignored. Buffer addresses are *line* addresses (byte
+address / (LINE_BITS / 8): / 64 on a 512-bit CCI-P engine, as in CCI-P).
 """
 
 from __future__ import annotations
@@ -244,7 +244,7 @@ def render_markdown() -> str:
         "Generated from `host/lowbit/registers.py` by `python -m lowbit.registers > docs/registers.md`;",
         "`tests/test_registers.py` fails if this file and the code disagree. All registers are 64-bit at",
         "8-byte aligned byte offsets; unknown and write-only addresses read as 0. Buffer addresses are",
-        "cache-line addresses (byte address / 64).",
+        "line addresses (byte address / (LINE_BITS / 8): / 64 on a 512-bit CCI-P engine).",
         "",
         f"AFU UUID: `{AFU_UUID}` (AFU_ID_L = `0x{AFU_ID_L:016x}`, AFU_ID_H = `0x{AFU_ID_H:016x}`);",
         f"DFH = `0x{DFH_VALUE:016x}`.",
