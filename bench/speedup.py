@@ -36,7 +36,7 @@ import numpy as np
 
 from lowbit import experiment as ex
 from lowbit.baselines import SKLEARN_DIFFERENCES, best_of, numpy_sgd, sklearn_sgd
-from lowbit.cli import auto_step
+from lowbit.cli import bits_list, auto_step, positive_int
 
 #: Issue 10's targets: bits -> minimum engine speedup over NumPy float32 per epoch (measured clock).
 TARGETS = {2: 6.5, 4: 4.0}
@@ -173,39 +173,19 @@ def engine_row(p, device, *, bits: int, levels: str, step: float, batch: int, ep
                cycles_per_epoch=cpe, lines_per_cycle=run.lines_per_cycle, host_s=host_s, epochs=epochs)
 
 
-def _bits(text: str) -> list[int]:
-    try:
-        bits = [int(b) for b in text.split(",") if b.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--bits takes a comma-separated list of integers, got {text!r}") from None
-    if not bits or any(not 1 <= b <= 8 for b in bits):
-        raise argparse.ArgumentTypeError(f"every bit width must be in 1..8, got {text!r}")
-    return bits
-
-
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="gisette,mnist49",
                     help="comma-separated data sets: gisette (synthetic --rows x --features), mnist49, "
                          "synthetic:N:F or a LIBSVM path (default: %(default)s)")
-    ap.add_argument("--rows", type=_positive, default=6000, help="rows of the gisette-shaped set (default: %(default)s)")
-    ap.add_argument("--features", type=_positive, default=5000,
+    ap.add_argument("--rows", type=positive_int, default=6000, help="rows of the gisette-shaped set (default: %(default)s)")
+    ap.add_argument("--features", type=positive_int, default=5000,
                     help="features of the gisette-shaped set, before the intercept column (default: %(default)s)")
-    ap.add_argument("--bits", type=_bits, default=list(range(1, 9)), help="comma-separated, 1..8 (default: 1..8)")
-    ap.add_argument("--epochs", type=_positive, default=5)
-    ap.add_argument("--batch", type=_positive, default=16)
+    ap.add_argument("--bits", type=bits_list, default=list(range(1, 9)), help="comma-separated, 1..8 (default: 1..8)")
+    ap.add_argument("--epochs", type=positive_int, default=5)
+    ap.add_argument("--batch", type=positive_int, default=16)
     ap.add_argument("--levels", choices=("uniform", "optimal"), default="uniform")
-    ap.add_argument("--repeats", type=_positive, default=3, help="CPU runs per contestant; the best is kept")
+    ap.add_argument("--repeats", type=positive_int, default=3, help="CPU runs per contestant; the best is kept")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-engine", action="store_true", help="CPU contestants only (no simulator)")
     ap.add_argument("--engine", choices=("woven", "planes"), default="woven",

@@ -9,16 +9,17 @@ real engine at the test build (the cached ``afu_server``). docs/driver.md ("Guar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
-import tempfile
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -484,25 +485,39 @@ def test_server_refuses_another_user(double_server, tmp_path):
         shutil.rmtree(where, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def reaped(p: subprocess.Popen):
+    """``p`` is killed and reaped on the way out, whatever the test asserted."""
+    try:
+        yield p
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def ctrl_c(p: subprocess.Popen, within: float = 3.0) -> str:
+    """SIGINT to ``p``'s process group (what the terminal's Ctrl-C sends); asserts it ended within
+    ``within`` seconds and returns its stderr."""
+    t0 = time.monotonic()
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=10)
+    assert time.monotonic() - t0 < within
+    return err
+
+
 def test_ctrl_c_on_sim_server_stops_it_cleanly(double_verilog, double_server, tmp_path):
     """8. Ctrl-C on ``make sim-server``: "stopped", exit 0, socket and its folder gone, no process."""
     env = dict(os.environ, PYTHONPATH=PYPATH)
     p = subprocess.Popen([sys.executable, "-m", "lowbit_sim.simserver", "--verilog", str(double_verilog)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                          start_new_session=True)  # its own group: killpg stands for the terminal's Ctrl-C
-    try:
+    with reaped(p):
         path = Path(p.stdout.readline().strip())
         assert path.exists()
         time.sleep(0.3)
         server_pid = [c for c in children_of(p.pid)]
-        t0 = time.monotonic()
-        os.killpg(p.pid, signal.SIGINT)
-        _, err = p.communicate(timeout=10)
-        assert time.monotonic() - t0 < 3
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        err = ctrl_c(p)
     assert p.returncode == 0, err
     assert "simulator stopped" in err and "still running" not in err and "Traceback" not in err
     assert not path.exists() and not path.parent.exists()
@@ -529,20 +544,13 @@ def test_ctrl_c_during_training_says_interrupted(delay, afu_server, tmp_path):
     p = subprocess.Popen([sys.executable, "-c", CTRL_C_SCRIPT.format(afu=TEST_AFU), *argv],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                          start_new_session=True)
-    try:
+    with reaped(p):
         for line in p.stderr:  # wait until the engine is open (the simulator runs)
             if line.startswith("engine:"):
                 break
         time.sleep(delay)
         servers = children_of(p.pid)
-        t0 = time.monotonic()
-        os.killpg(p.pid, signal.SIGINT)
-        _, err = p.communicate(timeout=10)
-        assert time.monotonic() - t0 < 3
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        err = ctrl_c(p)
     assert p.returncode == 130, err
     assert "lowbit: interrupted" in err and "device error" not in err and "Traceback" not in err
     assert servers and not any(pid_alive(pid) for pid in servers)

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
 from .driver.sim_engines import SIM_ENGINES
@@ -22,7 +23,7 @@ from .experiment import ASSUMED_HARP_FMAX_MHZ, DEFAULT_FMAX_MHZ, describe_clock
 BACKENDS = ("sim", "serial", "golden", "float")
 
 
-def _bits_list(text: str) -> list[int]:
+def bits_list(text: str) -> list[int]:
     try:
         bits = [int(b) for b in text.split(",") if b.strip()]
     except ValueError:
@@ -32,34 +33,23 @@ def _bits_list(text: str) -> list[int]:
     return bits
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
+def _checked(convert, ok, message: str):
+    """An argparse type: ``convert(text)``, refused with ``message`` (``{text!r}`` filled in) when it
+    does not convert or ``ok`` says no."""
+    def parse(text: str):
+        try:
+            v = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(message.format(text=text)) from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(message.format(text=text))
+        return v
+    return parse
 
 
-def _seed(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = -1
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"--seed takes a non-negative integer, got {text!r}")
-    return v
-
-
-def _fmax(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = math.nan
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"--fmax takes a positive clock in MHz, got {text!r}")
-    return v
+positive_int = _checked(int, lambda v: v >= 1, "expected a positive integer, got {text!r}")
+_seed = _checked(int, lambda v: v >= 0, "--seed takes a non-negative integer, got {text!r}")
+_fmax = _checked(float, lambda v: math.isfinite(v) and v > 0, "--fmax takes a positive clock in MHz, got {text!r}")
 
 
 def _step(text: str):
@@ -86,17 +76,17 @@ def _add_training_args(p: argparse.ArgumentParser, *, demo: bool = False):
     p.add_argument("--data", default="mnist49" if demo else "synthetic",
                    help="synthetic | synthetic:N:F | mnist49 | PATH to a LIBSVM file | FILE.npz written by "
                         "lowbit quantize (default: %(default)s)")
-    p.add_argument("--bits", type=_bits_list, default=[2, 4, 8] if demo else [4],
+    p.add_argument("--bits", type=bits_list, default=[2, 4, 8] if demo else [4],
                    help="comma-separated bit widths, e.g. 2,4,8 (default: %(default)s)")
     p.add_argument("--levels", choices=("uniform", "optimal"), default="uniform")
     p.add_argument("--engine", choices=("auto",) + tuple(SIM_ENGINES), default="auto",
                    help="simulated engine: woven (bit-serial, time ~ bits; uniform levels only) or planes "
                         "(lane-parallel, any levels); auto: woven for uniform levels, planes for optimal")
-    p.add_argument("--epochs", type=_positive_int, default=8 if demo else 10)
-    p.add_argument("--batch", type=_positive_int, default=16)
+    p.add_argument("--epochs", type=positive_int, default=8 if demo else 10)
+    p.add_argument("--batch", type=positive_int, default=16)
     p.add_argument("--step", type=_step, default="auto",
                    help="per-sample step: w -= step * sum over the minibatch of the gradients (default: auto)")
-    p.add_argument("--copies", type=_positive_int, default=None,
+    p.add_argument("--copies", type=positive_int, default=None,
                    help="independently quantized copies, cycled over epochs (default: one per epoch, up to 8)")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--backend", choices=BACKENDS, default="sim" if demo else "golden",
@@ -124,7 +114,8 @@ def _print_table(runs, prepared, out=None):
         cells = "".join((f"{r.train_loss[e]:.6f}" if e < len(r.train_loss) else "").rjust(w) for r in runs)
         print(f"{e + 1:6d}{cells}", file=out)
     print(file=out)
-    header = ["run", "backend", "final loss", "metric", "cycles", "lines/cycle", "modelled s", "MB/epoch", "wall s"]
+    header = ["run", "backend", "final loss", "metric", "cycles", "lines/cycle", "modelled s", "host s", "MB/epoch",
+              "wall s"]
     rows = []
     for r in runs:
         rows.append([
@@ -133,6 +124,7 @@ def _print_table(runs, prepared, out=None):
             f"{r.cycles:,}" if r.cycles else "-",
             f"{r.lines_per_cycle:.3f}" if r.lines_per_cycle else "-",
             f"{r.elapsed_s[-1]:.4g}" if r.elapsed_s else "-",
+            f"{r.host_s:.3f}" if r.host_s is not None else "-",
             f"{r.bytes_per_epoch / 1e6:.3f}" if r.bytes_per_epoch else "-",
             f"{r.wall_s:.1f}",
         ])
@@ -142,8 +134,8 @@ def _print_table(runs, prepared, out=None):
         print("  ".join(c.ljust(widths[i]) for i, c in enumerate(row)), file=out)
     fmax = next((r.fmax_mhz for r in runs if r.fmax_mhz), None)
     if fmax:
-        print(f"\nmodelled s = engine cycles at {describe_clock(fmax)}; float64 time is measured on this CPU.",
-              file=out)
+        print(f"\nmodelled s = engine cycles at {describe_clock(fmax)}; host s = quantize + pack into the "
+              f"engine's lines on this CPU (once per data set); float64 time is measured on this CPU.", file=out)
 
 
 def _device_options(args) -> dict:
@@ -327,11 +319,18 @@ def cmd_train(args) -> int:
                     print(f"float64: final loss {runs[-1].train_loss[-1]:.6f}", file=sys.stderr)
             if args.backend != "float":
                 for bits in args.bits:
+                    t0 = time.perf_counter()
                     qds = ex.quantize(prepared, bits=bits, levels=args.levels, copies=copies, seed=args.seed,
                                       line_bits=line_bits, max_features=max_features, progress=not quiet)
+                    if device is not None:  # packed in the engine's own layout now, so it is host time
+                        from .driver.train import engine_format
+
+                        qds.data_lines(engine_format(qds.fmt, device.caps))
+                    host_s = time.perf_counter() - t0
                     run = ex.run_engine(prepared, qds, backend=args.backend, step=step, batch=args.batch,
                                         epochs=args.epochs, device=device, fmax_mhz=args.fmax,
                                         levels_name=args.levels, progress=not quiet)
+                    run.host_s = host_s
                     runs.append(run)
                     check_divergence(run, zero_loss, auto)
                     if not quiet:
@@ -473,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", default=None, help="y.npy: the labels of an X.npy input")
     p.add_argument("--bits", type=int, choices=range(1, 9), metavar="B", required=True)
     p.add_argument("--levels", choices=("uniform", "optimal"), default="uniform")
-    p.add_argument("--copies", type=_positive_int, default=1)
+    p.add_argument("--copies", type=positive_int, default=1)
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--line-bits", type=int, choices=(64, 128, 256, 512), default=512)
     p.add_argument("-o", "--output", type=Path, required=True)

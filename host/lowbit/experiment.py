@@ -97,6 +97,7 @@ class RunSummary:
     elapsed_s: list[float] = field(default_factory=list)  # cumulative modelled (engine) or measured (float) time per epoch
     bytes_per_epoch: int | None = None
     wall_s: float = 0.0
+    host_s: float | None = None  # quantize + pack into the engine's lines, before the run (not in wall_s)
     model_path: str | None = None
     model: np.ndarray | None = None  # final model in normalised units (float64)
 

@@ -28,6 +28,7 @@ guarantee as any run). Residual labels beyond [-1, 1] are scaled into it and ``v
 from __future__ import annotations
 
 import numbers
+import time
 
 import numpy as np
 from scipy import sparse
@@ -175,10 +176,12 @@ class _LowbitLinear(BaseEstimator):
 
         def run(device, line_bits, max_features):
             qds = None
+            t0 = time.perf_counter()
             if backend != "float":
                 qds = QuantizedDataset.build(Xn, R[:, 0], bits=params["bits"], levels=params["levels"],
                                              copies=params["copies"], seed=seed, line_bits=line_bits,
                                              max_features=max_features, progress=False)
+            self.host_time_s_ = time.perf_counter() - t0 if backend != "float" else None
             out = []
             for k in range(R.shape[1]):
                 p = ex.Prepared(name="fit", X=Xn, y=R[:, k], task="regression", normalizer=norm)
@@ -257,6 +260,9 @@ _FITTED_DOC = """
         Engine clock cycles of the fit (backend ``"sim"``; None otherwise).
     modelled_time_s_ : float or None
         ``engine_cycles_`` at the measured engine clock ``lowbit.experiment.MEASURED_FMAX_MHZ``.
+    host_time_s_ : float or None
+        Seconds this CPU spent quantizing and packing ``X`` for the fit (golden and sim backends;
+        None for float): the host's share, to set beside ``modelled_time_s_``.
 """
 
 

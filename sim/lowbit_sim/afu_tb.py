@@ -20,8 +20,8 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
 from lowbit.fixed import labels_to_fixed
-from lowbit.format import (EPOCH_RECORD, LAYOUTS, RECORD_BYTES, STATUS_RECORD, LineFormat, pack_codes, pack_words,
-                           unpack_record)
+from lowbit.format import (EPOCH_RECORD, LAYOUTS, RECORD_BYTES, ROW_ALIGN, STATUS_RECORD, LineFormat, pack_codes,
+                           pack_words, unpack_record)
 from lowbit.levels import optimal_levels
 from lowbit.quant import code_table, double_sample, levels_to_fixed, uniform_levels
 from lowbit.registers import REG, Ctrl, ErrorCode, State, code_table_address, encode_code_entry
@@ -101,7 +101,7 @@ def fit_to_engine(p: dict, caps: dict) -> dict:
     p = dict(p)
     p["layout"] = LAYOUTS[caps["FORMAT_VERSION"]]
     if p["layout"] == "woven":
-        group = caps["LINE_BITS"] // 32
+        group = caps["LINE_BITS"] // ROW_ALIGN
         p["levels"] = "uniform"
         if p["batch"] < p["rows"] and p["batch"] % group:
             p["batch"] = min(-(-p["batch"] // group) * group, p["rows"])

@@ -20,7 +20,7 @@ import numpy as np
 import cocotb
 
 from lowbit.fixed import step_to_fixed
-from lowbit.format import LAYOUTS
+from lowbit.format import LAYOUTS, ROW_ALIGN
 from lowbit.registers import (AFU_ID_H, AFU_ID_L, ARITH_VALUE, CODE_TABLE_BASE, DFH_VALUE, REG, REGISTERS,
                               Access, Ctrl, ErrorCode, State)
 
@@ -248,7 +248,7 @@ async def the_woven_core_refuses_what_it_cannot_run_and_the_planes_core_runs_it(
     model, then recovers on RESET; the planes core trains both bit-exact."""
     tb = TB(dut, seed=SEED0 + 6000)
     caps = await tb.setup()
-    group = caps["LINE_BITS"] // 32
+    group = caps["LINE_BITS"] // ROW_ALIGN
     levels, batch = ("optimal", 2 * group) if case == "optimal_levels" else ("uniform", group + 1)
     rows, features, bits = 3 * group, 45, 3
     if LAYOUTS[caps["FORMAT_VERSION"]] == "planes":

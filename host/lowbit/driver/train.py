@@ -17,10 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lowbit.format import LAYOUTS
-
 from lowbit.fixed import step_to_fixed
-from lowbit.format import EPOCH_RECORD, RECORD_BYTES
+from lowbit.format import EPOCH_RECORD, LAYOUTS, RECORD_BYTES, LineFormat
 from lowbit.registers import (
     CODE_TABLE_ENTRIES,
     MAX_BATCH,
@@ -101,6 +99,19 @@ def engine_config(qds, *, step: float, batch: int, epochs: int, max_features: in
     return cfg
 
 
+def engine_format(fmt: LineFormat, caps: dict) -> LineFormat:
+    """``fmt`` as the engine with these CAPS reads it: the data set's codes and line width, the
+    engine's layout (CAPS.FORMAT_VERSION). Raises ValueError if the two cannot meet."""
+    if fmt.line_bits != caps["LINE_BITS"]:
+        raise ValueError(f"dataset packed for {fmt.line_bits}-bit lines, the engine has {caps['LINE_BITS']}-bit lines")
+    layout = LAYOUTS.get(caps["FORMAT_VERSION"])
+    if layout is None:
+        raise ValueError(f"the engine reads line format {caps['FORMAT_VERSION']}, unknown to this lowbit "
+                         f"(it knows {sorted(LAYOUTS)})")
+    # The codes are the data set; the layout is the engine's: pack them as it reads them.
+    return dataclasses.replace(fmt, layout=layout)
+
+
 def _estimate_cycles(cfg: EngineConfig, fmt, lanes: int) -> int:
     """A generous upper bound of the run's cycles (for the default timeout)."""
     if fmt.layout == "woven":  # a line per cycle, and GROUP_GAP cycles per group at worst
@@ -141,15 +152,7 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
 
     caps = device.caps
     cfg = engine_config(qds, step=step, batch=batch, epochs=epochs, max_features=caps["MAX_FEATURES"])
-    fmt = qds.fmt
-    if fmt.line_bits != caps["LINE_BITS"]:
-        raise ValueError(f"dataset packed for {fmt.line_bits}-bit lines, the engine has {caps['LINE_BITS']}-bit lines")
-    layout = LAYOUTS.get(caps["FORMAT_VERSION"])
-    if layout is None:
-        raise ValueError(f"the engine reads line format {caps['FORMAT_VERSION']}, unknown to this lowbit "
-                         f"(it knows {sorted(LAYOUTS)})")
-    # The codes are the data set; the layout is the engine's: pack them as it reads them.
-    fmt = dataclasses.replace(fmt, layout=layout)
+    fmt = engine_format(qds.fmt, caps)
     data = np.ascontiguousarray(qds.data_lines(fmt), dtype=np.uint8)
     labels = np.ascontiguousarray(qds.label_lines(), dtype=np.uint8)
     need = (cfg.copies * fmt.lines_per_copy(cfg.rows), fmt.line_bytes)
