@@ -1,4 +1,4 @@
-"""Time of the optimal-level dynamic program (lowbit.levels.optimal_levels) on 1M values.
+"""Time of the optimal-level dynamic program (lowbit.contract.levels.optimal_levels) on 1M values.
 
 Usage::
 
@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
-from lowbit.levels import optimal_levels, rounding_variance
-from lowbit.quant import uniform_levels
+from lowbit.contract.levels import optimal_levels, rounding_variance
+from lowbit.contract.quant import uniform_levels
 
 
 def distributions(n, rng):

@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from lowbit import experiment as ex
-from lowbit.registers import MAX_COPIES
+from lowbit.contract.registers import MAX_COPIES
 
 #: (step scale, epochs) per data set when not given on the command line.
 SETTINGS = {"mnist49": (2.0, 30)}

@@ -8,7 +8,7 @@ Usage::
 Rates are MB/s of float32 input (``N * F * 4`` bytes / seconds), best of ``--repeat``.
 ``fast`` is ``lowbit.fastquant.quantize_pack`` (double sampling and packing in one compiled pass)
 with ``numba.set_num_threads(1)`` and ``(2)``; ``--reference`` adds the NumPy reference
-(``lowbit.quant.double_sample`` then ``lowbit.format.pack_codes``, one core: the "before").
+(``lowbit.contract.quant.double_sample`` then ``lowbit.contract.format.pack_codes``, one core: the "before").
 Optimal levels are fitted once per b outside the timing (bench/dp_time.py times the DP).
 
 The golden rows time ``QuantizedDataset.build`` of ``--epochs`` copies plus
@@ -31,9 +31,9 @@ import numpy as np
 from lowbit.dataset import QuantizedDataset
 from lowbit.driver.train import train_golden
 from lowbit.fastquant import quantize_pack, set_threads
-from lowbit.format import LineFormat, pack_codes
-from lowbit.levels import optimal_levels
-from lowbit.quant import double_sample, levels_to_fixed, uniform_levels
+from lowbit.contract.format import LineFormat, pack_codes
+from lowbit.contract.levels import optimal_levels
+from lowbit.contract.quant import double_sample, levels_to_fixed, uniform_levels
 
 TARGET_UNIFORM, TARGET_OPTIMAL, TARGET_SCALING, TARGET_GOLDEN = 1000.0, 500.0, 1.7, 200e6
 

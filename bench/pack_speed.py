@@ -5,7 +5,7 @@ Usage::
     .venv/bin/python bench/pack_speed.py [--values 8000000] [--repeat 3] [--features 784 5000]
 
 For each F and b = 1..8: N = values / F rows of float32 data in [-1, 1] are double-sampled once
-(``lowbit.quant.double_sample``, timed separately), then ``pack_codes`` and ``unpack_codes`` are
+(``lowbit.contract.quant.double_sample``, timed separately), then ``pack_codes`` and ``unpack_codes`` are
 timed (best of ``--repeat``). Rates are MB/s of *float32 input*: ``N * F * 4 bytes / seconds``, on
 one core (these NumPy operations are single threaded). The issue's targets: pack and unpack
 >= 200 MB/s; bytes streamed per epoch (one copy + labels) <= 1.15 x ``N * F * (b+1) / 8``.
@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from lowbit.format import LineFormat, pack_codes, unpack_codes
-from lowbit.quant import double_sample, levels_to_fixed, uniform_levels
+from lowbit.contract.format import LineFormat, pack_codes, unpack_codes
+from lowbit.contract.quant import double_sample, levels_to_fixed, uniform_levels
 
 TARGET_MBS = 200.0
 TARGET_OVERHEAD = 1.15

@@ -21,7 +21,7 @@ from core_models import make_problem  # noqa: E402
 from test_core_train import check_against_golden  # noqa: E402
 from test_woven_core import run_woven  # noqa: E402
 
-from lowbit.quant import levels_to_fixed, uniform_levels  # noqa: E402
+from lowbit.contract.quant import levels_to_fixed, uniform_levels  # noqa: E402
 
 IDEAL = dict(p_line=1, p_cmd=1, p_write=1, write_latency=(1, 2))
 

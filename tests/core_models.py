@@ -6,7 +6,7 @@ random gaps, accepts writes with random back-pressure and holds ``write_idle`` l
 waits for its (random-latency) response, honours ``flush`` and reports ``read_idle``. Everything
 runs in ONE testbench coroutine (one Python wake-up per cycle): :func:`run_core` drives the code
 table, the configuration and ``start`` and steps the model until the core reports DONE/ERROR.
-:func:`make_problem` builds a run's host image (lowbit.format packing) and its golden result.
+:func:`make_problem` builds a run's host image (lowbit.contract.format packing) and its golden result.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lowbit.fixed import labels_to_fixed, step_to_fixed
-from lowbit.format import EPOCH_RECORD, STATUS_RECORD, LineFormat, pack_codes, pack_words, unpack_record, unpack_words
-from lowbit.quant import code_table, double_sample, levels_to_fixed, uniform_levels
-from lowbit.registers import State
-from lowbit_sim.golden import EngineConfig, run as golden_run
+from lowbit.contract.fixed import labels_to_fixed, step_to_fixed
+from lowbit.contract.format import EPOCH_RECORD, STATUS_RECORD, LineFormat, pack_codes, pack_words, unpack_record, unpack_words
+from lowbit.contract.quant import code_table, double_sample, levels_to_fixed, uniform_levels
+from lowbit.contract.registers import State
+from lowbit.contract.golden import EngineConfig, run as golden_run
 
 #: Line addresses of the buffers in the test memory (cache-line units, far apart).
 DATA_ADDR, LABEL_ADDR, MODEL_ADDR, STATS_ADDR, STATUS_ADDR = 0x10000, 0x80000, 0x90000, 0xA0000, 0xB0000

@@ -18,7 +18,7 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
-from lowbit.registers import REG, ErrorCode, State
+from lowbit.contract.registers import REG, ErrorCode, State
 from lowbit_hw.ccip import CcipSignature
 from lowbit_hw.shell.csr import ro_constants
 

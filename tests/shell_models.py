@@ -207,7 +207,7 @@ def rng_for(seed: int):
 from amaranth import Module, Signal  # noqa: E402
 from amaranth.lib import wiring  # noqa: E402
 
-from lowbit.registers import State  # noqa: E402
+from lowbit.contract.registers import State  # noqa: E402
 from lowbit_hw.interfaces import CoreSignature  # noqa: E402
 
 

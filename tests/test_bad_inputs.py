@@ -33,7 +33,7 @@ from lowbit.cli import main
 from lowbit.data import Normalizer
 from lowbit.driver import DriverError, SimulatorDied, open_device
 from lowbit_sim.simserver import build_root, runtime_dir, start_server
-from lowbit_sim.simserver import protocol as proto
+from lowbit.contract import simwire as proto
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPATH = os.pathsep.join(str(ROOT / p) for p in ("host", "hw", "sim"))
@@ -55,7 +55,7 @@ def warm_imports():
     """Import the heavy modules once, so each case's time bound measures the command, not imports."""
     import lowbit.experiment  # noqa: F401
     import lowbit.qsgd.demo  # noqa: F401
-    import lowbit_sim.golden  # noqa: F401
+    import lowbit.contract.golden  # noqa: F401
     import matplotlib.pyplot  # noqa: F401
     import sklearn.datasets  # noqa: F401
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lowbit.baselines import best_of, numpy_sgd, sklearn_sgd
-from lowbit_sim.golden import reference_sgd
+from lowbit.contract.golden import reference_sgd
 
 
 @pytest.fixture(scope="module")

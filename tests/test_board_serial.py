@@ -11,7 +11,7 @@ from lowbit.driver import Device
 from lowbit.driver.errors import DeviceError, SimulatorDied
 from lowbit.driver.serial import SerialBackend
 from lowbit.driver.train import train, train_golden
-from lowbit_hw.board import protocol as P
+from lowbit.contract import serial as P
 
 W = 64
 

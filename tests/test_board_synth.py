@@ -8,7 +8,7 @@ import subprocess
 from amaranth.back import verilog
 
 from board_fixtures import Board
-from lowbit_sim.toolchain import setup_env
+from lowbit_hw.toolchain import setup_env
 
 #: ECP5-85F resources (nextpnr's counts for LFE5U-85F).
 AVAILABLE = {"LUT4": 83640, "TRELLIS_FF": 83640, "MULT18X18D": 156, "DP16KD": 208}

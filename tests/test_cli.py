@@ -84,7 +84,7 @@ def test_serial_backend_needs_a_port_that_exists(capsys, tmp_path):
 def test_info_reports_the_engine_build_and_its_fixed_point_formats(capsys, afu_server):
     """Attached to a running simulator (the tests' AFU build, so the suite never builds the 512-bit
     woven engine); the default engines are the same code path with other build parameters."""
-    from lowbit.fixed import CODE_FRAC, CORR_FRAC
+    from lowbit.contract.fixed import CODE_FRAC, CORR_FRAC
     from lowbit_sim.simserver import start_server
 
     server = start_server(afu_server, once=True)

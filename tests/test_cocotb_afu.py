@@ -97,11 +97,11 @@ def _golden_result(seed=3, rows=6, features=37, bits=3, batch=2, epochs=2):
     """A RunResult as a perfect engine would leave it, with its golden run and configuration."""
     import numpy as np
 
-    from lowbit.fixed import step_to_fixed
-    from lowbit.format import LineFormat
-    from lowbit_sim import golden
+    from lowbit.contract.fixed import step_to_fixed
+    from lowbit.contract.format import LineFormat
+    from lowbit.contract import golden
     from lowbit_sim.afu_tb import RunResult, make_dataset
-    from lowbit_sim.golden import EngineConfig
+    from lowbit.contract.golden import EngineConfig
 
     ds = make_dataset(np.random.default_rng(seed), rows=rows, features=features, bits=bits, copies=2)
     cfg = EngineConfig(rows=rows, features=features, bits=bits, batch=batch, epochs=epochs,
@@ -156,7 +156,7 @@ def test_scoreboard_rejects_each_kind_of_wrong_result(damage, message):
 def test_prepared_buffers_hold_exactly_the_codes_and_labels():
     import numpy as np
 
-    from lowbit.format import unpack_codes, unpack_words
+    from lowbit.contract.format import unpack_codes, unpack_words
     from lowbit_sim.afu_tb import make_dataset
 
     ds = make_dataset(np.random.default_rng(0), rows=5, features=70, bits=4, copies=2, levels="optimal")
@@ -194,10 +194,10 @@ def test_shell_with_stream_probe_core():
 def test_the_saturating_corner_case_really_saturates_the_model():
     import numpy as np
 
-    from lowbit.fixed import INT32_MAX, INT32_MIN, step_to_fixed
-    from lowbit_sim import golden
+    from lowbit.contract.fixed import INT32_MAX, INT32_MIN, step_to_fixed
+    from lowbit.contract import golden
     from lowbit_sim.afu_tb import make_dataset
-    from lowbit_sim.golden import EngineConfig
+    from lowbit.contract.golden import EngineConfig
     from lowbit_sim.test_afu import CORNERS
 
     p = dict(CORNERS["saturating_step"])

@@ -9,9 +9,9 @@ from amaranth import Module
 from amaranth.sim import Simulator
 
 from core_models import lines_to_ints
-from lowbit.fixed import rshift_round, sat32
-from lowbit.format import LineFormat, pack_codes, unpack_codes
-from lowbit.quant import code_table, levels_to_fixed, uniform_levels
+from lowbit.contract.fixed import rshift_round, sat32
+from lowbit.contract.format import LineFormat, pack_codes, unpack_codes
+from lowbit.contract.quant import code_table, levels_to_fixed, uniform_levels
 from lowbit_hw.core.code_table import CodeTable
 from lowbit_hw.core.decoder import BitPlaneDecoder
 from lowbit_hw.core.dot import DotPass

@@ -1,4 +1,4 @@
-"""TrainingCore end to end in Amaranth's simulator: bit-exact with lowbit_sim.golden.run.
+"""TrainingCore end to end in Amaranth's simulator: bit-exact with lowbit.contract.golden.run.
 
 A small engine (64-bit lines, 4 lanes, 256 features) keeps the Python simulator fast; the
 structure is the same as the 512-bit / 32-lane build (everything is parametrised).
@@ -12,7 +12,7 @@ from amaranth.sim import Simulator
 
 from core_models import (DATA_ADDR, STATUS_ADDR, ShellModel, collect, make_problem, pulse,
                          set_config, step_until_end, write_table)
-from lowbit.registers import ErrorCode, State
+from lowbit.contract.registers import ErrorCode, State
 from lowbit_hw.core import TrainingCore
 
 SMALL = dict(line_bits=64, lanes=4, max_features=256)

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from lowbit.dataset import QuantizedDataset
-from lowbit.fixed import MODEL_FRAC
-from lowbit.format import FORMAT_VERSION, LineFormat, unpack_codes, unpack_words
-from lowbit.levels import rounding_variance
-from lowbit.quant import code_table, levels_to_fixed
+from lowbit.contract.fixed import MODEL_FRAC
+from lowbit.contract.format import FORMAT_VERSION, LineFormat, unpack_codes, unpack_words
+from lowbit.contract.levels import rounding_variance
+from lowbit.contract.quant import code_table, levels_to_fixed
 
 
 def normalised(rows=300, features=37, seed=0):
@@ -37,7 +37,7 @@ def test_attributes(qds):
 
 def test_optimal_levels_fit_the_data(qds):
     X, _ = normalised()
-    from lowbit.quant import uniform_levels
+    from lowbit.contract.quant import uniform_levels
 
     assert rounding_variance(X, qds.levels) < rounding_variance(X, uniform_levels(3))
 

@@ -9,8 +9,8 @@ from sklearn.linear_model import LinearRegression, Ridge
 
 from lowbit.driver.train import train_golden
 from lowbit.experiment import Prepared, run_float
-from lowbit.fixed import model_to_float
-from lowbit_sim.golden import reference_sgd
+from lowbit.contract.fixed import model_to_float
+from lowbit.contract.golden import reference_sgd
 
 
 def problem(rows=200, features=12, seed=3):

@@ -20,7 +20,7 @@ import pytest
 from driver_fixtures import DOUBLE_MAX_FEATURES, children_of, double_server, pid_alive  # noqa: F401
 
 from lowbit.driver import DeviceError, DeviceTimeout, DriverError, SimulatorDied, open_device
-from lowbit.registers import AFU_ID_L, REG, ErrorCode, State
+from lowbit.contract.registers import AFU_ID_L, REG, ErrorCode, State
 from lowbit_sim.simserver import runtime_dir, start_server
 
 
@@ -298,7 +298,7 @@ def test_an_engine_with_other_fixed_point_formats_is_refused():
     with a code table it misreads: the Device refuses it at open, naming both formats."""
     from lowbit.driver.backend import Backend
     from lowbit.driver.device import Device
-    from lowbit.registers import AFU_ID_H, ARITH_VALUE
+    from lowbit.contract.registers import AFU_ID_H, ARITH_VALUE
 
     class OldEngine(Backend):
         name = "old-engine"

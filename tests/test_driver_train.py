@@ -8,8 +8,8 @@ from driver_fixtures import DOUBLE_MAX_FEATURES, TEST_AFU, afu_server, double_se
 
 from lowbit.driver import open_device
 from lowbit.driver.train import TrainResult, train, train_golden
-from lowbit.fixed import step_to_fixed
-from lowbit.registers import MAX_BATCH, MAX_EPOCHS
+from lowbit.contract.fixed import step_to_fixed
+from lowbit.contract.registers import MAX_BATCH, MAX_EPOCHS
 
 
 @pytest.fixture(scope="module")

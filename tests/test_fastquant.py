@@ -1,6 +1,6 @@
 """The compiled quantize + pack path (lowbit.fastquant) against the NumPy reference.
 
-Exactly: the layout (packing and unpacking equal ``lowbit.format``'s bit for bit, for every b and
+Exactly: the layout (packing and unpacking equal ``lowbit.contract.format``'s bit for bit, for every b and
 line width), the code ranges (every code is one of the three the value's interval allows, values
 on a level are exact), reproducibility from the seed, independence from the thread count.
 Statistically: each value's codes have the reference's distribution (a chi-square test against
@@ -20,9 +20,9 @@ from lowbit.fastquant import (
     set_threads,
     unpack_codes_fast,
 )
-from lowbit.format import LineFormat, pack_codes, unpack_codes
-from lowbit.levels import optimal_levels
-from lowbit.quant import double_sample, fixed_levels_value, levels_to_fixed, uniform_levels
+from lowbit.contract.format import LineFormat, pack_codes, unpack_codes
+from lowbit.contract.levels import optimal_levels
+from lowbit.contract.quant import double_sample, fixed_levels_value, levels_to_fixed, uniform_levels
 
 
 def levels(bits, kind):
@@ -169,7 +169,7 @@ def test_adjacent_values_are_independent():
                                                       (33, 785, 512)])
 def test_woven_packing_is_the_reference_bit_for_bit(bits, rows, features, line_bits):
     """The compiled woven packer (what QuantizedDataset uses for the woven engine) equals
-    lowbit.format.pack_codes: partial groups, padding features, every plane."""
+    lowbit.contract.format.pack_codes: partial groups, padding features, every plane."""
     fmt = LineFormat(bits, features, line_bits, layout="woven")
     codes = np.random.default_rng(rows * features + bits).integers(0, fmt.codes, (rows, features)).astype(np.uint16)
     np.testing.assert_array_equal(pack_codes_fast(codes, fmt), pack_codes(codes, fmt))

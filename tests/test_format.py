@@ -1,9 +1,9 @@
-"""The packed line format (lowbit.format, docs/format.md): bit order, bit planes, padding, round trips."""
+"""The packed line format (lowbit.contract.format, docs/format.md): bit order, bit planes, padding, round trips."""
 
 import numpy as np
 import pytest
 
-from lowbit.format import (
+from lowbit.contract.format import (
     RECORD_BYTES,
     ROW_ALIGN,
     STATUS_RECORD,

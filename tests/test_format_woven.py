@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lowbit.format import LAYOUTS, LineFormat, pack_codes, unpack_codes
+from lowbit.contract.format import LAYOUTS, LineFormat, pack_codes, unpack_codes
 
 
 def reference_pack_woven(codes, fmt):

@@ -1,4 +1,4 @@
-"""The golden model (lowbit_sim.golden, docs/golden.md): it does what its docstring says, and it trains.
+"""The golden model (lowbit.contract.golden, docs/golden.md): it does what its docstring says, and it trains.
 
 ``spec_run`` below re-states the docstring's arithmetic with Python integers (unbounded, so any
 int64 overflow or wrong rounding in the vectorised model shows up as a mismatch).
@@ -9,10 +9,10 @@ import pytest
 
 from lowbit.data import Normalizer, synthetic
 from lowbit.dataset import QuantizedDataset
-from lowbit.fixed import INT32_MAX, INT32_MIN, LOSS_FRAC, UINT64_MAX, loss_to_float, model_to_float, step_to_fixed
-from lowbit.quant import code_table, levels_to_fixed, nearest_codes, uniform_levels
-from lowbit.registers import MAX_BATCH, ErrorCode
-from lowbit_sim.golden import EngineConfig, reference_sgd, run
+from lowbit.contract.fixed import INT32_MAX, INT32_MIN, LOSS_FRAC, UINT64_MAX, loss_to_float, model_to_float, step_to_fixed
+from lowbit.contract.quant import code_table, levels_to_fixed, nearest_codes, uniform_levels
+from lowbit.contract.registers import MAX_BATCH, ErrorCode
+from lowbit.contract.golden import EngineConfig, reference_sgd, run
 
 
 def spec_run(cfg, codes, labels, tm, te):

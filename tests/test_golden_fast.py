@@ -1,13 +1,13 @@
-"""The compiled golden model equals the NumPy spec (lowbit_sim.golden.run) bit for bit."""
+"""The compiled golden model equals the NumPy spec (lowbit.contract.golden.run) bit for bit."""
 
 import numpy as np
 import pytest
 
-from lowbit.fixed import INT32_MAX, INT32_MIN, labels_to_fixed, step_to_fixed
-from lowbit.format import LineFormat, pack_codes
-from lowbit.quant import code_table, levels_to_fixed, uniform_levels
-from lowbit_sim import golden
-from lowbit_sim.golden_fast import run_packed
+from lowbit.contract.fixed import INT32_MAX, INT32_MIN, labels_to_fixed, step_to_fixed
+from lowbit.contract.format import LineFormat, pack_codes
+from lowbit.contract.quant import code_table, levels_to_fixed, uniform_levels
+from lowbit.contract import golden
+from lowbit.golden_fast import run_packed
 
 
 def both(cfg, codes, labels, tm, te, line_bits=512):

@@ -1,12 +1,12 @@
-"""Level sets (lowbit.levels): the variance-minimising DP is exact, never worse than uniform, and valid."""
+"""Level sets (lowbit.contract.levels): the variance-minimising DP is exact, never worse than uniform, and valid."""
 
 import itertools
 
 import numpy as np
 import pytest
 
-from lowbit.levels import make_levels, optimal_levels, rounding_variance
-from lowbit.quant import levels_to_fixed, uniform_levels
+from lowbit.contract.levels import make_levels, optimal_levels, rounding_variance
+from lowbit.contract.quant import levels_to_fixed, uniform_levels
 
 
 def skewed(n, seed=0):

@@ -1,4 +1,4 @@
-"""Stochastic rounding and double sampling (lowbit.quant, docs/zipml.md).
+"""Stochastic rounding and double sampling (lowbit.contract.quant, docs/zipml.md).
 
 The claim under test: with ``m`` the mean of two independent stochastic roundings of a row ``a`` and
 ``e = d^2 / 4`` (``d`` their difference), ``g = m (m . w - y) - e * w`` is an unbiased estimate of the
@@ -9,9 +9,9 @@ rounding ``q`` used twice is biased by ``Var(q_j) w_j``.
 import numpy as np
 import pytest
 
-from lowbit.fixed import CODE_FRAC, CORR_FRAC, LEVEL_ONE
-from lowbit.levels import optimal_levels
-from lowbit.quant import (
+from lowbit.contract.fixed import CODE_FRAC, CORR_FRAC, LEVEL_ONE
+from lowbit.contract.levels import optimal_levels
+from lowbit.contract.quant import (
     code_table,
     decode_codes,
     double_sample,

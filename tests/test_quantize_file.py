@@ -9,7 +9,7 @@ from lowbit.cli import main
 from lowbit.data import Normalizer
 from lowbit.dataset import QuantizedDataset
 from lowbit.driver.train import train_golden
-from lowbit.fixed import loss_to_float
+from lowbit.contract.fixed import loss_to_float
 
 
 @pytest.fixture

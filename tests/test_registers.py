@@ -1,19 +1,19 @@
-"""The register map (lowbit.registers): docs/registers.md is generated from it, and it is sane."""
+"""The register map (lowbit.contract.registers): docs/registers.md is generated from it, and it is sane."""
 
 from pathlib import Path
 
 import pytest
 
-from lowbit import registers as R
-from lowbit.fixed import CORR_FRAC, MODEL_FRAC
-from lowbit.format import FORMAT_VERSION
+from lowbit.contract import registers as R
+from lowbit.contract.fixed import CORR_FRAC, MODEL_FRAC
+from lowbit.contract.format import FORMAT_VERSION
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "registers.md"
 
 
 def test_docs_registers_md_is_generated_from_the_code():
     assert DOC.read_text() == R.render_markdown(), (
-        "docs/registers.md is stale: run `python -m lowbit.registers > docs/registers.md`")
+        "docs/registers.md is stale: run `python -m lowbit.contract.registers > docs/registers.md`")
 
 
 def test_offsets_are_unique_aligned_and_below_the_code_table():

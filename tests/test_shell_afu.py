@@ -7,7 +7,7 @@ import pytest
 from amaranth.sim import Simulator
 
 import lowbit_hw.afu
-from lowbit.registers import AFU_ID_H, DFH_VALUE, REG, State, code_table_address, encode_code_entry
+from lowbit.contract.registers import AFU_ID_H, DFH_VALUE, REG, State, code_table_address, encode_code_entry
 from lowbit_hw.afu import LowbitAFU
 from lowbit_hw.export import export_verilog, port_list
 from shell_models import AlmostFull, line_value, LoopbackCore, ReadResponder, rng_for, run_simulation, WriteResponder
@@ -144,7 +144,7 @@ def test_export_writes_verilog_and_json_and_caches(tmp_path, monkeypatch):
 def test_real_afu_identifies_itself_and_rejects_a_bad_start():
     """The real LowbitAFU (TrainingCore inside), small build: identification over MMIO, CAPS from
     the build parameters, START with ROWS = 0 ends in ERROR / BAD_ROWS."""
-    from lowbit.registers import AFU_ID_L, ErrorCode
+    from lowbit.contract.registers import AFU_ID_L, ErrorCode
 
     dut = LowbitAFU(line_bits=128, lanes=4, max_features=64, read_depth=16)
     rng = rng_for(12)

@@ -1,12 +1,12 @@
 # amaranth: UnusedElaboratable=no
-"""RegisterBlock: every register of lowbit.registers behaves as declared over CCI-P MMIO."""
+"""RegisterBlock: every register of lowbit.contract.registers behaves as declared over CCI-P MMIO."""
 
 import pytest
 from amaranth.sim import Simulator
 
-from lowbit.fixed import MODEL_FRAC
-from lowbit.format import FORMAT_VERSION
-from lowbit.registers import (AFU_ID_H, AFU_ID_L, CODE_TABLE_BASE, CODE_TABLE_ENTRIES, DFH_VALUE, REG, REGISTERS,
+from lowbit.contract.fixed import MODEL_FRAC
+from lowbit.contract.format import FORMAT_VERSION
+from lowbit.contract.registers import (AFU_ID_H, AFU_ID_L, CODE_TABLE_BASE, CODE_TABLE_ENTRIES, DFH_VALUE, REG, REGISTERS,
                               Access, code_table_address, encode_code_entry)
 from lowbit_hw.shell import RegisterBlock
 from shell_models import rng_for, run_simulation

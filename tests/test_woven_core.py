@@ -1,4 +1,4 @@
-"""WovenCore end to end in Amaranth's simulator: bit-exact with lowbit_sim.golden.run.
+"""WovenCore end to end in Amaranth's simulator: bit-exact with lowbit.contract.golden.run.
 
 The woven core reads one bit plane of 32 features x W/32 rows per line; these runs use 64- and
 128-bit lines (2 and 4 rows per line) to keep the Python simulator fast. The same checks as
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from core_models import make_problem
-from lowbit.quant import levels_to_fixed
-from lowbit.registers import ErrorCode, State
+from lowbit.contract.quant import levels_to_fixed
+from lowbit.contract.registers import ErrorCode, State
 from lowbit_hw.woven import WovenCore
 from test_core_train import check_against_golden, simulate
 

@@ -2,7 +2,7 @@
 
 ``numpy_sgd``    minibatch SGD in NumPy (float32 by default) with the engine's update,
                  ``w -= step * A.T @ (A @ w - y)`` per minibatch ``A`` (the semantics of
-                 :func:`lowbit_sim.golden.reference_sgd`).
+                 :func:`lowbit.contract.golden.reference_sgd`).
 ``sklearn_sgd``  scikit-learn's ``SGDRegressor`` configured as close to that as it allows.
 
 Both return a :class:`CpuRun`: the model after each epoch and the seconds each epoch's updates
@@ -64,7 +64,7 @@ def numpy_sgd(X, y, *, step: float, batch: int, epochs: int, dtype=np.float32) -
     ``w -= step * A.T @ (A @ w - y_A)``, ``w`` starting at zero. The data is cast to ``dtype``
     once, before the clock starts (the cast is a one-off, like the engine's quantization, but
     cheap enough that it is not reported). At float64 the models equal
-    :func:`lowbit_sim.golden.reference_sgd`'s bit for bit.
+    :func:`lowbit.contract.golden.reference_sgd`'s bit for bit.
     """
     X, y = _check(X, y, step, batch, epochs)
     dtype = np.dtype(dtype).type

@@ -216,10 +216,10 @@ def output_path(path: Path, option: str, suffix: str, accepted: tuple[str, ...] 
 
 
 def check_engine_limits(args) -> None:
-    """Batch, copies and epochs against the engine's limits (lowbit.registers), before any work."""
+    """Batch, copies and epochs against the engine's limits (lowbit.contract.registers), before any work."""
     if args.backend == "float":
         return  # float64 SGD has no engine limits
-    from .registers import MAX_BATCH, MAX_COPIES, MAX_EPOCHS
+    from .contract.registers import MAX_BATCH, MAX_COPIES, MAX_EPOCHS
 
     for option, value, limit in (("--batch", args.batch, MAX_BATCH), ("--copies", args.copies, MAX_COPIES),
                                  ("--epochs", args.epochs, MAX_EPOCHS)):
@@ -380,8 +380,8 @@ def _quantize_npy(args) -> int:
 
     from .data import Normalizer
     from .dataset import QuantizedDataset
-    from .levels import make_levels
-    from .quant import check_finite, levels_to_fixed
+    from .contract.levels import make_levels
+    from .contract.quant import check_finite, levels_to_fixed
 
     if args.labels is None:
         raise ValueError("a .npy input needs --labels y.npy (one label per row)")
@@ -442,7 +442,7 @@ def cmd_info(args) -> int:
     with open_device(args.backend, **_device_options(args)) as dev:
         for k, v in dev.caps.items():
             print(f"{k:16s} {v}")
-        for k, v in dev.arith.items():              # equal to lowbit.fixed (checked at open)
+        for k, v in dev.arith.items():              # equal to lowbit.contract.fixed (checked at open)
             print(f"{k:16s} {v}")
     return 0
 
@@ -497,12 +497,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .driver.errors import DriverError
+    from .extras import MissingExtra
 
     try:
         return args.func(args)
     except KeyboardInterrupt:
         print("lowbit: interrupted", file=sys.stderr)
         return 130
+    except MissingExtra as exc:
+        print(f"lowbit: error: {exc}", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError) as exc:
         print(f"lowbit: error: {exc}", file=sys.stderr)
         return 2

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .quant import check_finite
+from .contract.quant import check_finite
 
 TASKS = ("regression", "classification")
 

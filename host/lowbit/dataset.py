@@ -15,11 +15,11 @@ import sys
 import numpy as np
 
 from .fastquant import max_code, pack_codes_fast, quantize_pack, unpack_codes_fast
-from .fixed import MODEL_FRAC, labels_to_fixed
-from .format import FORMAT_VERSION, LineFormat, check_bits, pack_words
-from .levels import make_levels
-from .quant import check_finite, code_table, levels_to_fixed
-from .registers import MAX_COPIES
+from .contract.fixed import MODEL_FRAC, labels_to_fixed
+from .contract.format import FORMAT_VERSION, LineFormat, check_bits, pack_words
+from .contract.levels import make_levels
+from .contract.quant import check_finite, code_table, levels_to_fixed
+from .contract.registers import MAX_COPIES
 
 #: Revision of the .npz container written by :meth:`QuantizedDataset.save`.
 FILE_VERSION = 1
@@ -46,7 +46,7 @@ class QuantizedDataset:
         The level set asked for; ``levels_q`` is what the engine uses.
     levels_q : ndarray, int16, (2^b,)
     table_m, table_e : ndarray, int64, (2^(b+1) - 1,)
-        The code table (``lowbit.quant.code_table``).
+        The code table (``lowbit.contract.quant.code_table``).
     codes : ndarray, uint16, (copies, N, F)
     labels_q : ndarray, int32, (N,)
     rows, features, copies : int

@@ -122,7 +122,7 @@ def _losses(p: Prepared, models: np.ndarray) -> list[float]:
 
 
 def run_float(p: Prepared, *, step: float, batch: int, epochs: int) -> RunSummary:
-    from lowbit_sim.golden import reference_sgd
+    from lowbit.contract.golden import reference_sgd
 
     t0 = time.perf_counter()
     models, _ = reference_sgd(p.X, p.y, step=step, batch=batch, epochs=epochs)
@@ -152,7 +152,7 @@ def run_engine(p: Prepared, qds, *, backend: str, step: float, batch: int, epoch
     With ``p`` None (a saved QuantizedDataset trained without its float data) the training loss
     is the engine's own loss accumulator and there is no test metric.
     """
-    from lowbit.fixed import loss_to_float, model_to_float
+    from lowbit.contract.fixed import loss_to_float, model_to_float
 
     t0 = time.perf_counter()
     if backend == "golden":

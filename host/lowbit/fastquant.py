@@ -39,9 +39,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .format import LineFormat
-from .fixed import LEVEL_ONE
-from .quant import fixed_levels_value
+from .contract.format import LineFormat
+from .contract.fixed import LEVEL_ONE
+from .contract.quant import fixed_levels_value
 
 #: Cells of the level grid over [-1, 1): one per 2^-14, the levels' resolution.
 _CELLS = 2 * LEVEL_ONE

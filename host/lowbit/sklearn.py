@@ -43,9 +43,9 @@ from .cli import auto_step
 from .data import Normalizer
 from .dataset import QuantizedDataset
 from .experiment import MEASURED_FMAX_MHZ
-from .fixed import labels_to_fixed
-from .format import check_bits
-from .registers import MAX_BATCH, MAX_COPIES, MAX_EPOCHS
+from .contract.fixed import labels_to_fixed
+from .contract.format import check_bits
+from .contract.registers import MAX_BATCH, MAX_COPIES, MAX_EPOCHS
 
 #: Training backends an estimator accepts (``backend=``).
 BACKENDS = ("golden", "sim", "float")

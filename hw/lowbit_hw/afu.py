@@ -6,7 +6,7 @@ from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
-from lowbit.format import LAYOUT_VERSION
+from lowbit.contract.format import LAYOUT_VERSION
 
 from .ccip import CcipSignature
 from .interfaces import CoreSignature
@@ -15,7 +15,7 @@ from .shell import ReadEngine, RegisterBlock, WriteEngine
 __all__ = ["LowbitAFU"]
 
 
-#: The training cores an AFU can be built with, by the line layout they read (lowbit.format.LAYOUTS).
+#: The training cores an AFU can be built with, by the line layout they read (lowbit.contract.format.LAYOUTS).
 CORES = ("planes", "woven")
 
 

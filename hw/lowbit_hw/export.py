@@ -19,12 +19,12 @@ DEFAULTS = dict(line_bits=512, lanes=32, max_features=8192, read_depth=256)
 
 
 def source_digest() -> str:
-    """SHA-256 (16 hex digits) of every gateware source and the host files it is generated from."""
-    import lowbit
+    """SHA-256 (16 hex digits) of every gateware source and of the contract it is generated from."""
+    import lowbit.contract
     import lowbit_hw
 
     srcs = sorted(Path(lowbit_hw.__file__).parent.rglob("*.py"))
-    srcs += [Path(lowbit.__file__).parent / n for n in ("registers.py", "format.py", "fixed.py")]
+    srcs += sorted(Path(lowbit.contract.__file__).parent.rglob("*.py"))
     h = hashlib.sha256()
     for p in srcs:
         h.update(str(p.relative_to(p.parents[1])).encode() + b"\0" + p.read_bytes() + b"\0")

@@ -29,13 +29,13 @@ Core <-> shell contract
 # class annotations, and string annotations would leave every layout below silently EMPTY.
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-from lowbit.fixed import CORR_BITS
+from lowbit.contract.fixed import CORR_BITS
 
 from .ccip import CCIP_ADDR_BITS
 
 
 class RunConfig(data.Struct):
-    """Register values of one run (names and widths as in ``lowbit.registers``)."""
+    """Register values of one run (names and widths as in ``lowbit.contract.registers``)."""
 
     data_addr: CCIP_ADDR_BITS
     label_addr: CCIP_ADDR_BITS
@@ -53,8 +53,8 @@ class RunConfig(data.Struct):
 
 
 class CoreStatus(data.Struct):
-    state: 2  # lowbit.registers.State
-    error: 8  # lowbit.registers.ErrorCode
+    state: 2  # lowbit.contract.registers.State
+    error: 8  # lowbit.contract.registers.ErrorCode
     epoch: 32  # epochs completed in this run
     cycles: 64
     read_lines: 64

@@ -3,9 +3,9 @@
 :class:`TB` wraps a top with the ``lowbit_afu`` ports (the real ``lowbit_hw.afu.LowbitAFU`` or a
 test double) in a :class:`~lowbit_sim.ccip_model.CcipHostModel` over a
 :class:`~lowbit_sim.host_memory.HostMemory`, programs registers BY NAME from
-:mod:`lowbit.registers`, and never hangs: every wait has a cycle limit. :func:`make_dataset`
-prepares a run with the host's own code (lowbit.quant, lowbit.format, lowbit.levels);
-:meth:`TB.train` runs it and :func:`scoreboard` holds the result to :func:`lowbit_sim.golden.run`
+:mod:`lowbit.contract.registers`, and never hangs: every wait has a cycle limit. :func:`make_dataset`
+prepares a run with the host's own code (lowbit.contract.quant, lowbit.contract.format, lowbit.contract.levels);
+:meth:`TB.train` runs it and :func:`scoreboard` holds the result to :func:`lowbit.contract.golden.run`
 bit for bit.
 """
 
@@ -19,15 +19,15 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
-from lowbit.fixed import labels_to_fixed
-from lowbit.format import (EPOCH_RECORD, LAYOUTS, RECORD_BYTES, ROW_ALIGN, STATUS_RECORD, LineFormat, pack_codes,
+from lowbit.contract.fixed import labels_to_fixed
+from lowbit.contract.format import (EPOCH_RECORD, LAYOUTS, RECORD_BYTES, ROW_ALIGN, STATUS_RECORD, LineFormat, pack_codes,
                            pack_words, unpack_record)
-from lowbit.levels import optimal_levels
-from lowbit.quant import code_table, double_sample, levels_to_fixed, uniform_levels
-from lowbit.registers import REG, Ctrl, ErrorCode, State, code_table_address, encode_code_entry
+from lowbit.contract.levels import optimal_levels
+from lowbit.contract.quant import code_table, double_sample, levels_to_fixed, uniform_levels
+from lowbit.contract.registers import REG, Ctrl, ErrorCode, State, code_table_address, encode_code_entry
 
 from .ccip_model import CcipHostModel, StormConfig
-from .golden import EngineConfig, GoldenRun
+from lowbit.contract.golden import EngineConfig, GoldenRun
 from .host_memory import HostMemory
 
 #: Poison written into output buffers before a run: anything the AFU should write but did not shows.
@@ -74,7 +74,7 @@ def make_dataset(rng: np.random.Generator, *, rows: int, features: int, bits: in
                  levels: str = "uniform", line_bits: int = 512, layout: str = "planes") -> Dataset:
     """A random least-squares problem in [-1, 1], double-sampled ``copies`` times.
 
-    ``levels="optimal"`` places the levels with ``lowbit.levels.optimal_levels`` (variance-minimising
+    ``levels="optimal"`` places the levels with ``lowbit.contract.levels.optimal_levels`` (variance-minimising
     DP); ``.levels`` names the kind used.
     """
     X = rng.uniform(-1, 1, (rows, features)) * rng.uniform(0.2, 1.0)
@@ -334,7 +334,7 @@ def scoreboard(res: RunResult, gold: GoldenRun, cfg: EngineConfig, fmt: LineForm
     assert losses == list(gold.losses), f"epoch losses {losses} != golden {list(gold.losses)}"
     ep = [r["epoch"] for r in res.epoch_records]
     assert ep == list(range(1, cfg.epochs + 1)), f"epoch record numbers {ep} (epochs completed, 1-based)"
-    # Epoch record counters are cumulative from START (lowbit.format.EPOCH_RECORD).
+    # Epoch record counters are cumulative from START (lowbit.contract.format.EPOCH_RECORD).
     cyc = [r["cycles"] for r in res.epoch_records]
     assert all(a < b for a, b in zip(cyc, cyc[1:])) and cyc[-1] <= rec["cycles"], \
         f"epoch record cycles {cyc} are not increasing up to the run's {rec['cycles']}"

@@ -2,7 +2,7 @@
 
 Every run goes through :class:`~lowbit_sim.afu_tb.TB`: host memory answering after a random
 100-400 cycles, out of order, with almost-full storms on both channels, and is held to
-:func:`lowbit_sim.golden.run` BIT FOR BIT (model snapshot of every epoch, every epoch's loss, the
+:func:`lowbit.contract.golden.run` BIT FOR BIT (model snapshot of every epoch, every epoch's loss, the
 status record), with every guard band intact and no access outside the buffers.
 
 Seeds: ``LOWBIT_SEEDS`` random configurations (default 50) from ``LOWBIT_SEED0`` (default 0).
@@ -19,14 +19,14 @@ import numpy as np
 
 import cocotb
 
-from lowbit.fixed import step_to_fixed
-from lowbit.format import LAYOUTS, ROW_ALIGN
-from lowbit.registers import (AFU_ID_H, AFU_ID_L, ARITH_VALUE, CODE_TABLE_BASE, DFH_VALUE, REG, REGISTERS,
+from lowbit.contract.fixed import step_to_fixed
+from lowbit.contract.format import LAYOUTS, ROW_ALIGN
+from lowbit.contract.registers import (AFU_ID_H, AFU_ID_L, ARITH_VALUE, CODE_TABLE_BASE, DFH_VALUE, REG, REGISTERS,
                               Access, Ctrl, ErrorCode, State)
 
-from . import golden
+from lowbit.contract import golden
 from .afu_tb import TB, fit_to_engine, make_dataset, random_config, scoreboard
-from .golden import EngineConfig
+from lowbit.contract.golden import EngineConfig
 
 SEEDS = int(os.environ.get("LOWBIT_SEEDS", "50"))
 SEED0 = int(os.environ.get("LOWBIT_SEED0", "0"))
@@ -106,7 +106,7 @@ async def maximum_features_of_this_build_match_golden(dut):
 
 # ------------------------------------------------------------------------------ MMIO
 async def check_mmio_map(tb: TB, dut) -> None:
-    """The MMIO contract of lowbit.registers on a freshly reset AFU (shared with test_shell_probe)."""
+    """The MMIO contract of lowbit.contract.registers on a freshly reset AFU (shared with test_shell_probe)."""
     caps = tb.caps
     assert await tb.read_reg("DFH") == DFH_VALUE
     assert await tb.read_reg("AFU_ID_L") == AFU_ID_L

@@ -25,13 +25,13 @@ import numpy as np
 
 import cocotb
 
-from lowbit.fixed import step_to_fixed
+from lowbit.contract.fixed import step_to_fixed
 
-from . import golden
-from lowbit.format import LAYOUTS
+from lowbit.contract import golden
+from lowbit.contract.format import LAYOUTS
 
 from .afu_tb import TB, fit_to_engine, make_dataset, scoreboard
-from .golden import EngineConfig
+from lowbit.contract.golden import EngineConfig
 from .test_afu import SEED0, good_run
 
 TP_FEATURES = 784

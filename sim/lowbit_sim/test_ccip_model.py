@@ -14,7 +14,7 @@ import numpy as np
 
 import cocotb
 
-from lowbit.registers import AFU_ID_H, AFU_ID_L, DFH_VALUE, REG, Ctrl, State
+from lowbit.contract.registers import AFU_ID_H, AFU_ID_L, DFH_VALUE, REG, Ctrl, State
 
 from .afu_tb import TB
 from .ccip_model import StormConfig

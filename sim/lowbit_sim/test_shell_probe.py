@@ -20,7 +20,7 @@ import cocotb
 from amaranth import Cat, Const, Module, Signal
 from amaranth.lib import wiring
 
-from lowbit.registers import Ctrl, ErrorCode, State
+from lowbit.contract.registers import Ctrl, ErrorCode, State
 from lowbit_hw.interfaces import CoreSignature
 
 from .afu_tb import TB

@@ -7,7 +7,7 @@ so a new backend only has to move 64-bit MMIO words and bytes of host memory.
 Rules every backend keeps
 -------------------------
 * ``mmio_read64`` / ``mmio_write64`` take a *byte* offset into the AFU's MMIO space (8-byte
-  aligned, below :data:`lowbit.registers.MMIO_SPAN`) and 64-bit unsigned values.
+  aligned, below :data:`lowbit.contract.registers.MMIO_SPAN`) and 64-bit unsigned values.
 * ``allocate(nbytes)`` returns ``(view, io_address)``: ``view`` is a writable 1-D ``uint8`` NumPy
   array of at least ``nbytes`` bytes that *is* the memory the device reads and writes (no copies:
   a hardware backend that cannot share memory must document when it synchronises), and

@@ -7,8 +7,8 @@ from typing import Callable
 
 import numpy as np
 
-from lowbit.format import RECORD_BYTES, STATUS_RECORD, unpack_record
-from lowbit.registers import (
+from lowbit.contract.format import RECORD_BYTES, STATUS_RECORD, unpack_record
+from lowbit.contract.registers import (
     AFU_ID_H,
     AFU_ID_L,
     AFU_UUID,
@@ -128,7 +128,7 @@ class Device:
         self.backend.mmio_write64(check_mmio_offset(offset, MMIO_SPAN), check_u64(value))
 
     def read_reg(self, name: str) -> int:
-        """Read a register by its name in :data:`lowbit.registers.REG`."""
+        """Read a register by its name in :data:`lowbit.contract.registers.REG`."""
         reg = _register(name)
         if reg.access is Access.WO:
             raise ValueError(f"register {name} is write-only")
@@ -305,4 +305,4 @@ def _register(name: str):
     try:
         return REG[name]
     except KeyError:
-        raise ValueError(f"no register named {name!r} (see lowbit.registers.REG)") from None
+        raise ValueError(f"no register named {name!r} (see lowbit.contract.registers.REG)") from None

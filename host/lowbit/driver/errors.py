@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lowbit.registers import ErrorCode
+from lowbit.contract.registers import ErrorCode
 
 
 class DriverError(RuntimeError):

@@ -1,7 +1,7 @@
 """The ``serial`` backend: the ULX3S board over its USB serial port (docs/board.md).
 
 The board's :class:`lowbit_hw.board.bridge.SerialBridge` plays CCI-P's host towards the AFU and
-forwards everything over the byte protocol of :mod:`lowbit_hw.board.protocol`; this backend is the
+forwards everything over the byte protocol of :mod:`lowbit.contract.serial`; this backend is the
 other end. It owns host memory (one NumPy arena, buffers carved out of it) and a service thread
 that answers the board: ``B_READ_REQ`` -> ``H_READ_DATA`` frames with the lines, ``B_WRITE_REQ`` ->
 the line stored and ``H_WRITE_ACK``, ``B_MMIO_DATA`` -> the waiting :meth:`mmio_read64`. An access
@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from ..extras import require
 from .backend import Backend, HostArena
 from .errors import DeviceError, DriverError, SimulatorDied
 
@@ -33,10 +34,9 @@ class PySerialTransport:
     """The board's USB serial port through pyserial (8N1, no flow control)."""
 
     def __init__(self, port: str, baud: int):
-        try:
-            import serial
-        except ImportError:
-            raise DriverError("the serial backend needs pyserial: pip install pyserial") from None
+        require("board", "the serial backend's USB port", modules=("serial",))
+        import serial
+
         try:
             self.port = serial.Serial(port, baudrate=baud, timeout=0.05)
         except (OSError, ValueError) as exc:
@@ -63,7 +63,7 @@ class SerialBackend(Backend):
     transport : object, optional
         A ready transport (``write``, ``read``, ``close``).
     line_bits : int
-        The board AFU's line width (constraints/ulx3s_85f.toml; checked against CAPS by the Device).
+        The board AFU's line width (hw/lowbit_hw/board/ulx3s_85f.toml; checked against CAPS by the Device).
     baud : int
         UART rate of the board build.
     memory : int
@@ -77,7 +77,7 @@ class SerialBackend(Backend):
 
     def __init__(self, port: str | None = None, *, transport=None, line_bits: int = 64, baud: int = 1_000_000,
                  memory: int = 64 << 20, io_timeout: float = 5.0):
-        from lowbit_hw.board import protocol as proto
+        from lowbit.contract import serial as proto
 
         self._p = proto
         self.line_bytes = proto.check_line_bytes(line_bits // 8)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..extras import require
 from .backend import Backend, HostArena
 from .errors import DeviceError, DriverError, SimulatorDied
 
@@ -71,7 +72,7 @@ class SimBackend(Backend):
                  lanes: int = 32, max_features: int = 8192, core: str = "planes", read_depth: int = 256,
                  memory: int = 1 << 30,
                  latency: int | tuple[int, int] = (100, 400), seed: int = 0, io_timeout: float = 10.0):
-        from lowbit_sim.simserver import protocol as proto
+        from lowbit.contract import simwire as proto
 
         self._proto = proto
         lat = (latency, latency) if isinstance(latency, (int, np.integer)) else tuple(latency)
@@ -91,6 +92,8 @@ class SimBackend(Backend):
             raise ValueError(f"memory must be at most {proto.MAX_ARENA} bytes (the simulator's limit), got {memory}")
         try:
             if socket is None:
+                # The one place the host reaches the simulator package: lazily, for a private server.
+                require("sim", "the sim backend (a private simulator; socket= attaches to a running one)")
                 from lowbit_sim import simserver
 
                 if server is None:

@@ -2,8 +2,8 @@
 
 The flow is the OPAE one: allocate the data, label, model, epoch-record and status buffers in
 shared memory, fill them, program the code table and every register BY NAME from
-:mod:`lowbit.registers`, start, poll the status record, and read the model snapshots and records
-back. :func:`train_golden` runs :func:`lowbit_sim.golden.run` on the same dataset and returns the
+:mod:`lowbit.contract.registers`, start, poll the status record, and read the model snapshots and records
+back. :func:`train_golden` runs :func:`lowbit.contract.golden.run` on the same dataset and returns the
 same :class:`TrainResult`, so callers (``lowbit train --backend``) switch backends freely; the sim
 and golden results are bit-identical (tests/test_driver_train.py).
 """
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lowbit.fixed import step_to_fixed
-from lowbit.format import EPOCH_RECORD, LAYOUTS, RECORD_BYTES, LineFormat
-from lowbit.registers import (
+from lowbit.contract.fixed import step_to_fixed
+from lowbit.contract.format import EPOCH_RECORD, LAYOUTS, RECORD_BYTES, LineFormat
+from lowbit.contract.registers import (
     CODE_TABLE_ENTRIES,
     MAX_BATCH,
     MAX_COPIES,
@@ -28,21 +28,21 @@ from lowbit.registers import (
     code_table_address,
     encode_code_entry,
 )
-from lowbit_sim.golden import EngineConfig
+from lowbit.contract.golden import EngineConfig
 
 from .device import Device
 
 
 @dataclass
 class TrainResult:
-    """What a run produced (engine units; see lowbit.fixed for the formats).
+    """What a run produced (engine units; see lowbit.contract.fixed for the formats).
 
     Attributes
     ----------
     models : ndarray (epochs, features) int32
         Model snapshot after each epoch, at 2^-24.
     losses : list[int]
-        Each epoch's loss accumulator (uint64 at 2^-32; lowbit.fixed.loss_to_float for the mean).
+        Each epoch's loss accumulator (uint64 at 2^-32; lowbit.contract.fixed.loss_to_float for the mean).
     cycles, read_lines, write_lines, stall_cycles : int or None
         Whole-run counters from the status record (None for the golden model, which has no clock).
     epoch_cycles, epoch_read_lines, epoch_stall_cycles : ndarray or None
@@ -217,10 +217,10 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
 def train_golden(qds, *, step: float, batch: int, epochs: int) -> TrainResult:
     """The golden model on the same dataset and arguments, as a :class:`TrainResult` (no cycle counts).
 
-    Runs the compiled model (:func:`lowbit_sim.golden_fast.run_packed`) on the packed lines the
-    engine would read; it is bit-identical to :func:`lowbit_sim.golden.run` (tests/test_golden_fast.py).
+    Runs the compiled model (:func:`lowbit.golden_fast.run_packed`) on the packed lines the
+    engine would read; it is bit-identical to :func:`lowbit.contract.golden.run` (tests/test_golden_fast.py).
     """
-    from lowbit_sim.golden_fast import run_packed
+    from lowbit.golden_fast import run_packed
 
     cfg = engine_config(qds, step=step, batch=batch, epochs=epochs)
     g = run_packed(cfg, qds.data_lines(), qds.labels_q, qds.table_m, qds.table_e, qds.fmt)

@@ -15,7 +15,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..ccip import ALMOST_FULL_SLACK, CCIP_ADDR_BITS, CCIP_MDATA_BITS, MMIO_TID_BITS, CcipSignature
-from . import protocol as P
+from lowbit.contract import serial as P
 
 __all__ = ["SerialBridge", "BridgedAFU", "crc8_next"]
 

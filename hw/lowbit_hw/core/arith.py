@@ -8,12 +8,12 @@ __all__ = ["rnd", "sat", "tree_sum"]
 
 
 def rnd(x, k: int):
-    """``(x + 2^(k-1)) >> k`` (``lowbit.fixed.rshift_round``): one adder, an arithmetic shift."""
+    """``(x + 2^(k-1)) >> k`` (``lowbit.contract.fixed.rshift_round``): one adder, an arithmetic shift."""
     return (x + (1 << (k - 1))) >> k
 
 
 def sat(x, bits: int = 32):
-    """Clamp a signed value to ``bits`` bits (``lowbit.fixed.sat32`` for 32)."""
+    """Clamp a signed value to ``bits`` bits (``lowbit.contract.fixed.sat32`` for 32)."""
     hi, lo = (1 << (bits - 1)) - 1, -(1 << (bits - 1))
     return Mux(x > hi, hi, Mux(x < lo, lo, x))[:bits].as_signed()
 

@@ -7,7 +7,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from lowbit.fixed import CORR_BITS
+from lowbit.contract.fixed import CORR_BITS
 
 from ..interfaces import CodeTableWriteSignature
 from .params import CODE_BITS, MASK_CODE, check_lanes

@@ -23,7 +23,7 @@ __all__ = ["TrainingCore"]
 
 class TrainingCore(wiring.Component):
     """ZipML least-squares SGD on bit-plane packed double-sampled codes, bit-exact with
-    ``lowbit_sim.golden.run`` (see ``docs/architecture.md``).
+    ``lowbit.contract.golden.run`` (see ``docs/architecture.md``).
 
     ::
 

@@ -6,7 +6,7 @@ from amaranth import Cat, Const, Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from lowbit.format import MAX_BITS
+from lowbit.contract.format import MAX_BITS
 
 from .params import CODE_BITS, check_lanes
 
@@ -22,7 +22,7 @@ class BitPlaneDecoder(wiring.Component):
     """Collects the ``b+1`` plane lines of a block and emits its ``line_bits / lanes`` beats.
 
     A block of ``W`` codes arrives as ``b+1`` lines, line ``k`` holding bit ``k`` of every code
-    (``lowbit.format``). The decoder writes line ``k`` into plane register ``k`` of a *fill* buffer;
+    (``lowbit.contract.format``). The decoder writes line ``k`` into plane register ``k`` of a *fill* buffer;
     when the block is complete it moves the planes to a *drain* shift register in one cycle, and
     beat ``s`` is then bit ``s*lanes + l`` of every plane for lane ``l``. Shifting the drain planes
     right by ``lanes`` per beat means every lane always reads the same bit position: no runtime

@@ -7,7 +7,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from lowbit.fixed import CODE_FRAC, LOSS_SHIFT
+from lowbit.contract.fixed import CODE_FRAC, LOSS_SHIFT
 
 from .arith import rnd, sat, tree_sum
 from .decoder import beat_layout

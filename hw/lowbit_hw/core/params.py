@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lowbit.format import MAX_BITS, ROW_ALIGN, SUPPORTED_LINE_BITS
+from lowbit.contract.format import MAX_BITS, ROW_ALIGN, SUPPORTED_LINE_BITS
 
 #: Bits of a code: ``b + 1`` for the largest ``b``.
 CODE_BITS = MAX_BITS + 1

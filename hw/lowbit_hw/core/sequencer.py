@@ -6,8 +6,8 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from lowbit.format import ROW_ALIGN
-from lowbit.registers import MAX_BATCH, ErrorCode, State
+from lowbit.contract.format import ROW_ALIGN
+from lowbit.contract.registers import MAX_BATCH, ErrorCode, State
 
 from ..ccip import CCIP_ADDR_BITS
 from ..interfaces import CoreStatus, ReadCommand, RunConfig, write_request_layout

@@ -6,7 +6,7 @@ from amaranth import Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from lowbit.format import RECORD_BYTES
+from lowbit.contract.format import RECORD_BYTES
 
 from ..ccip import CCIP_ADDR_BITS
 from ..interfaces import write_request_layout

@@ -1,6 +1,6 @@
-"""``RegisterBlock``: the MMIO side of CCI-P, generated from :mod:`lowbit.registers`.
+"""``RegisterBlock``: the MMIO side of CCI-P, generated from :mod:`lowbit.contract.registers`.
 
-Every register comes from :data:`lowbit.registers.REGISTERS`; no offset is written here. Adding a
+Every register comes from :data:`lowbit.contract.registers.REGISTERS`; no offset is written here. Adding a
 register to the map either just works (RW: storage, fed to ``cfg`` if :class:`RunConfig` has a
 field of the same lower-case name; RO: from :class:`CoreStatus` by name) or fails at construction
 with a message naming the register, so the RTL can never silently disagree with the map.
@@ -12,9 +12,9 @@ from amaranth import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from lowbit.fixed import MODEL_FRAC
-from lowbit.format import FORMAT_VERSION
-from lowbit.registers import (AFU_ID_H, AFU_ID_L, ARITH_VALUE, CODE_ENTRY, CODE_TABLE_BASE, CODE_TABLE_ENTRIES,
+from lowbit.contract.fixed import MODEL_FRAC
+from lowbit.contract.format import FORMAT_VERSION
+from lowbit.contract.registers import (AFU_ID_H, AFU_ID_L, ARITH_VALUE, CODE_ENTRY, CODE_TABLE_BASE, CODE_TABLE_ENTRIES,
                               DFH_VALUE, REG, REGISTERS, Access)
 
 from ..ccip import CcipSignature
@@ -30,7 +30,7 @@ def ro_constants(*, line_bits: int, lanes: int, max_features: int,
                  format_version: int = FORMAT_VERSION) -> dict[str, int]:
     """Values of the constant RO registers of a build (DFH, AFU_ID_L/H, reserved words, CAPS).
 
-    ``format_version`` is the line layout the build's core reads (``lowbit.format.LAYOUTS``)."""
+    ``format_version`` is the line layout the build's core reads (``lowbit.contract.format.LAYOUTS``)."""
     caps = REG["CAPS"].encode(LINE_BITS=line_bits, LANES=lanes, MAX_FEATURES=max_features,
                               MODEL_FRAC=MODEL_FRAC, FORMAT_VERSION=format_version)
     return {**_RO_CONSTANTS, "CAPS": caps, "ARITH": ARITH_VALUE}
@@ -50,7 +50,7 @@ class RegisterBlock(wiring.Component):
     * CTRL (8-byte write, or 4-byte write of its low half): ``start`` / ``reset`` pulse for one
       cycle for the bits written as 1;
     * the code table window (8-byte writes only, since an entry's M and E are in different
-      halves): one ``table`` pulse with the entry's index, M and E (``lowbit.registers.CODE_ENTRY``).
+      halves): one ``table`` pulse with the entry's index, M and E (``lowbit.contract.registers.CODE_ENTRY``).
 
     All outputs are registered (one cycle after the MMIO request).
 
@@ -184,5 +184,5 @@ class RegisterBlock(wiring.Component):
 
 
 def _field(value, f):
-    """Bits of register field ``f`` (a :class:`lowbit.registers.Field`) of an Amaranth value."""
+    """Bits of register field ``f`` (a :class:`lowbit.contract.registers.Field`) of an Amaranth value."""
     return value[f.lsb:f.lsb + f.width]

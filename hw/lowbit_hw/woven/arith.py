@@ -7,7 +7,7 @@ from __future__ import annotations
 from amaranth import Mux, Signal, signed
 from amaranth.hdl import Value
 
-from lowbit.fixed import INT32_MAX, INT32_MIN
+from lowbit.contract.fixed import INT32_MAX, INT32_MIN
 
 
 def sat32(x: Value) -> Value:

@@ -7,8 +7,8 @@ from amaranth.hdl import ResetInserter
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
-from lowbit.format import ROW_ALIGN, SUPPORTED_LINE_BITS
-from lowbit.registers import ErrorCode, State
+from lowbit.contract.format import ROW_ALIGN, SUPPORTED_LINE_BITS
+from lowbit.contract.registers import ErrorCode, State
 
 from ..core.model_memory import ModelMemory
 from ..core.params import check_max_features

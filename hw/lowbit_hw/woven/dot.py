@@ -6,8 +6,8 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from lowbit.fixed import CODE_FRAC, LOSS_SHIFT
-from lowbit.format import ROW_ALIGN
+from lowbit.contract.fixed import CODE_FRAC, LOSS_SHIFT
+from lowbit.contract.format import ROW_ALIGN
 
 from ..ecp5 import PipelinedMul, pipelined_sum
 from .arith import add_levels, delay, register_all, sat32

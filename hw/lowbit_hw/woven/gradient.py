@@ -7,8 +7,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from lowbit.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, STEP_FRAC, rshift_round
-from lowbit.format import ROW_ALIGN
+from lowbit.contract.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, STEP_FRAC, rshift_round
+from lowbit.contract.format import ROW_ALIGN
 
 from ..ecp5 import PipelinedMul
 from .arith import add_levels, delay, register_all, sat32

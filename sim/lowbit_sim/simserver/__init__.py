@@ -1,12 +1,12 @@
 """The simulator server: the Verilated AFU in its own process, as Intel's ASE runs real AFUs.
 
 ``build_server`` compiles ``harness.cpp`` (the CCI-P host-memory model and the control channel)
-with the AFU's Verilog into ``build/simserver/<hash>/lowbit-simserver``, rebuilding only when the
+with the AFU's Verilog into ``<build root>/simserver/<hash>/lowbit-simserver`` (:func:`build_root`), rebuilding only when the
 Verilog, the harness or the build flags change. ``start_server`` runs it on a Unix socket in a
 fresh private directory (``mkdtemp``, 0700; the socket is 0600), in its own session (a Ctrl-C on
 the terminal reaches the driver only, which then stops the server), tied to this *process* by a
 pipe whose end of file tells the server the driver is gone. ``python -m lowbit_sim.simserver`` (``make
-sim-server``) starts a long-lived one and prints its socket path. Protocol: :mod:`.protocol`;
+sim-server``) starts a long-lived one and prints its socket path. Protocol: :mod:`lowbit.contract.simwire`;
 process model and errors: docs/driver.md.
 """
 
@@ -34,12 +34,11 @@ VERILATOR_FLAGS = ["--threads", "1", "--x-assign", "fast", "--x-initial", "fast"
 CXX_OPT = "-O1"
 
 
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[3]
-
-
 def build_root() -> Path:
-    """``$LOWBIT_BUILD_DIR`` or ``<repo>/build``, with our ``simserver`` subfolder.
+    """``$LOWBIT_BUILD_DIR`` (``make`` and the tests set it to the checkout's ``build/``) or the
+    user's cache folder ``${XDG_CACHE_HOME:-~/.cache}/lowbit``, with our ``simserver`` subfolder.
+
+    Never a path found from this file's place: an installed wheel has no source tree around it.
 
     Raises
     ------
@@ -48,7 +47,8 @@ def build_root() -> Path:
         folder and what to do.
     """
     env = os.environ.get("LOWBIT_BUILD_DIR")
-    root = Path(env or repo_root() / "build") / "simserver"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lowbit"
+    root = Path(env or cache) / "simserver"
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -122,12 +122,9 @@ def _digest(*parts: bytes | str) -> str:
 def export_afu(line_bits: int = 512, lanes: int = 32, max_features: int = 8192, core: str = "planes",
                read_depth: int = 256) -> Path:
     """The real AFU's Verilog (``lowbit_hw.export.export_verilog``), cached by the gateware sources."""
-    import lowbit
-    import lowbit_hw
+    from lowbit_hw.export import source_digest
 
-    srcs = sorted(Path(lowbit_hw.__file__).parent.rglob("*.py"))
-    srcs += [Path(lowbit.__file__).parent / n for n in ("format.py", "registers.py", "fixed.py")]
-    key = _digest(f"{line_bits}/{lanes}/{max_features}/{core}/{read_depth}", *(p.read_bytes() for p in srcs))
+    key = _digest(f"{line_bits}/{lanes}/{max_features}/{core}/{read_depth}", source_digest())
     out = build_root() / "verilog" / f"afu-{core}-{line_bits}-{lanes}-{max_features}-{key}"
     done = out / ".done"
     with _lock(out.with_suffix(".lock")):
@@ -161,10 +158,10 @@ def build_server(verilog: Path | list[Path], *, line_bits: int = 512, afu_top: s
                  jobs: int = 2, quiet: bool = True) -> Path:
     """Compile the simulator server for the given AFU Verilog; returns the executable.
 
-    Cached in ``build/simserver/<hash>/`` where the hash covers the Verilog, the harness, the
+    Cached in ``<build root>/simserver/<hash>/`` where the hash covers the Verilog, the harness, the
     wrapper, the flags and the Verilator version, so it is rebuilt only when one of them changes.
     """
-    from lowbit_sim.toolchain import VERILATOR_BUILD_ARGS, setup_env, verilator_root
+    from lowbit_hw.toolchain import VERILATOR_BUILD_ARGS, setup_env, verilator_root
 
     setup_env()
     files = [Path(v).resolve() for v in ([verilog] if isinstance(verilog, (str, Path)) else verilog)]

@@ -47,7 +47,7 @@
 static constexpr int LINE_BYTES = LINE_BITS / 8;
 
 // ------------------------------------------------------------------------------------ protocol
-// Keep in sync with lowbit_sim/simserver/protocol.py.
+// Keep in sync with lowbit/contract/simwire.py.
 static constexpr uint32_t PROTOCOL_VERSION = 1;
 enum Op : uint32_t {
     OP_HELLO = 1,          // fd attached; a=arena io base, b=arena bytes, c=lat_min|lat_max<<32, d=seed

@@ -13,7 +13,7 @@ data value or at the endpoints -1 and 1. A dynamic program over the sorted disti
 therefore exact; for large data we restrict it to a bounded candidate set (quantiles).
 
 All level sets here are float64, sorted, ``2^b`` long, with first level -1.0 and last level 1.0 (the
-engine's level range; :func:`lowbit.quant.levels_to_fixed` turns them into int16).
+engine's level range; :func:`lowbit.contract.quant.levels_to_fixed` turns them into int16).
 """
 
 from __future__ import annotations

@@ -21,10 +21,10 @@ import numpy as np
 from numba import njit
 
 from lowbit.fastquant import geometry, rows_per_group, unpack_rows
-from lowbit.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, INT32_MAX, INT32_MIN, LOSS_SHIFT, STEP_FRAC
-from lowbit.format import LineFormat
+from lowbit.contract.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, INT32_MAX, INT32_MIN, LOSS_SHIFT, STEP_FRAC
+from lowbit.contract.format import LineFormat
 
-from .golden import EngineConfig, GoldenRun
+from .contract.golden import EngineConfig, GoldenRun
 
 _UINT64_MAX = np.uint64(0xFFFFFFFFFFFFFFFF)
 #: Codes decoded at a time (a whole number of row groups).

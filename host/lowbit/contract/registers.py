@@ -31,7 +31,7 @@ CODE_TABLE_ENTRIES = 511
 #: MMIO span the AFU decodes (byte addresses); CCI-P MMIO addresses are in 32-bit words.
 MMIO_SPAN = 0x2000
 
-#: Largest minibatch: keeps the gradient accumulator exact in 64 bits (see lowbit_sim.golden).
+#: Largest minibatch: keeps the gradient accumulator exact in 64 bits (see lowbit.contract.golden).
 MAX_BATCH = 4096
 MAX_EPOCHS = (1 << 16) - 1
 MAX_COPIES = 255
@@ -136,7 +136,7 @@ REGISTERS: tuple[Register, ...] = (
             Field("LANES", 16, 8, "codes processed per cycle"),
             Field("MAX_FEATURES", 24, 24, "largest FEATURES accepted"),
             Field("MODEL_FRAC", 48, 8, "fractional bits of model and labels"),
-            Field("FORMAT_VERSION", 56, 8, "the line layout the core reads: lowbit.format.LAYOUTS (1 planes, 2 woven)"),
+            Field("FORMAT_VERSION", 56, 8, "the line layout the core reads: lowbit.contract.format.LAYOUTS (1 planes, 2 woven)"),
         ),
     ),
     Register(
@@ -152,8 +152,8 @@ REGISTERS: tuple[Register, ...] = (
         Access.RO,
         "Run state",
         (
-            Field("STATE", 0, 2, "lowbit.registers.State"),
-            Field("ERROR", 8, 8, "lowbit.registers.ErrorCode"),
+            Field("STATE", 0, 2, "lowbit.contract.registers.State"),
+            Field("ERROR", 8, 8, "lowbit.contract.registers.ErrorCode"),
             Field("EPOCH", 16, 32, "epochs completed in this run"),
         ),
     ),
@@ -179,7 +179,7 @@ REGISTERS: tuple[Register, ...] = (
         "ARITH",
         0x0D0,
         Access.RO,
-        "Fixed-point formats of this engine's arithmetic (lowbit.fixed); the driver refuses a mismatch",
+        "Fixed-point formats of this engine's arithmetic (lowbit.contract.fixed); the driver refuses a mismatch",
         (
             Field("CODE_FRAC", 0, 8, "fractional bits of m"),
             Field("CORR_FRAC", 8, 8, "fractional bits of e"),
@@ -221,15 +221,15 @@ def _check_map():
     """The map's own consistency, checked at import (with ``raise``: ``python -O`` skips asserts)."""
     addrs = [r.address for r in REGISTERS]
     if len(set(addrs)) != len(addrs):
-        raise RuntimeError("lowbit.registers: duplicate register address")
+        raise RuntimeError("lowbit.contract.registers: duplicate register address")
     bad = [hex(a) for a in addrs if a % 8 or a >= CODE_TABLE_BASE]
     if bad:
-        raise RuntimeError(f"lowbit.registers: addresses not 8-byte aligned below the code table: {bad}")
+        raise RuntimeError(f"lowbit.contract.registers: addresses not 8-byte aligned below the code table: {bad}")
     for r in REGISTERS:
         used = 0
         for f in r.fields:
             if f.lsb + f.width > 64 or used & f.mask:
-                raise RuntimeError(f"lowbit.registers: {r.name}.{f.name} overlaps or leaves the 64-bit word")
+                raise RuntimeError(f"lowbit.contract.registers: {r.name}.{f.name} overlaps or leaves the 64-bit word")
             used |= f.mask
 
 
@@ -241,7 +241,7 @@ def render_markdown() -> str:
     out = [
         "# Register map",
         "",
-        "Generated from `host/lowbit/registers.py` by `python -m lowbit.registers > docs/registers.md`;",
+        "Generated from `host/lowbit/contract/registers.py` by `python -m lowbit.contract.registers > docs/registers.md`;",
         "`tests/test_registers.py` fails if this file and the code disagree. All registers are 64-bit at",
         "8-byte aligned byte offsets; unknown and write-only addresses read as 0. Buffer addresses are",
         "line addresses (byte address / (LINE_BITS / 8): / 64 on a 512-bit CCI-P engine).",

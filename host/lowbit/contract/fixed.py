@@ -1,7 +1,7 @@
 """Fixed-point formats shared by the quantizer, the golden model, the RTL and the driver.
 
 Every integer the engine sees has one of the formats below; the golden model
-(:mod:`lowbit_sim.golden`) states the arithmetic done with them. Values are two's complement.
+(:mod:`lowbit.contract.golden`) states the arithmetic done with them. Values are two's complement.
 
 ========  =======  ======================  =============================================
 quantity  width    scale (value = int/2^k)  notes
@@ -70,7 +70,7 @@ def model_to_float(w) -> np.ndarray:
 
 
 def labels_to_fixed(y) -> np.ndarray:
-    """Normalised labels (|y| <= 1 after :class:`lowbit.quant.Normalizer`) to int32 at MODEL_FRAC."""
+    """Normalised labels (|y| <= 1 after :class:`lowbit.data.Normalizer`) to int32 at MODEL_FRAC."""
     return to_fixed(y, MODEL_FRAC, what="labels").astype(np.int32)
 
 

@@ -2,7 +2,7 @@
 
 The RTL, the simulator backend and the driver are held to :func:`run` bit for bit.
 
-Arithmetic (formats in :mod:`lowbit.fixed`; ``>>`` is an arithmetic shift, ``rnd(x, k)`` is
+Arithmetic (formats in :mod:`lowbit.contract.fixed`; ``>>`` is an arithmetic shift, ``rnd(x, k)`` is
 ``(x + 2^(k-1)) >> k``, ``sat32`` clamps to int32):
 
 * The model starts at ``w = 0``. Features ``j >= F`` (row padding) do not exist for the engine.
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lowbit.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, INT32_MAX, INT32_MIN, LOSS_SHIFT, STEP_FRAC, UINT64_MAX, rshift_round, sat32
-from lowbit.registers import MAX_BATCH, MAX_COPIES, MAX_EPOCHS, ErrorCode
+from .fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, INT32_MAX, INT32_MIN, LOSS_SHIFT, STEP_FRAC, UINT64_MAX, rshift_round, sat32
+from .registers import MAX_BATCH, MAX_COPIES, MAX_EPOCHS, ErrorCode
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class EngineConfig:
     rows, features, bits, batch, epochs, copies : int
         ROWS, FEATURES, BITS, BATCH, EPOCHS, COPIES.
     step : int
-        STEP, the per-sample step as uint32 at 2^-32 (:func:`lowbit.fixed.step_to_fixed`).
+        STEP, the per-sample step as uint32 at 2^-32 (:func:`lowbit.contract.fixed.step_to_fixed`).
     """
 
     rows: int
@@ -124,11 +124,11 @@ def run(cfg: EngineConfig, codes, labels, table_m, table_e, *, progress=None) ->
     ----------
     cfg : EngineConfig
     codes : array, shape (copies, rows, features) or (rows, features)
-        Double-sampling codes (``lowbit.quant.double_sample``) of each copy.
+        Double-sampling codes (``lowbit.contract.quant.double_sample``) of each copy.
     labels : array, shape (rows,)
         int32 labels at 2^-24.
     table_m, table_e : array
-        The code table (``lowbit.quant.code_table``).
+        The code table (``lowbit.contract.quant.code_table``).
     progress : callable(epoch) or None
         Called after each epoch.
     """
