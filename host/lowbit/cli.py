@@ -291,9 +291,14 @@ def cmd_train(args) -> int:
             from .driver import open_device
 
             options = _device_options(args)
-            if not quiet and args.backend == "sim" and not args.socket:
-                print("starting the simulated engine (the first run exports the AFU and builds the "
-                      "Verilator simulator: about 30 s, cached in build/simserver/)", file=sys.stderr, flush=True)
+            if args.backend == "sim" and not args.socket:
+                from .driver.sim import require_simulator
+
+                require_simulator()
+                if not quiet:
+                    print("starting the simulated engine (the first run exports the AFU and builds the Verilator "
+                          "simulator: about 30 s, cached in $LOWBIT_BUILD_DIR or ~/.cache/lowbit)",
+                          file=sys.stderr, flush=True)
             device = open_device(args.backend, **options)
             if not quiet:
                 c = device.caps

@@ -41,6 +41,11 @@ class _Busy(DriverError):
     """The server serves another client."""
 
 
+def require_simulator() -> None:
+    """Raise :class:`lowbit.extras.MissingExtra` unless a private simulator can be built here."""
+    require("sim", "the sim backend (a private simulator; socket= attaches to a running one)")
+
+
 class SimBackend(Backend):
     """Drive a simulated AFU.
 
@@ -93,7 +98,7 @@ class SimBackend(Backend):
         try:
             if socket is None:
                 # The one place the host reaches the simulator package: lazily, for a private server.
-                require("sim", "the sim backend (a private simulator; socket= attaches to a running one)")
+                require_simulator()
                 from lowbit_sim import simserver
 
                 if server is None:
