@@ -332,3 +332,32 @@ def test_elias_format_bit_by_bit():
     msg = GOLDEN_HEAD[:5] + b"\1" + GOLDEN_HEAD[6:] + body
     assert encode(GOLDEN, "elias") == msg + struct.pack("<I", zlib.crc32(msg))
     assert decode(msg + struct.pack("<I", zlib.crc32(msg))).equals(GOLDEN)
+
+
+def test_the_elias_format_is_coded_by_the_tested_gamma_functions(monkeypatch):
+    """One gamma coder (issue 12): the codec's "elias" format goes through elias.gamma_append and
+    elias.gamma_values, the functions test_elias_gamma_codes holds to the definition."""
+    from lowbit.qsgd import codec, elias
+
+    calls = []
+    for name in ("gamma_append", "gamma_values"):
+        real = getattr(elias, name)
+        monkeypatch.setattr(codec, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    q = quantize(np.random.default_rng(2).standard_normal(3000), 3, rng=5)
+    assert decode(encode(q, "elias")).equals(q)
+    assert {"gamma_append", "gamma_values"} <= set(calls)
+
+
+def test_signed_gamma_codes_carry_the_sign_before_the_low_bits():
+    from lowbit.qsgd.elias import BitWriter, _as_words, gamma_append, gamma_values
+
+    x = np.array([5, -5, 1, -1, 2**31], np.int64)
+    signed = np.array([False, True, True, True, True])
+    prefix, suffix = BitWriter(), BitWriter()
+    gamma_append(prefix, suffix, x, signed)
+    sb, sbits = suffix.getvalue()
+    # 5 = 1|01: suffix 01; -5 signed: 1 01; 1: 0; -1: 1; 2**31 signed: 0 then 31 zeros.
+    assert sbits == 2 + 3 + 1 + 1 + 32
+    assert sb[0] == 0b01101010
+    values, used = gamma_values(np.array([2, 2, 0, 0, 31]), _as_words(sb, sbits), 0, sbits, signed)
+    assert used == sbits and values.tolist() == x.tolist()

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .elias import BitWriter, UnaryReader, _as_words, _read_words, ilog2
+from .elias import BitWriter, UnaryReader, _as_words, gamma_append, gamma_values
 
 __all__ = ["Quantized", "quantize", "encode", "decode", "compress", "decompress",
            "dense_bits", "bits_to_levels", "variance_bound", "FORMATS", "NORMS"]
@@ -302,6 +302,13 @@ def _unpack_dense_chunk(body: bytes, n: int, s: int) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------- elias
 
+def _pairs(k: int) -> np.ndarray:
+    """Which of ``k`` (gap, level) pairs, interleaved, carry a sign bit: the levels."""
+    signed = np.zeros(2 * k, bool)
+    signed[1::2] = True
+    return signed
+
+
 def _pack_elias(levels: np.ndarray) -> bytes:
     prefix, suffix = BitWriter(), BitWriter()
     nnz, prev = 0, -1
@@ -309,19 +316,12 @@ def _pack_elias(levels: np.ndarray) -> bytes:
         idx = np.flatnonzero(levels[i:i + CHUNK]) + i
         if not len(idx):
             continue
-        nz = levels[idx].astype(np.int64)
-        gap = np.diff(idx, prepend=prev)              # to the previous non-zero, >= 1
-        mag = np.abs(nz)
+        codes = np.empty(2 * len(idx), np.int64)
+        codes[0::2] = np.diff(idx, prepend=prev)      # the gap to the previous non-zero, >= 1
+        codes[1::2] = levels[idx]                     # the signed level
         prev, nnz = int(idx[-1]), nnz + len(idx)
-        ng, nl = ilog2(gap), ilog2(mag)
-        # One write per non-zero in each section (every field fits in 64 bits: gaps < 2**32 and
-        # levels < 2**31): prefix 0^ng 1 0^nl 1, suffix gap_low(ng) sign level_low(nl).
-        prefix.write((np.int64(1) << (nl + 1)) | 1, ng + nl + 2)
-        gap_low = (gap - (np.int64(1) << ng)).astype(np.uint64)
-        lev_low = (mag - (np.int64(1) << nl)).astype(np.uint64)
-        sign = (nz < 0).astype(np.uint64)
-        token = (((gap_low << np.uint64(1)) | sign) << nl.astype(np.uint64)) | lev_low
-        suffix.write(token, ng + nl + 1)
+        # Per non-zero: prefix 0^ng 1 0^nl 1, suffix gap_low(ng) sign level_low(nl).
+        gamma_append(prefix, suffix, codes, _pairs(len(idx)))
     (pb, pbits), (sb, sbits) = prefix.getvalue(), suffix.getvalue()
     return _ELIAS_HEADER.pack(nnz, pbits, sbits) + pb + sb
 
@@ -349,25 +349,17 @@ def _unpack_elias(body: bytes, n: int, s: int) -> np.ndarray:
         lens, pending = lens[:cut], lens[cut:]
         if not len(lens):
             continue
-        ng, nl = lens[0::2], lens[1::2]
-        if k + len(ng) > nnz:
+        if k + len(lens) // 2 > nnz:
             raise ValueError(f"Elias body holds more than the {nnz} non-zeros it claims")
-        width = ng + nl + 1
-        ends = np.cumsum(width) + spos
-        if int(ends[-1]) > sbits:
-            raise ValueError("Elias suffix section shorter than its codes need")
-        token = _read_words(words, ends - width, width).astype(np.int64)
-        spos = int(ends[-1])
-        lev = (np.int64(1) << nl) | (token & ((np.int64(1) << nl) - 1))
-        neg = ((token >> nl) & 1).astype(bool)
-        gap = (np.int64(1) << ng) | (token >> (nl + 1))
+        codes, spos = gamma_values(lens, words, spos, sbits, _pairs(len(lens) // 2))
+        gap, lev = codes[0::2], codes[1::2]
         idx = np.cumsum(gap) + pos
         if idx[-1] >= n:
             raise ValueError("Elias body: position past the end of the vector")
-        if lev.max() > s:
-            raise ValueError(f"Elias body: level {int(lev.max())} exceeds s = {s}")
-        lv[idx] = np.where(neg, -lev, lev)
-        pos, k = int(idx[-1]), k + len(ng)
+        if np.abs(lev).max() > s:
+            raise ValueError(f"Elias body: level {int(np.abs(lev).max())} exceeds s = {s}")
+        lv[idx] = lev
+        pos, k = int(idx[-1]), k + len(gap)
     if k != nnz or len(pending):
         raise ValueError(f"Elias body holds {k} complete non-zeros, header says {nnz}")
     if nnz:

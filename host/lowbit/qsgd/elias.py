@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["BitWriter", "UnaryReader", "write_bits", "read_bits", "gamma_encode", "gamma_append",
-           "gamma_decode", "ilog2"]
+           "gamma_values", "gamma_decode", "ilog2"]
 
 _U64 = np.uint64
 
@@ -189,11 +189,39 @@ def gamma_encode(x: np.ndarray) -> tuple[bytes, int, bytes, int]:
     return (*prefix.getvalue(), *suffix.getvalue())
 
 
-def gamma_append(prefix: BitWriter, suffix: BitWriter, x: np.ndarray) -> None:
-    """Append the gamma codes of ``x`` (int64 in [1, 2**32), unchecked) to the two sections."""
-    n = ilog2(x)
-    prefix.write_unary(n)                          # N zeros, then the leading one of x
-    suffix.write((x - (np.int64(1) << n)).astype(_U64), n)   # the low N bits
+def gamma_append(prefix: BitWriter, suffix: BitWriter, x: np.ndarray, signed: np.ndarray | None = None) -> None:
+    """Append the gamma codes of ``|x|`` (int64, ``|x|`` in [1, 2**32), unchecked) to the two sections.
+
+    Where ``signed[i]`` is true, ``x[i]``'s suffix starts with a sign bit (1: negative) before its
+    low bits: the QSGD codec's levels (:mod:`.codec`, format ``"elias"``) are coded so.
+    """
+    mag = np.abs(x)
+    n = ilog2(mag)
+    prefix.write_unary(n)                          # N zeros, then the leading one of |x|
+    low = (mag - (np.int64(1) << n)).astype(_U64)  # the low N bits
+    if signed is None:
+        suffix.write(low, n)
+    else:
+        sign = ((x < 0) & signed).astype(_U64)
+        suffix.write((sign << n.astype(_U64)) | low, n + signed)
+
+
+def gamma_values(n: np.ndarray, words: np.ndarray, start: int, nbits: int,
+                 signed: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """The values of gamma codes whose prefixes gave ``n`` and whose suffixes start at bit ``start``
+    of a suffix section of ``nbits`` bits (``words``: :func:`_as_words`); ``signed`` as for
+    :func:`gamma_append`. Returns ``(values, the suffix bit after the last code)``."""
+    width = n if signed is None else n + signed
+    ends = np.cumsum(width) + start
+    if not len(ends):
+        return np.zeros(0, np.int64), start
+    if int(ends[-1]) > nbits:
+        raise ValueError("Elias suffix section shorter than its codes need")
+    token = _read_words(words, ends - width, width).astype(np.int64)
+    mag = (np.int64(1) << n) | (token & ((np.int64(1) << n) - 1))
+    if signed is not None:
+        mag = np.where(((token >> n) & 1).astype(bool) & signed, -mag, mag)
+    return mag, int(ends[-1])
 
 
 def gamma_decode(prefix: bytes | np.ndarray, prefix_bits: int, suffix: bytes | np.ndarray,
@@ -217,8 +245,7 @@ def gamma_decode(prefix: bytes | np.ndarray, prefix_bits: int, suffix: bytes | n
             raise ValueError("Elias sections not empty for zero codes")
         return n
     reader.finish()
-    ends = np.cumsum(n)
-    if int(ends[-1]) != suffix_bits:
-        raise ValueError(f"Elias suffixes need {int(ends[-1])} bits, section has {suffix_bits}")
-    low = read_bits(suffix, suffix_bits, ends - n, n).astype(np.int64)
-    return (np.int64(1) << n) | low
+    values, used = gamma_values(n, _as_words(suffix, suffix_bits), 0, suffix_bits)
+    if used != suffix_bits:
+        raise ValueError(f"Elias suffixes need {used} bits, section has {suffix_bits}")
+    return values
