@@ -9,7 +9,7 @@ from board_fixtures import SimulatedBoard
 from driver_fixtures import make_dataset
 from lowbit.driver import Device
 from lowbit.driver.errors import DeviceError, SimulatorDied
-from lowbit.driver.serial import SerialBackend
+from lowbit.driver.serial import ARENA_IO_BASE, SerialBackend
 from lowbit.driver.train import train, train_golden
 from lowbit.contract import serial as P
 
@@ -52,14 +52,18 @@ def test_an_access_outside_the_buffers_is_reported_and_touches_nothing(board):
         buf[:] = 7
         # A one-row "run" whose data address points past every buffer: the AFU reads there.
         assert buf.line_address * (W // 8) == buf.io_address  # line addresses in the engine's own lines
+        stray = (buf.line_address + 10_000) * (W // 8)  # byte address of the data the AFU will read
+        heap = dev.backend._heap
+        assert not any(off <= stray - ARENA_IO_BASE < off + size for off, size in heap.regions.items())
         dev.write_reg("DATA_ADDR", buf.line_address + 10_000)
         for name, v in (("LABEL_ADDR", buf.line_address), ("MODEL_ADDR", buf.line_address),
                         ("STATS_ADDR", buf.line_address), ("STATUS_ADDR", buf.line_address), ("ROWS", 1),
                         ("FEATURES", 1), ("BITS", 1), ("BATCH", 1), ("EPOCHS", 1), ("COPIES", 1), ("STEP", 1)):
             dev.write_reg(name, v)
         dev.start()
-        with pytest.raises(DeviceError, match="outside every allocated buffer"):
+        with pytest.raises(DeviceError, match="outside every allocated buffer") as err:
             dev.wait(60, status_buffer=buf)
+        assert err.value.address == stray  # the access reported is the one this test made stray
 
 
 def test_a_refused_frame_is_reported(board):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from driver_fixtures import DOUBLE_MAX_FEATURES, children_of, double_server, pid_alive  # noqa: F401
 
-from lowbit.driver import DeviceError, DeviceTimeout, DriverError, SimulatorDied, open_device
+from lowbit.driver import DeviceError, DeviceTimeout, DriverError, SharedBuffer, SimulatorDied, open_device
 from lowbit.contract.registers import AFU_ID_L, REG, ErrorCode, State
 from lowbit_sim.simserver import runtime_dir, start_server
 
@@ -331,3 +331,14 @@ def test_an_engine_with_other_fixed_point_formats_is_refused():
     with pytest.raises(DeviceError, match="'CORR_FRAC': 15.*'CORR_FRAC': 23.*rebuild"):
         Device(backend)
     assert backend.closed
+
+
+@pytest.mark.parametrize("line_bits", [64, 128, 256, 512])
+def test_line_address_counts_the_devices_own_lines(line_bits):
+    """SharedBuffer.line_address divides by LINE_BITS / 8 (it was // 64: wrong below 512 bits)."""
+    buf = np.zeros(256, np.uint8).view(SharedBuffer)
+    buf.io_address, buf.line_bytes = 1 << 20, line_bits // 8
+    assert buf.line_address == (1 << 20) // (line_bits // 8)
+    assert buf[line_bits // 8:].line_address == buf.line_address + 1
+    with pytest.raises(ValueError, match="not aligned"):
+        buf[1:].line_address

@@ -1,5 +1,9 @@
 """The register map (lowbit.contract.registers): docs/registers.md is generated from it, and it is sane."""
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +80,22 @@ def test_identity_constants():
     assert R.DFH_VALUE >> 60 == 0x1 and (R.DFH_VALUE >> 40) & 1 == 1
     assert [e.value for e in R.ErrorCode] == list(range(len(R.ErrorCode)))  # dense, from 0
     assert R.Ctrl.START == 1 and R.Ctrl.RESET == 2
+
+
+def test_the_map_check_raises_and_python_O_does_not_skip_it(monkeypatch):
+    """_check_map raises (an assert would vanish under python -O)."""
+    monkeypatch.setattr(R, "REGISTERS", R.REGISTERS + (R.REGISTERS[0],))
+    with pytest.raises(RuntimeError, match="duplicate register address"):
+        R._check_map()
+    code = ("import lowbit.contract.registers as R\nR.REGISTERS += (R.REGISTERS[0],)\ntry:\n    R._check_map()\n"
+            "except RuntimeError as e:\n    print('raised', e)")
+    out = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(R.__file__).parents[2])}).stdout
+    assert out.startswith("raised")
+
+
+def test_the_preamble_gives_line_addresses_in_the_engines_own_lines():
+    """The doc's preamble and its rows agree: a line address is byte address / (LINE_BITS / 8)."""
+    head = R.render_markdown().split("| offset |")[0]
+    assert "byte address / (LINE_BITS / 8)" in head
+    assert not re.search(r"byte address / 64", DOC.read_text())
