@@ -7,8 +7,10 @@
                                             DMA test double (tests/driver_fixtures.py): the
                                             ceiling the harness allows.
 
-Cycles/s = the engine's CYCLES counter for the run / wall seconds from START to the status record
-(the build and data upload are not timed; the build is cached in build/simserver/).
+Cycles/s = the engine's CYCLES counter for the run / wall seconds. With the real AFU the wall time
+is the whole ``train()`` call, so the upload of the data, labels and code table is timed with
+the run (the figure is a lower bound on the simulator's own speed); with the double it is from
+START to the status record. The server build is never timed (it is cached in the build folder).
 """
 
 from __future__ import annotations

@@ -204,3 +204,25 @@ def test_board_top_parameters_are_checked():
         ULX3SBoardTop(engine_mhz=50.0, baud=7_000_000)  # 7.14 cycles per bit: 2 % off
     with pytest.raises(ValueError, match="line_bits"):
         SerialBridge(line_bits=512)
+
+
+def test_the_512_bit_exclusion_gives_its_real_reason():
+    """512-bit lines fit the frames (LEN is one byte); the bridge leaves them out because no
+    512-bit AFU fits an ECP5, and its docstring must say that, not a frame-size limit."""
+    assert P.payload_len(P.H_READ_DATA, 64) <= 255 and P.payload_len(P.B_WRITE_REQ, 64) <= 255
+    doc = " ".join(SerialBridge.__doc__.split())
+    assert "payload is at most 255 bytes" not in doc and "no 512-bit AFU fits an ECP5" in doc
+
+
+def test_the_board_toml_and_the_top_agree():
+    """hw/lowbit_hw/board/ulx3s_85f.toml (what make bitstream builds) and ULX3SBoardTop's defaults
+    (what the tests build) name the same clock, oscillator, UART rate and AFU."""
+    import inspect
+
+    from lowbit_hw.board.build import load_constraints
+
+    c = load_constraints()
+    defaults = {k: v.default for k, v in inspect.signature(ULX3SBoardTop.__init__).parameters.items()}
+    shared = [k for k in c if k in defaults]
+    assert {"engine_mhz", "oscillator_mhz", "baud", "line_bits", "core"} <= set(shared)
+    assert {k: defaults[k] for k in shared} == {k: c[k] for k in shared}

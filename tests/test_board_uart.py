@@ -64,3 +64,29 @@ def test_missing_stop_bit_is_a_framing_error():
 def test_divisor_is_checked():
     with pytest.raises(ValueError, match="divisor"):
         UART(3)
+
+
+def test_a_received_byte_is_held_until_taken():
+    """``valid`` holds with its byte until ``ready`` (a stream, not a pulse: the docstring says so)."""
+    rx = UARTRx(4)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(rx.data.ready, 0)
+        for bit in [1, 1, 0] + [1, 0, 1, 0, 0, 1, 0, 1] + [1, 1]:  # start, 0xA5 LSB first, stop
+            ctx.set(rx.rx, bit)
+            await ctx.tick().repeat(4)
+        await ctx.tick().repeat(30)  # long after the stop bit: still offered
+        seen.append((ctx.get(rx.data.valid), ctx.get(rx.data.payload)))
+        ctx.set(rx.data.ready, 1)
+        await ctx.tick()
+        ctx.set(rx.data.ready, 0)
+        await ctx.tick()
+        seen.append((ctx.get(rx.data.valid), ctx.get(rx.overrun)))
+
+    sim = Simulator(rx)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [(1, 0xA5), (0, 0)]
+    assert "pulse" not in UARTRx.__doc__ and "holds" in UARTRx.__doc__

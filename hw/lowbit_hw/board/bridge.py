@@ -1,7 +1,7 @@
 """``SerialBridge``: CCI-P over a byte stream (the board's USB serial port), host side of the AFU.
 
 The bridge plays CCI-P's *host* towards the AFU and turns its traffic into the frames of
-:mod:`.protocol`: MMIO writes and reads, read responses (the host serves memory) and write
+:mod:`lowbit.contract.serial`: MMIO writes and reads, read responses (the host serves memory) and write
 acknowledgements arrive as frames; MMIO read data, read requests and write requests leave as
 frames. CCI-P has no ready signals, so the AFU's requests land in FIFOs whose levels drive
 ``c0_tx_almfull`` / ``c1_tx_almfull`` early enough for CCI-P's 8-request slack. A frame with a bad
@@ -34,7 +34,9 @@ class SerialBridge(wiring.Component):
     Parameters
     ----------
     line_bits : int
-        The AFU's line width (64, 128 or 256: a frame's payload is at most 255 bytes).
+        The AFU's line width: 64, 128 or 256. The frames would carry 512-bit lines too (a 72-byte
+        payload at most, well under LEN's 255), but no 512-bit AFU fits an ECP5 (docs/board.md),
+        so the bridge is neither built nor tested at that width.
     read_fifo_depth, write_fifo_depth : int
         Requests buffered towards the host before almost-full holds the AFU.
     rx_timeout : int

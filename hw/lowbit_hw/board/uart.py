@@ -64,9 +64,10 @@ class UARTTx(wiring.Component):
 class UARTRx(wiring.Component):
     """8N1 receiver, sampling each bit in its middle after a 2-FF synchroniser.
 
-    A byte is offered on ``data`` for one cycle (``valid`` is a pulse; the consumer must be always
-    ready, which the serial bridge is). A byte arriving while the previous one was not taken, or a
-    missing stop bit, sets the sticky ``overrun`` / ``frame_error`` flags.
+    A byte is offered on the ``data`` stream: ``valid`` rises once its stop bit is sampled and holds,
+    with the byte, until ``ready`` takes it (the serial bridge is always ready). A byte completing
+    while the previous one is still held replaces it and sets the sticky ``overrun`` flag; a
+    missing stop bit sets the sticky ``frame_error`` flag and delivers nothing.
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""The engine's training core (issue 3): bit-plane decode, dot pass, gradient pass, run control.
+"""The engine's training core (the planes layout): bit-plane decode, dot pass, gradient pass, run control.
 
 ``from lowbit_hw.core import TrainingCore``; the blocks are importable from their modules. The
 design is described in ``docs/architecture.md``.
