@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,9 +38,17 @@ def offline_sources() -> list[str]:
 @pytest.fixture(scope="module")
 def core_venv(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("core-install")
+    # The wheel is built from a copy of the tracked sources: an in-tree build would leave build/lib
+    # and *.egg-info in the checkout, and untracked files must not reach the wheel.
+    src = tmp / "src"
+    files = subprocess.run(["git", "ls-files", "-z", "pyproject.toml", "README.md", "host", "hw", "sim"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, src / name)
     wheels = tmp / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    str(wheels), str(ROOT)], check=True, capture_output=True)
+                    str(wheels), str(src)], check=True, capture_output=True)
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
