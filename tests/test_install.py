@@ -99,7 +99,7 @@ def test_the_golden_workflow_runs_without_the_extras(core_venv):
     assert r.returncode == 0, r.stderr
 
 
-def test_the_sim_backend_names_its_extra(core_venv):
+def test_the_sim_backend_and_the_qsgd_demo_name_their_extras(core_venv):
     py, env, tmp = core_venv
     r = subprocess.run([str(py.parent / "lowbit"), "train", "--epochs", "1", "--backend", "sim", "--no-float"],
                        capture_output=True, text=True, env=env, cwd=tmp, timeout=300)
@@ -109,3 +109,6 @@ def test_the_sim_backend_names_its_extra(core_venv):
     r = run(core_venv, "-c", "from lowbit.driver import open_device\ntry:\n    open_device('sim')\n"
                              "except ImportError as e:\n    print(e)", check=True)
     assert "lowbit[sim]" in r.stdout
+    r = subprocess.run([str(py.parent / "lowbit"), "qsgd-demo"], capture_output=True, text=True, env=env, cwd=tmp,
+                       timeout=300)
+    assert r.returncode == 2 and "pip install 'lowbit[distributed]'" in r.stderr and "Traceback" not in r.stderr

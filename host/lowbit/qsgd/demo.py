@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..extras import MissingExtra, require
+
 MODELS = ("logreg", "mlp")
 
 
@@ -178,10 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lowbit qsgd-demo: error: --seeds must be non-negative, got {args.seeds}", file=sys.stderr)
         return 2
     try:
-        import torch.multiprocessing as mp
-    except ImportError:
-        print("lowbit qsgd-demo: needs torch: pip install 'lowbit[distributed]'", file=sys.stderr)
+        require("distributed", "lowbit qsgd-demo")
+    except MissingExtra as exc:
+        print(f"lowbit qsgd-demo: error: {exc}", file=sys.stderr)
         return 2
+    import torch.multiprocessing as mp
 
     print(f"QSGD demo: {args.workers} workers (gloo), MNIST 5k (4000 train / 1000 test), "
           f"{args.epochs} epochs, batch {args.batch_size}/worker, bucket {args.bucket}, "
