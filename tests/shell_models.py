@@ -8,7 +8,7 @@ no response without a request) and raise ``AssertionError`` with the cycle on a 
 
 import numpy as np
 
-from lowbit_hw.ccip import ALMOST_FULL_SLACK
+from lowbit.contract.ccip import ALMOST_FULL_SLACK
 
 MASK64 = (1 << 64) - 1
 

@@ -10,7 +10,7 @@ from amaranth.sim import Simulator
 
 from core_models import lines_to_ints
 from lowbit.contract.fixed import rshift_round, sat32
-from lowbit.contract.format import LineFormat, pack_codes, unpack_codes
+from lowbit.contract.format import MAX_BITS, LineFormat, pack_codes, unpack_codes
 from lowbit.contract.quant import code_table, levels_to_fixed, uniform_levels
 from lowbit_hw.core.code_table import CodeTable
 from lowbit_hw.core.decoder import BitPlaneDecoder
@@ -62,7 +62,7 @@ async def load_decoder(ctx, dut, *, bits, count):
     ctx.set(dut.load, 0)
 
 
-@pytest.mark.parametrize("bits", range(1, 9))
+@pytest.mark.parametrize("bits", range(1, MAX_BITS + 1))
 @pytest.mark.parametrize("line_bits, lanes", [(64, 4), (128, 32)])
 def test_decoder_matches_unpack_codes(bits, line_bits, lanes):
     """Beats are the stream of codes in order, ``lanes`` at a time, for every b with one design;

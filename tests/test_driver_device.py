@@ -20,6 +20,7 @@ import pytest
 from driver_fixtures import DOUBLE_MAX_FEATURES, children_of, double_server, pid_alive  # noqa: F401
 
 from lowbit.driver import DeviceError, DeviceTimeout, DriverError, SharedBuffer, SimulatorDied, open_device
+from lowbit.contract.format import SUPPORTED_LINE_BITS
 from lowbit.contract.registers import AFU_ID_L, REG, ErrorCode, State
 from lowbit_sim.simserver import runtime_dir, start_server
 
@@ -333,7 +334,7 @@ def test_an_engine_with_other_fixed_point_formats_is_refused():
     assert backend.closed
 
 
-@pytest.mark.parametrize("line_bits", [64, 128, 256, 512])
+@pytest.mark.parametrize("line_bits", SUPPORTED_LINE_BITS)
 def test_line_address_counts_the_devices_own_lines(line_bits):
     """SharedBuffer.line_address divides by LINE_BITS / 8 (it was // 64: wrong below 512 bits)."""
     buf = np.zeros(256, np.uint8).view(SharedBuffer)

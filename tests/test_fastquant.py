@@ -20,7 +20,7 @@ from lowbit.fastquant import (
     set_threads,
     unpack_codes_fast,
 )
-from lowbit.contract.format import LineFormat, pack_codes, unpack_codes
+from lowbit.contract.format import SUPPORTED_LINE_BITS, LineFormat, pack_codes, unpack_codes
 from lowbit.contract.levels import optimal_levels
 from lowbit.contract.quant import double_sample, fixed_levels_value, levels_to_fixed, uniform_levels
 
@@ -32,7 +32,7 @@ def levels(bits, kind):
     return levels_to_fixed(optimal_levels(skewed, bits))
 
 
-@pytest.mark.parametrize("line_bits", [64, 128, 256, 512])
+@pytest.mark.parametrize("line_bits", SUPPORTED_LINE_BITS)
 @pytest.mark.parametrize("bits", range(1, 9))
 def test_packing_equals_the_reference_format(bits, line_bits):
     rng = np.random.default_rng(bits * line_bits)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from lowbit.contract.format import (
+    MAX_BITS,
     RECORD_BYTES,
     ROW_ALIGN,
     STATUS_RECORD,
@@ -33,7 +34,7 @@ def reference_pack(codes, fmt):
 
 
 @pytest.mark.parametrize("line_bits", [64, 512])
-@pytest.mark.parametrize("bits", range(1, 9))
+@pytest.mark.parametrize("bits", range(1, MAX_BITS + 1))
 def test_pack_matches_the_written_definition(bits, line_bits):
     rng = np.random.default_rng(bits)
     fmt = LineFormat(bits, 45, line_bits)
@@ -41,7 +42,7 @@ def test_pack_matches_the_written_definition(bits, line_bits):
     assert np.array_equal(pack_codes(codes, fmt), reference_pack(codes, fmt))
 
 
-@pytest.mark.parametrize("bits", range(1, 9))
+@pytest.mark.parametrize("bits", range(1, MAX_BITS + 1))
 @pytest.mark.parametrize("rows,features", [(1, 1), (1, 784), (7, 1), (3, 33), (13, 100), (2, 5000), (600, 17)])
 def test_round_trip_every_b(bits, rows, features):
     """F not a multiple of the codes per line (and of ROW_ALIGN), F = 1 and N = 1 included."""

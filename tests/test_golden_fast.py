@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lowbit.contract.fixed import INT32_MAX, INT32_MIN, labels_to_fixed, step_to_fixed
-from lowbit.contract.format import LineFormat, pack_codes
+from lowbit.contract.format import SUPPORTED_LINE_BITS, LineFormat, pack_codes
 from lowbit.contract.quant import code_table, levels_to_fixed, uniform_levels
 from lowbit.contract import golden
 from lowbit.golden_fast import run_packed
@@ -33,7 +33,7 @@ def random_case(seed):
     step = step_to_fixed(float(rng.choice([1e-4, 0.5 / (features * min(batch, rows)), 0.3])))
     cfg = golden.EngineConfig(rows=rows, features=features, bits=bits, batch=batch,
                               epochs=int(rng.integers(1, 5)), step=step, copies=copies)
-    return cfg, codes, labels, tm, te, int(rng.choice([64, 128, 256, 512]))
+    return cfg, codes, labels, tm, te, int(rng.choice(SUPPORTED_LINE_BITS))
 
 
 @pytest.mark.parametrize("seed", range(40))

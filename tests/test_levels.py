@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
+from lowbit.contract.format import MAX_BITS
 from lowbit.contract.levels import make_levels, optimal_levels, rounding_variance
 from lowbit.contract.quant import levels_to_fixed, uniform_levels
 
@@ -49,7 +50,7 @@ def test_data_points_are_enough_no_level_set_on_a_fine_grid_does_better(seed):
     assert rounding_variance(values, lv) <= brute_force(values, 2, grid) + 1e-12
 
 
-@pytest.mark.parametrize("bits", range(1, 9))
+@pytest.mark.parametrize("bits", range(1, MAX_BITS + 1))
 def test_optimal_levels_are_valid_and_beat_uniform_on_skewed_data(bits):
     values = skewed(20000, bits)
     lv = optimal_levels(values, bits, max_candidates=max(64, 2 << bits))  # 512 at b = 8 keeps it fast

@@ -4,6 +4,7 @@
 import pytest
 from amaranth.sim import Simulator
 
+from lowbit.contract.ccip import MMIO_TIDS
 from lowbit.contract.fixed import MODEL_FRAC
 from lowbit.contract.format import FORMAT_VERSION
 from lowbit.contract.registers import (AFU_ID_H, AFU_ID_L, CODE_TABLE_BASE, CODE_TABLE_ENTRIES, DFH_VALUE, REG, REGISTERS,
@@ -40,7 +41,7 @@ class Mmio:
 
     async def read(self, ctx, byte_addr, length=8):
         rx, tx = self.dut.c0_rx, self.dut.c2_tx
-        self.tid = (self.tid + 37) % 512
+        self.tid = (self.tid + 37) % MMIO_TIDS
         ctx.set(rx.mmio_address, byte_addr >> 2)
         ctx.set(rx.mmio_length, 1 if length == 8 else 0)
         ctx.set(rx.mmio_tid, self.tid)
@@ -161,14 +162,14 @@ def test_back_to_back_reads_each_answered_once_with_their_tid():
             if a is not None:
                 ctx.set(rx.mmio_address, a >> 2)
                 ctx.set(rx.mmio_length, 1)
-                ctx.set(rx.mmio_tid, i % 512)
+                ctx.set(rx.mmio_tid, i % MMIO_TIDS)
                 ctx.set(rx.mmio_rd_valid, 1)
             else:
                 ctx.set(rx.mmio_rd_valid, 0)
             await ctx.tick()
             if ctx.get(tx.mmio_rd_valid):
                 answers.append((ctx.get(tx.tid), ctx.get(tx.data)))
-        assert [t for t, _ in answers] == [i % 512 for i in range(len(addrs))]
+        assert [t for t, _ in answers] == [i % MMIO_TIDS for i in range(len(addrs))]
         by_addr = {REG["SCRATCH"].address: 0x5555, REG["DFH"].address: DFH_VALUE}
         for a, (_, v) in zip(addrs, answers):
             if a in by_addr:

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from .contract.format import MAX_BITS, SUPPORTED_LINE_BITS
 from .driver.sim_engines import SIM_ENGINES
 from .experiment import ASSUMED_HARP_FMAX_MHZ, DEFAULT_FMAX_MHZ, describe_clock
 
@@ -28,8 +29,8 @@ def bits_list(text: str) -> list[int]:
         bits = [int(b) for b in text.split(",") if b.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"--bits takes a comma-separated list of integers, got {text!r}")
-    if not bits or any(not 1 <= b <= 8 for b in bits):
-        raise argparse.ArgumentTypeError(f"every bit width must be in 1..8, got {text!r}")
+    if not bits or any(not 1 <= b <= MAX_BITS for b in bits):
+        raise argparse.ArgumentTypeError(f"every bit width must be in 1..{MAX_BITS}, got {text!r}")
     return bits
 
 
@@ -475,11 +476,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="synthetic | synthetic:N:F | mnist49 | PATH to a LIBSVM file | X.npy "
                                 "(memory-mapped; with --labels)")
     p.add_argument("--labels", default=None, help="y.npy: the labels of an X.npy input")
-    p.add_argument("--bits", type=int, choices=range(1, 9), metavar="B", required=True)
+    p.add_argument("--bits", type=int, choices=range(1, MAX_BITS + 1), metavar="B", required=True)
     p.add_argument("--levels", choices=("uniform", "optimal"), default="uniform")
     p.add_argument("--copies", type=positive_int, default=1)
     p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--line-bits", type=int, choices=(64, 128, 256, 512), default=512)
+    p.add_argument("--line-bits", type=int, choices=SUPPORTED_LINE_BITS, default=512)
     p.add_argument("-o", "--output", type=Path, required=True)
     p.set_defaults(func=cmd_quantize)
 

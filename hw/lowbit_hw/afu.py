@@ -26,11 +26,7 @@ def _woven_core(*, line_bits, lanes, max_features):
 
 
 def _training_core(*, line_bits, lanes, max_features):
-    try:
-        from .core import TrainingCore
-    except ImportError as e:
-        raise ImportError(f"LowbitAFU needs lowbit_hw.core.TrainingCore, which cannot be imported ({e}); "
-                          "pass core_factory= to build the shell around another core") from e
+    from .core import TrainingCore
 
     return TrainingCore(line_bits=line_bits, lanes=lanes, max_features=max_features)
 

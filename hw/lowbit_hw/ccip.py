@@ -27,12 +27,9 @@ from __future__ import annotations
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-CCIP_ADDR_BITS = 42
-CCIP_MDATA_BITS = 16
-MMIO_ADDR_BITS = 16
-MMIO_TID_BITS = 9
-#: How many more requests the AFU may issue after almost-full is raised.
-ALMOST_FULL_SLACK = 8
+# The widths and the slack are the contract's (re-exported here for the gateware's modules).
+from lowbit.contract.ccip import ALMOST_FULL_SLACK, CCIP_ADDR_BITS, CCIP_MDATA_BITS, MMIO_ADDR_BITS, MMIO_TID_BITS
+from lowbit.contract.format import SUPPORTED_LINE_BITS
 
 
 class CcipSignature(wiring.Signature):
@@ -46,7 +43,7 @@ class CcipSignature(wiring.Signature):
     """
 
     def __init__(self, line_bits: int = 512):
-        if line_bits not in (64, 128, 256, 512):
+        if line_bits not in SUPPORTED_LINE_BITS:
             raise ValueError(f"line_bits must be 64, 128, 256 or 512, got {line_bits!r}")
         self.line_bits = line_bits
         super().__init__({

@@ -94,9 +94,6 @@ def main(argv=None) -> int:
         path = export_verilog(args.out, core=args.core, **{k: getattr(args, k) for k in DEFAULTS})
     except (ValueError, TypeError) as e:
         ap.error(str(e))
-    except ImportError as e:  # the core is not in the tree (yet)
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     print(path)
     return 0
 

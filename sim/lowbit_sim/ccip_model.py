@@ -9,7 +9,7 @@ ports ``ccip__c0_tx__valid``, ``ccip__c0_rx__data``, ...; see ``lowbit_hw.ccip``
 * **c1 writes** (one line, ``sop`` 1) are acknowledged on c1_rx after a random latency; the line
   is stored in memory at the acknowledgement.
 * **Almost-full storms**: random bursts of ``c0_tx_almfull`` / ``c1_tx_almfull``; a checker records
-  an error when the AFU issues more than :data:`~lowbit_hw.ccip.ALMOST_FULL_SLACK` requests on a
+  an error when the AFU issues more than :data:`~lowbit.contract.ccip.ALMOST_FULL_SLACK` requests on a
   channel while its almost-full is up.
 * **MMIO**: :meth:`mmio_write64` and :meth:`mmio_read64` (the answer is matched by ``tid``; no
   answer within ``mmio_timeout`` cycles raises :class:`MmioTimeout`, never hangs). MMIO requests
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import cocotb
 from cocotb.triggers import Event
 
-from lowbit_hw.ccip import ALMOST_FULL_SLACK
+from lowbit.contract.ccip import ALMOST_FULL_SLACK, MMIO_TIDS
 
 from .host_memory import HostMemory
 
@@ -176,7 +176,7 @@ class CcipHostModel:
         """
         self._check_mmio_address(address)
         tid = self._next_tid
-        self._next_tid = (tid + 1) % 512
+        self._next_tid = (tid + 1) % MMIO_TIDS
         if tid in self._mmio_pending:
             raise ProtocolError(f"512 MMIO reads outstanding: tid {tid} still unanswered")
         done = Event()

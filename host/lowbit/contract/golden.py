@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, INT32_MAX, INT32_MIN, LOSS_SHIFT, STEP_FRAC, UINT64_MAX, rshift_round, sat32
+from .format import MAX_BITS
 from .registers import MAX_BATCH, MAX_COPIES, MAX_EPOCHS, ErrorCode
 
 
@@ -61,7 +62,7 @@ class EngineConfig:
             return ErrorCode.BAD_ROWS
         if not 1 <= self.features <= max_features:
             return ErrorCode.BAD_FEATURES
-        if not 1 <= self.bits <= 8:
+        if not 1 <= self.bits <= MAX_BITS:
             return ErrorCode.BAD_BITS
         if not 1 <= self.batch <= MAX_BATCH:
             return ErrorCode.BAD_BATCH

@@ -26,7 +26,6 @@ class Op(enum.IntEnum):
     RUN = 8  # a = cycles to run now -> a = cycle
     SHUTDOWN = 9
     STATS = 10  # -> a = lines read, b = lines written, c = max read lines in flight, d = almfull violations
-    RESET = 11  # pulse the AFU's reset, drop memory traffic in flight
 
 
 class Status(enum.IntEnum):

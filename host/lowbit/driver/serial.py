@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from ..contract.ccip import MMIO_TIDS
 from ..extras import require
 from .backend import Backend, HostArena
 from .errors import DeviceError, DriverError, SimulatorDied
@@ -168,7 +169,7 @@ class SerialBackend(Backend):
     def mmio_read64(self, offset: int) -> int:
         self._alive()
         with self._lock:
-            self._tid = self._tid % 511 + 1  # the AFU echoes 9-bit tids
+            self._tid = self._tid % (MMIO_TIDS - 1) + 1  # 1..511: the AFU echoes MMIO_TID_BITS-bit tids
             tid = self._tid
             self._answers.pop(tid, None)
             self._send(self._p.mmio_read_frame(offset, tid))

@@ -260,22 +260,6 @@ class SimBackend(Backend):
         """Simulated cycles since the server started."""
         return self._call(self._proto.Op.STATUS)[1]
 
-    def run_cycles(self, n: int) -> int:
-        """Clock the AFU ``n`` cycles right now (the server also runs freely while traffic is in flight).
-
-        Sent in requests of at most 65536 cycles, so each one answers well within ``io_timeout``
-        (the server refuses more than ``MAX_RUN_CYCLES`` in one request).
-        """
-        n = int(n)
-        if n < 0:
-            raise ValueError(f"cycles must be >= 0, got {n}")
-        cycle = self.cycle()
-        while n > 0:
-            k = min(n, 1 << 16)
-            cycle = self._call(self._proto.Op.RUN, k)[1]
-            n -= k
-        return cycle
-
     def memory_stats(self) -> dict[str, int]:
         _, rd, wr, mx, viol = self._call(self._proto.Op.STATS)
         return {"lines_read": rd, "lines_written": wr, "max_read_lines_in_flight": mx, "almfull_violations": viol}

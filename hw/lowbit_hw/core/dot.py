@@ -13,14 +13,12 @@ from .arith import rnd, sat, tree_sum
 from .decoder import beat_layout
 from .params import CODE_BITS, MASK_CODE
 
-__all__ = ["DotPass", "residual_layout", "RESIDUAL_DEPTH", "DOT_LATENCY"]
+__all__ = ["DotPass", "residual_layout", "RESIDUAL_DEPTH"]
 
 residual_layout = data.StructLayout({"r": signed(32), "batch_last": unsigned(1)})
 
 #: Residuals the dot pass may have in flight or queued for the gradient pass.
 RESIDUAL_DEPTH = 4
-#: Cycles from issuing a row's last beat to its residual being offered to the gradient pass.
-DOT_LATENCY = 5
 
 
 def counter_bits(row_beats_max: int) -> int:

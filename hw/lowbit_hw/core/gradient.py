@@ -13,10 +13,8 @@ from .arith import rnd, sat
 from .dot import counter_bits, residual_layout
 from .params import CODE_BITS
 
-__all__ = ["GradientPass", "ROW_GAP", "GRAD_LATENCY"]
+__all__ = ["GradientPass", "ROW_GAP"]
 
-#: Stage (cycles after issue) at which a beat writes the model.
-GRAD_LATENCY = 6
 #: Stage at which a beat writes G back.
 _G_WRITE_STAGE = 4
 #: Stage at which a beat reads the model (port B) and G.

@@ -60,7 +60,6 @@ enum Op : uint32_t {
     OP_RUN = 8,            // a=cycles to run now                -> a=cycle
     OP_SHUTDOWN = 9,       // exit after replying
     OP_STATS = 10,         // -> a=lines read, b=lines written, c=max read lines in flight, d=almfull violations
-    OP_RESET = 11,         // pulse rst, drop all memory traffic in flight
 };
 enum Status : uint32_t {
     ST_OK = 0,
@@ -444,10 +443,6 @@ struct Server {
             r.b = sim.lines_written;
             r.c = sim.max_rd_inflight;
             r.d = sim.almfull_violations;
-            break;
-        case OP_RESET:
-            sim.reset_afu();
-            r.a = sim.now;
             break;
         case OP_SHUTDOWN:
             shutdown = true;
