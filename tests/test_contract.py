@@ -103,3 +103,26 @@ def test_no_module_walks_up_the_source_tree():
         for path in sources(top):
             text = path.read_text()
             assert not re.search(r"parents\[[2-9]\]|repo_root", text), path.relative_to(ROOT)
+
+
+def test_the_harness_header_is_generated_from_the_contract(tmp_path):
+    """harness.cpp takes its protocol and CCI-P numbers from the generated lowbit_wire.h only, and
+    the header compiles to the contract's values."""
+    from lowbit.contract import ccip, simwire
+    from lowbit_sim.simserver import HARNESS, harness_header
+
+    cpp = HARNESS.read_text()
+    assert '#include "lowbit_wire.h"' in cpp
+    for retyped in ("OP_HELLO =", "ST_OK =", "PROTOCOL_VERSION =", "ALMFULL_SLACK =", "0x1ff", "1u << 18",
+                    "MAX_ARENA =", "MAX_RUN_CYCLES ="):
+        assert retyped not in cpp, f"harness.cpp retypes {retyped!r}"
+    (tmp_path / "lowbit_wire.h").write_text(harness_header())
+    checks = [f"static_assert(OP_{op.name} == {int(op)});" for op in simwire.Op]
+    checks += [f"static_assert(ST_{st.name} == {int(st)});" for st in simwire.Status]
+    checks += [f"static_assert(MMIO_TID_MASK + 1 == {ccip.MMIO_TIDS}ull);",
+               f"static_assert(ALMFULL_SLACK == {ccip.ALMOST_FULL_SLACK});",
+               f"static_assert(MAX_RUN_CYCLES == {simwire.MAX_RUN_CYCLES}ull);"]
+    (tmp_path / "check.cpp").write_text('#include "lowbit_wire.h"\n' + "\n".join(checks) + "\nint main() {}\n")
+    r = subprocess.run(["g++", "-std=c++17", "-fsyntax-only", str(tmp_path / "check.cpp")], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr

@@ -2,7 +2,8 @@
 
 Every request is 40 bytes ``<IIQQQQ`` = (op, flags, a, b, c, d); every reply is 40 bytes
 ``<IIQQQQ`` = (status, op, a, b, c, d). One reply per request, in order. HELLO carries the shared
-memory file descriptor as SCM_RIGHTS ancillary data. Keep in sync with ``harness.cpp``.
+memory file descriptor as SCM_RIGHTS ancillary data. ``harness.cpp`` reads all of this from
+``lowbit_wire.h``, which :func:`lowbit_sim.simserver.harness_header` generates from this module.
 """
 
 from __future__ import annotations
@@ -44,6 +45,6 @@ MAX_LATENCY = 1 << 20  # cycles
 MAX_REGIONS = 1 << 16  # registered buffers
 MAX_RUN_CYCLES = 1 << 20  # cycles in one RUN request
 
-
-BAD_SEEN = 1
-BAD_WRITE = 2
+# STATUS's flags (reply field c).
+BAD_SEEN = 1  # an access outside every registered region happened
+BAD_WRITE = 2  # the first such access was a write

@@ -47,28 +47,9 @@
 static constexpr int LINE_BYTES = LINE_BITS / 8;
 
 // ------------------------------------------------------------------------------------ protocol
-// Keep in sync with lowbit/contract/simwire.py.
-static constexpr uint32_t PROTOCOL_VERSION = 1;
-enum Op : uint32_t {
-    OP_HELLO = 1,          // fd attached; a=arena io base, b=arena bytes, c=lat_min|lat_max<<32, d=seed
-    OP_MMIO_READ = 2,      // a=byte offset                      -> a=value
-    OP_MMIO_WRITE = 3,     // a=byte offset, b=value
-    OP_REGION_ADD = 4,     // a=io address, b=bytes
-    OP_REGION_REMOVE = 5,  // a=io address
-    OP_STATUS = 6,         // -> a=cycle, b=first bad address, c=bad flags (1 seen, 2 write), d=bad count
-    OP_CLEAR = 7,          // forget recorded bad accesses
-    OP_RUN = 8,            // a=cycles to run now                -> a=cycle
-    OP_SHUTDOWN = 9,       // exit after replying
-    OP_STATS = 10,         // -> a=lines read, b=lines written, c=max read lines in flight, d=almfull violations
-};
-enum Status : uint32_t {
-    ST_OK = 0,
-    ST_BAD_REQUEST = 1,   // malformed, or a size outside the limits below
-    ST_MMIO_TIMEOUT = 2,
-    ST_NOT_ATTACHED = 3,
-    ST_BUSY = 4,          // another client is attached; sent as the only reply, then closed
-    ST_DENIED = 5,        // the peer is another user (SO_PEERCRED)
-};
+// Ops, status codes, the limits on what a client may ask for, STATUS's flags and CCI-P's numbers
+// come from lowbit_wire.h, generated from lowbit.contract (simwire, ccip) by the build.
+#include "lowbit_wire.h"
 
 struct Msg {
     uint32_t op, flags;
@@ -78,7 +59,7 @@ struct Reply {
     uint32_t status, op;
     uint64_t a, b, c, d;
 };
-static_assert(sizeof(Msg) == 40 && sizeof(Reply) == 40, "fixed-size messages");
+static_assert(sizeof(Msg) == MSG_BYTES && sizeof(Reply) == MSG_BYTES, "fixed-size messages");
 
 // ------------------------------------------------------------------------------------ options
 static constexpr uint64_t IDLE_CYCLES = 20000;   // keep clocking this long after the last traffic
@@ -90,13 +71,9 @@ static constexpr uint64_t MMIO_TIMEOUT_CYCLES = 200000;
 // (Little's law), and a cap of 256 held any engine to about 0.9 lines per cycle.
 static constexpr uint32_t RD_CAP_LINES = 2048;
 static constexpr uint32_t WR_CAP_LINES = 128;
-static constexpr uint32_t ALMFULL_SLACK = 8;      // CCI-P: up to 8 more requests after almost-full
-// Limits on what a client may ask for (a client's numbers are never trusted).
-static constexpr uint64_t MAX_ARENA = 1ull << 40;        // bytes of shared host memory
+// Limits on what a client may ask for (a client's numbers are never trusted): MAX_ARENA,
+// MAX_LATENCY, MAX_REGIONS, MAX_RUN_CYCLES (lowbit_wire.h), and this server-side one.
 static constexpr uint64_t MAX_IO_ADDRESS = 1ull << 56;   // arena io base + size (CCI-P line addresses are 42 bits)
-static constexpr uint32_t MAX_LATENCY = 1u << 20;        // cycles of memory latency
-static constexpr size_t MAX_REGIONS = 1u << 16;          // registered buffers
-static constexpr uint64_t MAX_RUN_CYCLES = 1ull << 20;   // cycles one RUN request may ask for
 static constexpr int CLIENT_RCV_TIMEOUT_S = 10;          // a torn message drops the client, never hangs us
 
 static void die(const char* what) {
@@ -389,11 +366,11 @@ struct Server {
         case OP_MMIO_READ:
         case OP_MMIO_WRITE: {
             if (!sim.attached) { r.status = ST_NOT_ATTACHED; break; }
-            if (m.a % 8 || m.a >= (1u << 18)) { r.status = ST_BAD_REQUEST; break; }
+            if (m.a % 8 || m.a >= MMIO_SPAN_BYTES) { r.status = ST_BAD_REQUEST; break; }
             sim.mmio_pending = true;
             sim.mmio_is_read = m.op == OP_MMIO_READ;
             sim.mmio_addr = (uint16_t)(m.a >> 2);  // CCI-P MMIO addresses count 32-bit words
-            sim.mmio_tid = next_tid = (next_tid + 1) & 0x1ff;
+            sim.mmio_tid = next_tid = (next_tid + 1) & MMIO_TID_MASK;
             sim.mmio_data = m.b;
             sim.mmio_rsp = false;
             sim.cycle();
@@ -425,7 +402,7 @@ struct Server {
         case OP_STATUS:
             r.a = sim.now;
             r.b = sim.bad_addr;
-            r.c = (sim.bad_seen ? 1 : 0) | (sim.bad_write ? 2 : 0);
+            r.c = (sim.bad_seen ? BAD_SEEN : 0) | (sim.bad_write ? BAD_WRITE : 0);
             r.d = sim.bad_count;
             break;
         case OP_CLEAR:
