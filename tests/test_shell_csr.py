@@ -5,7 +5,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from lowbit.contract.ccip import MMIO_TIDS
-from lowbit.contract.fixed import MODEL_FRAC
+from lowbit.contract.fixed import M_BITS, MODEL_FRAC
 from lowbit.contract.format import FORMAT_VERSION
 from lowbit.contract.registers import (AFU_ID_H, AFU_ID_L, CODE_TABLE_BASE, CODE_TABLE_ENTRIES, DFH_VALUE, REG, REGISTERS,
                               Access, code_table_address, encode_code_entry)
@@ -215,7 +215,7 @@ def test_code_table_writes_pulse_one_entry_each():
 
     _, mmio = simulate(body)
     got = [(i, m, e) for _, _, en, i, m, e in mmio.pulses if en]
-    assert got == [(c, mv & ((1 << 17) - 1), ev) for c, mv, ev in entries]
+    assert got == [(c, mv & ((1 << M_BITS) - 1), ev) for c, mv, ev in entries]
 
 
 def test_construction_checks_parameters_and_caps_fields():

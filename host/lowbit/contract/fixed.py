@@ -23,6 +23,8 @@ import numpy as np
 LEVEL_FRAC = 14
 LEVEL_ONE = 1 << LEVEL_FRAC
 CODE_FRAC = 15
+# m = l_lo + l_hi of two int16 levels at 2^-14, read at 2^-15: |m| <= 2, so int17.
+M_BITS = CODE_FRAC + 2
 # The correction e = (d/2)^2 needs more fractional bits than m: at b = 8 (uniform levels 2/255 apart)
 # it is 1.5e-5, half an LSB at 2^-15, which would round to twice its value. At 2^-23 it is 129 LSBs.
 CORR_FRAC = 23

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, INT32_MAX, INT32_MIN, LOSS_SHIFT, STEP_FRAC, UINT64_MAX, rshift_round, sat32
+from .fixed import (CODE_FRAC, CORR_BITS, CORR_SHIFT, INT32_MAX, INT32_MIN, LOSS_SHIFT, M_BITS, STEP_FRAC, UINT64_MAX,
+                    rshift_round, sat32)
 from .format import MAX_BITS
 from .registers import MAX_BATCH, MAX_COPIES, MAX_EPOCHS, ErrorCode
 
@@ -113,8 +114,8 @@ def _check_inputs(cfg: EngineConfig, codes, labels, table_m, table_e):
     table_e = np.asarray(table_e, dtype=np.int64)
     if table_m.shape[0] < ncodes or table_e.shape[0] < ncodes:
         raise ValueError(f"code table needs {ncodes} entries for {cfg.bits} bits")
-    if np.abs(table_m).max() > (1 << 16) or table_e.min() < 0 or table_e.max() >= (1 << CORR_BITS):
-        raise ValueError(f"code table entries out of range (m is int17, e is uint{CORR_BITS})")
+    if np.abs(table_m).max() > (1 << (M_BITS - 1)) or table_e.min() < 0 or table_e.max() >= (1 << CORR_BITS):
+        raise ValueError(f"code table entries out of range (m is int{M_BITS}, e is uint{CORR_BITS})")
     return codes, labels, table_m, table_e
 
 

@@ -15,7 +15,7 @@ import enum
 import uuid
 from dataclasses import dataclass, field
 
-from .fixed import CODE_FRAC, CORR_BITS, CORR_FRAC, LOSS_FRAC, STEP_FRAC
+from .fixed import CODE_FRAC, CORR_BITS, CORR_FRAC, LOSS_FRAC, M_BITS, STEP_FRAC
 
 #: lowbit's AFU UUID ("lowbit" + "ZipML!" in the node), read back from AFU_ID_L/H.
 AFU_UUID = uuid.UUID("6c6f7762-6974-4000-8000-5a69704d4c21")
@@ -204,7 +204,7 @@ CODE_ENTRY = Register(
     CODE_TABLE_BASE,
     Access.WO,
     "Decoded double-sampling pair of code c at CODE_TABLE_BASE + 8*c",
-    (Field("M", 0, 17, "lo + hi, int17 at 2^-15"), Field("E", 32, CORR_BITS, f"(hi - lo)^2 / 4, uint{CORR_BITS} at 2^-{CORR_FRAC}")),
+    (Field("M", 0, M_BITS, f"lo + hi, int{M_BITS} at 2^-{CODE_FRAC}"), Field("E", 32, CORR_BITS, f"(hi - lo)^2 / 4, uint{CORR_BITS} at 2^-{CORR_FRAC}")),
 )
 
 
@@ -214,7 +214,7 @@ ARITH_VALUE = REG["ARITH"].encode(CODE_FRAC=CODE_FRAC, CORR_FRAC=CORR_FRAC, STEP
 
 
 def encode_code_entry(m: int, e: int) -> int:
-    return CODE_ENTRY.encode(M=int(m) & ((1 << 17) - 1), E=int(e))
+    return CODE_ENTRY.encode(M=int(m) & ((1 << M_BITS) - 1), E=int(e))
 
 
 def _check_map():
