@@ -47,12 +47,14 @@ def core_venv(tmp_path_factory):
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, src / name)
     wheels = tmp / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    str(wheels), str(src)], check=True, capture_output=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "LOWBIT_", "VIRTUAL_ENV"))}
+    # Built as pip builds it for a user: in an isolated environment with pyproject's build requirements.
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *offline_sources(), "-w",
+                        str(wheels), str(src)], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "LOWBIT_", "VIRTUAL_ENV"))}
     wheel = next(wheels.glob("lowbit-*.whl"))
     r = subprocess.run([str(py), "-m", "pip", "install", "-q", *offline_sources(), str(wheel)],
                        capture_output=True, text=True, env=env, timeout=600)

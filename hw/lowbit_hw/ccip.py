@@ -27,8 +27,8 @@ from __future__ import annotations
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-# The widths and the slack are the contract's (re-exported here for the gateware's modules).
-from lowbit.contract.ccip import ALMOST_FULL_SLACK, CCIP_ADDR_BITS, CCIP_MDATA_BITS, MMIO_ADDR_BITS, MMIO_TID_BITS
+# The widths are the contract's; the gateware's modules take them from here, with the signature.
+from lowbit.contract.ccip import CCIP_ADDR_BITS, CCIP_MDATA_BITS, MMIO_ADDR_BITS, MMIO_TID_BITS
 from lowbit.contract.format import SUPPORTED_LINE_BITS
 
 

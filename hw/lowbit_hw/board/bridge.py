@@ -14,8 +14,10 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from ..ccip import ALMOST_FULL_SLACK, CCIP_ADDR_BITS, CCIP_MDATA_BITS, MMIO_TID_BITS, CcipSignature
 from lowbit.contract import serial as P
+from lowbit.contract.ccip import ALMOST_FULL_SLACK
+
+from ..ccip import CCIP_ADDR_BITS, CCIP_MDATA_BITS, MMIO_TID_BITS, CcipSignature
 
 __all__ = ["SerialBridge", "BridgedAFU", "crc8_next"]
 
