@@ -28,12 +28,12 @@ import time
 import numba
 import numpy as np
 
-from lowbit.dataset import QuantizedDataset
-from lowbit.driver.train import train_golden
-from lowbit.fastquant import quantize_pack, set_threads
 from lowbit.contract.format import LineFormat, pack_codes
 from lowbit.contract.levels import optimal_levels
 from lowbit.contract.quant import double_sample, levels_to_fixed, uniform_levels
+from lowbit.dataset import QuantizedDataset
+from lowbit.driver.train import train_golden
+from lowbit.fastquant import quantize_pack, set_threads
 
 TARGET_UNIFORM, TARGET_OPTIMAL, TARGET_SCALING, TARGET_GOLDEN = 1000.0, 500.0, 1.7, 200e6
 

@@ -18,9 +18,9 @@ import numpy as np
 
 from lowbit.contract.fixed import labels_to_fixed, step_to_fixed
 from lowbit.contract.format import EPOCH_RECORD, STATUS_RECORD, LineFormat, pack_codes, pack_words, unpack_record, unpack_words
+from lowbit.contract.golden import EngineConfig, run as golden_run
 from lowbit.contract.quant import code_table, double_sample, levels_to_fixed, uniform_levels
 from lowbit.contract.registers import State
-from lowbit.contract.golden import EngineConfig, run as golden_run
 
 #: Line addresses of the buffers in the test memory (cache-line units, far apart).
 DATA_ADDR, LABEL_ADDR, MODEL_ADDR, STATS_ADDR, STATUS_ADDR = 0x10000, 0x80000, 0x90000, 0xA0000, 0xB0000

@@ -30,10 +30,10 @@ import pytest
 
 from driver_fixtures import TEST_AFU, afu_server, children_of, double_server, export_double, pid_alive  # noqa: F401
 from lowbit.cli import main
+from lowbit.contract import simwire as proto
 from lowbit.data import Normalizer
 from lowbit.driver import DriverError, SimulatorDied, open_device
 from lowbit_sim.simserver import build_root, runtime_dir, start_server
-from lowbit.contract import simwire as proto
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPATH = os.pathsep.join(str(ROOT / p) for p in ("host", "hw", "sim"))

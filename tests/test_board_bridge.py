@@ -9,9 +9,9 @@ from amaranth.sim import Simulator
 
 from board_fixtures import Board
 from core_models import DATA_ADDR, LABEL_ADDR, MODEL_ADDR, STATS_ADDR, STATUS_ADDR, make_problem
+from lowbit.contract import serial as P
 from lowbit.contract.format import unpack_words
 from lowbit.contract.registers import AFU_ID_H, AFU_ID_L, DFH_VALUE, REG, State, code_table_address, encode_code_entry
-from lowbit.contract import serial as P
 from lowbit_hw.board.bridge import SerialBridge
 from lowbit_hw.board.top import ULX3SBoardTop, pll_parameters
 

@@ -7,11 +7,11 @@ import pytest
 
 from board_fixtures import SimulatedBoard
 from driver_fixtures import make_dataset
+from lowbit.contract import serial as P
 from lowbit.driver import Device
 from lowbit.driver.errors import DeviceError, SimulatorDied
 from lowbit.driver.serial import ARENA_IO_BASE, SerialBackend
 from lowbit.driver.train import train, train_golden
-from lowbit.contract import serial as P
 
 W = 64
 

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from lowbit.dataset import QuantizedDataset
 from lowbit.contract.fixed import CODE_FRAC, MODEL_FRAC
 from lowbit.contract.format import FORMAT_VERSION, LineFormat, unpack_codes, unpack_words
 from lowbit.contract.levels import rounding_variance
 from lowbit.contract.quant import code_table, fixed_levels_value, levels_to_fixed, nearest_codes, uniform_levels
+from lowbit.dataset import QuantizedDataset
 
 
 def normalised(rows=300, features=37, seed=0):

@@ -7,10 +7,10 @@ import numpy as np
 from driver_fixtures import make_dataset
 from sklearn.linear_model import LinearRegression, Ridge
 
-from lowbit.driver.train import train_golden
-from lowbit.experiment import Prepared, run_float
 from lowbit.contract.fixed import model_to_float
 from lowbit.contract.golden import reference_sgd
+from lowbit.driver.train import train_golden
+from lowbit.experiment import Prepared, run_float
 
 
 def problem(rows=200, features=12, seed=3):

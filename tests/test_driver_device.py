@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from driver_fixtures import DOUBLE_MAX_FEATURES, children_of, double_server, pid_alive  # noqa: F401
 
-from lowbit.driver import DeviceError, DeviceTimeout, DriverError, SharedBuffer, SimulatorDied, open_device
 from lowbit.contract.format import SUPPORTED_LINE_BITS
 from lowbit.contract.registers import AFU_ID_L, REG, ErrorCode, State
+from lowbit.driver import DeviceError, DeviceTimeout, DriverError, SharedBuffer, SimulatorDied, open_device
 from lowbit_sim.simserver import runtime_dir, start_server
 
 

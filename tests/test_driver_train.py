@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from driver_fixtures import DOUBLE_MAX_FEATURES, TEST_AFU, afu_server, double_server, make_dataset  # noqa: F401
 
-from lowbit.driver import open_device
-from lowbit.driver.train import TrainResult, train, train_golden
 from lowbit.contract.fixed import step_to_fixed
 from lowbit.contract.registers import MAX_BATCH, MAX_EPOCHS
+from lowbit.driver import open_device
+from lowbit.driver.train import TrainResult, train, train_golden
 
 
 @pytest.fixture(scope="module")

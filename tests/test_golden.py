@@ -7,12 +7,12 @@ int64 overflow or wrong rounding in the vectorised model shows up as a mismatch)
 import numpy as np
 import pytest
 
-from lowbit.data import Normalizer, synthetic
-from lowbit.dataset import QuantizedDataset
 from lowbit.contract.fixed import INT32_MAX, INT32_MIN, LOSS_FRAC, UINT64_MAX, loss_to_float, model_to_float, step_to_fixed
+from lowbit.contract.golden import EngineConfig, reference_sgd, run
 from lowbit.contract.quant import code_table, levels_to_fixed, nearest_codes, uniform_levels
 from lowbit.contract.registers import MAX_BATCH, ErrorCode
-from lowbit.contract.golden import EngineConfig, reference_sgd, run
+from lowbit.data import Normalizer, synthetic
+from lowbit.dataset import QuantizedDataset
 
 
 def spec_run(cfg, codes, labels, tm, te):

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from lowbit.contract import golden
 from lowbit.contract.fixed import INT32_MAX, INT32_MIN, labels_to_fixed, step_to_fixed
 from lowbit.contract.format import SUPPORTED_LINE_BITS, LineFormat, pack_codes
 from lowbit.contract.quant import code_table, levels_to_fixed, uniform_levels
-from lowbit.contract import golden
 from lowbit.golden_fast import run_packed
 
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from lowbit.cli import main
+from lowbit.contract.fixed import loss_to_float
 from lowbit.data import Normalizer
 from lowbit.dataset import QuantizedDataset
 from lowbit.driver.train import train_golden
-from lowbit.contract.fixed import loss_to_float
 
 
 @pytest.fixture
