@@ -1,8 +1,8 @@
 """The system test bench around a CCI-P AFU: clock, reset, host model, runs, and the scoreboard.
 
 :class:`TB` wraps a top with the ``lowbit_afu`` ports (the real ``lowbit_hw.afu.LowbitAFU`` or a
-test double) in a :class:`~lowbit_sim.ccip_model.CcipHostModel` over a
-:class:`~lowbit_sim.host_memory.HostMemory`, programs registers BY NAME from
+test double) in the CCI-P host (:class:`~lowbit_sim.ccip_host.CcipHost` through its cocotb adapter
+:class:`~lowbit_sim.ccip_model.CcipHostModel`) over a :class:`~lowbit_sim.host_memory.HostMemory`, programs registers BY NAME from
 :mod:`lowbit.registers`, and never hangs: every wait has a cycle limit. :func:`make_dataset`
 prepares a run with the host's own code (lowbit.quant, lowbit.format, lowbit.levels);
 :meth:`TB.train` runs it and :func:`scoreboard` holds the result to :func:`lowbit_sim.golden.run`
@@ -284,7 +284,7 @@ class TB:
         regs = {n: await self.read_reg(n) for n in ("CYCLES", "READ_LINES", "WRITE_LINES", "STALL_CYCLES")}
         # Let outstanding write responses drain so the host-side counts are final.
         for _ in range(100):
-            if not self.model._writes:
+            if not self.model.writes_in_flight:
                 break
             await ClockCycles(self.clk, 64)
         fmt = ds.fmt

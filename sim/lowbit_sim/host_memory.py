@@ -5,6 +5,10 @@ The CCI-P bus model (:mod:`lowbit_sim.ccip_model`) serves the AFU's requests fro
 As in verilog-pcie's test benches every buffer sits between two guard bands filled with
 :data:`GUARD_BYTE`; :meth:`HostMemory.check_guards` proves none was touched.
 
+:class:`PatternMemory` is the other store: no buffers, every line readable, each line's contents a
+deterministic function of its address (:func:`line_value`), writes kept in a dict; for unit
+benches of the shell that issue requests at arbitrary addresses.
+
 Addresses follow CCI-P: the bus carries *line* addresses (byte address / line bytes; 64-byte lines
 on CCI-P proper). An access through :meth:`HostMemory.read_line` / :meth:`HostMemory.write_line`
 that is not entirely inside one allocated buffer is recorded in :attr:`HostMemory.errors` and does
@@ -171,6 +175,10 @@ class HostMemory:
         return r if address + nbytes <= r.end else None
 
     # ---------------------------------------------------------------- bus accesses (line addresses)
+    def inside(self, line: int, lines: int = 1) -> bool:
+        """Whether bus lines ``[line, line + lines)`` lie entirely inside one buffer."""
+        return self.region_at(line * self.line_bytes, lines * self.line_bytes) is not None
+
     def read_line(self, line: int) -> bytes:
         """The bytes of bus line ``line``; zeros and a recorded error if it is outside every buffer."""
         address = line * self.line_bytes
@@ -222,3 +230,44 @@ class HostMemory:
         if self.errors:
             more = f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
             raise AccessError(f"{self.errors[0]}{more}")
+
+
+MASK64 = (1 << 64) - 1
+
+
+def line_value(address: int, line_bits: int, salt: int = 0) -> int:
+    """Deterministic contents of host line ``address`` (distinct for every address and salt)."""
+    v = 0
+    x = (address * 0x9E3779B97F4A7C15 + salt * 0xD1B54A32D192ED03 + 1) & MASK64
+    for i in range(0, line_bits, 64):
+        x = (x * 6364136223846793005 + 1442695040888963407) & MASK64
+        v |= (x ^ address) << i
+    return v & ((1 << line_bits) - 1)
+
+
+class PatternMemory:
+    """Every line readable: :func:`line_value` of its address, or what was last written there.
+
+    Parameters
+    ----------
+    line_bits : int
+    salt : int
+        Passed to :func:`line_value`.
+
+    Attributes
+    ----------
+    written : dict
+        Line address -> int of every line written (at its acknowledgement).
+    """
+
+    def __init__(self, line_bits: int, salt: int = 0):
+        self.line_bits, self.salt = line_bits, salt
+        self.written: dict[int, int] = {}
+
+    def read_line_int(self, line: int) -> int:
+        value = self.written.get(line)
+        return line_value(line, self.line_bits, self.salt) if value is None else value
+
+    def write_line_int(self, line: int, value: int) -> bool:
+        self.written[line] = int(value)
+        return True

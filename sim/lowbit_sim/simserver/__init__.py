@@ -126,7 +126,7 @@ def export_afu(line_bits: int = 512, lanes: int = 32, max_features: int = 8192, 
     import lowbit_hw
 
     srcs = sorted(Path(lowbit_hw.__file__).parent.rglob("*.py"))
-    srcs += [Path(lowbit.__file__).parent / n for n in ("format.py", "registers.py", "fixed.py")]
+    srcs += [Path(lowbit.__file__).parent / n for n in ("format.py", "registers.py", "fixed.py", "ccip.py")]
     key = _digest(f"{line_bits}/{lanes}/{max_features}/{core}/{read_depth}", *(p.read_bytes() for p in srcs))
     out = build_root() / "verilog" / f"afu-{core}-{line_bits}-{lanes}-{max_features}-{key}"
     done = out / ".done"
