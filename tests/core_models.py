@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lowbit.data import engine_problem
 from lowbit.fixed import labels_to_fixed, step_to_fixed
 from lowbit.format import EPOCH_RECORD, STATUS_RECORD, LineFormat, pack_codes, pack_words, unpack_record, unpack_words
 from lowbit.quant import code_table, double_sample, levels_to_fixed, uniform_levels
@@ -61,9 +62,7 @@ def make_problem(*, rows, features, bits, batch=1, epochs=1, copies=1, step=0.05
                  label_scale=1.0, layout="planes", levels_q=None) -> Problem:
     """A least-squares problem quantized with double sampling, packed as the engine reads it."""
     rng = np.random.default_rng(seed)
-    X = rng.uniform(-1, 1, size=(rows, features))
-    w_true = rng.uniform(-1, 1, size=features) / max(1.0, np.sqrt(features))
-    y = np.clip(X @ w_true * label_scale + rng.normal(0, 0.05, rows), -1, 1)
+    X, y = engine_problem(rows, features, rng=rng, label_scale=label_scale, noise_sd=0.05)
     if levels_q is None:
         levels_q = levels_to_fixed(uniform_levels(bits))
     codes = np.stack([double_sample(X, levels_q, rng) for _ in range(copies)])

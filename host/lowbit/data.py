@@ -83,23 +83,52 @@ def _check_xy(X, y, name: str):
 
 # ------------------------------------------------------------------------------------ loaders
 def synthetic(rows: int = 10000, features: int = 100, *, seed: int = 0, noise: float = 0.1,
-              test_rows: int | None = None) -> Dataset:
-    """Synthetic least squares (see the module docstring). ``noise`` is relative to the signal."""
+              test_rows: int | None = None, rng: np.random.Generator | None = None, noise_sd: float | None = None,
+              label_scale: float = 1.0, clip: float | None = None, x_scale: float = 1.0) -> Dataset:
+    """Synthetic least squares (see the module docstring), the one builder of synthetic problems.
+
+    Parameters
+    ----------
+    noise : float
+        Noise standard deviation relative to the signal's (unless ``noise_sd`` is given).
+    test_rows : int, optional
+        Rows of the test set (default ``rows // 5``; 0: none).
+    rng : numpy.random.Generator, optional
+        Draw from this generator instead of one seeded by ``seed``.
+    noise_sd : float, optional
+        Absolute noise standard deviation.
+    label_scale, clip, x_scale : float
+        ``X`` uniform in ``[-x_scale, x_scale]``; ``y = label_scale * X w* + noise``, clipped to
+        ``[-clip, clip]`` if ``clip`` is given (see :func:`engine_problem`).
+    """
     if rows < 1 or features < 1:
         raise ValueError(f"synthetic data needs rows >= 1 and features >= 1, got {rows} x {features}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed) if rng is None else rng
     w = rng.normal(0.0, 1.0 / np.sqrt(features), features)
     test_rows = max(1, rows // 5) if test_rows is None else test_rows
 
-    noise_sd = noise * np.sqrt(w @ w / 3)  # the signal x . w has variance |w|^2 / 3
+    if noise_sd is None:
+        noise_sd = noise * np.sqrt(w @ w / 3)  # the signal x . w has variance |w|^2 / 3
 
     def draw(n):
-        X = rng.uniform(-1.0, 1.0, (n, features))
-        return X, X @ w + rng.normal(0.0, noise_sd, n)
+        X = rng.uniform(-1.0, 1.0, (n, features)) * x_scale
+        y = label_scale * (X @ w) + rng.normal(0.0, noise_sd, n)
+        return X, y if clip is None else np.clip(y, -clip, clip)
 
     X, y = draw(rows)
-    Xt, yt = draw(test_rows)
+    Xt, yt = draw(test_rows) if test_rows else (None, None)
     return Dataset(f"synthetic:{rows}:{features}", X, y, Xt, yt, task="regression")
+
+
+def engine_problem(rows: int, features: int, *, seed: int = 0, rng: np.random.Generator | None = None,
+                   x_scale: float = 1.0, label_scale: float = 0.5, noise_sd: float = 0.01) -> tuple[np.ndarray,
+                                                                                                  np.ndarray]:
+    """A :func:`synthetic` problem already in the engine's ranges, for tests and benches: ``X`` in
+    ``[-x_scale, x_scale]``, ``y = clip(label_scale X w* + N(0, noise_sd), -1, 1)``, no test set.
+    Returns ``(X, y)``."""
+    d = synthetic(rows, features, seed=seed, rng=rng, test_rows=0, noise_sd=noise_sd, label_scale=label_scale,
+                  clip=1.0, x_scale=x_scale)
+    return d.X, d.y
 
 
 @functools.lru_cache(maxsize=1)

@@ -19,6 +19,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
+from lowbit.data import engine_problem
 from lowbit.fixed import labels_to_fixed
 from lowbit.format import (EPOCH_RECORD, LAYOUTS, RECORD_BYTES, ROW_ALIGN, STATUS_RECORD, LineFormat, pack_codes,
                            pack_words, unpack_record)
@@ -77,9 +78,7 @@ def make_dataset(rng: np.random.Generator, *, rows: int, features: int, bits: in
     ``levels="optimal"`` places the levels with ``lowbit.levels.optimal_levels`` (variance-minimising
     DP); ``.levels`` names the kind used.
     """
-    X = rng.uniform(-1, 1, (rows, features)) * rng.uniform(0.2, 1.0)
-    w = rng.normal(0, 1, features) / np.sqrt(features)
-    y = np.clip(X @ w * 0.5 + rng.normal(0, 0.01, rows), -1, 1)
+    X, y = engine_problem(rows, features, rng=rng, x_scale=rng.uniform(0.2, 1.0))
     if levels == "optimal":
         lv = optimal_levels(X, bits, max_candidates=max(512, 2 << bits))  # bounded DP: fast enough per seed
     elif levels == "uniform":

@@ -124,7 +124,7 @@ class HostMemory:
         self.lines_written = 0
 
     # ---------------------------------------------------------------- allocation
-    def alloc(self, nbytes: int, guard: int = 4096, name: str = "") -> Region:
+    def alloc(self, nbytes: int, guard: int = 4096, name: str = "", address: int | None = None) -> Region:
         """A new zeroed buffer of ``nbytes`` (rounded up to whole lines) between guard bands.
 
         Parameters
@@ -135,26 +135,37 @@ class HostMemory:
             Guard band bytes on each side (a multiple of the line size, >= 0).
         name : str
             For error messages.
+        address : int, optional
+            Place it at this byte address (line aligned; it and its guards must not overlap another
+            buffer's) instead of after the last one.
         """
         if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes <= 0:
             raise ValueError(f"nbytes must be a positive integer, got {nbytes!r}")
         if guard < 0 or guard % self.line_bytes:
             raise ValueError(f"guard must be a non-negative multiple of {self.line_bytes}, got {guard!r}")
         size = -(-int(nbytes) // self.line_bytes) * self.line_bytes
-        address = -(-(self._next + guard) // ALIGN) * ALIGN
+        if address is None:
+            address = -(-(self._next + guard) // ALIGN) * ALIGN
+        elif address % self.line_bytes or address - guard <= 0 or any(
+                address - guard < r.end + r.guard and r.address - r.guard < address + size + guard
+                for r in self._regions):
+            raise ValueError(f"cannot place {size} bytes (guard {guard}) at 0x{address:x}: not line aligned, "
+                             "at address 0 or overlapping another buffer")
         backing = np.zeros(guard + size + guard, dtype=np.uint8)
         backing[:guard] = GUARD_BYTE
         backing[guard + size :] = GUARD_BYTE
         region = Region(address=address, nbytes=size, guard=guard, line_bytes=self.line_bytes, name=name,
                         backing=backing)
-        self._next = address + size + guard
+        self._next = max(self._next, address + size + guard)
         i = bisect.bisect(self._starts, address)
         self._starts.insert(i, address)
         self._regions.insert(i, region)
         return region
 
-    def alloc_lines(self, lines: int, guard: int = 4096, name: str = "") -> Region:
-        return self.alloc(int(lines) * self.line_bytes, guard=guard, name=name)
+    def alloc_lines(self, lines: int, guard: int = 4096, name: str = "", line: int | None = None) -> Region:
+        """:meth:`alloc` in lines (``line``: the bus line address to place it at)."""
+        return self.alloc(int(lines) * self.line_bytes, guard=guard, name=name,
+                          address=None if line is None else int(line) * self.line_bytes)
 
     def free(self, region: Region) -> None:
         """Unmap ``region`` (its guards are checked first); later accesses to it are bad accesses."""
