@@ -41,6 +41,8 @@ class AmaranthHost:
                    c1_rx=ccip.c1_rx, c1_almfull=ccip.c1_tx_almfull, c2_tx=ccip.c2_tx)
 
     def __getattr__(self, name):  # statistics and state of the host model
+        if "host" not in self.__dict__:
+            raise AttributeError(name)
         return getattr(self.__dict__["host"], name)
 
     def step(self, ctx) -> None:

@@ -61,6 +61,8 @@ class CcipHostModel:
         self._task = None
 
     def __getattr__(self, name):  # statistics and state of the host model
+        if "host" not in self.__dict__:
+            raise AttributeError(name)
         return getattr(self.__dict__["host"], name)
 
     # ---------------------------------------------------------------- lifecycle
