@@ -99,3 +99,13 @@ def test_mmio_by_tid_wraps_and_expires():
     with pytest.raises(ValueError, match="aligned"):
         host.mmio_read(0x4)
     assert host.mmio_read(0x4, length=4).tid >= 0
+
+
+def test_the_model_and_its_amaranth_adapter_import_no_simulator():
+    import subprocess
+    import sys
+
+    code = ("import sys, lowbit_sim.ccip_host, lowbit_sim.ccip_amaranth; "
+            "print(sorted(m for m in ('amaranth', 'cocotb') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

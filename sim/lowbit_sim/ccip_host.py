@@ -168,7 +168,7 @@ class CcipHost:
         # Pending responses: (due cycle, random tiebreak, ...) -- the tiebreak reorders lines due together.
         self._reads: list = []
         self._writes: list = []
-        self._mmio_queue: list = []  # MmioAccess, with the MmioRead of a read
+        self._mmio_queue: list = []  # (MmioAccess, the MmioRead of a read or the on_sent of a write)
         self._mmio_pending: dict[int, MmioRead] = {}
         self._next_tid = 0
         self._storm_channels = [ch for ch in (0, 1) if self.storms[ch] is not None]
@@ -202,11 +202,6 @@ class CcipHost:
     def idle(self) -> bool:
         """No read, write or MMIO response outstanding."""
         return not (self._reads or self._writes or self._mmio_queue or self._mmio_pending)
-
-    def drop_traffic(self) -> None:
-        """Forget every response in flight (the AFU was reset)."""
-        self._reads.clear()
-        self._writes.clear()
 
     def error(self, message: str) -> None:
         message = f"cycle {self.cycle}: {message}"
