@@ -226,6 +226,35 @@ def load_libsvm(path, *, max_features: int | None = None, extra_columns: int = 0
         raise ValueError(f"LIBSVM file {path!r}: {exc}") from None
 
 
+def load_test_libsvm(path, *, features: int, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, y)`` of a LIBSVM test file for a training set of ``features`` columns (``--test``).
+
+    A LIBSVM file lists only the features it uses, so the test file may end short of the training
+    set's last column (zero-padded); more features than training is an error. Classification
+    labels with two values map to -1 / +1 as :func:`load_libsvm` maps them; a test file holding one
+    class maps by sign (``y > 0`` is +1), which is right for {-1, +1} and {0, 1} files.
+    """
+    from sklearn.datasets import load_svmlight_file
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"--test file {path!r} does not exist or is not a file")
+    try:
+        Xs, y = load_svmlight_file(path)
+    except Exception as exc:
+        raise ValueError(f"malformed LIBSVM file {path!r}: {exc}") from None
+    if Xs.shape[1] > features:
+        raise ValueError(f"--test file {path!r} has {Xs.shape[1]} features, the training set {features}")
+    check_dense_size(f"LIBSVM file {path!r}", Xs.shape[0], features)
+    X = np.zeros((Xs.shape[0], features))
+    X[:, : Xs.shape[1]] = Xs.toarray()
+    if task == "classification":
+        classes = np.unique(y)
+        y = np.where(y == classes[1], 1.0, -1.0) if classes.size == 2 else np.where(y > 0, 1.0, -1.0)
+    X, y = _check_xy(X, y, f"--test file {path!r}")
+    return X, y
+
+
 def load_dataset(spec: str, *, seed: int = 0, max_features: int | None = None, extra_columns: int = 0) -> Dataset:
     """A data set by name: ``"synthetic"``, ``"synthetic:N:F"``, ``"mnist49"`` or a LIBSVM path.
 
