@@ -250,6 +250,8 @@ def load_test_libsvm(path, *, features: int, task: str) -> tuple[np.ndarray, np.
     X[:, : Xs.shape[1]] = Xs.toarray()
     if task == "classification":
         classes = np.unique(y)
+        if classes.size > 2:
+            raise ValueError(f"--test file {path!r} has {classes.size} label values; the training set has two")
         y = np.where(y == classes[1], 1.0, -1.0) if classes.size == 2 else np.where(y > 0, 1.0, -1.0)
     X, y = _check_xy(X, y, f"--test file {path!r}")
     return X, y
