@@ -221,8 +221,8 @@ def run(cfg: EngineConfig, codes, labels, table_m, table_e, *, progress=None) ->
 
 
 # ------------------------------------------------------------------- logistic and hinge (issue 13)
-#: L2 * w0 (2^-32 * 2^-24) is rounded by this much onto G's 2^-39.
 MODEL_ONE = 1 << MODEL_FRAC
+#: L2 * w0 (2^-32 * 2^-24) is rounded by this much onto G's 2^-39.
 L2_SHIFT = STEP_FRAC + MODEL_FRAC - (CODE_FRAC + MODEL_FRAC)
 
 
