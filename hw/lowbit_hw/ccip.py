@@ -28,7 +28,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 # The widths are the contract's; the gateware's modules take them from here, with the signature.
-from lowbit.contract.ccip import CCIP_ADDR_BITS, CCIP_MDATA_BITS, MMIO_ADDR_BITS, MMIO_TID_BITS
+from lowbit.contract.ccip import ADDR_BITS as CCIP_ADDR_BITS, ALMOST_FULL_SLACK, MDATA_BITS as CCIP_MDATA_BITS  # noqa: F401
+from lowbit.contract.ccip import MMIO_ADDR_BITS, MMIO_TID_BITS
 from lowbit.contract.format import SUPPORTED_LINE_BITS
 
 

@@ -9,6 +9,7 @@ module              what it defines
 ``levels``          level placement (uniform, variance-optimal) the code tables are built from
 ``registers``       the MMIO register map and its fields (docs/registers.md is generated from it)
 ``ccip``            CCI-P's widths (addresses, tags, MMIO tids) and the almost-full slack
+``losses``          logistic and hinge: the margin tables and constants the golden model uses
 ``golden``          the golden model: the engine's integer arithmetic, the spec the RTL is held to
 ``serial``          the serial link's frame protocol (board bridge <-> host serial backend)
 ``simwire``         the simulator server's control channel (simulator <-> host sim backend)

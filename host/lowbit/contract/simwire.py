@@ -2,8 +2,9 @@
 
 Every request is 40 bytes ``<IIQQQQ`` = (op, flags, a, b, c, d); every reply is 40 bytes
 ``<IIQQQQ`` = (status, op, a, b, c, d). One reply per request, in order. HELLO carries the shared
-memory file descriptor as SCM_RIGHTS ancillary data. ``harness.cpp`` reads all of this from
-``lowbit_wire.h``, which :func:`lowbit_sim.simserver.harness_header` generates from this module.
+memory file descriptor as SCM_RIGHTS ancillary data. ``harness.cpp`` takes every number here from
+``lowbit_protocol.h``, which the build generates from this module and :mod:`lowbit.contract.ccip`
+(:func:`lowbit_sim.simserver.protocol_header`).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from ..contract.ccip import MMIO_TIDS
+from ..contract.ccip import MMIO_TID_MASK
 from ..extras import require
 from .backend import Backend, HostArena
 from .errors import DeviceError, DriverError, SimulatorDied
@@ -169,7 +169,7 @@ class SerialBackend(Backend):
     def mmio_read64(self, offset: int) -> int:
         self._alive()
         with self._lock:
-            self._tid = self._tid % (MMIO_TIDS - 1) + 1  # 1..511: the AFU echoes MMIO_TID_BITS-bit tids
+            self._tid = self._tid % MMIO_TID_MASK + 1  # 1..511: the AFU echoes MMIO_TID_BITS-bit tids
             tid = self._tid
             self._answers.pop(tid, None)
             self._send(self._p.mmio_read_frame(offset, tid))

@@ -73,8 +73,17 @@ def _positive_int(name, value, hi):
     return int(value)
 
 
-def engine_config(qds, *, step: float, batch: int, epochs: int, max_features: int | None = None) -> EngineConfig:
-    """Validate the arguments and the dataset; the EngineConfig a run programs. Raises ValueError."""
+#: What the RTL of this tree implements of issue 13: least squares without L2. LOSS, L2, ESTIMATOR
+#: and POLY_* exist in the register map (so the RTL stores them) but the datapath ignores them, so
+#: :func:`train` refuses any other choice rather than silently run least squares.
+RTL_LOSSES = ("squared",)
+
+
+def engine_config(qds, *, step: float, batch: int, epochs: int, max_features: int | None = None,
+                  loss=None) -> EngineConfig:
+    """Validate the arguments and the dataset; the EngineConfig a run programs. Raises ValueError.
+
+    ``loss`` is a :class:`lowbit.contract.losses.LossConfig` (None: least squares, no L2)."""
     batch = _positive_int("batch", batch, MAX_BATCH)
     epochs = _positive_int("epochs", epochs, MAX_EPOCHS)
     try:
@@ -85,8 +94,12 @@ def engine_config(qds, *, step: float, batch: int, epochs: int, max_features: in
         if not hasattr(qds, attr):
             raise ValueError(f"expected a lowbit.dataset.QuantizedDataset, got {type(qds).__name__} without .{attr}")
     copies = _positive_int("copies", qds.copies, MAX_COPIES)
+    extra = {} if loss is None else loss.registers()
+    if loss is not None and loss.samples() > copies:
+        raise ValueError(f"the {loss.estimator} estimator of degree {loss.degree} reads {loss.samples()} independent "
+                         f"copies of each row; the data set has {copies} (quantize with copies >= {loss.samples()})")
     cfg = EngineConfig(rows=int(qds.rows), features=int(qds.features), bits=int(qds.fmt.bits), batch=batch,
-                       epochs=epochs, step=step_q, copies=copies)
+                       epochs=epochs, step=step_q, copies=copies, **extra)
     if max_features is not None and not 1 <= cfg.features <= max_features:
         raise ValueError(f"{cfg.features} features exceed this engine's MAX_FEATURES = {max_features}")
     err = cfg.error(max_features if max_features is not None else 1 << 24)
@@ -124,8 +137,17 @@ def _estimate_cycles(cfg: EngineConfig, fmt, lanes: int) -> int:
     return 2 * cfg.epochs * per_epoch
 
 
+def check_rtl_loss(loss, backend: str = "sim") -> None:
+    """Refuse (ValueError, one line) a loss choice the RTL does not implement yet (RTL_LOSSES)."""
+    if loss is None or (loss.loss in RTL_LOSSES and not loss.l2):
+        return
+    what = f"--l2 {loss.l2:g}" if loss.loss in RTL_LOSSES else f"--loss {loss.loss}"
+    raise ValueError(f"--backend {backend} runs --loss {'/'.join(RTL_LOSSES)} without --l2 only (the RTL has no "
+                     f"datapath for {what} yet, issue 13); use --backend golden (the spec) or float")
+
+
 def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress: bool = True,
-          timeout_s: float | None = None) -> TrainResult:
+          timeout_s: float | None = None, loss=None) -> TrainResult:
     """Train on ``device`` (an open :class:`~.device.Device`); see the module docstring.
 
     Parameters
@@ -150,6 +172,7 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
     """
     from tqdm.auto import tqdm
 
+    check_rtl_loss(loss, device.backend.name)
     caps = device.caps
     cfg = engine_config(qds, step=step, batch=batch, epochs=epochs, max_features=caps["MAX_FEATURES"])
     fmt = engine_format(qds.fmt, caps)
@@ -214,14 +237,21 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
     )
 
 
-def train_golden(qds, *, step: float, batch: int, epochs: int) -> TrainResult:
+def train_golden(qds, *, step: float, batch: int, epochs: int, loss=None) -> TrainResult:
     """The golden model on the same dataset and arguments, as a :class:`TrainResult` (no cycle counts).
 
     Runs the compiled model (:func:`lowbit.golden_fast.run_packed`) on the packed lines the
     engine would read; it is bit-identical to :func:`lowbit.contract.golden.run` (tests/test_golden_fast.py).
+    The compiled model does least squares without L2 only: any other ``loss``
+    (:class:`lowbit.contract.losses.LossConfig`) runs on the spec itself, :func:`lowbit.contract.golden.run`.
     """
+    cfg = engine_config(qds, step=step, batch=batch, epochs=epochs, loss=loss)
+    if cfg.loss or cfg.l2:
+        from lowbit.contract.golden import run
+
+        g = run(cfg, qds.codes, qds.labels_q, qds.table_m, qds.table_e)
+        return TrainResult(models=g.models, losses=[int(x) for x in g.losses], config=cfg, backend="golden")
     from lowbit.golden_fast import run_packed
 
-    cfg = engine_config(qds, step=step, batch=batch, epochs=epochs)
     g = run_packed(cfg, qds.data_lines(), qds.labels_q, qds.table_m, qds.table_e, qds.fmt)
     return TrainResult(models=g.models, losses=[int(x) for x in g.losses], config=cfg, backend="golden")

@@ -16,8 +16,14 @@
 //
 // Built by lowbit_sim.simserver.build_server() with `verilator --cc --exe --build` against the
 // wrapper module lowbit_sim_top (plain port names, generated from lowbit_hw.ccip.CcipSignature).
+// The numbers shared with Python (ops, status codes, limits, the almost-full slack, the tid width)
+// are in lowbit_protocol.h, generated from lowbit.contract.simwire and lowbit.contract.ccip by the
+// same build; the CCI-P rules are in ccip_rules.h, which trace_check.cpp shares for the test that
+// holds this model and the Python one (lowbit_sim.ccip_host) to the same verdicts.
 
 #include "Vlowbit_sim_top.h"
+#include "ccip_rules.h"
+#include "lowbit_protocol.h"
 #include "verilated.h"
 
 #include <algorithm>
@@ -47,10 +53,7 @@
 static constexpr int LINE_BYTES = LINE_BITS / 8;
 
 // ------------------------------------------------------------------------------------ protocol
-// Ops, status codes, the limits on what a client may ask for, STATUS's flags and CCI-P's numbers
-// come from lowbit_wire.h, generated from lowbit.contract (simwire, ccip) by the build.
-#include "lowbit_wire.h"
-
+// Messages: lowbit/contract/simwire.py (ops, status codes and limits: lowbit_protocol.h).
 struct Msg {
     uint32_t op, flags;
     uint64_t a, b, c, d;
@@ -72,7 +75,7 @@ static constexpr uint64_t MMIO_TIMEOUT_CYCLES = 200000;
 static constexpr uint32_t RD_CAP_LINES = 2048;
 static constexpr uint32_t WR_CAP_LINES = 128;
 // Limits on what a client may ask for (a client's numbers are never trusted): MAX_ARENA,
-// MAX_LATENCY, MAX_REGIONS, MAX_RUN_CYCLES (lowbit_wire.h), and this server-side one.
+// MAX_LATENCY, MAX_REGIONS, MAX_RUN_CYCLES (lowbit_protocol.h), and:
 static constexpr uint64_t MAX_IO_ADDRESS = 1ull << 56;   // arena io base + size (CCI-P line addresses are 42 bits)
 static constexpr int CLIENT_RCV_TIMEOUT_S = 10;          // a torn message drops the client, never hangs us
 
@@ -110,9 +113,6 @@ template <class T>
 struct Later {
     bool operator()(const T& x, const T& y) const { return x.ready != y.ready ? x.ready > y.ready : x.seq > y.seq; }
 };
-struct Region {
-    uint64_t base, size;
-};
 
 struct Sim {
     VerilatedContext* ctx;
@@ -122,7 +122,7 @@ struct Sim {
     // host memory
     uint8_t* mem = nullptr;
     uint64_t io_base = 0, mem_size = 0;
-    std::vector<Region> regions;
+    Regions regions;
     bool attached = false;
 
     // latency model
@@ -131,7 +131,8 @@ struct Sim {
 
     std::priority_queue<ReadRsp, std::vector<ReadRsp>, Later<ReadRsp>> rd_q;
     std::priority_queue<WriteReq, std::vector<WriteReq>, Later<WriteReq>> wr_q;
-    uint32_t rd_inflight = 0, wr_inflight = 0, rd_after_full = 0, wr_after_full = 0;
+    uint32_t rd_inflight = 0, wr_inflight = 0;
+    Slack rd_slack, wr_slack;
 
     // pending MMIO request towards the AFU, and the last MMIO read response
     bool mmio_pending = false, mmio_is_read = false, mmio_rsp = false;
@@ -153,12 +154,7 @@ struct Sim {
     uint64_t latency() { return lat_min == lat_max ? lat_min : lat_min + next_rand() % (lat_max - lat_min + 1); }
 
     // Is [line, line+n) inside one registered region? (line units: LINE_BYTES)
-    bool inside(uint64_t line, uint64_t n) const {
-        uint64_t lo = line * LINE_BYTES, hi = lo + n * LINE_BYTES;
-        for (const Region& r : regions)
-            if (lo >= r.base && hi <= r.base + r.size) return true;
-        return false;
-    }
+    bool inside(uint64_t line, uint64_t n) const { return regions.inside(line, n, LINE_BYTES); }
     void record_bad(uint64_t line, bool write) {
         if (!bad_seen) {
             bad_seen = true;
@@ -172,7 +168,9 @@ struct Sim {
     void drop_traffic() {
         rd_q = decltype(rd_q)();
         wr_q = decltype(wr_q)();
-        rd_inflight = wr_inflight = rd_after_full = wr_after_full = 0;
+        rd_inflight = wr_inflight = 0;
+        rd_slack.reset();
+        wr_slack.reset();
         mmio_pending = mmio_rsp = false;
     }
 
@@ -230,10 +228,10 @@ struct Sim {
             wr_inflight--;
             lines_written++;
         }
-        bool rd_full = rd_inflight + 4 * ALMFULL_SLACK >= RD_CAP_LINES;
-        bool wr_full = wr_inflight + ALMFULL_SLACK >= WR_CAP_LINES;
-        if (!rd_full) rd_after_full = 0;
-        if (!wr_full) wr_after_full = 0;
+        bool rd_full = rd_inflight + 4 * ALMOST_FULL_SLACK >= RD_CAP_LINES;
+        bool wr_full = wr_inflight + ALMOST_FULL_SLACK >= WR_CAP_LINES;
+        rd_slack.set(rd_full);
+        wr_slack.set(wr_full);
         top->c0_tx_almfull = rd_full;
         top->c1_tx_almfull = wr_full;
 
@@ -241,15 +239,16 @@ struct Sim {
         top->eval();
 
         if (top->c0_tx_valid) {
-            uint32_t n = top->c0_tx_cl_len == 3 ? 4 : top->c0_tx_cl_len == 1 ? 2 : 1;
+            // A reserved cl_len is recorded as a bad access and answered with nothing.
+            uint32_t cl_len = top->c0_tx_cl_len, n = cl_len_lines(cl_len);
             uint64_t line = top->c0_tx_address;
-            bool bad = !attached || !inside(line, n) || (n > 1 && (line % n));
+            bool bad = !attached || !read_shape_legal(cl_len, line) || !inside(line, n);
             if (bad) record_bad(line, false);
             for (uint32_t k = 0; k < n; k++)
                 rd_q.push(ReadRsp{now + latency(), seq++, line + k, (uint16_t)top->c0_tx_mdata, (uint8_t)k, bad});
             rd_inflight += n;
             max_rd_inflight = std::max<uint64_t>(max_rd_inflight, rd_inflight);
-            if (rd_full && ++rd_after_full > ALMFULL_SLACK) almfull_violations++;
+            if (!rd_slack.request()) almfull_violations++;
             last_activity = now;
         }
         if (top->c1_tx_valid) {
@@ -258,12 +257,12 @@ struct Sim {
             w.seq = seq++;
             w.line = top->c1_tx_address;
             w.mdata = (uint16_t)top->c1_tx_mdata;
-            w.bad = !attached || !inside(w.line, 1);
+            w.bad = !attached || !write_shape_legal(top->c1_tx_sop, top->c1_tx_cl_len) || !inside(w.line, 1);
             if (w.bad) record_bad(w.line, true);
             get_line(w.data, top->c1_tx_data);
             wr_q.push(w);
             wr_inflight++;
-            if (wr_full && ++wr_after_full > ALMFULL_SLACK) almfull_violations++;
+            if (!wr_slack.request()) almfull_violations++;
             last_activity = now;
         }
         if (top->c2_tx_mmio_rd_valid) {
@@ -306,13 +305,13 @@ struct Server {
     Sim& sim;
     int client = -1;
     bool shutdown = false;
-    uint16_t next_tid = 0;
+    MmioTids tids;
 
     void detach() {
         if (sim.mem) munmap(sim.mem, sim.mem_size);
         sim.mem = nullptr;
         sim.attached = false;
-        sim.regions.clear();
+        sim.regions.list.clear();
         sim.reset_afu();
         sim.bad_seen = sim.bad_write = false;
         sim.bad_addr = sim.bad_count = 0;
@@ -366,18 +365,19 @@ struct Server {
         case OP_MMIO_READ:
         case OP_MMIO_WRITE: {
             if (!sim.attached) { r.status = ST_NOT_ATTACHED; break; }
-            if (m.a % 8 || m.a >= MMIO_SPAN_BYTES) { r.status = ST_BAD_REQUEST; break; }
+            if (m.a % 8 || m.a >= MMIO_SPAN) { r.status = ST_BAD_REQUEST; break; }
             sim.mmio_pending = true;
             sim.mmio_is_read = m.op == OP_MMIO_READ;
             sim.mmio_addr = (uint16_t)(m.a >> 2);  // CCI-P MMIO addresses count 32-bit words
-            sim.mmio_tid = next_tid = (next_tid + 1) & MMIO_TID_MASK;
+            sim.mmio_tid = tids.issue();
             sim.mmio_data = m.b;
             sim.mmio_rsp = false;
             sim.cycle();
             if (sim.mmio_is_read) {
                 uint64_t limit = sim.now + MMIO_TIMEOUT_CYCLES;
-                while (!(sim.mmio_rsp && sim.mmio_rsp_tid == sim.mmio_tid) && sim.now < limit) sim.cycle();
-                if (sim.mmio_rsp && sim.mmio_rsp_tid == sim.mmio_tid) r.a = sim.mmio_rsp_data;
+                auto answered = [&] { return sim.mmio_rsp && MmioTids::answers(sim.mmio_rsp_tid, sim.mmio_tid); };
+                while (!answered() && sim.now < limit) sim.cycle();
+                if (answered()) r.a = sim.mmio_rsp_data;
                 else r.status = ST_MMIO_TIMEOUT;
                 sim.mmio_rsp = false;
             }
@@ -387,16 +387,17 @@ struct Server {
         case OP_REGION_ADD:
             // Written so that no sum can wrap: offset and size each within the arena.
             if (!sim.attached || m.a < sim.io_base || m.b == 0 || m.b > sim.mem_size ||
-                m.a - sim.io_base > sim.mem_size - m.b || sim.regions.size() >= MAX_REGIONS) {
+                m.a - sim.io_base > sim.mem_size - m.b || sim.regions.list.size() >= MAX_REGIONS) {
                 r.status = ST_BAD_REQUEST;
                 break;
             }
-            sim.regions.push_back(Region{m.a, m.b});
+            sim.regions.list.push_back(Region{m.a, m.b});
             break;
         case OP_REGION_REMOVE: {
-            auto it = std::find_if(sim.regions.begin(), sim.regions.end(), [&](const Region& x) { return x.base == m.a; });
-            if (it == sim.regions.end()) r.status = ST_BAD_REQUEST;
-            else sim.regions.erase(it);
+            auto& list = sim.regions.list;
+            auto it = std::find_if(list.begin(), list.end(), [&](const Region& x) { return x.base == m.a; });
+            if (it == list.end()) r.status = ST_BAD_REQUEST;
+            else list.erase(it);
             break;
         }
         case OP_STATUS:
