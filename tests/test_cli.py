@@ -97,3 +97,27 @@ def test_info_reports_the_engine_build_and_its_fixed_point_formats(capsys, afu_s
     assert rows["LINE_BITS"] == str(TEST_AFU["line_bits"]) and rows["LANES"] == str(TEST_AFU["lanes"])
     assert rows["MAX_FEATURES"] == str(TEST_AFU["max_features"])
     assert rows["CODE_FRAC"] == str(CODE_FRAC) and rows["CORR_FRAC"] == str(CORR_FRAC)
+
+
+def test_a_ctrl_c_wrapped_by_an_import_still_says_interrupted(capsys, monkeypatch):
+    """Ctrl-C while numba is being imported surfaces as a RuntimeError ("Error calling __set_name__")
+    whose cause is the KeyboardInterrupt: still "interrupted", exit 130 (test_bad_inputs' Ctrl-C
+    test hit this under load); any other RuntimeError is not swallowed."""
+    import lowbit.experiment as ex
+
+    def interrupted_import(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__ on 'cached_property' instance") from exc
+
+    monkeypatch.setattr(ex, "quantize", interrupted_import)
+    assert main(["train", "--data", "synthetic:50:4", "--epochs", "1", "--backend", "golden", "--no-float"]) == 130
+    assert capsys.readouterr().err.strip() == "lowbit: interrupted"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("not an interrupt")
+
+    monkeypatch.setattr(ex, "quantize", broken)
+    with pytest.raises(RuntimeError, match="not an interrupt"):
+        main(["train", "--data", "synthetic:50:4", "--epochs", "1", "--backend", "golden", "--no-float"])

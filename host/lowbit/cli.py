@@ -577,6 +577,23 @@ def main(argv: list[str] | None = None) -> int:
         what = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
         print(f"lowbit: error: {what}", file=sys.stderr)
         return 1
+    except RuntimeError as exc:
+        # A Ctrl-C during an import (numba's, loaded when the first data set is packed) arrives
+        # wrapped: "Error calling __set_name__ ..." with the KeyboardInterrupt as its cause.
+        if not _caused_by_interrupt(exc):
+            raise
+        print("lowbit: interrupted", file=sys.stderr)
+        return 130
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 if __name__ == "__main__":
     sys.exit(main())
