@@ -94,6 +94,11 @@ class WovenGradientUnit(wiring.Component):
         # Two record slots by group parity: a group's record is still read by the pipeline's
         # tail when the next group is taken.
         recs = [Signal(residual_layout(S), name=f"rec{i}") for i in range(2)]
+        # With each record, the sums of its rows in pairs, d[2p] + d[2p+1]: a feature's bits in
+        # rows 2p and 2p+1 then pick one of {0, d[2p], d[2p+1], d[2p] + d[2p+1]}, so the per-feature
+        # tree adds S/2 terms, not S (and none at S = 2).
+        pairs = [[Signal(signed(51), name=f"pair{i}_{p}", reset_less=True) for p in range(S // 2)]
+                 for i in range(2)]
         gg = Signal(32)                 # group being read
         mb_pos = Signal(32)
         c = Signal(range(C + 1))
@@ -112,10 +117,11 @@ class WovenGradientUnit(wiring.Component):
             m.d.sync += [gg.eq(0), mb_pos.eq(0), busy.eq(0), self.groups_read.eq(0), gap.eq(GROUP_GAP)]
         with m.Elif(take):
             last_of_mb = (mb_pos + 1 == self.batch_groups) | (gg + 1 == self.groups)
-            with m.If(gg[0]):
-                m.d.sync += recs[1].eq(self.residuals.payload)
-            with m.Else():
-                m.d.sync += recs[0].eq(self.residuals.payload)
+            d_in = self.residuals.payload.d
+            for i in range(2):
+                with m.If(gg[0] == i):
+                    m.d.sync += recs[i].eq(self.residuals.payload)
+                    m.d.sync += [pairs[i][p].eq(d_in[2 * p] + d_in[2 * p + 1]) for p in range(S // 2)]
             m.d.sync += [busy.eq(1), c.eq(0), kk.eq(self.bits), cbase.eq(0), addr.eq(self.bits),
                          ends_mb.eq(last_of_mb), gap.eq(0),
                          mb_pos.eq(Mux(last_of_mb, 0, mb_pos + 1))]
@@ -145,7 +151,7 @@ class WovenGradientUnit(wiring.Component):
         line2 = Signal(W)
         m.d.sync += line2.eq(self.buf_data)
 
-        # ---- u+3: partial sums over rows (two adder levels), odd-code counts (used at plane 0).
+        # ---- u+3: partial sums over row pairs (two adder levels), odd-code counts (used at plane 0).
         # q and G are read for every plane (only the last one's are used), q in cycle u+2 and G in
         # u+3, so they arrive when the chunk's last plane needs them instead of riding the
         # pipeline from its first plane.
@@ -154,12 +160,15 @@ class WovenGradientUnit(wiring.Component):
         nodd = [Signal(nodd_w, name=f"nodd_{f}", reset_less=True) for f in range(CHUNK)]
         rec2 = Signal(residual_layout(S))
         m.d.comb += rec2.eq(Mux(u2["parity"], recs[1], recs[0]))
+        pair2 = [Mux(u2["parity"], pairs[1][p], pairs[0][p]) for p in range(S // 2)]
         parts = []
         for f in range(CHUNK):
-            bit = [line2[CHUNK * s + f] & rec2.valid[s] for s in range(S)]
-            parts.append(register_all(m, add_levels([Mux(bit[s], rec2.d[s], 0) for s in range(S)], 2),
-                                      f"gpart_{f}"))
-            m.d.sync += nodd[f].eq(sum(bit))
+            # (padding rows have d = 0, so their bits need no mask here; they do for n_odd)
+            hit = [line2[CHUNK * s + f] for s in range(S)]
+            terms = [Mux(hit[2 * p + 1], Mux(hit[2 * p], pair2[p], rec2.d[2 * p + 1]),
+                         Mux(hit[2 * p], rec2.d[2 * p], 0)) for p in range(S // 2)]
+            parts.append(register_all(m, add_levels(terms, 2), f"gpart_{f}"))
+            m.d.sync += nodd[f].eq(sum(hit[s] & rec2.valid[s] for s in range(S)))
         m.d.comb += [q_rd.addr.eq(u2["c"]), g_rd.addr.eq(u3["c"])]
 
         # ---- u+4: per-feature sums t; n_odd * q as shifted copies of q (no multiplier); G + m0 * sum r
@@ -188,8 +197,18 @@ class WovenGradientUnit(wiring.Component):
         hb = [Signal(signed(64), name=f"hb6_{f}", reset_less=True) for f in range(CHUNK)]
         corr6 = [delay(m, corr[f], 1, f"corr6_{f}") for f in range(CHUNK)]
         m.d.sync += [hb[f].eq(h[f] + gm[f]) for f in range(CHUNK)]
+        new_g = Cat((hb[f] - corr6[f])[:64] for f in range(CHUNK))
         fin = Signal(g_row, reset_less=True)
-        m.d.sync += fin.eq(Cat((hb[f] - corr6[f])[:64] for f in range(CHUNK)))
+        m.d.sync += fin.eq(new_g)
+        # What G's RAM is written with: fin, or 0 while clearing and at the end of a minibatch.
+        # Zeroed as a synchronous reset of its own register (free in an ECP5 flip-flop) rather
+        # than by a 2048-bit mux on the write data.
+        clear_now = self.clear | clearing
+        g_back = Signal(g_row, reset_less=True)
+        with m.If(clear_now | u6["end"]):
+            m.d.sync += g_back.eq(0)
+        with m.Else():
+            m.d.sync += g_back.eq(new_g)
         u7 = dict(valid=Signal(), c=Signal(range(C + 1)), end=Signal(), group_last=Signal(),
                   count=Signal(range(S + 1)))
         m.d.sync += [u7["valid"].eq(u6["valid"] & u6["last"])]
@@ -198,8 +217,7 @@ class WovenGradientUnit(wiring.Component):
         # ---- u+7: G back (0 at the end of a minibatch); the model row for the update is read
         # from stage 6's chunk (the same one), so w0 arrives with fin.
         m.d.comb += [g_wr.en.eq(clearing | u7["valid"]), g_wr.addr.eq(Mux(clearing, clr_addr, u7["c"]))]
-        with m.If(~clearing & ~u7["end"]):
-            m.d.comb += g_wr.data.eq(fin)
+        m.d.comb += g_wr.data.eq(g_back)
         m.d.comb += self.model_r_addr.eq(u6["c"])
         wb_rows = Mux(u7["valid"] & ~u7["end"] & u7["group_last"], u7["count"], 0)
 
@@ -235,15 +253,19 @@ class WovenGradientUnit(wiring.Component):
 
         # ---- w = sat32(w0 - rnd(gs * step, 32)), features >= F stay 0; half a chunk per cycle
         w_h = [Signal(signed(32), name=f"w_{i}", reset_less=True) for i in range(H)]
-        m.d.sync += [w_h[i].eq(Mux(reals[i], sat32(w0s[i] - (prods[i] >> STEP_FRAC)), 0)) for i in range(H)]
-        w_lo = [delay(m, w_h[i], 1, f"w_lo_{i}") for i in range(H)]
+        w_lo = [Signal(signed(32), name=f"w_lo_{i}", reset_less=True) for i in range(H)]
+        # (w_h, w_lo and q_h, q_lo are 0 while clearing: the RAMs are cleared through them)
+        with m.If(clear_now):
+            m.d.sync += [v.eq(0) for v in (*w_h, *w_lo)]
+        with m.Else():
+            m.d.sync += [w_h[i].eq(Mux(reals[i], sat32(w0s[i] - (prods[i] >> STEP_FRAC)), 0)) for i in range(H)]
+            m.d.sync += [w_lo[i].eq(w_h[i]) for i in range(H)]
         wr = delay(m, pb, lat_step + 1, "model_wr", reset_less=False)   # w_h holds 16-31, w_lo 0-15
         wr_c = delay(m, upd_c, lat_step + 1, "model_wr_c")
         wr_last = delay(m, upd_last, lat_step + 1, "model_wr_last")
         wr_count = delay(m, upd_count, lat_step + 1, "model_wr_count")
         m.d.comb += [self.model_w_en.eq(clearing | wr), self.model_w_addr.eq(Mux(clearing, clr_addr, wr_c))]
-        with m.If(~clearing):
-            m.d.comb += self.model_w_data.eq(Cat(*w_lo, *w_h))
+        m.d.comb += self.model_w_data.eq(Cat(*w_lo, *w_h))
         up_rows = Mux(wr & wr_last, wr_count, 0)
         with m.If(self.start):
             m.d.sync += [self.upd_written.eq(0), self.rows_done.eq(0)]
@@ -255,15 +277,17 @@ class WovenGradientUnit(wiring.Component):
         e_s = Cat(self.e_odd, Const(0, 1)).as_signed()
         q_h = [Signal(signed(48), name=f"q_{i}", reset_less=True) for i in range(H)]
         lat_q = None
+        q_lo = [Signal(signed(48), name=f"q_lo_{i}", reset_less=True) for i in range(H)]
         for i in range(H):
             unit = m.submodules[f"mul_e_{i}"] = PipelinedMul(CORR_BITS + 1, 32, 1 << (CORR_SHIFT - 1))
             m.d.comb += [unit.a.eq(e_s), unit.b.eq(w_h[i])]
-            m.d.sync += q_h[i].eq(unit.p >> CORR_SHIFT)
+            with m.If(clear_now):
+                m.d.sync += [q_h[i].eq(0), q_lo[i].eq(0)]
+            with m.Else():
+                m.d.sync += [q_h[i].eq(unit.p >> CORR_SHIFT), q_lo[i].eq(q_h[i])]
             lat_q = unit.latency
-        q_lo = [delay(m, q_h[i], 1, f"q_lo_{i}") for i in range(H)]
         qw = delay(m, wr, lat_q + 1, "q_wr", reset_less=False)
         qw_c = delay(m, wr_c, lat_q + 1, "q_wr_c")
         m.d.comb += [q_wr.en.eq(clearing | qw), q_wr.addr.eq(Mux(clearing, clr_addr, qw_c))]
-        with m.If(~clearing):
-            m.d.comb += q_wr.data.eq(Cat(*q_lo, *q_h))
+        m.d.comb += q_wr.data.eq(Cat(*q_lo, *q_h))
         return m
