@@ -47,7 +47,8 @@ class WovenGradientUnit(wiring.Component):
     m0 * sum r``; u+7 minus ``n_odd * q``: G written. Every stage is at most one carry chain
     (two adder levels in the row trees). The update (end of a minibatch) runs half a chunk per
     cycle through 16 ``PipelinedMul`` for ``gs * step`` and 16 for ``e_odd * w`` (chunks end >= 2
-    cycles apart): u+8 ``gs``, u+8/u+9 the halves enter, model written at u+15, ``q`` at u+21.
+    cycles apart): u+8 ``rnd(G, 15)``, u+9 ``gs``, u+9/u+10 the halves enter, model written at
+    u+16, ``q`` at u+22.
     """
 
     def __init__(self, *, line_bits: int, max_chunks: int, slot_lines: int):
@@ -223,8 +224,8 @@ class WovenGradientUnit(wiring.Component):
 
         # ---- update (end of a minibatch), half a chunk per cycle through shared multipliers:
         # chunks end >= 2 cycles apart (b >= 1), so 16 multipliers of each kind keep up, and the
-        # whole core fits the 85F's 156 MULT18X18D. u+8: gs = sat32(rnd(G, 15)) and w0 held;
-        # u+8 / u+9: features 0-15 / 16-31 enter gs * step (+ 2^31: rnd(., 32) = p >> 32).
+        # whole core fits the 85F's 156 MULT18X18D. u+8: rnd(G, 15); u+9: gs = sat32(.) and w0 held;
+        # u+9 / u+10: features 0-15 / 16-31 enter gs * step (+ 2^31: rnd(., 32) = p >> 32).
         H = CHUNK // 2
         gs = Signal(data.ArrayLayout(signed(32), CHUNK), reset_less=True)
         w0 = Signal(data.ArrayLayout(signed(32), CHUNK), reset_less=True)
@@ -232,13 +233,22 @@ class WovenGradientUnit(wiring.Component):
         upd_last = Signal(reset_less=True)
         upd_count = Signal(range(S + 1), reset_less=True)
         go = u7["valid"] & u7["end"]
+        # rnd(G, 15) and its sat32 in two stages (a 64-bit carry chain, then the range test)
+        g_rnd = [Signal(signed(64 - CODE_FRAC + 1), name=f"g_rnd_{f}", reset_less=True) for f in range(CHUNK)]
+        go2 = Signal()
+        held = [Signal.like(v, name=f"{n}_a") for n, v in (("w0", w0), ("upd_c", upd_c), ("upd_last", upd_last),
+                                                             ("upd_count", upd_count))]
         with m.If(go):
-            m.d.sync += [gs[f].eq(sat32(rshift_round(fin[f], CODE_FRAC))) for f in range(CHUNK)]
-            m.d.sync += [w0.eq(self.model_r_data), upd_c.eq(u7["c"]), upd_last.eq(u7["group_last"]),
-                         upd_count.eq(u7["count"])]
+            m.d.sync += [g_rnd[f].eq(rshift_round(fin[f], CODE_FRAC)) for f in range(CHUNK)]
+            m.d.sync += [a.eq(v) for a, v in zip(held, (self.model_r_data, u7["c"], u7["group_last"], u7["count"]))]
+        m.d.sync += go2.eq(go)
+        # (go2 copies what go held: the next chunk's go may come in the very next cycle)
+        with m.If(go2):
+            m.d.sync += [gs[f].eq(sat32(g_rnd[f])) for f in range(CHUNK)]
+            m.d.sync += [v.eq(a) for v, a in zip((w0, upd_c, upd_last, upd_count), held)]
         pa = Signal()                       # features 0-15 enter the multipliers
         pb = Signal()                       # features 16-31
-        m.d.sync += [pa.eq(go), pb.eq(pa)]
+        m.d.sync += [pa.eq(go2), pb.eq(pa)]
         step_s = Cat(self.step, Const(0, 1)).as_signed()
         prods, w0s, reals = [], [], []
         lat_step = None
