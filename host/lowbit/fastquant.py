@@ -1,34 +1,38 @@
 """Quantize and pack in one compiled pass, on every core: the fast path of ``lowbit.quant`` + ``lowbit.format``.
 
-:func:`quantize_pack` double-samples float data (any level set, b = 1..8) and writes the
-bit-plane lines of :mod:`lowbit.format` directly, without ever holding the codes of more than one
-chunk. It is the production path; ``lowbit.quant.double_sample`` and
+:func:`quantize_pack` double-samples float data (any level set, b = 1..8) and writes the lines of
+:mod:`lowbit.format` directly, in either layout (``planes`` or ``woven``), without ever holding the
+codes of more than one chunk. It is the production path; ``lowbit.quant.double_sample`` and
 ``lowbit.format.pack_codes`` stay the readable reference it is tested against
 (tests/test_fastquant.py): statistically (unbiasedness, the per-value distribution of codes) and
 exactly (code ranges, packing, layout).
 
 Design
 ------
-* **One layout function.** Where a code lands is decided only by :func:`code_slot` (row, feature
-  -> block, slot) and :func:`plane_line` (block, plane -> line): together they are
-  :func:`code_position`, ``(row, feature, plane) -> (line, bit)``. A *block* is ``line_bits``
-  codes stored as ``b + 1`` lines, one per bit plane, code at slot ``s`` in bit ``s`` of each.
-  A layout change in ``lowbit.format`` is an edit of these two functions (and of
-  :func:`rows_per_group`); the test comparing with ``pack_codes`` fails until it is made.
-* **Chunks.** Rows are cut into chunks of a whole number of *row groups* (the fewest rows that
-  fill whole blocks, :func:`rows_per_group`), so every chunk owns its lines and chunks run in
-  parallel (``numba.prange``) with no shared writes. A chunk's codes go to a small per-chunk
-  buffer in slot order, then each block is transposed to bit planes eight codes at a time (the
-  8x8 bit transpose of ``lowbit.format``).
+* **One layout function.** Both layouts store eight consecutive codes of a row (features
+  ``8q .. 8q + 7``, never across rows since rows are padded to 32 codes) as one byte per bit
+  plane, the planes of one unit in ``b + 1`` consecutive lines. Where those bytes land is decided
+  only by :func:`group_line` ((row, q) -> (line of plane 0, byte)); :func:`code_position`
+  ((row, feature, plane) -> (line, bit)) and :func:`chunk_lines` follow from it. A layout change
+  in ``lowbit.format`` is an edit there; the tests comparing with ``pack_codes`` fail until it is
+  made.
+* **Chunks.** Rows are cut into chunks of a whole number of woven row groups (``W / 32`` rows,
+  a multiple of the rows that fill whole ``planes`` blocks), so in both layouts every chunk owns
+  its lines and chunks run in parallel (``numba.prange``) with no shared writes. A chunk's codes
+  go to a small per-chunk byte buffer (row-major, rows padded), then every eight codes are
+  transposed to bit planes in one 8x8 bit transpose (as ``lowbit.format``) and their bytes stored.
 * **Random numbers.** Counter-based: the two uniforms of value ``i`` of chunk ``c`` are the two
   32-bit halves of ``mix64(chunk_key(c) + (i + 1) * GAMMA)`` (SplitMix64's output function over
   its Weyl sequence), with ``chunk_key`` a hash of (seed, copy, c). Chunk boundaries depend only
-  on the shape, never on the thread count, so the output is a function of (data, levels, seed,
-  copy) alone.
-* **Interval lookup.** Levels sit on the 2^-14 grid, so a 32K-entry table (one uint8 per grid
-  cell, it fits in L1) gives the interval of any value in one load: exactly the interval of the
-  reference (``searchsorted(levels, x, "right") - 1`` clipped) for float32 input, for uniform
-  and optimal levels alike and at the same speed.
+  on the shape, never on the thread count or the layout, so the codes are a function of (data,
+  levels, seed, copy) alone: the two layouts of one seed hold the same codes.
+* **Interval.** Evenly spaced levels (``uniform_levels``) need no search: the interval is
+  ``floor((x - l_0) / step)`` in float64, a branch-free loop the compiler vectorises. Near a
+  level the product may round across it; the probability is then clamped to [0, 1], which gives
+  the code of the level itself, so codes stay in the value's interval and values on a level are
+  exact. Other levels sit on the 2^-14 grid, so a 32K-entry table (one uint8 per grid cell, it
+  fits in L1) gives the interval of any value in one load, exactly the reference's
+  (``searchsorted(levels, x, "right") - 1`` clipped) for float32 input.
 """
 
 from __future__ import annotations
@@ -45,43 +49,59 @@ from .quant import fixed_levels_value
 
 #: Cells of the level grid over [-1, 1): one per 2^-14, the levels' resolution.
 _CELLS = 2 * LEVEL_ONE
-#: Target values per chunk: the chunk's code buffer (2 bytes per slot) stays in L2.
+#: Target values per chunk: the chunk's code buffers (1 byte per slot, twice at b = 8) stay in L2.
 _CHUNK_VALUES = 1 << 16
 #: SplitMix64's Weyl increment (the golden ratio in 64 bits).
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 
 
 # ------------------------------------------------------------------------------------ layout
-# The one place that knows where codes live in lines (lowbit.format, FORMAT_VERSION 1). ``geom``
-# is (padded_features, log2(line_bits), code_bits), from :func:`geometry`.
+# The one place that knows where codes live in lines (lowbit.format). ``geom`` is (padded_features,
+# log2(line_bits), code_bits, woven, log2(samples_per_line), chunks), from :func:`geometry`.
 
 @njit(inline="always", cache=True)
-def code_slot(row, feature, geom):
-    """(row, feature) -> (block, slot): codes are a row-major stream, rows padded, cut into blocks."""
-    n = row * geom[0] + feature
-    return n >> geom[1], n & ((1 << geom[1]) - 1)
+def group_line(row, q, geom):
+    """(row, group ``q`` of features 8q .. 8q + 7) -> (line of plane 0, byte): plane ``p`` of the
+    group is byte ``byte`` of line ``line + p``, feature ``8q + t`` at bit ``t``.
 
-
-@njit(inline="always", cache=True)
-def plane_line(block, plane, geom):
-    """(block, plane) -> line: a block's b + 1 planes are consecutive lines, LSB plane first."""
-    return block * geom[2] + plane
+    ``planes``: codes are a row-major stream (rows padded) cut into blocks of W codes, a block
+    stored as b + 1 consecutive lines. ``woven``: line ``(g * chunks + c) * (b + 1) + p`` holds
+    bit ``p`` of 32 features (chunk c) of the W / 32 rows of group g, row ``s`` in word ``s``.
+    """
+    if geom[3]:
+        unit = (row >> geom[4]) * geom[5] + (q >> 2)
+        return unit * geom[2], ((row & ((1 << geom[4]) - 1)) << 2) | (q & 3)
+    n = row * geom[0] + 8 * q
+    return (n >> geom[1]) * geom[2], (n & ((1 << geom[1]) - 1)) >> 3
 
 
 @njit(cache=True)
 def code_position(row, feature, plane, geom):
     """(row, feature, plane) -> (line, bit): bit ``plane`` of the code of (row, feature)."""
-    block, slot = code_slot(row, feature, geom)
-    return plane_line(block, plane, geom), slot
+    line, byte = group_line(row, feature >> 3, geom)
+    return line + plane, 8 * byte + (feature & 7)
+
+
+@njit(inline="always", cache=True)
+def chunk_lines(row0, row1, geom):
+    """``(first, stop)``: the lines holding rows ``row0 .. row1``, ``row0`` at a chunk boundary."""
+    if geom[3]:
+        per_group = geom[5] * geom[2]
+        return (row0 >> geom[4]) * per_group, ((row1 + (1 << geom[4]) - 1) >> geom[4]) * per_group
+    w = 1 << geom[1]
+    return ((row0 * geom[0]) >> geom[1]) * geom[2], ((row1 * geom[0] + w - 1) >> geom[1]) * geom[2]
 
 
 def geometry(fmt: LineFormat) -> np.ndarray:
-    """The layout parameters the compiled functions take (int64[3])."""
-    return np.array([fmt.padded_features, int(math.log2(fmt.line_bits)), fmt.code_bits], dtype=np.int64)
+    """The layout parameters the compiled functions take (int64[6])."""
+    return np.array([fmt.padded_features, int(math.log2(fmt.line_bits)), fmt.code_bits, fmt.layout == "woven",
+                     int(math.log2(fmt.samples_per_line)), fmt.chunks], dtype=np.int64)
 
 
 def rows_per_group(fmt: LineFormat) -> int:
-    """The fewest rows whose codes fill whole blocks: chunks of such groups own their lines."""
+    """The fewest rows whose codes fill whole units (``planes`` blocks, ``woven`` row groups)."""
+    if fmt.layout == "woven":
+        return fmt.samples_per_line
     return fmt.line_bits // math.gcd(fmt.padded_features, fmt.line_bits)
 
 
@@ -98,47 +118,61 @@ def _transpose8(x):
 
 
 @njit(cache=True)
-def _planes_from_slots(buf, nblocks, block0, geom, out, line_base):
-    """Write blocks ``block0 .. block0 + nblocks`` from their codes ``buf`` in slot order into
-    ``out``, whose first row is line ``line_base``."""
+def _pack_rows(lo, hi, row0, rows, geom, out, line_base):
+    """Store rows ``row0 .. row0 + rows`` from their codes in ``lo`` (low 8 bits, row-major, rows
+    padded) and ``hi`` (bit 8, used if b = 8) into ``out``, whose first row is line ``line_base``."""
     nbits = geom[2]
-    w = 1 << geom[1]
     low = min(nbits, 8)
-    for bi in range(nblocks):
-        for g in range(w >> 3):
-            base = bi * w + 8 * g
-            lo = np.uint64(0)
-            hi = np.uint64(0)
-            for t in range(8):
-                c = np.uint64(buf[base + t])
-                lo |= (c & np.uint64(0xFF)) << np.uint64(8 * t)
-                hi |= (c >> np.uint64(8)) << np.uint64(8 * t)
-            lo = _transpose8(lo)
+    groups = geom[0] >> 3
+    lo64 = lo.view(np.uint64)
+    hi64 = hi.view(np.uint64)
+    for r in range(rows):
+        for q in range(groups):
+            line, byte = group_line(row0 + r, q, geom)
+            line -= line_base
+            x = _transpose8(lo64[r * groups + q])
             for p in range(low):
-                out[plane_line(block0 + bi, p, geom) - line_base, g] = np.uint8((lo >> np.uint64(8 * p)) & np.uint64(0xFF))
+                out[line + p, byte] = np.uint8((x >> np.uint64(8 * p)) & np.uint64(0xFF))
             if nbits > 8:  # b = 8: the ninth plane is byte 0 of the transposed high bits
-                out[plane_line(block0 + bi, 8, geom) - line_base, g] = np.uint8(_transpose8(hi) & np.uint64(0xFF))
+                out[line + 8, byte] = np.uint8(_transpose8(hi64[r * groups + q]) & np.uint64(0xFF))
 
 
 @njit(cache=True)
-def _slots_from_planes(lines, nblocks, block0, geom, buf):
-    """Inverse of :func:`_planes_from_slots`: the codes of blocks ``block0 ..`` into ``buf`` (slot order)."""
+def _unpack_row(lines, row, geom, line_base, codes):
+    """Inverse of :func:`_pack_rows` for one row: its padded codes into ``codes`` (uint16)."""
     nbits = geom[2]
-    w = 1 << geom[1]
     low = min(nbits, 8)
-    for bi in range(nblocks):
-        for g in range(w >> 3):
-            lo = np.uint64(0)
-            for p in range(low):
-                lo |= np.uint64(lines[plane_line(block0 + bi, p, geom), g]) << np.uint64(8 * p)
-            lo = _transpose8(lo)
-            hib = np.uint64(0)
-            if nbits > 8:
-                hib = np.uint64(lines[plane_line(block0 + bi, 8, geom), g])
-            base = bi * w + 8 * g
-            for t in range(8):
-                buf[base + t] = np.uint16(((lo >> np.uint64(8 * t)) & np.uint64(0xFF))
-                                          | (((hib >> np.uint64(t)) & np.uint64(1)) << np.uint64(8)))
+    for q in range(geom[0] >> 3):
+        line, byte = group_line(row, q, geom)
+        line -= line_base
+        x = np.uint64(0)
+        for p in range(low):
+            x |= np.uint64(lines[line + p, byte]) << np.uint64(8 * p)
+        x = _transpose8(x)
+        h = np.uint64(0)
+        if nbits > 8:
+            h = _transpose8(np.uint64(lines[line + 8, byte]))  # bit 8 of code t at byte t
+        for t in range(8):
+            codes[8 * q + t] = np.uint16(((x >> np.uint64(8 * t)) & np.uint64(0xFF))
+                                         | (((h >> np.uint64(8 * t)) & np.uint64(1)) << np.uint64(8)))
+
+
+@njit(cache=True)
+def decode_row(lines, row, geom, lo, hi):
+    """One row's codes from its bit planes: bits 0-7 into ``lo``, bit 8 (b = 8 only; else ``hi``
+    is left alone) into ``hi``, both uint8 of ``padded_features``. What the golden model reads."""
+    nbits = geom[2]
+    low = min(nbits, 8)
+    lo64 = lo.view(np.uint64)
+    hi64 = hi.view(np.uint64)
+    for q in range(geom[0] >> 3):
+        line, byte = group_line(row, q, geom)
+        x = np.uint64(0)
+        for p in range(low):
+            x |= np.uint64(lines[line + p, byte]) << np.uint64(8 * p)
+        lo64[q] = _transpose8(x)
+        if nbits > 8:
+            hi64[q] = _transpose8(np.uint64(lines[line + 8, byte]))
 
 
 # ------------------------------------------------------------------------------------ random
@@ -183,56 +217,97 @@ def level_tables(levels_q) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return lv, inv, k
 
 
+def evenly_spaced(levels_q) -> bool:
+    """Whether the levels are evenly spaced (``uniform_levels``): then the interval is arithmetic."""
+    d = np.diff(np.asarray(levels_q, dtype=np.int64))
+    return bool(d[0] > 0 and np.all(d == d[0]))
+
+
 @njit(inline="always", cache=True)
-def _code(x, lv, inv, cell, h):
-    """The double-sampling code of ``x`` from 64 random bits ``h`` (two 32-bit uniforms)."""
-    x = min(max(x, -1.0), 1.0)
+def _two_draws(p, h):
+    """How many of two roundings go up, each with probability ``p``, from 64 random bits ``h``
+    (two 32-bit uniforms u: P(u < p 2^32) = p, to 2^-32)."""
+    t = p * 4294967296.0
+    return (np.int64(np.float64(h & np.uint64(0xFFFFFFFF)) < t)
+            + np.int64(np.float64(h >> np.uint64(32)) < t))
+
+
+@njit(inline="always", cache=True)
+def _even_code(x, lv0, width, inv, kmax, h):
+    """The code of ``x`` for evenly spaced levels ``lv0 + k width``: no lookup, so it vectorises."""
+    x = min(max(np.float64(x), -1.0), 1.0)
+    k = min(np.int64((x - lv0) * inv), kmax)  # x - lv0 >= 0: truncation is floor
+    p = min(max((x - (lv0 + k * width)) * inv, 0.0), 1.0)
+    return 2 * k + _two_draws(p, h)
+
+
+@njit(inline="always", cache=True)
+def _table_code(x, lv, inv, cell, h):
+    """The code of ``x`` for any levels, through the grid table."""
+    x = min(max(np.float64(x), -1.0), 1.0)
     k = np.int64(cell[int((x + 1.0) * LEVEL_ONE)])  # exact for float32 x: (x + 1) 2^14 is exact
     # p is clamped because a float64 x within one ulp below a level can land in the level's cell.
-    t = max(min((x - lv[k]) * inv[k], 1.0), 0.0) * 4294967296.0  # P(u < t) = p for u uniform on 0 .. 2^32 - 1
-    return 2 * k + (np.int64(h & np.uint64(0xFFFFFFFF)) < t) + (np.int64(h >> np.uint64(32)) < t)
+    p = max(min((x - lv[k]) * inv[k], 1.0), 0.0)
+    return 2 * k + _two_draws(p, h)
+
+
+@njit(cache=True)
+def _quantize_chunk(X, r0, r1, even, lv, inv, cell, ck, pf, lo, hi):
+    """Codes of rows ``r0 .. r1`` of ``X`` into ``lo`` / ``hi`` (row-major, rows padded to ``pf``)."""
+    f = X.shape[1]
+    kmax = lv.size - 2
+    lv0, width, inv0 = lv[0], lv[1] - lv[0], inv[0]
+    for r in range(r0, r1):
+        x = X[r]
+        base = (r - r0) * pf
+        # Row slices, not lo[base + j]: an index the compiler cannot prove >= 0 stops vectorisation.
+        cl, ch = lo[base : base + f], hi[base : base + f]
+        ctr = ck + np.uint64((r - r0) * f + 1) * _GAMMA  # value i of the chunk draws at ck + i GAMMA, i >= 1
+        if even:
+            for j in range(f):
+                c = _even_code(x[j], lv0, width, inv0, kmax, _mix64(ctr + np.uint64(j) * _GAMMA))
+                cl[j] = np.uint8(c & 0xFF)
+                ch[j] = np.uint8(c >> 8)
+        else:
+            for j in range(f):
+                c = _table_code(x[j], lv, inv, cell, _mix64(ctr + np.uint64(j) * _GAMMA))
+                cl[j] = np.uint8(c & 0xFF)
+                ch[j] = np.uint8(c >> 8)
 
 
 @njit(parallel=True, cache=True)
-def _quantize_pack_kernel(X, row0, nchunks, chunk_rows, lv, inv, cell, key, geom, out, line_base):
+def _quantize_pack_kernel(X, row0, nchunks, crows, even, lv, inv, cell, key, geom, out, line_base):
     """Chunks ``0 .. nchunks`` of rows of ``X`` (global row ``row0 + r``) into ``out``'s lines."""
-    n, f = X.shape
-    w = 1 << geom[1]
+    n = X.shape[0]
+    pf = geom[0]
     for c in prange(nchunks):
-        r0 = c * chunk_rows
-        r1 = min(n, r0 + chunk_rows)
-        b0, _ = code_slot(row0 + r0, 0, geom)
-        bl, _ = code_slot(row0 + r1 - 1, f - 1, geom)
-        buf = np.zeros((bl - b0 + 1) * w, dtype=np.uint16)  # padding slots stay code 0
-        gchunk = (row0 // chunk_rows) + c  # global chunk index: its RNG stream
-        ck = _chunk_key(key, gchunk)
-        i = np.uint64(0)
-        for r in range(r0, r1):
-            for j in range(f):
-                i += np.uint64(1)
-                h = _mix64(ck + i * _GAMMA)
-                blk, s = code_slot(row0 + r, j, geom)
-                buf[(blk - b0) * w + s] = _code(np.float64(X[r, j]), lv, inv, cell, h)
-        _planes_from_slots(buf, bl - b0 + 1, b0, geom, out, line_base)
+        r0 = c * crows
+        r1 = min(n, r0 + crows)
+        lo = np.zeros(crows * pf, dtype=np.uint8)  # padding features stay code 0
+        hi = np.zeros(crows * pf, dtype=np.uint8)
+        _quantize_chunk(X, r0, r1, even, lv, inv, cell, _chunk_key(key, row0 // crows + c), pf, lo, hi)
+        if r1 - r0 < crows:  # the last chunk: its lines' padding (rows past the end) is code 0
+            first, stop = chunk_lines(row0 + r0, row0 + r1, geom)
+            out[first - line_base : stop - line_base] = 0
+        _pack_rows(lo, hi, row0 + r0, r1 - r0, geom, out, line_base)
 
 
 def chunk_rows(fmt: LineFormat) -> int:
-    """Rows per chunk (and per RNG stream): whole row groups, about 64K values."""
-    g = rows_per_group(fmt)
+    """Rows per chunk (and per RNG stream): whole woven row groups (so also whole ``planes``
+    blocks), about 64K values; the same for both layouts, so both hold the same codes."""
+    g = fmt.samples_per_line
     return g * max(1, _CHUNK_VALUES // (g * fmt.padded_features))
 
 
 def line_span(fmt: LineFormat, row0: int, row1: int) -> tuple[int, int]:
-    """``(first, stop)``: the lines holding rows ``row0 .. row1`` (row0 at a row-group boundary)."""
-    geom = geometry(fmt)
-    first, _ = code_position(row0, 0, 0, geom)
-    last, _ = code_position(row1 - 1, fmt.features - 1, fmt.code_bits - 1, geom)
-    return int(first), int(last) + 1
+    """``(first, stop)``: the lines holding rows ``row0 .. row1`` (row0 at a chunk boundary)."""
+    first, stop = chunk_lines(row0, row1, geometry(fmt))
+    return int(first), int(stop)
 
 
 def quantize_pack(X, fmt: LineFormat, levels_q, *, seed=0, copy: int = 0, out=None, sink=None, transform=None,
                   progress=None, super_rows: int | None = None) -> np.ndarray | None:
-    """Double-sample ``X`` against ``levels_q`` and pack it: one copy's lines.
+    """Double-sample ``X`` against ``levels_q`` and pack it: one copy's lines, in ``fmt.layout``.
 
     Parameters
     ----------
@@ -241,6 +316,7 @@ def quantize_pack(X, fmt: LineFormat, levels_q, *, seed=0, copy: int = 0, out=No
         one super-chunk of rows at a time. Must be finite (not checked here: callers validate,
         e.g. in ``transform``).
     fmt : LineFormat
+        Either layout; the codes do not depend on it.
     levels_q : ndarray int16 (2^b,)
         The engine's levels (``lowbit.quant.levels_to_fixed``).
     seed : int or numpy.random.Generator
@@ -278,24 +354,26 @@ def quantize_pack(X, fmt: LineFormat, levels_q, *, seed=0, copy: int = 0, out=No
     lv, inv, cell = level_tables(levels_q)
     if lv.size != 1 << fmt.bits:
         raise ValueError(f"{fmt.bits} bits need {1 << fmt.bits} levels, got {lv.size}")
+    even = evenly_spaced(levels_q)
     geom = geometry(fmt)
     key = stream_key(seed, copy)
     cr = chunk_rows(fmt)
     step = cr * max(1, (super_rows or (1 << 22) // fmt.padded_features) // cr)
     for r0 in range(0, n, step):
         r1 = min(n, r0 + step)
-        part = np.asarray(X[r0:r1]) if transform is None else np.asarray(transform(X[r0:r1]))
+        part = X[r0:r1] if transform is None else transform(X[r0:r1])
+        part = np.ascontiguousarray(part)  # a contiguous memmap slice is read in place
         if part.shape != (r1 - r0, fmt.features):
             raise ValueError(f"transformed rows have shape {part.shape}, expected {(r1 - r0, fmt.features)}")
         if part.dtype not in (np.float32, np.float64):
             part = part.astype(np.float64)
         nch = -(-(r1 - r0) // cr)
         if sink is None:
-            _quantize_pack_kernel(part, r0, nch, cr, lv, inv, cell, key, geom, out, 0)
+            _quantize_pack_kernel(part, r0, nch, cr, even, lv, inv, cell, key, geom, out, 0)
         else:
             first, stop = line_span(fmt, r0, r1)
             buf = np.empty((stop - first, fmt.line_bytes), dtype=np.uint8)
-            _quantize_pack_kernel(part, r0, nch, cr, lv, inv, cell, key, geom, buf, first)
+            _quantize_pack_kernel(part, r0, nch, cr, even, lv, inv, cell, key, geom, buf, first)
             sink(buf)
         if progress is not None:
             progress(r1 - r0)
@@ -304,64 +382,32 @@ def quantize_pack(X, fmt: LineFormat, levels_q, *, seed=0, copy: int = 0, out=No
 
 # -------------------------------------------------------------------------- packing, unpacking
 @njit(parallel=True, cache=True)
-def _pack_kernel(codes, nchunks, chunk_rows, geom, out):
+def _pack_kernel(codes, nchunks, crows, geom, out):
     n, f = codes.shape
-    w = 1 << geom[1]
+    pf = geom[0]
     for c in prange(nchunks):
-        r0 = c * chunk_rows
-        r1 = min(n, r0 + chunk_rows)
-        b0, _ = code_slot(r0, 0, geom)
-        bl, _ = code_slot(r1 - 1, f - 1, geom)
-        buf = np.zeros((bl - b0 + 1) * w, dtype=np.uint16)
+        r0 = c * crows
+        r1 = min(n, r0 + crows)
+        lo = np.zeros(crows * pf, dtype=np.uint8)
+        hi = np.zeros(crows * pf, dtype=np.uint8)
         for r in range(r0, r1):
             for j in range(f):
-                blk, s = code_slot(r, j, geom)
-                buf[(blk - b0) * w + s] = codes[r, j]
-        _planes_from_slots(buf, bl - b0 + 1, b0, geom, out, 0)
-
-
-@njit(parallel=True, cache=True)
-def _pack_woven_kernel(codes, samples, chunks, planes, out):
-    """Woven layout (``lowbit.format``, version 2): line ``(g * chunks + c) * planes + k`` holds, in
-    its little-endian 32-bit word ``s``, bit ``k`` of the codes of row ``g * samples + s``, feature
-    ``32 c + f`` at bit ``f``; padding rows and features are code 0. One thread per group of rows:
-    a group owns its lines."""
-    n, f = codes.shape
-    groups = (n + samples - 1) // samples
-    for g in prange(groups):
-        words = np.empty(planes, dtype=np.uint32)
-        for c in range(chunks):
-            j0 = c * 32
-            j1 = min(f, j0 + 32)
-            for s in range(samples):
-                r = g * samples + s
-                for k in range(planes):
-                    words[k] = 0
-                if r < n:
-                    for j in range(j0, j1):
-                        v = np.uint32(codes[r, j])
-                        bit = np.uint32(j - j0)
-                        for k in range(planes):
-                            words[k] |= ((v >> np.uint32(k)) & np.uint32(1)) << bit
-                for k in range(planes):
-                    line = (g * chunks + c) * planes + k
-                    w = words[k]
-                    for q in range(4):
-                        out[line, 4 * s + q] = np.uint8((w >> np.uint32(8 * q)) & np.uint32(0xFF))
+                lo[(r - r0) * pf + j] = np.uint8(codes[r, j] & 0xFF)
+                hi[(r - r0) * pf + j] = np.uint8(codes[r, j] >> 8)
+        if r1 - r0 < crows:
+            first, stop = chunk_lines(r0, r1, geom)
+            out[first:stop] = 0
+        _pack_rows(lo, hi, r0, r1 - r0, geom, out, 0)
 
 
 def pack_codes_fast(codes, fmt: LineFormat) -> np.ndarray:
-    """``lowbit.format.pack_codes`` through the compiled layouts (same result, bit for bit), for
-    either layout ``fmt.layout`` names."""
+    """``lowbit.format.pack_codes`` through the compiled layout function (same result, bit for
+    bit), for either layout ``fmt.layout`` names."""
     codes = np.ascontiguousarray(codes, dtype=np.uint16)
     if codes.ndim != 2 or codes.shape[1] != fmt.features or codes.shape[0] < 1:
         raise ValueError(f"codes must have shape (rows >= 1, {fmt.features}), got {codes.shape}")
     if codes.max() >= fmt.codes:
         raise ValueError(f"codes out of range for {fmt.bits}-bit double sampling: valid 0..{fmt.codes - 1}")
-    if fmt.layout == "woven":
-        out = np.empty((fmt.lines_per_copy(codes.shape[0]), fmt.line_bytes), dtype=np.uint8)
-        _pack_woven_kernel(codes, fmt.samples_per_line, fmt.chunks, fmt.code_bits, out)
-        return out
     out = np.empty((fmt.lines_per_copy(codes.shape[0]), fmt.line_bytes), dtype=np.uint8)
     cr = chunk_rows(fmt)
     _pack_kernel(codes, -(-codes.shape[0] // cr), cr, geometry(fmt), out)
@@ -369,52 +415,76 @@ def pack_codes_fast(codes, fmt: LineFormat) -> np.ndarray:
 
 
 @njit(cache=True)
-def unpack_rows(lines, row0, row1, features, geom, buf, codes):
-    """Codes of rows ``row0 .. row1`` (a whole number of row groups from ``row0``, or up to the last
-    row) into ``codes[: row1 - row0]``; ``buf`` is scratch of at least their blocks' slots."""
-    w = 1 << geom[1]
-    b0, _ = code_slot(row0, 0, geom)
-    bl, _ = code_slot(row1 - 1, features - 1, geom)
-    _slots_from_planes(lines, bl - b0 + 1, b0, geom, buf)
+def unpack_rows(lines, row0, row1, features, geom, row, codes):
+    """Codes of rows ``row0 .. row1`` into ``codes[: row1 - row0]``; ``row`` is scratch of
+    ``padded_features`` uint16."""
     for r in range(row0, row1):
-        for j in range(features):
-            blk, s = code_slot(r, j, geom)
-            codes[r - row0, j] = buf[(blk - b0) * w + s]
+        _unpack_row(lines, r, geom, 0, row)
+        codes[r - row0, :] = row[:features]
 
 
 @njit(cache=True)
-def _max_code(lines, rows, features, geom, group_rows, buf, codes):
+def _max_code(lines, rows, geom, row):
     top = 0
-    for r0 in range(0, rows, group_rows):
-        r1 = min(rows, r0 + group_rows)
-        unpack_rows(lines, r0, r1, features, geom, buf, codes)
-        for i in range(r1 - r0):
-            for j in range(features):
-                top = max(top, np.int64(codes[i, j]))
+    for r in range(rows):
+        _unpack_row(lines, r, geom, 0, row)
+        top = max(top, np.int64(row.max()))  # padding codes are 0
     return top
 
 
 def max_code(lines, fmt: LineFormat, rows: int, copies: int = 1) -> int:
-    """The largest code in ``copies`` packed copies (validation of loaded data), a row group at a time."""
+    """The largest code in ``copies`` packed copies (validation of loaded data), a row at a time."""
     per = fmt.lines_per_copy(rows)
-    gr = chunk_rows(fmt)
-    buf = np.empty((fmt.blocks(gr) + 1) * fmt.line_bits, dtype=np.uint16)
-    codes = np.empty((gr, fmt.features), dtype=np.uint16)
+    row = np.empty(fmt.padded_features, dtype=np.uint16)
     geom = geometry(fmt)
-    return max(int(_max_code(np.ascontiguousarray(lines[k * per : (k + 1) * per]), rows, fmt.features, geom, gr,
-                             buf, codes)) for k in range(copies))
+    return max(int(_max_code(np.ascontiguousarray(lines[k * per : (k + 1) * per]), rows, geom, row))
+               for k in range(copies))
 
 
 def unpack_codes_fast(lines, fmt: LineFormat, rows: int) -> np.ndarray:
-    """``lowbit.format.unpack_codes`` through the compiled layout: ``(rows, F)`` uint16."""
+    """``lowbit.format.unpack_codes`` through the compiled layout function: ``(rows, F)`` uint16."""
     lines = np.ascontiguousarray(lines, dtype=np.uint8)
     need = fmt.lines_per_copy(rows)
     if lines.ndim != 2 or lines.shape[1] != fmt.line_bytes or lines.shape[0] < need:
         raise ValueError(f"need at least {need} lines of {fmt.line_bytes} bytes for {rows} rows, got {lines.shape}")
     codes = np.empty((rows, fmt.features), dtype=np.uint16)
-    buf = np.empty(fmt.blocks(rows) * fmt.line_bits, dtype=np.uint16)
-    unpack_rows(lines, 0, rows, fmt.features, geometry(fmt), buf, codes)
+    unpack_rows(lines, 0, rows, fmt.features, geometry(fmt), np.empty(fmt.padded_features, np.uint16), codes)
     return codes
+
+
+@njit(cache=True)
+def _scan(X):
+    """``(first, top)``: the flat index of the first NaN/inf (-1 if none) and max |x| of a 2-D array."""
+    top = 0.0
+    for r in range(X.shape[0]):
+        x = X[r]
+        nan = False
+        for j in range(x.shape[0]):
+            a = abs(np.float64(x[j]))
+            top = a if a > top else top  # NaN never wins a comparison: counted apart
+            nan |= a != a
+        if nan or top == np.inf:
+            for j in range(x.shape[0]):
+                if not np.isfinite(x[j]):
+                    return r * x.shape[0] + j, top
+    return -1, top
+
+
+def finite_abs_max(X, what: str = "X") -> float:
+    """max |x| of float data after checking it is finite, in one compiled pass with no copy
+    (``lowbit.quant.check_finite`` converts to float64 first: 2x the memory of float32 data).
+
+    Raises ValueError naming the first NaN/inf, as ``check_finite`` does.
+    """
+    X = np.asarray(X)
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    flat = np.ascontiguousarray(X.reshape(X.shape[0] if X.ndim >= 2 else 1, -1))
+    first, top = _scan(flat)
+    if first >= 0:
+        where = np.unravel_index(int(first), X.shape)
+        raise ValueError(f"{what} contains NaN or inf (first at index {tuple(int(i) for i in where)})")
+    return float(top)
 
 
 def set_threads(n: int | None) -> int:

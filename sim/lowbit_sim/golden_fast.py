@@ -20,15 +20,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from lowbit.fastquant import geometry, rows_per_group, unpack_rows
+from lowbit.fastquant import decode_row, geometry
 from lowbit.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, INT32_MAX, INT32_MIN, LOSS_SHIFT, STEP_FRAC
 from lowbit.format import LineFormat
 
 from .golden import EngineConfig, GoldenRun
 
 _UINT64_MAX = np.uint64(0xFFFFFFFFFFFFFFFF)
-#: Codes decoded at a time (a whole number of row groups).
-_GROUP_VALUES = 1 << 16
 
 
 @njit(inline="always", cache=True)
@@ -41,41 +39,56 @@ def _sat32(x):
     return min(max(x, INT32_MIN), INT32_MAX)
 
 
-@njit(cache=True)
-def _epoch(lines, rows, features, geom, group_rows, tm, te, ncodes, y, batch, step, w, buf, codes, g):
-    """One epoch over one copy's ``lines``; updates ``w`` (int64) in place.
+@njit(inline="always", cache=True)
+def _row_dot(lo, hi, features, tm, te, w, m, gc):
+    """One row's ``dot = sum_j m_j w_j``; keeps ``m_j`` for the gradient and adds the row's
+    corrections ``rnd(e_j w_j, 8)`` to ``gc``. Also returns the row's largest code.
 
-    Returns ``(loss, bad)``: the saturated uint64 loss accumulator, and the first out-of-range
-    code seen (-1 if none; then the caller raises).
+    Every product is int32 x int32 into int64 (``m``, ``e``, ``w`` all fit in 32 bits), which the
+    compiler vectorises; the sums are exact, so splitting G into ``sum m r`` and ``sum rnd(e w)``
+    changes nothing but the order of exact integer additions.
+    """
+    dot = np.int64(0)
+    top = np.int64(0)
+    for j in range(features):
+        c = np.int64(lo[j]) | (np.int64(hi[j]) << 8)
+        top = max(top, c)
+        mj = tm[c]
+        m[j] = mj
+        wj = np.int64(w[j])
+        dot += np.int64(mj) * wj
+        gc[j] += _rnd(np.int64(te[c]) * wj, CORR_SHIFT)
+    return dot, top
+
+
+@njit(cache=True)
+def _epoch(lines, rows, features, geom, tm, te, ncodes, y, batch, step, w, lo, hi, m, g, gc):
+    """One epoch over one copy's ``lines``; updates ``w`` (int32) in place.
+
+    Each row is decoded from its bit planes into ``lo`` / ``hi`` (code bits 0-7 and 8) and used
+    at once: memory is O(features). Returns ``(loss, bad)``: the saturated uint64 loss
+    accumulator, and the largest code seen if it is out of range (-1 if none; then the caller
+    raises and the epoch's result is discarded).
     """
     loss = np.uint64(0)
-    lo = 0
-    hi = 0  # rows lo .. hi are decoded in ``codes``
+    top = np.int64(0)
     for start in range(0, rows, batch):
         end = min(rows, start + batch)
         g[:] = 0
+        gc[:] = 0
         for r in range(start, end):
-            if r >= hi:
-                lo = r
-                hi = min(rows, r + group_rows)
-                unpack_rows(lines, lo, hi, features, geom, buf, codes)
-                for i in range(hi - lo):
-                    for j in range(features):
-                        if codes[i, j] >= ncodes:
-                            return loss, np.int64(codes[i, j])
-            c = codes[r - lo]
-            dot = np.int64(0)
-            for j in range(features):
-                dot += tm[c[j]] * w[j]
-            res = _sat32(_rnd(dot, CODE_FRAC) - y[r])
-            term = np.uint64((res * res) >> LOSS_SHIFT)
+            decode_row(lines, r, geom, lo, hi)
+            dot, t = _row_dot(lo, hi, features, tm, te, w, m, gc)
+            top = max(top, t)
+            res = np.int32(_sat32(_rnd(dot, CODE_FRAC) - y[r]))  # int32, so m * res is a 32 x 32 product
+            term = np.uint64((np.int64(res) * np.int64(res)) >> LOSS_SHIFT)
             loss = _UINT64_MAX if loss > _UINT64_MAX - term else loss + term
             for j in range(features):
-                g[j] += tm[c[j]] * res - _rnd(te[c[j]] * w[j], CORR_SHIFT)
+                g[j] += np.int64(m[j]) * np.int64(res)
         for j in range(features):
-            gs = _sat32(_rnd(g[j], CODE_FRAC))
-            w[j] = _sat32(w[j] - _rnd(gs * step, STEP_FRAC))
-    return loss, np.int64(-1)
+            gs = _sat32(_rnd(g[j] - gc[j], CODE_FRAC))
+            w[j] = _sat32(np.int64(w[j]) - _rnd(gs * step, STEP_FRAC))
+    return loss, (top if top >= ncodes else np.int64(-1))
 
 
 def run_packed(cfg: EngineConfig, lines, labels, table_m, table_e, fmt: LineFormat, *, progress=None) -> GoldenRun:
@@ -125,23 +138,23 @@ def run_packed(cfg: EngineConfig, lines, labels, table_m, table_e, fmt: LineForm
     if np.abs(tm).max() > (1 << 16) or te.min() < 0 or te.max() >= (1 << CORR_BITS):
         raise ValueError(f"code table entries out of range (m is int17, e is uint{CORR_BITS})")
     # Tables padded to every (b+1)-bit value, so a corrupt code indexes in bounds before it is reported.
-    tm_full = np.zeros(1 << (cfg.bits + 1), dtype=np.int64)
+    tm_full = np.zeros(1 << (cfg.bits + 1), dtype=np.int32)
     te_full = np.zeros_like(tm_full)
     tm_full[:ncodes], te_full[:ncodes] = tm[:ncodes], te[:ncodes]
 
     geom = geometry(fmt)
-    grp = rows_per_group(fmt)
-    group_rows = grp * max(1, _GROUP_VALUES // (grp * fmt.padded_features))
-    buf = np.empty((fmt.blocks(group_rows) + 1) * fmt.line_bits, dtype=np.uint16)
-    codes = np.empty((group_rows, cfg.features), dtype=np.uint16)
+    lo = np.zeros(fmt.padded_features, dtype=np.uint8)
+    hi = np.zeros(fmt.padded_features, dtype=np.uint8)  # bit 8 of the codes: stays 0 below b = 8
+    m = np.empty(cfg.features, dtype=np.int32)
     g = np.empty(cfg.features, dtype=np.int64)
-    w = np.zeros(cfg.features, dtype=np.int64)
+    gc = np.empty(cfg.features, dtype=np.int64)
+    w = np.zeros(cfg.features, dtype=np.int32)
     models = np.zeros((cfg.epochs, cfg.features), dtype=np.int32)
     losses: list[int] = []
     for epoch in range(cfg.epochs):
         k = epoch % cfg.copies
-        loss, bad = _epoch(lines[k * per : (k + 1) * per], cfg.rows, cfg.features, geom, group_rows, tm_full,
-                           te_full, ncodes, y, cfg.batch, cfg.step, w, buf, codes, g)
+        loss, bad = _epoch(lines[k * per : (k + 1) * per], cfg.rows, cfg.features, geom, tm_full, te_full, ncodes,
+                           y, cfg.batch, cfg.step, w, lo, hi, m, g, gc)
         if bad >= 0:
             raise ValueError(f"codes out of range for {cfg.bits}-bit double sampling (0..{ncodes - 1}): "
                              f"copy {k} holds code {bad}")
