@@ -117,6 +117,19 @@ def _transpose8(x):
     return x ^ t ^ (t << np.uint64(28))
 
 
+@njit(inline="always", cache=True)
+def _gather_bits(x):
+    """Bit 0 of each byte of ``x`` (bytes 0 or 1) -> bit t of one byte (a multiply gathers them)."""
+    return (x * np.uint64(0x0102040810204080)) >> np.uint64(56)
+
+
+@njit(inline="always", cache=True)
+def _spread_bits(b):
+    """Inverse of :func:`_gather_bits`: bit t of a byte -> byte t (0 or 1)."""
+    x = (np.uint64(b) * np.uint64(0x0101010101010101)) & np.uint64(0x8040201008040201)
+    return ((x + np.uint64(0x7F7F7F7F7F7F7F7F)) >> np.uint64(7)) & np.uint64(0x0101010101010101)
+
+
 @njit(cache=True)
 def _pack_rows(lo, hi, row0, rows, geom, out, line_base):
     """Store rows ``row0 .. row0 + rows`` from their codes in ``lo`` (low 8 bits, row-major, rows
@@ -126,53 +139,39 @@ def _pack_rows(lo, hi, row0, rows, geom, out, line_base):
     groups = geom[0] >> 3
     lo64 = lo.view(np.uint64)
     hi64 = hi.view(np.uint64)
+    # Flat unsigned indices: no negative-index wraparound to check on every store.
+    flat = out.reshape(-1)
+    lb = np.uint64(out.shape[1])
     for r in range(rows):
         for q in range(groups):
             line, byte = group_line(row0 + r, q, geom)
-            line -= line_base
+            a = np.uint64(line - line_base) * lb + np.uint64(byte)
             x = _transpose8(lo64[r * groups + q])
             for p in range(low):
-                out[line + p, byte] = np.uint8((x >> np.uint64(8 * p)) & np.uint64(0xFF))
-            if nbits > 8:  # b = 8: the ninth plane is byte 0 of the transposed high bits
-                out[line + 8, byte] = np.uint8(_transpose8(hi64[r * groups + q]) & np.uint64(0xFF))
-
-
-@njit(cache=True)
-def _unpack_row(lines, row, geom, line_base, codes):
-    """Inverse of :func:`_pack_rows` for one row: its padded codes into ``codes`` (uint16)."""
-    nbits = geom[2]
-    low = min(nbits, 8)
-    for q in range(geom[0] >> 3):
-        line, byte = group_line(row, q, geom)
-        line -= line_base
-        x = np.uint64(0)
-        for p in range(low):
-            x |= np.uint64(lines[line + p, byte]) << np.uint64(8 * p)
-        x = _transpose8(x)
-        h = np.uint64(0)
-        if nbits > 8:
-            h = _transpose8(np.uint64(lines[line + 8, byte]))  # bit 8 of code t at byte t
-        for t in range(8):
-            codes[8 * q + t] = np.uint16(((x >> np.uint64(8 * t)) & np.uint64(0xFF))
-                                         | (((h >> np.uint64(8 * t)) & np.uint64(1)) << np.uint64(8)))
+                flat[a + np.uint64(p) * lb] = np.uint8((x >> np.uint64(8 * p)) & np.uint64(0xFF))
+            if nbits > 8:  # b = 8: the ninth plane
+                flat[a + np.uint64(8) * lb] = np.uint8(_gather_bits(hi64[r * groups + q]))
 
 
 @njit(cache=True)
 def decode_row(lines, row, geom, lo, hi):
-    """One row's codes from its bit planes: bits 0-7 into ``lo``, bit 8 (b = 8 only; else ``hi``
-    is left alone) into ``hi``, both uint8 of ``padded_features``. What the golden model reads."""
+    """One row's codes from its bit planes (inverse of :func:`_pack_rows`): bits 0-7 into ``lo``,
+    bit 8 (b = 8 only; else ``hi`` is left alone) into ``hi``, both uint8 of ``padded_features``."""
     nbits = geom[2]
     low = min(nbits, 8)
     lo64 = lo.view(np.uint64)
     hi64 = hi.view(np.uint64)
+    flat = lines.reshape(-1)
+    lb = np.uint64(lines.shape[1])
     for q in range(geom[0] >> 3):
         line, byte = group_line(row, q, geom)
+        a = np.uint64(line) * lb + np.uint64(byte)
         x = np.uint64(0)
         for p in range(low):
-            x |= np.uint64(lines[line + p, byte]) << np.uint64(8 * p)
+            x |= np.uint64(flat[a + np.uint64(p) * lb]) << np.uint64(8 * p)
         lo64[q] = _transpose8(x)
         if nbits > 8:
-            hi64[q] = _transpose8(np.uint64(lines[line + 8, byte]))
+            hi64[q] = _spread_bits(flat[a + np.uint64(8) * lb])
 
 
 # ------------------------------------------------------------------------------------ random
@@ -225,20 +224,22 @@ def evenly_spaced(levels_q) -> bool:
 
 @njit(inline="always", cache=True)
 def _two_draws(p, h):
-    """How many of two roundings go up, each with probability ``p``, from 64 random bits ``h``
-    (two 32-bit uniforms u: P(u < p 2^32) = p, to 2^-32)."""
-    t = p * 4294967296.0
-    return (np.int64(np.float64(h & np.uint64(0xFFFFFFFF)) < t)
-            + np.int64(np.float64(h >> np.uint64(32)) < t))
+    """How many of two roundings go up, each with probability ``p``, from 64 random bits ``h``:
+    two 32-bit uniforms u, each up if ``u < T = round(p 2^32)``, so with probability ``p`` to 2^-33,
+    exactly 0 for ``p <= 0`` and exactly 1 for ``p >= 1`` (no clamp needed). Integer compares: no
+    int-to-float conversion per draw."""
+    t = np.int64(p * 4294967296.0 + 0.5)  # truncation: 0 for any p in (-2^-33, 0]
+    return np.int64(np.int64(h & np.uint64(0xFFFFFFFF)) < t) + np.int64(np.int64(h >> np.uint64(32)) < t)
 
 
 @njit(inline="always", cache=True)
 def _even_code(x, lv0, width, inv, kmax, h):
-    """The code of ``x`` for evenly spaced levels ``lv0 + k width``: no lookup, so it vectorises."""
+    """The code of ``x`` for evenly spaced levels ``lv0 + k width``: no lookup, so it vectorises.
+    Near a level, k may be off by one; p is then just outside [0, 1] and the draw gives the
+    level's own code, as the exact interval would."""
     x = min(max(np.float64(x), -1.0), 1.0)
     k = min(np.int64((x - lv0) * inv), kmax)  # x - lv0 >= 0: truncation is floor
-    p = min(max((x - (lv0 + k * width)) * inv, 0.0), 1.0)
-    return 2 * k + _two_draws(p, h)
+    return 2 * k + _two_draws((x - (lv0 + k * width)) * inv, h)
 
 
 @njit(inline="always", cache=True)
@@ -246,33 +247,38 @@ def _table_code(x, lv, inv, cell, h):
     """The code of ``x`` for any levels, through the grid table."""
     x = min(max(np.float64(x), -1.0), 1.0)
     k = np.int64(cell[int((x + 1.0) * LEVEL_ONE)])  # exact for float32 x: (x + 1) 2^14 is exact
-    # p is clamped because a float64 x within one ulp below a level can land in the level's cell.
-    p = max(min((x - lv[k]) * inv[k], 1.0), 0.0)
-    return 2 * k + _two_draws(p, h)
+    # A float64 x within one ulp below a level can land in the level's cell: p a hair below 0 draws 0.
+    return 2 * k + _two_draws((x - lv[k]) * inv[k], h)
 
 
 @njit(cache=True)
-def _quantize_chunk(X, r0, r1, even, lv, inv, cell, ck, pf, lo, hi):
-    """Codes of rows ``r0 .. r1`` of ``X`` into ``lo`` / ``hi`` (row-major, rows padded to ``pf``)."""
+def _quantize_chunk(X, r0, r1, even, lv, inv, cell, ck, pf, codes):
+    """Codes of rows ``r0 .. r1`` of ``X`` into ``codes`` (uint16, row-major, rows padded to ``pf``)."""
     f = X.shape[1]
     kmax = lv.size - 2
     lv0, width, inv0 = lv[0], lv[1] - lv[0], inv[0]
     for r in range(r0, r1):
         x = X[r]
-        base = (r - r0) * pf
-        # Row slices, not lo[base + j]: an index the compiler cannot prove >= 0 stops vectorisation.
-        cl, ch = lo[base : base + f], hi[base : base + f]
+        # A slice per row: an index the compiler cannot prove >= 0 (codes[base + j]) stops
+        # vectorisation, and rewriting one row buffer for every row runs at half the speed.
+        out = codes[(r - r0) * pf : (r - r0) * pf + f]
         ctr = ck + np.uint64((r - r0) * f + 1) * _GAMMA  # value i of the chunk draws at ck + i GAMMA, i >= 1
         if even:
             for j in range(f):
-                c = _even_code(x[j], lv0, width, inv0, kmax, _mix64(ctr + np.uint64(j) * _GAMMA))
-                cl[j] = np.uint8(c & 0xFF)
-                ch[j] = np.uint8(c >> 8)
+                out[j] = _even_code(x[j], lv0, width, inv0, kmax, _mix64(ctr + np.uint64(j) * _GAMMA))
         else:
             for j in range(f):
-                c = _table_code(x[j], lv, inv, cell, _mix64(ctr + np.uint64(j) * _GAMMA))
-                cl[j] = np.uint8(c & 0xFF)
-                ch[j] = np.uint8(c >> 8)
+                out[j] = _table_code(x[j], lv, inv, cell, _mix64(ctr + np.uint64(j) * _GAMMA))
+
+
+@njit(cache=True)
+def _split(codes, lo, hi, nine):
+    """uint16 codes -> their low bytes ``lo`` and (if ``nine``, b = 8) bit 8 ``hi``: the packer's input."""
+    for i in range(codes.size):
+        lo[i] = np.uint8(codes[i] & 0xFF)
+    if nine:
+        for i in range(codes.size):
+            hi[i] = np.uint8(codes[i] >> 8)
 
 
 @njit(parallel=True, cache=True)
@@ -280,12 +286,15 @@ def _quantize_pack_kernel(X, row0, nchunks, crows, even, lv, inv, cell, key, geo
     """Chunks ``0 .. nchunks`` of rows of ``X`` (global row ``row0 + r``) into ``out``'s lines."""
     n = X.shape[0]
     pf = geom[0]
+    nine = geom[2] > 8
     for c in prange(nchunks):
         r0 = c * crows
         r1 = min(n, r0 + crows)
-        lo = np.zeros(crows * pf, dtype=np.uint8)  # padding features stay code 0
-        hi = np.zeros(crows * pf, dtype=np.uint8)
-        _quantize_chunk(X, r0, r1, even, lv, inv, cell, _chunk_key(key, row0 // crows + c), pf, lo, hi)
+        codes = np.zeros(crows * pf, dtype=np.uint16)  # padding features stay code 0
+        _quantize_chunk(X, r0, r1, even, lv, inv, cell, _chunk_key(key, row0 // crows + c), pf, codes)
+        lo = np.empty(crows * pf, dtype=np.uint8)
+        hi = np.empty(crows * pf if nine else 0, dtype=np.uint8)
+        _split(codes, lo, hi, nine)
         if r1 - r0 < crows:  # the last chunk: its lines' padding (rows past the end) is code 0
             first, stop = chunk_lines(row0 + r0, row0 + r1, geom)
             out[first - line_base : stop - line_base] = 0
@@ -388,12 +397,12 @@ def _pack_kernel(codes, nchunks, crows, geom, out):
     for c in prange(nchunks):
         r0 = c * crows
         r1 = min(n, r0 + crows)
-        lo = np.zeros(crows * pf, dtype=np.uint8)
-        hi = np.zeros(crows * pf, dtype=np.uint8)
+        padded = np.zeros(crows * pf, dtype=np.uint16)
         for r in range(r0, r1):
-            for j in range(f):
-                lo[(r - r0) * pf + j] = np.uint8(codes[r, j] & 0xFF)
-                hi[(r - r0) * pf + j] = np.uint8(codes[r, j] >> 8)
+            padded[(r - r0) * pf : (r - r0) * pf + f] = codes[r]
+        lo = np.empty(crows * pf, dtype=np.uint8)
+        hi = np.empty(crows * pf, dtype=np.uint8)
+        _split(padded, lo, hi, True)
         if r1 - r0 < crows:
             first, stop = chunk_lines(r0, r1, geom)
             out[first:stop] = 0
@@ -415,29 +424,32 @@ def pack_codes_fast(codes, fmt: LineFormat) -> np.ndarray:
 
 
 @njit(cache=True)
-def unpack_rows(lines, row0, row1, features, geom, row, codes):
-    """Codes of rows ``row0 .. row1`` into ``codes[: row1 - row0]``; ``row`` is scratch of
-    ``padded_features`` uint16."""
+def unpack_rows(lines, row0, row1, features, geom, lo, hi, codes):
+    """Codes of rows ``row0 .. row1`` into ``codes[: row1 - row0]`` (uint16); ``lo`` and ``hi``
+    are zeroed scratch of ``padded_features`` uint8."""
     for r in range(row0, row1):
-        _unpack_row(lines, r, geom, 0, row)
-        codes[r - row0, :] = row[:features]
+        decode_row(lines, r, geom, lo, hi)
+        out = codes[r - row0]
+        for j in range(features):
+            out[j] = np.uint16(lo[j]) | (np.uint16(hi[j]) << np.uint16(8))
 
 
 @njit(cache=True)
-def _max_code(lines, rows, geom, row):
+def _max_code(lines, rows, geom, lo, hi):
     top = 0
     for r in range(rows):
-        _unpack_row(lines, r, geom, 0, row)
-        top = max(top, np.int64(row.max()))  # padding codes are 0
+        decode_row(lines, r, geom, lo, hi)
+        for j in range(lo.size):  # padding codes are 0
+            top = max(top, np.int64(lo[j]) | (np.int64(hi[j]) << 8))
     return top
 
 
 def max_code(lines, fmt: LineFormat, rows: int, copies: int = 1) -> int:
     """The largest code in ``copies`` packed copies (validation of loaded data), a row at a time."""
     per = fmt.lines_per_copy(rows)
-    row = np.empty(fmt.padded_features, dtype=np.uint16)
+    lo, hi = np.zeros(fmt.padded_features, np.uint8), np.zeros(fmt.padded_features, np.uint8)
     geom = geometry(fmt)
-    return max(int(_max_code(np.ascontiguousarray(lines[k * per : (k + 1) * per]), rows, geom, row))
+    return max(int(_max_code(np.ascontiguousarray(lines[k * per : (k + 1) * per]), rows, geom, lo, hi))
                for k in range(copies))
 
 
@@ -448,7 +460,8 @@ def unpack_codes_fast(lines, fmt: LineFormat, rows: int) -> np.ndarray:
     if lines.ndim != 2 or lines.shape[1] != fmt.line_bytes or lines.shape[0] < need:
         raise ValueError(f"need at least {need} lines of {fmt.line_bytes} bytes for {rows} rows, got {lines.shape}")
     codes = np.empty((rows, fmt.features), dtype=np.uint16)
-    unpack_rows(lines, 0, rows, fmt.features, geometry(fmt), np.empty(fmt.padded_features, np.uint16), codes)
+    unpack_rows(lines, 0, rows, fmt.features, geometry(fmt), np.zeros(fmt.padded_features, np.uint8),
+                np.zeros(fmt.padded_features, np.uint8), codes)
     return codes
 
 
