@@ -466,21 +466,15 @@ def unpack_codes_fast(lines, fmt: LineFormat, rows: int) -> np.ndarray:
 
 
 @njit(cache=True)
-def _scan(X):
-    """``(first, top)``: the flat index of the first NaN/inf (-1 if none) and max |x| of a 2-D array."""
-    top = 0.0
-    for r in range(X.shape[0]):
-        x = X[r]
-        nan = False
-        for j in range(x.shape[0]):
-            a = abs(np.float64(x[j]))
-            top = a if a > top else top  # NaN never wins a comparison: counted apart
-            nan |= a != a
-        if nan or top == np.inf:
-            for j in range(x.shape[0]):
-                if not np.isfinite(x[j]):
-                    return r * x.shape[0] + j, top
-    return -1, top
+def _max_magnitude_bits(bits, mask):
+    """max of ``bits & mask`` (the magnitude bits of IEEE floats, as unsigned integers: ordered
+    as the magnitudes, NaN and inf above every finite value). An integer max vectorises; a
+    float max with NaN handling does not."""
+    top = bits[0] & mask
+    for i in range(bits.size):
+        v = bits[i] & mask
+        top = v if v > top else top
+    return top
 
 
 def finite_abs_max(X, what: str = "X") -> float:
@@ -492,12 +486,20 @@ def finite_abs_max(X, what: str = "X") -> float:
     X = np.asarray(X)
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
-    flat = np.ascontiguousarray(X.reshape(X.shape[0] if X.ndim >= 2 else 1, -1))
-    first, top = _scan(flat)
-    if first >= 0:
-        where = np.unravel_index(int(first), X.shape)
-        raise ValueError(f"{what} contains NaN or inf (first at index {tuple(int(i) for i in where)})")
-    return float(top)
+    flat = np.ascontiguousarray(X).reshape(-1)
+    if flat.size == 0:
+        return 0.0
+    uint, mask, inf = ((np.uint32, 0x7FFFFFFF, 0x7F800000) if flat.dtype == np.float32 else
+                       (np.uint64, 0x7FFFFFFFFFFFFFFF, 0x7FF0000000000000))
+    top = _max_magnitude_bits(flat.view(uint), uint(mask))
+    if top >= inf:  # the error path: find the first NaN/inf a block at a time
+        step = 1 << 20
+        for i in range(0, flat.size, step):
+            bad = np.flatnonzero(~np.isfinite(flat[i : i + step]))
+            if bad.size:
+                where = np.unravel_index(i + int(bad[0]), X.shape)
+                raise ValueError(f"{what} contains NaN or inf (first at index {tuple(int(k) for k in where)})")
+    return float(np.array([top], dtype=uint).view(flat.dtype)[0])
 
 
 def set_threads(n: int | None) -> int:
