@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from lowbit.fastquant import (
+    chunk_rows,
     code_position,
     geometry,
     pack_codes_fast,
@@ -120,6 +121,8 @@ def test_writes_into_a_given_buffer():
     assert quantize_pack(X, fmt, levels(2, "uniform"), out=out) is out
     with pytest.raises(ValueError, match="out must be"):
         quantize_pack(X, fmt, levels(2, "uniform"), out=out[1:])
+    with pytest.raises(ValueError, match="C-contiguous"):              # the packer writes it as flat bytes
+        quantize_pack(X, fmt, levels(2, "uniform"), out=np.asfortranarray(out))
     with pytest.raises(ValueError, match="X must have shape"):
         quantize_pack(X[:, :5], fmt, levels(2, "uniform"))
 
@@ -257,3 +260,15 @@ def test_finite_abs_max_checks_in_one_pass_without_converting():
         Y[9, 1] = np.nan                       # the first one is named
         with pytest.raises(ValueError, match=r"X contains NaN or inf \(first at index \(5, 4\)\)"):
             finite_abs_max(Y)
+
+
+@pytest.mark.parametrize("layout", ["planes", "woven"])
+def test_every_byte_of_a_given_buffer_is_written(layout):
+    """Lines are written whole, padding included: a buffer full of 0xAA ends up holding exactly
+    the reference packing of the codes (several chunks, a partial last chunk and row group)."""
+    fmt = LineFormat(3, 100, 128, layout=layout)
+    rows = 12 * chunk_rows(fmt) + 5                               # 12 full chunks, then 5 rows
+    X = np.random.default_rng(8).uniform(-1, 1, (rows, 100)).astype(np.float32)
+    out = np.full((fmt.lines_per_copy(rows), fmt.line_bytes), 0xAA, dtype=np.uint8)
+    quantize_pack(X, fmt, levels(3, "uniform"), seed=4, out=out)
+    np.testing.assert_array_equal(out, pack_codes(unpack_codes(out, fmt, rows), fmt))

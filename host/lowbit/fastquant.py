@@ -358,8 +358,9 @@ def quantize_pack(X, fmt: LineFormat, levels_q, *, seed=0, copy: int = 0, out=No
     if sink is None:
         if out is None:
             out = np.empty((lines, fmt.line_bytes), dtype=np.uint8)
-        if out.shape != (lines, fmt.line_bytes) or out.dtype != np.uint8:
-            raise ValueError(f"out must be ({lines}, {fmt.line_bytes}) uint8, got {out.shape} {out.dtype}")
+        if out.shape != (lines, fmt.line_bytes) or out.dtype != np.uint8 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be ({lines}, {fmt.line_bytes}) uint8 and C-contiguous, got {out.shape} "
+                             f"{out.dtype}")
     lv, inv, cell = level_tables(levels_q)
     if lv.size != 1 << fmt.bits:
         raise ValueError(f"{fmt.bits} bits need {1 << fmt.bits} levels, got {lv.size}")

@@ -154,7 +154,7 @@ def run_packed(cfg: EngineConfig, lines, labels, table_m, table_e, fmt: LineForm
     if fmt.bits != cfg.bits or fmt.features != cfg.features:
         raise ValueError(f"lines are packed for b={fmt.bits}, F={fmt.features}; the run has b={cfg.bits}, F={cfg.features}")
     per = fmt.lines_per_copy(cfg.rows)
-    lines = np.asarray(lines)
+    lines = np.ascontiguousarray(lines)  # the decoder reads it as one flat byte array
     if lines.dtype != np.uint8 or lines.shape != (cfg.copies * per, fmt.line_bytes):
         raise ValueError(f"lines must be ({cfg.copies * per}, {fmt.line_bytes}) uint8 for {cfg.copies} copies "
                          f"of {cfg.rows} rows, got {lines.shape} {lines.dtype}")
