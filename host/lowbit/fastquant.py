@@ -251,6 +251,33 @@ def _table_code(x, lv, inv, cell, h):
     return 2 * k + _two_draws((x - lv[k]) * inv[k], h)
 
 
+@njit(inline="always", cache=True)
+def _even_row(x, out, ctr, lv0, width, inv, kmax):
+    """One row's codes for evenly spaced levels; value ``j`` draws from ``mix64(ctr + j GAMMA)``.
+
+    The row is walked as four independent quarters in one loop: each value's hash is a chain of
+    three 64-bit multiplies (~50 cycles of latency per vector), and one chain per iteration left
+    the loop latency-bound at half its throughput whenever the out-of-order window could not
+    overlap iterations (measured: 35 ms -> 22 ms for 16M values). The draws are the same."""
+    f = x.shape[0]
+    h = f // 4
+    x0, x1, x2, x3 = x[:h], x[h : 2 * h], x[2 * h : 3 * h], x[3 * h : 4 * h]
+    o0, o1, o2, o3 = out[:h], out[h : 2 * h], out[2 * h : 3 * h], out[3 * h : 4 * h]
+    step = np.uint64(h) * _GAMMA
+    c0 = ctr
+    c1 = c0 + step
+    c2 = c1 + step
+    c3 = c2 + step
+    for j in range(h):
+        g = np.uint64(j) * _GAMMA
+        o0[j] = _even_code(x0[j], lv0, width, inv, kmax, _mix64(c0 + g))
+        o1[j] = _even_code(x1[j], lv0, width, inv, kmax, _mix64(c1 + g))
+        o2[j] = _even_code(x2[j], lv0, width, inv, kmax, _mix64(c2 + g))
+        o3[j] = _even_code(x3[j], lv0, width, inv, kmax, _mix64(c3 + g))
+    for j in range(4 * h, f):
+        out[j] = _even_code(x[j], lv0, width, inv, kmax, _mix64(ctr + np.uint64(j) * _GAMMA))
+
+
 @njit(cache=True)
 def _quantize_chunk(X, r0, r1, even, lv, inv, cell, ck, pf, codes):
     """Codes of rows ``r0 .. r1`` of ``X`` into ``codes`` (uint16, row-major, rows padded to ``pf``)."""
@@ -264,8 +291,7 @@ def _quantize_chunk(X, r0, r1, even, lv, inv, cell, ck, pf, codes):
         out = codes[(r - r0) * pf : (r - r0) * pf + f]
         ctr = ck + np.uint64((r - r0) * f + 1) * _GAMMA  # value i of the chunk draws at ck + i GAMMA, i >= 1
         if even:
-            for j in range(f):
-                out[j] = _even_code(x[j], lv0, width, inv0, kmax, _mix64(ctr + np.uint64(j) * _GAMMA))
+            _even_row(x, out, ctr, lv0, width, inv0, kmax)
         else:
             for j in range(f):
                 out[j] = _table_code(x[j], lv, inv, cell, _mix64(ctr + np.uint64(j) * _GAMMA))
