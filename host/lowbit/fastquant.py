@@ -153,18 +153,74 @@ def _pack_rows(lo, hi, row0, rows, geom, out, line_base):
                 flat[a + np.uint64(8) * lb] = np.uint8(_gather_bits(hi64[r * groups + q]))
 
 
+@njit(inline="always", cache=True)
+def _swap_bytes(a, b, shift, mask):
+    """One stage of an 8x8 byte transpose: bytes ``g + d`` of ``a`` <-> bytes ``g`` of ``b``."""
+    t = ((a >> shift) ^ b) & mask
+    return a ^ (t << shift), b ^ t
+
+
 @njit(cache=True)
 def decode_row(lines, row, geom, lo, hi):
     """One row's codes from its bit planes (inverse of :func:`_pack_rows`): bits 0-7 into ``lo``,
-    bit 8 (b = 8 only; else ``hi`` is left alone) into ``hi``, both uint8 of ``padded_features``."""
+    bit 8 (b = 8 only; else ``hi`` is left alone) into ``hi``, both uint8 of ``padded_features``.
+
+    In the ``planes`` layout eight consecutive groups of a row are eight consecutive bytes of each
+    plane line, mostly 8-byte aligned: they are read as one word per plane and turned into one
+    word per group by an 8x8 byte transpose, then each by the 8x8 bit transpose (about half the
+    operations of gathering every group's bytes one by one, which the other groups still do)."""
     nbits = geom[2]
     low = min(nbits, 8)
     lo64 = lo.view(np.uint64)
     hi64 = hi.view(np.uint64)
     flat = lines.reshape(-1)
+    flat64 = flat.view(np.uint64)
     lb = np.uint64(lines.shape[1])
-    for q in range(geom[0] >> 3):
+    lw = lines.shape[1] >> 3  # words per line
+    groups = geom[0] >> 3
+    line_bytes = lines.shape[1]
+    zero = np.uint64(0)
+    q = 0
+    while q < groups:
         line, byte = group_line(row, q, geom)
+        if geom[3] == 0 and byte & 7 == 0 and q + 8 <= groups and byte + 8 <= line_bytes:
+            w = line * lw + (byte >> 3)
+            a0 = flat64[w]
+            a1 = flat64[w + lw] if low > 1 else zero
+            a2 = flat64[w + 2 * lw] if low > 2 else zero
+            a3 = flat64[w + 3 * lw] if low > 3 else zero
+            a4 = flat64[w + 4 * lw] if low > 4 else zero
+            a5 = flat64[w + 5 * lw] if low > 5 else zero
+            a6 = flat64[w + 6 * lw] if low > 6 else zero
+            a7 = flat64[w + 7 * lw] if low > 7 else zero
+            m1, m2, m4 = np.uint64(0x00FF00FF00FF00FF), np.uint64(0x0000FFFF0000FFFF), np.uint64(0x00000000FFFFFFFF)
+            s8, s16, s32 = np.uint64(8), np.uint64(16), np.uint64(32)
+            a0, a1 = _swap_bytes(a0, a1, s8, m1)
+            a2, a3 = _swap_bytes(a2, a3, s8, m1)
+            a4, a5 = _swap_bytes(a4, a5, s8, m1)
+            a6, a7 = _swap_bytes(a6, a7, s8, m1)
+            a0, a2 = _swap_bytes(a0, a2, s16, m2)
+            a1, a3 = _swap_bytes(a1, a3, s16, m2)
+            a4, a6 = _swap_bytes(a4, a6, s16, m2)
+            a5, a7 = _swap_bytes(a5, a7, s16, m2)
+            a0, a4 = _swap_bytes(a0, a4, s32, m4)
+            a1, a5 = _swap_bytes(a1, a5, s32, m4)
+            a2, a6 = _swap_bytes(a2, a6, s32, m4)
+            a3, a7 = _swap_bytes(a3, a7, s32, m4)
+            lo64[q] = _transpose8(a0)
+            lo64[q + 1] = _transpose8(a1)
+            lo64[q + 2] = _transpose8(a2)
+            lo64[q + 3] = _transpose8(a3)
+            lo64[q + 4] = _transpose8(a4)
+            lo64[q + 5] = _transpose8(a5)
+            lo64[q + 6] = _transpose8(a6)
+            lo64[q + 7] = _transpose8(a7)
+            if nbits > 8:
+                h = flat64[w + 8 * lw]
+                for g in range(8):
+                    hi64[q + g] = _spread_bits((h >> np.uint64(8 * g)) & np.uint64(0xFF))
+            q += 8
+            continue
         a = np.uint64(line) * lb + np.uint64(byte)
         x = np.uint64(0)
         for p in range(low):
@@ -172,6 +228,7 @@ def decode_row(lines, row, geom, lo, hi):
         lo64[q] = _transpose8(x)
         if nbits > 8:
             hi64[q] = _spread_bits(flat[a + np.uint64(8) * lb])
+        q += 1
 
 
 # ------------------------------------------------------------------------------------ random
