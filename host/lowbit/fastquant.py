@@ -130,10 +130,41 @@ def _spread_bits(b):
     return ((x + np.uint64(0x7F7F7F7F7F7F7F7F)) >> np.uint64(7)) & np.uint64(0x0101010101010101)
 
 
+@njit(inline="always", cache=True)
+def _swap_bytes(a, b, shift, mask):
+    """One stage of an 8x8 byte transpose: bytes ``g + d`` of ``a`` <-> bytes ``g`` of ``b``."""
+    t = ((a >> shift) ^ b) & mask
+    return a ^ (t << shift), b ^ t
+
+
+@njit(inline="always", cache=True)
+def _transpose_bytes(a0, a1, a2, a3, a4, a5, a6, a7):
+    """8x8 byte transpose of eight uint64 (byte g of word p <-> byte p of word g), in three
+    stages of swaps at distance 1, 2, 4; its own inverse."""
+    m1, m2, m4 = np.uint64(0x00FF00FF00FF00FF), np.uint64(0x0000FFFF0000FFFF), np.uint64(0x00000000FFFFFFFF)
+    s8, s16, s32 = np.uint64(8), np.uint64(16), np.uint64(32)
+    a0, a1 = _swap_bytes(a0, a1, s8, m1)
+    a2, a3 = _swap_bytes(a2, a3, s8, m1)
+    a4, a5 = _swap_bytes(a4, a5, s8, m1)
+    a6, a7 = _swap_bytes(a6, a7, s8, m1)
+    a0, a2 = _swap_bytes(a0, a2, s16, m2)
+    a1, a3 = _swap_bytes(a1, a3, s16, m2)
+    a4, a6 = _swap_bytes(a4, a6, s16, m2)
+    a5, a7 = _swap_bytes(a5, a7, s16, m2)
+    a0, a4 = _swap_bytes(a0, a4, s32, m4)
+    a1, a5 = _swap_bytes(a1, a5, s32, m4)
+    a2, a6 = _swap_bytes(a2, a6, s32, m4)
+    a3, a7 = _swap_bytes(a3, a7, s32, m4)
+    return a0, a1, a2, a3, a4, a5, a6, a7
+
+
 @njit(cache=True)
 def _pack_rows(lo, hi, row0, rows, geom, out, line_base):
     """Store rows ``row0 .. row0 + rows`` from their codes in ``lo`` (low 8 bits, row-major, rows
-    padded) and ``hi`` (bit 8, used if b = 8) into ``out``, whose first row is line ``line_base``."""
+    padded) and ``hi`` (bit 8, used if b = 8) into ``out``, whose first row is line ``line_base``.
+
+    As in :func:`decode_row`, eight aligned groups of a ``planes`` row go out as one word per
+    plane line (bit transposes, then an 8x8 byte transpose); other groups byte by byte."""
     nbits = geom[2]
     low = min(nbits, 8)
     groups = geom[0] >> 3
@@ -141,23 +172,52 @@ def _pack_rows(lo, hi, row0, rows, geom, out, line_base):
     hi64 = hi.view(np.uint64)
     # Flat unsigned indices: no negative-index wraparound to check on every store.
     flat = out.reshape(-1)
+    flat64 = flat.view(np.uint64)
     lb = np.uint64(out.shape[1])
+    lw = out.shape[1] >> 3
+    line_bytes = out.shape[1]
     for r in range(rows):
-        for q in range(groups):
+        q = 0
+        while q < groups:
             line, byte = group_line(row0 + r, q, geom)
-            a = np.uint64(line - line_base) * lb + np.uint64(byte)
-            x = _transpose8(lo64[r * groups + q])
+            line -= line_base
+            k = r * groups + q
+            if geom[3] == 0 and byte & 7 == 0 and q + 8 <= groups and byte + 8 <= line_bytes:
+                a0, a1, a2, a3 = (_transpose8(lo64[k]), _transpose8(lo64[k + 1]), _transpose8(lo64[k + 2]),
+                                  _transpose8(lo64[k + 3]))
+                a4, a5, a6, a7 = (_transpose8(lo64[k + 4]), _transpose8(lo64[k + 5]), _transpose8(lo64[k + 6]),
+                                  _transpose8(lo64[k + 7]))
+                a0, a1, a2, a3, a4, a5, a6, a7 = _transpose_bytes(a0, a1, a2, a3, a4, a5, a6, a7)
+                w = line * lw + (byte >> 3)
+                flat64[w] = a0
+                if low > 1:
+                    flat64[w + lw] = a1
+                if low > 2:
+                    flat64[w + 2 * lw] = a2
+                if low > 3:
+                    flat64[w + 3 * lw] = a3
+                if low > 4:
+                    flat64[w + 4 * lw] = a4
+                if low > 5:
+                    flat64[w + 5 * lw] = a5
+                if low > 6:
+                    flat64[w + 6 * lw] = a6
+                if low > 7:
+                    flat64[w + 7 * lw] = a7
+                if nbits > 8:
+                    h = np.uint64(0)
+                    for g in range(8):
+                        h |= _gather_bits(hi64[k + g]) << np.uint64(8 * g)
+                    flat64[w + 8 * lw] = h
+                q += 8
+                continue
+            a = np.uint64(line) * lb + np.uint64(byte)
+            x = _transpose8(lo64[k])
             for p in range(low):
                 flat[a + np.uint64(p) * lb] = np.uint8((x >> np.uint64(8 * p)) & np.uint64(0xFF))
             if nbits > 8:  # b = 8: the ninth plane
-                flat[a + np.uint64(8) * lb] = np.uint8(_gather_bits(hi64[r * groups + q]))
-
-
-@njit(inline="always", cache=True)
-def _swap_bytes(a, b, shift, mask):
-    """One stage of an 8x8 byte transpose: bytes ``g + d`` of ``a`` <-> bytes ``g`` of ``b``."""
-    t = ((a >> shift) ^ b) & mask
-    return a ^ (t << shift), b ^ t
+                flat[a + np.uint64(8) * lb] = np.uint8(_gather_bits(hi64[k]))
+            q += 1
 
 
 @njit(cache=True)
@@ -193,20 +253,7 @@ def decode_row(lines, row, geom, lo, hi):
             a5 = flat64[w + 5 * lw] if low > 5 else zero
             a6 = flat64[w + 6 * lw] if low > 6 else zero
             a7 = flat64[w + 7 * lw] if low > 7 else zero
-            m1, m2, m4 = np.uint64(0x00FF00FF00FF00FF), np.uint64(0x0000FFFF0000FFFF), np.uint64(0x00000000FFFFFFFF)
-            s8, s16, s32 = np.uint64(8), np.uint64(16), np.uint64(32)
-            a0, a1 = _swap_bytes(a0, a1, s8, m1)
-            a2, a3 = _swap_bytes(a2, a3, s8, m1)
-            a4, a5 = _swap_bytes(a4, a5, s8, m1)
-            a6, a7 = _swap_bytes(a6, a7, s8, m1)
-            a0, a2 = _swap_bytes(a0, a2, s16, m2)
-            a1, a3 = _swap_bytes(a1, a3, s16, m2)
-            a4, a6 = _swap_bytes(a4, a6, s16, m2)
-            a5, a7 = _swap_bytes(a5, a7, s16, m2)
-            a0, a4 = _swap_bytes(a0, a4, s32, m4)
-            a1, a5 = _swap_bytes(a1, a5, s32, m4)
-            a2, a6 = _swap_bytes(a2, a6, s32, m4)
-            a3, a7 = _swap_bytes(a3, a7, s32, m4)
+            a0, a1, a2, a3, a4, a5, a6, a7 = _transpose_bytes(a0, a1, a2, a3, a4, a5, a6, a7)
             lo64[q] = _transpose8(a0)
             lo64[q + 1] = _transpose8(a1)
             lo64[q + 2] = _transpose8(a2)
@@ -337,7 +384,8 @@ def _even_row(x, out, ctr, lv0, width, inv, kmax):
 
 @njit(cache=True)
 def _quantize_chunk(X, r0, r1, even, lv, inv, cell, ck, pf, codes):
-    """Codes of rows ``r0 .. r1`` of ``X`` into ``codes`` (uint16, row-major, rows padded to ``pf``)."""
+    """Codes of rows ``r0 .. r1`` of ``X`` into ``codes`` (uint16, row-major, rows padded to ``pf``
+    with code 0)."""
     f = X.shape[1]
     kmax = lv.size - 2
     lv0, width, inv0 = lv[0], lv[1] - lv[0], inv[0]
@@ -346,6 +394,7 @@ def _quantize_chunk(X, r0, r1, even, lv, inv, cell, ck, pf, codes):
         # A slice per row: an index the compiler cannot prove >= 0 (codes[base + j]) stops
         # vectorisation, and rewriting one row buffer for every row runs at half the speed.
         out = codes[(r - r0) * pf : (r - r0) * pf + f]
+        codes[(r - r0) * pf + f : (r - r0 + 1) * pf] = 0  # padding features are code 0
         ctr = ck + np.uint64((r - r0) * f + 1) * _GAMMA  # value i of the chunk draws at ck + i GAMMA, i >= 1
         if even:
             _even_row(x, out, ctr, lv0, width, inv0, kmax)
@@ -373,7 +422,7 @@ def _quantize_pack_kernel(X, row0, nchunks, crows, even, lv, inv, cell, key, geo
     for c in prange(nchunks):
         r0 = c * crows
         r1 = min(n, r0 + crows)
-        codes = np.zeros(crows * pf, dtype=np.uint16)  # padding features stay code 0
+        codes = np.empty(crows * pf, dtype=np.uint16)  # rows r1 - r0 .. crows are never packed
         _quantize_chunk(X, r0, r1, even, lv, inv, cell, _chunk_key(key, row0 // crows + c), pf, codes)
         lo = np.empty(crows * pf, dtype=np.uint8)
         hi = np.empty(crows * pf if nine else 0, dtype=np.uint8)
