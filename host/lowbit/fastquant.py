@@ -131,6 +131,17 @@ def _spread_bits(b):
 
 
 @njit(inline="always", cache=True)
+def _eight_adjacent(row, q, line, byte, groups, geom):
+    """Whether groups ``q .. q + 7`` of ``row`` are the aligned bytes ``byte .. byte + 7`` of the
+    same lines (``(line, byte)`` is group q's place): asked of :func:`group_line`, which says yes
+    for most of a ``planes`` row and never in ``woven`` (four groups per row word)."""
+    if byte & 7 or q + 8 > groups:
+        return False
+    last_line, last_byte = group_line(row, q + 7, geom)
+    return last_line == line and last_byte == byte + 7
+
+
+@njit(inline="always", cache=True)
 def _swap_bytes(a, b, shift, mask):
     """One stage of an 8x8 byte transpose: bytes ``g + d`` of ``a`` <-> bytes ``g`` of ``b``."""
     t = ((a >> shift) ^ b) & mask
@@ -175,14 +186,14 @@ def _pack_rows(lo, hi, row0, rows, geom, out, line_base):
     flat64 = flat.view(np.uint64)
     lb = np.uint64(out.shape[1])
     lw = out.shape[1] >> 3
-    line_bytes = out.shape[1]
     for r in range(rows):
         q = 0
         while q < groups:
             line, byte = group_line(row0 + r, q, geom)
+            adjacent = _eight_adjacent(row0 + r, q, line, byte, groups, geom)
             line -= line_base
             k = r * groups + q
-            if geom[3] == 0 and byte & 7 == 0 and q + 8 <= groups and byte + 8 <= line_bytes:
+            if adjacent:
                 a0, a1, a2, a3 = (_transpose8(lo64[k]), _transpose8(lo64[k + 1]), _transpose8(lo64[k + 2]),
                                   _transpose8(lo64[k + 3]))
                 a4, a5, a6, a7 = (_transpose8(lo64[k + 4]), _transpose8(lo64[k + 5]), _transpose8(lo64[k + 6]),
@@ -238,12 +249,11 @@ def decode_row(lines, row, geom, lo, hi):
     lb = np.uint64(lines.shape[1])
     lw = lines.shape[1] >> 3  # words per line
     groups = geom[0] >> 3
-    line_bytes = lines.shape[1]
     zero = np.uint64(0)
     q = 0
     while q < groups:
         line, byte = group_line(row, q, geom)
-        if geom[3] == 0 and byte & 7 == 0 and q + 8 <= groups and byte + 8 <= line_bytes:
+        if _eight_adjacent(row, q, line, byte, groups, geom):
             w = line * lw + (byte >> 3)
             a0 = flat64[w]
             a1 = flat64[w + lw] if low > 1 else zero
