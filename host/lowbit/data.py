@@ -303,7 +303,8 @@ class Normalizer:
         live = self.half_range > 0
         # Computed in place in the output (intercept column included): one float64 copy of the
         # data, not the four that fancy indexing, temporaries and hstack made.
-        out = np.ones((X.shape[0], self.features_out), dtype=np.float64)
+        out = np.empty((X.shape[0], self.features_out), dtype=np.float64)
+        out[:, self.features_in :] = 1.0  # the intercept column, if any
         body = out[:, : self.features_in]
         with np.errstate(over="ignore"):  # test values far outside the range: +-inf, clipped to +-1
             np.subtract(X, self.center, out=body)
