@@ -116,7 +116,7 @@ class QuantizedDataset:
             A tqdm bar over the quantization (shown only on a terminal).
         layout : str
             The line layout to pack in (``LineFormat.layout``): the target engine's, so that the
-            copies are quantized and packed in one pass (``lowbit.driver.train.engine_format``).
+            copies are quantized and packed in one pass (``lowbit.driver.train.engine_layout``).
             The codes do not depend on it.
 
         Raises
