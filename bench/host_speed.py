@@ -5,7 +5,11 @@ Usage::
 
     .venv/bin/python bench/host_speed.py [--rows 8000] [--features 2000] [--repeat 3] [--reference]
 
-Rates are MB/s of float32 input (``N * F * 4`` bytes / seconds), best of ``--repeat``.
+Rates are MB/s of float32 input (``N * F * 4`` bytes / seconds), best of ``--repeat``. Each is
+given twice: by wall-clock time, and by the process's CPU time (``time.process_time``, all
+threads), which on a machine shared with other jobs is the honest "per core" figure (the wall
+clock also counts the time the scheduler gave to others). The 2-core scaling is wall-clock only.
+The machine's load average is printed before and after.
 ``fast`` is ``lowbit.fastquant.quantize_pack`` (double sampling and packing in one compiled pass)
 with ``numba.set_num_threads(1)`` and ``(2)``; ``--reference`` adds the NumPy reference
 (``lowbit.contract.quant.double_sample`` then ``lowbit.contract.format.pack_codes``, one core: the "before").
@@ -15,12 +19,13 @@ The golden rows time ``QuantizedDataset.build`` of ``--epochs`` copies plus
 ``lowbit.driver.train.train_golden`` over ``--epochs`` epochs (copy e in epoch e, batch 16), one
 core, and report ``N * F * epochs / seconds``. Targets (issue 15): quantize >= 1000 MB/s per core
 uniform, >= 500 MB/s optimal, 2 cores >= 1.7x one; golden >= 200M values/s per core.
-Exits 1 if a target is missed.
+Exits 1 if a target is missed by the wall-clock figures (the CPU-time verdict is printed too).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import time
@@ -39,12 +44,17 @@ TARGET_UNIFORM, TARGET_OPTIMAL, TARGET_SCALING, TARGET_GOLDEN = 1000.0, 500.0, 1
 
 
 def best(fn, repeat):
-    t = np.inf
+    """``(wall, cpu)``: the shortest wall-clock and the shortest CPU time of ``repeat`` runs."""
+    wall = cpu = np.inf
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        t = min(t, time.perf_counter() - t0)
-    return t
+        wall, cpu = min(wall, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
+    return wall, cpu
+
+
+def load() -> str:
+    return ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def peak_rss_mb() -> float:
@@ -66,9 +76,12 @@ def main(argv=None):
     skew = (rng.beta(0.5, 3, X.shape).astype(np.float32) * 2 - 1)
     mb = X.nbytes / 1e6
     threads = min(2, numba.config.NUMBA_NUM_THREADS)
-    ok = True
-    print(f"quantize + pack, {args.rows} x {args.features} float32 ({mb:.0f} MB), MB/s of input, best of {args.repeat}")
-    print(f"{'levels':>8} {'b':>2} | {'fast 1 core':>11} {'fast 2 cores':>12} {'x':>5}" + (" | reference" if args.reference else "") + " | check")
+    ok = ok_cpu = True
+    print(f"load average before: {load()} ({os.cpu_count()} cores)")
+    print(f"quantize + pack, {args.rows} x {args.features} float32 ({mb:.0f} MB), MB/s of input, best of {args.repeat}; "
+          f"wall clock (cpu time)")
+    print(f"{'levels':>8} {'b':>2} | {'fast 1 core':>16} {'fast 2 cores':>12} {'x':>5}"
+          + (" | reference" if args.reference else "") + " | check")
     for kind in ("uniform", "optimal"):
         data = X if kind == "uniform" else skew
         for b in args.bits:
@@ -76,22 +89,26 @@ def main(argv=None):
             lv = uniform_levels(b) if kind == "uniform" else optimal_levels(data.ravel()[: 1 << 20], b)
             lq = levels_to_fixed(lv)
             quantize_pack(data[:64], fmt, lq)  # compile (or load from cache) outside the timing
-            rates = []
+            times = []
             for n in (1, threads):
                 set_threads(n)
-                rates.append(mb / best(lambda: quantize_pack(data, fmt, lq, seed=1), args.repeat))
+                times.append(best(lambda: quantize_pack(data, fmt, lq, seed=1), args.repeat))
             set_threads(None)
+            one, two = mb / times[0][0], mb / times[1][0]
+            one_cpu = mb / times[0][1]
             ref = ""
             if args.reference:
                 g = np.random.default_rng(1)
-                ref = f" | {mb / best(lambda: pack_codes(double_sample(data, lq, g), fmt), 1):>9.1f}"
+                ref = f" | {mb / best(lambda: pack_codes(double_sample(data, lq, g), fmt), 1)[0]:>9.1f}"
             target = TARGET_UNIFORM if kind == "uniform" else TARGET_OPTIMAL
-            good = rates[0] >= target and rates[1] >= TARGET_SCALING * rates[0]
+            good = one >= target and two >= TARGET_SCALING * one
             ok &= good
-            print(f"{kind:>8} {b:>2} | {rates[0]:>11.0f} {rates[1]:>12.0f} {rates[1] / rates[0]:>5.2f}{ref} | "
+            ok_cpu &= one_cpu >= target
+            print(f"{kind:>8} {b:>2} | {one:>7.0f} ({one_cpu:>6.0f}) {two:>12.0f} {two / one:>5.2f}{ref} | "
                   f"{'ok' if good else 'MISS'}", flush=True)
 
-    print(f"\ngolden model, {args.epochs} epochs, a fresh copy per epoch (build + train_golden), batch 16, 1 core")
+    print(f"\ngolden model, {args.epochs} epochs, a fresh copy per epoch (build + train_golden), batch 16, 1 core, "
+          f"values/s wall clock (cpu time)")
     set_threads(1)
     y = rng.uniform(-1, 1, args.rows)
     for b in (1, 4, 8):
@@ -99,16 +116,20 @@ def main(argv=None):
             qds = QuantizedDataset.build(X, y, bits=b, copies=args.epochs, seed=0, progress=False)
             train_golden(qds, step=1e-5, batch=16, epochs=args.epochs)
 
-        QuantizedDataset.build(X[:32], y[:32], bits=b, copies=1, seed=0, progress=False)  # compile outside
-        t = best(job, args.repeat)
-        rate = X.size * args.epochs / t
+        small = QuantizedDataset.build(X[:32], y[:32], bits=b, copies=1, seed=0, progress=False)
+        train_golden(small, step=1e-5, batch=16, epochs=1)  # compile (or load from cache) outside the timing
+        wall, cpu = best(job, args.repeat)
+        rate, rate_cpu = X.size * args.epochs / wall, X.size * args.epochs / cpu
         good = rate >= TARGET_GOLDEN
         ok &= good
-        print(f"b={b}: {rate / 1e6:.0f}M values/s ({t:.2f} s for {args.epochs} epochs) | {'ok' if good else 'MISS'}",
-              flush=True)
+        ok_cpu &= rate_cpu >= TARGET_GOLDEN
+        print(f"b={b}: {rate / 1e6:.0f}M ({rate_cpu / 1e6:.0f}M) values/s ({wall:.2f} s, cpu {cpu:.2f} s, "
+              f"for {args.epochs} epochs) | {'ok' if good else 'MISS'}", flush=True)
     set_threads(None)
     print(f"\npeak RSS of this process: {peak_rss_mb():.0f} MB (float32 input {mb:.0f} MB + skewed copy {mb:.0f} MB)")
-    print(f"targets: {'all met' if ok else 'MISSED'}")
+    print(f"load average after: {load()}")
+    print(f"targets by wall clock: {'all met' if ok else 'MISSED'}; per core by cpu time (scaling not included): "
+          f"{'all met' if ok_cpu else 'MISSED'}")
     return 0 if ok else 1
 
 

@@ -222,3 +222,35 @@ def test_explicit_levels_and_single_row_single_feature():
     assert q.level_kind == "custom" and np.array_equal(q.levels, lv)
     assert q.codes.shape == (1, 1, 1) and q.codes[0, 0, 0] in (2, 3, 4)
     assert q.data_lines().shape == (3, 64)
+
+
+@pytest.mark.parametrize("levels", ["uniform", "optimal"])
+def test_built_in_the_engines_layout_in_one_pass(levels, tmp_path):
+    """build(layout="woven") packs the same codes straight into the woven layout: its lines are
+    the planes build's re-laid, its golden run is the same, and its file holds the planes lines."""
+    from lowbit.driver.train import train_golden
+
+    X, y = normalised(rows=150, features=70, seed=3)
+    args = dict(bits=4, levels=levels, copies=2, seed=5, line_bits=128, progress=False)
+    planes = QuantizedDataset.build(X, y, **args)
+    woven = QuantizedDataset.build(X.astype(np.float32), y, layout="woven", **args)
+    assert woven.fmt.layout == "woven" and woven.copies == 2
+    np.testing.assert_array_equal(woven.data_lines(), planes.data_lines(woven.fmt))
+    np.testing.assert_array_equal(woven.codes, planes.codes)
+    a = train_golden(planes, step=0.01, batch=4, epochs=3)
+    b = train_golden(woven, step=0.01, batch=4, epochs=3)
+    np.testing.assert_array_equal(a.models, b.models)
+    assert a.losses == b.losses
+    woven.save(tmp_path / "w.npz")
+    back = QuantizedDataset.load(tmp_path / "w.npz")
+    assert back.fmt == planes.fmt
+    np.testing.assert_array_equal(back.data_lines(), planes.data_lines())
+
+
+def test_float32_data_is_quantized_as_is():
+    """No float64 copy of X is made, and float32 input gives float64 input's codes."""
+    X, y = normalised(rows=80, features=33, seed=4)
+    X32 = X.astype(np.float32)
+    a = QuantizedDataset.build(X32, y, bits=5, copies=1, seed=2, progress=False)
+    b = QuantizedDataset.build(X32.astype(np.float64), y, bits=5, copies=1, seed=2, progress=False)
+    np.testing.assert_array_equal(a.data_lines(), b.data_lines())

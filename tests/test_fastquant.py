@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from lowbit.fastquant import (
+    chunk_rows,
     code_position,
     geometry,
     pack_codes_fast,
@@ -120,6 +121,8 @@ def test_writes_into_a_given_buffer():
     assert quantize_pack(X, fmt, levels(2, "uniform"), out=out) is out
     with pytest.raises(ValueError, match="out must be"):
         quantize_pack(X, fmt, levels(2, "uniform"), out=out[1:])
+    with pytest.raises(ValueError, match="C-contiguous"):              # the packer writes it as flat bytes
+        quantize_pack(X, fmt, levels(2, "uniform"), out=np.asfortranarray(out))
     with pytest.raises(ValueError, match="X must have shape"):
         quantize_pack(X[:, :5], fmt, levels(2, "uniform"))
 
@@ -173,3 +176,99 @@ def test_woven_packing_is_the_reference_bit_for_bit(bits, rows, features, line_b
     fmt = LineFormat(bits, features, line_bits, layout="woven")
     codes = np.random.default_rng(rows * features + bits).integers(0, fmt.codes, (rows, features)).astype(np.uint16)
     np.testing.assert_array_equal(pack_codes_fast(codes, fmt), pack_codes(codes, fmt))
+
+
+@pytest.mark.parametrize("bits", [1, 3, 8])
+@pytest.mark.parametrize("rows,features,line_bits", [(1, 1, 64), (37, 33, 64), (100, 100, 128), (53, 785, 512),
+                                                      (300, 64, 256)])
+def test_fused_woven_equals_the_two_pass_result(bits, rows, features, line_bits):
+    """Quantizing straight into the woven layout gives the bytes of quantizing into planes and
+    re-packing the codes (the codes do not depend on the layout): partial row groups, padding
+    features and rows, every plane; also through a sink, one chunk per kernel call."""
+    planes = LineFormat(bits, features, line_bits)
+    woven = LineFormat(bits, features, line_bits, layout="woven")
+    X = np.random.default_rng(rows + bits).uniform(-1, 1, (rows, features)).astype(np.float32)
+    lq = levels(bits, "uniform")
+    two_pass = pack_codes_fast(unpack_codes(quantize_pack(X, planes, lq, seed=9), planes, rows), woven)
+    np.testing.assert_array_equal(quantize_pack(X, woven, lq, seed=9), two_pass)
+    np.testing.assert_array_equal(two_pass, pack_codes(unpack_codes(quantize_pack(X, planes, lq, seed=9), planes, rows),
+                                                       woven))
+    parts = []
+    quantize_pack(X, woven, lq, seed=9, sink=parts.append, super_rows=1)
+    np.testing.assert_array_equal(np.concatenate(parts), two_pass)
+
+
+def test_code_position_is_where_the_woven_layout_puts_each_bit():
+    fmt = LineFormat(3, 45, 128, layout="woven")
+    geom = geometry(fmt)
+    rng = np.random.default_rng(4)
+    for _ in range(40):
+        r, f, p = int(rng.integers(0, 7)), int(rng.integers(0, 45)), int(rng.integers(0, 4))
+        codes = np.zeros((7, 45), dtype=np.uint16)
+        codes[r, f] = 1 << p
+        lines = pack_codes(codes, fmt)
+        line, bit = code_position(r, f, p, geom)
+        assert np.argwhere(np.unpackbits(lines, axis=1, bitorder="little")).tolist() == [[line, bit]]
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_evenly_spaced_levels_take_the_arithmetic_path_with_the_tables_codes(bits, monkeypatch):
+    """Uniform levels skip the interval table; on float32 data (values on, just below and just
+    above every level included) the codes are those of the table path, bit for bit."""
+    import lowbit.fastquant as fq
+
+    lq = levels(bits, "uniform")
+    assert fq.evenly_spaced(lq) and not fq.evenly_spaced(levels(max(bits, 2), "optimal"))
+    lv = fixed_levels_value(lq).astype(np.float32)
+    lv = lv[(lv >= -1) & (lv <= 1)]
+    near = np.concatenate([lv, np.nextafter(lv, np.float32(-2)), np.nextafter(lv, np.float32(2))])
+    rng = np.random.default_rng(bits)
+    X = rng.uniform(-1, 1, (200, 150)).astype(np.float32)
+    X.ravel()[: near.size] = np.clip(near, -1, 1)
+    fmt = LineFormat(bits, 150)
+    even = quantize_pack(X, fmt, lq, seed=2)
+    monkeypatch.setattr(fq, "evenly_spaced", lambda levels_q: False)
+    np.testing.assert_array_equal(quantize_pack(X, fmt, lq, seed=2), even)
+
+
+@pytest.mark.parametrize("layout", ["planes", "woven"])
+def test_uniform_path_is_independent_of_thread_count(layout):
+    fmt = LineFormat(8, 300, 256, layout=layout)
+    X = np.random.default_rng(1).uniform(-1, 1, (2000, 300)).astype(np.float32)
+    lq = levels(8, "uniform")
+    before = numba.get_num_threads()
+    try:
+        set_threads(1)
+        one = quantize_pack(X, fmt, lq, seed=11)
+        set_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = quantize_pack(X, fmt, lq, seed=11)
+    finally:
+        set_threads(before)
+    np.testing.assert_array_equal(one, two)
+
+
+def test_finite_abs_max_checks_in_one_pass_without_converting():
+    from lowbit.fastquant import finite_abs_max
+
+    X = np.random.default_rng(0).uniform(-0.5, 0.5, (40, 7)).astype(np.float32)
+    X[3, 2] = -0.75
+    assert finite_abs_max(X) == 0.75
+    assert finite_abs_max(X.astype(np.float64)) == 0.75
+    for bad in (np.nan, np.inf, -np.inf):
+        Y = X.copy()
+        Y[5, 4] = bad
+        Y[9, 1] = np.nan                       # the first one is named
+        with pytest.raises(ValueError, match=r"X contains NaN or inf \(first at index \(5, 4\)\)"):
+            finite_abs_max(Y)
+
+
+@pytest.mark.parametrize("layout", ["planes", "woven"])
+def test_every_byte_of_a_given_buffer_is_written(layout):
+    """Lines are written whole, padding included: a buffer full of 0xAA ends up holding exactly
+    the reference packing of the codes (several chunks, a partial last chunk and row group)."""
+    fmt = LineFormat(3, 100, 128, layout=layout)
+    rows = 12 * chunk_rows(fmt) + 5                               # 12 full chunks, then 5 rows
+    X = np.random.default_rng(8).uniform(-1, 1, (rows, 100)).astype(np.float32)
+    out = np.full((fmt.lines_per_copy(rows), fmt.line_bytes), 0xAA, dtype=np.uint8)
+    quantize_pack(X, fmt, levels(3, "uniform"), seed=4, out=out)
+    np.testing.assert_array_equal(out, pack_codes(unpack_codes(out, fmt, rows), fmt))

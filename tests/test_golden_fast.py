@@ -7,18 +7,18 @@ from lowbit.contract import golden
 from lowbit.contract.fixed import INT32_MAX, INT32_MIN, labels_to_fixed, step_to_fixed
 from lowbit.contract.format import SUPPORTED_LINE_BITS, LineFormat, pack_codes
 from lowbit.contract.quant import code_table, levels_to_fixed, uniform_levels
-from lowbit.golden_fast import run_packed
+from lowbit.golden_fast import affine_table, run_packed
 
 
-def both(cfg, codes, labels, tm, te, line_bits=512):
-    fmt = LineFormat(cfg.bits, cfg.features, line_bits)
+def both(cfg, codes, labels, tm, te, line_bits=512, layout="planes"):
+    fmt = LineFormat(cfg.bits, cfg.features, line_bits, layout=layout)
     lines = np.concatenate([pack_codes(c, fmt) for c in codes])
     ref = golden.run(cfg, codes, labels, tm, te)
     fast = run_packed(cfg, lines, labels, tm, te, fmt)
     return ref, fast
 
 
-def random_case(seed):
+def random_case(seed, levels="random"):
     rng = np.random.default_rng(seed)
     bits = int(rng.integers(1, 9))
     rows = int(rng.integers(1, 120))
@@ -28,7 +28,10 @@ def random_case(seed):
     ncodes = (1 << (bits + 1)) - 1
     codes = rng.integers(0, ncodes, (copies, rows, features)).astype(np.uint16)
     labels = labels_to_fixed(rng.uniform(-1, 1, rows))
-    lv = np.sort(np.concatenate([[-1, 1], rng.uniform(-1, 1, (1 << bits) - 2)]))
+    if levels == "uniform":
+        lv = uniform_levels(bits)
+    else:
+        lv = np.sort(np.concatenate([[-1, 1], rng.uniform(-1, 1, (1 << bits) - 2)]))
     tm, te = code_table(levels_to_fixed(lv))
     step = step_to_fixed(float(rng.choice([1e-4, 0.5 / (features * min(batch, rows)), 0.3])))
     cfg = golden.EngineConfig(rows=rows, features=features, bits=bits, batch=batch,
@@ -39,9 +42,41 @@ def random_case(seed):
 @pytest.mark.parametrize("seed", range(40))
 def test_random_configurations_are_bit_identical(seed):
     cfg, codes, labels, tm, te, line_bits = random_case(seed)
+    assert not affine_table(tm[: 2 * (1 << cfg.bits) - 1], te[: 2 * (1 << cfg.bits) - 1]) or cfg.bits == 1
     ref, fast = both(cfg, codes, labels, tm, te, line_bits)
     assert np.array_equal(ref.models, fast.models), cfg
     assert ref.losses == fast.losses, cfg
+
+
+@pytest.mark.parametrize("seed", range(100, 124))
+def test_uniform_levels_computed_not_looked_up_are_bit_identical(seed):
+    """Evenly spaced levels have an affine code table, which the fast model computes instead of
+    looking up (another code path): random b = 1..8, batches, copies, line widths, both layouts."""
+    cfg, codes, labels, tm, te, line_bits = random_case(seed, levels="uniform")
+    assert affine_table(tm, te)
+    for layout in ("planes", "woven"):
+        ref, fast = both(cfg, codes, labels, tm, te, line_bits, layout)
+        assert np.array_equal(ref.models, fast.models), (cfg, layout)
+        assert ref.losses == fast.losses, (cfg, layout)
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_every_uniform_table_is_affine_and_a_perturbed_one_is_not(bits):
+    tm, te = code_table(levels_to_fixed(uniform_levels(bits)))
+    assert affine_table(tm, te)
+    bent = tm.copy()
+    bent[-1] -= 1
+    assert not affine_table(bent, te)
+    if bits > 1:
+        lv = uniform_levels(bits).copy()
+        lv[1] += 1 / 16384                                         # one level one LSB off
+        assert not affine_table(*code_table(levels_to_fixed(lv)))
+
+
+def test_woven_lines_with_random_levels():
+    cfg, codes, labels, tm, te, line_bits = random_case(7)
+    ref, fast = both(cfg, codes, labels, tm, te, line_bits, "woven")
+    assert np.array_equal(ref.models, fast.models) and ref.losses == fast.losses
 
 
 def test_every_batch_size_including_larger_than_rows():
@@ -57,20 +92,27 @@ def test_every_batch_size_including_larger_than_rows():
         assert np.array_equal(ref.models, fast.models) and ref.losses == fast.losses, batch
 
 
-def test_saturation_of_model_residual_and_loss():
+@pytest.mark.parametrize("table", ["affine", "looked up"])
+def test_saturation_of_model_residual_and_loss(table):
     """A huge step drives the residuals and the gradients to their clamps, and 2^18 residuals of
-    2^31 make the loss accumulator saturate at 2^64 - 1."""
+    2^31 make the loss accumulator saturate at 2^64 - 1. Both code paths (computed affine table,
+    looked-up table); odd codes in half the features carry corrections."""
     rows, features, bits = 300, 64, 8
-    tm, te = code_table(levels_to_fixed(uniform_levels(bits)))
+    lv = uniform_levels(bits).copy()
+    if table == "looked up":
+        lv[1] += 1 / 16384
+    tm, te = code_table(levels_to_fixed(lv))
+    assert affine_table(tm, te) == (table == "affine")
     top = (1 << (bits + 1)) - 2                                    # code of the pair (1, 1): m = 1
     codes = np.full((1, rows, features), top, dtype=np.uint16)
+    codes[0, :, ::2] = np.random.default_rng(5).integers(0, top + 1, (rows, features // 2))
     labels = np.where(np.arange(rows) % 7 == 0, INT32_MAX, INT32_MIN).astype(np.int32)
     cfg = golden.EngineConfig(rows=rows, features=features, bits=bits, batch=rows, epochs=4,
                               step=(1 << 32) - 1, copies=1)
     ref, fast = both(cfg, codes, labels, tm, te)
     assert np.array_equal(ref.models, fast.models) and ref.losses == fast.losses
     # The residual and gradient clamps acted: one update moved the model by the clamped maximum.
-    assert np.abs(ref.models.astype(np.int64)).max() == INT32_MAX
+    assert np.abs(ref.models.astype(np.int64)).max() >= INT32_MAX
     # Each row adds (2^31)^2 >> 16 = 2^46 at most; the accumulator saturates only past 2^18 such
     # rows, so check the saturating add directly with enough epochs' worth in one: rows = 2^18 + ...
     big_rows = (1 << 18) + 5

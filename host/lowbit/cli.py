@@ -359,11 +359,14 @@ def cmd_train(args) -> int:
                       file=sys.stderr)
             max_features = device.caps["MAX_FEATURES"]
             line_bits = device.caps["LINE_BITS"]
+            from .driver.train import engine_layout
+
+            layout = engine_layout(device.caps)
         elif args.backend == "golden":  # the golden model stands for the sim engine this run would open
             engine = _device_options(args)
-            max_features, line_bits = engine["max_features"], engine["line_bits"]
+            max_features, line_bits, layout = engine["max_features"], engine["line_bits"], "planes"
         else:
-            max_features, line_bits = None, 512
+            max_features, line_bits, layout = None, 512, "planes"
         prepared = ex.prepare(args.data, seed=args.seed, max_features=max_features, test=args.test,
                               holdout=args.holdout)
         if lc.loss != "squared" and prepared.task != "classification":
@@ -382,12 +385,10 @@ def cmd_train(args) -> int:
             if args.backend != "float":
                 for bits in args.bits:
                     t0 = time.perf_counter()
+                    # Quantized and packed in the engine's own layout in one pass: all of it is host time.
                     qds = ex.quantize(prepared, bits=bits, levels=args.levels, copies=copies, seed=args.seed,
-                                      line_bits=line_bits, max_features=max_features, progress=not quiet)
-                    if device is not None:  # packed in the engine's own layout now, so it is host time
-                        from .driver.train import engine_format
-
-                        qds.data_lines(engine_format(qds.fmt, device.caps))
+                                      line_bits=line_bits, max_features=max_features, progress=not quiet,
+                                      layout=layout)
                     host_s = time.perf_counter() - t0
                     run = ex.run_engine(prepared, qds, backend=args.backend, step=step, batch=args.batch,
                                         epochs=args.epochs, device=device, fmax_mhz=args.fmax,

@@ -380,12 +380,16 @@ class Normalizer:
         if X.ndim != 2 or X.shape[1] != self.features_in:
             raise ValueError(f"X must have shape (rows, {self.features_in}), got {X.shape}")
         live = self.half_range > 0
-        out = np.zeros(X.shape, dtype=np.float64)
+        # Computed in place in the output (intercept column included): one float64 copy of the
+        # data, not the four that fancy indexing, temporaries and hstack made.
+        out = np.empty((X.shape[0], self.features_out), dtype=np.float64)
+        out[:, self.features_in :] = 1.0  # the intercept column, if any
+        body = out[:, : self.features_in]
         with np.errstate(over="ignore"):  # test values far outside the range: +-inf, clipped to +-1
-            out[:, live] = (X[:, live] - self.center[live]) / self.half_range[live]
-        np.clip(out, -1.0, 1.0, out=out)  # exact endpoints on the training data, clipped on test
-        if self.intercept:
-            out = np.hstack([out, np.ones((X.shape[0], 1))])
+            np.subtract(X, self.center, out=body)
+            np.divide(body, np.where(live, self.half_range, 1.0), out=body)
+        body[:, ~live] = 0.0  # constant columns carry no information
+        np.clip(body, -1.0, 1.0, out=body)  # exact endpoints on the training data, clipped on test
         return out
 
     def transform_y(self, y) -> np.ndarray:

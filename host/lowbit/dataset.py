@@ -9,12 +9,13 @@ host pass per epoch. See docs/quantization.md.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
 import numpy as np
 
-from .fastquant import max_code, pack_codes_fast, quantize_pack, unpack_codes_fast
+from .fastquant import finite_abs_max, max_code, pack_codes_fast, quantize_pack, unpack_codes_fast
 from .contract.fixed import MODEL_FRAC, labels_to_fixed
 from .contract.format import FORMAT_VERSION, LineFormat, check_bits, pack_words
 from .contract.levels import make_levels
@@ -88,7 +89,7 @@ class QuantizedDataset:
     # -------------------------------------------------------------------------------- build
     @classmethod
     def build(cls, X, y, *, bits: int, levels="uniform", copies: int = 1, seed: int = 0, line_bits: int = 512,
-              max_features: int | None = None, progress: bool = True) -> "QuantizedDataset":
+              max_features: int | None = None, progress: bool = True, layout: str = "planes") -> "QuantizedDataset":
         """Quantize normalised data (``X`` in [-1, 1], ``|y| <= 1``) into ``copies`` copies.
 
         Parameters
@@ -113,6 +114,10 @@ class QuantizedDataset:
             The engine's MAX_FEATURES; more features is an error.
         progress : bool
             A tqdm bar over the quantization (shown only on a terminal).
+        layout : str
+            The line layout to pack in (``LineFormat.layout``): the target engine's, so that the
+            copies are quantized and packed in one pass (``lowbit.driver.train.engine_layout``).
+            The codes do not depend on it.
 
         Raises
         ------
@@ -127,20 +132,22 @@ class QuantizedDataset:
             raise ValueError(f"X must be 2-D (rows, features), got shape {X.shape}")
         if X.shape[0] == 0 or X.shape[1] == 0:
             raise ValueError(f"data is empty (X has shape {X.shape})")
-        X = check_finite(X, "X")
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
+        # One compiled pass, no float64 copy: float32 data is quantized as it is (exactly, see fastquant).
+        xmax = finite_abs_max(X, "X")
         y = check_finite(y, "y")
         if y.shape != (X.shape[0],):
             raise ValueError(f"y must have shape ({X.shape[0]},), got {y.shape}")
         n, f = X.shape
         if max_features is not None and f > max_features:
             raise ValueError(f"{f} features exceed max_features = {max_features}")
-        xmax = float(np.max(np.abs(X)))
         if xmax > 1 + _RANGE_TOL:
             raise ValueError(f"X must be normalised to [-1, 1] (lowbit.data.Normalizer); max |x| = {xmax:.6g}")
         ymax = float(np.max(np.abs(y)))
         if ymax > 1 + _RANGE_TOL:
             raise ValueError(f"y must be normalised to [-1, 1] (lowbit.data.Normalizer); max |y| = {ymax:.6g}")
-        fmt = LineFormat(bits=bits, features=f, line_bits=line_bits)
+        fmt = LineFormat(bits=bits, features=f, line_bits=line_bits, layout=layout)
         rng = np.random.default_rng(seed)
 
         kind = levels if isinstance(levels, str) else "custom"
@@ -172,7 +179,8 @@ class QuantizedDataset:
         """All copies packed, ``(copies * lines_per_copy(N), line_bytes)`` uint8; copy k at k * lines_per_copy.
 
         ``fmt`` asks for the same codes in another layout (an engine's, ``LineFormat.layout``):
-        they are re-packed (compiled, :func:`lowbit.fastquant.pack_codes_fast`) and kept."""
+        they are re-packed (compiled, :func:`lowbit.fastquant.pack_codes_fast`) and kept. Build
+        in the engine's layout (``build(layout=...)``) to quantize straight into it instead."""
         if fmt is None or fmt == self.fmt:
             if self._lines is None:
                 per = self.fmt.lines_per_copy(self.rows)
@@ -184,8 +192,11 @@ class QuantizedDataset:
         if self._relaid is None or self._relaid[0] != fmt:
             per = fmt.lines_per_copy(self.rows)
             out = np.empty((self.copies * per, fmt.line_bytes), dtype=np.uint8)
-            for k in range(self.copies):
-                out[k * per : (k + 1) * per] = pack_codes_fast(self.codes[k], fmt)
+            own = self.fmt.lines_per_copy(self.rows)
+            for k in range(self.copies):  # a copy's codes at a time, not all copies' (2 bytes per value each)
+                codes = (self._codes[k] if self._codes is not None
+                         else unpack_codes_fast(self._lines[k * own : (k + 1) * own], self.fmt, self.rows))
+                out[k * per : (k + 1) * per] = pack_codes_fast(codes, fmt)
             self._relaid = (fmt, out)
         return self._relaid[1]
 
@@ -207,7 +218,11 @@ class QuantizedDataset:
 
     # -------------------------------------------------------------------------------- files
     def save(self, path) -> None:
-        """One .npz: packed lines, labels, levels, and the metadata to check them on load."""
+        """One .npz: packed lines, labels, levels, and the metadata to check them on load.
+
+        The file holds the ``planes`` layout (its FORMAT_VERSION), whatever layout the data set
+        was built in."""
+        planes = dataclasses.replace(self.fmt, layout="planes")
         np.savez(
             path,
             file_version=np.int64(FILE_VERSION),
@@ -221,7 +236,7 @@ class QuantizedDataset:
             level_kind=np.str_(self.level_kind),
             levels=self.levels,
             levels_q=self.levels_q,
-            data=self.data_lines(),
+            data=self.data_lines(planes),
             labels_q=self.labels_q,
         )
 

@@ -199,11 +199,12 @@ def run_float(p: Prepared, *, step: float, batch: int, epochs: int, loss=None) -
 
 
 def quantize(p: Prepared, *, bits: int, levels: str, copies: int, seed: int, line_bits: int = 512,
-             max_features: int | None = None, progress: bool = False):
+             max_features: int | None = None, progress: bool = False, layout: str = "planes"):
+    """``QuantizedDataset.build`` of the prepared data; ``layout`` is the target engine's."""
     from .dataset import QuantizedDataset
 
     return QuantizedDataset.build(p.X, p.y, bits=bits, levels=levels, copies=copies, seed=seed,
-                                  line_bits=line_bits, max_features=max_features, progress=progress)
+                                  line_bits=line_bits, max_features=max_features, progress=progress, layout=layout)
 
 
 def run_engine(p: Prepared, qds, *, backend: str, step: float, batch: int, epochs: int,

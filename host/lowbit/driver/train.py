@@ -112,17 +112,23 @@ def engine_config(qds, *, step: float, batch: int, epochs: int, max_features: in
     return cfg
 
 
+def engine_layout(caps: dict) -> str:
+    """The line layout the engine with these CAPS reads (CAPS.FORMAT_VERSION); quantize in it
+    (``QuantizedDataset.build(layout=...)``) to pack once. Raises ValueError if unknown."""
+    layout = LAYOUTS.get(caps["FORMAT_VERSION"])
+    if layout is None:
+        raise ValueError(f"the engine reads line format {caps['FORMAT_VERSION']}, unknown to this lowbit "
+                         f"(it knows {sorted(LAYOUTS)})")
+    return layout
+
+
 def engine_format(fmt: LineFormat, caps: dict) -> LineFormat:
     """``fmt`` as the engine with these CAPS reads it: the data set's codes and line width, the
     engine's layout (CAPS.FORMAT_VERSION). Raises ValueError if the two cannot meet."""
     if fmt.line_bits != caps["LINE_BITS"]:
         raise ValueError(f"dataset packed for {fmt.line_bits}-bit lines, the engine has {caps['LINE_BITS']}-bit lines")
-    layout = LAYOUTS.get(caps["FORMAT_VERSION"])
-    if layout is None:
-        raise ValueError(f"the engine reads line format {caps['FORMAT_VERSION']}, unknown to this lowbit "
-                         f"(it knows {sorted(LAYOUTS)})")
     # The codes are the data set; the layout is the engine's: pack them as it reads them.
-    return dataclasses.replace(fmt, layout=layout)
+    return dataclasses.replace(fmt, layout=engine_layout(caps))
 
 
 def _estimate_cycles(cfg: EngineConfig, fmt, lanes: int) -> int:

@@ -1,5 +1,5 @@
 """Small arithmetic helpers shared by the woven core's blocks: ``sat32`` as gates, pipeline registers,
-adder-tree levels. (Rounding shifts use ``lowbit.fixed.rshift_round`` itself: it is plain
+adder-tree levels. (Rounding shifts use ``lowbit.contract.fixed.rshift_round`` itself: it is plain
 operators, so the golden model's definition elaborates to the RTL's adder and shift.)"""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from lowbit.contract.fixed import INT32_MAX, INT32_MIN
 
 
 def sat32(x: Value) -> Value:
-    """Clamp to int32 (``lowbit.fixed.sat32``) by looking at the bits above 31 (all equal: in range)
+    """Clamp to int32 (``lowbit.contract.fixed.sat32``) by looking at the bits above 31 (all equal: in range)
     rather than comparing against the limits, which would take two carry chains."""
     x = x.as_signed()
     if len(x) <= 32:

@@ -24,7 +24,7 @@ MAX_PLANES = 9
 
 
 class WovenCore(wiring.Component):
-    """ZipML least-squares SGD on the woven layout, bit-exact with ``lowbit_sim.golden.run``.
+    """ZipML least-squares SGD on the woven layout, bit-exact with ``lowbit.contract.golden.run``.
 
     Each line is one bit plane of 32 features of ``S = W/32`` rows, so the core takes one line per
     cycle whatever ``b`` is, and an epoch costs ``(b + 1)`` cycles per 32-feature chunk of each

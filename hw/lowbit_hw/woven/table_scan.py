@@ -23,7 +23,7 @@ class AffineTableScan(wiring.Component):
     """Keeps a copy of the code table and, on ``scan``, checks that its first ``2^(b+1) - 1``
     entries are affine: ``m(c) = m0 + c * delta`` and ``e(c) = e_odd * (c mod 2)``.
 
-    That is what uniform levels give (``lowbit.quant.uniform_levels`` spaces them by a whole
+    That is what uniform levels give (``lowbit.contract.quant.uniform_levels`` spaces them by a whole
     number of LSBs): the dot product then splits into plane-masked sums of model words, and the
     gradient's ``m * r`` into shifted sums of ``delta * r`` (docs/architecture.md). Other tables
     (optimal levels) are refused with ``ErrorCode.BAD_TABLE`` by this core.
