@@ -209,7 +209,8 @@ def set_config(ctx, core, cfg, run_id=0):
     for name, value in (("data_addr", DATA_ADDR), ("label_addr", LABEL_ADDR), ("model_addr", MODEL_ADDR),
                         ("stats_addr", STATS_ADDR), ("status_addr", STATUS_ADDR), ("rows", cfg.rows),
                         ("features", cfg.features), ("bits", cfg.bits), ("batch", cfg.batch),
-                        ("epochs", cfg.epochs), ("copies", cfg.copies), ("step", cfg.step), ("run_id", run_id)):
+                        ("epochs", cfg.epochs), ("copies", cfg.copies), ("step", cfg.step), ("run_id", run_id),
+                        ("loss", cfg.loss), ("l2", cfg.l2), ("estimator", cfg.estimator_register())):
         ctx.set(getattr(c, name), value)
 
 

@@ -8,12 +8,15 @@ record and the status record.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from core_models import make_problem
 from lowbit.contract.quant import levels_to_fixed
-from lowbit.contract.registers import ErrorCode, State
+from lowbit.contract.registers import ErrorCode, Estimator, Loss, State
+from lowbit_hw.core import TrainingCore
 from lowbit_hw.woven import WovenCore
 from test_core_train import check_against_golden, simulate
 
@@ -64,3 +67,17 @@ def test_woven_core_refuses_a_batch_across_groups():
     problem = make_problem(rows=8, features=8, bits=2, batch=3, layout="woven")
     _, status, *_ = run_woven(problem)
     assert status.state == State.ERROR and status.error == ErrorCode.BATCH_NOT_WOVEN
+
+
+@pytest.mark.parametrize("setting", [dict(loss=Loss.LOGISTIC), dict(loss=Loss.HINGE), dict(l2=1 << 20),
+                                     dict(estimator=Estimator.CHEBYSHEV, degree=1, copies=2)])
+@pytest.mark.parametrize("core_cls", [WovenCore, TrainingCore])
+def test_both_cores_refuse_a_loss_they_were_not_built_for(setting, core_cls):
+    """The RTL computes least squares only: LOSS, L2 or ESTIMATOR set is NOT_BUILT, as the spec of an
+    engine built without them says, never a least-squares run under another loss's name."""
+    problem = make_problem(rows=4, features=8, bits=2, batch=2, layout="woven" if core_cls is WovenCore else "planes")
+    problem = dataclasses.replace(problem, cfg=dataclasses.replace(problem.cfg, **setting))
+    assert problem.cfg.error(max_features=256, nonlinear=False) is ErrorCode.NOT_BUILT
+    kw = dict(line_bits=64, max_features=256) if core_cls is WovenCore else {}
+    _, status, *_ = simulate(problem, core_cls=core_cls, **({"core_kw": kw} if kw else {}))
+    assert status.state == State.ERROR and status.error == ErrorCode.NOT_BUILT

@@ -50,6 +50,10 @@ class RunConfig(data.Struct):
     copies: 8
     step: 32
     run_id: 64
+    # Issue 13's registers: the datapath implements none of them; the sequencer refuses non-zero.
+    loss: 2
+    l2: 32
+    estimator: 19
 
 
 class CoreStatus(data.Struct):

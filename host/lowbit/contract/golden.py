@@ -59,7 +59,7 @@ from .fixed import (CODE_FRAC, CORR_BITS, CORR_SHIFT, INT32_MAX, INT32_MIN, LOSS
 from .format import MAX_BITS
 from .losses import (LOSS_TABLE, PHI_TABLE, SEG_SHIFT, TABLE_HI, TABLE_LO, TABLE_SEGMENTS, label_signs, loss_value,
                      phi)
-from .registers import MAX_BATCH, MAX_COPIES, MAX_DEGREE, MAX_EPOCHS, MAX_RANGE_SHIFT, ErrorCode, Estimator, Loss
+from .registers import MAX_BATCH, MAX_COPIES, MAX_DEGREE, MAX_EPOCHS, MAX_RANGE_SHIFT, REG, ErrorCode, Estimator, Loss
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,11 @@ class EngineConfig:
         """Copies each row reads in an epoch: d + 1 for the Chebyshev estimator, else 1."""
         return self.degree + 1 if self.estimator == Estimator.CHEBYSHEV else 1
 
-    def error(self, max_features: int) -> ErrorCode:
-        """The error code an engine with ``max_features`` reports for this configuration at START."""
+    def error(self, max_features: int, *, nonlinear: bool = True) -> ErrorCode:
+        """The error code an engine with ``max_features`` reports for this configuration at START.
+
+        ``nonlinear=False`` is an engine built for least squares only (today's RTL): it answers
+        ``NOT_BUILT`` to any LOSS, L2 or ESTIMATOR other than 0 rather than ignore them."""
         if not 1 <= self.rows < (1 << 32):
             return ErrorCode.BAD_ROWS
         if not 1 <= self.features <= max_features:
@@ -109,7 +112,13 @@ class EngineConfig:
             return ErrorCode.BAD_COPIES
         if not 1 <= self.step < (1 << 32):
             return ErrorCode.BAD_STEP
+        if not nonlinear and (self.loss or self.l2 or self.estimator_register()):
+            return ErrorCode.NOT_BUILT
         return self._loss_error()
+
+    def estimator_register(self) -> int:
+        """The ESTIMATOR register's value (fields KIND, DEGREE, RANGE)."""
+        return REG["ESTIMATOR"].encode(KIND=self.estimator, DEGREE=self.degree, RANGE=self.margin_range)
 
     def _loss_error(self) -> ErrorCode:
         if self.loss not in tuple(Loss):

@@ -74,6 +74,9 @@ class ErrorCode(enum.IntEnum):
     # Issue 13 (losses), checked after the above:
     BAD_LOSS = 11  # LOSS not a lowbit.contract.registers.Loss
     BAD_ESTIMATOR = 12  # ESTIMATOR not valid for LOSS, or COPIES < DEGREE + 1 for the Chebyshev estimator
+    # Checked by the RTL after BAD_STEP (an engine built for least squares only, EngineConfig.error
+    # with nonlinear=False): it refuses what it would otherwise silently run as least squares.
+    NOT_BUILT = 13  # LOSS, L2 or ESTIMATOR not 0: arithmetic this engine was built without
 
 
 class Loss(enum.IntEnum):

@@ -153,6 +153,10 @@ class Sequencer(wiring.Component):
             m.d.comb += err.eq(ErrorCode.BAD_COPIES)
         with m.Elif(cfg.step == 0):
             m.d.comb += err.eq(ErrorCode.BAD_STEP)
+        with m.Elif((cfg.loss != 0) | (cfg.l2 != 0) | (cfg.estimator != 0)):
+            # Least squares is all this datapath computes: another loss, L2 or estimator is
+            # refused, not run as least squares (EngineConfig.error(nonlinear=False)).
+            m.d.comb += err.eq(ErrorCode.NOT_BUILT)
         with m.Elif(~self.core_busy):
             m.d.comb += err.eq(self.core_error)
 
