@@ -67,6 +67,8 @@ class ErrorCode(enum.IntEnum):
     # Engine-specific, checked after the above by the woven (bit-serial) core only:
     BAD_TABLE = 9  # the code table is not affine (m = m0 + c*delta, e = e_odd on odd codes)
     BATCH_NOT_WOVEN = 10  # BATCH < ROWS and not a multiple of the rows per line (W/32)
+    # Resumable runs (issue 14), checked after BAD_STEP by engines that implement RESUME:
+    BAD_START = 11  # START_MINIBATCH >= EPOCHS * ceil(ROWS / BATCH): nothing left to run
 
 
 class Ctrl(enum.IntFlag):
@@ -188,6 +190,23 @@ REGISTERS: tuple[Register, ...] = (
         ),
     ),
 )
+
+#: Resumable runs (issue 14): warm start and a bounded number of minibatches, so that a run can stop
+#: with its model written back and continue later (K engines averaging every T minibatches). All
+#: zero means a plain run from w = 0, exactly as before. Placed at 0x140, after the LOSS/L2/
+#: ESTIMATOR/POLY_* registers (0x0D8-0x130) of the loss branch. Semantics: lowbit_sim.golden.
+RESUME_REGISTERS: tuple[Register, ...] = (
+    _addr("MODEL_IN_ADDR", 0x140, "Start model (int32 at 2^-24, one snapshot's layout), read at START if WARM_START"),
+    Register("WARM_START", 0x148, Access.RW, "1: the run starts from the model at MODEL_IN_ADDR; 0: from w = 0",
+             width=1),
+    Register("START_MINIBATCH", 0x150, Access.RW,
+             "Global index of the run's first minibatch (epoch g // P, minibatch g mod P; P = ceil(ROWS / BATCH))",
+             width=32),
+    Register("MAX_MINIBATCHES", 0x158, Access.RW,
+             "Stop after this many minibatches (0: run to the end of epoch EPOCHS); a run that stops mid-epoch "
+             "writes one more snapshot and record, of the partial epoch", width=32),
+)
+REGISTERS = REGISTERS + RESUME_REGISTERS
 
 REG: dict[str, Register] = {r.name: r for r in REGISTERS}
 

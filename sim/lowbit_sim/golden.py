@@ -20,6 +20,20 @@ Arithmetic (formats in :mod:`lowbit.fixed`; ``>>`` is an arithmetic shift, ``rnd
   STEP, 32))``, then ``G = 0``.
 * After each epoch the engine writes the model (a snapshot) and the epoch's loss accumulator.
 
+Resumable runs (registers WARM_START, MODEL_IN_ADDR, START_MINIBATCH, MAX_MINIBATCHES; all zero is
+the plain run above, bit for bit). With ``P = ceil(N / B)`` minibatches per epoch, minibatch ``g`` of
+the whole schedule (``0 <= g < E * P``) is minibatch ``g mod P`` of epoch ``g // P`` (copy
+``(g // P) mod K``, rows from ``(g mod P) * B``):
+
+* The model starts at ``w = MODEL_IN`` (int32) if WARM_START, else at ``w = 0``.
+* The run does minibatches ``S .. S + M - 1`` (``S`` = START_MINIBATCH, ``M`` = MAX_MINIBATCHES,
+  clipped to ``E * P``; ``M = 0`` runs to the end of epoch ``E``). ``S >= E * P`` is BAD_START.
+* A snapshot and loss record are written after every minibatch that ends an epoch, and once more
+  after the last minibatch if it ends mid-epoch (a partial epoch); each record's loss sums only the
+  minibatches of this run. So the last snapshot is always the final model, and a run cut in two
+  (the second warm-started from the first's last snapshot at ``S + M``) gives the same models, and
+  epoch losses that add up (saturating) to the uncut run's.
+
 ``e_ij * w0_j`` (at 2^-47, rounded onto the 2^-39 of ``m * r``) is the double-sampling correction: with ``m`` the mean of two independent
 stochastic roundings and ``e`` a quarter of their squared difference, ``E[m_j m_k] = a_j a_k`` for
 ``j != k`` and ``E[m_j^2 - e_j] = a_j^2``, so the gradient is unbiased (docs/zipml.md).
@@ -54,6 +68,26 @@ class EngineConfig:
     epochs: int
     step: int
     copies: int = 1
+    warm_start: bool = False
+    start_minibatch: int = 0
+    max_minibatches: int = 0
+
+    @property
+    def minibatches_per_epoch(self) -> int:
+        """P = ceil(ROWS / BATCH)."""
+        return -(-self.rows // self.batch)
+
+    def span(self) -> tuple[int, int]:
+        """The run's minibatches ``[first, end)`` of the whole schedule (see the module docstring)."""
+        total = self.epochs * self.minibatches_per_epoch
+        end = total if self.max_minibatches == 0 else min(total, self.start_minibatch + self.max_minibatches)
+        return self.start_minibatch, end
+
+    def snapshots(self) -> int:
+        """Snapshots (and records) the run writes: epochs it ends, plus one if it stops mid-epoch."""
+        first, end = self.span()
+        p = self.minibatches_per_epoch
+        return end // p - first // p + (1 if end % p else 0)
 
     def error(self, max_features: int) -> ErrorCode:
         """The error code an engine with ``max_features`` reports for this configuration at START."""
@@ -71,6 +105,8 @@ class EngineConfig:
             return ErrorCode.BAD_COPIES
         if not 1 <= self.step < (1 << 32):
             return ErrorCode.BAD_STEP
+        if not 0 <= self.start_minibatch < self.epochs * self.minibatches_per_epoch:
+            return ErrorCode.BAD_START
         return ErrorCode.NONE
 
 
@@ -80,14 +116,17 @@ class GoldenRun:
 
     Attributes
     ----------
-    models : ndarray, shape (epochs, features), int32
-        Model snapshot after each epoch (at 2^-24).
+    models : ndarray, shape (snapshots, features), int32
+        Model snapshot after each epoch (at 2^-24); a bounded run's last one may be mid-epoch.
     losses : list[int]
-        Each epoch's loss accumulator (uint64 at 2^-32; divide by rows for the mean).
+        Each snapshot's loss accumulator (uint64 at 2^-32; divide by rows for the mean).
+    partial : bool
+        Whether the last snapshot is mid-epoch (a bounded run that stopped inside an epoch).
     """
 
     models: np.ndarray
     losses: list[int]
+    partial: bool = False
 
 
 def _check_inputs(cfg: EngineConfig, codes, labels, table_m, table_e):
@@ -117,7 +156,33 @@ def _check_inputs(cfg: EngineConfig, codes, labels, table_m, table_e):
     return codes, labels, table_m, table_e
 
 
-def run(cfg: EngineConfig, codes, labels, table_m, table_e, *, progress=None) -> GoldenRun:
+def _start_model(cfg: EngineConfig, model_in) -> np.ndarray:
+    """The model at START as int64: MODEL_IN if WARM_START, else zeros."""
+    if not cfg.warm_start:
+        return np.zeros(cfg.features, dtype=np.int64)
+    if model_in is None:
+        raise ValueError("warm_start needs model_in (the int32 model at MODEL_IN_ADDR)")
+    w = np.asarray(model_in)
+    if w.shape != (cfg.features,) or w.dtype.kind not in "iu":
+        raise ValueError(f"model_in must be ({cfg.features},) integers, got {w.dtype} {w.shape}")
+    if w.min() < INT32_MIN or w.max() > INT32_MAX:
+        raise ValueError("model_in must be int32")
+    return w.astype(np.int64)
+
+
+def _segments(cfg: EngineConfig):
+    """The run's span cut at epoch ends: ``(epoch, first minibatch, end minibatch)`` within the epoch."""
+    first, end = cfg.span()
+    p = cfg.minibatches_per_epoch
+    g = first
+    while g < end:
+        epoch, lo = divmod(g, p)
+        hi = min(p, lo + end - g)
+        yield epoch, lo, hi
+        g += hi - lo
+
+
+def run(cfg: EngineConfig, codes, labels, table_m, table_e, *, model_in=None, progress=None) -> GoldenRun:
     """Train as the engine does.
 
     Parameters
@@ -129,33 +194,38 @@ def run(cfg: EngineConfig, codes, labels, table_m, table_e, *, progress=None) ->
         int32 labels at 2^-24.
     table_m, table_e : array
         The code table (``lowbit.quant.code_table``).
+    model_in : array (features,) of int32, optional
+        The model at MODEL_IN_ADDR; needed (only) with ``cfg.warm_start``.
     progress : callable(epoch) or None
-        Called after each epoch.
+        Called after each snapshot.
     """
     codes, y, tm, te = _check_inputs(cfg, codes, labels, table_m, table_e)
-    n, f, b = cfg.rows, cfg.features, cfg.batch
-    w = np.zeros(f, dtype=np.int64)
-    models = np.zeros((cfg.epochs, f), dtype=np.int32)
+    b = cfg.batch
+    w = _start_model(cfg, model_in)
+    models = np.zeros((cfg.snapshots(), cfg.features), dtype=np.int32)
     losses: list[int] = []
-    decoded = {}  # per copy: (M, E) int64, decoded once
-    for epoch in range(cfg.epochs):
-        k = epoch % cfg.copies
-        if k not in decoded:
-            decoded[k] = (tm[codes[k]], te[codes[k]])
-        M, E = decoded[k]
+    decoded = {}  # per copy and row range: (M, E) int64, decoded once (only the rows the run reads)
+    segments = list(_segments(cfg))
+    for i, (epoch, lo, hi) in enumerate(segments):
+        k, rows = epoch % cfg.copies, slice(lo * b, hi * b)
+        if (k, lo, hi) not in decoded:
+            decoded[k, lo, hi] = (tm[codes[k, rows]], te[codes[k, rows]])
+        M, E = decoded[k, lo, hi]
+        yk = y[rows]
         loss = 0
-        for start in range(0, n, b):  # minibatches are sequential by definition; rows inside are vectorised
-            Mb, Eb, yb = M[start : start + b], E[start : start + b], y[start : start + b]
+        for start in range(0, M.shape[0], b):  # minibatches are sequential by definition; rows inside are vectorised
+            Mb, Eb, yb = M[start : start + b], E[start : start + b], yk[start : start + b]
             r = sat32(rshift_round(Mb @ w, CODE_FRAC) - yb)
             loss += int(((r * r) >> LOSS_SHIFT).sum())
             G = Mb.T @ r - rshift_round(Eb * w, CORR_SHIFT).sum(axis=0)
             gs = sat32(rshift_round(G, CODE_FRAC))
             w = sat32(w - rshift_round(gs * cfg.step, STEP_FRAC))
-        models[epoch] = w
+        models[i] = w
         losses.append(min(loss, UINT64_MAX))
         if progress is not None:
-            progress(epoch)
-    return GoldenRun(models=models, losses=losses)
+            progress(i)
+    partial = bool(segments) and segments[-1][2] < cfg.minibatches_per_epoch
+    return GoldenRun(models=models, losses=losses, partial=partial)
 
 
 def reference_sgd(X, y, *, step: float, batch: int, epochs: int, w0=None):
