@@ -104,7 +104,7 @@ def _add_training_args(p: argparse.ArgumentParser, *, demo: bool = False):
 
 
 def _add_scaleout_args(p: argparse.ArgumentParser):
-    from .scaleout import DEFAULT_LINK_GBPS, EXCHANGE_NAMES
+    from .scaleout import DEFAULT_LINK_GBPS, EXCHANGE_NAMES, STEP_SCALINGS
 
     g = p.add_argument_group("several engines (docs/scaleout.md)")
     g.add_argument("--engines", type=_checked(int, lambda v: 1 <= v <= 16, "--engines takes 1..16, got {text!r}"),
@@ -117,6 +117,9 @@ def _add_scaleout_args(p: argparse.ArgumentParser):
     g.add_argument("--link-gbps", type=_checked(float, lambda v: math.isfinite(v) and v > 0,
                                                 "--link-gbps takes a positive rate in Gb/s, got {text!r}"),
                    default=DEFAULT_LINK_GBPS, help="link rate of the modelled exchange time (default: %(default)s)")
+    g.add_argument("--step-scaling", choices=STEP_SCALINGS, default="linear",
+                   help="linear: each engine's step is K x --step, capped at the least-squares stability bound "
+                        "2 / (batch * mean |x|^2); none: --step as given (default: %(default)s)")
 
 
 def _print_table(runs, prepared, out=None):

@@ -52,6 +52,7 @@ STOP_GRACE_S = 3.0
 #: Default link rate of the modelled exchange time.
 DEFAULT_LINK_GBPS = 10.0
 EXCHANGE_NAMES = ("fp32", "qsgd8", "qsgd4")
+STEP_SCALINGS = ("linear", "none")
 #: Environment: set by :func:`launch` for its workers (rank 0 writes its report to LOWBIT_RESULT).
 ENV_RESULT, ENV_LAUNCHED, ENV_STATUS_DIR = "LOWBIT_RESULT", "LOWBIT_LAUNCHED", "LOWBIT_WORKER_STATUS_DIR"
 
@@ -78,8 +79,11 @@ class Plan:
     engine: str = "woven"
     fmax_mhz: float = 57.4
     link_gbps: float = DEFAULT_LINK_GBPS
+    step_scaling: str = "linear"
 
     def __post_init__(self):
+        if self.step_scaling not in STEP_SCALINGS:
+            raise ValueError(f"--step-scaling must be one of {STEP_SCALINGS}, got {self.step_scaling!r}")
         if not 1 <= self.engines <= 16:
             raise ValueError(f"--engines takes 1..16, got {self.engines}")
         if self.exchange not in EXCHANGE_NAMES:
@@ -94,6 +98,7 @@ class ScaleoutRun(RunSummary):
 
     engines: int = 1
     sync_every: int = 0
+    engine_step: float = 0.0   # the per-sample step each engine ran with (engine_step(); step is the one asked)
     exchange: str = "fp32"
     link_gbps: float = DEFAULT_LINK_GBPS
     exchange_bytes: list[int] = field(default_factory=list)      # sent by each worker over the run
@@ -102,6 +107,24 @@ class ScaleoutRun(RunSummary):
     modelled_epoch_s: float = 0.0   # per round: slowest engine at fmax_mhz + largest exchange at link_gbps
     exchange_wall_s: list[float] = field(default_factory=list)   # measured here, each worker over the run
     rounds_per_epoch: int = 0
+
+
+# ---------------------------------------------------------------------------------- the step
+def engine_step(step: float, engines: int, X: np.ndarray, batch: int, scaling: str) -> float:
+    """The per-sample step each engine runs with.
+
+    Averaging K models that each took T steps on their own shard advances the shared model about
+    as far as T steps of one engine with a K-times smaller step, so per epoch K engines would
+    learn K times slower. ``"linear"`` scales the step by K (the linear scaling rule of large-batch
+    SGD), capped at ``2 / (B * mean ||x||^2)``: a minibatch's Hessian ``A^T A`` has its largest
+    eigenvalue below its trace ``~ B * mean ||x||^2``, and least squares stays stable below
+    ``2 / lambda_max`` (``--step auto`` is a quarter of the cap, so the cap binds beyond K = 4).
+    ``"none"`` keeps the step as given.
+    """
+    if scaling == "none" or engines == 1:
+        return step
+    cap = 2.0 / (batch * max(float(np.mean(np.sum(X * X, axis=1))), 1e-12))
+    return min(0.999, max(step, min(step * engines, cap)))
 
 
 # ---------------------------------------------------------------------------------- the schedule
@@ -156,6 +179,7 @@ def _status(rank: int, rounds: int) -> None:
 
 
 def train_worker(plan: Plan, prepared, step: float, group=None) -> dict:
+    """``step`` is the engines' own (already scaled) per-sample step."""
     """This worker's part of a run (in an initialised process group); every worker returns the same
     shared models, and its own counters."""
     import torch.distributed as dist
@@ -201,7 +225,7 @@ def train_worker(plan: Plan, prepared, step: float, group=None) -> dict:
     return dict(models=models, cycles=cycles, sent=sent, wall=wall, losses=losses, rounds=rounds)
 
 
-def summarise(plan: Plan, prepared, step: float, parts: list[dict]) -> ScaleoutRun:
+def summarise(plan: Plan, prepared, step: float, parts: list[dict], run_step: float) -> ScaleoutRun:
     """The run's summary from every worker's :func:`train_worker` result (rank order)."""
     from .experiment import _losses, _metrics
     from .fixed import UINT64_MAX, loss_to_float, model_to_float
@@ -220,7 +244,7 @@ def summarise(plan: Plan, prepared, step: float, parts: list[dict]) -> ScaleoutR
         train_loss=_losses(prepared, models), engine_loss=engine_loss, test_metric=metric, metric_name=name,
         cycles=int(cycles.sum(axis=(1, 2)).max()), fmax_mhz=plan.fmax_mhz,
         elapsed_s=[float(x) for x in np.cumsum(epoch_s)], model=models[-1],
-        engines=plan.engines, sync_every=plan.sync_every, exchange=plan.exchange, link_gbps=plan.link_gbps,
+        engines=plan.engines, sync_every=plan.sync_every, engine_step=run_step, exchange=plan.exchange, link_gbps=plan.link_gbps,
         exchange_bytes=[int(x) for x in sent.sum(axis=(1, 2))],
         engine_cycles=[int(x) for x in cycles.sum(axis=(1, 2))],
         modelled_epoch_s=float(epoch_s.mean()),
@@ -253,10 +277,11 @@ def worker_main(plan: Plan, prepare_args: dict) -> ScaleoutRun | None:
             from .cli import auto_step
 
             step = auto_step(prepared.X, plan.batch)
-        part = train_worker(plan, prepared, step)
+        run_step = engine_step(step, world, prepared.X, plan.batch, plan.step_scaling)
+        part = train_worker(plan, prepared, run_step)
         parts = [None] * world
         dist.all_gather_object(parts, part)
-        run = summarise(plan, prepared, step, parts) if dist.get_rank() == 0 else None
+        run = summarise(plan, prepared, step, parts, run_step) if dist.get_rank() == 0 else None
         if run is not None and os.environ.get(ENV_RESULT):
             _write_result(run, prepared, Path(os.environ[ENV_RESULT]))
         dist.barrier()

@@ -39,7 +39,8 @@ def _refuse(args) -> None:
 def _plans(args) -> list[Plan]:
     return [Plan(data=str(args.data), bits=b, engines=args.engines, sync_every=args.sync_every, exchange=args.exchange,
                  levels=args.levels, epochs=args.epochs, batch=args.batch, step=args.step, copies=args.copies,
-                 seed=args.seed, engine=_engine(args), fmax_mhz=args.fmax, link_gbps=args.link_gbps)
+                 seed=args.seed, engine=_engine(args), fmax_mhz=args.fmax, link_gbps=args.link_gbps,
+                 step_scaling=args.step_scaling)
             for b in args.bits]
 
 
@@ -47,7 +48,8 @@ def _worker_argv(plan: Plan) -> list[str]:
     argv = ["train", "--data", plan.data, "--bits", str(plan.bits), "--levels", plan.levels, "--epochs",
             str(plan.epochs), "--batch", str(plan.batch), "--step", str(plan.step), "--seed", str(plan.seed),
             "--engines", str(plan.engines), "--sync-every", str(plan.sync_every), "--exchange", plan.exchange,
-            "--link-gbps", repr(plan.link_gbps), "--fmax", repr(plan.fmax_mhz), "--backend", "golden", "--json"]
+            "--link-gbps", repr(plan.link_gbps), "--fmax", repr(plan.fmax_mhz), "--backend", "golden", "--json",
+            "--step-scaling", plan.step_scaling]
     if plan.copies:
         argv += ["--copies", str(plan.copies)]
     if plan.levels != "optimal":
@@ -131,12 +133,12 @@ def report(runs: list[ScaleoutRun], info: dict, plot, *, as_json: bool, out=None
 
 def table(runs: list[ScaleoutRun], info: dict) -> str:
     """The scaling table: one row per run."""
-    header = ["run", "K", "T", "exchange", "final loss", "metric", "bytes/worker/epoch", "cycles/worker/epoch*",
+    header = ["run", "K", "T", "exchange", "engine step", "final loss", "metric", "bytes/worker/epoch", "cycles/worker/epoch*",
               "modelled epoch ms", "exchange wall ms/epoch", "wall s"]
     rows = []
     for r in runs:
         rows.append([
-            r.label, str(r.engines), str(r.sync_every), r.exchange, f"{r.train_loss[-1]:.6f}",
+            r.label, str(r.engines), str(r.sync_every), r.exchange, f"{r.engine_step:.3g}", f"{r.train_loss[-1]:.6f}",
             f"{r.metric_name}={r.test_metric:.4f}" if r.test_metric is not None else "-",
             f"{max(r.exchange_bytes) / r.epochs:,.0f}", f"{max(r.engine_cycles) / r.epochs:,.0f}",
             f"{r.modelled_epoch_s * 1e3:.3f}", f"{max(r.exchange_wall_s) / r.epochs * 1e3:.2f}", f"{r.wall_s:.1f}",
