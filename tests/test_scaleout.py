@@ -127,3 +127,19 @@ def test_a_killed_worker_stops_the_run_by_name_and_leaves_nothing(tmp_path):
     assert f"worker 1 of 2 (pid {victim}) was killed by SIGKILL; stopped the other 1 worker(s)" in err
     assert elapsed < 10
     assert not any(pid_alive(p) for p in workers)
+
+
+def test_the_engine_step_scales_with_k_below_the_stability_bound():
+    from lowbit.scaleout import STEP_CAP_FRACTION, engine_step, stability_bound
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (50, 6)) + 0.5  # correlated rows: a tight bound
+    bound = stability_bound(X, 8)
+    for b in range(0, 50, 8):  # every minibatch step is non-expansive at the bound
+        A = X[b : b + 8]
+        assert np.linalg.norm(np.eye(6) - bound * A.T @ A, 2) <= 1 + 1e-9
+    step = bound / 10
+    assert engine_step(step, 1, X, 8, "linear") == step
+    assert engine_step(step, 4, X, 8, "none") == step
+    assert engine_step(step, 4, X, 8, "linear") == pytest.approx(4 * step)
+    assert engine_step(step, 16, X, 8, "linear") == pytest.approx(STEP_CAP_FRACTION * bound)

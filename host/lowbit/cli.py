@@ -118,8 +118,8 @@ def _add_scaleout_args(p: argparse.ArgumentParser):
                                                 "--link-gbps takes a positive rate in Gb/s, got {text!r}"),
                    default=DEFAULT_LINK_GBPS, help="link rate of the modelled exchange time (default: %(default)s)")
     g.add_argument("--step-scaling", choices=STEP_SCALINGS, default="linear",
-                   help="linear: each engine's step is K x --step, capped at the least-squares stability bound "
-                        "2 / (batch * mean |x|^2); none: --step as given (default: %(default)s)")
+                   help="linear: each engine's step is K x --step, capped at 3/4 of the least-squares stability "
+                        "bound 2 / max lambda(minibatch Hessian); none: --step as given (default: %(default)s)")
 
 
 def _print_table(runs, prepared, out=None):
