@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .experiment import RunSummary
+from .experiment import MEASURED_FMAX_MHZ, RunSummary
 
 #: Quantization seed of worker k: seed + SEED_STRIDE * k (worker 0 quantizes as ``lowbit train``).
 SEED_STRIDE = 1_000_003
@@ -77,7 +77,7 @@ class Plan:
     copies: int | None = None
     seed: int = 0
     engine: str = "woven"
-    fmax_mhz: float = 57.4
+    fmax_mhz: float = MEASURED_FMAX_MHZ
     link_gbps: float = DEFAULT_LINK_GBPS
     step_scaling: str = "linear"
 
