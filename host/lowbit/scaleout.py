@@ -194,9 +194,8 @@ def _status(rank: int, rounds: int) -> None:
 
 
 def train_worker(plan: Plan, prepared, step: float, group=None) -> dict:
-    """``step`` is the engines' own (already scaled) per-sample step."""
-    """This worker's part of a run (in an initialised process group); every worker returns the same
-    shared models, and its own counters."""
+    """This worker's part of a run (in an initialised process group) at the engines' own, already
+    scaled, per-sample ``step``; every worker returns the same shared models, and its own counters."""
     import torch.distributed as dist
 
     from .dataset import QuantizedDataset
