@@ -6,7 +6,9 @@ random gaps, accepts writes with random back-pressure and holds ``write_idle`` l
 waits for its (random-latency) response, honours ``flush`` and reports ``read_idle``. Everything
 runs in ONE testbench coroutine (one Python wake-up per cycle): :func:`run_core` drives the code
 table, the configuration and ``start`` and steps the model until the core reports DONE/ERROR.
-:func:`make_problem` builds a run's host image (lowbit.format packing) and its golden result.
+:func:`make_problem` builds a run's host memory (a ``lowbit_sim.host_memory.HostMemory``, the
+store the CCI-P host model serves too: guarded buffers, stray accesses recorded; lowbit.format
+packing) and its golden result.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lowbit.data import engine_problem
 from lowbit.fixed import labels_to_fixed, step_to_fixed
 from lowbit.format import EPOCH_RECORD, STATUS_RECORD, LineFormat, pack_codes, pack_words, unpack_record, unpack_words
 from lowbit.quant import code_table, double_sample, levels_to_fixed, uniform_levels
 from lowbit.registers import State
 from lowbit_sim.golden import EngineConfig, run as golden_run
+from lowbit_sim.host_memory import HostMemory
 
 #: Line addresses of the buffers in the test memory (cache-line units, far apart).
 DATA_ADDR, LABEL_ADDR, MODEL_ADDR, STATS_ADDR, STATUS_ADDR = 0x10000, 0x80000, 0x90000, 0xA0000, 0xB0000
@@ -42,7 +46,7 @@ class Problem:
 
     cfg: EngineConfig
     line_bits: int
-    memory: dict  # line address -> int
+    memory: HostMemory  # buffers at DATA_ADDR ... STATUS_ADDR between guard bands
     table_m: np.ndarray
     table_e: np.ndarray
     codes: np.ndarray | None = None
@@ -61,9 +65,7 @@ def make_problem(*, rows, features, bits, batch=1, epochs=1, copies=1, step=0.05
                  label_scale=1.0, layout="planes", levels_q=None) -> Problem:
     """A least-squares problem quantized with double sampling, packed as the engine reads it."""
     rng = np.random.default_rng(seed)
-    X = rng.uniform(-1, 1, size=(rows, features))
-    w_true = rng.uniform(-1, 1, size=features) / max(1.0, np.sqrt(features))
-    y = np.clip(X @ w_true * label_scale + rng.normal(0, 0.05, rows), -1, 1)
+    X, y = engine_problem(rows, features, rng=rng, label_scale=label_scale, noise_sd=0.05)
     if levels_q is None:
         levels_q = levels_to_fixed(uniform_levels(bits))
     codes = np.stack([double_sample(X, levels_q, rng) for _ in range(copies)])
@@ -72,13 +74,16 @@ def make_problem(*, rows, features, bits, batch=1, epochs=1, copies=1, step=0.05
     cfg = EngineConfig(rows=rows, features=features, bits=bits, batch=batch, epochs=epochs,
                        step=step_to_fixed(step), copies=copies)
     fmt = LineFormat(bits=bits, features=features, line_bits=line_bits, layout=layout)
-    memory = {}
-    per_copy = fmt.lines_per_copy(rows)
-    for k in range(copies):
-        for i, v in enumerate(lines_to_ints(pack_codes(codes[k], fmt))):
-            memory[DATA_ADDR + k * per_copy + i] = v
-    for i, v in enumerate(lines_to_ints(pack_words(labels, line_bits))):
-        memory[LABEL_ADDR + i] = v
+    memory = HostMemory(line_bytes=line_bits // 8)
+    guard = 8 * memory.line_bytes
+    data = np.concatenate([pack_codes(codes[k], fmt) for k in range(copies)])
+    label_lines = pack_words(labels, line_bits)
+    record = max(1, fmt.record_lines)
+    for line, content, name in ((DATA_ADDR, data, "data"), (LABEL_ADDR, label_lines, "labels")):
+        memory.alloc_lines(len(content), guard, name, line=line).write(content)
+    for line, lines, name in ((MODEL_ADDR, epochs * fmt.model_lines, "model"), (STATS_ADDR, epochs * record, "stats"),
+                              (STATUS_ADDR, record, "status")):
+        memory.alloc_lines(max(1, lines), guard, name, line=line)
     gold = golden_run(cfg, codes, labels, tm, te)
     return Problem(cfg=cfg, line_bits=line_bits, memory=memory, table_m=tm, table_e=te, codes=codes,
                    labels=labels, golden=gold, layout=layout)
@@ -97,8 +102,9 @@ class ShellModel:
     Parameters
     ----------
     core : TrainingCore
-    memory : dict
-        Line address -> int; reads of other addresses fail the test.
+    memory : HostMemory
+        The buffers the core reads and writes (a write lands at its response); a read outside
+        them fails the test at once, a stray write shows in :meth:`check`.
     rng : numpy.random.Generator
     p_cmd, p_line, p_write : float
         Per-cycle probabilities of ``cmd.ready``, of offering the next line, of ``write.ready``.
@@ -112,7 +118,7 @@ class ShellModel:
         self.ch = {"data": _Channel(), "label": _Channel()}
         self.writes: dict[int, int] = {}
         self.write_log: list[int] = []
-        self.pending: list[int] = []  # cycles until each outstanding write's response
+        self.pending: list[list] = []  # [cycles until the response, line, data] of each outstanding write
         self.commands: list[tuple[str, int, int]] = []
         self.flushes = 0
         self.read_quiet = 0  # cycles read_idle stays low after a flush (responses still landing)
@@ -129,9 +135,9 @@ class ShellModel:
             ctx.set(cmd.ready, bool(r[i] < self.p_cmd))
             if ch.line is None and ch.cmds and self.rng.random() < self.p_line:
                 addr, left = ch.cmds[0]
-                if addr not in self.memory:
+                if not self.memory.inside(addr):
                     raise AssertionError(f"core read unmapped line 0x{addr:x} on {name}")
-                ch.line = self.memory[addr]
+                ch.line = self.memory.read_line_int(addr)
                 ch.cmds[0] = (addr + 1, left - 1)
                 if left == 1:
                     ch.cmds.popleft()
@@ -152,7 +158,10 @@ class ShellModel:
     def observe(self, sampled):
         """Update the model with the handshakes sampled at the clock edge; returns the status."""
         (dcv, dcr, dcp, dlv, dlr, lcv, lcr, lcp, llv, llr, wv, wr, wp, flush, status) = sampled
-        self.pending = [t - 1 for t in self.pending if t > 1]
+        for t, line, data in self.pending:
+            if t <= 1:
+                self.memory.write_line_int(line, data)
+        self.pending = [[t - 1, line, data] for t, line, data in self.pending if t > 1]
         for name, cv, cr, cp, lv, lr in (("data", dcv, dcr, dcp, dlv, dlr), ("label", lcv, lcr, lcp, llv, llr)):
             ch = self.ch[name]
             if lv and lr:
@@ -165,7 +174,7 @@ class ShellModel:
         if wv and wr:
             self.writes[int(wp.address)] = int(wp.data)
             self.write_log.append(int(wp.address))
-            self.pending.append(int(self.rng.integers(*self.write_latency)))
+            self.pending.append([int(self.rng.integers(*self.write_latency)), int(wp.address), int(wp.data)])
         if self.read_quiet:
             self.read_quiet -= 1
         if flush:
@@ -175,6 +184,10 @@ class ShellModel:
                 ch.line = None
             self.read_quiet = int(self.rng.integers(1, 10))
         return status
+
+    def check(self) -> None:
+        """Guard bands intact, no write outside the buffers (``HostMemory.check``)."""
+        self.memory.check()
 
     def read_lines_of(self, address, count) -> np.ndarray:
         return ints_to_lines([self.writes.get(address + i, 0) for i in range(count)], self.core.line_bits)

@@ -149,13 +149,11 @@ def export_double(out_dir: Path, line_bits: int = 512) -> Path:
 
 # ------------------------------------------------------------------------------ datasets
 def make_dataset(rows: int, features: int, *, bits: int, copies: int = 2, seed: int = 0, line_bits: int = 512):
-    """A synthetic least-squares problem, normalised to [-1, 1], quantized with double sampling."""
-    rng = np.random.default_rng(seed)
-    X = rng.uniform(-1, 1, (rows, features))
-    w = rng.normal(0, 1, features) / np.sqrt(features)
-    y = np.clip(X @ w * 0.5 + rng.normal(0, 0.01, rows), -1, 1)
+    """A synthetic least-squares problem (``lowbit.data.engine_problem``), quantized with double sampling."""
+    from lowbit.data import engine_problem
     from lowbit.dataset import QuantizedDataset
 
+    X, y = engine_problem(rows, features, seed=seed)
     return QuantizedDataset.build(X, y, bits=bits, levels="uniform", copies=copies, seed=seed, line_bits=line_bits)
 
 

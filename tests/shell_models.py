@@ -1,150 +1,30 @@
-"""Python CCI-P host models for Amaranth-simulator tests of the shell (``lowbit_hw.shell``).
+"""Helpers for Amaranth-simulator tests of the shell (``lowbit_hw.shell``).
 
-Everything runs in ONE testbench coroutine: each cycle a test calls ``step(ctx, cycle)`` on its
-models (which observe the DUT's registered outputs, then drive this cycle's inputs) and then
-``await ctx.tick()``. The models check the CCI-P rules as they go (alignment, almost-full slack,
-no response without a request) and raise ``AssertionError`` with the cycle on a violation.
+The CCI-P host is the one model of every bench (``lowbit_sim.ccip_host.CcipHost``) through its
+Amaranth adapter (``lowbit_sim.ccip_amaranth.AmaranthHost``); :func:`pattern_host` builds it for
+the unit benches. Everything runs in ONE testbench coroutine: each cycle a test calls ``step`` on
+its models (which observe the DUT's registered outputs, then drive the next cycle's inputs) and then
+``await ctx.tick()``. The host is strict: a CCI-P violation (alignment, almost-full slack, a
+response nobody asked for) raises ``ProtocolError`` with the cycle.
 """
 
 import numpy as np
 
-from lowbit_hw.ccip import ALMOST_FULL_SLACK
-
-MASK64 = (1 << 64) - 1
-
-
-def line_value(address: int, line_bits: int, salt: int = 0) -> int:
-    """Deterministic contents of host line ``address`` (distinct for every address and salt)."""
-    v = 0
-    x = (address * 0x9E3779B97F4A7C15 + salt * 0xD1B54A32D192ED03 + 1) & MASK64
-    for i in range(0, line_bits, 64):
-        x = (x * 6364136223846793005 + 1442695040888963407) & MASK64
-        v |= (x ^ address) << i
-    return v & ((1 << line_bits) - 1)
+from lowbit_sim.ccip_amaranth import AmaranthHost, Mmio  # noqa: F401 (the benches' host and MMIO driver)
+from lowbit_sim.ccip_host import CcipHost, StormConfig  # noqa: F401
+from lowbit_sim.host_memory import PatternMemory, line_value  # noqa: F401
 
 
-class AlmostFull:
-    """Drives an almost-full input in storms and checks the AFU's slack on that channel.
-
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-    p_on, p_off : float
-        Per-cycle probabilities of raising / dropping almost-full (0 / 1 = never asserted).
-    """
-
-    def __init__(self, rng, p_on=0.0, p_off=1.0):
-        self.rng, self.p_on, self.p_off = rng, p_on, p_off
-        self.level = False
-        self.after = 0  # requests seen while asserted since it rose
-        self.max_after = 0
-        self.cycles_on = 0
-
-    def observe_request(self, cycle):
-        if self.level:
-            self.after += 1
-            self.max_after = max(self.max_after, self.after)
-            assert self.after <= ALMOST_FULL_SLACK, f"cycle {cycle}: {self.after} requests after almost-full"
-
-    def next_level(self):
-        """Decide the level for the coming cycle (call before observing this cycle's requests)."""
-        if self.level and self.rng.random() < self.p_off:
-            self.level, self.after = False, 0
-        elif not self.level and self.rng.random() < self.p_on:
-            self.level, self.after = True, 0
-        self.cycles_on += self.level
-        return int(self.level)
-
-
-class ReadResponder:
-    """Host memory answering c0 read requests after a random latency, line by line, out of order.
-
-    Each line of each request gets its own latency drawn from ``latency``; at most one line returns
-    per cycle (the one chosen at random among those due), so lines of one request and of different
-    requests interleave in any order.
-
-    Parameters
-    ----------
-    c0_tx, c0_rx, almfull : the DUT's CCI-P c0 request, response and almost-full signals
-    line_bits : int
-    rng : numpy.random.Generator
-    latency : (int, int)
-        Inclusive range of a line's latency in cycles.
-    almost_full : AlmostFull
-    salt : int
-        Passed to :func:`line_value`.
-    """
-
-    def __init__(self, c0_tx, c0_rx, almfull, *, line_bits, rng, latency=(10, 60), almost_full=None, salt=0):
-        self.tx, self.rx, self.almfull_sig = c0_tx, c0_rx, almfull
-        self.line_bits, self.rng, self.latency, self.salt = line_bits, rng, latency, salt
-        self.af = almost_full or AlmostFull(rng)
-        self.pending = []  # [due_cycle, mdata, cl_num, address]
-        self.requests = []  # (cycle, address, lines, mdata)
-        self.responses = 0
-
-    @property
-    def in_flight(self):
-        return len(self.pending)
-
-    def step(self, ctx, cycle):
-        level = self.af.next_level()
-        ctx.set(self.almfull_sig, level)
-        if ctx.get(self.tx.valid):
-            addr, cl_len, mdata = ctx.get(self.tx.address), ctx.get(self.tx.cl_len), ctx.get(self.tx.mdata)
-            assert cl_len in (0, 1, 3), f"cycle {cycle}: cl_len {cl_len}"
-            n = cl_len + 1
-            assert addr % n == 0, f"cycle {cycle}: {n}-line request at unaligned address {addr}"
-            self.af.observe_request(cycle)
-            self.requests.append((cycle, addr, n, mdata))
-            lat = self.rng.integers(self.latency[0], self.latency[1] + 1, size=n)
-            self.pending += [[cycle + int(lat[j]), mdata, j, addr + j] for j in range(n)]
-        due = [i for i, p in enumerate(self.pending) if p[0] <= cycle]
-        if due:
-            _, mdata, num, addr = self.pending.pop(due[int(self.rng.integers(len(due)))])
-            ctx.set(self.rx.rsp_valid, 1)
-            ctx.set(self.rx.mdata, mdata)
-            ctx.set(self.rx.cl_num, num)
-            ctx.set(self.rx.data, line_value(addr, self.line_bits, self.salt))
-            self.responses += 1
-        else:
-            ctx.set(self.rx.rsp_valid, 0)
-
-
-class WriteResponder:
-    """Host memory taking c1 writes and answering each after a random latency (in any order).
-
-    Records ``writes`` as ``(cycle, address, data, mdata)`` and checks single-line writes.
-    """
-
-    def __init__(self, c1_tx, c1_rx, almfull, *, rng, latency=(5, 40), almost_full=None):
-        self.tx, self.rx, self.almfull_sig = c1_tx, c1_rx, almfull
-        self.rng, self.latency = rng, latency
-        self.af = almost_full or AlmostFull(rng)
-        self.pending = []  # [due, mdata]
-        self.writes = []
-        self.responses = 0
-
-    @property
-    def in_flight(self):
-        return len(self.pending)
-
-    def step(self, ctx, cycle):
-        ctx.set(self.almfull_sig, self.af.next_level())
-        if ctx.get(self.tx.valid):
-            assert ctx.get(self.tx.sop) == 1 and ctx.get(self.tx.cl_len) == 0, f"cycle {cycle}: not a 1-line write"
-            self.af.observe_request(cycle)
-            mdata = ctx.get(self.tx.mdata)
-            self.writes.append((cycle, ctx.get(self.tx.address), ctx.get(self.tx.data), mdata))
-            self.pending.append([cycle + int(self.rng.integers(self.latency[0], self.latency[1] + 1)), mdata])
-        due = [i for i, p in enumerate(self.pending) if p[0] <= cycle]
-        if due:
-            _, mdata = self.pending.pop(due[int(self.rng.integers(len(due)))])
-            ctx.set(self.rx.rsp_valid, 1)
-            ctx.set(self.rx.mdata, mdata)
-            self.responses += 1
-        else:
-            ctx.set(self.rx.rsp_valid, 0)
+def pattern_host(line_bits: int, seed: int, *, latency=(10, 60), write_latency=(5, 40), storms=None,
+                 salt: int = 0, ccip=None, **ports) -> AmaranthHost:
+    """The CCI-P host over a :class:`PatternMemory` (every line readable), strict (a violation fails
+    at once) and logging every request, on a whole ``ccip`` port or on the DUT ports given
+    (``AmaranthHost`` keywords). ``storms``: a :class:`StormConfig` for each connected almost-full."""
+    both = ccip is not None
+    host = CcipHost(PatternMemory(line_bits, salt), seed=seed, read_latency=latency, write_latency=write_latency,
+                    c0_storms=storms if both or ports.get("c0_almfull") is not None else None,
+                    c1_storms=storms if both or ports.get("c1_almfull") is not None else None, strict=True, log=True)
+    return AmaranthHost.on(ccip, host) if both else AmaranthHost(host, **ports)
 
 
 class StreamSource:

@@ -14,16 +14,17 @@ from lowbit.registers import AFU_ID_H, AFU_ID_L, DFH_VALUE, REG, State, code_tab
 from lowbit_hw.board import protocol as P
 from lowbit_hw.board.bridge import SerialBridge
 from lowbit_hw.board.top import ULX3SBoardTop, pll_parameters
+from lowbit_sim.host_memory import HostMemory
 
 W = 64
 WB = W // 8
 
 
 class Host:
-    """The host end of the byte protocol: MMIO, and memory served from a dict of lines."""
+    """The host end of the byte protocol: MMIO, and memory served from a ``HostMemory``."""
 
     def __init__(self, memory=None):
-        self.memory = dict(memory or {})  # line address -> int
+        self.memory = HostMemory(line_bytes=WB) if memory is None else memory
         self.out = bytearray()  # bytes still to send
         self.inbox = bytearray()  # bytes received, not yet parsed
         self.mmio = {}  # tid -> value
@@ -49,12 +50,11 @@ class Host:
             elif ftype == P.B_READ_REQ:
                 addr, n, md = P.decode_read_req(pl)
                 for k in range(n):
-                    line = self.memory.get(addr + k, 0)
-                    self.out += P.read_data_frame(md, k, line.to_bytes(WB, "little"))
+                    self.out += P.read_data_frame(md, k, self.memory.read_line(addr + k))
                     self.reads += 1
             elif ftype == P.B_WRITE_REQ:
                 addr, md, data = P.decode_write_req(pl)
-                self.memory[addr] = int.from_bytes(data, "little")
+                self.memory.write_line(addr, data)
                 self.out += P.write_ack_frame(md)
                 self.writes += 1
             elif ftype == P.B_NAK:
@@ -188,11 +188,11 @@ def test_training_over_the_serial_protocol_is_bit_exact(bits, batch):
     assert state["status"]["STATE"] == State.DONE and state["status"]["ERROR"] == 0
     assert host.naks == []
     for e in range(cfg.epochs):
-        words = [host.memory.get(MODEL_ADDR + e * fmt.model_lines + i, 0) for i in range(fmt.model_lines)]
-        lines = np.frombuffer(b"".join(v.to_bytes(WB, "little") for v in words), np.uint8).reshape(-1, WB)
+        lines = host.memory.region_at(MODEL_ADDR * WB).lines[e * fmt.model_lines:(e + 1) * fmt.model_lines]
         model = unpack_words(lines, fmt.padded_features)[: cfg.features]
         np.testing.assert_array_equal(model, prob.golden.models[e], err_msg=f"epoch {e}")
     assert host.reads >= cfg.epochs * fmt.lines_per_copy(cfg.rows)
+    host.memory.check()  # nothing read or written outside the buffers, guard bands intact
 
 
 def test_board_top_parameters_are_checked():

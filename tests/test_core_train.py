@@ -40,6 +40,7 @@ def simulate(problem, *, core_kw=SMALL, seed=1, max_cycles=60_000, shell_kw=None
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+    shell.check()
     epochs = problem.cfg.epochs if out["status"].error == 0 else 0
     models, recs, status_rec = collect(problem, shell, epochs)
     return shell, out["status"], models, recs, status_rec

@@ -7,6 +7,7 @@ import numpy as np
 from driver_fixtures import make_dataset
 from sklearn.linear_model import LinearRegression, Ridge
 
+from lowbit.data import engine_problem
 from lowbit.driver.train import train_golden
 from lowbit.experiment import Prepared, run_float
 from lowbit.fixed import model_to_float
@@ -14,11 +15,7 @@ from lowbit_sim.golden import reference_sgd
 
 
 def problem(rows=200, features=12, seed=3):
-    rng = np.random.default_rng(seed)
-    X = rng.uniform(-1, 1, (rows, features))
-    w = rng.normal(0, 1, features) / np.sqrt(features)
-    y = np.clip(0.5 * X @ w + rng.normal(0, 0.01, rows), -1, 1)
-    return X, y
+    return engine_problem(rows, features, seed=seed)
 
 
 def test_float_backend_reaches_the_least_squares_optimum():
@@ -42,11 +39,7 @@ def test_minibatch_sgd_is_near_the_ridge_optimum():
 def test_golden_model_on_quantized_data_is_near_the_optimum():
     qds = make_dataset(400, 12, bits=6, copies=8, seed=5)
     res = train_golden(qds, step=0.002, batch=10, epochs=60)
-    # The dataset's own float data: rebuild it the way make_dataset does.
-    rng = np.random.default_rng(5)
-    X = rng.uniform(-1, 1, (400, 12))
-    w = rng.normal(0, 1, 12) / np.sqrt(12)
-    y = np.clip(X @ w * 0.5 + rng.normal(0, 0.01, 400), -1, 1)
+    X, y = problem(400, 12, seed=5)  # the dataset's own float data
     opt = LinearRegression(fit_intercept=False).fit(X, y).coef_
     final = model_to_float(res.models[-1])
     assert np.linalg.norm(final - opt) < 0.01 * np.linalg.norm(opt)  # measured 0.0013

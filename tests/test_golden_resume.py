@@ -99,3 +99,19 @@ def test_a_start_past_the_schedule_is_bad_start():
     assert _bounded(cfg, 11, 1).error(100) is ErrorCode.NONE
     with pytest.raises(ValueError, match="BAD_START"):
         run(_bounded(cfg, 12, 0), codes, labels, tm, te)
+
+
+@pytest.mark.parametrize("extra", [
+    dict(loss=1, l2=1 << 20),                                                       # logistic, naive, L2
+    dict(loss=2, estimator=1, degree=1, margin_range=1, poly=(1 << 22, -(1 << 23))),  # hinge, Chebyshev: 2 factors
+])
+def test_cut_runs_of_the_other_losses_are_the_uncut_run(extra):
+    """Issue 13's losses read copies (e + j) mod K per factor j: cut runs keep that too."""
+    import dataclasses
+
+    cfg, codes, labels, tm, te = _case()
+    cfg = dataclasses.replace(cfg, **extra)
+    whole = run(cfg, codes, labels, tm, te)
+    models, losses = _epoch_view(cfg, _pieces(cfg, codes, labels, tm, te, [3, 5, 6, 11, 12]))
+    assert np.array_equal(models, whole.models)
+    assert losses == whole.losses

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lowbit_sim.host_memory import ALIGN, GUARD_BYTE, AccessError, GuardBandError, HostMemory
+from lowbit_sim.host_memory import ALIGN, GUARD_BYTE, AccessError, GuardBandError, HostMemory, PatternMemory, line_value
 
 
 def test_buffers_are_aligned_zeroed_whole_lines_between_guard_bands():
@@ -88,3 +88,23 @@ def test_bad_arguments_are_refused():
     r = mem.alloc(64)
     with pytest.raises(ValueError, match="do not fit"):
         r.write(np.zeros(65, np.uint8))
+
+
+def test_a_buffer_placed_at_a_chosen_line_and_inside():
+    mem = HostMemory(line_bytes=8)
+    r = mem.alloc_lines(10, guard=16, name="data", line=0x1000)
+    assert r.line_address == 0x1000 and mem.inside(0x1000, 10) and not mem.inside(0x1009, 2)
+    assert not mem.inside(0xFFF) and mem.alloc_lines(1).address > r.end  # later buffers go after it
+    for line, guard in ((0x1009, 0), (0x1000 - 2, 8), (0, 0)):
+        with pytest.raises(ValueError, match="cannot place"):
+            mem.alloc_lines(2, guard=guard, line=line)
+    with pytest.raises(ValueError, match="cannot place"):
+        mem.alloc(8, guard=0, address=0x8004)  # not line aligned
+
+
+def test_pattern_memory_reads_every_line_and_keeps_writes():
+    mem = PatternMemory(128, salt=3)
+    assert mem.read_line_int(7) == line_value(7, 128, 3) != line_value(8, 128, 3)
+    assert mem.read_line_int(7) != line_value(7, 128, 0) and line_value(7, 128, 3) < 1 << 128
+    mem.write_line_int(7, 42)
+    assert mem.read_line_int(7) == 42 and mem.written == {7: 42}

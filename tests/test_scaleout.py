@@ -86,6 +86,7 @@ def test_exchange_bytes_per_worker_do_not_grow_with_k(n):
     (["--backend", "serial"], "the serial engine's RTL does not implement them"),
     (["--backend", "float"], "use --backend golden"),
     (["--save-model", "m.npz"], "--save-model"),
+    (["--loss", "logistic"], "least squares without --l2"),
 ])
 def test_cli_refuses_what_engines_cannot_do_in_one_line(argv, message, capsys):
     assert main(["train", "--data", DATA, "--engines", "2"] + argv) == 2

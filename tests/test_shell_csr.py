@@ -9,63 +9,46 @@ from lowbit.format import FORMAT_VERSION
 from lowbit.registers import (AFU_ID_H, AFU_ID_L, CODE_TABLE_BASE, CODE_TABLE_ENTRIES, DFH_VALUE, REG, REGISTERS,
                               Access, code_table_address, encode_code_entry)
 from lowbit_hw.shell import RegisterBlock
-from shell_models import rng_for, run_simulation
+from shell_models import Mmio, pattern_host, rng_for, run_simulation
 
 PARAMS = dict(line_bits=128, lanes=8, max_features=1024)
 M64 = (1 << 64) - 1
 
 
-class Mmio:
-    """CCI-P MMIO from the host side; checks each read is answered exactly once, the next cycle."""
+class Pulses:
+    """What the register block pulses each cycle: (start, reset, table en/index/m/e)."""
 
     def __init__(self, dut):
-        self.dut, self.tid = dut, 0
-        self.pulses = []  # (start, reset, table en/index/m/e) seen each cycle
+        self.dut, self.seen = dut, []
 
-    async def tick(self, ctx):
-        await ctx.tick()
+    def __call__(self, ctx):
         d = self.dut
-        self.pulses.append((ctx.get(d.start), ctx.get(d.reset), ctx.get(d.table.en), ctx.get(d.table.index),
-                            ctx.get(d.table.m), ctx.get(d.table.e)))
+        self.seen.append((ctx.get(d.start), ctx.get(d.reset), ctx.get(d.table.en), ctx.get(d.table.index),
+                          ctx.get(d.table.m), ctx.get(d.table.e)))
 
-    async def write(self, ctx, byte_addr, value, length=8):
-        rx = self.dut.c0_rx
-        ctx.set(rx.mmio_address, byte_addr >> 2)
-        ctx.set(rx.mmio_length, 1 if length == 8 else 0)
-        ctx.set(rx.data, value)
-        ctx.set(rx.mmio_wr_valid, 1)
-        await self.tick(ctx)
-        ctx.set(rx.mmio_wr_valid, 0)
-        assert not ctx.get(self.dut.c2_tx.mmio_rd_valid), "a write was answered"
 
-    async def read(self, ctx, byte_addr, length=8):
-        rx, tx = self.dut.c0_rx, self.dut.c2_tx
-        self.tid = (self.tid + 37) % 512
-        ctx.set(rx.mmio_address, byte_addr >> 2)
-        ctx.set(rx.mmio_length, 1 if length == 8 else 0)
-        ctx.set(rx.mmio_tid, self.tid)
-        ctx.set(rx.mmio_rd_valid, 1)
-        await self.tick(ctx)
-        ctx.set(rx.mmio_rd_valid, 0)
-        assert ctx.get(tx.mmio_rd_valid) and ctx.get(tx.tid) == self.tid, "read not answered next cycle"
-        value = ctx.get(tx.data)
-        await self.tick(ctx)
-        assert not ctx.get(tx.mmio_rd_valid), "read answered twice"
-        return value
+class NextCycleMmio(Mmio):
+    """The tests' MMIO driver, holding every read to the block's promise: answered in the next cycle."""
+
+    async def read(self, ctx, address, length=8):
+        return await super().read(ctx, address, length, latency=1)
 
 
 def simulate(body, dut=None):
     dut = dut or RegisterBlock(**PARAMS)
-    mmio = Mmio(dut)
+    pulses = Pulses(dut)
+    mmio = NextCycleMmio(pattern_host(PARAMS["line_bits"], 0, c0_rx=dut.c0_rx, c2_tx=dut.c2_tx), on_tick=pulses)
 
     async def bench(ctx):
         await body(ctx, dut, mmio)
+        await mmio.tick(ctx)  # a read answered twice shows here
+        mmio.host.check()
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     run_simulation(sim)
-    return dut, mmio
+    return dut, pulses.seen[:-1]
 
 
 RW = [r for r in REGISTERS if r.access is Access.RW]
@@ -155,24 +138,15 @@ def test_back_to_back_reads_each_answered_once_with_their_tid():
 
     async def body(ctx, dut, mmio):
         await mmio.write(ctx, REG["SCRATCH"].address, 0x5555)
-        rx, tx = dut.c0_rx, dut.c2_tx
-        answers = []
-        for i, a in enumerate(addrs + [None]):
-            if a is not None:
-                ctx.set(rx.mmio_address, a >> 2)
-                ctx.set(rx.mmio_length, 1)
-                ctx.set(rx.mmio_tid, i % 512)
-                ctx.set(rx.mmio_rd_valid, 1)
-            else:
-                ctx.set(rx.mmio_rd_valid, 0)
-            await ctx.tick()
-            if ctx.get(tx.mmio_rd_valid):
-                answers.append((ctx.get(tx.tid), ctx.get(tx.data)))
-        assert [t for t, _ in answers] == [i % 512 for i in range(len(addrs))]
+        reads = [mmio.host.host.mmio_read(a) for a in addrs]  # one goes out each cycle
+        while not reads[-1].done:
+            await mmio.tick(ctx)
+        assert [r.latency for r in reads] == [1] * len(addrs)  # each answered once, the next cycle, by tid
+        assert [r.tid for r in reads] == [i % 512 for i in range(len(addrs))]
         by_addr = {REG["SCRATCH"].address: 0x5555, REG["DFH"].address: DFH_VALUE}
-        for a, (_, v) in zip(addrs, answers):
+        for a, r in zip(addrs, reads):
             if a in by_addr:
-                assert v == by_addr[a]
+                assert r.value == by_addr[a]
 
     simulate(body)
 
@@ -194,8 +168,8 @@ def test_ctrl_writes_pulse_start_and_reset_for_one_cycle():
         await mmio.tick(ctx)
         assert ctx.get(dut.cfg.rows) == 0
 
-    _, mmio = simulate(body)
-    seq = [(s, r) for s, r, *_ in mmio.pulses]
+    _, pulses = simulate(body)
+    seq = [(s, r) for s, r, *_ in pulses]
     assert seq == [(1, 0), (0, 0), (0, 1), (0, 0), (0, 0), (0, 0), (1, 1), (0, 0), (0, 0), (0, 0), (0, 0)]
 
 
@@ -212,8 +186,8 @@ def test_code_table_writes_pulse_one_entry_each():
         await mmio.write(ctx, CODE_TABLE_BASE - 8, encode_code_entry(1, 1))  # below the window
         await mmio.tick(ctx)
 
-    _, mmio = simulate(body)
-    got = [(i, m, e) for _, _, en, i, m, e in mmio.pulses if en]
+    _, pulses = simulate(body)
+    got = [(i, m, e) for _, _, en, i, m, e in pulses if en]
     assert got == [(c, mv & ((1 << 17) - 1), ev) for c, mv, ev in entries]
 
 

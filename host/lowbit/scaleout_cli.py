@@ -32,6 +32,9 @@ def _refuse(args) -> None:
     if str(args.data).endswith(".npz"):
         raise ValueError("--engines quantizes each worker's own shard: give a data set (synthetic, mnist49, "
                          "a LIBSVM file), not a quantized .npz")
+    if getattr(args, "loss", "squared") != "squared" or getattr(args, "l2", 0):
+        raise ValueError("--engines trains least squares without --l2 for now (the workers average "
+                         "double-sampled least-squares engines)")
     if args.save_model is not None:
         raise ValueError("--save-model is not available with --engines yet (the report has the final model in --json)")
 

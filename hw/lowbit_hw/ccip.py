@@ -27,12 +27,8 @@ from __future__ import annotations
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-CCIP_ADDR_BITS = 42
-CCIP_MDATA_BITS = 16
-MMIO_ADDR_BITS = 16
-MMIO_TID_BITS = 9
-#: How many more requests the AFU may issue after almost-full is raised.
-ALMOST_FULL_SLACK = 8
+from lowbit.ccip import ADDR_BITS as CCIP_ADDR_BITS, ALMOST_FULL_SLACK, MDATA_BITS as CCIP_MDATA_BITS  # noqa: F401
+from lowbit.ccip import MMIO_ADDR_BITS, MMIO_TID_BITS
 
 
 class CcipSignature(wiring.Signature):

@@ -1,8 +1,8 @@
 """The system test bench around a CCI-P AFU: clock, reset, host model, runs, and the scoreboard.
 
 :class:`TB` wraps a top with the ``lowbit_afu`` ports (the real ``lowbit_hw.afu.LowbitAFU`` or a
-test double) in a :class:`~lowbit_sim.ccip_model.CcipHostModel` over a
-:class:`~lowbit_sim.host_memory.HostMemory`, programs registers BY NAME from
+test double) in the CCI-P host (:class:`~lowbit_sim.ccip_host.CcipHost` through its cocotb adapter
+:class:`~lowbit_sim.ccip_model.CcipHostModel`) over a :class:`~lowbit_sim.host_memory.HostMemory`, programs registers BY NAME from
 :mod:`lowbit.registers`, and never hangs: every wait has a cycle limit. :func:`make_dataset`
 prepares a run with the host's own code (lowbit.quant, lowbit.format, lowbit.levels);
 :meth:`TB.train` runs it and :func:`scoreboard` holds the result to :func:`lowbit_sim.golden.run`
@@ -19,6 +19,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
+from lowbit.data import engine_problem
 from lowbit.fixed import labels_to_fixed
 from lowbit.format import (EPOCH_RECORD, LAYOUTS, RECORD_BYTES, ROW_ALIGN, STATUS_RECORD, LineFormat, pack_codes,
                            pack_words, unpack_record)
@@ -77,9 +78,7 @@ def make_dataset(rng: np.random.Generator, *, rows: int, features: int, bits: in
     ``levels="optimal"`` places the levels with ``lowbit.levels.optimal_levels`` (variance-minimising
     DP); ``.levels`` names the kind used.
     """
-    X = rng.uniform(-1, 1, (rows, features)) * rng.uniform(0.2, 1.0)
-    w = rng.normal(0, 1, features) / np.sqrt(features)
-    y = np.clip(X @ w * 0.5 + rng.normal(0, 0.01, rows), -1, 1)
+    X, y = engine_problem(rows, features, rng=rng, x_scale=rng.uniform(0.2, 1.0))
     if levels == "optimal":
         lv = optimal_levels(X, bits, max_candidates=max(512, 2 << bits))  # bounded DP: fast enough per seed
     elif levels == "uniform":
@@ -284,7 +283,7 @@ class TB:
         regs = {n: await self.read_reg(n) for n in ("CYCLES", "READ_LINES", "WRITE_LINES", "STALL_CYCLES")}
         # Let outstanding write responses drain so the host-side counts are final.
         for _ in range(100):
-            if not self.model._writes:
+            if not self.model.writes_in_flight:
                 break
             await ClockCycles(self.clk, 64)
         fmt = ds.fmt

@@ -37,6 +37,29 @@ the whole schedule (``0 <= g < E * P``) is minibatch ``g mod P`` of epoch ``g //
 ``e_ij * w0_j`` (at 2^-47, rounded onto the 2^-39 of ``m * r``) is the double-sampling correction: with ``m`` the mean of two independent
 stochastic roundings and ``e`` a quarter of their squared difference, ``E[m_j m_k] = a_j a_k`` for
 ``j != k`` and ``E[m_j^2 - e_j] = a_j^2``, so the gradient is unbiased (docs/zipml.md).
+
+Logistic and hinge loss (LOSS != 0; issue 13, docs/zipml.md). The squared loss above is LOSS = 0
+and stays exactly as stated. For the others, with ``s_i = +1`` if ``y_i > 0`` else ``-1`` and
+``M^(j)`` the decoded ``m`` of *factor* ``j``, which reads copy ``(e + j) mod K`` in epoch ``e``
+(factor 0 is the copy squared loss reads; the Chebyshev estimator uses factors 0..d, d + 1 <= K
+distinct, hence independent, copies):
+
+  - ``t_i^(j) = sat32(s_i * sat32(rnd(sum_k M^(j)_ik * w0_k, 15)))``   margin at 2^-24
+  - naive:  ``r_i = s_i * phi(t_i^(0))``, ``phi`` the loss's derivative (``_phi_naive``): logistic
+    reads ``lowbit.losses.PHI_TABLE`` with linear interpolation (``interp``), hinge is ``-2^24``
+    if ``t < 2^24`` else 0
+  - chebyshev: ``c^(j) = clamp(t_i^(j), -2^(24+RANGE), 2^(24+RANGE))``, ``h = POLY_d``, then for
+    ``j = d-1 .. 0``: ``h = sat32(POLY_j + rnd(h * c^(j+1), 24 + RANGE))``; ``r_i = sat32(s_i * h)``.
+    Each Horner step multiplies by its own copy's margin, read as ``u = c / 2^RANGE`` at 2^-24 (no
+    rounding), so ``E[h] = P(u)`` exactly while the samples stay in the fitted range [-1, 1] of
+    ``u`` (independence); the clamp keeps a sample beyond it from evaluating the polynomial where
+    it approximates nothing (a cubic fitted to the sigmoid diverges there, and SGD with it)
+  - ``loss += l(t_i^(0)) << 8``  (logistic: ``interp(LOSS_TABLE, t) + max(0, -2^27 - t)``, the
+    table plus its slope -1 tail; hinge: ``max(0, 2^24 - t)``), uint64 saturating, at 2^-32
+  - ``G_j += M^(0)_ij * r_i``  (no ``e`` correction: it belongs to the squared loss's ``x x^T``)
+
+L2 (any loss, L2 != 0): at the end of each minibatch of ``n_b`` rows, before the update,
+``G_j += n_b * rnd(L2 * w0_j, 17)`` (``L2 * w0`` at 2^-56 rounded onto G's 2^-39; |L2 * w0| < 2^63).
 """
 
 from __future__ import annotations
@@ -45,8 +68,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lowbit.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, INT32_MAX, INT32_MIN, LOSS_SHIFT, STEP_FRAC, UINT64_MAX, rshift_round, sat32
-from lowbit.registers import MAX_BATCH, MAX_COPIES, MAX_EPOCHS, ErrorCode
+from lowbit.fixed import (CODE_FRAC, CORR_BITS, CORR_SHIFT, INT32_MAX, INT32_MIN, LOSS_FRAC, LOSS_SHIFT, MODEL_FRAC,
+                          STEP_FRAC, UINT64_MAX, rshift_round, sat32)
+from lowbit.losses import (LOSS_TABLE, PHI_TABLE, SEG_SHIFT, TABLE_HI, TABLE_LO, TABLE_SEGMENTS, label_signs,
+                           loss_value, phi)
+from lowbit.registers import MAX_BATCH, MAX_COPIES, MAX_DEGREE, MAX_EPOCHS, MAX_RANGE_SHIFT, ErrorCode, Estimator, Loss
 
 
 @dataclass(frozen=True)
@@ -68,9 +94,21 @@ class EngineConfig:
     epochs: int
     step: int
     copies: int = 1
+    # Issue 13; the defaults are least squares without regularisation (the registers' reset values).
+    loss: int = 0          # LOSS: lowbit.registers.Loss
+    l2: int = 0            # L2: uint32 at 2^-32
+    estimator: int = 0     # ESTIMATOR.KIND: lowbit.registers.Estimator
+    degree: int = 0        # ESTIMATOR.DEGREE
+    margin_range: int = 0  # ESTIMATOR.RANGE
+    poly: tuple = ()       # POLY_0..POLY_degree: int32 at 2^-24
+    # Issue 14: resumable runs; all zero is the plain run from w = 0.
     warm_start: bool = False
     start_minibatch: int = 0
     max_minibatches: int = 0
+
+    def factors(self) -> int:
+        """Copies each row reads in an epoch: d + 1 for the Chebyshev estimator, else 1."""
+        return self.degree + 1 if self.estimator == Estimator.CHEBYSHEV else 1
 
     @property
     def minibatches_per_epoch(self) -> int:
@@ -105,8 +143,22 @@ class EngineConfig:
             return ErrorCode.BAD_COPIES
         if not 1 <= self.step < (1 << 32):
             return ErrorCode.BAD_STEP
+        err = self._loss_error()
+        if err is not ErrorCode.NONE:
+            return err
         if not 0 <= self.start_minibatch < self.epochs * self.minibatches_per_epoch:
             return ErrorCode.BAD_START
+        return ErrorCode.NONE
+
+    def _loss_error(self) -> ErrorCode:
+        if self.loss not in tuple(Loss):
+            return ErrorCode.BAD_LOSS
+        if self.estimator == Estimator.NAIVE:
+            return ErrorCode.NONE
+        if (self.estimator != Estimator.CHEBYSHEV or self.loss == Loss.SQUARED
+                or not 1 <= self.degree <= MAX_DEGREE or self.copies < self.degree + 1
+                or not 0 <= self.margin_range <= MAX_RANGE_SHIFT):
+            return ErrorCode.BAD_ESTIMATOR
         return ErrorCode.NONE
 
 
@@ -153,6 +205,11 @@ def _check_inputs(cfg: EngineConfig, codes, labels, table_m, table_e):
         raise ValueError(f"code table needs {ncodes} entries for {cfg.bits} bits")
     if np.abs(table_m).max() > (1 << 16) or table_e.min() < 0 or table_e.max() >= (1 << CORR_BITS):
         raise ValueError(f"code table entries out of range (m is int17, e is uint{CORR_BITS})")
+    if not 0 <= cfg.l2 < (1 << 32):
+        raise ValueError("l2 must be a uint32 (the L2 register)")
+    if cfg.factors() > 1 and (len(cfg.poly) != cfg.degree + 1
+                              or any(not INT32_MIN <= int(a) <= INT32_MAX for a in cfg.poly)):
+        raise ValueError(f"the Chebyshev estimator needs POLY_0..POLY_{cfg.degree}: {cfg.degree + 1} int32 coefficients")
     return codes, labels, table_m, table_e
 
 
@@ -207,17 +264,27 @@ def run(cfg: EngineConfig, codes, labels, table_m, table_e, *, model_in=None, pr
     decoded = {}  # per copy and row range: (M, E) int64, decoded once (only the rows the run reads)
     segments = list(_segments(cfg))
     for i, (epoch, lo, hi) in enumerate(segments):
-        k, rows = epoch % cfg.copies, slice(lo * b, hi * b)
-        if (k, lo, hi) not in decoded:
-            decoded[k, lo, hi] = (tm[codes[k, rows]], te[codes[k, rows]])
-        M, E = decoded[k, lo, hi]
+        ks = [(epoch + j) % cfg.copies for j in range(cfg.factors())]  # factor j reads copy (e + j) mod K
+        rows = slice(lo * b, hi * b)
+        for k in ks:
+            if (k, lo, hi) not in decoded:
+                decoded[k, lo, hi] = (tm[codes[k, rows]], te[codes[k, rows]])
+        M, E = decoded[ks[0], lo, hi]
         yk = y[rows]
         loss = 0
         for start in range(0, M.shape[0], b):  # minibatches are sequential by definition; rows inside are vectorised
             Mb, Eb, yb = M[start : start + b], E[start : start + b], yk[start : start + b]
-            r = sat32(rshift_round(Mb @ w, CODE_FRAC) - yb)
-            loss += int(((r * r) >> LOSS_SHIFT).sum())
-            G = Mb.T @ r - rshift_round(Eb * w, CORR_SHIFT).sum(axis=0)
+            if cfg.loss == Loss.SQUARED:
+                r = sat32(rshift_round(Mb @ w, CODE_FRAC) - yb)
+                loss += int(((r * r) >> LOSS_SHIFT).sum())
+                G = Mb.T @ r - rshift_round(Eb * w, CORR_SHIFT).sum(axis=0)
+            else:
+                more = [decoded[k, lo, hi][0][start : start + b] for k in ks[1:]]
+                r, row_loss = margin_residuals(cfg, Mb, more, w, yb)
+                loss += int(row_loss.sum())
+                G = Mb.T @ r
+            if cfg.l2:
+                G = G + len(yb) * rshift_round(cfg.l2 * w, L2_SHIFT)
             gs = sat32(rshift_round(G, CODE_FRAC))
             w = sat32(w - rshift_round(gs * cfg.step, STEP_FRAC))
         models[i] = w
@@ -228,13 +295,81 @@ def run(cfg: EngineConfig, codes, labels, table_m, table_e, *, model_in=None, pr
     return GoldenRun(models=models, losses=losses, partial=partial)
 
 
-def reference_sgd(X, y, *, step: float, batch: int, epochs: int, w0=None):
+# ------------------------------------------------------------------- logistic and hinge (issue 13)
+MODEL_ONE = 1 << MODEL_FRAC
+#: L2 * w0 (2^-32 * 2^-24) is rounded by this much onto G's 2^-39.
+L2_SHIFT = STEP_FRAC + MODEL_FRAC - (CODE_FRAC + MODEL_FRAC)
+
+
+def interp(table, t):
+    """A 257-entry table (``lowbit.losses``) at margins ``t`` (int at 2^-24): ``t`` clamped to
+    [-2^27, 2^27], ``u = t + 2^27``, ``i = min(u >> 20, 255)``, ``f = u - (i << 20)`` (0..2^20),
+    ``table[i] + rnd((table[i+1] - table[i]) * f, 20)``."""
+    table = np.asarray(table, dtype=np.int64)
+    u = np.clip(t, TABLE_LO, TABLE_HI) - TABLE_LO
+    i = np.minimum(u >> SEG_SHIFT, TABLE_SEGMENTS - 1)
+    f = u - (i << SEG_SHIFT)
+    return table[i] + rshift_round((table[i + 1] - table[i]) * f, SEG_SHIFT)
+
+
+def margins(Mb, w, s):
+    """``t = sat32(s * sat32(rnd(M w, 15)))``: each row's margin at 2^-24."""
+    return sat32(s * sat32(rshift_round(Mb @ w, CODE_FRAC)))
+
+
+def _phi_naive(loss: int, t):
+    if loss == Loss.LOGISTIC:
+        return interp(PHI_TABLE, t)
+    return np.where(t < MODEL_ONE, -MODEL_ONE, 0)  # hinge: a subgradient of max(0, 1 - t)
+
+
+def horner(poly, ts, range_shift: int):
+    """``P(u)`` with one independent margin sample per Horner step: ``h = poly[d]``, then
+    ``h = sat32(poly[j] + rnd(h * c_j, 24 + range_shift))`` for ``j = d-1 .. 0``, ``c_j`` = ``ts[j]``
+    clamped to +-2^(24 + range_shift) (u in [-1, 1])."""
+    lim = 1 << (MODEL_FRAC + range_shift)
+    h = np.full(np.shape(ts[0]), int(poly[-1]), dtype=np.int64)
+    for j in range(len(poly) - 2, -1, -1):  # d steps of a scalar pipeline, vectorised over rows
+        h = sat32(int(poly[j]) + rshift_round(h * np.clip(ts[j], -lim, lim), MODEL_FRAC + range_shift))
+    return h
+
+
+def _row_loss(loss: int, t):
+    """Each row's loss at 2^-32 (the accumulator's format)."""
+    if loss == Loss.LOGISTIC:
+        val = interp(LOSS_TABLE, t) + np.maximum(0, TABLE_LO - t)
+    else:
+        val = np.maximum(0, MODEL_ONE - t)
+    return val << (LOSS_FRAC - MODEL_FRAC)
+
+
+def margin_residuals(cfg: EngineConfig, Mb, more, w, yb):
+    """``(r, row_loss)`` of a minibatch for LOSS logistic or hinge: ``Mb`` is factor 0's decoded
+    ``m``, ``more`` the ``m`` of factors 1..d (Chebyshev only)."""
+    s = np.where(yb > 0, 1, -1)
+    t0 = margins(Mb, w, s)
+    if cfg.estimator == Estimator.CHEBYSHEV:
+        h = horner(cfg.poly, [margins(Mk, w, s) for Mk in more], cfg.margin_range)
+    else:
+        h = _phi_naive(cfg.loss, t0)
+    return sat32(s * h), _row_loss(cfg.loss, t0)
+
+
+def reference_sgd(X, y, *, step: float, batch: int, epochs: int, w0=None, loss: str = "squared", l2: float = 0.0):
     """Float64 minibatch SGD with the same semantics on unquantized data.
 
     ``w -= step * sum_{i in batch} a_i (a_i . w0 - y_i)`` per minibatch, ``w0`` the minibatch's start.
     Returns ``(models, losses)``: the model after each epoch and the epoch's mean squared residual
     as seen during the epoch (the engine's loss definition), both float64.
+
+    ``loss="logistic"`` or ``"hinge"`` (issue 13) uses the exact derivative instead:
+    ``w -= step * sum_i s_i phi(s_i a_i . w0) a_i`` (``lowbit.losses.phi``, ``s_i`` the label's
+    sign), and the epoch's loss is the mean of ``loss(t_i)``. ``l2`` adds ``l2 * w0`` per row, as
+    the engine's L2 register does.
     """
+    if loss != "squared":
+        return _reference_margin_sgd(X, y, step=step, batch=batch, epochs=epochs, w0=w0, loss=Loss[loss.upper()],
+                                     l2=l2)
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     n, f = X.shape
@@ -246,6 +381,23 @@ def reference_sgd(X, y, *, step: float, batch: int, epochs: int, w0=None):
             A, yb = X[start : start + batch], y[start : start + batch]
             r = A @ w - yb
             loss += float(r @ r)
-            w = w - step * (A.T @ r)
+            w = w - step * (A.T @ r + len(yb) * l2 * w) if l2 else w - step * (A.T @ r)
         models[epoch], losses[epoch] = w, loss / n
+    return models, losses
+
+
+def _reference_margin_sgd(X, y, *, step, batch, epochs, w0, loss: Loss, l2: float):
+    X = np.asarray(X, dtype=np.float64)
+    s = label_signs(y).astype(np.float64)
+    n, f = X.shape
+    w = np.zeros(f) if w0 is None else np.array(w0, dtype=np.float64)
+    models, losses = np.zeros((epochs, f)), np.zeros(epochs)
+    for epoch in range(epochs):
+        total = 0.0
+        for start in range(0, n, batch):
+            A, sb = X[start : start + batch], s[start : start + batch]
+            t = sb * (A @ w)
+            total += float(loss_value(loss, t).sum())
+            w = w - step * (A.T @ (sb * phi(loss, t)) + len(sb) * l2 * w)
+        models[epoch], losses[epoch] = w, total / n
     return models, losses

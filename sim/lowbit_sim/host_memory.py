@@ -5,6 +5,10 @@ The CCI-P bus model (:mod:`lowbit_sim.ccip_model`) serves the AFU's requests fro
 As in verilog-pcie's test benches every buffer sits between two guard bands filled with
 :data:`GUARD_BYTE`; :meth:`HostMemory.check_guards` proves none was touched.
 
+:class:`PatternMemory` is the other store: no buffers, every line readable, each line's contents a
+deterministic function of its address (:func:`line_value`), writes kept in a dict; for unit
+benches of the shell that issue requests at arbitrary addresses.
+
 Addresses follow CCI-P: the bus carries *line* addresses (byte address / line bytes; 64-byte lines
 on CCI-P proper). An access through :meth:`HostMemory.read_line` / :meth:`HostMemory.write_line`
 that is not entirely inside one allocated buffer is recorded in :attr:`HostMemory.errors` and does
@@ -120,7 +124,7 @@ class HostMemory:
         self.lines_written = 0
 
     # ---------------------------------------------------------------- allocation
-    def alloc(self, nbytes: int, guard: int = 4096, name: str = "") -> Region:
+    def alloc(self, nbytes: int, guard: int = 4096, name: str = "", address: int | None = None) -> Region:
         """A new zeroed buffer of ``nbytes`` (rounded up to whole lines) between guard bands.
 
         Parameters
@@ -131,26 +135,37 @@ class HostMemory:
             Guard band bytes on each side (a multiple of the line size, >= 0).
         name : str
             For error messages.
+        address : int, optional
+            Place it at this byte address (line aligned; it and its guards must not overlap another
+            buffer's) instead of after the last one.
         """
         if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes <= 0:
             raise ValueError(f"nbytes must be a positive integer, got {nbytes!r}")
         if guard < 0 or guard % self.line_bytes:
             raise ValueError(f"guard must be a non-negative multiple of {self.line_bytes}, got {guard!r}")
         size = -(-int(nbytes) // self.line_bytes) * self.line_bytes
-        address = -(-(self._next + guard) // ALIGN) * ALIGN
+        if address is None:
+            address = -(-(self._next + guard) // ALIGN) * ALIGN
+        elif address % self.line_bytes or address - guard <= 0 or any(
+                address - guard < r.end + r.guard and r.address - r.guard < address + size + guard
+                for r in self._regions):
+            raise ValueError(f"cannot place {size} bytes (guard {guard}) at 0x{address:x}: not line aligned, "
+                             "at address 0 or overlapping another buffer")
         backing = np.zeros(guard + size + guard, dtype=np.uint8)
         backing[:guard] = GUARD_BYTE
         backing[guard + size :] = GUARD_BYTE
         region = Region(address=address, nbytes=size, guard=guard, line_bytes=self.line_bytes, name=name,
                         backing=backing)
-        self._next = address + size + guard
+        self._next = max(self._next, address + size + guard)
         i = bisect.bisect(self._starts, address)
         self._starts.insert(i, address)
         self._regions.insert(i, region)
         return region
 
-    def alloc_lines(self, lines: int, guard: int = 4096, name: str = "") -> Region:
-        return self.alloc(int(lines) * self.line_bytes, guard=guard, name=name)
+    def alloc_lines(self, lines: int, guard: int = 4096, name: str = "", line: int | None = None) -> Region:
+        """:meth:`alloc` in lines (``line``: the bus line address to place it at)."""
+        return self.alloc(int(lines) * self.line_bytes, guard=guard, name=name,
+                          address=None if line is None else int(line) * self.line_bytes)
 
     def free(self, region: Region) -> None:
         """Unmap ``region`` (its guards are checked first); later accesses to it are bad accesses."""
@@ -171,6 +186,10 @@ class HostMemory:
         return r if address + nbytes <= r.end else None
 
     # ---------------------------------------------------------------- bus accesses (line addresses)
+    def inside(self, line: int, lines: int = 1) -> bool:
+        """Whether bus lines ``[line, line + lines)`` lie entirely inside one buffer."""
+        return self.region_at(line * self.line_bytes, lines * self.line_bytes) is not None
+
     def read_line(self, line: int) -> bytes:
         """The bytes of bus line ``line``; zeros and a recorded error if it is outside every buffer."""
         address = line * self.line_bytes
@@ -222,3 +241,44 @@ class HostMemory:
         if self.errors:
             more = f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
             raise AccessError(f"{self.errors[0]}{more}")
+
+
+MASK64 = (1 << 64) - 1
+
+
+def line_value(address: int, line_bits: int, salt: int = 0) -> int:
+    """Deterministic contents of host line ``address`` (distinct for every address and salt)."""
+    v = 0
+    x = (address * 0x9E3779B97F4A7C15 + salt * 0xD1B54A32D192ED03 + 1) & MASK64
+    for i in range(0, line_bits, 64):
+        x = (x * 6364136223846793005 + 1442695040888963407) & MASK64
+        v |= (x ^ address) << i
+    return v & ((1 << line_bits) - 1)
+
+
+class PatternMemory:
+    """Every line readable: :func:`line_value` of its address, or what was last written there.
+
+    Parameters
+    ----------
+    line_bits : int
+    salt : int
+        Passed to :func:`line_value`.
+
+    Attributes
+    ----------
+    written : dict
+        Line address -> int of every line written (at its acknowledgement).
+    """
+
+    def __init__(self, line_bits: int, salt: int = 0):
+        self.line_bits, self.salt = line_bits, salt
+        self.written: dict[int, int] = {}
+
+    def read_line_int(self, line: int) -> int:
+        value = self.written.get(line)
+        return line_value(line, self.line_bits, self.salt) if value is None else value
+
+    def write_line_int(self, line: int, value: int) -> bool:
+        self.written[line] = int(value)
+        return True

@@ -119,7 +119,6 @@ async def an_unanswered_mmio_read_times_out_instead_of_hanging(dut):
     tb = TB(dut, seed=SEED0, mmio_timeout=50)
     await tb.setup()
     # Hide the AFU's answer: ignore the c2 port by swapping in a never-valid handle.
-    tb.model._mmio_pending.clear()
     from .ccip_model import MmioTimeout
 
     task_model = tb.model

@@ -109,9 +109,18 @@ def _positive_int(name, value, hi):
     return int(value)
 
 
+#: What the RTL of this tree implements of issue 13: least squares without L2. LOSS, L2, ESTIMATOR
+#: and POLY_* exist in the register map (so the RTL stores them) but the datapath ignores them, so
+#: :func:`train` refuses any other choice rather than silently run least squares.
+RTL_LOSSES = ("squared",)
+
+
 def engine_config(qds, *, step: float, batch: int, epochs: int, max_features: int | None = None,
-                  resume: Resume = Resume()) -> EngineConfig:
-    """Validate the arguments and the dataset; the EngineConfig a run programs. Raises ValueError."""
+                  loss=None, resume: Resume = Resume()) -> EngineConfig:
+    """Validate the arguments and the dataset; the EngineConfig a run programs. Raises ValueError.
+
+    ``loss`` is a :class:`lowbit.losses.LossConfig` (None: least squares, no L2); ``resume`` a
+    :class:`Resume` (default: a plain run from w = 0)."""
     batch = _positive_int("batch", batch, MAX_BATCH)
     epochs = _positive_int("epochs", epochs, MAX_EPOCHS)
     try:
@@ -122,12 +131,16 @@ def engine_config(qds, *, step: float, batch: int, epochs: int, max_features: in
         if not hasattr(qds, attr):
             raise ValueError(f"expected a lowbit.dataset.QuantizedDataset, got {type(qds).__name__} without .{attr}")
     copies = _positive_int("copies", qds.copies, MAX_COPIES)
+    extra = {} if loss is None else loss.registers()
+    if loss is not None and loss.samples() > copies:
+        raise ValueError(f"the {loss.estimator} estimator of degree {loss.degree} reads {loss.samples()} independent "
+                         f"copies of each row; the data set has {copies} (quantize with copies >= {loss.samples()})")
     for name in ("start_minibatch", "max_minibatches"):
         v = getattr(resume, name)
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= int(v) < (1 << 32):
             raise ValueError(f"{name} must be an integer in 0..2^32-1, got {v!r}")
     cfg = EngineConfig(rows=int(qds.rows), features=int(qds.features), bits=int(qds.fmt.bits), batch=batch,
-                       epochs=epochs, step=step_q, copies=copies, warm_start=resume.model_in is not None,
+                       epochs=epochs, step=step_q, copies=copies, **extra, warm_start=resume.model_in is not None,
                        start_minibatch=int(resume.start_minibatch), max_minibatches=int(resume.max_minibatches))
     if max_features is not None and not 1 <= cfg.features <= max_features:
         raise ValueError(f"{cfg.features} features exceed this engine's MAX_FEATURES = {max_features}")
@@ -166,8 +179,17 @@ def _estimate_cycles(cfg: EngineConfig, fmt, lanes: int) -> int:
     return 2 * cfg.epochs * per_epoch
 
 
+def check_rtl_loss(loss, backend: str = "sim") -> None:
+    """Refuse (ValueError, one line) a loss choice the RTL does not implement yet (RTL_LOSSES)."""
+    if loss is None or (loss.loss in RTL_LOSSES and not loss.l2):
+        return
+    what = f"--l2 {loss.l2:g}" if loss.loss in RTL_LOSSES else f"--loss {loss.loss}"
+    raise ValueError(f"--backend {backend} runs --loss {'/'.join(RTL_LOSSES)} without --l2 only (the RTL has no "
+                     f"datapath for {what} yet, issue 13); use --backend golden (the spec) or float")
+
+
 def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress: bool = True,
-          timeout_s: float | None = None, resume: Resume = Resume()) -> TrainResult:
+          timeout_s: float | None = None, loss=None, resume: Resume = Resume()) -> TrainResult:
     """Train on ``device`` (an open :class:`~.device.Device`); see the module docstring.
 
     Parameters
@@ -196,6 +218,7 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
     """
     from tqdm.auto import tqdm
 
+    check_rtl_loss(loss, device.backend.name)
     if not resume.plain and not getattr(device.backend, "supports_resume", False):
         raise ValueError(RESUME_UNSUPPORTED.format(backend=device.backend.name))
     caps = device.caps
@@ -262,22 +285,23 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
     )
 
 
-def train_golden(qds, *, step: float, batch: int, epochs: int, resume: Resume = Resume()) -> TrainResult:
+def train_golden(qds, *, step: float, batch: int, epochs: int, loss=None, resume: Resume = Resume()) -> TrainResult:
     """The golden model on the same dataset and arguments, as a :class:`TrainResult` (no cycle counts).
 
-    A plain run uses the compiled model (:func:`lowbit_sim.golden_fast.run_packed`) on the packed
-    lines the engine would read; it is bit-identical to :func:`lowbit_sim.golden.run`
-    (tests/test_golden_fast.py). A ``resume`` run (warm start, bounded) uses the spec itself,
-    :func:`lowbit_sim.golden.run`, which decodes only the rows the run reads.
+    A plain least-squares run without L2 uses the compiled model
+    (:func:`lowbit_sim.golden_fast.run_packed`) on the packed lines the engine would read; it is
+    bit-identical to :func:`lowbit_sim.golden.run` (tests/test_golden_fast.py). Any other ``loss``
+    (:class:`lowbit.losses.LossConfig`) and any ``resume`` run (warm start, bounded) use the spec
+    itself, :func:`lowbit_sim.golden.run`, which decodes only the rows the run reads.
     """
-    cfg = engine_config(qds, step=step, batch=batch, epochs=epochs, resume=resume)
-    if resume.plain:
-        from lowbit_sim.golden_fast import run_packed
-
-        g = run_packed(cfg, qds.data_lines(), qds.labels_q, qds.table_m, qds.table_e, qds.fmt)
-    else:
+    cfg = engine_config(qds, step=step, batch=batch, epochs=epochs, loss=loss, resume=resume)
+    if cfg.loss or cfg.l2 or not resume.plain:
         from lowbit_sim.golden import run
 
         g = run(cfg, qds.codes, qds.labels_q, qds.table_m, qds.table_e, model_in=resume.model_in)
+    else:
+        from lowbit_sim.golden_fast import run_packed
+
+        g = run_packed(cfg, qds.data_lines(), qds.labels_q, qds.table_m, qds.table_e, qds.fmt)
     return TrainResult(models=g.models, losses=[int(x) for x in g.losses], config=cfg, backend="golden",
                        partial=g.partial)

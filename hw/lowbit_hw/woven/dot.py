@@ -37,7 +37,8 @@ class WovenDotUnit(wiring.Component):
     for a group's last line, its label line is there and a residual record slot is free.
 
     Pipeline (line taken at t): t model read issued, buffer written; t+1 model word out of the RAM;
-    t+2 registered; t+3, t+4, t+5 the per-row adder trees (two levels per stage); t+6 ``sum << k``;
+    t+2 registered, with the words' pair sums; t+3, t+4 the per-row adder trees over 16 pair terms
+    (two levels per stage), t+5 registered again; t+6 ``sum << k``;
     t+7 accumulate. Then once per group, every multiply a ``PipelinedMul`` (MULT18X18D with its
     registers): ``delta*acc + m0*sum w + 2^14`` (6 cycles), ``- y`` (1), ``sat32`` (1), then
     ``delta*r``, ``m0 * sum r`` and ``sum r*r`` (5 at 64-bit lines, 7 at 512); the record is
@@ -153,17 +154,23 @@ class WovenDotUnit(wiring.Component):
 
         p2 = stage(p1, "p2")
         w2 = Signal(data.ArrayLayout(signed(32), CHUNK))
+        # With the words, their sums in pairs (shared by every row): a row's bits of features 2p
+        # and 2p+1 pick one of {0, w[2p], w[2p+1], w[2p] + w[2p+1]}, so each row's tree adds 16
+        # terms, not 32.
+        wpair = [Signal(signed(33), name=f"wpair_{p}", reset_less=True) for p in range(CHUNK // 2)]
         m.d.sync += w2.eq(self.model_data)
+        m.d.sync += [wpair[p].eq(self.model_data[2 * p] + self.model_data[2 * p + 1]) for p in range(CHUNK // 2)]
 
-        # ---- t+3 .. t+5: per-row sums of the masked model words, two adder levels per stage
+        # ---- t+3 .. t+5: per-row sums of the selected pair terms, two adder levels per stage
         # (and of the plain words at plane 0, for sum w)
         p3 = stage({n: v for n, v in p2.items() if n != "line"}, "p3")
         rows = []
         for s in range(S):
             bits = p2["line"][CHUNK * s: CHUNK * (s + 1)]
-            rows.append(register_all(m, add_levels([Mux(bits[f], w2[f], 0) for f in range(CHUNK)], 2),
-                                     f"part3_{s}"))
-        wrow = register_all(m, add_levels([Mux(p2["k"] == 0, w2[f], 0) for f in range(CHUNK)], 2), "wpart3")
+            terms = [Mux(bits[2 * p + 1], Mux(bits[2 * p], wpair[p], w2[2 * p + 1]), Mux(bits[2 * p], w2[2 * p], 0))
+                     for p in range(CHUNK // 2)]
+            rows.append(register_all(m, add_levels(terms, 2), f"part3_{s}"))
+        wrow = register_all(m, add_levels([Mux(p2["k"] == 0, wpair[p], 0) for p in range(CHUNK // 2)], 2), "wpart3")
         p4 = stage(p3, "p4")
         rows = [register_all(m, add_levels(r, 2), f"part4_{s}") for s, r in enumerate(rows)]
         wrow = register_all(m, add_levels(wrow, 2), "wpart4")

@@ -8,7 +8,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from lowbit.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, STEP_FRAC, rshift_round
-from lowbit.format import ROW_ALIGN
+from lowbit.format import MAX_BITS, ROW_ALIGN
 
 from ..ecp5 import PipelinedMul
 from .arith import add_levels, delay, register_all, sat32
@@ -17,12 +17,12 @@ from .records import residual_layout
 __all__ = ["WovenGradientUnit", "GROUP_GAP"]
 
 CHUNK = ROW_ALIGN  # features per line
-#: Cycles between the starts of two groups: a chunk's G is read at its plane 0 (issue u0) and
-#: written back in cycle u0 + b + 7 (b <= 8: u0 + 15); RAM reads are not transparent, so the next
-#: group's first read, issued at u0 + GROUP_GAP + 1 at the earliest, must come at u0 + 16 or
-#: later: GROUP_GAP >= 15. Groups of >= GROUP_GAP lines (F > 64 at b >= 7, F > 256 at b = 1)
-#: never wait.
-GROUP_GAP = 16
+#: Cycles a group waits after the previous group's take (so group starts are >= GROUP_GAP + 1
+#: apart). G of a chunk is read for its last (plane 0) line, issued at uL: the read is issued at
+#: uL + 3 and the new G is written in cycle uL + 8. RAM reads are not transparent, so the next
+#: group's read of that chunk, at uL' + 3, must come at uL + 9 or later: uL' - uL >= 6, and
+#: uL' - uL is the distance between the two group starts. 8 keeps two cycles in hand.
+GROUP_GAP = 8
 
 
 class WovenGradientUnit(wiring.Component):
@@ -33,19 +33,22 @@ class WovenGradientUnit(wiring.Component):
     which is ``sum_s m(c_sj) r_s - sum_s rnd(e(c_sj) w0_j, 8)`` exactly (``m = m0 + c delta``,
     ``e = e_odd`` on odd codes, ``q_j = rnd(e_odd * w0_j, 8)``, ``n_odd_j`` the group's odd codes
     of feature ``j``): an ``S``-input adder tree per feature and plane, no multiplier per code.
-    G lives in a RAM of one 32-feature chunk per row, read at a chunk's plane 0 and written after
-    its last plane. On the last group of a minibatch, G goes to the update instead (and 0 back):
+    G lives in a RAM of one 32-feature chunk per row, read for a chunk's last plane and written
+    4 cycles later. On the last group of a minibatch, G goes to the update instead (and 0 back):
 
         w_j = sat32(w0_j - rnd(sat32(rnd(G_j, 15)) * step, 32));   q_j = rnd(e_odd * w_j, 8)
 
     The unit never stalls once a group has started: every line is already in the group buffer.
 
-    Pipeline (line read issued at u): u+1 line, G and q out of their RAMs; u+2 registered;
-    u+3 partial sums over rows (two adder levels); u+4 per-feature sums, ``n_odd * q`` as shifted
-    copies of ``q``, ``G + m0 * sum r``; u+5 ``t << k``; u+6 the chunk's start value; u+7
-    accumulate, G written. The update (end of a minibatch) runs half a chunk per cycle through
-    16 ``PipelinedMul`` for ``gs * step`` and 16 for ``e_odd * w`` (chunks end >= 2 cycles apart):
-    u+8 ``gs``, u+8/u+9 the halves enter, model written at u+15, ``q`` at u+21.
+    Pipeline (line read issued at u; a chunk's planes are read from b down to 0): u+1 the line
+    out of the buffer; u+2 registered, q read; u+3 partial sums over rows (two adder levels),
+    odd-code counts, G read; u+4 per-feature sums ``t``, ``n_odd * q`` as shifted copies of
+    ``q``, ``G + m0 * sum r``; u+5 ``h = 2h + t`` (Horner), ``n_odd * q`` summed; u+6 ``h + G +
+    m0 * sum r``; u+7 minus ``n_odd * q``: G written. Every stage is at most one carry chain
+    (two adder levels in the row trees). The update (end of a minibatch) runs half a chunk per
+    cycle through 16 ``PipelinedMul`` for ``gs * step`` and 16 for ``e_odd * w`` (chunks end >= 2
+    cycles apart): u+8 ``rnd(G, 15)``, u+9 ``gs``, u+9/u+10 the halves enter, model written at
+    u+16, ``q`` at u+22.
     """
 
     def __init__(self, *, line_bits: int, max_chunks: int, slot_lines: int):
@@ -84,128 +87,145 @@ class WovenGradientUnit(wiring.Component):
             with m.If(clr_addr == C - 1):
                 m.d.sync += clearing.eq(0)
 
-        # ---- group issue
+        # ---- group issue: a chunk's planes are read from the group buffer highest first
+        # (b, b-1, .., 0), so the plane sums accumulate by Horner's rule, h = 2h + t_k: a fixed
+        # one-bit shift where summing t_k << k took a barrel shifter per feature.
         busy = Signal()
         gap = Signal(range(GROUP_GAP + 1))
         # Two record slots by group parity: a group's record is still read by the pipeline's
         # tail when the next group is taken.
         recs = [Signal(residual_layout(S), name=f"rec{i}") for i in range(2)]
+        # With each record, the sums of its rows in pairs, d[2p] + d[2p+1]: a feature's bits in
+        # rows 2p and 2p+1 then pick one of {0, d[2p], d[2p+1], d[2p] + d[2p+1]}, so the per-feature
+        # tree adds S/2 terms, not S (and none at S = 2).
+        pairs = [[Signal(signed(51), name=f"pair{i}_{p}", reset_less=True) for p in range(S // 2)]
+                 for i in range(2)]
         gg = Signal(32)                 # group being read
         mb_pos = Signal(32)
         c = Signal(range(C + 1))
-        k = Signal(4)
-        idx = Signal(range(self.slot_lines))
+        kk = Signal(4)                  # plane being read
+        cbase = Signal(range(self.slot_lines))   # the chunk's plane 0 in the slot: c * (b + 1)
+        addr = Signal(range(self.slot_lines))    # cbase + kk, kept as its own register
         ends_mb = Signal()              # this group ends its minibatch: update instead of write-back
         take = Signal()
         m.d.comb += [take.eq(~busy & self.residuals.valid & (gap == GROUP_GAP)),
                      self.residuals.ready.eq(take)]
         m.d.sync += gap.eq(Mux(gap == GROUP_GAP, gap, gap + 1))
-        last_plane = k == self.bits
+        last_plane = kk == 0
         last_chunk = c == self.chunks - 1
         issue = busy
         with m.If(self.start):
             m.d.sync += [gg.eq(0), mb_pos.eq(0), busy.eq(0), self.groups_read.eq(0), gap.eq(GROUP_GAP)]
         with m.Elif(take):
             last_of_mb = (mb_pos + 1 == self.batch_groups) | (gg + 1 == self.groups)
-            with m.If(gg[0]):
-                m.d.sync += recs[1].eq(self.residuals.payload)
-            with m.Else():
-                m.d.sync += recs[0].eq(self.residuals.payload)
-            m.d.sync += [busy.eq(1), c.eq(0), k.eq(0), idx.eq(0),
+            d_in = self.residuals.payload.d
+            for i in range(2):
+                with m.If(gg[0] == i):
+                    m.d.sync += recs[i].eq(self.residuals.payload)
+                    m.d.sync += [pairs[i][p].eq(d_in[2 * p] + d_in[2 * p + 1]) for p in range(S // 2)]
+            m.d.sync += [busy.eq(1), c.eq(0), kk.eq(self.bits), cbase.eq(0), addr.eq(self.bits),
                          ends_mb.eq(last_of_mb), gap.eq(0),
                          mb_pos.eq(Mux(last_of_mb, 0, mb_pos + 1))]
         with m.Elif(issue):
-            m.d.sync += [k.eq(k + 1), idx.eq(idx + 1)]
+            m.d.sync += [kk.eq(kk - 1), addr.eq(addr - 1)]
             with m.If(last_plane):
-                m.d.sync += [k.eq(0), c.eq(c + 1)]
+                m.d.sync += [kk.eq(self.bits), c.eq(c + 1), cbase.eq(cbase + self.bits + 1),
+                             addr.eq(cbase + (self.bits << 1) + 1)]
                 with m.If(last_chunk):
                     m.d.sync += [busy.eq(0), gg.eq(gg + 1), self.groups_read.eq(self.groups_read + 1)]
-        m.d.comb += [self.buf_addr.eq(Cat(idx, gg[0])), g_rd.addr.eq(c), q_rd.addr.eq(c)]
+        m.d.comb += self.buf_addr.eq(Cat(addr, gg[0]))
 
-        # ---- u+1: RAM outputs (line, G, q); u+2: registered
         def stage(prev, name):
             nxt = {n: Signal.like(v, name=f"{name}_{n}") for n, v in prev.items()}
             m.d.sync += [nxt[n].eq(v) for n, v in prev.items()]
             return nxt
 
-        u1 = dict(valid=Signal(), k=Signal(4), c=Signal(range(C + 1)), first=Signal(), last=Signal(),
+        # ---- u+1: the line out of the buffer; u+2: registered
+        u1 = dict(valid=Signal(), c=Signal(range(C + 1)), first=Signal(), last=Signal(),
                   end=Signal(), group_last=Signal(), count=Signal(range(S + 1)), parity=Signal())
         cur = Signal(residual_layout(S))
         m.d.comb += cur.eq(Mux(gg[0], recs[1], recs[0]))
-        m.d.sync += [u1["valid"].eq(issue), u1["parity"].eq(gg[0]), u1["k"].eq(k), u1["c"].eq(c), u1["first"].eq(k == 0),
-                     u1["last"].eq(last_plane), u1["end"].eq(ends_mb), u1["group_last"].eq(last_plane & last_chunk),
-                     u1["count"].eq(cur.count)]
+        m.d.sync += [u1["valid"].eq(issue), u1["parity"].eq(gg[0]), u1["c"].eq(c),
+                     u1["first"].eq(kk == self.bits), u1["last"].eq(last_plane), u1["end"].eq(ends_mb),
+                     u1["group_last"].eq(last_plane & last_chunk), u1["count"].eq(cur.count)]
         u2 = stage(u1, "u2")
         line2 = Signal(W)
-        g2 = Signal(g_row)
-        q2 = Signal(q_row)
-        m.d.sync += [line2.eq(self.buf_data), g2.eq(g_rd.data), q2.eq(q_rd.data)]
+        m.d.sync += line2.eq(self.buf_data)
 
-        # ---- u+3: partial sums over rows (two adder levels), odd-code counts
+        # ---- u+3: partial sums over row pairs (two adder levels), odd-code counts (used at plane 0).
+        # q and G are read for every plane (only the last one's are used), q in cycle u+2 and G in
+        # u+3, so they arrive when the chunk's last plane needs them instead of riding the
+        # pipeline from its first plane.
         u3 = stage(u2, "u3")
-        g3 = Signal(g_row)
-        q3 = Signal(q_row)
-        m.d.sync += [g3.eq(g2), q3.eq(q2)]
         nodd_w = (S + 1).bit_length()
         nodd = [Signal(nodd_w, name=f"nodd_{f}", reset_less=True) for f in range(CHUNK)]
         rec2 = Signal(residual_layout(S))
         m.d.comb += rec2.eq(Mux(u2["parity"], recs[1], recs[0]))
+        pair2 = [Mux(u2["parity"], pairs[1][p], pairs[0][p]) for p in range(S // 2)]
         parts = []
         for f in range(CHUNK):
-            bit = [line2[CHUNK * s + f] & rec2.valid[s] for s in range(S)]
-            parts.append(register_all(m, add_levels([Mux(bit[s], rec2.d[s], 0) for s in range(S)], 2),
-                                      f"gpart_{f}"))
-            m.d.sync += nodd[f].eq(sum(bit))
+            # (padding rows have d = 0, so their bits need no mask here; they do for n_odd)
+            hit = [line2[CHUNK * s + f] for s in range(S)]
+            terms = [Mux(hit[2 * p + 1], Mux(hit[2 * p], pair2[p], rec2.d[2 * p + 1]),
+                         Mux(hit[2 * p], rec2.d[2 * p], 0)) for p in range(S // 2)]
+            parts.append(register_all(m, add_levels(terms, 2), f"gpart_{f}"))
+            m.d.sync += nodd[f].eq(sum(hit[s] & rec2.valid[s] for s in range(S)))
+        m.d.comb += [q_rd.addr.eq(u2["c"]), g_rd.addr.eq(u3["c"])]
 
-        # ---- u+4: per-feature sums; n_odd * q as shifted copies of q (no multiplier); G + m0 * sum r
+        # ---- u+4: per-feature sums t; n_odd * q as shifted copies of q (no multiplier); G + m0 * sum r
         u4 = stage(u3, "u4")
         t = [register_all(m, add_levels(parts[f], 2), f"t4_{f}") for f in range(CHUNK)]
-        cterms = [register_all(m, add_levels([Mux(nodd[f][i], q3[f] << i, 0) for i in range(nodd_w)], 2),
+        assert all(len(v) == 1 for v in t), "S <= 16: two levels of rows, two of partial sums"
+        cterms = [register_all(m, add_levels([Mux(nodd[f][i], q_rd.data[f] << i, 0) for i in range(nodd_w)], 2),
                                f"corr4_{f}") for f in range(CHUNK)]
-        g4 = Signal(data.ArrayLayout(signed(65), CHUNK), reset_less=True)
-        m0r3 = Mux(u3["parity"], recs[1].m0r, recs[0].m0r)
-        m.d.sync += [g4[f].eq(g3[f] + m0r3) for f in range(CHUNK)]
+        m0r4 = Mux(u4["parity"], recs[1].m0r, recs[0].m0r)
+        gm = [Signal(signed(64), name=f"gm5_{f}", reset_less=True) for f in range(CHUNK)]
+        m.d.sync += [gm[f].eq(g_rd.data[f] + m0r4) for f in range(CHUNK)]
 
-        # ---- u+5: t << k (a shifter stage of its own); n_odd * q
+        # ---- u+5: h = 2h + t (0 before the chunk's first plane): after plane 0, h = sum_k 2^k t_k
+        # exactly (|t| < 2^(w_t - 1), at most MAX_BITS + 1 planes); n_odd * q summed
         u5 = stage(u4, "u5")
-        ts = [register_all(m, [add_levels(t[f], 2)[0] << u4["k"]], f"ts5_{f}")[0] for f in range(CHUNK)]
+        h_width = min(len(t[0][0]) + MAX_BITS + 1, 64)
+        h = [Signal(signed(h_width), name=f"h_{f}", reset_less=True) for f in range(CHUNK)]
         corr = [register_all(m, add_levels(cterms[f], 2), f"corr5_{f}")[0] for f in range(CHUNK)]
-        g5 = Signal.like(g4, name="g5", reset_less=True)
-        m.d.sync += g5.eq(g4)
+        with m.If(u4["valid"]):
+            m.d.sync += [h[f].eq(Mux(u4["first"], 0, h[f] << 1) + t[f][0]) for f in range(CHUNK)]
 
-        # ---- u+6: the chunk's starting value G + m0 * sum r - n_odd * q
+        # ---- u+6, u+7: G' = (h + G + m0 * sum r) - n_odd * q, one carry chain per stage (the
+        # sums are taken at every plane; the last plane's go on). G is 64-bit in the golden model
+        # and these are sums: modulo 2^64 they are exact in any order, so nothing is wider.
         u6 = stage(u5, "u6")
-        base = [Signal(signed(67), name=f"base6_{f}", reset_less=True) for f in range(CHUNK)]
-        m.d.sync += [base[f].eq(g5[f] - corr[f]) for f in range(CHUNK)]
-        ts6 = [delay(m, ts[f], 1, f"ts6_{f}") for f in range(CHUNK)]
-
-        # ---- u+7: accumulate the chunk; its final G leaves at its last plane
-        acc = [Signal(signed(66), name=f"gacc_{f}") for f in range(CHUNK)]
-        fin = Signal(data.ArrayLayout(signed(64), CHUNK))
+        hb = [Signal(signed(64), name=f"hb6_{f}", reset_less=True) for f in range(CHUNK)]
+        corr6 = [delay(m, corr[f], 1, f"corr6_{f}") for f in range(CHUNK)]
+        m.d.sync += [hb[f].eq(h[f] + gm[f]) for f in range(CHUNK)]
+        new_g = Cat((hb[f] - corr6[f])[:64] for f in range(CHUNK))
+        fin = Signal(g_row, reset_less=True)
+        m.d.sync += fin.eq(new_g)
+        # What G's RAM is written with: fin, or 0 while clearing and at the end of a minibatch.
+        # Zeroed as a synchronous reset of its own register (free in an ECP5 flip-flop) rather
+        # than by a 2048-bit mux on the write data.
+        clear_now = self.clear | clearing
+        g_back = Signal(g_row, reset_less=True)
+        with m.If(clear_now | u6["end"]):
+            m.d.sync += g_back.eq(0)
+        with m.Else():
+            m.d.sync += g_back.eq(new_g)
         u7 = dict(valid=Signal(), c=Signal(range(C + 1)), end=Signal(), group_last=Signal(),
                   count=Signal(range(S + 1)))
-        m.d.sync += u7["valid"].eq(u6["valid"] & u6["last"])
-        with m.If(u6["valid"]):
-            for f in range(CHUNK):
-                new = Mux(u6["first"], base[f], acc[f]) + ts6[f]
-                m.d.sync += acc[f].eq(new)
-                with m.If(u6["last"]):
-                    m.d.sync += fin[f].eq(new)
-            with m.If(u6["last"]):
-                m.d.sync += [u7[n].eq(u6[n]) for n in ("c", "end", "group_last", "count")]
+        m.d.sync += [u7["valid"].eq(u6["valid"] & u6["last"])]
+        m.d.sync += [u7[n].eq(u6[n]) for n in ("c", "end", "group_last", "count")]
 
         # ---- u+7: G back (0 at the end of a minibatch); the model row for the update is read
         # from stage 6's chunk (the same one), so w0 arrives with fin.
         m.d.comb += [g_wr.en.eq(clearing | u7["valid"]), g_wr.addr.eq(Mux(clearing, clr_addr, u7["c"]))]
-        with m.If(~clearing & ~u7["end"]):
-            m.d.comb += g_wr.data.eq(fin)
+        m.d.comb += g_wr.data.eq(g_back)
         m.d.comb += self.model_r_addr.eq(u6["c"])
         wb_rows = Mux(u7["valid"] & ~u7["end"] & u7["group_last"], u7["count"], 0)
 
         # ---- update (end of a minibatch), half a chunk per cycle through shared multipliers:
         # chunks end >= 2 cycles apart (b >= 1), so 16 multipliers of each kind keep up, and the
-        # whole core fits the 85F's 156 MULT18X18D. u+8: gs = sat32(rnd(G, 15)) and w0 held;
-        # u+8 / u+9: features 0-15 / 16-31 enter gs * step (+ 2^31: rnd(., 32) = p >> 32).
+        # whole core fits the 85F's 156 MULT18X18D. u+8: rnd(G, 15); u+9: gs = sat32(.) and w0 held;
+        # u+9 / u+10: features 0-15 / 16-31 enter gs * step (+ 2^31: rnd(., 32) = p >> 32).
         H = CHUNK // 2
         gs = Signal(data.ArrayLayout(signed(32), CHUNK), reset_less=True)
         w0 = Signal(data.ArrayLayout(signed(32), CHUNK), reset_less=True)
@@ -213,13 +233,22 @@ class WovenGradientUnit(wiring.Component):
         upd_last = Signal(reset_less=True)
         upd_count = Signal(range(S + 1), reset_less=True)
         go = u7["valid"] & u7["end"]
+        # rnd(G, 15) and its sat32 in two stages (a 64-bit carry chain, then the range test)
+        g_rnd = [Signal(signed(64 - CODE_FRAC + 1), name=f"g_rnd_{f}", reset_less=True) for f in range(CHUNK)]
+        go2 = Signal()
+        held = [Signal.like(v, name=f"{n}_a") for n, v in (("w0", w0), ("upd_c", upd_c), ("upd_last", upd_last),
+                                                             ("upd_count", upd_count))]
         with m.If(go):
-            m.d.sync += [gs[f].eq(sat32(rshift_round(fin[f], CODE_FRAC))) for f in range(CHUNK)]
-            m.d.sync += [w0.eq(self.model_r_data), upd_c.eq(u7["c"]), upd_last.eq(u7["group_last"]),
-                         upd_count.eq(u7["count"])]
+            m.d.sync += [g_rnd[f].eq(rshift_round(fin[f], CODE_FRAC)) for f in range(CHUNK)]
+            m.d.sync += [a.eq(v) for a, v in zip(held, (self.model_r_data, u7["c"], u7["group_last"], u7["count"]))]
+        m.d.sync += go2.eq(go)
+        # (go2 copies what go held: the next chunk's go may come in the very next cycle)
+        with m.If(go2):
+            m.d.sync += [gs[f].eq(sat32(g_rnd[f])) for f in range(CHUNK)]
+            m.d.sync += [v.eq(a) for v, a in zip((w0, upd_c, upd_last, upd_count), held)]
         pa = Signal()                       # features 0-15 enter the multipliers
         pb = Signal()                       # features 16-31
-        m.d.sync += [pa.eq(go), pb.eq(pa)]
+        m.d.sync += [pa.eq(go2), pb.eq(pa)]
         step_s = Cat(self.step, Const(0, 1)).as_signed()
         prods, w0s, reals = [], [], []
         lat_step = None
@@ -234,15 +263,19 @@ class WovenGradientUnit(wiring.Component):
 
         # ---- w = sat32(w0 - rnd(gs * step, 32)), features >= F stay 0; half a chunk per cycle
         w_h = [Signal(signed(32), name=f"w_{i}", reset_less=True) for i in range(H)]
-        m.d.sync += [w_h[i].eq(Mux(reals[i], sat32(w0s[i] - (prods[i] >> STEP_FRAC)), 0)) for i in range(H)]
-        w_lo = [delay(m, w_h[i], 1, f"w_lo_{i}") for i in range(H)]
+        w_lo = [Signal(signed(32), name=f"w_lo_{i}", reset_less=True) for i in range(H)]
+        # (w_h, w_lo and q_h, q_lo are 0 while clearing: the RAMs are cleared through them)
+        with m.If(clear_now):
+            m.d.sync += [v.eq(0) for v in (*w_h, *w_lo)]
+        with m.Else():
+            m.d.sync += [w_h[i].eq(Mux(reals[i], sat32(w0s[i] - (prods[i] >> STEP_FRAC)), 0)) for i in range(H)]
+            m.d.sync += [w_lo[i].eq(w_h[i]) for i in range(H)]
         wr = delay(m, pb, lat_step + 1, "model_wr", reset_less=False)   # w_h holds 16-31, w_lo 0-15
         wr_c = delay(m, upd_c, lat_step + 1, "model_wr_c")
         wr_last = delay(m, upd_last, lat_step + 1, "model_wr_last")
         wr_count = delay(m, upd_count, lat_step + 1, "model_wr_count")
         m.d.comb += [self.model_w_en.eq(clearing | wr), self.model_w_addr.eq(Mux(clearing, clr_addr, wr_c))]
-        with m.If(~clearing):
-            m.d.comb += self.model_w_data.eq(Cat(*w_lo, *w_h))
+        m.d.comb += self.model_w_data.eq(Cat(*w_lo, *w_h))
         up_rows = Mux(wr & wr_last, wr_count, 0)
         with m.If(self.start):
             m.d.sync += [self.upd_written.eq(0), self.rows_done.eq(0)]
@@ -254,15 +287,17 @@ class WovenGradientUnit(wiring.Component):
         e_s = Cat(self.e_odd, Const(0, 1)).as_signed()
         q_h = [Signal(signed(48), name=f"q_{i}", reset_less=True) for i in range(H)]
         lat_q = None
+        q_lo = [Signal(signed(48), name=f"q_lo_{i}", reset_less=True) for i in range(H)]
         for i in range(H):
             unit = m.submodules[f"mul_e_{i}"] = PipelinedMul(CORR_BITS + 1, 32, 1 << (CORR_SHIFT - 1))
             m.d.comb += [unit.a.eq(e_s), unit.b.eq(w_h[i])]
-            m.d.sync += q_h[i].eq(unit.p >> CORR_SHIFT)
+            with m.If(clear_now):
+                m.d.sync += [q_h[i].eq(0), q_lo[i].eq(0)]
+            with m.Else():
+                m.d.sync += [q_h[i].eq(unit.p >> CORR_SHIFT), q_lo[i].eq(q_h[i])]
             lat_q = unit.latency
-        q_lo = [delay(m, q_h[i], 1, f"q_lo_{i}") for i in range(H)]
         qw = delay(m, wr, lat_q + 1, "q_wr", reset_less=False)
         qw_c = delay(m, wr_c, lat_q + 1, "q_wr_c")
         m.d.comb += [q_wr.en.eq(clearing | qw), q_wr.addr.eq(Mux(clearing, clr_addr, qw_c))]
-        with m.If(~clearing):
-            m.d.comb += q_wr.data.eq(Cat(*q_lo, *q_h))
+        m.d.comb += q_wr.data.eq(Cat(*q_lo, *q_h))
         return m

@@ -16,8 +16,14 @@
 //
 // Built by lowbit_sim.simserver.build_server() with `verilator --cc --exe --build` against the
 // wrapper module lowbit_sim_top (plain port names, generated from lowbit_hw.ccip.CcipSignature).
+// The numbers shared with Python (ops, status codes, limits, the almost-full slack, the tid width)
+// are in lowbit_protocol.h, generated from lowbit_sim.simserver.protocol and lowbit.ccip by the
+// same build; the CCI-P rules are in ccip_rules.h, which trace_check.cpp shares for the test that
+// holds this model and the Python one (lowbit_sim.ccip_host) to the same verdicts.
 
 #include "Vlowbit_sim_top.h"
+#include "ccip_rules.h"
+#include "lowbit_protocol.h"
 #include "verilated.h"
 
 #include <algorithm>
@@ -47,30 +53,7 @@
 static constexpr int LINE_BYTES = LINE_BITS / 8;
 
 // ------------------------------------------------------------------------------------ protocol
-// Keep in sync with lowbit_sim/simserver/protocol.py.
-static constexpr uint32_t PROTOCOL_VERSION = 1;
-enum Op : uint32_t {
-    OP_HELLO = 1,          // fd attached; a=arena io base, b=arena bytes, c=lat_min|lat_max<<32, d=seed
-    OP_MMIO_READ = 2,      // a=byte offset                      -> a=value
-    OP_MMIO_WRITE = 3,     // a=byte offset, b=value
-    OP_REGION_ADD = 4,     // a=io address, b=bytes
-    OP_REGION_REMOVE = 5,  // a=io address
-    OP_STATUS = 6,         // -> a=cycle, b=first bad address, c=bad flags (1 seen, 2 write), d=bad count
-    OP_CLEAR = 7,          // forget recorded bad accesses
-    OP_RUN = 8,            // a=cycles to run now                -> a=cycle
-    OP_SHUTDOWN = 9,       // exit after replying
-    OP_STATS = 10,         // -> a=lines read, b=lines written, c=max read lines in flight, d=almfull violations
-    OP_RESET = 11,         // pulse rst, drop all memory traffic in flight
-};
-enum Status : uint32_t {
-    ST_OK = 0,
-    ST_BAD_REQUEST = 1,   // malformed, or a size outside the limits below
-    ST_MMIO_TIMEOUT = 2,
-    ST_NOT_ATTACHED = 3,
-    ST_BUSY = 4,          // another client is attached; sent as the only reply, then closed
-    ST_DENIED = 5,        // the peer is another user (SO_PEERCRED)
-};
-
+// Messages: lowbit_sim/simserver/protocol.py (ops, status codes and limits: lowbit_protocol.h).
 struct Msg {
     uint32_t op, flags;
     uint64_t a, b, c, d;
@@ -79,7 +62,7 @@ struct Reply {
     uint32_t status, op;
     uint64_t a, b, c, d;
 };
-static_assert(sizeof(Msg) == 40 && sizeof(Reply) == 40, "fixed-size messages");
+static_assert(sizeof(Msg) == MSG_BYTES && sizeof(Reply) == MSG_BYTES, "fixed-size messages");
 
 // ------------------------------------------------------------------------------------ options
 static constexpr uint64_t IDLE_CYCLES = 20000;   // keep clocking this long after the last traffic
@@ -91,13 +74,9 @@ static constexpr uint64_t MMIO_TIMEOUT_CYCLES = 200000;
 // (Little's law), and a cap of 256 held any engine to about 0.9 lines per cycle.
 static constexpr uint32_t RD_CAP_LINES = 2048;
 static constexpr uint32_t WR_CAP_LINES = 128;
-static constexpr uint32_t ALMFULL_SLACK = 8;      // CCI-P: up to 8 more requests after almost-full
-// Limits on what a client may ask for (a client's numbers are never trusted).
-static constexpr uint64_t MAX_ARENA = 1ull << 40;        // bytes of shared host memory
+// Limits on what a client may ask for (a client's numbers are never trusted): MAX_ARENA,
+// MAX_LATENCY, MAX_REGIONS, MAX_RUN_CYCLES (lowbit_protocol.h), and:
 static constexpr uint64_t MAX_IO_ADDRESS = 1ull << 56;   // arena io base + size (CCI-P line addresses are 42 bits)
-static constexpr uint32_t MAX_LATENCY = 1u << 20;        // cycles of memory latency
-static constexpr size_t MAX_REGIONS = 1u << 16;          // registered buffers
-static constexpr uint64_t MAX_RUN_CYCLES = 1ull << 20;   // cycles one RUN request may ask for
 static constexpr int CLIENT_RCV_TIMEOUT_S = 10;          // a torn message drops the client, never hangs us
 
 static void die(const char* what) {
@@ -134,9 +113,6 @@ template <class T>
 struct Later {
     bool operator()(const T& x, const T& y) const { return x.ready != y.ready ? x.ready > y.ready : x.seq > y.seq; }
 };
-struct Region {
-    uint64_t base, size;
-};
 
 struct Sim {
     VerilatedContext* ctx;
@@ -146,7 +122,7 @@ struct Sim {
     // host memory
     uint8_t* mem = nullptr;
     uint64_t io_base = 0, mem_size = 0;
-    std::vector<Region> regions;
+    Regions regions;
     bool attached = false;
 
     // latency model
@@ -155,7 +131,8 @@ struct Sim {
 
     std::priority_queue<ReadRsp, std::vector<ReadRsp>, Later<ReadRsp>> rd_q;
     std::priority_queue<WriteReq, std::vector<WriteReq>, Later<WriteReq>> wr_q;
-    uint32_t rd_inflight = 0, wr_inflight = 0, rd_after_full = 0, wr_after_full = 0;
+    uint32_t rd_inflight = 0, wr_inflight = 0;
+    Slack rd_slack, wr_slack;
 
     // pending MMIO request towards the AFU, and the last MMIO read response
     bool mmio_pending = false, mmio_is_read = false, mmio_rsp = false;
@@ -177,12 +154,7 @@ struct Sim {
     uint64_t latency() { return lat_min == lat_max ? lat_min : lat_min + next_rand() % (lat_max - lat_min + 1); }
 
     // Is [line, line+n) inside one registered region? (line units: LINE_BYTES)
-    bool inside(uint64_t line, uint64_t n) const {
-        uint64_t lo = line * LINE_BYTES, hi = lo + n * LINE_BYTES;
-        for (const Region& r : regions)
-            if (lo >= r.base && hi <= r.base + r.size) return true;
-        return false;
-    }
+    bool inside(uint64_t line, uint64_t n) const { return regions.inside(line, n, LINE_BYTES); }
     void record_bad(uint64_t line, bool write) {
         if (!bad_seen) {
             bad_seen = true;
@@ -196,7 +168,9 @@ struct Sim {
     void drop_traffic() {
         rd_q = decltype(rd_q)();
         wr_q = decltype(wr_q)();
-        rd_inflight = wr_inflight = rd_after_full = wr_after_full = 0;
+        rd_inflight = wr_inflight = 0;
+        rd_slack.reset();
+        wr_slack.reset();
         mmio_pending = mmio_rsp = false;
     }
 
@@ -254,10 +228,10 @@ struct Sim {
             wr_inflight--;
             lines_written++;
         }
-        bool rd_full = rd_inflight + 4 * ALMFULL_SLACK >= RD_CAP_LINES;
-        bool wr_full = wr_inflight + ALMFULL_SLACK >= WR_CAP_LINES;
-        if (!rd_full) rd_after_full = 0;
-        if (!wr_full) wr_after_full = 0;
+        bool rd_full = rd_inflight + 4 * ALMOST_FULL_SLACK >= RD_CAP_LINES;
+        bool wr_full = wr_inflight + ALMOST_FULL_SLACK >= WR_CAP_LINES;
+        rd_slack.set(rd_full);
+        wr_slack.set(wr_full);
         top->c0_tx_almfull = rd_full;
         top->c1_tx_almfull = wr_full;
 
@@ -265,15 +239,16 @@ struct Sim {
         top->eval();
 
         if (top->c0_tx_valid) {
-            uint32_t n = top->c0_tx_cl_len == 3 ? 4 : top->c0_tx_cl_len == 1 ? 2 : 1;
+            // A reserved cl_len is recorded as a bad access and answered with nothing.
+            uint32_t cl_len = top->c0_tx_cl_len, n = cl_len_lines(cl_len);
             uint64_t line = top->c0_tx_address;
-            bool bad = !attached || !inside(line, n) || (n > 1 && (line % n));
+            bool bad = !attached || !read_shape_legal(cl_len, line) || !inside(line, n);
             if (bad) record_bad(line, false);
             for (uint32_t k = 0; k < n; k++)
                 rd_q.push(ReadRsp{now + latency(), seq++, line + k, (uint16_t)top->c0_tx_mdata, (uint8_t)k, bad});
             rd_inflight += n;
             max_rd_inflight = std::max<uint64_t>(max_rd_inflight, rd_inflight);
-            if (rd_full && ++rd_after_full > ALMFULL_SLACK) almfull_violations++;
+            if (!rd_slack.request()) almfull_violations++;
             last_activity = now;
         }
         if (top->c1_tx_valid) {
@@ -282,12 +257,12 @@ struct Sim {
             w.seq = seq++;
             w.line = top->c1_tx_address;
             w.mdata = (uint16_t)top->c1_tx_mdata;
-            w.bad = !attached || !inside(w.line, 1);
+            w.bad = !attached || !write_shape_legal(top->c1_tx_sop, top->c1_tx_cl_len) || !inside(w.line, 1);
             if (w.bad) record_bad(w.line, true);
             get_line(w.data, top->c1_tx_data);
             wr_q.push(w);
             wr_inflight++;
-            if (wr_full && ++wr_after_full > ALMFULL_SLACK) almfull_violations++;
+            if (!wr_slack.request()) almfull_violations++;
             last_activity = now;
         }
         if (top->c2_tx_mmio_rd_valid) {
@@ -330,13 +305,13 @@ struct Server {
     Sim& sim;
     int client = -1;
     bool shutdown = false;
-    uint16_t next_tid = 0;
+    MmioTids tids;
 
     void detach() {
         if (sim.mem) munmap(sim.mem, sim.mem_size);
         sim.mem = nullptr;
         sim.attached = false;
-        sim.regions.clear();
+        sim.regions.list.clear();
         sim.reset_afu();
         sim.bad_seen = sim.bad_write = false;
         sim.bad_addr = sim.bad_count = 0;
@@ -390,18 +365,19 @@ struct Server {
         case OP_MMIO_READ:
         case OP_MMIO_WRITE: {
             if (!sim.attached) { r.status = ST_NOT_ATTACHED; break; }
-            if (m.a % 8 || m.a >= (1u << 18)) { r.status = ST_BAD_REQUEST; break; }
+            if (m.a % 8 || m.a >= MMIO_SPAN) { r.status = ST_BAD_REQUEST; break; }
             sim.mmio_pending = true;
             sim.mmio_is_read = m.op == OP_MMIO_READ;
             sim.mmio_addr = (uint16_t)(m.a >> 2);  // CCI-P MMIO addresses count 32-bit words
-            sim.mmio_tid = next_tid = (next_tid + 1) & 0x1ff;
+            sim.mmio_tid = tids.issue();
             sim.mmio_data = m.b;
             sim.mmio_rsp = false;
             sim.cycle();
             if (sim.mmio_is_read) {
                 uint64_t limit = sim.now + MMIO_TIMEOUT_CYCLES;
-                while (!(sim.mmio_rsp && sim.mmio_rsp_tid == sim.mmio_tid) && sim.now < limit) sim.cycle();
-                if (sim.mmio_rsp && sim.mmio_rsp_tid == sim.mmio_tid) r.a = sim.mmio_rsp_data;
+                auto answered = [&] { return sim.mmio_rsp && MmioTids::answers(sim.mmio_rsp_tid, sim.mmio_tid); };
+                while (!answered() && sim.now < limit) sim.cycle();
+                if (answered()) r.a = sim.mmio_rsp_data;
                 else r.status = ST_MMIO_TIMEOUT;
                 sim.mmio_rsp = false;
             }
@@ -411,22 +387,23 @@ struct Server {
         case OP_REGION_ADD:
             // Written so that no sum can wrap: offset and size each within the arena.
             if (!sim.attached || m.a < sim.io_base || m.b == 0 || m.b > sim.mem_size ||
-                m.a - sim.io_base > sim.mem_size - m.b || sim.regions.size() >= MAX_REGIONS) {
+                m.a - sim.io_base > sim.mem_size - m.b || sim.regions.list.size() >= MAX_REGIONS) {
                 r.status = ST_BAD_REQUEST;
                 break;
             }
-            sim.regions.push_back(Region{m.a, m.b});
+            sim.regions.list.push_back(Region{m.a, m.b});
             break;
         case OP_REGION_REMOVE: {
-            auto it = std::find_if(sim.regions.begin(), sim.regions.end(), [&](const Region& x) { return x.base == m.a; });
-            if (it == sim.regions.end()) r.status = ST_BAD_REQUEST;
-            else sim.regions.erase(it);
+            auto& list = sim.regions.list;
+            auto it = std::find_if(list.begin(), list.end(), [&](const Region& x) { return x.base == m.a; });
+            if (it == list.end()) r.status = ST_BAD_REQUEST;
+            else list.erase(it);
             break;
         }
         case OP_STATUS:
             r.a = sim.now;
             r.b = sim.bad_addr;
-            r.c = (sim.bad_seen ? 1 : 0) | (sim.bad_write ? 2 : 0);
+            r.c = (sim.bad_seen ? BAD_SEEN : 0) | (sim.bad_write ? BAD_WRITE : 0);
             r.d = sim.bad_count;
             break;
         case OP_CLEAR:

@@ -2,7 +2,8 @@
 
 Every request is 40 bytes ``<IIQQQQ`` = (op, flags, a, b, c, d); every reply is 40 bytes
 ``<IIQQQQ`` = (status, op, a, b, c, d). One reply per request, in order. HELLO carries the shared
-memory file descriptor as SCM_RIGHTS ancillary data. Keep in sync with ``harness.cpp``.
+memory file descriptor as SCM_RIGHTS ancillary data. ``harness.cpp`` takes every number here from
+``lowbit_protocol.h``, which the build generates from this module (``simserver.protocol_header``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,92 @@
+"""``lowbit train --loss / --estimator / --degree / --l2 / --test / --holdout`` (issue 13): what the
+JSON reports, what is refused before any work, and a held-out split that does not move."""
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.datasets import dump_svmlight_file
+
+from lowbit.cli import main
+from lowbit.experiment import HOLDOUT_SEED, prepare
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def libsvm(tmp_path_factory):
+    """A separable two-class LIBSVM training file with {0, 1} labels, and a test file whose last
+    feature is never set (so LIBSVM stores one feature fewer)."""
+    d = tmp_path_factory.mktemp("libsvm")
+    rng = np.random.default_rng(4)
+    w = rng.normal(size=6)
+    X = rng.uniform(-1, 1, (300, 6))
+    Xt = rng.uniform(-1, 1, (80, 6))
+    Xt[:, -1] = 0
+    dump_svmlight_file(X, (X @ w > 0).astype(int), str(d / "train.svm"))
+    dump_svmlight_file(Xt[:, :5], (Xt @ w > 0).astype(int), str(d / "test.svm"))
+    return d / "train.svm", d / "test.svm"
+
+
+def test_json_reports_loss_estimator_and_test_accuracy(capsys, tmp_path):
+    plot = tmp_path / "acc.png"
+    code, out, _ = run_cli(capsys, "train", "--data", "digits38", "--bits", "4", "--epochs", "3", "--loss",
+                           "logistic", "--estimator", "chebyshev", "--degree", "2", "--l2", "0.001", "--json",
+                           "--plot", str(plot))
+    assert code == 0
+    runs = json.loads(out)["runs"]
+    assert [(r["label"], r["loss"], r["estimator"], r["degree"]) for r in runs] == [
+        ("float64", "logistic", "exact", None), ("b=4 uniform logistic chebyshev2 l2=0.001", "logistic", "chebyshev", 2)]
+    for r in runs:
+        assert r["metric_name"] == "test accuracy" and r["test_metric"] > 0.9 and r["l2"] == 0.001
+        assert r["train_loss"][-1] < np.log(2)  # below the all-zero model's logistic loss
+    assert plot.stat().st_size > 10_000
+
+
+def test_test_file_and_holdout(capsys, libsvm):
+    train, test = libsvm
+    code, out, _ = run_cli(capsys, "train", "--data", str(train), "--test", str(test), "--loss", "hinge",
+                           "--epochs", "3", "--json")
+    assert code == 0
+    assert all(r["test_metric"] > 0.85 for r in json.loads(out)["runs"])
+    a = prepare(str(train), seed=0, holdout=0.25)
+    b = prepare(str(train), seed=7, holdout=0.25)  # the split's seed is HOLDOUT_SEED, not --seed
+    assert HOLDOUT_SEED == 13 and a.X_test.shape == (75, 7) and a.X.shape == (225, 7)
+    assert np.array_equal(a.X_test, b.X_test) and np.array_equal(a.y, b.y)
+    assert set(np.unique(a.y_test)) == {-1.0, 1.0}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--backend", "sim", "--loss", "logistic", "--data", "digits38"],
+     "--backend sim runs --loss squared without --l2 only .*--loss logistic"),
+    (["--backend", "serial", "--loss", "hinge", "--data", "digits38"], "--backend serial runs --loss squared"),
+    (["--backend", "sim", "--l2", "0.01"], "no datapath for --l2 0.01"),
+    (["--loss", "logistic"], "needs a classification data set"),
+    (["--estimator", "chebyshev"], "--estimator chebyshev is for --loss logistic or hinge"),
+    (["--loss", "hinge", "--estimator", "chebyshev", "--degree", "4", "--copies", "3", "--data", "digits38"],
+     "reads 5 independent copies .*--copies >= 5"),
+    (["--data", "digits38", "--test", "/nonexistent.svm"], "does not exist"),
+])
+def test_refused_before_any_work_with_one_line(capsys, argv, message):
+    code, out, err = run_cli(capsys, "train", *argv)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert __import__("re").search(message, err), err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--degree", "0"], "--degree takes an integer in 1..8"),
+    (["--margin-range", "6"], "power of two"),
+    (["--l2", "-1"], "--l2 takes a number in"),
+    (["--holdout", "1"], "--holdout takes a fraction"),
+    (["--test", "a.svm", "--holdout", "0.2"], "not allowed with"),
+    (["--loss", "cubic"], "invalid choice"),
+])
+def test_bad_loss_options_exit_2(capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", *argv])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
