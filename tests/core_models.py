@@ -210,7 +210,9 @@ def set_config(ctx, core, cfg, run_id=0):
                         ("stats_addr", STATS_ADDR), ("status_addr", STATUS_ADDR), ("rows", cfg.rows),
                         ("features", cfg.features), ("bits", cfg.bits), ("batch", cfg.batch),
                         ("epochs", cfg.epochs), ("copies", cfg.copies), ("step", cfg.step), ("run_id", run_id),
-                        ("loss", cfg.loss), ("l2", cfg.l2), ("estimator", cfg.estimator_register())):
+                        ("loss", cfg.loss), ("l2", cfg.l2), ("estimator", cfg.estimator_register()),
+                        ("warm_start", cfg.warm_start), ("start_minibatch", cfg.start_minibatch),
+                        ("max_minibatches", cfg.max_minibatches)):
         ctx.set(getattr(c, name), value)
 
 

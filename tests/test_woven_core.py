@@ -70,14 +70,16 @@ def test_woven_core_refuses_a_batch_across_groups():
 
 
 @pytest.mark.parametrize("setting", [dict(loss=Loss.LOGISTIC), dict(loss=Loss.HINGE), dict(l2=1 << 20),
-                                     dict(estimator=Estimator.CHEBYSHEV, degree=1, copies=2)])
+                                     dict(estimator=Estimator.CHEBYSHEV, degree=1, copies=2),
+                                     dict(warm_start=1), dict(start_minibatch=1), dict(max_minibatches=1)])
 @pytest.mark.parametrize("core_cls", [WovenCore, TrainingCore])
-def test_both_cores_refuse_a_loss_they_were_not_built_for(setting, core_cls):
-    """The RTL computes least squares only: LOSS, L2 or ESTIMATOR set is NOT_BUILT, as the spec of an
-    engine built without them says, never a least-squares run under another loss's name."""
+def test_both_cores_refuse_what_they_were_not_built_for(setting, core_cls):
+    """The RTL runs plain least squares only: LOSS, L2, ESTIMATOR, WARM_START, START_MINIBATCH or
+    MAX_MINIBATCHES set is NOT_BUILT, as the spec of an engine built without them says, never a
+    plain run under another name."""
     problem = make_problem(rows=4, features=8, bits=2, batch=2, layout="woven" if core_cls is WovenCore else "planes")
     problem = dataclasses.replace(problem, cfg=dataclasses.replace(problem.cfg, **setting))
-    assert problem.cfg.error(max_features=256, nonlinear=False) is ErrorCode.NOT_BUILT
+    assert problem.cfg.error(max_features=256, least_squares_only=True) is ErrorCode.NOT_BUILT
     kw = dict(line_bits=64, max_features=256) if core_cls is WovenCore else {}
     _, status, *_ = simulate(problem, core_cls=core_cls, **({"core_kw": kw} if kw else {}))
     assert status.state == State.ERROR and status.error == ErrorCode.NOT_BUILT

@@ -150,6 +150,25 @@ def _add_training_args(p: argparse.ArgumentParser, *, demo: bool = False):
     p.add_argument("--port", default=None, help="serial port of the ULX3S board (--backend serial)")
 
 
+def _add_scaleout_args(p: argparse.ArgumentParser):
+    from .scaleout import DEFAULT_LINK_GBPS, EXCHANGE_NAMES, STEP_SCALINGS
+
+    g = p.add_argument_group("several engines (docs/scaleout.md)")
+    g.add_argument("--engines", type=_checked(int, lambda v: 1 <= v <= 16, "--engines takes 1..16, got {text!r}"),
+                   default=None, help="K engines in K worker processes (torch.distributed, gloo), each on its own "
+                                      "shard of the rows; golden backend only until the RTL can warm-start")
+    g.add_argument("--sync-every", type=positive_int, default=32, metavar="T",
+                   help="average the engines' models every T minibatches (default: %(default)s)")
+    g.add_argument("--exchange", choices=EXCHANGE_NAMES, default="fp32",
+                   help="how model deltas travel: float32, or QSGD at 8 or 4 bits (default: %(default)s)")
+    g.add_argument("--link-gbps", type=_checked(float, lambda v: math.isfinite(v) and v > 0,
+                                                "--link-gbps takes a positive rate in Gb/s, got {text!r}"),
+                   default=DEFAULT_LINK_GBPS, help="link rate of the modelled exchange time (default: %(default)s)")
+    g.add_argument("--step-scaling", choices=STEP_SCALINGS, default="linear",
+                   help="linear: each engine's step is K x --step, capped at 3/4 of the least-squares stability "
+                        "bound 2 / max lambda(minibatch Hessian); none: --step as given (default: %(default)s)")
+
+
 def _print_table(runs, prepared, out=None):
     out = sys.stdout if out is None else out  # looked up per call, so redirection works
     names = [r.label for r in runs]
@@ -324,6 +343,10 @@ def _emit_json(prepared, runs, plot, diverged: str | None):
 
 
 def cmd_train(args) -> int:
+    if getattr(args, "engines", None) is not None:
+        from .scaleout_cli import train_engines
+
+        return train_engines(args)
     import numpy as np
 
     from . import experiment as ex
@@ -521,6 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train at one or more precisions and compare with float64")
     _add_training_args(p)
+    _add_scaleout_args(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("demo", help="MNIST 4-vs-9 on the simulated engine at 2, 4 and 8 bits, with a plot")
@@ -559,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .driver.errors import DriverError
     from .extras import MissingExtra
+    from .scaleout import WorkerFailed
 
     try:
         return args.func(args)
@@ -573,6 +598,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except DriverError as exc:
         print(f"lowbit: device error: {exc}", file=sys.stderr)
+        return 1
+    except WorkerFailed as exc:
+        print(f"lowbit: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # a folder that cannot be created, a full disk, an unusable build folder
         what = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)

@@ -50,10 +50,14 @@ class RunConfig(data.Struct):
     copies: 8
     step: 32
     run_id: 64
-    # Issue 13's registers: the datapath implements none of them; the sequencer refuses non-zero.
+    # Issues 13 and 14's registers: the datapaths implement none of them, so the sequencer refuses
+    # any non-zero value (NOT_BUILT).
     loss: 2
     l2: 32
     estimator: 19
+    warm_start: 1
+    start_minibatch: 32
+    max_minibatches: 32
 
 
 class CoreStatus(data.Struct):

@@ -20,6 +20,20 @@ Arithmetic (formats in :mod:`lowbit.contract.fixed`; ``>>`` is an arithmetic shi
   STEP, 32))``, then ``G = 0``.
 * After each epoch the engine writes the model (a snapshot) and the epoch's loss accumulator.
 
+Resumable runs (registers WARM_START, MODEL_IN_ADDR, START_MINIBATCH, MAX_MINIBATCHES; all zero is
+the plain run above, bit for bit). With ``P = ceil(N / B)`` minibatches per epoch, minibatch ``g`` of
+the whole schedule (``0 <= g < E * P``) is minibatch ``g mod P`` of epoch ``g // P`` (copy
+``(g // P) mod K``, rows from ``(g mod P) * B``):
+
+* The model starts at ``w = MODEL_IN`` (int32) if WARM_START, else at ``w = 0``.
+* The run does minibatches ``S .. S + M - 1`` (``S`` = START_MINIBATCH, ``M`` = MAX_MINIBATCHES,
+  clipped to ``E * P``; ``M = 0`` runs to the end of epoch ``E``). ``S >= E * P`` is BAD_START.
+* A snapshot and loss record are written after every minibatch that ends an epoch, and once more
+  after the last minibatch if it ends mid-epoch (a partial epoch); each record's loss sums only the
+  minibatches of this run. So the last snapshot is always the final model, and a run cut in two
+  (the second warm-started from the first's last snapshot at ``S + M``) gives the same models, and
+  epoch losses that add up (saturating) to the uncut run's.
+
 ``e_ij * w0_j`` (at 2^-47, rounded onto the 2^-39 of ``m * r``) is the double-sampling correction: with ``m`` the mean of two independent
 stochastic roundings and ``e`` a quarter of their squared difference, ``E[m_j m_k] = a_j a_k`` for
 ``j != k`` and ``E[m_j^2 - e_j] = a_j^2``, so the gradient is unbiased (docs/zipml.md).
@@ -88,16 +102,38 @@ class EngineConfig:
     degree: int = 0        # ESTIMATOR.DEGREE
     margin_range: int = 0  # ESTIMATOR.RANGE
     poly: tuple = ()       # POLY_0..POLY_degree: int32 at 2^-24
+    # Issue 14: resumable runs; all zero is the plain run from w = 0.
+    warm_start: bool = False
+    start_minibatch: int = 0
+    max_minibatches: int = 0
 
     def factors(self) -> int:
         """Copies each row reads in an epoch: d + 1 for the Chebyshev estimator, else 1."""
         return self.degree + 1 if self.estimator == Estimator.CHEBYSHEV else 1
 
-    def error(self, max_features: int, *, nonlinear: bool = True) -> ErrorCode:
+    @property
+    def minibatches_per_epoch(self) -> int:
+        """P = ceil(ROWS / BATCH)."""
+        return -(-self.rows // self.batch)
+
+    def span(self) -> tuple[int, int]:
+        """The run's minibatches ``[first, end)`` of the whole schedule (see the module docstring)."""
+        total = self.epochs * self.minibatches_per_epoch
+        end = total if self.max_minibatches == 0 else min(total, self.start_minibatch + self.max_minibatches)
+        return self.start_minibatch, end
+
+    def snapshots(self) -> int:
+        """Snapshots (and records) the run writes: epochs it ends, plus one if it stops mid-epoch."""
+        first, end = self.span()
+        p = self.minibatches_per_epoch
+        return end // p - first // p + (1 if end % p else 0)
+
+    def error(self, max_features: int, *, least_squares_only: bool = False) -> ErrorCode:
         """The error code an engine with ``max_features`` reports for this configuration at START.
 
-        ``nonlinear=False`` is an engine built for least squares only (today's RTL): it answers
-        ``NOT_BUILT`` to any LOSS, L2 or ESTIMATOR other than 0 rather than ignore them."""
+        ``least_squares_only`` is an engine built for plain least-squares runs only (today's RTL):
+        it answers ``NOT_BUILT`` to any LOSS, L2, ESTIMATOR, WARM_START, START_MINIBATCH or
+        MAX_MINIBATCHES other than 0 rather than ignore them."""
         if not 1 <= self.rows < (1 << 32):
             return ErrorCode.BAD_ROWS
         if not 1 <= self.features <= max_features:
@@ -112,9 +148,15 @@ class EngineConfig:
             return ErrorCode.BAD_COPIES
         if not 1 <= self.step < (1 << 32):
             return ErrorCode.BAD_STEP
-        if not nonlinear and (self.loss or self.l2 or self.estimator_register()):
+        if least_squares_only and (self.loss or self.l2 or self.estimator_register() or self.warm_start
+                                   or self.start_minibatch or self.max_minibatches):
             return ErrorCode.NOT_BUILT
-        return self._loss_error()
+        err = self._loss_error()
+        if err is not ErrorCode.NONE:
+            return err
+        if not 0 <= self.start_minibatch < self.epochs * self.minibatches_per_epoch:
+            return ErrorCode.BAD_START
+        return ErrorCode.NONE
 
     def estimator_register(self) -> int:
         """The ESTIMATOR register's value (fields KIND, DEGREE, RANGE)."""
@@ -138,14 +180,17 @@ class GoldenRun:
 
     Attributes
     ----------
-    models : ndarray, shape (epochs, features), int32
-        Model snapshot after each epoch (at 2^-24).
+    models : ndarray, shape (snapshots, features), int32
+        Model snapshot after each epoch (at 2^-24); a bounded run's last one may be mid-epoch.
     losses : list[int]
-        Each epoch's loss accumulator (uint64 at 2^-32; divide by rows for the mean).
+        Each snapshot's loss accumulator (uint64 at 2^-32; divide by rows for the mean).
+    partial : bool
+        Whether the last snapshot is mid-epoch (a bounded run that stopped inside an epoch).
     """
 
     models: np.ndarray
     losses: list[int]
+    partial: bool = False
 
 
 def _check_inputs(cfg: EngineConfig, codes, labels, table_m, table_e):
@@ -180,7 +225,33 @@ def _check_inputs(cfg: EngineConfig, codes, labels, table_m, table_e):
     return codes, labels, table_m, table_e
 
 
-def run(cfg: EngineConfig, codes, labels, table_m, table_e, *, progress=None) -> GoldenRun:
+def _start_model(cfg: EngineConfig, model_in) -> np.ndarray:
+    """The model at START as int64: MODEL_IN if WARM_START, else zeros."""
+    if not cfg.warm_start:
+        return np.zeros(cfg.features, dtype=np.int64)
+    if model_in is None:
+        raise ValueError("warm_start needs model_in (the int32 model at MODEL_IN_ADDR)")
+    w = np.asarray(model_in)
+    if w.shape != (cfg.features,) or w.dtype.kind not in "iu":
+        raise ValueError(f"model_in must be ({cfg.features},) integers, got {w.dtype} {w.shape}")
+    if w.min() < INT32_MIN or w.max() > INT32_MAX:
+        raise ValueError("model_in must be int32")
+    return w.astype(np.int64)
+
+
+def _segments(cfg: EngineConfig):
+    """The run's span cut at epoch ends: ``(epoch, first minibatch, end minibatch)`` within the epoch."""
+    first, end = cfg.span()
+    p = cfg.minibatches_per_epoch
+    g = first
+    while g < end:
+        epoch, lo = divmod(g, p)
+        hi = min(p, lo + end - g)
+        yield epoch, lo, hi
+        g += hi - lo
+
+
+def run(cfg: EngineConfig, codes, labels, table_m, table_e, *, model_in=None, progress=None) -> GoldenRun:
     """Train as the engine does.
 
     Parameters
@@ -192,30 +263,35 @@ def run(cfg: EngineConfig, codes, labels, table_m, table_e, *, progress=None) ->
         int32 labels at 2^-24.
     table_m, table_e : array
         The code table (``lowbit.contract.quant.code_table``).
+    model_in : array (features,) of int32, optional
+        The model at MODEL_IN_ADDR; needed (only) with ``cfg.warm_start``.
     progress : callable(epoch) or None
-        Called after each epoch.
+        Called after each snapshot.
     """
     codes, y, tm, te = _check_inputs(cfg, codes, labels, table_m, table_e)
-    n, f, b = cfg.rows, cfg.features, cfg.batch
-    w = np.zeros(f, dtype=np.int64)
-    models = np.zeros((cfg.epochs, f), dtype=np.int32)
+    b = cfg.batch
+    w = _start_model(cfg, model_in)
+    models = np.zeros((cfg.snapshots(), cfg.features), dtype=np.int32)
     losses: list[int] = []
-    decoded = {}  # per copy: (M, E) int64, decoded once
-    for epoch in range(cfg.epochs):
+    decoded = {}  # per copy and row range: (M, E) int64, decoded once (only the rows the run reads)
+    segments = list(_segments(cfg))
+    for i, (epoch, lo, hi) in enumerate(segments):
         ks = [(epoch + j) % cfg.copies for j in range(cfg.factors())]  # factor j reads copy (e + j) mod K
+        rows = slice(lo * b, hi * b)
         for k in ks:
-            if k not in decoded:
-                decoded[k] = (tm[codes[k]], te[codes[k]])
-        M, E = decoded[ks[0]]
+            if (k, lo, hi) not in decoded:
+                decoded[k, lo, hi] = (tm[codes[k, rows]], te[codes[k, rows]])
+        M, E = decoded[ks[0], lo, hi]
+        yk = y[rows]
         loss = 0
-        for start in range(0, n, b):  # minibatches are sequential by definition; rows inside are vectorised
-            Mb, Eb, yb = M[start : start + b], E[start : start + b], y[start : start + b]
+        for start in range(0, M.shape[0], b):  # minibatches are sequential by definition; rows inside are vectorised
+            Mb, Eb, yb = M[start : start + b], E[start : start + b], yk[start : start + b]
             if cfg.loss == Loss.SQUARED:
                 r = sat32(rshift_round(Mb @ w, CODE_FRAC) - yb)
                 loss += int(((r * r) >> LOSS_SHIFT).sum())
                 G = Mb.T @ r - rshift_round(Eb * w, CORR_SHIFT).sum(axis=0)
             else:
-                more = [decoded[k][0][start : start + b] for k in ks[1:]]
+                more = [decoded[k, lo, hi][0][start : start + b] for k in ks[1:]]
                 r, row_loss = margin_residuals(cfg, Mb, more, w, yb)
                 loss += int(row_loss.sum())
                 G = Mb.T @ r
@@ -223,11 +299,12 @@ def run(cfg: EngineConfig, codes, labels, table_m, table_e, *, progress=None) ->
                 G = G + len(yb) * rshift_round(cfg.l2 * w, L2_SHIFT)
             gs = sat32(rshift_round(G, CODE_FRAC))
             w = sat32(w - rshift_round(gs * cfg.step, STEP_FRAC))
-        models[epoch] = w
+        models[i] = w
         losses.append(min(loss, UINT64_MAX))
         if progress is not None:
-            progress(epoch)
-    return GoldenRun(models=models, losses=losses)
+            progress(i)
+    partial = bool(segments) and segments[-1][2] < cfg.minibatches_per_epoch
+    return GoldenRun(models=models, losses=losses, partial=partial)
 
 
 # ------------------------------------------------------------------- logistic and hinge (issue 13)

@@ -74,9 +74,11 @@ class ErrorCode(enum.IntEnum):
     # Issue 13 (losses), checked after the above:
     BAD_LOSS = 11  # LOSS not a lowbit.contract.registers.Loss
     BAD_ESTIMATOR = 12  # ESTIMATOR not valid for LOSS, or COPIES < DEGREE + 1 for the Chebyshev estimator
-    # Checked by the RTL after BAD_STEP (an engine built for least squares only, EngineConfig.error
-    # with nonlinear=False): it refuses what it would otherwise silently run as least squares.
-    NOT_BUILT = 13  # LOSS, L2 or ESTIMATOR not 0: arithmetic this engine was built without
+    # Resumable runs (issue 14), checked after the above by engines that implement them:
+    BAD_START = 13  # START_MINIBATCH >= EPOCHS * ceil(ROWS / BATCH): nothing left to run
+    # Checked by the RTL right after BAD_STEP (an engine built for plain least-squares runs only,
+    # EngineConfig.error(least_squares_only=True)): it refuses what it would otherwise ignore.
+    NOT_BUILT = 14  # LOSS, L2, ESTIMATOR, WARM_START, START_MINIBATCH or MAX_MINIBATCHES not 0
 
 
 class Loss(enum.IntEnum):
@@ -233,6 +235,23 @@ REGISTERS: tuple[Register, ...] = (
              f"Chebyshev estimator: coefficient of u^{j}, int32 at 2^-{MODEL_FRAC}", width=32)
     for j in range(MAX_DEGREE + 1)
 )
+
+#: Resumable runs (issue 14): warm start and a bounded number of minibatches, so that a run can stop
+#: with its model written back and continue later (K engines averaging every T minibatches). All
+#: zero means a plain run from w = 0, exactly as before. Placed at 0x140, after the LOSS/L2/
+#: ESTIMATOR/POLY_* registers (0x0D8-0x130) of the loss branch. Semantics: lowbit.contract.golden.
+RESUME_REGISTERS: tuple[Register, ...] = (
+    _addr("MODEL_IN_ADDR", 0x140, "Start model (int32 at 2^-24, one snapshot's layout), read at START if WARM_START"),
+    Register("WARM_START", 0x148, Access.RW, "1: the run starts from the model at MODEL_IN_ADDR; 0: from w = 0",
+             width=1),
+    Register("START_MINIBATCH", 0x150, Access.RW,
+             "Global index of the run's first minibatch (epoch g // P, minibatch g mod P; P = ceil(ROWS / BATCH))",
+             width=32),
+    Register("MAX_MINIBATCHES", 0x158, Access.RW,
+             "Stop after this many minibatches (0: run to the end of epoch EPOCHS); a run that stops mid-epoch "
+             "writes one more snapshot and record, of the partial epoch", width=32),
+)
+REGISTERS = REGISTERS + RESUME_REGISTERS
 
 REG: dict[str, Register] = {r.name: r for r in REGISTERS}
 

@@ -65,6 +65,42 @@ class TrainResult:
     epoch_read_lines: np.ndarray | None = None
     epoch_stall_cycles: np.ndarray | None = None
     status: dict = field(default_factory=dict)
+    partial: bool = False
+
+    @property
+    def final_model(self) -> np.ndarray:
+        """The model the run ended with (its last snapshot): what a resumed run warm-starts from."""
+        return self.models[-1]
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a bounded run starts and how far it goes (registers WARM_START, MODEL_IN_ADDR,
+    START_MINIBATCH, MAX_MINIBATCHES; semantics in :mod:`lowbit.contract.golden`).
+
+    Parameters
+    ----------
+    model_in : array (features,) int32, optional
+        Warm start from this model (at 2^-24); None starts from w = 0.
+    start_minibatch : int
+        Global index of the first minibatch (epoch ``g // P``, minibatch ``g mod P``).
+    max_minibatches : int
+        Stop after this many (0: to the end of the last epoch).
+    """
+
+    model_in: np.ndarray | None = None
+    start_minibatch: int = 0
+    max_minibatches: int = 0
+
+    @property
+    def plain(self) -> bool:
+        """A plain run from w = 0 over the whole schedule (what every engine does)."""
+        return self.model_in is None and self.start_minibatch == 0 and self.max_minibatches == 0
+
+
+#: Why sim and serial refuse a Resume: the one message, so the CLI and the driver say the same.
+RESUME_UNSUPPORTED = ("warm start and bounded runs (WARM_START / START_MINIBATCH / MAX_MINIBATCHES) are in the "
+                      "golden model only: the {backend} engine's RTL does not implement them yet; use --backend golden")
 
 
 def _positive_int(name, value, hi):
@@ -80,10 +116,11 @@ RTL_LOSSES = ("squared",)
 
 
 def engine_config(qds, *, step: float, batch: int, epochs: int, max_features: int | None = None,
-                  loss=None) -> EngineConfig:
+                  loss=None, resume: Resume = Resume()) -> EngineConfig:
     """Validate the arguments and the dataset; the EngineConfig a run programs. Raises ValueError.
 
-    ``loss`` is a :class:`lowbit.contract.losses.LossConfig` (None: least squares, no L2)."""
+    ``loss`` is a :class:`lowbit.contract.losses.LossConfig` (None: least squares, no L2); ``resume`` a
+    :class:`Resume` (default: a plain run from w = 0)."""
     batch = _positive_int("batch", batch, MAX_BATCH)
     epochs = _positive_int("epochs", epochs, MAX_EPOCHS)
     try:
@@ -98,8 +135,13 @@ def engine_config(qds, *, step: float, batch: int, epochs: int, max_features: in
     if loss is not None and loss.samples() > copies:
         raise ValueError(f"the {loss.estimator} estimator of degree {loss.degree} reads {loss.samples()} independent "
                          f"copies of each row; the data set has {copies} (quantize with copies >= {loss.samples()})")
+    for name in ("start_minibatch", "max_minibatches"):
+        v = getattr(resume, name)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= int(v) < (1 << 32):
+            raise ValueError(f"{name} must be an integer in 0..2^32-1, got {v!r}")
     cfg = EngineConfig(rows=int(qds.rows), features=int(qds.features), bits=int(qds.fmt.bits), batch=batch,
-                       epochs=epochs, step=step_q, copies=copies, **extra)
+                       epochs=epochs, step=step_q, copies=copies, **extra, warm_start=resume.model_in is not None,
+                       start_minibatch=int(resume.start_minibatch), max_minibatches=int(resume.max_minibatches))
     if max_features is not None and not 1 <= cfg.features <= max_features:
         raise ValueError(f"{cfg.features} features exceed this engine's MAX_FEATURES = {max_features}")
     err = cfg.error(max_features if max_features is not None else 1 << 24)
@@ -153,7 +195,7 @@ def check_rtl_loss(loss, backend: str = "sim") -> None:
 
 
 def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress: bool = True,
-          timeout_s: float | None = None, loss=None) -> TrainResult:
+          timeout_s: float | None = None, loss=None, resume: Resume = Resume()) -> TrainResult:
     """Train on ``device`` (an open :class:`~.device.Device`); see the module docstring.
 
     Parameters
@@ -168,17 +210,23 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
         A tqdm bar over epochs (from STATUS.EPOCH).
     timeout_s : float, optional
         Wall-clock limit; default from a generous cycle estimate at 10k simulated cycles/s.
+    resume : Resume
+        Warm start / bounded run; refused (ValueError) by engines without it (today: every RTL
+        build, :data:`RESUME_UNSUPPORTED`), never silently run as a plain run.
 
     Raises
     ------
     ValueError
-        Bad arguments or a dataset the engine cannot take (checked before touching the device).
+        Bad arguments, a dataset the engine cannot take, or a Resume the engine lacks (checked
+        before touching the device).
     DeviceTimeout, DeviceError, SimulatorDied
         From :meth:`Device.wait`.
     """
     from tqdm.auto import tqdm
 
     check_rtl_loss(loss, device.backend.name)
+    if not resume.plain and not getattr(device.backend, "supports_resume", False):
+        raise ValueError(RESUME_UNSUPPORTED.format(backend=device.backend.name))
     caps = device.caps
     cfg = engine_config(qds, step=step, batch=batch, epochs=epochs, max_features=caps["MAX_FEATURES"])
     fmt = engine_format(qds.fmt, caps)
@@ -243,21 +291,23 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
     )
 
 
-def train_golden(qds, *, step: float, batch: int, epochs: int, loss=None) -> TrainResult:
+def train_golden(qds, *, step: float, batch: int, epochs: int, loss=None, resume: Resume = Resume()) -> TrainResult:
     """The golden model on the same dataset and arguments, as a :class:`TrainResult` (no cycle counts).
 
-    Runs the compiled model (:func:`lowbit.golden_fast.run_packed`) on the packed lines the
-    engine would read; it is bit-identical to :func:`lowbit.contract.golden.run` (tests/test_golden_fast.py).
-    The compiled model does least squares without L2 only: any other ``loss``
-    (:class:`lowbit.contract.losses.LossConfig`) runs on the spec itself, :func:`lowbit.contract.golden.run`.
+    A plain least-squares run without L2 uses the compiled model
+    (:func:`lowbit.golden_fast.run_packed`) on the packed lines the engine would read; it is
+    bit-identical to :func:`lowbit.contract.golden.run` (tests/test_golden_fast.py). Any other ``loss``
+    (:class:`lowbit.contract.losses.LossConfig`) and any ``resume`` run (warm start, bounded) use the spec
+    itself, :func:`lowbit.contract.golden.run`, which decodes only the rows the run reads.
     """
-    cfg = engine_config(qds, step=step, batch=batch, epochs=epochs, loss=loss)
-    if cfg.loss or cfg.l2:
+    cfg = engine_config(qds, step=step, batch=batch, epochs=epochs, loss=loss, resume=resume)
+    if cfg.loss or cfg.l2 or not resume.plain:
         from lowbit.contract.golden import run
 
-        g = run(cfg, qds.codes, qds.labels_q, qds.table_m, qds.table_e)
-        return TrainResult(models=g.models, losses=[int(x) for x in g.losses], config=cfg, backend="golden")
-    from lowbit.golden_fast import run_packed
+        g = run(cfg, qds.codes, qds.labels_q, qds.table_m, qds.table_e, model_in=resume.model_in)
+    else:
+        from lowbit.golden_fast import run_packed
 
-    g = run_packed(cfg, qds.data_lines(), qds.labels_q, qds.table_m, qds.table_e, qds.fmt)
-    return TrainResult(models=g.models, losses=[int(x) for x in g.losses], config=cfg, backend="golden")
+        g = run_packed(cfg, qds.data_lines(), qds.labels_q, qds.table_m, qds.table_e, qds.fmt)
+    return TrainResult(models=g.models, losses=[int(x) for x in g.losses], config=cfg, backend="golden",
+                       partial=g.partial)

@@ -43,7 +43,8 @@ import numpy as np
 from .elias import BitWriter, UnaryReader, _as_words, gamma_append, gamma_values
 
 __all__ = ["Quantized", "quantize", "encode", "decode", "compress", "decompress",
-           "dense_bits", "bits_to_levels", "variance_bound", "FORMATS", "NORMS"]
+           "dense_bits", "bits_to_levels", "variance_bound", "FORMATS", "NORMS", "encode_frame", "decode_frame",
+           "frame_bytes"]
 
 MAGIC = b"QSGD"
 VERSION = 1
@@ -428,6 +429,35 @@ def decode(data: bytes) -> Quantized:
     else:
         levels = _unpack_elias(body, n, s)
     return Quantized(n, s, d, NORMS[norm], scales, levels)
+
+
+# ------------------------------------------------------------------------------------ frames
+# A frame is a dense message without its header and CRC: the scales and the packed levels. It is
+# for links where both ends already know (n, s, bucket, norm), as the workers of one exchange do
+# (lowbit.qsgd.exchange): on a chunk of a few hundred values the 28 bytes of header and CRC would
+# cost as much as the scales, and TCP already checks the bytes.
+
+def frame_bytes(n: int, s: int, bucket_size: int) -> int:
+    """Length of a frame of ``n`` values: float32 scales, then ``n`` dense codes."""
+    return 4 * -(-n // bucket_size) + (n * dense_bits(s) + 7) // 8
+
+
+def encode_frame(q: Quantized) -> bytes:
+    """The scales and dense body of ``q``, nothing else (:func:`frame_bytes` long)."""
+    return q.scales.astype("<f4").tobytes() + _pack_dense(np.asarray(q.levels), q.s)
+
+
+def decode_frame(data: bytes, n: int, s: int, bucket_size: int, norm: str) -> Quantized:
+    """Parse a frame from :func:`encode_frame` of ``n`` values; ValueError on a wrong length or scale."""
+    _check_params(s, bucket_size, norm)
+    data = bytes(data)
+    if len(data) != frame_bytes(n, s, bucket_size):
+        raise ValueError(f"QSGD frame of {len(data)} bytes, expected {frame_bytes(n, s, bucket_size)} for n={n}")
+    nb = -(-n // bucket_size)
+    scales = np.frombuffer(data, dtype="<f4", count=nb).astype(np.float32)
+    if not (np.isfinite(scales).all() and (scales >= 0).all()):
+        raise ValueError("QSGD frame: scales must be finite and non-negative")
+    return Quantized(n, s, bucket_size, norm, scales, _unpack_dense(data[4 * nb:], n, s))
 
 
 def compress(v, s: int, bucket_size: int = 512, norm: str = "l2", format: str = "dense",

@@ -6,18 +6,21 @@ Usage::
     state = QSGDState(s=7, bucket_size=512)
     ddp_model.register_comm_hook(state, qsgd_hook)
 
-Every worker quantizes its gradient bucket with :func:`lowbit.qsgd.codec.quantize`, encodes it
-(dense or Elias format), all-gathers the *encoded bytes* over ``torch.distributed`` (two
-all-gathers: the lengths, then the messages padded to the longest), decodes every worker's
-message and averages. All workers decode the same bytes, so they apply the same update and the
-replicas stay identical. Optional error feedback (off by default) adds the previous step's
-quantization error of this worker to its next gradient before quantizing; it is only accepted when
-the quantizer contracts (variance bound < 1, e.g. s >= sqrt(bucket) for the 2-norm), because
+Every gradient bucket is averaged by :func:`lowbit.qsgd.exchange.average`: a reduce-scatter then
+an all-gather of QSGD-coded chunks (:func:`lowbit.qsgd.codec.quantize`; ``format="dense"`` travels
+as headerless dense frames of fixed length, ``"elias"`` as full messages after their lengths), so
+the bytes a worker sends stay about twice its coded gradient whatever the number of workers (the
+first version all-gathered whole messages: K - 1 of them per worker). Every worker decodes the
+same bytes for the mean, so they apply the same update and the replicas stay identical. Optional
+error feedback (off by default) adds the previous step's quantization error of this worker (its
+gradient minus what it contributed) to its next gradient before quantizing; it is only accepted
+when the quantizer contracts (variance bound < 1, e.g. s >= sqrt(bucket) for the 2-norm), because
 otherwise the carried error grows step after step.
 
-``state.bytes_sent`` counts the real length of every message this worker contributed, plus its
-8-byte length word; :func:`allreduce_hook` is the fp32 baseline with the same counter
-(4 bytes per gradient coordinate). Needs the ``distributed`` extra (torch); tested with gloo on CPU.
+``state.bytes_sent`` counts the real bytes this worker sent (frames or messages, and 8-byte
+length words for Elias); :func:`allreduce_hook` is the fp32 baseline, counted as a ring
+all-reduce sends (``2 (K - 1) / K`` x 4 bytes per coordinate). Needs the ``distributed`` extra
+(torch); tested with gloo on CPU.
 """
 
 # No `from __future__ import annotations`: DDP checks the hooks' annotations as real objects.
@@ -32,7 +35,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .codec import FORMATS, NORMS, _check_params, decode, encode, quantize, variance_bound
+from .codec import FORMATS, NORMS, _check_params, variance_bound
+from .exchange import ChunkCodec, average
 
 __all__ = ["QSGDState", "qsgd_hook", "AllreduceState", "allreduce_hook", "end_worker", "gloo_worker"]
 
@@ -91,53 +95,31 @@ class QSGDState:
         return self._rng
 
 
-def _gather_bytes(msg: bytes, group):
-    """Start the all-gather of variable-length byte strings: (future, receive buffers, lengths)."""
-    world = dist.get_world_size(group)
-    length = torch.tensor([len(msg)], dtype=torch.int64)
-    lengths = [torch.zeros(1, dtype=torch.int64) for _ in range(world)]
-    dist.all_gather(lengths, length, group=group)
-    lengths = [int(x) for x in lengths]
-    # gloo all-gathers equal shapes only: pad to the longest message (the lengths say where each ends).
-    buf = torch.zeros(max(lengths), dtype=torch.uint8)
-    buf[: len(msg)] = torch.frombuffer(bytearray(msg), dtype=torch.uint8)
-    out = [torch.empty_like(buf) for _ in range(world)]
-    fut = dist.all_gather(out, buf, group=group, async_op=True).get_future()
-    return fut, out, lengths
-
-
 def qsgd_hook(state: QSGDState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
-    """DDP communication hook: exchange QSGD-encoded buckets and average them."""
-    group = state.process_group
+    """DDP communication hook: average the bucket by a QSGD-coded reduce-scatter + all-gather."""
     tensor = bucket.buffer()
     grad = tensor.detach().to("cpu", torch.float32).numpy().copy()
     # DDP rebuilds its buckets after the first iteration: key residuals by index *and* size.
     key = (bucket.index(), grad.size)
     if state.error_feedback and key in state.residuals:
         grad += state.residuals[key]
+    codec = ChunkCodec(s=state.s, bucket_size=state.bucket_size, norm=state.norm,
+                       format="frame" if state.format == "dense" else state.format)
     try:
-        q = quantize(grad, state.s, state.bucket_size, state.norm, state.rng())
+        ex = average(grad, codec, state.rng(), state.process_group)
     except ValueError as exc:
         # Raised inside DDP's reducer, the exception ends in std::terminate without its text:
         # say why (typically a NaN/inf gradient: a diverged run) before it does.
         print(f"lowbit.qsgd.ddp: bucket {key}: {exc}", file=sys.stderr, flush=True)
         raise
-    msg = encode(q, state.format)
     if state.error_feedback:
-        state.residuals[key] = grad - q.dequantize()
-    state.bytes_sent += len(msg) + 8
+        state.residuals[key] = grad - ex.contributed
+    state.bytes_sent += ex.bytes_sent
     state.messages += 1
-    fut, out, lengths = _gather_bytes(msg, group)
-
-    def average(_f: torch.futures.Future) -> torch.Tensor:
-        total = np.zeros(grad.size, dtype=np.float32)
-        for part, n in zip(out, lengths):     # one message per worker
-            total += decode(part[:n].numpy().tobytes()).dequantize()
-        total /= len(out)
-        tensor.copy_(torch.from_numpy(total).view(tensor.shape))
-        return tensor
-
-    return fut.then(average)
+    tensor.copy_(torch.from_numpy(ex.mean).view(tensor.shape))
+    fut = torch.futures.Future()
+    fut.set_result(tensor)
+    return fut
 
 
 @dataclass
@@ -150,11 +132,12 @@ class AllreduceState:
 
 
 def allreduce_hook(state: AllreduceState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
-    """fp32 allreduce-and-average (what DDP does by default), counting 4 bytes per coordinate."""
+    """fp32 allreduce-and-average (what DDP does by default), counting what a ring all-reduce sends
+    per worker: ``2 (K - 1) / K`` of the bucket (4 bytes per coordinate at K = 2)."""
     tensor = bucket.buffer()
-    state.bytes_sent += tensor.numel() * tensor.element_size()
-    state.messages += 1
     world = dist.get_world_size(state.process_group)
+    state.bytes_sent += 2 * (world - 1) * tensor.numel() * tensor.element_size() // world
+    state.messages += 1
     fut = dist.all_reduce(tensor, group=state.process_group, async_op=True).get_future()
     return fut.then(lambda f: f.value()[0].div_(world))
 

@@ -153,9 +153,11 @@ class Sequencer(wiring.Component):
             m.d.comb += err.eq(ErrorCode.BAD_COPIES)
         with m.Elif(cfg.step == 0):
             m.d.comb += err.eq(ErrorCode.BAD_STEP)
-        with m.Elif((cfg.loss != 0) | (cfg.l2 != 0) | (cfg.estimator != 0)):
-            # Least squares is all this datapath computes: another loss, L2 or estimator is
-            # refused, not run as least squares (EngineConfig.error(nonlinear=False)).
+        with m.Elif((cfg.loss != 0) | (cfg.l2 != 0) | (cfg.estimator != 0) | cfg.warm_start
+                    | (cfg.start_minibatch != 0) | (cfg.max_minibatches != 0)):
+            # A plain least-squares run is all this datapath does: another loss, L2, an estimator,
+            # a warm start or a bounded run is refused, not run as a plain least-squares run
+            # (EngineConfig.error(least_squares_only=True)).
             m.d.comb += err.eq(ErrorCode.NOT_BUILT)
         with m.Elif(~self.core_busy):
             m.d.comb += err.eq(self.core_error)
