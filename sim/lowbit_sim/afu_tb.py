@@ -409,7 +409,7 @@ def run_cocotb_module(verilog, module: str, build_dir, *, name: str = "run", wav
 
     from cocotb_tools.runner import get_runner
 
-    from .toolchain import VERILATOR_BUILD_ARGS, setup_env
+    from lowbit_hw.toolchain import VERILATOR_BUILD_ARGS, setup_env
 
     setup_env()
     # The runner gives make no variables, so they go in through MAKEFLAGS (command-line overrides).
