@@ -207,8 +207,10 @@ def train_worker(plan: Plan, prepared, step: float, group=None) -> dict:
     bounds = shard_bounds(prepared.rows, world)
     lo, hi = int(bounds[rank]), int(bounds[rank + 1])
     copies = plan.copies or min(plan.epochs, 8)
+    t0 = time.perf_counter()
     qds = QuantizedDataset.build(prepared.X[lo:hi], prepared.y[lo:hi], bits=plan.bits, levels=plan.levels,
                                  copies=copies, seed=plan.seed + SEED_STRIDE * rank, progress=False)
+    host_s = time.perf_counter() - t0  # this worker's quantize + pack of its shard, before the run
     fmt, lanes = _engine_format(qds, plan.engine)
     rounds = rounds_per_epoch(prepared.rows, world, plan.batch, plan.sync_every)
     codec, rng = EXCHANGES[plan.exchange], np.random.default_rng([plan.seed, rank])
@@ -236,7 +238,7 @@ def train_worker(plan: Plan, prepared, step: float, group=None) -> dict:
                 sent[epoch, rnd], wall[epoch, rnd] = ex.bytes_sent, ex.wall_s
             _status(rank, epoch * rounds + rnd + 1)
         models[epoch] = w
-    return dict(models=models, cycles=cycles, sent=sent, wall=wall, losses=losses, rounds=rounds)
+    return dict(models=models, cycles=cycles, sent=sent, wall=wall, losses=losses, rounds=rounds, host_s=host_s)
 
 
 def summarise(plan: Plan, prepared, step: float, parts: list[dict], run_step: float) -> ScaleoutRun:
@@ -262,6 +264,7 @@ def summarise(plan: Plan, prepared, step: float, parts: list[dict], run_step: fl
         exchange_bytes=[int(x) for x in sent.sum(axis=(1, 2))],
         engine_cycles=[int(x) for x in cycles.sum(axis=(1, 2))],
         modelled_epoch_s=float(epoch_s.mean()),
+        host_s=max(p["host_s"] for p in parts),  # the workers quantize their shards side by side
         exchange_wall_s=[float(p["wall"].sum()) for p in parts], rounds_per_epoch=int(parts[0]["rounds"]),
     )
 
