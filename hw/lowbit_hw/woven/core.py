@@ -88,14 +88,26 @@ class WovenCore(wiring.Component):
 
         # The table is scanned at every START (while the sequencer runs its common checks).
         log_s = S.bit_length() - 1
-        groups = Signal(32)
+        # The run's group counts as registers (the run's configuration is held from START; the
+        # datapath first uses them many cycles later, at the first epoch_start).
+        groups, batch_groups = Signal(32), Signal(32)
+        groups_now = (seq.rows + S - 1) >> log_s
+        # The core's own checks are a register, computed from the scan's result and the held
+        # configuration; the sequencer reads it a cycle after the scan ends (core_busy is held a
+        # cycle longer), so the check is never a compare chained into the sequencer's own.
+        scan_busy_d = Signal()
+        core_error = Signal(8)
+        m.d.sync += scan_busy_d.eq(scan.busy)
         m.d.comb += [scan.scan.eq(self.start & (self.status.state != State.BUSY)), scan.bits.eq(self.cfg.bits),
-                     seq.core_busy.eq(scan.busy), groups.eq((seq.rows + S - 1) >> log_s)]
+                     seq.core_busy.eq(scan.busy | scan_busy_d), seq.core_error.eq(core_error)]
+        m.d.sync += [groups.eq(groups_now),
+                     batch_groups.eq(Mux(seq.batch >= seq.rows, groups_now, seq.batch >> log_s))]
         with m.If(~scan.affine):
-            m.d.comb += seq.core_error.eq(ErrorCode.BAD_TABLE)
+            m.d.sync += core_error.eq(ErrorCode.BAD_TABLE)
         with m.Elif((seq.batch < seq.rows) & (seq.batch[:log_s] != 0)):
-            m.d.comb += seq.core_error.eq(ErrorCode.BATCH_NOT_WOVEN)
-        batch_groups = Mux(seq.batch >= seq.rows, groups, seq.batch >> log_s)
+            m.d.sync += core_error.eq(ErrorCode.BATCH_NOT_WOVEN)
+        with m.Else():
+            m.d.sync += core_error.eq(ErrorCode.NONE)
 
         # ---- lines in (drained, not used, while an abort waits for the shell)
         for src, dst, fire in ((self.data_lines, dot.lines, seq.data_fire),

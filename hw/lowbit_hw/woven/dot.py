@@ -82,17 +82,28 @@ class WovenDotUnit(wiring.Component):
         c = Signal(range(self.max_chunks + 1))
         k = Signal(4)
         idx = Signal(range(self.slot_lines))  # line within the group
-        mb_pos = Signal(32)       # group index within its minibatch
-        mb = Signal(32)           # minibatch index in the epoch
-        lock_base = Signal(32)    # (mb - 1) * chunks
+        mb_left = Signal(32)      # groups after this one in its minibatch
+        mb_first = Signal(init=1)  # in the epoch's first minibatch
+        # lock_base + 1 and lock_base + chunks + 1, lock_base = (minibatch - 1) * chunks: kept as
+        # registers of their own, so the next group's lock is a choice among registers, not a sum
+        # of a sum (the run's sizes are registers too: chunks - 1, chunks + 1, batch_groups - 1).
+        lb1, lbc1 = Signal(32), Signal(32)
         rows_left = Signal(signed(33))
         pending = Signal(2)       # residual records promised but not yet taken (<= 2)
+        chunks_m1 = Signal(range(self.max_chunks + 1), reset_less=True)
+        chunks_p1 = Signal(range(self.max_chunks + 2), reset_less=True)
+        bg_m1 = Signal(32, reset_less=True)
+        m.d.sync += [chunks_m1.eq(self.chunks - 1), chunks_p1.eq(self.chunks + 1),
+                     bg_m1.eq(self.batch_groups - 1)]
 
         last_plane = k == self.bits
-        last_chunk = c == self.chunks - 1
+        last_chunk = c == chunks_m1
         last_line = last_plane & last_chunk
-        ends_mb = mb_pos + 1 == self.batch_groups
-        m.d.comb += self.done.eq(g == self.groups)
+        ends_mb = mb_left == 0
+        # done (g == groups) is a register of its own, set as the last group is taken: it gates
+        # every line's ready, so it must not be a 32-bit compare.
+        groups_m1 = Signal(32, reset_less=True)
+        m.d.sync += groups_m1.eq(self.groups - 1)
 
         # The interlock and the buffer-slot test are registered decisions (a 32-bit subtract or
         # compare in the ready path kept the clock far below 125 MHz): each cycle both outcomes,
@@ -120,24 +131,24 @@ class WovenDotUnit(wiring.Component):
         in_flight = g - self.groups_read
         m.d.sync += [unlocked.eq(Mux(fire, next_ok, stay_ok)),
                      slot_free.eq(Mux(fire & last_line, in_flight < 1, in_flight < 2))]
-        # The next group's lock (valid from the second cycle of a group: groups have >= 2 lines).
-        next_mb_zero = (mb == 0) & ~ends_mb
-        next_base = Mux(ends_mb, Mux(mb == 0, 0, lock_base + self.chunks), lock_base)
-        m.d.sync += [wrap_need.eq(next_base + 1), wrap_free.eq(next_mb_zero)]
+        # The next group's lock (valid from the second cycle of a group: groups have >= 2 lines):
+        # next_base + 1, next_base = 0 / lock_base + chunks / lock_base.
+        m.d.sync += [wrap_need.eq(Mux(ends_mb, Mux(mb_first, 1, lbc1), lb1)), wrap_free.eq(mb_first & ~ends_mb)]
 
         with m.If(self.start):
-            m.d.sync += [g.eq(0), c.eq(0), k.eq(0), idx.eq(0), mb_pos.eq(0), mb.eq(0), lock_base.eq(0),
-                         rows_left.eq(self.rows), self.loss.eq(0), free.eq(1), unlocked.eq(1), slot_free.eq(1)]
+            m.d.sync += [g.eq(0), c.eq(0), k.eq(0), idx.eq(0), mb_left.eq(bg_m1), mb_first.eq(1), lb1.eq(1),
+                         lbc1.eq(chunks_p1), rows_left.eq(self.rows), self.loss.eq(0), free.eq(1), unlocked.eq(1),
+                         slot_free.eq(1), self.done.eq(0)]
         with m.Elif(fire):
             m.d.sync += [k.eq(k + 1), idx.eq(idx + 1)]
             with m.If(last_plane):
                 m.d.sync += [k.eq(0), c.eq(c + 1), need.eq(need + 1)]
                 with m.If(last_chunk):
-                    m.d.sync += [c.eq(0), idx.eq(0), g.eq(g + 1), rows_left.eq(rows_left - S),
-                                 mb_pos.eq(mb_pos + 1), need.eq(wrap_need), free.eq(wrap_free)]
+                    m.d.sync += [c.eq(0), idx.eq(0), g.eq(g + 1), rows_left.eq(rows_left - S), self.done.eq(g == groups_m1),
+                                 mb_left.eq(mb_left - 1), need.eq(wrap_need), free.eq(wrap_free)]
                     with m.If(ends_mb):
-                        m.d.sync += [mb_pos.eq(0), mb.eq(mb + 1),
-                                     lock_base.eq(Mux(mb == 0, 0, lock_base + self.chunks))]
+                        m.d.sync += [mb_left.eq(bg_m1), mb_first.eq(0), lb1.eq(Mux(mb_first, 1, lbc1)),
+                                     lbc1.eq(Mux(mb_first, chunks_p1, lbc1 + self.chunks))]
 
         # ---- t+1: model words arrive (synchronous read); register the line with them
         p1 = dict(valid=Signal(), line=Signal(W), k=Signal(4), first=Signal(), last=Signal(),

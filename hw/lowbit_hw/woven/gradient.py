@@ -101,7 +101,19 @@ class WovenGradientUnit(wiring.Component):
         pairs = [[Signal(signed(51), name=f"pair{i}_{p}", reset_less=True) for p in range(S // 2)]
                  for i in range(2)]
         gg = Signal(32)                 # group being read
-        mb_pos = Signal(32)
+        mb_left = Signal(32)            # groups after this one in its minibatch
+        # The run's sizes less one, as registers (a group's "last of its minibatch" is then two
+        # equality tests on registers, not a sum compared with a sum).
+        chunks_m1 = Signal(range(C + 1), reset_less=True)
+        groups_m1 = Signal(32, reset_less=True)
+        bg_m1 = Signal(32, reset_less=True)
+        m.d.sync += [chunks_m1.eq(self.chunks - 1), groups_m1.eq(self.groups - 1), bg_m1.eq(self.batch_groups - 1)]
+        # ... and the two tests themselves are registers. mb_left changes at a take, and the next
+        # take is >= GROUP_GAP cycles later; gg changes as a group's last line is issued, which may
+        # be the cycle before the next take, so at_last_group is set with it (gg == groups - 2).
+        groups_m2 = Signal(32, reset_less=True)
+        at_last_group, at_mb_end = Signal(), Signal()
+        m.d.sync += [groups_m2.eq(self.groups - 2), at_mb_end.eq(mb_left == 0)]
         c = Signal(range(C + 1))
         kk = Signal(4)                  # plane being read
         cbase = Signal(range(self.slot_lines))   # the chunk's plane 0 in the slot: c * (b + 1)
@@ -112,12 +124,13 @@ class WovenGradientUnit(wiring.Component):
                      self.residuals.ready.eq(take)]
         m.d.sync += gap.eq(Mux(gap == GROUP_GAP, gap, gap + 1))
         last_plane = kk == 0
-        last_chunk = c == self.chunks - 1
+        last_chunk = c == chunks_m1
         issue = busy
         with m.If(self.start):
-            m.d.sync += [gg.eq(0), mb_pos.eq(0), busy.eq(0), self.groups_read.eq(0), gap.eq(GROUP_GAP)]
+            m.d.sync += [gg.eq(0), mb_left.eq(bg_m1), busy.eq(0), self.groups_read.eq(0), gap.eq(GROUP_GAP),
+                         at_last_group.eq(groups_m1 == 0)]
         with m.Elif(take):
-            last_of_mb = (mb_pos + 1 == self.batch_groups) | (gg + 1 == self.groups)
+            last_of_mb = at_mb_end | at_last_group
             d_in = self.residuals.payload.d
             for i in range(2):
                 with m.If(gg[0] == i):
@@ -125,14 +138,15 @@ class WovenGradientUnit(wiring.Component):
                     m.d.sync += [pairs[i][p].eq(d_in[2 * p] + d_in[2 * p + 1]) for p in range(S // 2)]
             m.d.sync += [busy.eq(1), c.eq(0), kk.eq(self.bits), cbase.eq(0), addr.eq(self.bits),
                          ends_mb.eq(last_of_mb), gap.eq(0),
-                         mb_pos.eq(Mux(last_of_mb, 0, mb_pos + 1))]
+                         mb_left.eq(Mux(last_of_mb, bg_m1, mb_left - 1))]
         with m.Elif(issue):
             m.d.sync += [kk.eq(kk - 1), addr.eq(addr - 1)]
             with m.If(last_plane):
                 m.d.sync += [kk.eq(self.bits), c.eq(c + 1), cbase.eq(cbase + self.bits + 1),
                              addr.eq(cbase + (self.bits << 1) + 1)]
                 with m.If(last_chunk):
-                    m.d.sync += [busy.eq(0), gg.eq(gg + 1), self.groups_read.eq(self.groups_read + 1)]
+                    m.d.sync += [busy.eq(0), gg.eq(gg + 1), self.groups_read.eq(self.groups_read + 1),
+                                 at_last_group.eq(gg == groups_m2)]
         m.d.comb += self.buf_addr.eq(Cat(addr, gg[0]))
 
         def stage(prev, name):

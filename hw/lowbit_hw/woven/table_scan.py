@@ -28,7 +28,7 @@ class AffineTableScan(wiring.Component):
     gradient's ``m * r`` into shifted sums of ``delta * r`` (docs/architecture.md). Other tables
     (optimal levels) are refused with ``ErrorCode.BAD_TABLE`` by this core.
 
-    The scan reads one entry per cycle (at most 511 cycles, once per run, while the core clears
+    The scan reads one entry per cycle (at most 513 cycles, once per run, while the core clears
     its memories). Entries are read from a private copy, so writes may come in any order.
 
     Attributes
@@ -64,28 +64,33 @@ class AffineTableScan(wiring.Component):
         last = Signal(10)          # 2^(b+1) - 2: the last code of this precision
         got = Signal()             # rp.data holds entry ``idx``
         idx = Signal(10)
+        # The entry is registered before it is checked: the RAM's output (no output register)
+        # straight into a compare was the core's slowest path after the run-size sums.
+        ent = Signal(_Entry)
+        chk = Signal()             # ent holds entry ``cidx``
+        cidx = Signal(10)
         expect = Signal(signed(28))
         m.d.comb += rp.addr.eq(addr)
 
         with m.If(self.scan):
-            m.d.sync += [self.busy.eq(1), self.affine.eq(1), addr.eq(0), got.eq(0),
+            m.d.sync += [self.busy.eq(1), self.affine.eq(1), addr.eq(0), got.eq(0), chk.eq(0),
                          last.eq((1 << (self.bits + 1)) - 2)]
         with m.Elif(self.busy):
-            # Read entry ``addr`` this cycle; its data is checked in the next.
-            m.d.sync += [got.eq(addr <= last), idx.eq(addr), addr.eq(addr + 1)]
-            with m.If(got):
-                ent = rp.data
-                with m.If(idx == 0):
+            # Read entry ``addr`` this cycle; its data is registered in the next, checked after.
+            m.d.sync += [got.eq(addr <= last), idx.eq(addr), addr.eq(addr + 1),
+                         chk.eq(got), cidx.eq(idx), ent.eq(rp.data)]
+            with m.If(chk):
+                with m.If(cidx == 0):
                     m.d.sync += [self.m0.eq(ent.m), expect.eq(ent.m)]
                     with m.If(ent.e != 0):
                         m.d.sync += self.affine.eq(0)
-                with m.Elif(idx == 1):
+                with m.Elif(cidx == 1):
                     m.d.sync += [self.delta.eq(ent.m - self.m0), self.e_odd.eq(ent.e),
                                  expect.eq(2 * ent.m - self.m0)]
                 with m.Else():
                     m.d.sync += expect.eq(expect + self.delta)
-                    with m.If((ent.m != expect) | (ent.e != Cat(self.e_odd) * idx[0])):
+                    with m.If((ent.m != expect) | (ent.e != Cat(self.e_odd) * cidx[0])):
                         m.d.sync += self.affine.eq(0)
-            with m.If(~got & (addr > last)):
+            with m.If(~got & ~chk & (addr > last)):
                 m.d.sync += self.busy.eq(0)
         return m
