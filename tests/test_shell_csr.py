@@ -10,6 +10,7 @@ from lowbit.contract.format import FORMAT_VERSION
 from lowbit.contract.registers import (AFU_ID_H, AFU_ID_L, CODE_TABLE_BASE, CODE_TABLE_ENTRIES, DFH_VALUE, REG, REGISTERS,
                               Access, code_table_address, encode_code_entry)
 from lowbit_hw.shell import RegisterBlock
+from lowbit_hw.shell.csr import MMIO_READ_LATENCY
 from shell_models import Mmio, pattern_host, rng_for, run_simulation
 
 PARAMS = dict(line_bits=128, lanes=8, max_features=1024)
@@ -28,17 +29,18 @@ class Pulses:
                           ctx.get(d.table.m), ctx.get(d.table.e)))
 
 
-class NextCycleMmio(Mmio):
-    """The tests' MMIO driver, holding every read to the block's promise: answered in the next cycle."""
+class ExactLatencyMmio(Mmio):
+    """The tests' MMIO driver, holding every read to the block's promise: answered after exactly
+    ``MMIO_READ_LATENCY`` cycles."""
 
     async def read(self, ctx, address, length=8):
-        return await super().read(ctx, address, length, latency=1)
+        return await super().read(ctx, address, length, latency=MMIO_READ_LATENCY)
 
 
 def simulate(body, dut=None):
     dut = dut or RegisterBlock(**PARAMS)
     pulses = Pulses(dut)
-    mmio = NextCycleMmio(pattern_host(PARAMS["line_bits"], 0, c0_rx=dut.c0_rx, c2_tx=dut.c2_tx), on_tick=pulses)
+    mmio = ExactLatencyMmio(pattern_host(PARAMS["line_bits"], 0, c0_rx=dut.c0_rx, c2_tx=dut.c2_tx), on_tick=pulses)
 
     async def bench(ctx):
         await body(ctx, dut, mmio)
@@ -142,7 +144,7 @@ def test_back_to_back_reads_each_answered_once_with_their_tid():
         reads = [mmio.host.host.mmio_read(a) for a in addrs]  # one goes out each cycle
         while not reads[-1].done:
             await mmio.tick(ctx)
-        assert [r.latency for r in reads] == [1] * len(addrs)  # each answered once, the next cycle, by tid
+        assert [r.latency for r in reads] == [MMIO_READ_LATENCY] * len(addrs)  # each answered once, by tid
         assert [r.tid for r in reads] == [i & MMIO_TID_MASK for i in range(len(addrs))]
         by_addr = {REG["SCRATCH"].address: 0x5555, REG["DFH"].address: DFH_VALUE}
         for a, r in zip(addrs, reads):

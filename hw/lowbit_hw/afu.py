@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth import Module
+from amaranth import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
@@ -108,9 +108,14 @@ class LowbitAFU(wiring.Component):
         wiring.connect(m, reader.data_lines, core.data_lines)
         wiring.connect(m, reader.label_lines, core.label_lines)
         wiring.connect(m, core.write, writer.write)
+        # flush reaches the read engine a cycle late, through a register: the sequencer's state
+        # decode is then not in front of the engine's request decision (the sequencer waits
+        # IDLE_SETTLE cycles after the flush before it trusts read_idle).
+        flush = Signal()
+        m.d.sync += flush.eq(core.flush)
         m.d.comb += [
             core.cfg.eq(csr.cfg), core.start.eq(csr.start), core.reset.eq(csr.reset),
             csr.status.eq(core.status),
-            reader.flush.eq(core.flush), core.read_idle.eq(reader.idle), core.write_idle.eq(writer.idle),
+            reader.flush.eq(flush), core.read_idle.eq(reader.idle), core.write_idle.eq(writer.idle),
         ]
         return m

@@ -212,7 +212,7 @@ def main(argv=None) -> int:
     ap.add_argument("--constraints", type=Path, default=DEFAULT_CONSTRAINTS)
     ap.add_argument("--seed", type=int, default=1, help="nextpnr placement seed of the bitstream")
     ap.add_argument("--more-seeds", type=int, nargs="*", default=[2, 3],
-                    help="seeds re-placed and re-routed on the same netlist for their fmax (side by side)")
+                    help="seeds placed and routed on the same netlist for their fmax, beside the bitstream's")
     ap.add_argument("--no-synth-512", action="store_true", help="skip the 512-bit synthesis-only size")
     args = ap.parse_args(argv)
 
@@ -222,15 +222,32 @@ def main(argv=None) -> int:
     params = load_constraints(args.constraints)
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"building {NAME} in {args.out} (yosys + nextpnr-ecp5 + ecppack; several minutes)...", flush=True)
-    rep = {"board": build_board(args.out, params, args.seed)}
-    (args.out / "report.json").write_text(json.dumps(rep, indent=2))
-    if args.more_seeds:
-        from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor
 
-        print(f"re-placing with seeds {args.more_seeds} for their fmax...", flush=True)
-        with ThreadPoolExecutor(len(args.more_seeds)) as pool:
-            rep["seeds"] = list(pool.map(lambda sd: reroute(args.out, *rep["board"]["device"], sd), args.more_seeds))
+    # The other seeds are placed beside the bitstream's own, on its netlist, as soon as yosys has
+    # written it (nextpnr's log appearing says the netlist is complete): each nextpnr is
+    # single-threaded, and placing and routing the woven board takes tens of minutes.
+    for stale in (args.out / f"{NAME}.tim", args.out / f"{NAME}_report.json"):
+        stale.unlink(missing_ok=True)
+    with ThreadPoolExecutor(1 + len(args.more_seeds)) as pool:
+        board = pool.submit(build_board, args.out, params, args.seed)
+        seeds = []
+        if args.more_seeds:
+            while not (args.out / f"{NAME}.tim").exists() and not board.done():
+                time.sleep(2)
+            if not board.done() or board.exception() is None:
+                from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+                plat = ULX3S_85F_Platform()
+                device = (plat._nextpnr_device_options[plat.device][2:],
+                          plat._nextpnr_package_options[plat.package].upper(), plat.speed)
+                print(f"placing seeds {args.more_seeds} beside it for their fmax...", flush=True)
+                seeds = [pool.submit(reroute, args.out, *device, sd) for sd in args.more_seeds]
+        rep = {"board": board.result()}
         (args.out / "report.json").write_text(json.dumps(rep, indent=2))
+        if seeds:
+            rep["seeds"] = [f.result() for f in seeds]
+            (args.out / "report.json").write_text(json.dumps(rep, indent=2))
     if not args.no_synth_512:
         print("synthesising the 512-bit / 32-lane / 8192-feature woven AFU (synthesis only)...", flush=True)
         rep["synth_512"] = synth_size(args.out / "synth512")

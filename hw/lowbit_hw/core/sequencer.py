@@ -138,29 +138,43 @@ class Sequencer(wiring.Component):
         m.d.sync += settle.eq(Mux(settle == IDLE_SETTLE, settle, settle + 1))
         final_state = Mux(st.error == ErrorCode.NONE, int(State.DONE), int(State.ERROR))
 
-        err = Signal(8)
-        with m.If(cfg.rows == 0):
-            m.d.comb += err.eq(ErrorCode.BAD_ROWS)
-        with m.Elif((cfg.features == 0) | (cfg.features > self.max_features)):
-            m.d.comb += err.eq(ErrorCode.BAD_FEATURES)
-        with m.Elif((cfg.bits == 0) | (cfg.bits > 8)):
-            m.d.comb += err.eq(ErrorCode.BAD_BITS)
-        with m.Elif((cfg.batch == 0) | (cfg.batch > MAX_BATCH)):
-            m.d.comb += err.eq(ErrorCode.BAD_BATCH)
-        with m.Elif(cfg.epochs == 0):
-            m.d.comb += err.eq(ErrorCode.BAD_EPOCHS)
-        with m.Elif(cfg.copies == 0):
-            m.d.comb += err.eq(ErrorCode.BAD_COPIES)
-        with m.Elif(cfg.step == 0):
-            m.d.comb += err.eq(ErrorCode.BAD_STEP)
-        with m.Elif((cfg.loss != 0) | (cfg.l2 != 0) | (cfg.estimator != 0) | cfg.warm_start
-                    | (cfg.start_minibatch != 0) | (cfg.max_minibatches != 0)):
+        # The common checks are a register, computed every cycle from the configuration input
+        # (held by the register block): in CHECK it holds the checks of the START cycle's
+        # configuration, which is what ``cfg`` latched. So CHECK's decision is a choice among
+        # registers, not a priority chain of compares.
+        common_err = Signal(8)
+        icfg = self.cfg
+        with m.If(icfg.rows == 0):
+            m.d.sync += common_err.eq(ErrorCode.BAD_ROWS)
+        with m.Elif((icfg.features == 0) | (icfg.features > self.max_features)):
+            m.d.sync += common_err.eq(ErrorCode.BAD_FEATURES)
+        with m.Elif((icfg.bits == 0) | (icfg.bits > 8)):
+            m.d.sync += common_err.eq(ErrorCode.BAD_BITS)
+        with m.Elif((icfg.batch == 0) | (icfg.batch > MAX_BATCH)):
+            m.d.sync += common_err.eq(ErrorCode.BAD_BATCH)
+        with m.Elif(icfg.epochs == 0):
+            m.d.sync += common_err.eq(ErrorCode.BAD_EPOCHS)
+        with m.Elif(icfg.copies == 0):
+            m.d.sync += common_err.eq(ErrorCode.BAD_COPIES)
+        with m.Elif(icfg.step == 0):
+            m.d.sync += common_err.eq(ErrorCode.BAD_STEP)
+        with m.Elif((icfg.loss != 0) | (icfg.l2 != 0) | (icfg.estimator != 0) | icfg.warm_start
+                    | (icfg.start_minibatch != 0) | (icfg.max_minibatches != 0)):
             # A plain least-squares run is all this datapath does: another loss, L2, an estimator,
             # a warm start or a bounded run is refused, not run as a plain least-squares run
             # (EngineConfig.error(least_squares_only=True)).
-            m.d.comb += err.eq(ErrorCode.NOT_BUILT)
+            m.d.sync += common_err.eq(ErrorCode.NOT_BUILT)
+        with m.Else():
+            m.d.sync += common_err.eq(ErrorCode.NONE)
+        err = Signal(8)
+        with m.If(common_err != 0):
+            m.d.comb += err.eq(common_err)
         with m.Elif(~self.core_busy):
             m.d.comb += err.eq(self.core_error)
+        # All rows of the epoch have left the gradient pass: a register (a cycle late) rather than
+        # a 32-bit compare in RUN's decision.
+        rows_all = Signal()
+        m.d.sync += rows_all.eq(self.rows_done == cfg.rows)
 
         def guard():
             """End of every BUSY state's body (so its ``m.next`` wins): reset / start abort the run."""
@@ -254,7 +268,7 @@ class Sequencer(wiring.Component):
                 guard()
             with m.State("RUN"):
                 m.d.comb += [in_run.eq(1), self.running.eq(1)]
-                with m.If((self.rows_done == cfg.rows) & self.dot_done):
+                with m.If(rows_all & self.dot_done):
                     m.d.comb += [snap.start.eq(1), snap.base.eq(model_base), snap.lines.eq(model_lines)]
                     m.next = "SNAPSHOT"
                 guard()

@@ -8,6 +8,9 @@ with a message naming the register, so the RTL can never silently disagree with 
 
 from __future__ import annotations
 
+import functools
+import operator
+
 from amaranth import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -20,7 +23,10 @@ from lowbit.contract.registers import (AFU_ID_H, AFU_ID_L, ARITH_VALUE, CODE_ENT
 from ..ccip import CcipSignature
 from ..interfaces import CodeTableWriteSignature, CoreStatus, RunConfig
 
-__all__ = ["RegisterBlock", "ro_constants"]
+__all__ = ["RegisterBlock", "ro_constants", "MMIO_READ_LATENCY"]
+
+#: Cycles from an MMIO read request on c0_rx to its answer on c2_tx.
+MMIO_READ_LATENCY = 2
 
 #: RO registers that are constants of every build (CAPS and ARITH are added per build).
 _RO_CONSTANTS = {"DFH": DFH_VALUE, "AFU_ID_L": AFU_ID_L, "AFU_ID_H": AFU_ID_H, "DFH_RSVD0": 0, "DFH_RSVD1": 0}
@@ -42,7 +48,7 @@ class RegisterBlock(wiring.Component):
     MMIO addresses arrive in 32-bit words (``mmio_address``); ``mmio_length`` 1 is an 8-byte
     access of the register at ``address // 2``, 0 a 4-byte access of its half ``address % 2``.
 
-    * Reads are answered exactly once, one cycle later on ``c2_tx`` with the request's tid;
+    * Reads are answered exactly once, ``MMIO_READ_LATENCY`` (2) cycles later on ``c2_tx`` with the request's tid;
       unknown and write-only addresses read 0; a 4-byte read returns the addressed half in
       ``data[0:32]`` (``data[32:64]`` = 0).
     * Writes to RW registers store their implemented bits (``Register.width``); a 4-byte write
@@ -52,7 +58,7 @@ class RegisterBlock(wiring.Component):
     * the code table window (8-byte writes only, since an entry's M and E are in different
       halves): one ``table`` pulse with the entry's index, M and E (``lowbit.contract.registers.CODE_ENTRY``).
 
-    All outputs are registered (one cycle after the MMIO request).
+    All outputs are registered (writes take effect one cycle after the MMIO request, reads answer two cycles after).
 
     Parameters
     ----------
@@ -146,16 +152,21 @@ class RegisterBlock(wiring.Component):
                 else:
                     read_value[r.name] = getattr(self.status, r.name.lower())
 
-        # ---- reads: registered answer, one per request
+        # ---- reads: the request registered, then the answer registered (two cycles): the
+        # address decode and the 64-bit choice among every register are one cycle's logic.
+        # The first cycle decodes the address into one select bit per register; the second ORs
+        # the selected value (an AND-OR tree, no priority chain).
+        rd_valid, rd_tid = Signal(), Signal.like(rx.mmio_tid)
+        rd_upper, rd_is8 = Signal(), Signal()
+        sel = {name: Signal(name=f"rd_sel_{name.lower()}") for name in read_value}
+        m.d.sync += [rd_valid.eq(rx.mmio_rd_valid), rd_tid.eq(rx.mmio_tid), rd_upper.eq(upper), rd_is8.eq(is8)]
+        m.d.sync += [sel[name].eq(qword == REG[name].address >> 3) for name in read_value]
         rd_q = Signal(64)
-        with m.Switch(qword):
-            for name, value in read_value.items():
-                with m.Case(REG[name].address >> 3):
-                    m.d.comb += rd_q.eq(value)
+        m.d.comb += rd_q.eq(functools.reduce(operator.or_, [Mux(sel[name], value, 0) for name, value in read_value.items()]))
         m.d.sync += [
-            self.c2_tx.mmio_rd_valid.eq(rx.mmio_rd_valid),
-            self.c2_tx.tid.eq(rx.mmio_tid),
-            self.c2_tx.data.eq(Mux(is8, rd_q, Mux(upper, rd_q[32:], rd_q[:32]))),
+            self.c2_tx.mmio_rd_valid.eq(rd_valid),
+            self.c2_tx.tid.eq(rd_tid),
+            self.c2_tx.data.eq(Mux(rd_is8, rd_q, Mux(rd_upper, rd_q[32:], rd_q[:32]))),
         ]
 
         # ---- writes

@@ -110,18 +110,23 @@ class ReadEngine(wiring.Component):
                          rob.fill_slot.eq((rsp_tag[:k] + rsp_num)[:k]),
                          rob.fill_data.eq(rsp_data)]
 
-            # Splitter: the current command's next line and the lines left.
+            # Splitter: the current command's next line and the lines left. Whether more than 7
+            # lines are left (rem_hi) is a register kept with rem, so the request size and the
+            # "last request" test are gates on registers: no 32-bit compare ahead of the grant.
             addr = Signal(CCIP_ADDR_BITS, name=f"{ch}_addr")
             rem = Signal(32, name=f"{ch}_rem")
+            rem_hi = Signal(name=f"{ch}_rem_hi")
+            lo = rem[:3]
+            rem_zero = ~rem_hi & (lo == 0)
             size = Signal(3, name=f"{ch}_size")
-            with m.If((addr[:2] == 0) & (rem >= 4)):
+            with m.If((addr[:2] == 0) & (rem_hi | lo[2])):
                 m.d.comb += size.eq(4)
-            with m.Elif((addr[0] == 0) & (rem >= 2)):
+            with m.Elif((addr[0] == 0) & (rem_hi | lo[1] | lo[2])):
                 m.d.comb += size.eq(2)
             with m.Else():
                 m.d.comb += size.eq(1)
             want = Signal(name=f"{ch}_want")
-            m.d.comb += want.eq((rem != 0) & (rob.free >= size) & ~rob.discarding)
+            m.d.comb += want.eq(~rem_zero & (rob.free >= size) & ~rob.discarding)
             grant = Signal(name=f"{ch}_grant")
             wants.append(want)
             sizes.append(size)
@@ -130,15 +135,18 @@ class ReadEngine(wiring.Component):
             grants.append(grant)
 
             m.d.comb += [rob.reserve.eq(grant), rob.reserve_lines.eq(size)]
+            rem_after = Signal(32, name=f"{ch}_rem_after")
+            m.d.comb += rem_after.eq(rem - size)
             with m.If(grant):
-                m.d.sync += [addr.eq(addr + size), rem.eq(rem - size)]
+                m.d.sync += [addr.eq(addr + size), rem.eq(rem_after), rem_hi.eq(rem_after[3:].any())]
             # Accept the next command when idle or while issuing the current one's last request.
-            m.d.comb += cmd.ready.eq(~self.flush & ~rob.discarding & ((rem == 0) | (grant & (rem == size))))
+            m.d.comb += cmd.ready.eq(~self.flush & ~rob.discarding & (rem_zero | (grant & ~rem_hi & (lo == size))))
             with m.If(cmd.valid & cmd.ready):
-                m.d.sync += [addr.eq(cmd.payload.address), rem.eq(cmd.payload.lines)]
+                m.d.sync += [addr.eq(cmd.payload.address), rem.eq(cmd.payload.lines),
+                             rem_hi.eq(cmd.payload.lines[3:].any())]
             with m.If(self.flush):
-                m.d.sync += rem.eq(0)
-            idles.append((rem == 0) & rob.idle)
+                m.d.sync += [rem.eq(0), rem_hi.eq(0)]
+            idles.append(rem_zero & rob.idle)
 
         # Round-robin between the channels; nothing is decided under almost-full or flush.
         last = Signal()  # channel granted last

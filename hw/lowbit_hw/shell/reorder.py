@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Mux, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -85,14 +85,16 @@ class ReadReorderBuffer(wiring.Component):
         # Pointers carry one wrap bit so that full (depth reserved) and empty differ.
         head = Signal(k + 1)
         tail = Signal(k + 1)
-        used = Signal(k + 1)
         filled = Signal(depth)  # slot holds a response not yet delivered
         out_valid = Signal()
         discard = Signal()
 
+        # free (= depth - (tail - head)) is a register of its own, kept exact as slots are reserved
+        # and delivered, so the read engine's "may I issue" test starts from a register rather
+        # than from two subtractions.
+        free = Signal(range(depth + 1), init=depth)
         m.d.comb += [
-            used.eq(tail - head),
-            self.free.eq(depth - used),
+            self.free.eq(free),
             self.tail.eq(tail[:k]),
             self.discarding.eq(discard),
             self.idle.eq((head == tail) & ~out_valid),
@@ -114,6 +116,7 @@ class ReadReorderBuffer(wiring.Component):
                      self.lines.valid.eq(out_valid), self.lines.payload.eq(rd.data)]
         with m.If(take):
             m.d.sync += head.eq(head + 1)
+        m.d.sync += free.eq(free - Mux(self.reserve, self.reserve_lines, 0) + take)
         set_mask = Signal(depth)
         clr_mask = Signal(depth)
         m.d.comb += [set_mask.eq(self.fill_en << self.fill_slot), clr_mask.eq(take << head[:k])]
