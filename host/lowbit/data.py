@@ -302,8 +302,20 @@ def check_dense_size(name: str, rows: int, features: int, *, extra_columns: int 
                          f"the {_size(available)} of memory available")
 
 
-#: Bytes of LIBSVM text parsed at a time.
-LIBSVM_BLOCK_BYTES = 1 << 24
+#: Bytes of LIBSVM text parsed at a time (scikit-learn's float64 CSR of a block is a few times this).
+LIBSVM_BLOCK_BYTES = 1 << 22
+
+
+def _own_pages(shape, dtype) -> np.ndarray:
+    """A zeroed array in its own anonymous memory map: unmapped (returned to the system) as soon as
+    the array is dropped, whatever the allocator does with blocks of this size. ``read_libsvm``
+    keeps its blocks so, so that freeing them while the dense array fills really lowers the RSS."""
+    import mmap
+
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if nbytes == 0:
+        return np.zeros(shape, dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype).reshape(shape)
 
 
 def _open_text(raw, path):
@@ -378,7 +390,9 @@ def read_libsvm(path, *, what: str, max_features: int | None = None, extra_colum
         width = Xs.shape[1]
         Xs = Xs.astype(np.float32)
         if n * width * 4 <= Xs.nnz * 8 + (n + 1) * 4:  # dense is the smaller form
-            blocks.append((rows, Xs.toarray()))
+            dense = _own_pages((n, width), np.float32)
+            Xs.toarray(out=dense)
+            blocks.append((rows, dense))
         else:
             Xs.indices = Xs.indices.astype(np.int32, copy=False)
             blocks.append((rows, Xs))
