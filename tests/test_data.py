@@ -126,6 +126,66 @@ def test_libsvm_read_in_blocks_equals_scikit_learn(tmp_path, monkeypatch, block_
     assert room is not None and room.shape == (X.shape[0], X.shape[1] + 1)
 
 
+def test_libsvm_block_parser_agrees_with_scikit_learn_on_random_text():
+    """Random lines (signs, exponents, tabs, CRLF, comments, qid, blank lines, empty rows) parse
+    to scikit-learn's CSR; a malformed line anywhere is refused by both."""
+    import io
+
+    from sklearn.datasets import load_svmlight_file
+
+    from lowbit.data import parse_libsvm_block
+
+    rng = np.random.default_rng(7)
+    forms = ["{:.17g}", "{:.3e}", "{:+.4f}", "{:g}", "{:.6E}"]
+
+    def number():
+        return forms[rng.integers(len(forms))].format(rng.normal() * 10.0 ** rng.integers(-3, 4))
+
+    def line():
+        parts = [number() if rng.random() < 0.8 else str(rng.integers(-1, 2))]
+        if rng.random() < 0.1:
+            parts.append(f"qid:{rng.integers(9)}")
+        parts += [f"{j}:{number()}" for j in np.sort(rng.choice(50, rng.integers(0, 12), replace=False))]
+        text = [" ", "\t", " \t "][rng.integers(3)].join(parts)
+        text += " # a comment 3:4 qid:1 ::" if rng.random() < 0.1 else ""
+        text = rng.choice([text, text, text, text, text, "# a comment line", "   ", " " + text + " "])
+        return text + ("\r\n" if rng.random() < 0.1 else "\n")
+
+    bad = ["1 x:1", "1 1:", "1 :2", "1 2:3:4", "a 1:2", "1 3:1 2:1", "1 1:1 1:2", "1 -1:2", "1 1.5:2", "1 1:abc",
+           "1:2 3:4", "1 qid 2:1", "1 1:2x", "1 99999999999:1", "1 2:1 qid:3"]
+    for trial in range(120):
+        lines = [line() for _ in range(rng.integers(1, 30))]
+        broken = trial % 4 == 0
+        if broken:
+            lines.insert(rng.integers(len(lines) + 1), bad[trial // 4 % len(bad)] + "\n")
+        text = "".join(lines).encode()
+        if broken:
+            with pytest.raises((ValueError, OverflowError)):  # scikit-learn: an index over a C int overflows
+                load_svmlight_file(io.BytesIO(text), zero_based=True)
+            with pytest.raises(ValueError, match=r"\(line \d+\)"):
+                parse_libsvm_block(text)
+            continue
+        y, indptr, indices, values = parse_libsvm_block(text)
+        Xs, ys = load_svmlight_file(io.BytesIO(text), zero_based=True)
+        assert np.array_equal(y, ys) and np.array_equal(indptr, Xs.indptr)
+        assert np.array_equal(indices, Xs.indices) and np.array_equal(values, Xs.data)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1 1:1\n-1 x:1\n", "a feature index that is not an integer (line 2)"),
+    ("1 1:1\n\n# c\n1 3:1 2:1\n", "feature indices not sorted and unique (line 4)"),
+    ("1 2:\n", "a feature without a value (line 1)"),
+    ("1 2:1 3\n", "a feature that is not index:value (line 1)"),
+    ("1 1:abc\n", "a label or value that is not a number (line 1)"),
+    ("1 -3:1\n", "invalid feature index -3 (line 1)"),
+])
+def test_libsvm_errors_name_the_line(tmp_path, text, message):
+    p = tmp_path / "bad.svm"
+    p.write_text(text)
+    with pytest.raises(ValueError, match=f"malformed LIBSVM file .*bad.svm.*{__import__('re').escape(message)}"):
+        load_dataset(str(p))
+
+
 def test_libsvm_test_file_is_zero_padded_to_the_training_features(tmp_path):
     p = tmp_path / "t.svm"
     p.write_text("1 1:0.5\n-1 2:2\n")

@@ -16,11 +16,11 @@ Loaders (no network access at run time):
 a path
     A LIBSVM / svmlight file (plain, ``.gz`` or ``.bz2``); labels with exactly two distinct values
     are mapped to -1 / +1 (classification), anything else is kept (regression). The file is read
-    in blocks of about 16 MB, each parsed by scikit-learn's ``load_svmlight_file`` and kept dense
-    (float32) or sparse, whichever is smaller, then written into one float32 array; its largest
-    feature index is checked against ``max_features`` and its dense size against the memory
-    available as the blocks arrive, so a stray index of 2,000,000,000 is a one-line error, not a
-    44 GiB allocation.
+    in blocks of about 2 MB of text, each parsed in NumPy (:func:`parse_libsvm_block`, the
+    format scikit-learn's ``load_svmlight_file`` reads) and kept dense (float32) or sparse,
+    whichever is smaller, then written into one float32 array; its largest feature index is
+    checked against ``max_features`` and its dense size against the memory available as the
+    blocks arrive, so a stray index of 2,000,000,000 is a one-line error, not a 44 GiB allocation.
 
 Features are **float32** from the loaders on (labels float64): 4 bytes per value, the memory
 bound of issue 15 (peak RSS <= float32 input + packed copies + 256 MB). Synthetic data is drawn
@@ -302,8 +302,131 @@ def check_dense_size(name: str, rows: int, features: int, *, extra_columns: int 
                          f"the {_size(available)} of memory available")
 
 
-#: Bytes of LIBSVM text parsed at a time (scikit-learn's float64 CSR of a block is a few times this).
-LIBSVM_BLOCK_BYTES = 1 << 22
+#: Bytes of LIBSVM text parsed at a time (the parser's working arrays are a few times this).
+LIBSVM_BLOCK_BYTES = 1 << 21
+#: The largest feature index a LIBSVM file may hold (scikit-learn's parser reads it as a C int).
+_MAX_INDEX = (1 << 31) - 1
+
+
+def _ranges(size: int, starts, stops) -> np.ndarray:
+    """Boolean mask of ``size`` bytes, True inside the disjoint, non-empty ranges ``[starts, stops)``
+    (``starts`` distinct, ``stops`` distinct)."""
+    d = np.zeros(size + 1, dtype=np.int8)
+    d[starts] += 1
+    d[stops] -= 1
+    return np.cumsum(d[:-1], dtype=np.int8).view(bool)
+
+
+def parse_libsvm_block(text: bytes, *, line0: int = 0):
+    """One block of whole LIBSVM lines -> ``(labels, indptr, indices, values)`` (float64, int64,
+    int64, float64: CSR with the indices as written), vectorised in NumPy.
+
+    The format is scikit-learn's ``load_svmlight_file`` (``multilabel=False``): per line a label,
+    an optional ``qid:...`` token (dropped), then ``index:value`` tokens with strictly increasing
+    non-negative integer indices; ``#`` starts a comment to the end of the line; lines without a
+    token are skipped; tokens are separated by ASCII whitespace. Numbers are parsed by
+    ``numpy.fromstring`` (correctly rounded, as Python's ``float``). ValueError naming the first
+    offending line (``line0`` + its number in the block, 1-based) otherwise.
+    """
+    a = np.frombuffer(text, dtype=np.uint8)
+    if a.size == 0 or a[-1] != 10:
+        raise ValueError("a block must end with a newline")
+    b = a.copy()
+    nl = np.flatnonzero(a == 10)
+
+    def fail(reason, byte):
+        line = line0 + int(np.searchsorted(nl, byte)) + 1
+        raise ValueError(f"{reason} (line {line})")
+
+    if b"#" in text:  # comments: from the first '#' of a line to its end
+        h = np.flatnonzero(a == 35)
+        hl = np.searchsorted(nl, h)
+        first = np.r_[True, hl[1:] != hl[:-1]]
+        b[_ranges(b.size, h[first], nl[hl[first]])] = 32
+    ws = (b == 32) | ((b >= 9) & (b <= 13))
+    solid = ~ws
+    starts = np.flatnonzero(solid & np.r_[True, ws[:-1]])
+    stops = np.flatnonzero(solid & np.r_[ws[1:], True]) + 1
+    empty = (np.empty(0), np.zeros(1, np.int64), np.empty(0, np.int64), np.empty(0))
+    if starts.size == 0:
+        return empty
+    tline = np.searchsorted(nl, starts)
+    label = np.r_[True, tline[1:] != tline[:-1]]
+    colons = np.flatnonzero(b == 58)
+    ctok = np.searchsorted(starts, colons, side="right") - 1
+    ncolon = np.bincount(ctok, minlength=starts.size)
+    # A qid token (the second of its line, "qid..." with a colon) is dropped, as scikit-learn does.
+    second = np.r_[False, label[:-1] & ~label[1:]]
+    qid = second & (stops - starts >= 3)
+    qid[qid] = (b[starts[qid]] == 113) & (b[starts[qid] + 1] == 105) & (b[starts[qid] + 2] == 100)
+    if (qid & (ncolon == 0)).any():
+        fail("a qid token without ':'", starts[np.flatnonzero(qid & (ncolon == 0))[0]])
+    bad = np.flatnonzero(label & (ncolon > 0))
+    if bad.size:
+        fail("a label with ':'", starts[bad[0]])
+    feat = ~label & ~qid
+    bad = np.flatnonzero(feat & (ncolon != 1))
+    if bad.size:
+        fail("a feature that is not index:value", starts[bad[0]])
+    fpos = np.flatnonzero(feat)
+    cpos = np.empty(starts.size, np.int64)
+    cpos[ctok] = colons
+    fs, fc = starts[fpos], cpos[fpos]
+    # Indices: an optional sign, then 1..10 decimal digits, as a C int >= 0.
+    sign = (b[fs] == 43) | (b[fs] == 45)
+    negative = b[fs] == 45
+    d0 = fs + sign
+    ndig = fc - d0
+    bad = np.flatnonzero((ndig < 1) | (ndig > 10))
+    if bad.size:
+        fail("a feature index that is not an integer of 1..10 digits", fs[bad[0]])
+    nondigits = np.zeros(b.size + 1, np.int32)  # running count of non-digit bytes
+    np.cumsum((b < 48) | (b > 57), out=nondigits[1:])
+    bad = np.flatnonzero(nondigits[fc] != nondigits[d0])
+    if bad.size:
+        fail("a feature index that is not an integer", fs[bad[0]])
+    del nondigits
+    index = np.zeros(fpos.size, np.int64)
+    last = b.size - 1
+    for k in range(int(ndig.max()) if ndig.size else 0):  # Horner over the digits, all indices at once
+        digit = b[np.minimum(d0 + k, last)].astype(np.int64) - 48
+        np.copyto(index, index * 10 + digit, where=ndig > k)
+    index[negative] *= -1
+    bad = np.flatnonzero((index < 0) | (index > _MAX_INDEX))
+    if bad.size:
+        fail(f"invalid feature index {int(index[bad[0]])}", fs[bad[0]])
+    frow = tline[fpos]
+    bad = np.flatnonzero((frow[1:] == frow[:-1]) & (index[1:] <= index[:-1]))
+    if bad.size:
+        fail("feature indices not sorted and unique", fs[bad[0] + 1])
+    bad = np.flatnonzero(fc + 1 >= stops[fpos])
+    if bad.size:
+        fail("a feature without a value", fs[bad[0]])
+    # Labels and values: blank the indices, their colons and the qid tokens, parse what is left.
+    b[_ranges(b.size, np.r_[fs, starts[qid]], np.r_[fc + 1, stops[qid]])] = 32
+    try:
+        numbers = np.fromstring(b.tobytes(), sep=" ")  # text mode: not deprecated
+    except ValueError:
+        numbers = None
+    rows = int(label.sum())
+    if numbers is None or numbers.size != rows + fpos.size:
+        # Find the line: parse line by line only on this error path (a bad number).
+        for r, (s0, s1) in enumerate(zip(np.r_[0, nl[:-1] + 1], nl)):
+            part = b[s0:s1].tobytes()
+            if part.strip():
+                try:
+                    np.fromstring(part, sep=" ")
+                except ValueError:
+                    raise ValueError(f"a label or value that is not a number (line {line0 + r + 1})") from None
+        raise ValueError(f"a label or value that is not a number (lines {line0 + 1}..{line0 + nl.size})")
+    # Per row: its label, then its values.
+    counts = np.bincount(np.cumsum(label)[fpos] - 1, minlength=rows)
+    indptr = np.zeros(rows + 1, np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    at_label = indptr[:-1] + np.arange(rows)
+    is_value = np.ones(numbers.size, bool)
+    is_value[at_label] = False
+    return numbers[at_label], indptr, index, numbers[is_value]
 
 
 def _own_pages(shape, dtype) -> np.ndarray:
@@ -320,7 +443,7 @@ def _own_pages(shape, dtype) -> np.ndarray:
 
 def _open_text(raw, path):
     """The file object ``raw`` (binary), decompressed on the fly for ``.gz`` / ``.bz2`` (as
-    ``load_svmlight_file`` does for a path)."""
+    scikit-learn's ``load_svmlight_file`` does for a path)."""
     if path.endswith(".gz"):
         import gzip
 
@@ -337,8 +460,9 @@ def read_libsvm(path, *, what: str, max_features: int | None = None, extra_colum
     """``(X, y)`` of a LIBSVM file, read in blocks: ``X`` float32 ``(N, F)`` (a view of an
     ``(N, max(F, min_columns) + extra_columns)`` array, :func:`column_room`), ``y`` float64.
 
-    Each block of about ``LIBSVM_BLOCK_BYTES`` of text (whole lines) is parsed by scikit-learn's
-    ``load_svmlight_file`` with its indices as written, and kept as a dense float32 block or as
+    Each block of about ``LIBSVM_BLOCK_BYTES`` of text (whole lines) is parsed by
+    :func:`parse_libsvm_block` (NumPy only: scikit-learn, ~100 MB of RSS once imported, is not
+    loaded) and kept as a dense float32 block (in its own pages, :func:`_own_pages`) or as
     float32 CSR, whichever is smaller; at the end the blocks are written into one zeroed float32
     array and freed one by one. Peak memory is about the dense float32 array plus one block
     (never a float64 copy, never a whole sparse copy beside the dense one when the data are dense).
@@ -348,54 +472,51 @@ def read_libsvm(path, *, what: str, max_features: int | None = None, extra_colum
     available) are checked as the blocks arrive, before anything dense is allocated for them.
     ``what`` names the file in every message; a tqdm bar in bytes of text (MB/s) on a terminal.
     """
-    import io
     import sys
 
-    from sklearn.datasets import load_svmlight_file
     from tqdm.auto import tqdm
 
     path = os.fspath(path)
     available = available_memory()
     blocks, labels = [], []
-    rows = 0
+    rows = lines = 0
     lo_index, hi_index = None, -1  # smallest and largest index seen, as written
 
     def features_at_least() -> int:  # one-based unless an index 0 was seen
         return hi_index + 1 if lo_index == 0 else max(hi_index, 0)
 
     def parse(text: bytes):
-        nonlocal rows, lo_index, hi_index
+        nonlocal rows, lines, lo_index, hi_index
         try:
-            Xs, yb = load_svmlight_file(io.BytesIO(text), zero_based=True, dtype=np.float64)
-        except Exception as exc:  # scikit-learn raises ValueError/IndexError/... with terse messages
+            yb, indptr, indices, values = parse_libsvm_block(text, line0=lines)
+        except ValueError as exc:
             raise ValueError(f"malformed LIBSVM file {path!r}: {exc}") from None
-        n = Xs.shape[0]
+        lines += text.count(b"\n")
+        n = yb.size
         if n == 0:
             return
-        bad = ~np.isfinite(Xs.data)
+        bad = ~np.isfinite(values)
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
-            row = int(np.searchsorted(Xs.indptr, k, side="right")) - 1
+            row = int(np.searchsorted(indptr, k, side="right")) - 1
             raise ValueError(f"{what}: X contains NaN or inf (first at row {rows + row}, feature index "
-                             f"{int(Xs.indices[k])} as written)")
-        if Xs.nnz:
-            lo = int(Xs.indices.min())
+                             f"{int(indices[k])} as written)")
+        if indices.size:
+            lo = int(indices.min())
             lo_index = lo if lo_index is None else min(lo_index, lo)
-            hi_index = max(hi_index, int(Xs.indices.max()))
+            hi_index = max(hi_index, int(indices.max()))
         too_many = _too_many_features(what, features_at_least(), max_features, extra_columns)
         if too_many:
             raise ValueError(f"{too_many} (its largest feature index is {hi_index})")
         check_dense_size(what, rows + n, max(features_at_least(), min_columns), extra_columns=extra_columns,
                          available=available)
-        width = Xs.shape[1]
-        Xs = Xs.astype(np.float32)
-        if n * width * 4 <= Xs.nnz * 8 + (n + 1) * 4:  # dense is the smaller form
+        width = int(indices.max()) + 1 if indices.size else 0
+        if n * width * 4 <= values.size * 8 + (n + 1) * 4:  # dense is the smaller form
             dense = _own_pages((n, width), np.float32)
-            Xs.toarray(out=dense)
+            dense[np.repeat(np.arange(n), np.diff(indptr)), indices] = values
             blocks.append((rows, dense))
         else:
-            Xs.indices = Xs.indices.astype(np.int32, copy=False)
-            blocks.append((rows, Xs))
+            blocks.append((rows, (indptr, indices.astype(np.int32), values.astype(np.float32))))
         labels.append(yb)
         rows += n
 
@@ -429,8 +550,8 @@ def read_libsvm(path, *, what: str, max_features: int | None = None, extra_colum
         if isinstance(block, np.ndarray):
             X[r0 : r0 + block.shape[0], : block.shape[1] - shift] = block[:, shift:]
         else:
-            counts = np.diff(block.indptr)
-            X[r0 + np.repeat(np.arange(block.shape[0]), counts), block.indices - shift] = block.data
+            indptr, indices, values = block
+            X[r0 + np.repeat(np.arange(indptr.size - 1), np.diff(indptr)), indices - shift] = values
         del block
     return X[:, :features], np.concatenate(labels)
 
