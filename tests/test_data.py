@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import lowbit.data
-from lowbit.data import Dataset, Normalizer, column_room, load_dataset, load_test_libsvm, read_libsvm, synthetic
+from lowbit.data import (Dataset, DrawnRows, Normalizer, column_room, load_dataset, load_test_libsvm, read_libsvm,
+                         synthetic)
 
 
 def test_synthetic_default_and_sized():
@@ -210,14 +211,38 @@ def test_libsvm_refused_as_its_blocks_arrive(tmp_path, monkeypatch):
 
 def test_synthetic_is_float32_drawn_in_blocks_as_one_float64_draw():
     """float32 synthetic data are the float64 draws rounded (labels from the float64 draws), with
-    room for the intercept column when asked; float64 (engine_problem) is the one draw."""
+    room for the intercept column when asked; the test split is drawn again when read, the same
+    values; float64 (engine_problem) is the one draw, stored."""
     a = synthetic(3000, 150, seed=5, extra_columns=1)
     b = synthetic(3000, 150, seed=5, dtype=np.float64)
     assert a.X.dtype == np.float32 and b.X.dtype == np.float64 and a.X_test.dtype == np.float32
+    assert isinstance(a.X_test, DrawnRows) and a.X_test.shape == (600, 150) and isinstance(b.X_test, np.ndarray)
     assert np.array_equal(a.X, b.X.astype(np.float32)) and np.array_equal(a.X_test, b.X_test.astype(np.float32))
     np.testing.assert_allclose(a.y, b.y, rtol=0, atol=1e-12)  # the same labels, up to the matvec's blocking
-    assert column_room(a.X, 1).shape == (3000, 151) and column_room(a.X_test, 1).shape == (600, 151)
-    assert column_room(b.X, 1) is None
+    np.testing.assert_allclose(a.y_test, b.y_test, rtol=0, atol=1e-12)
+    assert column_room(a.X, 1).shape == (3000, 151) and column_room(b.X, 1) is None
+    # any block of rows, in any order, is the same rows
+    full = b.X_test.astype(np.float32)
+    assert np.array_equal(a.X_test[417:599], full[417:599]) and np.array_equal(a.X_test[5], full[5])
+    assert np.array_equal(a.X_test[-1], full[-1]) and np.array_equal(a.X_test[10:20, 3], full[10:20, 3])
+    assert a.X_test[600:700].shape == (0, 150)
+    with pytest.raises(TypeError, match="contiguous slices"):
+        a.X_test[[1, 2]]
+    # a generator that cannot jump ahead stores its test split
+    mt = synthetic(100, 4, rng=np.random.Generator(np.random.MT19937(1)))
+    assert isinstance(mt.X_test, np.ndarray) and mt.X_test.dtype == np.float32
+
+
+def test_drawn_test_split_is_normalised_as_it_is_drawn():
+    from lowbit.experiment import prepare, predict
+
+    p = prepare("synthetic:2000:30", seed=3)
+    d = load_dataset("synthetic:2000:30", seed=3)
+    assert isinstance(p.X_test, DrawnRows) and p.X_test.shape == (400, 31)
+    ref = p.normalizer.transform_X(np.asarray(d.X_test))
+    assert np.array_equal(np.asarray(p.X_test), ref) and np.array_equal(p.X_test[100:250], ref[100:250])
+    w = np.random.default_rng(0).normal(size=31)
+    np.testing.assert_allclose(predict(p.X_test, w), ref.astype(np.float64) @ w, rtol=1e-12)
 
 
 def test_normalizer_in_place_equals_a_new_array():

@@ -96,6 +96,77 @@ def _with_room(rows: int, features: int, extra_columns: int, *, zeros: bool = Fa
     return buf[:, :features]
 
 
+class DrawnRows:
+    """A float32 ``(rows, features)`` matrix of uniform draws that is not stored: any block of its
+    rows is drawn again from the generator's saved state (``bit_generator.advance`` to the block's
+    first value), optionally through a row transform (the :class:`Normalizer`).
+
+    :func:`synthetic` returns its test split so (issue 15: the test rows cost no memory; they are
+    read once per test metric). It is read the way every pass over the data reads, by slices of
+    rows (``X[a:b]`` is a float32 ndarray); ``np.asarray`` draws all of it.
+    """
+
+    ndim = 2
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, state: dict, rows: int, features: int, *, x_scale: float = 1.0, transforms=(),
+                 columns: int | None = None):
+        self._state, self._rows, self._features, self._x_scale = state, int(rows), int(features), float(x_scale)
+        self._transforms = tuple(transforms)
+        self.shape = (self._rows, self._features if columns is None else int(columns))
+
+    @staticmethod
+    def can_draw(rng: np.random.Generator) -> bool:
+        """Whether ``rng``'s bit generator can jump ahead (PCG64, Philox, ...; MT19937 cannot)."""
+        return hasattr(rng.bit_generator, "advance")
+
+    @property
+    def size(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def transformed(self, fn, columns: int) -> "DrawnRows":
+        """These rows through ``fn`` (float32 rows in, ``columns`` columns out)."""
+        return DrawnRows(self._state, self._rows, self._features, x_scale=self._x_scale,
+                         transforms=self._transforms + (fn,), columns=columns)
+
+    def __getitem__(self, key):
+        cols = None
+        if isinstance(key, tuple):
+            key, cols = key[0], key[1:]
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (self._rows if key < 0 else 0)
+            if not 0 <= i < self._rows:
+                raise IndexError(f"row {key} out of range for {self._rows} rows")
+            out = self[i : i + 1][0]
+        elif isinstance(key, slice) and key.indices(self._rows)[2] == 1:
+            start, stop, _ = key.indices(self._rows)
+            stop = max(start, stop)
+            bg = getattr(np.random, self._state["bit_generator"])()
+            bg.state = self._state
+            bg.advance(start * self._features)
+            block = np.random.Generator(bg).uniform(-1.0, 1.0, (stop - start, self._features))
+            block *= self._x_scale
+            out = block.astype(np.float32)
+            del block
+            for fn in self._transforms:
+                out = fn(out)
+        else:
+            raise TypeError(f"DrawnRows reads rows by contiguous slices, not {key!r}")
+        if not cols:
+            return out
+        return out[(slice(None), *cols)] if out.ndim == 2 else out[cols]
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+    def __repr__(self):
+        return f"DrawnRows({self.shape[0]} x {self.shape[1]}, drawn on demand)"
+
+
 @dataclass
 class Dataset:
     """A data set in original units, with an optional test split.
@@ -133,7 +204,13 @@ class Dataset:
 
 
 def _check_xy(X, y, name: str):
-    """``(X, y)`` checked, without copying float32 / float64 features."""
+    """``(X, y)`` checked, without copying float32 / float64 features (nor drawing :class:`DrawnRows`,
+    finite by construction)."""
+    if isinstance(X, DrawnRows):
+        y = check_finite(np.asarray(y, dtype=np.float64), f"{name}: y")
+        if y.shape != (X.shape[0],):
+            raise ValueError(f"{name}: y must have shape ({X.shape[0]},), got {y.shape}")
+        return X, y
     X = np.asarray(X)
     if X.dtype not in (np.float32, np.float64):
         X = X.astype(np.float64)
@@ -171,8 +248,10 @@ def synthetic(rows: int = 10000, features: int = 100, *, seed: int = 0, noise: f
         ``[-clip, clip]`` if ``clip`` is given (see :func:`engine_problem`).
     dtype : numpy.float32 or numpy.float64
         Of ``X``. float32 (the default) is drawn in float64 blocks of rows and stored rounded,
-        never holding a float64 copy of the whole set; ``y`` comes from the float64 draws.
-        float64 is drawn in one block, as before (:func:`engine_problem`).
+        never holding a float64 copy of the whole set; ``y`` comes from the float64 draws. Its
+        test split is not stored: ``X_test`` is a :class:`DrawnRows` that draws its rows again
+        when read (the same values; stored if ``rng`` cannot jump ahead). float64 is drawn in
+        one block and stored, as before (:func:`engine_problem`).
     extra_columns : int
         float32 only: ``X`` is allocated with this many spare columns (:func:`column_room`).
     """
@@ -189,23 +268,28 @@ def synthetic(rows: int = 10000, features: int = 100, *, seed: int = 0, noise: f
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"synthetic data is float32 or float64, not {dtype}")
 
-    def draw(n):
+    def draw(n, keep=True):
         if dtype == np.float64:
             X = rng.uniform(-1.0, 1.0, (n, features)) * x_scale
             signal = X @ w
         else:  # the same draws, a block of rows at a time (Generator streams do not depend on the blocking)
-            X = _with_room(n, features, extra_columns)
+            state = rng.bit_generator.state
+            X = _with_room(n, features, extra_columns) if keep else None
             signal = np.empty(n)
-            for rows in row_blocks(X):
-                block = rng.uniform(-1.0, 1.0, (rows.stop - rows.start, features))
+            step = max(1, BLOCK_VALUES // features)
+            for r in range(0, n, step):
+                block = rng.uniform(-1.0, 1.0, (min(step, n - r), features))
                 block *= x_scale
-                signal[rows] = block @ w
-                X[rows] = block
+                signal[r : r + step] = block @ w
+                if keep:
+                    X[r : r + step] = block
+            if not keep:
+                X = DrawnRows(state, n, features, x_scale=x_scale)
         y = label_scale * signal + rng.normal(0.0, noise_sd, n)
         return X, y if clip is None else np.clip(y, -clip, clip)
 
     X, y = draw(rows)
-    Xt, yt = draw(test_rows) if test_rows else (None, None)
+    Xt, yt = draw(test_rows, keep=not DrawnRows.can_draw(rng)) if test_rows else (None, None)
     return Dataset(f"synthetic:{rows}:{features}", X, y, Xt, yt, task="regression")
 
 
@@ -641,7 +725,7 @@ def load_dataset(spec: str, *, seed: int = 0, max_features: int | None = None, e
         if too_many:
             raise ValueError(too_many)
         if rows >= 1 and feats >= 1:
-            check_dense_size(spec, rows + max(1, rows // 5), feats, extra_columns=extra_columns)  # with its test split
+            check_dense_size(spec, rows, feats, extra_columns=extra_columns)  # the test split is drawn on demand
         ds = synthetic(rows, feats, seed=seed, extra_columns=extra_columns)
     elif spec == "mnist49":
         ds = mnist49(seed=seed)
@@ -716,6 +800,10 @@ class Normalizer:
         (:func:`column_room`): the data are then normalised in place.
         """
         self._fitted()
+        if isinstance(X, DrawnRows):  # normalised as its rows are drawn
+            if out is not None or X.shape[1] != self.features_in:
+                raise ValueError(f"drawn rows are normalised as they are drawn (no out), {self.features_in} columns")
+            return X.transformed(self.transform_X, self.features_out)
         X = X if isinstance(X, np.ndarray) else np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.features_in:
             raise ValueError(f"X must have shape (rows, {self.features_in}), got {X.shape}")

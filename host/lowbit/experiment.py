@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .data import Dataset, row_blocks
+from .data import Dataset, DrawnRows, row_blocks
 
 #: The engine clock that nextpnr last measured for the board build: the routed fmax of the engine
 #: ("sync") clock in ``make bitstream``'s report (build/bitstream/report.txt), whose last line is
@@ -183,7 +183,7 @@ def predict(X, models) -> np.ndarray:
     models = np.asarray(models, dtype=np.float64)
     one = models.ndim == 1
     models = np.atleast_2d(models)
-    X = np.asarray(X)
+    X = X if isinstance(X, DrawnRows) else np.asarray(X)  # drawn rows: a block at a time
     z = np.empty((models.shape[0], X.shape[0]))
     for rows in row_blocks(X):
         z[:, rows] = models @ X[rows].T.astype(np.float64)
