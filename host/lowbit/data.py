@@ -25,7 +25,8 @@ a path
 Features are **float32** from the loaders on (labels float64): 4 bytes per value, the memory
 bound of issue 15 (peak RSS <= float32 input + packed copies + 256 MB). Synthetic data is drawn
 in float64 blocks of rows (the same values as one draw) and stored rounded to float32, its labels
-computed from the float64 draws. ``load_dataset(..., extra_columns=1)`` allocates each feature
+computed from the float64 draws; its test split is not stored but drawn again whenever it is read
+(:class:`DrawnRows`). ``load_dataset(..., extra_columns=1)`` allocates each feature
 array with room for the intercept column (``X`` is the left part of an ``(N, F + 1)`` array,
 :func:`column_room`), so :class:`Normalizer` can normalise it in place.
 
