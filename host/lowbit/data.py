@@ -204,9 +204,9 @@ class Dataset:
         return self.X.shape[1]
 
 
-def _check_xy(X, y, name: str):
+def _check_xy(X, y, name: str, *, values: bool = True):
     """``(X, y)`` checked, without copying float32 / float64 features (nor drawing :class:`DrawnRows`,
-    finite by construction)."""
+    finite by construction). ``values=False`` leaves X's finiteness to the caller."""
     if isinstance(X, DrawnRows):
         y = check_finite(np.asarray(y, dtype=np.float64), f"{name}: y")
         if y.shape != (X.shape[0],):
@@ -222,7 +222,8 @@ def _check_xy(X, y, name: str):
         raise ValueError(f"{name}: data is empty (shape {X.shape})")
     if y.shape != (X.shape[0],):
         raise ValueError(f"{name}: y must have shape ({X.shape[0]},), got {y.shape}")
-    check_finite_rows(X, f"{name}: X")
+    if values:
+        check_finite_rows(X, f"{name}: X")
     check_finite(y, f"{name}: y")
     return X, y
 
@@ -764,14 +765,18 @@ class Normalizer:
         self.y_scale: float | None = None
 
     def fit(self, X, y) -> "Normalizer":
-        """Column min/max of ``X`` and max |y|, a block of rows at a time (``X`` may be a memmap)."""
-        X, y = _check_xy(X, y, "Normalizer.fit")
+        """Column min/max of ``X`` and max |y|, in one pass a block of rows at a time (``X`` may be
+        a memmap). A NaN or inf makes its column's min or max non-finite; only then is ``X``
+        searched for the first one, to name it."""
+        X, y = _check_xy(X, y, "Normalizer.fit", values=False)
         lo = np.full(X.shape[1], np.inf)
         hi = np.full(X.shape[1], -np.inf)
         for rows in row_blocks(X):
             block = X[rows]
             np.minimum(lo, block.min(axis=0), out=lo)
             np.maximum(hi, block.max(axis=0), out=hi)
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+            check_finite_rows(X, "Normalizer.fit: X")
         # Halve before adding: (hi - lo) / 2 overflows to inf for a column spanning +-1e308, which
         # would silently zero it; hi / 2 - lo / 2 is finite for every finite lo <= hi.
         self.center = lo / 2 + hi / 2

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .data import Dataset, DrawnRows, row_blocks
+from .data import BLOCK_VALUES, Dataset, DrawnRows, row_blocks
 
 #: The engine clock that nextpnr last measured for the board build: the routed fmax of the engine
 #: ("sync") clock in ``make bitstream``'s report (build/bitstream/report.txt), whose last line is
@@ -98,7 +98,7 @@ def holdout_split(ds, fraction: float, *, in_place: bool = False):
         return dataclasses.replace(ds, X=ds.X[train], y=ds.y[train], X_test=X_test, y_test=ds.y[test])
     # The training rows moved to the front of the loader's array, a block at a time (row train[i]
     # >= i, so no row is overwritten before it is read): no second copy of the data.
-    step = max(1, (1 << 20) // room.shape[1])
+    step = max(1, BLOCK_VALUES // room.shape[1])
     for i in range(0, train.size, step):
         rows = train[i : i + step]
         room[i : i + rows.size] = room[rows]
