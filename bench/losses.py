@@ -56,7 +56,7 @@ def sklearn_accuracy(p, loss: str, l2: float) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)  # a figure from an unconverged solver is refused
         model.fit(p.X, p.y)
-    return float(np.mean(np.sign(p.X_test @ model.coef_.ravel()) == np.sign(p.y_test)))
+    return float(np.mean(np.sign(ex.predict(p.X_test, model.coef_.ravel())) == np.sign(p.y_test)))
 
 
 def engine_runs(p, args, step, refs, estimators):

@@ -113,11 +113,11 @@ CLI_CASES = {
         files={"huge.svm": "1 1:0.5 2000000000:1\n-1 3:1\n"}),
     "libsvm dense size vs memory": Case(
         ["train", "--data", "{tmp}/wide.svm", "--backend", "float"], 2,
-        ["wide.svm", "2 rows x 300000000 features is 4.5 GiB as dense float64", "the 1.0 GiB of memory available"],
+        ["wide.svm", "2 rows x 300000000 features is 2.2 GiB as dense float32", "the 1.0 GiB of memory available"],
         files={"wide.svm": "1 1:0.5 300000000:1\n-1 3:1\n"}, memory=1 << 30),
     "synthetic dense size vs memory": Case(
         ["train", "--data", "synthetic:1000000000:1000", "--backend", "float"], 2,
-        ["synthetic:1000000000:1000", "as dense float64", "of memory available"]),
+        ["synthetic:1000000000:1000", "as dense float32", "of memory available"]),
     "features + intercept over MAX_FEATURES": Case(
         ["train", "--data", "synthetic:10:8192", "--backend", "golden"], 2,
         ["8192 features (8193 counting the intercept column)", "max_features = 8192"]),

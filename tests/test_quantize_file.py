@@ -36,6 +36,23 @@ def test_streamed_file_equals_the_in_memory_build(npy, capsys):
     assert np.array_equal(got.labels_q, ref.labels_q) and np.array_equal(got.levels_q, ref.levels_q)
 
 
+@pytest.mark.parametrize("levels", ["uniform", "optimal"])
+def test_quantize_synthetic_streams_what_build_would_save(levels, tmp_path, capsys):
+    """``lowbit quantize synthetic:...`` writes the copies straight into the file: the bytes, levels
+    and metadata of ``QuantizedDataset.build`` of the prepared data with the same seed."""
+    from lowbit import experiment as ex
+
+    out = tmp_path / "q.npz"
+    assert main(["quantize", "synthetic:700:45", "--bits", "3", "--copies", "3", "--seed", "4", "--levels", levels,
+                 "-o", str(out)]) == 0
+    got = QuantizedDataset.load(out)
+    p = ex.prepare("synthetic:700:45", seed=4)
+    assert p.X.dtype == np.float32
+    ref = QuantizedDataset.build(p.X, p.y, bits=3, copies=3, seed=4, levels=levels, progress=False)
+    assert np.array_equal(got.data_lines(), ref.data_lines()) and np.array_equal(got.levels_q, ref.levels_q)
+    assert (got.level_kind, got.seed, got.copies) == (levels, 4, 3) and np.array_equal(got.labels_q, ref.labels_q)
+
+
 def test_train_on_a_saved_file_equals_train_golden(npy, capsys):
     tmp, _, _ = npy
     out = tmp / "q.npz"

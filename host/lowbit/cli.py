@@ -92,10 +92,18 @@ def _step(text: str):
 
 
 def auto_step(X, batch: int) -> float:
-    """Half the largest stable step: ``0.5 / (B * mean ||x||^2)`` bounds ``step * B * lambda_max``."""
+    """Half the largest stable step: ``0.5 / (B * mean ||x||^2)`` bounds ``step * B * lambda_max``.
+    Summed in float64 a block of rows at a time (no copy of ``X``)."""
     import numpy as np
 
-    r2 = float(np.mean(np.sum(X * X, axis=1)))
+    from .data import row_blocks
+
+    X = np.asarray(X)
+    total = 0.0
+    for rows in row_blocks(X):
+        block = X[rows].astype(np.float64)
+        total += float(np.einsum("ij,ij->", block, block))
+    r2 = total / X.shape[0]
     return 0.5 / (batch * max(r2, 1e-12))
 
 
@@ -462,60 +470,63 @@ def _quantize_npy(args) -> int:
     chunk, the packed copies streamed into the output file (memory independent of N)."""
     import numpy as np
 
-    from .data import Normalizer
-    from .dataset import QuantizedDataset
-    from .contract.levels import make_levels
     from .contract.quant import check_finite, levels_to_fixed
+    from .data import Normalizer
+    from .dataset import QuantizedDataset, fit_levels
 
     if args.labels is None:
         raise ValueError("a .npy input needs --labels y.npy (one label per row)")
+    output = output_path(args.output, "-o", ".npz")
     X = np.load(args.data, mmap_mode="r")
     if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1 or X.dtype.kind != "f":
         raise ValueError(f"{args.data}: expected a 2-D float array (rows, features), got {X.dtype} {X.shape}")
     y = check_finite(np.load(args.labels), "labels")
     if y.shape != (X.shape[0],):
         raise ValueError(f"{args.labels}: expected {X.shape[0]} labels, got shape {y.shape}")
-    step = max(1, (1 << 22) // X.shape[1])
-    lo = np.full(X.shape[1], np.inf)
-    hi = np.full(X.shape[1], -np.inf)
-    for r in range(0, X.shape[0], step):  # column ranges in one streaming pass (Normalizer.fit, chunked)
-        part = check_finite(X[r : r + step], f"{args.data}: X")
-        lo, hi = np.minimum(lo, part.min(axis=0)), np.maximum(hi, part.max(axis=0))
-    norm = Normalizer()
-    norm.center, norm.half_range = (lo + hi) / 2, (hi - lo) / 2
-    ymax = float(np.max(np.abs(y)))
-    norm.y_scale = ymax if ymax > 0 else 1.0
-    values = None
+    try:
+        norm = Normalizer().fit(X, y)  # column ranges in one streaming pass over the memmap
+    except ValueError as exc:
+        raise ValueError(f"{args.data}: {exc}") from None
+    sample = None
     if args.levels == "optimal":  # fitted to a seeded sample of rows, as QuantizedDataset.build does
         rows = np.sort(np.random.default_rng(args.seed).choice(X.shape[0], min(X.shape[0], max(1, (1 << 22) // X.shape[1])),
                                                                 replace=False))
-        values = norm.transform_X(X[rows]).ravel()
-    lv = make_levels(args.levels, args.bits, values)
-    fmt = QuantizedDataset.write_file(args.output, X, norm.transform_y(y), bits=args.bits, levels_q=levels_to_fixed(lv),
-                                      levels=lv, level_kind=args.levels, copies=args.copies, seed=args.seed,
+        sample = norm.transform_X(X[rows])
+    lv, kind = fit_levels(sample, args.levels, args.bits, np.random.default_rng(args.seed))
+    del sample
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fmt = QuantizedDataset.write_file(output, X, norm.transform_y(y), bits=args.bits, levels_q=levels_to_fixed(lv),
+                                      levels=lv, level_kind=kind, copies=args.copies, seed=args.seed,
                                       line_bits=args.line_bits, transform=norm.transform_X,
                                       features=norm.features_out, progress=True)
     n = X.shape[0]
     print(f"{args.data}: {n} rows x {fmt.features} features at b={fmt.bits} ({args.levels} levels), "
-          f"{args.copies} copies, {fmt.bytes_per_copy(n) / 1e6:.3f} MB per copy -> {args.output}")
+          f"{args.copies} copies, {fmt.bytes_per_copy(n) / 1e6:.3f} MB per copy -> {output}")
     return 0
 
 
 def cmd_quantize(args) -> int:
+    """``lowbit quantize``: the packed copies go straight into the output file (never all in memory)."""
     if str(args.data).endswith(".npy"):
         return _quantize_npy(args)
+    import numpy as np
+
     from . import experiment as ex
+    from .contract.quant import levels_to_fixed
+    from .dataset import QuantizedDataset, fit_levels
 
     output = output_path(args.output, "-o", ".npz")  # np.savez appends .npz: report what is written
     prepared = ex.prepare(args.data, seed=args.seed)
-    qds = ex.quantize(prepared, bits=args.bits, levels=args.levels, copies=args.copies, seed=args.seed,
-                      line_bits=args.line_bits, progress=True)
+    # The levels and the copies' codes are those QuantizedDataset.build would make (same seed).
+    lv, kind = fit_levels(prepared.X, args.levels, args.bits, np.random.default_rng(args.seed))
     output.parent.mkdir(parents=True, exist_ok=True)
-    qds.save(output)
-    fmt = qds.fmt
-    print(f"{prepared.name}: {qds.rows} rows x {qds.features} features at b={fmt.bits} ({args.levels} levels), "
-          f"{qds.copies} copies, {fmt.bytes_per_copy(qds.rows) / 1e6:.3f} MB per copy "
-          f"({fmt.bytes_per_copy(qds.rows) / fmt.information_bytes(qds.rows):.3f} x information content) "
+    fmt = QuantizedDataset.write_file(output, prepared.X, prepared.y, bits=args.bits, levels_q=levels_to_fixed(lv),
+                                      levels=lv, level_kind=kind, copies=args.copies, seed=args.seed,
+                                      line_bits=args.line_bits, progress=True)
+    n = prepared.rows
+    print(f"{prepared.name}: {n} rows x {fmt.features} features at b={fmt.bits} ({args.levels} levels), "
+          f"{args.copies} copies, {fmt.bytes_per_copy(n) / 1e6:.3f} MB per copy "
+          f"({fmt.bytes_per_copy(n) / fmt.information_bytes(n):.3f} x information content) "
           f"-> {output}")
     return 0
 

@@ -29,6 +29,19 @@ _LEVEL_SAMPLE = 1 << 22
 _RANGE_TOL = 1e-9
 
 
+def fit_levels(X, levels, bits: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """``(levels, kind)`` for ``QuantizedDataset.build``: optimal levels are fitted to ``X``'s values
+    (a sample of ``_LEVEL_SAMPLE`` drawn from ``rng`` if there are more); ``kind`` is ``"uniform"``,
+    ``"optimal"`` or ``"custom"`` (an array of levels)."""
+    kind = levels if isinstance(levels, str) else "custom"
+    values = None
+    if isinstance(levels, str) and levels == "optimal":
+        values = np.asarray(X).ravel()
+        if values.size > _LEVEL_SAMPLE:
+            values = values[rng.integers(0, values.size, _LEVEL_SAMPLE)]
+    return make_levels(levels, bits, values), kind
+
+
 def _positive_int(name, value, hi=None):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1 or (hi and value > hi):
         raise ValueError(f"{name} must be an integer in 1..{hi if hi else 'inf'}, got {value!r}")
@@ -150,13 +163,7 @@ class QuantizedDataset:
         fmt = LineFormat(bits=bits, features=f, line_bits=line_bits, layout=layout)
         rng = np.random.default_rng(seed)
 
-        kind = levels if isinstance(levels, str) else "custom"
-        values = None
-        if isinstance(levels, str) and levels == "optimal":
-            values = X.ravel()
-            if values.size > _LEVEL_SAMPLE:
-                values = values[rng.integers(0, values.size, _LEVEL_SAMPLE)]
-        lv = make_levels(levels, bits, values)
+        lv, kind = fit_levels(X, levels, bits, rng)
         levels_q = levels_to_fixed(lv)
 
         per = fmt.lines_per_copy(n)

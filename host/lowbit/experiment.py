@@ -2,7 +2,8 @@
 
 Backends
 --------
-``float``   float64 minibatch SGD on the unquantized, normalised data (NumPy, timed on this CPU).
+``float``   float64 minibatch SGD on the unquantized, normalised data (NumPy, timed on this CPU):
+            float64 arithmetic on the float32 features, a minibatch at a time.
 ``golden``  the golden model (the engine's exact integer arithmetic, in NumPy).
 ``sim``     the Verilated engine in a separate simulator process, driven through ``lowbit.driver``.
 
@@ -11,6 +12,11 @@ full-precision reference. Losses are the mean squared residual on the *normalise
 (features in [-1, 1], labels divided by max |y|), computed in float64 from each epoch's model
 snapshot, so every backend is measured by the same ruler; with ``--loss logistic`` or ``hinge``
 (issue 13) they are that loss's mean over the training rows (without the L2 term).
+
+Memory (issue 15): the prepared features are float32, normalised in place in the array the loader
+allocated with room for the intercept column (``lowbit.data.column_room``); every pass over them
+here (losses, metrics) works a block of rows at a time in float64, so a run holds the float32
+data, its packed copies and blocks of working memory, never a float64 copy of the data.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .data import Dataset
+from .data import BLOCK_VALUES, Dataset, DrawnRows, row_blocks
 
 #: The engine clock that nextpnr last measured for the board build: the routed fmax of the engine
 #: ("sync") clock in ``make bitstream``'s report (build/bitstream/report.txt), whose last line is
@@ -50,8 +56,9 @@ def describe_clock(fmax_mhz: float) -> str:
 
 @dataclass
 class Prepared(Dataset):
-    """A data set normalised into the engine's ranges (features in [-1, 1], |y| <= 1), with its test
-    split if it has one, and the Normalizer that maps a trained model back to original units."""
+    """A data set normalised into the engine's ranges (features in [-1, 1] as float32, |y| <= 1),
+    with its test split if it has one, and the Normalizer that maps a trained model back to
+    original units."""
 
     normalizer: object = None
 
@@ -61,9 +68,14 @@ class Prepared(Dataset):
 HOLDOUT_SEED = 13
 
 
-def holdout_split(ds, fraction: float):
+def holdout_split(ds, fraction: float, *, in_place: bool = False):
     """``ds`` with a random ``fraction`` of its training rows (seeded by HOLDOUT_SEED) as its test
-    set, replacing any test split it had."""
+    set, replacing any test split it had.
+
+    ``in_place``: if ``ds.X`` was loaded with room for the intercept column
+    (``lowbit.data.column_room``), the training rows are moved to the front of that array instead
+    of copied (``ds.X`` is overwritten), and both parts keep the room; ``prepare`` does this.
+    """
     import dataclasses
 
     if not 0 < fraction < 1:
@@ -73,14 +85,32 @@ def holdout_split(ds, fraction: float):
         raise ValueError(f"--holdout {fraction:g} of {ds.rows} rows leaves no test or no training rows")
     perm = np.random.default_rng(HOLDOUT_SEED).permutation(ds.rows)
     test, train = np.sort(perm[:n_test]), np.sort(perm[n_test:])
-    return dataclasses.replace(ds, X=ds.X[train], y=ds.y[train], X_test=ds.X[test], y_test=ds.y[test])
+    from .data import column_room
+
+    extra = 1
+    room = column_room(ds.X, extra) if in_place else None
+    X_test = ds.X[test]
+    if X_test.dtype == np.float32 and room is not None:  # loaded with room for the intercept: keep it
+        buf = np.empty((n_test, ds.features + extra), np.float32)
+        buf[:, : ds.features] = X_test
+        X_test = buf[:, : ds.features]
+    if room is None:
+        return dataclasses.replace(ds, X=ds.X[train], y=ds.y[train], X_test=X_test, y_test=ds.y[test])
+    # The training rows moved to the front of the loader's array, a block at a time (row train[i]
+    # >= i, so no row is overwritten before it is read): no second copy of the data.
+    step = max(1, BLOCK_VALUES // room.shape[1])
+    for i in range(0, train.size, step):
+        rows = train[i : i + step]
+        room[i : i + rows.size] = room[rows]
+    return dataclasses.replace(ds, X=room[: train.size, : ds.features], y=ds.y[train], X_test=X_test,
+                               y_test=ds.y[test])
 
 
 def prepare(spec: str, *, seed: int = 0, max_features: int | None = None, test: str | None = None,
             holdout: float | None = None) -> Prepared:
     """Load, split and normalise a data set. ``test`` (a LIBSVM file) or ``holdout`` (a fraction of
     the training rows) replaces the data set's own test split."""
-    from .data import Normalizer, load_dataset, load_test_libsvm
+    from .data import Normalizer, column_room, load_dataset, load_test_libsvm
 
     if test is not None and holdout is not None:
         raise ValueError("give --test or --holdout, not both")
@@ -88,21 +118,24 @@ def prepare(spec: str, *, seed: int = 0, max_features: int | None = None, test: 
     # here, before the data is generated or densified.
     ds = load_dataset(spec, seed=seed, max_features=max_features, extra_columns=1)
     if holdout is not None:
-        ds = holdout_split(ds, holdout)
+        ds = holdout_split(ds, holdout, in_place=True)
     elif test is not None:
         import dataclasses
 
-        Xt, yt = load_test_libsvm(test, features=ds.features, task=ds.task)
+        Xt, yt = load_test_libsvm(test, features=ds.features, task=ds.task, extra_columns=1)
         ds = dataclasses.replace(ds, X_test=Xt, y_test=yt)
     norm = Normalizer().fit(ds.X, ds.y)
-    X = norm.transform_X(ds.X)
+    # In place where the loader left room for the intercept column (synthetic, LIBSVM): the raw
+    # float32 features become the normalised ones, no second copy.
+    X = norm.transform_X(ds.X, out=column_room(ds.X, norm.features_out - ds.features))
     y = norm.transform_y(ds.y)
     if max_features is not None and X.shape[1] > max_features:
         raise ValueError(f"{ds.name} has {X.shape[1]} features (with the intercept column); "
                          f"this engine takes at most {max_features}")
     Xt = yt = None
     if ds.X_test is not None:
-        Xt, yt = norm.transform_X(ds.X_test), norm.transform_y(ds.y_test)
+        Xt = norm.transform_X(ds.X_test, out=column_room(ds.X_test, norm.features_out - ds.features))
+        yt = norm.transform_y(ds.y_test)
     return Prepared(name=ds.name, X=X, y=y, X_test=Xt, y_test=yt, task=ds.task, normalizer=norm)
 
 
@@ -144,10 +177,23 @@ class RunSummary:
         return d
 
 
+def predict(X, models) -> np.ndarray:
+    """``models @ X.T`` in float64 (``(len(models), N)``; ``(N,)`` for one model), a block of rows
+    of ``X`` at a time: float32 features are widened per block, never as a whole copy."""
+    models = np.asarray(models, dtype=np.float64)
+    one = models.ndim == 1
+    models = np.atleast_2d(models)
+    X = X if isinstance(X, DrawnRows) else np.asarray(X)  # drawn rows: a block at a time
+    z = np.empty((models.shape[0], X.shape[0]))
+    for rows in row_blocks(X):
+        z[:, rows] = models @ X[rows].T.astype(np.float64)
+    return z[0] if one else z
+
+
 def _metrics(p: Prepared, w: np.ndarray) -> tuple[float | None, str | None]:
     if p.X_test is None:
         return None, None
-    pred = p.X_test @ w
+    pred = predict(p.X_test, w)
     if p.task == "classification":
         return float(np.mean(np.sign(pred) == np.sign(p.y_test))), "test accuracy"
     return float(np.mean((pred - p.y_test) ** 2)), "test MSE"
@@ -155,15 +201,24 @@ def _metrics(p: Prepared, w: np.ndarray) -> tuple[float | None, str | None]:
 
 def training_loss(X, y, models, loss: str = "squared") -> np.ndarray:
     """Each model's mean training loss on full-precision data: the mean squared residual, or the
-    mean logistic / hinge loss of the margins (``lowbit.contract.losses``)."""
-    models = np.atleast_2d(models)
-    z = models @ np.asarray(X).T
-    if loss == "squared":
-        r = z - np.asarray(y)[None, :]
-        return np.mean(r * r, axis=1)
-    from .contract.losses import Loss, label_signs, loss_value
+    mean logistic / hinge loss of the margins (``lowbit.contract.losses``). Summed in float64 a
+    block of rows at a time (no ``(models, N)`` array, no float64 copy of ``X``)."""
+    models = np.atleast_2d(np.asarray(models, dtype=np.float64))
+    X = np.asarray(X)
+    y = np.asarray(y, dtype=np.float64)
+    if loss != "squared":
+        from .contract.losses import Loss, label_signs, loss_value
 
-    return np.mean(loss_value(Loss[loss.upper()], z * label_signs(y)[None, :]), axis=1)
+        signs = label_signs(y)
+    total = np.zeros(models.shape[0])
+    for rows in row_blocks(X):
+        z = models @ X[rows].T.astype(np.float64)
+        if loss == "squared":
+            z -= y[rows]
+            total += np.einsum("ij,ij->i", z, z)
+        else:
+            total += loss_value(Loss[loss.upper()], z * signs[rows]).sum(axis=1)
+    return total / X.shape[0]
 
 
 def _losses(p: Prepared, models: np.ndarray, loss: str = "squared") -> list[float]:

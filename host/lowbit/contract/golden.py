@@ -382,7 +382,7 @@ def reference_sgd(X, y, *, step: float, batch: int, epochs: int, w0=None, loss: 
     if loss != "squared":
         return _reference_margin_sgd(X, y, step=step, batch=batch, epochs=epochs, w0=w0, loss=Loss[loss.upper()],
                                      l2=l2)
-    X = np.asarray(X, dtype=np.float64)
+    X = _float_rows(X)
     y = np.asarray(y, dtype=np.float64)
     n, f = X.shape
     w = np.zeros(f) if w0 is None else np.array(w0, dtype=np.float64)
@@ -398,8 +398,16 @@ def reference_sgd(X, y, *, step: float, batch: int, epochs: int, w0=None, loss: 
     return models, losses
 
 
+def _float_rows(X):
+    """``X`` as float32 or float64 without a copy (other types become float64). Each minibatch's
+    rows are widened to float64 as they are used (``A @ w`` with ``w`` float64), so float32
+    features give exactly the float64 SGD on their values, without a float64 copy of the data."""
+    X = np.asarray(X)
+    return X if X.dtype in (np.float32, np.float64) else X.astype(np.float64)
+
+
 def _reference_margin_sgd(X, y, *, step, batch, epochs, w0, loss: Loss, l2: float):
-    X = np.asarray(X, dtype=np.float64)
+    X = _float_rows(X)
     s = label_signs(y).astype(np.float64)
     n, f = X.shape
     w = np.zeros(f) if w0 is None else np.array(w0, dtype=np.float64)
