@@ -246,7 +246,12 @@ def main(argv=None) -> int:
         rep = {"board": board.result()}
         (args.out / "report.json").write_text(json.dumps(rep, indent=2))
         if seeds:
-            rep["seeds"] = [f.result() for f in seeds]
+            rep["seeds"] = []
+            for sd, f in zip(args.more_seeds, seeds):
+                try:
+                    rep["seeds"].append(f.result())
+                except RuntimeError as exc:  # a seed that failed (or was stopped) does not lose the others
+                    print(f"seed {sd}: {str(exc).splitlines()[0]}", flush=True)
             (args.out / "report.json").write_text(json.dumps(rep, indent=2))
     if not args.no_synth_512:
         print("synthesising the 512-bit / 32-lane / 8192-feature woven AFU (synthesis only)...", flush=True)
