@@ -56,6 +56,7 @@ if not len(EPOCH_RECORD) * RECORD_WORD_BITS == len(STATUS_RECORD) * RECORD_WORD_
 
 MAX_BITS = 8
 SUPPORTED_LINE_BITS = (64, 128, 256, 512)
+SUPPORTED_LINE_BYTES = tuple(bits // 8 for bits in SUPPORTED_LINE_BITS)
 
 
 def check_bits(bits) -> int:

@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .format import SUPPORTED_LINE_BITS
+from .format import SUPPORTED_LINE_BYTES
 
 SYNC = 0xA5
-#: Line widths in bytes the frames carry.
-LINE_BYTES = tuple(bits // 8 for bits in SUPPORTED_LINE_BITS)
 
 H_MMIO_WRITE = 0x01
 H_MMIO_READ = 0x02
@@ -149,8 +147,8 @@ def render_markdown() -> str:
 
 
 def check_line_bytes(line_bytes: int) -> int:
-    if line_bytes not in LINE_BYTES:
-        raise ValueError(f"line_bytes must be one of {LINE_BYTES}, got {line_bytes!r}")
+    if line_bytes not in SUPPORTED_LINE_BYTES:
+        raise ValueError(f"line_bytes must be one of {SUPPORTED_LINE_BYTES}, got {line_bytes!r}")
     return line_bytes
 
 

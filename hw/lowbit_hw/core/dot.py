@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from lowbit.contract.fixed import CODE_FRAC, LOSS_SHIFT, M_BITS, rshift_round
 
+from ..interfaces import RunConfig
 from .arith import sat, tree_sum
 from .decoder import beat_layout
 from .params import CODE_BITS, MASK_CODE
@@ -71,10 +72,10 @@ class DotPass(wiring.Component):
             "labels": In(stream.Signature(signed(32))),
             "residuals": Out(stream.Signature(residual_layout)),
             # per-run configuration (stable while running)
-            "features": In(24),
+            "features": In(RunConfig.members["features"]),
             "row_beats": In(range(row_beats_max + 1)),
-            "rows": In(32),
-            "batch": In(13),
+            "rows": In(RunConfig.members["rows"]),
+            "batch": In(RunConfig.members["batch"]),
             "pad_beats": In(range(block_beats)),
             # control
             "start": In(1),  # epoch start: reset framing, loss, interlock
@@ -105,7 +106,7 @@ class DotPass(wiring.Component):
         k = Signal(range(self.row_beats_max))
         fb = Signal(25)  # feature index of lane 0 (k * lanes)
         rows_left = Signal(32)
-        inb = Signal(13)  # row's position in its minibatch
+        inb = Signal(RunConfig.members["batch"])  # row's position in its minibatch
         q_nz = Signal()  # row is in minibatch q >= 1
         thr = Signal(cw)  # (q-1)*R + 1
         need = Signal(cw)  # thr + k, kept as a register (it feeds the issue decision)

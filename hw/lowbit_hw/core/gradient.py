@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from lowbit.contract.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, M_BITS, STEP_FRAC, rshift_round
 
+from ..interfaces import RunConfig
 from .arith import sat
 from .dot import counter_bits, residual_layout
 from .params import CODE_BITS
@@ -55,7 +56,7 @@ class GradientPass(wiring.Component):
         super().__init__({
             "residuals": In(stream.Signature(residual_layout)),
             "row_beats": In(range(row_beats_max + 1)),
-            "step": In(32),
+            "step": In(RunConfig.members["step"]),
             "start": In(1),
             "clear": In(1),
             "clear_busy": Out(1),
