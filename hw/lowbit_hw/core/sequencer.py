@@ -139,7 +139,7 @@ class Sequencer(wiring.Component):
         m.d.sync += settle.eq(Mux(settle == IDLE_SETTLE, settle, settle + 1))
         final_state = Mux(st.error == ErrorCode.NONE, int(State.DONE), int(State.ERROR))
         # The two records, filled by name (reserved words stay 0); written in SNAPSHOT / FINISH_WAIT.
-        epoch_rec, status_rec = Signal(EpochRecord), Signal(StatusRecord)
+        epoch_rec, status_rec = Signal(EpochRecord, name="epoch_rec"), Signal(StatusRecord, name="status_rec")
         m.d.comb += [epoch_rec.epoch.eq(epochs + 1), epoch_rec.loss.eq(self.loss), epoch_rec.cycles.eq(st.cycles),
                      epoch_rec.read_lines.eq(st.read_lines), epoch_rec.stall_cycles.eq(st.stall_cycles),
                      epoch_rec.write_lines.eq(st.write_lines)]
