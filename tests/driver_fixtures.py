@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.back import verilog
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from lowbit.contract.registers import REG, ErrorCode, State
 from lowbit_hw.ccip import CcipSignature
+from lowbit_hw.interfaces import StatusRecord
 from lowbit_hw.shell.csr import ro_constants
 
 #: CAPS the double reports (LANES 0 marks it as not an engine).
@@ -116,12 +117,13 @@ class DmaTestAFU(wiring.Component):
                 m.d.sync += state.eq(State.DONE)
             with m.Else():
                 m.d.sync += written.eq(written + 1)
-        record = Cat(Const(State.DONE, 64), Const(0, 64), cycles, read_lines, (write_lines + 1)[:64], Const(0, 64),
-                     Const(1, 64), regs["RUN_ID"])
+        record = Signal(StatusRecord)  # filled by name; error and stall_cycles stay 0
+        m.d.comb += [record.state.eq(State.DONE), record.cycles.eq(cycles), record.read_lines.eq(read_lines),
+                     record.write_lines.eq(write_lines + 1), record.epochs.eq(1), record.run_id.eq(regs["RUN_ID"])]
         with m.If(busy & ~status_sent & (written == regs["ROWS"][:32]) & ~got & ~c.c1_tx_almfull):
             m.d.sync += [c.c1_tx.valid.eq(1), c.c1_tx.sop.eq(1), c.c1_tx.cl_len.eq(0),
                          c.c1_tx.address.eq(regs["STATUS_ADDR"]), c.c1_tx.mdata.eq(1),
-                         c.c1_tx.data.eq(record[:W]), status_sent.eq(1)]
+                         c.c1_tx.data.eq(record.as_value()[:W]), status_sent.eq(1)]
 
         with m.If(reset):
             m.d.sync += [state.eq(State.IDLE), error.eq(0), outstanding.eq(0)]

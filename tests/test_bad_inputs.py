@@ -33,7 +33,8 @@ from lowbit.cli import main
 from lowbit.contract import simwire as proto
 from lowbit.data import Normalizer
 from lowbit.driver import DriverError, SimulatorDied, open_device
-from lowbit_sim.simserver import build_root, runtime_dir, start_server
+from lowbit.contract.simprocess import runtime_dir, start_server
+from lowbit_sim.simserver import build_root
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPATH = os.pathsep.join(str(ROOT / p) for p in ("host", "hw", "sim"))

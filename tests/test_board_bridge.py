@@ -12,7 +12,7 @@ from core_models import DATA_ADDR, LABEL_ADDR, MODEL_ADDR, STATS_ADDR, STATUS_AD
 from lowbit.contract import serial as P
 from lowbit.contract.format import unpack_words
 from lowbit.contract.registers import AFU_ID_H, AFU_ID_L, DFH_VALUE, REG, State, code_table_address, encode_code_entry
-from lowbit_hw.board.bridge import SerialBridge
+from lowbit_hw.board.bridge import BRIDGE_LINE_BITS, SerialBridge, frame_layout
 from lowbit_hw.board.top import ULX3SBoardTop, pll_parameters
 from lowbit_sim.host_memory import HostMemory
 
@@ -226,3 +226,34 @@ def test_the_board_toml_and_the_top_agree():
     shared = [k for k in c if k in defaults]
     assert {"engine_mhz", "oscillator_mhz", "baud", "line_bits", "core"} <= set(shared)
     assert {k: defaults[k] for k in shared} == {k: c[k] for k in shared}
+
+
+@pytest.mark.parametrize("line_bits", BRIDGE_LINE_BITS)
+def test_the_bridges_frame_structs_and_the_hosts_packing_agree(line_bits):
+    """Both sides derive a payload from lowbit.contract.serial.FRAMES: the bridge's struct of every
+    frame type (filled and read by field name) has the bytes the host packs, field for field."""
+    lb = line_bits // 8
+    for t in P.HOST_FRAMES + P.BOARD_FRAMES:
+        layout = frame_layout(t, lb)
+        assert layout.size == 8 * P.payload_len(t, lb)
+        values = {name: (bytes(range(1, size + 1)) if name == "line" else (0x5A5A5A5A5A5A5A5A >> (64 - 8 * size)) - i)
+                  for i, (name, size) in enumerate(P.fields(t, lb))}
+        payload = P.pack(t, **values)
+        assert len(payload) == P.payload_len(t, lb) and P.unpack(t, payload) == values
+        const = layout.const({k: int.from_bytes(v, "little") if k == "line" else v for k, v in values.items()})
+        assert const.as_value().value == int.from_bytes(payload, "little")
+
+
+def test_the_frame_table_of_the_docs_is_the_contracts():
+    from pathlib import Path
+
+    assert P.render_markdown() in (Path(__file__).resolve().parents[1] / "docs" / "board.md").read_text()
+
+
+def test_frame_packing_refuses_missing_and_unknown_fields():
+    with pytest.raises(TypeError, match="needs its field 'data'"):
+        P.pack(P.H_MMIO_WRITE, offset=8)
+    with pytest.raises(TypeError, match=r"no field\(s\) \['tid'\]"):
+        P.pack(P.H_MMIO_WRITE, offset=8, data=1, tid=2)
+    with pytest.raises(ValueError, match="unknown frame type 0x7f"):
+        P.pack(0x7F)

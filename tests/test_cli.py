@@ -85,7 +85,7 @@ def test_info_reports_the_engine_build_and_its_fixed_point_formats(capsys, afu_s
     """Attached to a running simulator (the tests' AFU build, so the suite never builds the 512-bit
     woven engine); the default engines are the same code path with other build parameters."""
     from lowbit.contract.fixed import CODE_FRAC, CORR_FRAC
-    from lowbit_sim.simserver import start_server
+    from lowbit.contract.simprocess import start_server
 
     server = start_server(afu_server, once=True)
     try:

@@ -55,6 +55,48 @@ def sources(top: str):
     return sorted(PACKAGES[top].rglob("*.py"))
 
 
+def node(mod: str) -> str | None:
+    """The part of the project ``mod`` belongs to: ``lowbit.contract``, ``lowbit`` (the rest of the
+    host), ``lowbit_hw``, ``lowbit_sim``; None outside the project."""
+    top = mod.split(".")[0]
+    if top not in PACKAGES:
+        return None
+    return "lowbit.contract" if mod == "lowbit.contract" or mod.startswith("lowbit.contract.") else top
+
+
+def package_graph() -> dict[tuple[str, str], list[tuple[str, str, bool]]]:
+    """``(importer, imported) -> [(file, module, at module level), ...]`` over every import of the
+    three packages, lazy ones inside functions included, between different parts (:func:`node`)."""
+    edges: dict[tuple[str, str], list[tuple[str, str, bool]]] = {}
+    for top in PACKAGES:
+        for path in sources(top):
+            src = node(module_name(path))
+            for mod, module_level in imports(path):
+                dst = node(mod)
+                if dst is not None and dst != src:
+                    edges.setdefault((src, dst), []).append((path.relative_to(ROOT).as_posix(), mod, module_level))
+    return edges
+
+
+def cycles(pairs) -> list[list[str]]:
+    """The strongly connected parts of more than one node of the directed graph ``pairs``."""
+    succ: dict[str, set[str]] = {}
+    for a, b in pairs:
+        succ.setdefault(a, set()).add(b)
+        succ.setdefault(b, set())
+
+    def reach(a):
+        seen, todo = set(), [a]
+        while todo:
+            for b in succ[todo.pop()] - seen:
+                seen.add(b)
+                todo.append(b)
+        return seen
+
+    r = {a: reach(a) for a in succ}
+    return sorted({tuple(sorted(b for b in r[a] if a in r[b])) for a in succ if a in r[a]} - {()}, key=len)
+
+
 def test_the_contract_imports_numpy_and_itself_only():
     for path in sorted(CONTRACT.rglob("*.py")):
         for mod, _ in imports(path):
@@ -65,7 +107,7 @@ def test_the_contract_imports_numpy_and_itself_only():
 
 def test_importing_the_contract_loads_numpy_only():
     code = ("import sys\nimport lowbit.contract.golden, lowbit.contract.serial, lowbit.contract.simwire, "
-            "lowbit.contract.levels\n"
+            "lowbit.contract.simprocess, lowbit.contract.levels\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} - set(sys.stdlib_module_names)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(ROOT / "host"), "PATH": "/usr/bin:/bin"}).stdout
@@ -76,8 +118,7 @@ def test_importing_the_contract_loads_numpy_only():
 @pytest.mark.parametrize("top, allowed", [
     # hw sees the host only through the contract; sim through the contract and lowbit.data, the one
     # synthetic-problem builder its benches share with the host (it imports only the contract).
-    # The host never imports hw or sim at module level (only the sim backend, lazily, when it
-    # starts a private simulator).
+    # The host never imports hw or sim (below).
     ("lowbit_hw", ("lowbit.contract", "lowbit_hw")),
     ("lowbit_sim", ("lowbit.contract", "lowbit.data", "lowbit_hw", "lowbit_sim")),
 ])
@@ -94,14 +135,13 @@ def test_the_problem_builder_sim_uses_imports_only_the_contract():
         m for m, _ in imports(path) if m.startswith("lowbit.contract")}
 
 
-def test_the_host_never_imports_hw_or_sim_at_module_level():
-    lazy = []
+def test_the_host_never_imports_hw_or_sim():
+    """Not even lazily: the sim backend builds its simulator in a child process
+    (``python -m lowbit_sim.simserver --build-only``) and starts it with the contract's
+    :mod:`~lowbit.contract.simprocess`."""
     for path in sources("lowbit"):
-        for mod, module_level in imports(path):
-            if mod.split(".")[0] in ("lowbit_hw", "lowbit_sim"):
-                assert not module_level, f"{path.relative_to(ROOT)} imports {mod} at import time"
-                lazy.append((path.relative_to(ROOT).as_posix(), mod))
-    assert lazy == [("host/lowbit/driver/sim.py", "lowbit_sim")]  # from lowbit_sim import simserver
+        for mod, _ in imports(path):
+            assert mod.split(".")[0] not in ("lowbit_hw", "lowbit_sim"), f"{path.relative_to(ROOT)} imports {mod}"
 
 
 def test_no_module_walks_up_the_source_tree():
@@ -123,3 +163,36 @@ def test_the_harness_retypes_nothing_of_the_contract():
     for retyped in ("OP_HELLO =", "ST_OK =", "PROTOCOL_VERSION =", "ALMOST_FULL_SLACK =", "0x1ff", "1u << 18",
                     "MAX_ARENA =", "MAX_RUN_CYCLES ="):
         assert retyped not in cpp, f"harness.cpp retypes {retyped!r}"
+
+
+def test_no_package_imports_a_sibling_that_depends_back_on_it():
+    """Issue 12: the import graph of the packages is acyclic, counting every import, lazy ones in
+    functions too; at the level of the three packages and with the contract as a part of its own."""
+    edges = package_graph()
+    assert not cycles(edges), {k: v for k, v in edges.items() if any(set(k) <= set(c) for c in cycles(edges))}
+    tops = {(a.split(".")[0], b.split(".")[0]) for a, b in edges} - {("lowbit", "lowbit")}
+    assert not cycles(tops), tops
+
+
+def test_the_cycle_check_finds_a_cycle():
+    """Negative control: the check flags a two-package loop and a longer one, and not a chain."""
+    assert cycles([("lowbit", "lowbit_sim"), ("lowbit_sim", "lowbit")]) == [("lowbit", "lowbit_sim")]
+    assert cycles([("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")]) == [("a", "b", "c")]
+    assert cycles([("a", "b"), ("b", "c"), ("a", "c")]) == []
+
+
+def main() -> None:
+    """``python tests/test_contract.py``: the package import graph, one line per edge with the files
+    and modules behind it (``*`` marks an import made only when a function runs)."""
+    for (a, b), uses in sorted(package_graph().items()):
+        files = sorted({f"{f}{'' if top else '*'}" for f, _, top in uses})
+        mods = sorted({m for _, m, _ in uses})
+        print(f"{a} -> {b}  ({len(uses)} imports: {', '.join(mods)})")
+        print("    " + " ".join(files))
+    tops = sorted({(a.split(".")[0], b.split(".")[0]) for a, b in package_graph()} - {("lowbit", "lowbit")})
+    print("packages: " + ", ".join(f"{a} -> {b}" for a, b in tops))
+    print("cycles: " + (", ".join(" <-> ".join(c) for c in cycles(tops)) or "none"))
+
+
+if __name__ == "__main__":
+    main()

@@ -22,7 +22,7 @@ from driver_fixtures import DOUBLE_MAX_FEATURES, children_of, double_server, pid
 from lowbit.contract.format import SUPPORTED_LINE_BITS
 from lowbit.contract.registers import AFU_ID_L, REG, ErrorCode, State
 from lowbit.driver import DeviceError, DeviceTimeout, DriverError, SharedBuffer, SimulatorDied, open_device
-from lowbit_sim.simserver import runtime_dir, start_server
+from lowbit.contract.simprocess import runtime_dir, start_server
 
 
 @pytest.fixture
@@ -343,3 +343,31 @@ def test_line_address_counts_the_devices_own_lines(line_bits):
     assert buf[line_bits // 8:].line_address == buf.line_address + 1
     with pytest.raises(ValueError, match="not aligned"):
         buf[1:].line_address
+
+
+def test_a_private_simulator_is_built_without_importing_the_simulator_package(double_server):
+    """open_device("sim") builds its private simulator in a child ``python -m lowbit_sim.simserver
+    --build-only`` (issue 12: the host imports neither lowbit_sim nor the gateware): here the
+    double's Verilog, whose executable the fixture already built, so the child finds it cached."""
+    from lowbit_sim.simserver import build_root
+
+    script = textwrap.dedent(f"""
+        import sys
+        from lowbit.driver import open_device
+        with open_device("sim", verilog={str(build_root() / "double" / "lowbit_afu.v")!r}, memory=1 << 20) as dev:
+            dev.write_reg("SCRATCH", 77)
+            print(dev.read_reg("SCRATCH"), dev.backend.server.process.args[0])
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("lowbit_sim", "lowbit_hw", "amaranth")))
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    first, loaded = r.stdout.splitlines()
+    assert first == f"77 {double_server}" and loaded == "[]"
+
+
+def test_a_failed_simulator_build_is_a_driver_error(tmp_path):
+    bad = tmp_path / "lowbit_afu.v"
+    bad.write_text("module lowbit_afu(input wire clk; endmodule\n")
+    with pytest.raises(DriverError, match=r"building the simulator failed \(-m lowbit_sim.simserver --build-only "
+                                          r"exited with status 1\): .*(Verilator build|syntax error)"):
+        open_device("sim", verilog=bad, memory=1 << 20)

@@ -94,6 +94,24 @@ def test_the_map_check_raises_and_python_O_does_not_skip_it(monkeypatch):
     assert out.startswith("raised")
 
 
+def test_the_map_check_gives_every_ro_register_one_source(monkeypatch):
+    """CORE_STATUS (the core drives it) and BUILD_CONSTANTS (the build fixes it) are every RO
+    register, each once; RUN_CONFIG names RW registers: what the RTL's structs are built from."""
+    R._check_map()
+    with monkeypatch.context() as mp:
+        mp.setattr(R, "CORE_STATUS", R.CORE_STATUS[:-1])
+        with pytest.raises(RuntimeError, match="are not CORE_STATUS and BUILD_CONSTANTS"):
+            R._check_map()
+    with monkeypatch.context() as mp:
+        mp.setattr(R, "BUILD_CONSTANTS", R.BUILD_CONSTANTS + ("CYCLES",))
+        with pytest.raises(RuntimeError, match="are not CORE_STATUS and BUILD_CONSTANTS"):
+            R._check_map()
+    with monkeypatch.context() as mp:
+        mp.setattr(R, "RUN_CONFIG", R.RUN_CONFIG + ("CYCLES",))
+        with pytest.raises(RuntimeError, match=r"not RW registers of the map: \['CYCLES'\]"):
+            R._check_map()
+
+
 def test_the_preamble_gives_line_addresses_in_the_engines_own_lines():
     """The doc's preamble and its rows agree: a line address is byte address / (LINE_BITS / 8)."""
     head = R.render_markdown().split("| offset |")[0]

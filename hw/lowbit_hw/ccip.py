@@ -45,7 +45,7 @@ class CcipSignature(wiring.Signature):
 
     def __init__(self, line_bits: int = 512):
         if line_bits not in SUPPORTED_LINE_BITS:
-            raise ValueError(f"line_bits must be 64, 128, 256 or 512, got {line_bits!r}")
+            raise ValueError(f"line_bits must be one of {SUPPORTED_LINE_BITS}, got {line_bits!r}")
         self.line_bits = line_bits
         super().__init__({
             "c0_tx": Out(wiring.Signature({

@@ -29,45 +29,40 @@ Core <-> shell contract
 # class annotations, and string annotations would leave every layout below silently EMPTY.
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-from lowbit.contract.fixed import CORR_BITS
+from lowbit.contract.fixed import CORR_BITS, M_BITS
+from lowbit.contract.format import EPOCH_RECORD, RECORD_WORD_BITS, STATUS_RECORD
+from lowbit.contract.registers import CODE_TABLE_ENTRIES, CORE_STATUS, REG, RUN_CONFIG
 
 from .ccip import CCIP_ADDR_BITS
 
 
-class RunConfig(data.Struct):
-    """Register values of one run (names and widths as in ``lowbit.contract.registers``)."""
-
-    data_addr: CCIP_ADDR_BITS
-    label_addr: CCIP_ADDR_BITS
-    model_addr: CCIP_ADDR_BITS
-    stats_addr: CCIP_ADDR_BITS
-    status_addr: CCIP_ADDR_BITS
-    rows: 32
-    features: 24
-    bits: 4
-    batch: 13
-    epochs: 16
-    copies: 8
-    step: 32
-    run_id: 64
-    # Issues 13 and 14's registers: the datapaths implement none of them, so the sequencer refuses
-    # any non-zero value (NOT_BUILT).
-    loss: 2
-    l2: 32
-    estimator: 19
-    warm_start: 1
-    start_minibatch: 32
-    max_minibatches: 32
+def register_layout(names, *, by_field: bool = False) -> data.StructLayout:
+    """The registers ``names`` of :data:`lowbit.contract.registers.REG` as a struct, members named in
+    lower case: one per register, as wide as the register, or (``by_field``) one per field of a
+    register that has fields."""
+    members = {}
+    for name in names:
+        r = REG[name]
+        if by_field and r.fields:
+            members |= {f.name.lower(): f.width for f in r.fields}
+        else:
+            members[name.lower()] = r.width
+    return data.StructLayout(members)
 
 
-class CoreStatus(data.Struct):
-    state: 2  # lowbit.contract.registers.State
-    error: 8  # lowbit.contract.registers.ErrorCode
-    epoch: 32  # epochs completed in this run
-    cycles: 64
-    read_lines: 64
-    write_lines: 64
-    stall_cycles: 64
+def record_layout(names) -> data.StructLayout:
+    """A 64-byte record of :mod:`lowbit.contract.format` (``EPOCH_RECORD``, ``STATUS_RECORD``): word
+    ``i``, named ``names[i]``, at bits ``[64i, 64i + 64)``, as the host reads it (little endian)."""
+    return data.StructLayout({name: RECORD_WORD_BITS for name in names})
+
+
+#: Register values of one run, sampled at START (``lowbit.contract.registers.RUN_CONFIG``).
+RunConfig = register_layout(RUN_CONFIG)
+#: What the core shows in STATUS (state, error, epoch) and the counter registers (``CORE_STATUS``).
+CoreStatus = register_layout(CORE_STATUS, by_field=True)
+#: The epoch record (``lowbit.contract.format.EPOCH_RECORD``) and the status record (``STATUS_RECORD``).
+EpochRecord = record_layout(EPOCH_RECORD)
+StatusRecord = record_layout(STATUS_RECORD)
 
 
 class ReadCommand(data.Struct):
@@ -83,7 +78,7 @@ class CodeTableWriteSignature(wiring.Signature):
     """One code-table entry per ``en`` pulse (driven by the CSR block)."""
 
     def __init__(self):
-        super().__init__({"en": Out(1), "index": Out(9), "m": Out(17), "e": Out(CORR_BITS)})
+        super().__init__({"en": Out(1), "index": Out(range(CODE_TABLE_ENTRIES)), "m": Out(M_BITS), "e": Out(CORR_BITS)})
 
 
 class CoreSignature(wiring.Signature):

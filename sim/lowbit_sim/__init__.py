@@ -1,5 +1,5 @@
 """The CCI-P host-memory model, the cocotb test benches and the simulator server (the [sim] extra).
 
-Nothing here is imported by the host at import time: the driver's sim backend loads
-:mod:`.simserver` when it starts a private simulator. Shared definitions come from
-:mod:`lowbit.contract`."""
+The host never imports this package: the driver's sim backend runs ``python -m lowbit_sim.simserver
+--build-only`` in a child process for the executable of a private simulator. Shared definitions
+come from :mod:`lowbit.contract` (and synthetic problems from :mod:`lowbit.data`)."""

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lowbit.contract.format import SUPPORTED_LINE_BYTES
+
 #: Fill of the guard bands (the verilog-pcie convention).
 GUARD_BYTE = 0xAA
 #: Buffers start on this byte boundary (a page): line aligned and aligned for 4-line requests.
@@ -111,8 +113,8 @@ class HostMemory:
     """
 
     def __init__(self, line_bytes: int = 64, base: int = 0x10_0000):
-        if line_bytes not in (8, 16, 32, 64):
-            raise ValueError(f"line_bytes must be 8, 16, 32 or 64, got {line_bytes!r}")
+        if line_bytes not in SUPPORTED_LINE_BYTES:
+            raise ValueError(f"line_bytes must be one of {SUPPORTED_LINE_BYTES}, got {line_bytes!r}")
         if base <= 0 or base % ALIGN:
             raise ValueError(f"base must be a positive multiple of {ALIGN}, got {base!r}")
         self.line_bytes = line_bytes

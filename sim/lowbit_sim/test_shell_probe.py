@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 import cocotb
-from amaranth import Cat, Const, Module, Signal
+from amaranth import Const, Module, Signal
 from amaranth.lib import wiring
 
 from lowbit.contract.registers import Ctrl, ErrorCode, State
-from lowbit_hw.interfaces import CoreSignature
+from lowbit_hw.interfaces import CoreSignature, StatusRecord
 
 from .afu_tb import TB
 from .ccip_model import StormConfig
@@ -75,10 +75,12 @@ class StreamProbeCore(wiring.Component):
             with m.If((got & every) == 0):
                 m.d.sync += [wr.valid.eq(1), wr.payload.address.eq(cfg.model_addr + got),
                              wr.payload.data.eq(self.data_lines.payload)]
-        record = Cat(Const(State.DONE, 64), Const(0, 64), st.cycles, st.read_lines, st.write_lines,
-                     st.stall_cycles, Const(1, 64), cfg.run_id)
+        record = Signal(StatusRecord)  # filled by name; error stays 0
+        m.d.comb += [record.state.eq(State.DONE), record.cycles.eq(st.cycles), record.read_lines.eq(st.read_lines),
+                     record.write_lines.eq(st.write_lines), record.stall_cycles.eq(st.stall_cycles),
+                     record.epochs.eq(1), record.run_id.eq(cfg.run_id)]
         with m.If(busy & (got == rows) & (labels_left == 0) & ~wr.valid & self.write_idle & ~wrote_status):
-            m.d.sync += [wr.valid.eq(1), wr.payload.address.eq(cfg.status_addr), wr.payload.data.eq(record[:W]),
+            m.d.sync += [wr.valid.eq(1), wr.payload.address.eq(cfg.status_addr), wr.payload.data.eq(record.as_value()[:W]),
                          wrote_status.eq(1)]
         with m.If(busy & wrote_status & ~wr.valid & self.write_idle):
             m.d.sync += [st.state.eq(State.DONE), st.epoch.eq(1)]

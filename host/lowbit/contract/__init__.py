@@ -13,11 +13,13 @@ module              what it defines
 ``golden``          the golden model: the engine's integer arithmetic, the spec the RTL is held to
 ``serial``          the serial link's frame protocol (board bridge <-> host serial backend)
 ``simwire``         the simulator server's control channel (simulator <-> host sim backend)
+``simprocess``      starting and stopping a simulator server process (host sim backend, ``make sim-server``)
 ==================  ==============================================================================
 
 Rules (tests/test_contract.py checks them): these modules import the standard library, NumPy and
 each other, nothing else; ``lowbit/__init__.py`` imports nothing, so ``import lowbit.contract``
 loads no host code. ``lowbit_hw`` (Amaranth), ``lowbit_sim`` (cocotb, Verilator) and the host
-(``lowbit.*``) all import it and never import each other at import time; the host reaches the
-simulator only when a sim backend starts a private server (docs/packaging.md).
+(``lowbit.*``) all import it; the host never imports ``lowbit_hw`` or ``lowbit_sim``, even lazily
+(a sim backend builds its simulator by running ``python -m lowbit_sim.simserver --build-only``),
+so no package imports one that depends back on it (docs/packaging.md).
 """

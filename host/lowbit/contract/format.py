@@ -30,8 +30,9 @@ import numpy as np
 
 #: Rows start at a multiple of this many codes; engines have at most this many lanes.
 ROW_ALIGN = 32
-#: Record size in bytes (epoch records and the status record).
+#: Record size in bytes (epoch records and the status record), and the width of each of its words.
 RECORD_BYTES = 64
+RECORD_WORD_BITS = 64
 #: The format revision reported in the CAPS register; bump on any change to this module.
 FORMAT_VERSION = 1
 #: Line layouts, by the revision an engine reports in CAPS.FORMAT_VERSION. ``planes`` (1): bit-plane
@@ -50,9 +51,12 @@ EPOCH_RECORD = ("epoch", "loss", "cycles", "read_lines", "stall_cycles", "write_
 #: With lines narrower than 512 bits the record spans several lines that may land in any order:
 #: the host reads it completely only after STATUS shows DONE/ERROR.
 STATUS_RECORD = ("state", "error", "cycles", "read_lines", "write_lines", "stall_cycles", "epochs", "run_id")
+if not len(EPOCH_RECORD) * RECORD_WORD_BITS == len(STATUS_RECORD) * RECORD_WORD_BITS == 8 * RECORD_BYTES:
+    raise RuntimeError("lowbit.contract.format: a record is not RECORD_BYTES of RECORD_WORD_BITS-bit words")
 
 MAX_BITS = 8
 SUPPORTED_LINE_BITS = (64, 128, 256, 512)
+SUPPORTED_LINE_BYTES = tuple(bits // 8 for bits in SUPPORTED_LINE_BITS)
 
 
 def check_bits(bits) -> int:

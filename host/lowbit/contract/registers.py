@@ -255,6 +255,20 @@ REGISTERS = REGISTERS + RESUME_REGISTERS
 
 REG: dict[str, Register] = {r.name: r for r in REGISTERS}
 
+#: The RW registers an RTL core samples at START, in this order: ``lowbit_hw.interfaces.RunConfig``
+#: is built from them, one field per register, named in lower case and as wide as the register.
+#: The other RW registers (SCRATCH, MODEL_IN_ADDR, POLY_*) are storage no RTL core reads: they mean
+#: something only with a LOSS or WARM_START other than 0, which the RTL refuses (NOT_BUILT).
+RUN_CONFIG = ("DATA_ADDR", "LABEL_ADDR", "MODEL_ADDR", "STATS_ADDR", "STATUS_ADDR", "ROWS", "FEATURES", "BITS",
+              "BATCH", "EPOCHS", "COPIES", "STEP", "RUN_ID", "LOSS", "L2", "ESTIMATOR", "WARM_START",
+              "START_MINIBATCH", "MAX_MINIBATCHES")
+#: The RO registers the core drives, in this order: ``lowbit_hw.interfaces.CoreStatus`` is built from
+#: them, STATUS by its fields, the others whole, named in lower case.
+CORE_STATUS = ("STATUS", "CYCLES", "READ_LINES", "WRITE_LINES", "STALL_CYCLES")
+#: The RO registers an engine answers with constants of its build (``lowbit_hw.shell.csr.ro_constants``).
+#: With :data:`CORE_STATUS` they are every RO register (:func:`_check_map`).
+BUILD_CONSTANTS = ("DFH", "AFU_ID_L", "AFU_ID_H", "DFH_RSVD0", "DFH_RSVD1", "CAPS", "ARITH")
+
 
 def code_table_address(code: int) -> int:
     if not 0 <= code < CODE_TABLE_ENTRIES:
@@ -295,6 +309,15 @@ def _check_map():
             if f.lsb + f.width > 64 or used & f.mask:
                 raise RuntimeError(f"lowbit.contract.registers: {r.name}.{f.name} overlaps or leaves the 64-bit word")
             used |= f.mask
+    names = {r.name: r for r in REGISTERS}
+    for group, access in ((RUN_CONFIG, Access.RW), (CORE_STATUS, Access.RO), (BUILD_CONSTANTS, Access.RO)):
+        wrong = [n for n in group if n not in names or names[n].access is not access]
+        if wrong:
+            raise RuntimeError(f"lowbit.contract.registers: not {access.value} registers of the map: {wrong}")
+    ro = sorted(r.name for r in REGISTERS if r.access is Access.RO)
+    if sorted(CORE_STATUS + BUILD_CONSTANTS) != ro:
+        raise RuntimeError(f"lowbit.contract.registers: the RO registers {ro} are not CORE_STATUS and "
+                           f"BUILD_CONSTANTS, each once")
 
 
 _check_map()

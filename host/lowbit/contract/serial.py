@@ -1,4 +1,4 @@
-"""The serial host link's byte protocol, defined once: the gateware (:mod:`.bridge`) and the host
+"""The serial host link's byte protocol, defined once: the gateware (``lowbit_hw.board.bridge``) and the host
 backend (:mod:`lowbit.driver.serial`) both import these constants and helpers.
 
 A frame is::
@@ -9,25 +9,10 @@ A frame is::
 0x07, initial value 0, no reflection: CRC-8/SMBUS) of ``TYPE``, ``LEN`` and the payload. All
 multi-byte fields are little-endian. ``W`` below is the line width in bytes (``line_bits / 8``).
 
-Host -> board (the host is CCI-P's "host": it issues MMIO and serves memory):
-
-=================  ====  ==========================================================
-type               code  payload
-=================  ====  ==========================================================
-H_MMIO_WRITE       0x01  byte offset u16, data u64                       (10 bytes)
-H_MMIO_READ        0x02  byte offset u16, tid u16                        (4 bytes)
-H_READ_DATA        0x03  mdata u16, cl_num u8, line[W]                   (3 + W)
-H_WRITE_ACK        0x04  mdata u16                                       (2 bytes)
-=================  ====  ==========================================================
-
-Board -> host:
-
-=================  ====  ==========================================================
-B_MMIO_DATA        0x81  tid u16, data u64                               (10 bytes)
-B_READ_REQ         0x82  line address u48, cl_len u8, mdata u16         (9 bytes)
-B_WRITE_REQ        0x83  line address u48, mdata u16, line[W]            (8 + W)
-B_NAK              0x8F  reason u8 (NAK_CRC, NAK_FORMAT, NAK_TIMEOUT)    (1 byte)
-=================  ====  ==========================================================
+The host (CCI-P's "host": it issues MMIO and serves memory) sends the ``H_*`` types, the board the
+``B_*`` ones. Each type's payload is :data:`FRAMES`, its fields in order; the host packs and reads
+payloads with :func:`pack` and :func:`unpack`, the bridge (RTL) fills and reads structs built from
+the same table, and the table in docs/board.md is :func:`render_markdown` of it.
 
 The board drops a frame whose CRC does not match, whose type is unknown, whose LEN is not the
 type's, or which stalls for more than :data:`RX_TIMEOUT_CYCLES` between bytes, and answers it with
@@ -37,6 +22,8 @@ one ``B_NAK``: a corrupted frame never reaches the AFU. It then hunts for the ne
 from __future__ import annotations
 
 import numpy as np
+
+from .format import SUPPORTED_LINE_BYTES
 
 SYNC = 0xA5
 
@@ -53,6 +40,7 @@ B_NAK = 0x8F
 NAK_CRC = 1  # CRC mismatch
 NAK_FORMAT = 2  # unknown type or wrong LEN for the type
 NAK_TIMEOUT = 3  # frame stalled mid-way
+NAK_REASONS = {NAK_CRC: "CRC", NAK_FORMAT: "format (unknown type / wrong length)", NAK_TIMEOUT: "timeout"}
 
 #: Cycles the board waits for the next byte of a frame before dropping it (at 3 Mbaud a byte
 #: takes ~33 cycles at 100 MHz; 2^16 cycles is generous for any host).
@@ -60,6 +48,26 @@ RX_TIMEOUT_CYCLES = 1 << 16
 
 #: Bytes of the line address in B_READ_REQ / B_WRITE_REQ (CCI-P addresses are 42 bits).
 ADDR_BYTES = 6
+#: The size of a payload field that is one line (``line_bytes``: the engine's LINE_BITS / 8).
+LINE = "line"
+
+#: Every frame type's payload: ``(field, bytes, what it carries)`` in order, each little-endian; a
+#: field of :data:`LINE` bytes is one line. ``offset`` is an MMIO byte offset, ``tid`` the CCI-P MMIO
+#: tid, ``mdata`` a request's tag, ``cl_num`` a line's place in a multi-line read, ``cl_len`` CCI-P's
+#: length code (:data:`CL_LINES`), ``reason`` one of :data:`NAK_REASONS`.
+FRAMES: dict[int, tuple[tuple[str, int | str, str], ...]] = {
+    H_MMIO_WRITE: (("offset", 2, "byte offset"), ("data", 8, "data")),
+    H_MMIO_READ: (("offset", 2, "byte offset"), ("tid", 2, "tid")),
+    H_READ_DATA: (("mdata", 2, "mdata"), ("cl_num", 1, "cl_num"), ("line", LINE, "line")),
+    H_WRITE_ACK: (("mdata", 2, "mdata"),),
+    B_MMIO_DATA: (("tid", 2, "tid"), ("data", 8, "data")),
+    B_READ_REQ: (("address", ADDR_BYTES, "line address"), ("cl_len", 1, "cl_len"), ("mdata", 2, "mdata")),
+    B_WRITE_REQ: (("address", ADDR_BYTES, "line address"), ("mdata", 2, "mdata"), ("line", LINE, "line")),
+    B_NAK: (("reason", 1, "reason"),),
+}
+#: The frames the host sends, and those the board sends.
+HOST_FRAMES = (H_MMIO_WRITE, H_MMIO_READ, H_READ_DATA, H_WRITE_ACK)
+BOARD_FRAMES = (B_MMIO_DATA, B_READ_REQ, B_WRITE_REQ, B_NAK)
 #: MMIO reads the host may have outstanding at once (the bridge buffers this many answers).
 MAX_MMIO_READS = 4
 
@@ -84,21 +92,63 @@ def crc8(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
     return crc
 
 
-def payload_len(ftype: int, line_bytes: int) -> int:
-    """Payload length of frame type ``ftype`` at ``line_bytes`` bytes per line."""
-    lengths = {
-        H_MMIO_WRITE: 10, H_MMIO_READ: 4, H_READ_DATA: 3 + line_bytes, H_WRITE_ACK: 2,
-        B_MMIO_DATA: 10, B_READ_REQ: ADDR_BYTES + 3, B_WRITE_REQ: ADDR_BYTES + 2 + line_bytes, B_NAK: 1,
-    }
+def fields(ftype: int, line_bytes: int) -> tuple[tuple[str, int], ...]:
+    """``(field, bytes)`` of a ``ftype`` frame's payload, in order, at ``line_bytes`` bytes per line."""
     try:
-        return lengths[ftype]
+        spec = FRAMES[ftype]
     except KeyError:
         raise ValueError(f"unknown frame type 0x{ftype:02x}") from None
+    return tuple((name, line_bytes if size == LINE else size) for name, size, _ in spec)
+
+
+def payload_len(ftype: int, line_bytes: int) -> int:
+    """Payload length of frame type ``ftype`` at ``line_bytes`` bytes per line."""
+    return sum(size for _, size in fields(ftype, line_bytes))
+
+
+def pack(ftype: int, **values: int | bytes) -> bytes:
+    """A ``ftype`` frame's payload from its fields by name: integers, or the bytes of a line."""
+    line = values.get("line")
+    out = bytearray()
+    for name, size in fields(ftype, 0 if line is None else len(line)):
+        if name not in values:
+            raise TypeError(f"frame 0x{ftype:02x} needs its field {name!r}")
+        v = values.pop(name)
+        out += bytes(v) if name == "line" else int(v).to_bytes(size, "little")
+    if values:
+        raise TypeError(f"frame 0x{ftype:02x} has no field(s) {sorted(values)}")
+    return bytes(out)
+
+
+def unpack(ftype: int, payload: bytes) -> dict[str, int | bytes]:
+    """A ``ftype`` frame's payload by field name: integers, and the bytes of a line (the rest of the
+    payload after the fixed-size fields)."""
+    fixed = sum(size for _, size, _ in FRAMES.get(ftype, ()) if size != LINE)
+    out, pos = {}, 0
+    for name, size in fields(ftype, len(payload) - fixed):
+        chunk = bytes(payload[pos:pos + size])
+        out[name] = chunk if name == "line" else int.from_bytes(chunk, "little")
+        pos += size
+    return out
+
+
+def render_markdown() -> str:
+    """The frame table of docs/board.md (``tests/test_board_serial.py`` keeps the doc equal to it)."""
+    names = {v: k for k, v in globals().items() if k.startswith(("H_", "B_")) and isinstance(v, int) and v in FRAMES}
+    rows = ["| direction | type | payload (little-endian) |", "|---|---|---|"]
+    for direction, types in (("host -> board", HOST_FRAMES), ("board -> host", BOARD_FRAMES)):
+        for i, t in enumerate(types):
+            payload = ", ".join(f"{what}[W/8]" if size == LINE else f"{what} u{8 * size}" for _, size, what in FRAMES[t])
+            if t == B_NAK:
+                payload += ": " + ", ".join(f"{code} {why}" for code, why in NAK_REASONS.items())
+            rows.append(f"| {direction} | " if i == 0 else "| | ")
+            rows[-1] += f"`{names[t]}` 0x{t:02X} | {payload} |"
+    return "\n".join(rows) + "\n"
 
 
 def check_line_bytes(line_bytes: int) -> int:
-    if line_bytes not in (8, 16, 32, 64):
-        raise ValueError(f"line_bytes must be 8, 16, 32 or 64, got {line_bytes!r}")
+    if line_bytes not in SUPPORTED_LINE_BYTES:
+        raise ValueError(f"line_bytes must be one of {SUPPORTED_LINE_BYTES}, got {line_bytes!r}")
     return line_bytes
 
 
@@ -156,37 +206,37 @@ CL_LINES = {0: 1, 1: 2, 3: 4}
 
 
 def mmio_write_frame(offset: int, value: int) -> bytes:
-    return frame(H_MMIO_WRITE, int(offset).to_bytes(2, "little") + int(value).to_bytes(8, "little"))
+    return frame(H_MMIO_WRITE, pack(H_MMIO_WRITE, offset=offset, data=value))
 
 
 def mmio_read_frame(offset: int, tid: int) -> bytes:
-    return frame(H_MMIO_READ, int(offset).to_bytes(2, "little") + int(tid).to_bytes(2, "little"))
+    return frame(H_MMIO_READ, pack(H_MMIO_READ, offset=offset, tid=tid))
 
 
-def read_data_frame(mdata: bytes, cl_num: int, line: bytes) -> bytes:
-    """One line answering a read request; ``mdata`` as the request carried it (2 bytes)."""
-    return frame(H_READ_DATA, bytes(mdata) + bytes((cl_num,)) + bytes(line))
+def read_data_frame(mdata: int, cl_num: int, line: bytes) -> bytes:
+    """One line answering a read request; ``mdata`` as the request carried it."""
+    return frame(H_READ_DATA, pack(H_READ_DATA, mdata=mdata, cl_num=cl_num, line=line))
 
 
-def write_ack_frame(mdata: bytes) -> bytes:
-    return frame(H_WRITE_ACK, bytes(mdata))
+def write_ack_frame(mdata: int) -> bytes:
+    return frame(H_WRITE_ACK, pack(H_WRITE_ACK, mdata=mdata))
 
 
 def decode_mmio_data(payload: bytes) -> tuple[int, int]:
     """``B_MMIO_DATA`` -> ``(tid, value)``."""
-    return int.from_bytes(payload[:2], "little"), int.from_bytes(payload[2:10], "little")
+    f = unpack(B_MMIO_DATA, payload)
+    return f["tid"], f["data"]
 
 
-def decode_read_req(payload: bytes) -> tuple[int, int, bytes]:
-    """``B_READ_REQ`` -> ``(line address, number of lines, mdata bytes)``."""
-    line = int.from_bytes(payload[:ADDR_BYTES], "little")
-    cl_len = payload[ADDR_BYTES]
-    if cl_len not in CL_LINES:
-        raise ValueError(f"read request with cl_len {cl_len}")
-    return line, CL_LINES[cl_len], bytes(payload[ADDR_BYTES + 1:ADDR_BYTES + 3])
+def decode_read_req(payload: bytes) -> tuple[int, int, int]:
+    """``B_READ_REQ`` -> ``(line address, number of lines, mdata)``."""
+    f = unpack(B_READ_REQ, payload)
+    if f["cl_len"] not in CL_LINES:
+        raise ValueError(f"read request with cl_len {f['cl_len']}")
+    return f["address"], CL_LINES[f["cl_len"]], f["mdata"]
 
 
-def decode_write_req(payload: bytes) -> tuple[int, bytes, bytes]:
-    """``B_WRITE_REQ`` -> ``(line address, mdata bytes, line data)``."""
-    return (int.from_bytes(payload[:ADDR_BYTES], "little"), bytes(payload[ADDR_BYTES:ADDR_BYTES + 2]),
-            bytes(payload[ADDR_BYTES + 2:]))
+def decode_write_req(payload: bytes) -> tuple[int, int, bytes]:
+    """``B_WRITE_REQ`` -> ``(line address, mdata, line data)``."""
+    f = unpack(B_WRITE_REQ, payload)
+    return f["address"], f["mdata"], f["line"]

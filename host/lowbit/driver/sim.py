@@ -1,5 +1,9 @@
 """The ``sim`` backend: the Verilated AFU in a separate simulator process (lowbit_sim.simserver).
 
+A private simulator is built by a child ``python -m lowbit_sim.simserver --build-only`` (cached
+after the first time) and started with :func:`lowbit.contract.simprocess.start_server`: the host
+never imports ``lowbit_sim``, which imports the host's contract (docs/packaging.md).
+
 Host memory is one ``memfd`` arena mapped by both processes: :meth:`SimBackend.allocate` carves
 page-aligned buffers out of it and registers each with the server, whose CCI-P memory model serves
 reads and applies writes directly in the mapping. Accesses outside every registered buffer touch
@@ -13,15 +17,19 @@ however it ends and whichever thread opened the device (it watches a pipe only t
 
 from __future__ import annotations
 
+import importlib.util
 import mmap
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..extras import require
+from ..contract.simprocess import start_server
+from ..extras import EXTRAS, require
 from .backend import Backend, HostArena
 from .errors import DeviceError, DriverError, SimulatorDied
 
@@ -41,9 +49,47 @@ class _Busy(DriverError):
     """The server serves another client."""
 
 
+#: The module whose ``--build-only`` builds a private simulator (the [sim] extra), run as a program.
+SIMSERVER = "lowbit_sim.simserver"
+
+
 def require_simulator() -> None:
     """Raise :class:`lowbit.extras.MissingExtra` unless a private simulator can be built here."""
-    require("sim", "the sim backend (a private simulator; socket= attaches to a running one)")
+    require("sim", "the sim backend (a private simulator; socket= attaches to a running one)",
+            ("lowbit_sim", *EXTRAS["sim"]))
+
+
+def build_simulator(*, verilog=None, line_bits: int = 512, lanes: int = 32, max_features: int = 8192,
+                    core: str = "planes", read_depth: int = 256) -> Path:
+    """Build (or reuse, from the build cache) a simulator server and return its executable.
+
+    Runs ``python -m lowbit_sim.simserver --build-only`` in a child process with this process's
+    interpreter, seeing the same ``lowbit``, ``lowbit_hw`` and ``lowbit_sim`` as this one.
+
+    Raises
+    ------
+    lowbit.extras.MissingExtra
+        The [sim] extra is not installed.
+    DriverError
+        The build failed; the message ends with the builder's own last lines.
+    """
+    require_simulator()
+    cmd = [sys.executable, "-m", SIMSERVER, "--build-only", "--line-bits", str(line_bits)]
+    if verilog is None:
+        cmd += ["--lanes", str(lanes), "--max-features", str(max_features), "--core", str(core),
+                "--read-depth", str(read_depth)]
+    else:
+        cmd += ["--verilog", *(str(Path(v).resolve()) for v in
+                               ([verilog] if isinstance(verilog, (str, os.PathLike)) else verilog))]
+    roots = [str(Path(importlib.util.find_spec(m).origin).parents[1]) for m in ("lowbit", "lowbit_hw", "lowbit_sim")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(dict.fromkeys(
+        [*roots, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])))
+    res = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env)
+    exe = Path(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 and res.stdout.strip() else None
+    if exe is None or not exe.is_file():
+        raise DriverError(f"building the simulator failed ({' '.join(cmd[1:4])} exited with status "
+                          f"{res.returncode}): {res.stderr.strip()[-2000:]}")
+    return exe
 
 
 class SimBackend(Backend):
@@ -97,17 +143,11 @@ class SimBackend(Backend):
             raise ValueError(f"memory must be at most {proto.MAX_ARENA} bytes (the simulator's limit), got {memory}")
         try:
             if socket is None:
-                # The one place the host reaches the simulator package: lazily, for a private server.
-                require_simulator()
-                from lowbit_sim import simserver
-
                 if server is None:
-                    if verilog is None:
-                        server = simserver.build_afu_server(line_bits, lanes, max_features, core, read_depth)
-                    else:
-                        server = simserver.build_server(verilog, line_bits=line_bits)
+                    server = build_simulator(verilog=verilog, line_bits=line_bits, lanes=lanes,
+                                             max_features=max_features, core=core, read_depth=read_depth)
                 try:
-                    self.server = simserver.start_server(Path(server), line_bits=line_bits)
+                    self.server = start_server(Path(server), line_bits=line_bits)
                 except RuntimeError as exc:  # it did not start: say why, as a driver error
                     raise SimulatorDied(str(exc)) from None
                 socket = self.server.socket_path

@@ -9,17 +9,27 @@ CRC, an unknown type, a wrong length, or a stall mid-frame never reaches the AFU
 with one ``B_NAK`` and the parser hunts for the next ``SYNC``.
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth import Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from lowbit.contract import serial as P
 from lowbit.contract.ccip import ALMOST_FULL_SLACK
+from lowbit.contract.format import SUPPORTED_LINE_BITS
 
 from ..ccip import CCIP_ADDR_BITS, CCIP_MDATA_BITS, MMIO_TID_BITS, CcipSignature
 
-__all__ = ["SerialBridge", "BridgedAFU", "crc8_next"]
+__all__ = ["SerialBridge", "BridgedAFU", "crc8_next", "frame_layout", "BRIDGE_LINE_BITS"]
+
+#: Line widths the bridge is built for: every CCI-P width but 512 (see SerialBridge).
+BRIDGE_LINE_BITS = tuple(bits for bits in SUPPORTED_LINE_BITS if bits < 512)
+
+
+def frame_layout(ftype: int, line_bytes: int) -> data.StructLayout:
+    """The payload of a ``ftype`` frame (:data:`lowbit.contract.serial.FRAMES`) as a struct: its
+    fields by name, in order, byte 0 at bits [0, 8) (the wire's order, little endian)."""
+    return data.StructLayout({name: 8 * size for name, size in P.fields(ftype, line_bytes)})
 
 
 def crc8_next(crc, byte):
@@ -58,8 +68,8 @@ class SerialBridge(wiring.Component):
 
     def __init__(self, *, line_bits: int = 128, read_fifo_depth: int = 32, write_fifo_depth: int = 16,
                  rx_timeout: int = P.RX_TIMEOUT_CYCLES):
-        if line_bits not in (64, 128, 256):
-            raise ValueError(f"line_bits must be 64, 128 or 256 for the serial bridge, got {line_bits!r}")
+        if line_bits not in BRIDGE_LINE_BITS:
+            raise ValueError(f"line_bits must be one of {BRIDGE_LINE_BITS} for the serial bridge, got {line_bits!r}")
         for name, depth in (("read_fifo_depth", read_fifo_depth), ("write_fifo_depth", write_fifo_depth)):
             if not isinstance(depth, int) or depth < 2 * ALMOST_FULL_SLACK:
                 raise ValueError(f"{name} must be an int >= {2 * ALMOST_FULL_SLACK}, got {depth!r}")
@@ -78,14 +88,14 @@ class SerialBridge(wiring.Component):
         m = Module()
         W, WB = self.line_bits, self.line_bytes
         ccip = self.ccip
-        max_payload = P.ADDR_BYTES + 2 + WB  # B_WRITE_REQ is the longest frame either way
+        max_payload = max(P.payload_len(t, WB) for t in P.BOARD_FRAMES)  # B_WRITE_REQ
 
         # ------------------------------------------------------------ host -> AFU: frame parser
         ftype = Signal(8)
         flen = Signal(8)
         idx = Signal(8)
         crc = Signal(8)
-        buf = Signal(8 * (3 + WB))  # the longest host payload: H_READ_DATA
+        buf = Signal(8 * max(P.payload_len(t, WB) for t in P.HOST_FRAMES))  # H_READ_DATA
         idle = Signal(range(self.rx_timeout + 1))
         nak_pending = Signal()
         nak_reason = Signal(8)
@@ -94,7 +104,7 @@ class SerialBridge(wiring.Component):
 
         expected = Signal(9)  # the payload length of ftype, or 0x100 for an unknown type
         with m.Switch(ftype):
-            for t in (P.H_MMIO_WRITE, P.H_MMIO_READ, P.H_READ_DATA, P.H_WRITE_ACK):
+            for t in P.HOST_FRAMES:
                 with m.Case(t):
                     m.d.comb += expected.eq(P.payload_len(t, WB))
             with m.Default():
@@ -144,16 +154,20 @@ class SerialBridge(wiring.Component):
             m.d.sync += parser.state.eq(parser.encoding["HUNT"])
 
         # ------------------------------------------------------------ AFU -> host: request FIFOs
-        m.submodules.mmio_q = mmio_q = SyncFIFOBuffered(width=MMIO_TID_BITS + 64, depth=P.MAX_MMIO_READS * 2)
-        m.submodules.rd_q = rd_q = SyncFIFOBuffered(width=CCIP_ADDR_BITS + 2 + CCIP_MDATA_BITS,
-                                                    depth=self.read_fifo_depth)
-        m.submodules.wr_q = wr_q = SyncFIFOBuffered(width=CCIP_ADDR_BITS + CCIP_MDATA_BITS + W,
-                                                    depth=self.write_fifo_depth)
+        mmio_entry = data.StructLayout({"tid": MMIO_TID_BITS, "data": len(ccip.c2_tx.data)})
+        rd_entry = data.StructLayout({"address": CCIP_ADDR_BITS, "cl_len": len(ccip.c0_tx.cl_len),
+                                      "mdata": CCIP_MDATA_BITS})
+        wr_entry = data.StructLayout({"address": CCIP_ADDR_BITS, "mdata": CCIP_MDATA_BITS, "data": W})
+        m.submodules.mmio_q = mmio_q = SyncFIFOBuffered(width=mmio_entry.size, depth=P.MAX_MMIO_READS * 2)
+        m.submodules.rd_q = rd_q = SyncFIFOBuffered(width=rd_entry.size, depth=self.read_fifo_depth)
+        m.submodules.wr_q = wr_q = SyncFIFOBuffered(width=wr_entry.size, depth=self.write_fifo_depth)
+        mmio_in, rd_in, wr_in = mmio_entry(mmio_q.w_data), rd_entry(rd_q.w_data), wr_entry(wr_q.w_data)
         m.d.comb += [
-            mmio_q.w_en.eq(ccip.c2_tx.mmio_rd_valid), mmio_q.w_data.eq(Cat(ccip.c2_tx.tid, ccip.c2_tx.data)),
-            rd_q.w_en.eq(ccip.c0_tx.valid),
-            rd_q.w_data.eq(Cat(ccip.c0_tx.address, ccip.c0_tx.cl_len, ccip.c0_tx.mdata)),
-            wr_q.w_en.eq(ccip.c1_tx.valid), wr_q.w_data.eq(Cat(ccip.c1_tx.address, ccip.c1_tx.mdata, ccip.c1_tx.data)),
+            mmio_q.w_en.eq(ccip.c2_tx.mmio_rd_valid), mmio_in.tid.eq(ccip.c2_tx.tid), mmio_in.data.eq(ccip.c2_tx.data),
+            rd_q.w_en.eq(ccip.c0_tx.valid), rd_in.address.eq(ccip.c0_tx.address), rd_in.cl_len.eq(ccip.c0_tx.cl_len),
+            rd_in.mdata.eq(ccip.c0_tx.mdata),
+            wr_q.w_en.eq(ccip.c1_tx.valid), wr_in.address.eq(ccip.c1_tx.address), wr_in.mdata.eq(ccip.c1_tx.mdata),
+            wr_in.data.eq(ccip.c1_tx.data),
         ]
         # Almost-full with room for the 8 requests CCI-P allows after it, plus 2 cycles of latency
         # (the flag is registered, and the AFU samples it a cycle later).
@@ -184,6 +198,16 @@ class SerialBridge(wiring.Component):
             m.d.sync += [otype.eq(t), olen.eq(P.payload_len(t, WB)), obuf.eq(payload), opos.eq(0), ocrc.eq(0)]
             m.next = "SEND"
 
+        # The board's frames, filled by field name from the FIFO heads (sent when the framer takes them).
+        mmio_out, rd_out, wr_out = mmio_entry(mmio_q.r_data), rd_entry(rd_q.r_data), wr_entry(wr_q.r_data)
+        mmio_frame = Signal(frame_layout(P.B_MMIO_DATA, WB))
+        rd_frame = Signal(frame_layout(P.B_READ_REQ, WB))
+        wr_frame = Signal(frame_layout(P.B_WRITE_REQ, WB))
+        m.d.comb += [mmio_frame.tid.eq(mmio_out.tid), mmio_frame.data.eq(mmio_out.data),
+                     rd_frame.address.eq(rd_out.address), rd_frame.cl_len.eq(rd_out.cl_len),
+                     rd_frame.mdata.eq(rd_out.mdata),
+                     wr_frame.address.eq(wr_out.address), wr_frame.mdata.eq(wr_out.mdata), wr_frame.line.eq(wr_out.data)]
+
         with m.FSM(name="framer"):
             with m.State("IDLE"):
                 # Priority: NAKs (rare), MMIO answers (the host waits on them), writes, reads.
@@ -192,20 +216,13 @@ class SerialBridge(wiring.Component):
                     load(P.B_NAK, nak_reason)
                 with m.Elif(mmio_q.r_rdy):
                     m.d.comb += mmio_q.r_en.eq(1)
-                    tid, data = mmio_q.r_data[:MMIO_TID_BITS], mmio_q.r_data[MMIO_TID_BITS:]
-                    load(P.B_MMIO_DATA, Cat(tid, Const(0, 16 - MMIO_TID_BITS), data))
+                    load(P.B_MMIO_DATA, mmio_frame)
                 with m.Elif(wr_q.r_rdy):
                     m.d.comb += wr_q.r_en.eq(1)
-                    a = wr_q.r_data
-                    addr, md, line = (a[:CCIP_ADDR_BITS], a[CCIP_ADDR_BITS:CCIP_ADDR_BITS + 16],
-                                      a[CCIP_ADDR_BITS + 16:])
-                    load(P.B_WRITE_REQ, Cat(addr, Const(0, 8 * P.ADDR_BYTES - CCIP_ADDR_BITS), md, line))
+                    load(P.B_WRITE_REQ, wr_frame)
                 with m.Elif(rd_q.r_rdy):
                     m.d.comb += rd_q.r_en.eq(1)
-                    a = rd_q.r_data
-                    addr, cl_len, md = a[:CCIP_ADDR_BITS], a[CCIP_ADDR_BITS:CCIP_ADDR_BITS + 2], a[CCIP_ADDR_BITS + 2:]
-                    load(P.B_READ_REQ, Cat(addr, Const(0, 8 * P.ADDR_BYTES - CCIP_ADDR_BITS), cl_len,
-                                           Const(0, 6), md))
+                    load(P.B_READ_REQ, rd_frame)
             with m.State("SEND"):
                 # Stream rules: payload stable while valid and not ready; valid does not wait for ready.
                 m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(out_byte)]
@@ -220,18 +237,26 @@ class SerialBridge(wiring.Component):
     def _dispatch(self, m, ftype, buf):
         """Drive one CCI-P event from a complete, checked host frame (registered, one cycle)."""
         c0, c1 = self.ccip.c0_rx, self.ccip.c1_rx
+
+        def payload(t):
+            layout = frame_layout(t, self.line_bytes)
+            return layout(buf[:layout.size])
+
         with m.Switch(ftype):
             with m.Case(P.H_MMIO_WRITE):
-                m.d.sync += [c0.mmio_wr_valid.eq(1), c0.mmio_address.eq(buf[2:16]), c0.mmio_length.eq(1),
-                             c0.data.eq(buf[16:80])]
+                f = payload(P.H_MMIO_WRITE)  # CCI-P's mmio_address counts 32-bit words
+                m.d.sync += [c0.mmio_wr_valid.eq(1), c0.mmio_address.eq(f.offset[2:]), c0.mmio_length.eq(1),
+                             c0.data.eq(f.data)]
             with m.Case(P.H_MMIO_READ):
-                m.d.sync += [c0.mmio_rd_valid.eq(1), c0.mmio_address.eq(buf[2:16]), c0.mmio_length.eq(1),
-                             c0.mmio_tid.eq(buf[16:16 + MMIO_TID_BITS])]
+                f = payload(P.H_MMIO_READ)
+                m.d.sync += [c0.mmio_rd_valid.eq(1), c0.mmio_address.eq(f.offset[2:]), c0.mmio_length.eq(1),
+                             c0.mmio_tid.eq(f.tid)]
             with m.Case(P.H_READ_DATA):
-                m.d.sync += [c0.rsp_valid.eq(1), c0.mdata.eq(buf[0:16]), c0.cl_num.eq(buf[16:18]),
-                             c0.data.eq(buf[24:24 + self.line_bits])]
+                f = payload(P.H_READ_DATA)
+                m.d.sync += [c0.rsp_valid.eq(1), c0.mdata.eq(f.mdata), c0.cl_num.eq(f.cl_num), c0.data.eq(f.line)]
             with m.Case(P.H_WRITE_ACK):
-                m.d.sync += [c1.rsp_valid.eq(1), c1.mdata.eq(buf[0:16])]
+                f = payload(P.H_WRITE_ACK)
+                m.d.sync += [c1.rsp_valid.eq(1), c1.mdata.eq(f.mdata)]
 
 
 class BridgedAFU(wiring.Component):

@@ -1,15 +1,11 @@
-"""Arithmetic helpers that spell out the golden model's operators in Amaranth."""
+"""Arithmetic helpers that spell out the golden model's operators in Amaranth (its rounding shift,
+``lowbit.contract.fixed.rshift_round``, is one adder and a shift, and serves the RTL as it is)."""
 
 from __future__ import annotations
 
 from amaranth import Mux
 
-__all__ = ["rnd", "sat", "tree_sum"]
-
-
-def rnd(x, k: int):
-    """``(x + 2^(k-1)) >> k`` (``lowbit.contract.fixed.rshift_round``): one adder, an arithmetic shift."""
-    return (x + (1 << (k - 1))) >> k
+__all__ = ["sat", "tree_sum"]
 
 
 def sat(x, bits: int = 32):

@@ -7,14 +7,14 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from lowbit.contract.fixed import CORR_BITS
+from lowbit.contract.fixed import CORR_BITS, M_BITS
 
 from ..interfaces import CodeTableWriteSignature
 from .params import CODE_BITS, MASK_CODE, check_lanes
 
 __all__ = ["CodeTable", "entry_layout"]
 
-entry_layout = data.StructLayout({"m": signed(17), "e": unsigned(CORR_BITS)})
+entry_layout = data.StructLayout({"m": signed(M_BITS), "e": unsigned(CORR_BITS)})
 
 
 class CodeTable(wiring.Component):
@@ -36,9 +36,9 @@ class CodeTable(wiring.Component):
     ----------
     table : In(CodeTableWriteSignature())
     a_addr : In(ArrayLayout(unsigned(9), lanes))
-    a_m : Out(ArrayLayout(signed(17), lanes))
+    a_m : Out(ArrayLayout(signed(M_BITS), lanes))
     b_addr : In(ArrayLayout(unsigned(9), lanes))
-    b_m : Out(ArrayLayout(signed(17), lanes))
+    b_m : Out(ArrayLayout(signed(M_BITS), lanes))
     b_e : Out(ArrayLayout(unsigned(CORR_BITS), lanes))
     """
 
@@ -49,9 +49,9 @@ class CodeTable(wiring.Component):
         super().__init__({
             "table": In(CodeTableWriteSignature()),
             "a_addr": In(codes),
-            "a_m": Out(data.ArrayLayout(signed(17), lanes)),
+            "a_m": Out(data.ArrayLayout(signed(M_BITS), lanes)),
             "b_addr": In(codes),
-            "b_m": Out(data.ArrayLayout(signed(17), lanes)),
+            "b_m": Out(data.ArrayLayout(signed(M_BITS), lanes)),
             "b_e": Out(data.ArrayLayout(unsigned(CORR_BITS), lanes)),
         })
 

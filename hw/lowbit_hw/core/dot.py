@@ -7,9 +7,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from lowbit.contract.fixed import CODE_FRAC, LOSS_SHIFT
+from lowbit.contract.fixed import CODE_FRAC, LOSS_SHIFT, M_BITS, rshift_round
 
-from .arith import rnd, sat, tree_sum
+from ..interfaces import RunConfig
+from .arith import sat, tree_sum
 from .decoder import beat_layout
 from .params import CODE_BITS, MASK_CODE
 
@@ -71,10 +72,10 @@ class DotPass(wiring.Component):
             "labels": In(stream.Signature(signed(32))),
             "residuals": Out(stream.Signature(residual_layout)),
             # per-run configuration (stable while running)
-            "features": In(24),
+            "features": In(RunConfig.members["features"]),
             "row_beats": In(range(row_beats_max + 1)),
-            "rows": In(32),
-            "batch": In(13),
+            "rows": In(RunConfig.members["rows"]),
+            "batch": In(RunConfig.members["batch"]),
             "pad_beats": In(range(block_beats)),
             # control
             "start": In(1),  # epoch start: reset framing, loss, interlock
@@ -85,7 +86,7 @@ class DotPass(wiring.Component):
             "upd_written": In(cw),
             # code table port A, model port A, row buffer
             "table_addr": Out(codes),
-            "table_m": In(data.ArrayLayout(signed(17), lanes)),
+            "table_m": In(data.ArrayLayout(signed(M_BITS), lanes)),
             "model_addr": Out(range(row_beats_max)),
             "model_data": In(data.ArrayLayout(signed(32), lanes)),
             "rb_en": Out(1),
@@ -105,7 +106,7 @@ class DotPass(wiring.Component):
         k = Signal(range(self.row_beats_max))
         fb = Signal(25)  # feature index of lane 0 (k * lanes)
         rows_left = Signal(32)
-        inb = Signal(13)  # row's position in its minibatch
+        inb = Signal(RunConfig.members["batch"])  # row's position in its minibatch
         q_nz = Signal()  # row is in minibatch q >= 1
         thr = Signal(cw)  # (q-1)*R + 1
         need = Signal(cw)  # thr + k, kept as a register (it feeds the issue decision)
@@ -165,7 +166,7 @@ class DotPass(wiring.Component):
         # RAM outputs are registered before the multipliers (RAM clock-to-out + multiply + add in
         # one cycle was the critical path).
         s1r = stage("s1r", **ctl)
-        m1 = [Signal(signed(17), name=f"s1r_m{lane}") for lane in range(L)]
+        m1 = [Signal(signed(M_BITS), name=f"s1r_m{lane}") for lane in range(L)]
         w1 = [Signal(signed(32), name=f"s1r_w{lane}") for lane in range(L)]
         m.d.sync += [s1r[n].eq(s1[n]) for n in ctl]
         m.d.sync += [x.eq(self.table_m[lane]) for lane, x in enumerate(m1)]
@@ -192,7 +193,7 @@ class DotPass(wiring.Component):
                      dot.eq(acc_next)]
 
         r = Signal(signed(32))
-        m.d.comb += r.eq(sat(rnd(dot, CODE_FRAC) - s4["y"]))
+        m.d.comb += r.eq(sat(rshift_round(dot, CODE_FRAC) - s4["y"]))
         # Residual FIFO with a bypass: when it is empty the new residual is offered in the cycle it
         # is formed (one cycle less per minibatch boundary); if not taken it enters the FIFO and is
         # offered from there next cycle, unchanged (the stream rule holds).

@@ -7,9 +7,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from lowbit.contract.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, STEP_FRAC
+from lowbit.contract.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, M_BITS, STEP_FRAC, rshift_round
 
-from .arith import rnd, sat
+from ..interfaces import RunConfig
+from .arith import sat
 from .dot import counter_bits, residual_layout
 from .params import CODE_BITS
 
@@ -55,7 +56,7 @@ class GradientPass(wiring.Component):
         super().__init__({
             "residuals": In(stream.Signature(residual_layout)),
             "row_beats": In(range(row_beats_max + 1)),
-            "step": In(32),
+            "step": In(RunConfig.members["step"]),
             "start": In(1),
             "clear": In(1),
             "clear_busy": Out(1),
@@ -64,7 +65,7 @@ class GradientPass(wiring.Component):
             "rb_en": Out(1),
             "rb_data": In(codes),
             "table_addr": Out(codes),
-            "table_m": In(data.ArrayLayout(signed(17), lanes)),
+            "table_m": In(data.ArrayLayout(signed(M_BITS), lanes)),
             "table_e": In(data.ArrayLayout(unsigned(CORR_BITS), lanes)),
             "model_addr": Out(range(row_beats_max)),
             "model_data": In(row),
@@ -114,7 +115,7 @@ class GradientPass(wiring.Component):
         # Table, model and G data arrive with g1; they are registered before the multipliers (RAM
         # clock-to-out + multiply + add in one cycle was the critical path).
         g2 = stage("g2", r=signed(32))
-        tm2 = [Signal(signed(17), name=f"g2_m{lane}") for lane in range(L)]
+        tm2 = [Signal(signed(M_BITS), name=f"g2_m{lane}") for lane in range(L)]
         te2 = [Signal(unsigned(CORR_BITS), name=f"g2_e{lane}") for lane in range(L)]
         w2 = [Signal(signed(32), name=f"g2_w{lane}") for lane in range(L)]
         gg2 = [Signal(signed(64), name=f"g2_g{lane}") for lane in range(L)]
@@ -162,7 +163,7 @@ class GradientPass(wiring.Component):
         g5_w = [Signal(signed(32), name=f"g5_w{lane}") for lane in range(L)]
         m.d.sync += [g5[n].eq(g4[n]) for n in g5]
         for lane in range(L):
-            m.d.sync += [g5_gs[lane].eq(sat(rnd(g4_g[lane], CODE_FRAC))), g5_w[lane].eq(g4_w[lane])]
+            m.d.sync += [g5_gs[lane].eq(sat(rshift_round(g4_g[lane], CODE_FRAC))), g5_w[lane].eq(g4_w[lane])]
 
         g6 = stage("g6")
         g6_p = [Signal(signed(65), name=f"g6_p{lane}") for lane in range(L)]
@@ -177,7 +178,7 @@ class GradientPass(wiring.Component):
         with m.Else():
             m.d.comb += [self.w_en.eq(upd), self.w_addr.eq(g6["k"])]
             for lane in range(L):
-                m.d.comb += self.w_data[lane].eq(sat(g6_w[lane] - rnd(g6_p[lane], STEP_FRAC)))
+                m.d.comb += self.w_data[lane].eq(sat(g6_w[lane] - rshift_round(g6_p[lane], STEP_FRAC)))
         # upd_written counts the model beats written by the end of this cycle, this cycle's write
         # included: model port A forwards it (transparent read), so the dot pass may read the beat
         # in the very cycle it is written.

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from lowbit.contract.format import ROW_ALIGN
+from lowbit.contract.format import MAX_BITS, RECORD_BYTES, ROW_ALIGN
 from lowbit.contract.registers import MAX_BATCH, ErrorCode, State
 
 from ..ccip import CCIP_ADDR_BITS
-from ..interfaces import CoreStatus, ReadCommand, RunConfig, write_request_layout
+from ..interfaces import CoreStatus, EpochRecord, ReadCommand, RunConfig, StatusRecord, write_request_layout
 from .writer import RecordWriter, SnapshotWriter
 
 __all__ = ["Sequencer", "IDLE_SETTLE"]
@@ -52,6 +52,7 @@ class Sequencer(wiring.Component):
         self.samples_per_line = samples_per_line
         rbm = max_features // lanes
         self.row_beats_max = rbm
+        widths = RunConfig.members
         super().__init__({
             # core-facing
             "cfg": In(RunConfig), "start": In(1), "reset": In(1), "status": Out(CoreStatus),
@@ -61,13 +62,13 @@ class Sequencer(wiring.Component):
             # datapath control
             "dp_rst": Out(1), "drain": Out(1), "epoch_start": Out(1), "running": Out(1),
             "clear": Out(1), "clear_busy": In(1),
-            "features": Out(24), "bits": Out(4), "rows": Out(32), "batch": Out(13), "step": Out(32),
+            **{name: Out(widths[name]) for name in ("features", "bits", "rows", "batch", "step")},
             "row_beats": Out(range(rbm + 1)), "pad_beats": Out(range(line_bits // lanes)),
             "data_lines": Out(32),  # lines per copy = per epoch
-            "rows_done": In(32), "dot_done": In(1), "loss": In(64), "stall": In(1),
+            "rows_done": In(widths["rows"]), "dot_done": In(1), "loss": In(EpochRecord.members["loss"]), "stall": In(1),
             "data_fire": In(1), "label_fire": In(1),
             # core-specific checks: CHECK waits while core_busy, then refuses core_error != 0
-            "core_busy": In(1), "core_error": In(8),
+            "core_busy": In(1), "core_error": In(CoreStatus.members["error"]),
             "snapshot": Out(1),  # the snapshot writer owns model port A
             "model_addr": Out(range(rbm)), "model_data": In(data.ArrayLayout(signed(32), lanes)),
         })
@@ -115,9 +116,9 @@ class Sequencer(wiring.Component):
 
         # ---- read commands, one epoch ahead
         in_run = Signal()
-        d_issued, l_issued = Signal(16), Signal(16)
+        d_issued, l_issued = Signal(RunConfig.members["epochs"]), Signal(RunConfig.members["epochs"])
         d_addr = Signal(CCIP_ADDR_BITS)
-        d_copy = Signal(8)
+        d_copy = Signal(RunConfig.members["copies"])
         for cmd, issued, addr, lines, is_data in ((self.data_cmd, d_issued, d_addr, self.data_lines, True),
                                                   (self.label_cmd, l_issued, cfg.label_addr, label_lines, False)):
             want = in_run & (issued < cfg.epochs) & (issued <= epochs + 1)
@@ -137,18 +138,27 @@ class Sequencer(wiring.Component):
         to_idle = Signal()  # the abort came from reset
         m.d.sync += settle.eq(Mux(settle == IDLE_SETTLE, settle, settle + 1))
         final_state = Mux(st.error == ErrorCode.NONE, int(State.DONE), int(State.ERROR))
+        # The two records, filled by name (reserved words stay 0); written in SNAPSHOT / FINISH_WAIT.
+        epoch_rec, status_rec = Signal(EpochRecord, name="epoch_rec"), Signal(StatusRecord, name="status_rec")
+        m.d.comb += [epoch_rec.epoch.eq(epochs + 1), epoch_rec.loss.eq(self.loss), epoch_rec.cycles.eq(st.cycles),
+                     epoch_rec.read_lines.eq(st.read_lines), epoch_rec.stall_cycles.eq(st.stall_cycles),
+                     epoch_rec.write_lines.eq(st.write_lines)]
+        m.d.comb += [status_rec.state.eq(final_state), status_rec.error.eq(st.error), status_rec.cycles.eq(st.cycles),
+                     status_rec.read_lines.eq(st.read_lines), status_rec.write_lines.eq(st.write_lines),
+                     status_rec.stall_cycles.eq(st.stall_cycles), status_rec.epochs.eq(epochs),
+                     status_rec.run_id.eq(cfg.run_id)]
 
         # The common checks are a register, computed every cycle from the configuration input
         # (held by the register block): in CHECK it holds the checks of the START cycle's
         # configuration, which is what ``cfg`` latched. So CHECK's decision is a choice among
         # registers, not a priority chain of compares.
-        common_err = Signal(8)
+        common_err = Signal(CoreStatus.members["error"])
         icfg = self.cfg
         with m.If(icfg.rows == 0):
             m.d.sync += common_err.eq(ErrorCode.BAD_ROWS)
         with m.Elif((icfg.features == 0) | (icfg.features > self.max_features)):
             m.d.sync += common_err.eq(ErrorCode.BAD_FEATURES)
-        with m.Elif((icfg.bits == 0) | (icfg.bits > 8)):
+        with m.Elif((icfg.bits == 0) | (icfg.bits > MAX_BITS)):
             m.d.sync += common_err.eq(ErrorCode.BAD_BITS)
         with m.Elif((icfg.batch == 0) | (icfg.batch > MAX_BATCH)):
             m.d.sync += common_err.eq(ErrorCode.BAD_BATCH)
@@ -166,7 +176,7 @@ class Sequencer(wiring.Component):
             m.d.sync += common_err.eq(ErrorCode.NOT_BUILT)
         with m.Else():
             m.d.sync += common_err.eq(ErrorCode.NONE)
-        err = Signal(8)
+        err = Signal(CoreStatus.members["error"])
         with m.If(common_err != 0):
             m.d.comb += err.eq(common_err)
         with m.Elif(~self.core_busy):
@@ -275,16 +285,14 @@ class Sequencer(wiring.Component):
             with m.State("SNAPSHOT"):
                 m.d.comb += in_run.eq(1)
                 with m.If(~snap.busy):
-                    m.d.comb += [rec.start.eq(1), rec.address.eq(stats_base),
-                                 rec.record.eq(Cat(Const(0, 64) | (epochs + 1), self.loss, st.cycles, st.read_lines,
-                                                   st.stall_cycles, st.write_lines, Const(0, 128)))]
+                    m.d.comb += [rec.start.eq(1), rec.address.eq(stats_base), rec.record.eq(epoch_rec)]
                     m.next = "RECORD"
                 guard()
             with m.State("RECORD"):
                 m.d.comb += in_run.eq(1)
                 with m.If(~rec.busy):
                     m.d.sync += [epochs.eq(epochs + 1), model_base.eq(model_base + model_lines),
-                                 stats_base.eq(stats_base + 512 // W)]
+                                 stats_base.eq(stats_base + RECORD_BYTES * 8 // W)]
                     with m.If(epochs + 1 == cfg.epochs):
                         m.d.sync += settle.eq(0)
                         m.next = "FINISH_WAIT"
@@ -293,10 +301,7 @@ class Sequencer(wiring.Component):
                 guard()
             with m.State("FINISH_WAIT"):
                 with m.If((settle == IDLE_SETTLE) & self.write_idle & ~self.write.valid):
-                    m.d.comb += [rec.start.eq(1), rec.address.eq(cfg.status_addr),
-                                 rec.record.eq(Cat(Const(0, 64) | final_state, Const(0, 64) | st.error,
-                                                   st.cycles, st.read_lines, st.write_lines, st.stall_cycles,
-                                                   Const(0, 64) | epochs, cfg.run_id))]
+                    m.d.comb += [rec.start.eq(1), rec.address.eq(cfg.status_addr), rec.record.eq(status_rec)]
                     m.next = "STATUS"
                 guard()
             with m.State("STATUS"):

@@ -1,9 +1,10 @@
 """``RegisterBlock``: the MMIO side of CCI-P, generated from :mod:`lowbit.contract.registers`.
 
-Every register comes from :data:`lowbit.contract.registers.REGISTERS`; no offset is written here. Adding a
-register to the map either just works (RW: storage, fed to ``cfg`` if :class:`RunConfig` has a
-field of the same lower-case name; RO: from :class:`CoreStatus` by name) or fails at construction
-with a message naming the register, so the RTL can never silently disagree with the map.
+Every register comes from :data:`lowbit.contract.registers.REGISTERS`; no offset is written here.
+RW registers are storage, and those of ``RUN_CONFIG`` feed :data:`RunConfig` (built from them);
+RO registers are the build's constants (``BUILD_CONSTANTS``) or the core's :data:`CoreStatus`
+(built from ``CORE_STATUS``). The map's own check (at import) makes those two every RO register,
+so adding a register to the map either just works or fails at import, naming it.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from __future__ import annotations
 import functools
 import operator
 
-from amaranth import Cat, Const, Module, Mux, Shape, Signal
-from amaranth.lib import data, wiring
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from lowbit.contract.fixed import MODEL_FRAC
 from lowbit.contract.format import FORMAT_VERSION
-from lowbit.contract.registers import (AFU_ID_H, AFU_ID_L, ARITH_VALUE, CODE_ENTRY, CODE_TABLE_BASE, CODE_TABLE_ENTRIES,
-                              DFH_VALUE, REG, REGISTERS, Access)
+from lowbit.contract.registers import (AFU_ID_H, AFU_ID_L, ARITH_VALUE, BUILD_CONSTANTS, CODE_ENTRY, CODE_TABLE_BASE,
+                                      CODE_TABLE_ENTRIES, CORE_STATUS, DFH_VALUE, REG, REGISTERS, RUN_CONFIG, Access)
 
 from ..ccip import CcipSignature
 from ..interfaces import CodeTableWriteSignature, CoreStatus, RunConfig
@@ -39,7 +40,8 @@ def ro_constants(*, line_bits: int, lanes: int, max_features: int,
     ``format_version`` is the line layout the build's core reads (``lowbit.contract.format.LAYOUTS``)."""
     caps = REG["CAPS"].encode(LINE_BITS=line_bits, LANES=lanes, MAX_FEATURES=max_features,
                               MODEL_FRAC=MODEL_FRAC, FORMAT_VERSION=format_version)
-    return {**_RO_CONSTANTS, "CAPS": caps, "ARITH": ARITH_VALUE}
+    values = {**_RO_CONSTANTS, "CAPS": caps, "ARITH": ARITH_VALUE}
+    return {name: values[name] for name in BUILD_CONSTANTS}
 
 
 class RegisterBlock(wiring.Component):
@@ -91,7 +93,6 @@ class RegisterBlock(wiring.Component):
         self.line_bits, self.lanes, self.max_features = line_bits, lanes, max_features
         self._constants = ro_constants(line_bits=line_bits, lanes=lanes, max_features=max_features,
                                        format_version=format_version)
-        self._check_map()
         ccip = CcipSignature(line_bits)
         super().__init__({
             "c0_rx": ccip.members["c0_rx"],
@@ -103,28 +104,6 @@ class RegisterBlock(wiring.Component):
             "status": In(CoreStatus),
         })
 
-    def _check_map(self):
-        """Fail at construction if the register map and the RTL's sources disagree."""
-        cfg_fields = {k: Shape.cast(v).width for k, v in data.Layout.cast(RunConfig).members.items()}
-        status_fields = set(data.Layout.cast(CoreStatus).members)
-        covered = set()
-        for r in REGISTERS:
-            key = r.name.lower()
-            if r.access is Access.RW:
-                if key in cfg_fields:
-                    width = cfg_fields[key]
-                    if width != r.width:
-                        raise ValueError(f"register {r.name} is {r.width} bits but RunConfig.{key} is {width}")
-                    covered.add(key)
-            elif r.access is Access.RO:
-                if r.name in self._constants or r.fields and all(f.name.lower() in status_fields for f in r.fields) \
-                        or (not r.fields and key in status_fields):
-                    continue
-                raise ValueError(f"RO register {r.name} has no source in RegisterBlock (not a constant, not in CoreStatus)")
-        missing = set(cfg_fields) - covered
-        if missing:
-            raise ValueError(f"RunConfig fields without an RW register: {sorted(missing)}")
-
     def elaborate(self, platform):
         m = Module()
         rx = self.c0_rx
@@ -134,23 +113,21 @@ class RegisterBlock(wiring.Component):
 
         # ---- storage for RW registers, and the read value of every register
         rw = {r.name: Signal(r.width, name=r.name.lower()) for r in REGISTERS if r.access is Access.RW}
-        for name, sig in rw.items():
-            if hasattr(self.cfg, name.lower()):
-                m.d.comb += getattr(self.cfg, name.lower()).eq(sig)
+        m.d.comb += [self.cfg[name.lower()].eq(rw[name]) for name in RUN_CONFIG]
         read_value = {}
         for r in REGISTERS:
             if r.access is Access.RW:
                 read_value[r.name] = rw[r.name]
-            elif r.access is Access.RO:
-                if r.name in self._constants:
-                    read_value[r.name] = Const(self._constants[r.name], 64)
-                elif r.fields:
+            elif r.name in CORE_STATUS:
+                if r.fields:
                     v = Signal(64, name=f"{r.name.lower()}_value")
                     for f in r.fields:
-                        m.d.comb += v[f.lsb:f.lsb + f.width].eq(getattr(self.status, f.name.lower()))
+                        m.d.comb += v[f.lsb:f.lsb + f.width].eq(self.status[f.name.lower()])
                     read_value[r.name] = v
                 else:
-                    read_value[r.name] = getattr(self.status, r.name.lower())
+                    read_value[r.name] = self.status[r.name.lower()]
+            elif r.access is Access.RO:
+                read_value[r.name] = Const(self._constants[r.name], 64)
 
         # ---- reads: the request registered, then the answer registered (two cycles): the
         # address decode and the 64-bit choice among every register are one cycle's logic.
