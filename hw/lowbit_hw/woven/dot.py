@@ -6,7 +6,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from lowbit.contract.fixed import CODE_FRAC, LOSS_SHIFT
+from lowbit.contract.fixed import CODE_FRAC, LOSS_SHIFT, M_BITS
 from lowbit.contract.format import ROW_ALIGN
 
 from ..ecp5 import PipelinedMul, pipelined_sum
@@ -63,7 +63,7 @@ class WovenDotUnit(wiring.Component):
             "start": In(1), "running": In(1),
             "chunks": In(range(max_chunks + 1)), "bits": In(4), "groups": In(32), "rows": In(32),
             "batch_groups": In(32),  # groups per minibatch (>= groups: one minibatch per epoch)
-            "m0": In(signed(17)), "delta": In(signed(18)),
+            "m0": In(signed(M_BITS)), "delta": In(signed(M_BITS + 1)),
             "upd_written": In(32), "groups_read": In(32),
             "model_addr": Out(range(max_chunks)),
             "model_data": In(data.ArrayLayout(signed(32), CHUNK)),

@@ -7,7 +7,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from lowbit.contract.fixed import CORR_BITS
+from lowbit.contract.fixed import CORR_BITS, M_BITS
 
 from ..interfaces import CodeTableWriteSignature
 
@@ -15,7 +15,7 @@ __all__ = ["AffineTableScan"]
 
 
 class _Entry(data.Struct):
-    m: signed(17)
+    m: signed(M_BITS)
     e: CORR_BITS
 
 
@@ -40,7 +40,7 @@ class AffineTableScan(wiring.Component):
     busy : Out(1)
     affine : Out(1)
         Valid when not ``busy`` after a scan.
-    m0 : Out(signed(17)), delta : Out(signed(18)), e_odd : Out(CORR_BITS)
+    m0 : Out(signed(M_BITS)), delta : Out(signed(M_BITS + 1)), e_odd : Out(CORR_BITS)
     """
 
     table: In(CodeTableWriteSignature())
@@ -48,8 +48,8 @@ class AffineTableScan(wiring.Component):
     bits: In(4)
     busy: Out(1)
     affine: Out(1)
-    m0: Out(signed(17))
-    delta: Out(signed(18))
+    m0: Out(signed(M_BITS))
+    delta: Out(signed(M_BITS + 1))
     e_odd: Out(CORR_BITS)
 
     def elaborate(self, platform):
