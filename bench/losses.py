@@ -30,8 +30,8 @@ Accuracy is the sign of ``x . w`` on the test rows; the final loss is the loss's
 unquantized training rows (without the L2 term); the distance is ``|w - w_f| / |w_f|`` to the
 float64 SGD model ``w_f`` (how closely the engine follows the full-precision trajectory). The
 reference table also gives each reference's objective (mean loss + lambda/2 |w|^2), the float64
-model's distance to the scikit-learn minimiser and float64 SGD's test accuracy over its last five
-epochs (how much the 20-epoch iterate itself moves).
+model's distance to the scikit-learn minimiser, the test rows the two classify differently and
+float64 SGD's test accuracy over its last five epochs (how much the 20-epoch iterate itself moves).
 ``--sweep`` prints, instead, the final loss and distance for Chebyshev degrees 1, 3, 5, 7 on margin
 ranges 4 and 8 beside naive. ``--check-references`` prints, instead, an independent check that
 the scikit-learn models are the objective's minimisers: the hinge's dual (a box-constrained
@@ -183,18 +183,20 @@ def references(p, args, step):
         refs[loss] = dict(f_acc=f.test_metric, f_loss=f.train_loss[-1], s_acc=accuracy(p, ws), w_f=f.model,
                           f_obj=objective(p, f.model, loss, args.l2), s_obj=objective(p, ws, loss, args.l2),
                           f_to_s=float(np.linalg.norm(f.model - ws) / np.linalg.norm(ws)),
-                          f_last=[accuracy(p, w) for w in models[-5:]])
+                          f_last=[accuracy(p, w) for w in models[-5:]],
+                          disagree=int(np.sum(np.sign(ex.predict(p.X_test, f.model))
+                                              != np.sign(ex.predict(p.X_test, ws)))))
     return refs
 
 
 def print_references(refs):
-    print("| loss | float64 acc % | float64 acc %, last 5 epochs | sklearn acc % | float64 final loss "
-          "| objective float64 / sklearn | float64 distance to the sklearn model |")
-    print("|---|---|---|---|---|---|---|")
+    print("| loss | float64 acc % | float64 acc %, last 5 epochs | sklearn acc % | test rows float64 ≠ sklearn "
+          "| float64 final loss | objective float64 / sklearn | float64 distance to the sklearn model |")
+    print("|---|---|---|---|---|---|---|---|")
     for loss in LOSSES:
         r = refs[loss]
         print(f"| {loss} | {100 * r['f_acc']:.2f} | {' '.join(f'{100 * a:.2f}' for a in r['f_last'])} | "
-              f"{100 * r['s_acc']:.2f} | {r['f_loss']:.4f} | {r['f_obj']:.4f} / {r['s_obj']:.4f} | {r['f_to_s']:.3f} |")
+              f"{100 * r['s_acc']:.2f} | {r['disagree']} | {r['f_loss']:.4f} | {r['f_obj']:.4f} / {r['s_obj']:.4f} | {r['f_to_s']:.3f} |")
 
 
 def report(name, p, args, step, refs, runs):
