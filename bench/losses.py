@@ -36,7 +36,8 @@ float64 SGD's test accuracy over its last five epochs (how much the 20-epoch ite
 ranges 4 and 8 beside naive. ``--check-references`` prints, instead, an independent check that
 the scikit-learn models are the objective's minimisers: the hinge's dual (a box-constrained
 quadratic) and the logistic primal, each solved by SciPy's L-BFGS-B, with the duality gap for the
-hinge, then the reference table alone (no engine runs; with ``--epochs E`` it shows how far float64
+hinge, the settings it does not use (scikit-learn's defaults, the squared hinge, a free intercept)
+for comparison, then the reference table alone (no engine runs; with ``--epochs E`` it shows how far float64
 SGD is from the minimiser after E epochs). Engine figures are the mean and standard deviation over
 ``--seeds`` quantization seeds. Nothing here is in the test suite (a few minutes on one core).
 """
@@ -136,6 +137,35 @@ def check_references(name, p, args):
         print(f"| {loss} | {objective(p, ws, loss, args.l2):.6f} | {objective(p, we, loss, args.l2):.6f} | "
               f"{np.linalg.norm(ws - we) / np.linalg.norm(we):.1e} | {'-' if gap is None else f'{gap:.1e}'} | "
               f"{100 * accuracy(p, ws):.2f} | {100 * accuracy(p, we):.2f} |")
+    variants(p, args)
+
+
+def variants(p, args):
+    """The scikit-learn settings the bench does not use, for comparison: their test accuracy and the
+    engine objective of their model (a free intercept is folded into the intercept column's weight)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import LinearSVC
+
+    C = sklearn_C(args.l2, p.rows)
+    rows = [("logistic", "LogisticRegression() defaults (C = 1, fit_intercept)", LogisticRegression(max_iter=100_000)),
+            ("logistic", "LogisticRegression(C, fit_intercept=True)",
+             LogisticRegression(C=C, tol=1e-8, max_iter=100_000)),
+            ("hinge", "LinearSVC() defaults (squared hinge, C = 1, fit_intercept)", LinearSVC(max_iter=1_000_000)),
+            ("hinge", "LinearSVC(C, squared hinge, fit_intercept=False)",
+             LinearSVC(C=C, fit_intercept=False, tol=1e-8, max_iter=1_000_000)),
+            ("hinge", "LinearSVC(C, loss='hinge', fit_intercept=True)",
+             LinearSVC(C=C, loss="hinge", tol=1e-8, max_iter=1_000_000))]
+    print("\nOther scikit-learn settings (not the engine's objective):\n")
+    print("| loss | model | acc % | engine objective of its model |")
+    print("|---|---|---|---|")
+    for loss, label, model in rows:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a comparison only: the defaults' max_iter may not converge
+            model.fit(p.X, p.y)
+        w = model.coef_.ravel().astype(np.float64)
+        if model.fit_intercept:
+            w[-1] += float(model.intercept_[0])  # the intercept column is all ones
+        print(f"| {loss} | {label} | {100 * accuracy(p, w):.2f} | {objective(p, w, loss, args.l2):.4f} |")
 
 
 def engine_runs(p, args, step, refs, estimators):
