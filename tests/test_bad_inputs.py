@@ -497,6 +497,13 @@ def reaped(p: subprocess.Popen):
             p.wait()
 
 
+def _sigint_default():
+    """In the child: SIGINT back to its default. A shell starts background jobs with SIGINT
+    ignored, and Python keeps an ignored SIGINT ignored, so without this the suite run as a
+    background job would test nothing about Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def ctrl_c(p: subprocess.Popen, within: float = 3.0) -> str:
     """SIGINT to ``p``'s process group (what the terminal's Ctrl-C sends); asserts it ended within
     ``within`` seconds and returns its stderr."""
@@ -512,7 +519,8 @@ def test_ctrl_c_on_sim_server_stops_it_cleanly(double_verilog, double_server, tm
     env = dict(os.environ, PYTHONPATH=PYPATH)
     p = subprocess.Popen([sys.executable, "-m", "lowbit_sim.simserver", "--verilog", str(double_verilog)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                         start_new_session=True)  # its own group: killpg stands for the terminal's Ctrl-C
+                         start_new_session=True,  # its own group: killpg stands for the terminal's Ctrl-C
+                         preexec_fn=_sigint_default)
     with reaped(p):
         path = Path(p.stdout.readline().strip())
         assert path.exists()
@@ -544,7 +552,7 @@ def test_ctrl_c_during_training_says_interrupted(delay, afu_server, tmp_path):
             "--plot", str(tmp_path / "p.png")]
     p = subprocess.Popen([sys.executable, "-c", CTRL_C_SCRIPT.format(afu=TEST_AFU), *argv],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                         start_new_session=True)
+                         start_new_session=True, preexec_fn=_sigint_default)
     with reaped(p):
         for line in p.stderr:  # wait until the engine is open (the simulator runs)
             if line.startswith("engine:"):
