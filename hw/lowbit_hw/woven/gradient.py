@@ -256,10 +256,13 @@ class WovenGradientUnit(wiring.Component):
             m.d.sync += [g_rnd[f].eq(rshift_round(fin[f], CODE_FRAC)) for f in range(CHUNK)]
             m.d.sync += [a.eq(v) for a, v in zip(held, (self.model_r_data, u7["c"], u7["group_last"], u7["count"]))]
         m.d.sync += go2.eq(go)
-        # (go2 copies what go held: the next chunk's go may come in the very next cycle)
-        with m.If(go2):
-            m.d.sync += [gs[f].eq(sat32(g_rnd[f])) for f in range(CHUNK)]
-            m.d.sync += [v.eq(a) for v, a in zip((w0, upd_c, upd_last, upd_count), held)]
+        # gs, w0 and the chunk's tags copy what go held every cycle, with no enable: chunks end >= 2
+        # cycles apart (b >= 1), so what go held stays until the end of the cycle after go2, and
+        # the copies are read in the two cycles after go2 (pa, pb): at t + 2 and t + 3 for a go at
+        # t, the copies made at the ends of t + 1 and t + 2 are both this chunk's. (As an enable, go2
+        # fanned out to ~2k flip-flops: the most congested net of the board build, docs/board.md.)
+        m.d.sync += [gs[f].eq(sat32(g_rnd[f])) for f in range(CHUNK)]
+        m.d.sync += [v.eq(a) for v, a in zip((w0, upd_c, upd_last, upd_count), held)]
         pa = Signal()                       # features 0-15 enter the multipliers
         pb = Signal()                       # features 16-31
         m.d.sync += [pa.eq(go2), pb.eq(pa)]
