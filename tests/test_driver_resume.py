@@ -39,7 +39,6 @@ def test_a_start_past_the_end_is_refused_before_any_work(qds):
 
 @pytest.mark.parametrize("backend", [SimBackend, SerialBackend])
 def test_rtl_backends_refuse_a_resumed_run_in_one_line(qds, backend):
-    assert backend.supports_resume is False
     device = SimpleNamespace(backend=SimpleNamespace(name=backend.name))  # refused before the device is touched
     with pytest.raises(ValueError, match=f"the {backend.name} engine's RTL does not implement them") as exc:
         train(device, qds, **ARGS, resume=Resume(max_minibatches=2))

@@ -7,6 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from lowbit.contract.format import LAYOUT_VERSION
+from lowbit.contract.registers import Built
 
 from .ccip import CcipSignature
 from .interfaces import CoreSignature
@@ -87,7 +88,8 @@ class LowbitAFU(wiring.Component):
         m = Module()
         m.submodules.core = core
         m.submodules.csr = csr = RegisterBlock(line_bits=W, lanes=self.lanes, max_features=self.max_features,
-                                                    format_version=LAYOUT_VERSION[self.core])
+                                               format_version=LAYOUT_VERSION[self.core],
+                                               built=getattr(core, "built", Built.NONE))
         m.submodules.reader = reader = ReadEngine(line_bits=W, data_depth=self.read_depth,
                                                   label_depth=self.read_depth // 2)
         m.submodules.writer = writer = WriteEngine(line_bits=W)

@@ -73,7 +73,8 @@ from .fixed import (CODE_FRAC, CORR_BITS, CORR_SHIFT, INT32_MAX, INT32_MIN, LOSS
 from .format import MAX_BITS
 from .losses import (LOSS_TABLE, PHI_TABLE, SEG_SHIFT, TABLE_HI, TABLE_LO, TABLE_SEGMENTS, label_signs, loss_value,
                      phi)
-from .registers import MAX_BATCH, MAX_COPIES, MAX_DEGREE, MAX_EPOCHS, MAX_RANGE_SHIFT, REG, ErrorCode, Estimator, Loss
+from .registers import (BUILT_ALL, MAX_BATCH, MAX_COPIES, MAX_DEGREE, MAX_EPOCHS, MAX_RANGE_SHIFT, REG, Built, ErrorCode,
+                        Estimator, Loss)
 
 
 @dataclass(frozen=True)
@@ -128,12 +129,27 @@ class EngineConfig:
         p = self.minibatches_per_epoch
         return end // p - first // p + (1 if end % p else 0)
 
-    def error(self, max_features: int, *, least_squares_only: bool = False) -> ErrorCode:
-        """The error code an engine with ``max_features`` reports for this configuration at START.
+    def needs(self) -> Built:
+        """The optional datapaths (BUILT) this run needs; ``Built.NONE`` for a plain least-squares run."""
+        need = Built.NONE
+        if self.loss:
+            need |= Built.NONLINEAR
+        if self.l2:
+            need |= Built.L2
+        if self.estimator == Estimator.CHEBYSHEV:
+            need |= Built.CHEBYSHEV
+        elif self.estimator or self.degree or self.margin_range:  # ESTIMATOR != 0, KIND not chebyshev
+            need |= Built.NONLINEAR
+        if self.warm_start or self.start_minibatch or self.max_minibatches:
+            need |= Built.RESUME
+        return need
 
-        ``least_squares_only`` is an engine built for plain least-squares runs only (today's RTL):
-        it answers ``NOT_BUILT`` to any LOSS, L2, ESTIMATOR, WARM_START, START_MINIBATCH or
-        MAX_MINIBATCHES other than 0 rather than ignore them."""
+    def error(self, max_features: int, *, built: Built = BUILT_ALL) -> ErrorCode:
+        """The error code an engine with ``max_features`` and the optional datapaths ``built``
+        (its BUILT register) reports for this configuration at START.
+
+        An engine without a datapath the run needs answers ``NOT_BUILT`` (right after the checks
+        every engine makes) rather than ignore the registers that ask for it."""
         if not 1 <= self.rows < (1 << 32):
             return ErrorCode.BAD_ROWS
         if not 1 <= self.features <= max_features:
@@ -148,8 +164,7 @@ class EngineConfig:
             return ErrorCode.BAD_COPIES
         if not 1 <= self.step < (1 << 32):
             return ErrorCode.BAD_STEP
-        if least_squares_only and (self.loss or self.l2 or self.estimator_register() or self.warm_start
-                                   or self.start_minibatch or self.max_minibatches):
+        if self.needs() & ~Built(built):
             return ErrorCode.NOT_BUILT
         err = self._loss_error()
         if err is not ErrorCode.NONE:

@@ -76,9 +76,9 @@ class ErrorCode(enum.IntEnum):
     BAD_ESTIMATOR = 12  # ESTIMATOR not valid for LOSS, or COPIES < DEGREE + 1 for the Chebyshev estimator
     # Resumable runs (issue 14), checked after the above by engines that implement them:
     BAD_START = 13  # START_MINIBATCH >= EPOCHS * ceil(ROWS / BATCH): nothing left to run
-    # Checked by the RTL right after BAD_STEP (an engine built for plain least-squares runs only,
-    # EngineConfig.error(least_squares_only=True)): it refuses what it would otherwise ignore.
-    NOT_BUILT = 14  # LOSS, L2, ESTIMATOR, WARM_START, START_MINIBATCH or MAX_MINIBATCHES not 0
+    # Checked right after BAD_STEP by an engine built without a datapath the run needs (its BUILT
+    # register, EngineConfig.error(built=...)): it refuses what it would otherwise ignore.
+    NOT_BUILT = 14  # a LOSS, L2, ESTIMATOR, WARM_START, START_MINIBATCH or MAX_MINIBATCHES this build lacks (BUILT)
 
 
 class Loss(enum.IntEnum):
@@ -94,6 +94,29 @@ class Estimator(enum.IntEnum):
 
     NAIVE = 0  # one quantized copy through the loss's derivative table
     CHEBYSHEV = 1  # ZipML's polynomial estimator: DEGREE + 1 independent copies per row
+
+
+class Built(enum.IntFlag):
+    """BUILT: the optional datapaths of an engine build. A run that needs one its engine lacks is
+    refused at START with ``ErrorCode.NOT_BUILT`` (never run as the plain run it would otherwise
+    be), and the driver refuses it before START (:meth:`lowbit.contract.golden.EngineConfig.needs`)."""
+
+    NONE = 0
+    NONLINEAR = 1
+    L2 = 2
+    CHEBYSHEV = 4
+    RESUME = 8
+
+
+#: What each BUILT bit stands for (the register map's field docs).
+BUILT_DOC = {
+    Built.NONLINEAR: "LOSS logistic and hinge with the naive estimator",
+    Built.L2: "L2 regularisation (L2 != 0)",
+    Built.CHEBYSHEV: "ESTIMATOR.KIND chebyshev (DEGREE + 1 copies per row)",
+    Built.RESUME: "warm start and bounded runs (WARM_START, START_MINIBATCH, MAX_MINIBATCHES != 0)",
+}
+#: What the golden model (the spec) computes: everything.
+BUILT_ALL = Built.NONLINEAR | Built.L2 | Built.CHEBYSHEV | Built.RESUME
 
 
 class Ctrl(enum.IntFlag):
@@ -251,14 +274,22 @@ RESUME_REGISTERS: tuple[Register, ...] = (
              "Stop after this many minibatches (0: run to the end of epoch EPOCHS); a run that stops mid-epoch "
              "writes one more snapshot and record, of the partial epoch", width=32),
 )
-REGISTERS = REGISTERS + RESUME_REGISTERS
+REGISTERS = REGISTERS + RESUME_REGISTERS + (
+    Register(
+        "BUILT",
+        0x160,
+        Access.RO,
+        "Optional datapaths of this build (lowbit.contract.registers.Built); a run needing one it lacks is NOT_BUILT",
+        tuple(Field(flag.name, flag.value.bit_length() - 1, 1, doc) for flag, doc in BUILT_DOC.items()),
+    ),
+)
 
 REG: dict[str, Register] = {r.name: r for r in REGISTERS}
 
 #: The RW registers an RTL core samples at START, in this order: ``lowbit_hw.interfaces.RunConfig``
 #: is built from them, one field per register, named in lower case and as wide as the register.
-#: The other RW registers (SCRATCH, MODEL_IN_ADDR, POLY_*) are storage no RTL core reads: they mean
-#: something only with a LOSS or WARM_START other than 0, which the RTL refuses (NOT_BUILT).
+#: The other RW registers (SCRATCH, MODEL_IN_ADDR, POLY_*) are storage no RTL core reads yet: they mean
+#: something only with a LOSS or WARM_START other than 0, which a build without them refuses (BUILT, NOT_BUILT).
 RUN_CONFIG = ("DATA_ADDR", "LABEL_ADDR", "MODEL_ADDR", "STATS_ADDR", "STATUS_ADDR", "ROWS", "FEATURES", "BITS",
               "BATCH", "EPOCHS", "COPIES", "STEP", "RUN_ID", "LOSS", "L2", "ESTIMATOR", "WARM_START",
               "START_MINIBATCH", "MAX_MINIBATCHES")
@@ -267,7 +298,7 @@ RUN_CONFIG = ("DATA_ADDR", "LABEL_ADDR", "MODEL_ADDR", "STATS_ADDR", "STATUS_ADD
 CORE_STATUS = ("STATUS", "CYCLES", "READ_LINES", "WRITE_LINES", "STALL_CYCLES")
 #: The RO registers an engine answers with constants of its build (``lowbit_hw.shell.csr.ro_constants``).
 #: With :data:`CORE_STATUS` they are every RO register (:func:`_check_map`).
-BUILD_CONSTANTS = ("DFH", "AFU_ID_L", "AFU_ID_H", "DFH_RSVD0", "DFH_RSVD1", "CAPS", "ARITH")
+BUILD_CONSTANTS = ("DFH", "AFU_ID_L", "AFU_ID_H", "DFH_RSVD0", "DFH_RSVD1", "CAPS", "ARITH", "BUILT")
 
 
 def code_table_address(code: int) -> int:

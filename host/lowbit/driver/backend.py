@@ -36,11 +36,6 @@ class Backend(abc.ABC):
     name: str = "abstract"
     #: Alignment in bytes of every io_address returned by :meth:`allocate`.
     alignment: int = 64
-    #: Whether the engine behind this backend implements warm start and bounded runs (WARM_START,
-    #: START_MINIBATCH, MAX_MINIBATCHES). No RTL build does yet, and the map has no RO bit to ask
-    #: it (an RO register needs an RTL source), so the driver keeps this capability itself and
-    #: refuses a resumed run rather than let an engine ignore the registers and run a plain one.
-    supports_resume: bool = False
 
     @abc.abstractmethod
     def mmio_read64(self, offset: int) -> int:

@@ -13,9 +13,11 @@ from lowbit.contract.registers import (
     AFU_ID_L,
     AFU_UUID,
     ARITH_VALUE,
+    BUILT_ALL,
     MMIO_SPAN,
     REG,
     Access,
+    Built,
     Ctrl,
     ErrorCode,
     State,
@@ -86,6 +88,8 @@ class Device:
                     f"not a lowbit AFU: AFU_ID is {afu_id[0]:016x}{afu_id[1]:016x}, expected {AFU_UUID.hex}")
             self.caps: dict[str, int] = REG["CAPS"].decode(self.mmio_read64(REG["CAPS"].address))
             self.arith: dict[str, int] = REG["ARITH"].decode(self.mmio_read64(REG["ARITH"].address))
+            #: The engine's optional datapaths (BUILT): the driver refuses a run needing another.
+            self.built = Built(self.mmio_read64(REG["BUILT"].address) & int(BUILT_ALL))
             if self.arith != REG["ARITH"].decode(ARITH_VALUE):
                 raise DeviceError(
                     f"the engine's fixed-point formats {self.arith} differ from this driver's "

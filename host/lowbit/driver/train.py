@@ -24,6 +24,8 @@ from lowbit.contract.registers import (
     MAX_BATCH,
     MAX_COPIES,
     MAX_EPOCHS,
+    BUILT_DOC,
+    Built,
     ErrorCode,
     code_table_address,
     encode_code_entry,
@@ -185,6 +187,16 @@ def _estimate_cycles(cfg: EngineConfig, fmt, lanes: int) -> int:
     return 2 * cfg.epochs * per_epoch
 
 
+def check_built(cfg: EngineConfig, built: Built, backend: str) -> None:
+    """Refuse (ValueError, one line) a run needing a datapath the engine was built without (its
+    BUILT register), which the engine would refuse at START with NOT_BUILT."""
+    missing = cfg.needs() & ~Built(built)
+    if missing:
+        what = "; ".join(doc for flag, doc in BUILT_DOC.items() if flag & missing)
+        raise ValueError(f"the {backend} engine is built without {what} (its BUILT register is "
+                         f"{int(built):#x}); use --backend golden (the spec)")
+
+
 def check_rtl_loss(loss, backend: str = "sim") -> None:
     """Refuse (ValueError, one line) a loss choice the RTL does not implement yet (RTL_LOSSES)."""
     if loss is None or (loss.loss in RTL_LOSSES and not loss.l2):
@@ -225,8 +237,11 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
     from tqdm.auto import tqdm
 
     check_rtl_loss(loss, device.backend.name)
-    if not resume.plain and not getattr(device.backend, "supports_resume", False):
+    if not resume.plain:
         raise ValueError(RESUME_UNSUPPORTED.format(backend=device.backend.name))
+    # What the engine itself says it has (BUILT), beyond what this driver programs.
+    check_built(engine_config(qds, step=step, batch=batch, epochs=epochs, loss=loss),
+                getattr(device, "built", Built.NONE), device.backend.name)
     caps = device.caps
     cfg = engine_config(qds, step=step, batch=batch, epochs=epochs, max_features=caps["MAX_FEATURES"])
     fmt = engine_format(qds.fmt, caps)

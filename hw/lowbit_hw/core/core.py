@@ -6,6 +6,7 @@ from amaranth import Module, Mux
 from amaranth.hdl import ResetInserter
 from amaranth.lib import wiring
 
+from lowbit.contract.registers import Built
 
 from ..interfaces import CoreSignature
 from .code_table import CodeTable
@@ -22,6 +23,9 @@ __all__ = ["TrainingCore"]
 
 
 class TrainingCore(wiring.Component):
+    #: The optional datapaths this core has (its BUILT register; the sequencer refuses the rest).
+    built = Built.NONE
+
     """ZipML least-squares SGD on bit-plane packed double-sampled codes, bit-exact with
     ``lowbit.contract.golden.run`` (see ``docs/architecture.md``).
 
@@ -64,7 +68,7 @@ class TrainingCore(wiring.Component):
         m = Module()
         W, L, RBM = self.line_bits, self.lanes, self.row_beats_max
 
-        m.submodules.seq = seq = Sequencer(line_bits=W, lanes=L, max_features=self.max_features)
+        m.submodules.seq = seq = Sequencer(line_bits=W, lanes=L, max_features=self.max_features, built=self.built)
         m.submodules.table = table = CodeTable(lanes=L)
         m.submodules.model = model = ModelMemory(lanes=L, depth=RBM)
         dec = BitPlaneDecoder(line_bits=W, lanes=L)

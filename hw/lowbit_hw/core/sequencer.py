@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from lowbit.contract.format import MAX_BITS, RECORD_BYTES, ROW_ALIGN
-from lowbit.contract.registers import MAX_BATCH, ErrorCode, State
+from lowbit.contract.registers import MAX_BATCH, Built, ErrorCode, Estimator, State
 
 from ..ccip import CCIP_ADDR_BITS
 from ..interfaces import CoreStatus, EpochRecord, ReadCommand, RunConfig, StatusRecord, write_request_layout
@@ -43,9 +43,14 @@ class Sequencer(wiring.Component):
     Parameters
     ----------
     line_bits, lanes, max_features : int
+    built : Built
+        The optional datapaths of the core (its BUILT register): a run needing another is refused
+        with ``NOT_BUILT`` (``EngineConfig.error(built=...)``).
     """
 
-    def __init__(self, *, line_bits: int, lanes: int, max_features: int, samples_per_line: int | None = None):
+    def __init__(self, *, line_bits: int, lanes: int, max_features: int, samples_per_line: int | None = None,
+                 built: Built = Built.NONE):
+        self.built = Built(built)
         # samples_per_line: the woven layout (WovenCore): a copy is groups * chunks blocks of
         # b+1 lines, a group being samples_per_line rows; None: the planes layout.
         self.line_bits, self.lanes, self.max_features = line_bits, lanes, max_features
@@ -168,12 +173,17 @@ class Sequencer(wiring.Component):
             m.d.sync += common_err.eq(ErrorCode.BAD_COPIES)
         with m.Elif(icfg.step == 0):
             m.d.sync += common_err.eq(ErrorCode.BAD_STEP)
-        with m.Elif((icfg.loss != 0) | (icfg.l2 != 0) | (icfg.estimator != 0) | icfg.warm_start
-                    | (icfg.start_minibatch != 0) | (icfg.max_minibatches != 0)):
-            # A plain least-squares run is all this datapath does: another loss, L2, an estimator,
-            # a warm start or a bounded run is refused, not run as a plain least-squares run
-            # (EngineConfig.error(least_squares_only=True)).
-            m.d.sync += common_err.eq(ErrorCode.NOT_BUILT)
+        # A run needing a datapath the core was not built with is refused, not run as a plain
+        # least-squares run under another name (EngineConfig.needs / error(built=...)).
+        chebyshev = icfg.estimator[:2] == Estimator.CHEBYSHEV  # ESTIMATOR.KIND
+        needs = {Built.NONLINEAR: (icfg.loss != 0) | ((icfg.estimator != 0) & ~chebyshev),
+                 Built.L2: icfg.l2 != 0,
+                 Built.CHEBYSHEV: chebyshev,
+                 Built.RESUME: icfg.warm_start | (icfg.start_minibatch != 0) | (icfg.max_minibatches != 0)}
+        lacking = [need for flag, need in needs.items() if not flag & self.built]
+        if lacking:
+            with m.Elif(Cat(*lacking).any()):
+                m.d.sync += common_err.eq(ErrorCode.NOT_BUILT)
         with m.Else():
             m.d.sync += common_err.eq(ErrorCode.NONE)
         err = Signal(CoreStatus.members["error"])

@@ -19,7 +19,8 @@ from amaranth.lib.wiring import In, Out
 from lowbit.contract.fixed import MODEL_FRAC
 from lowbit.contract.format import FORMAT_VERSION
 from lowbit.contract.registers import (AFU_ID_H, AFU_ID_L, ARITH_VALUE, BUILD_CONSTANTS, CODE_ENTRY, CODE_TABLE_BASE,
-                                      CODE_TABLE_ENTRIES, CORE_STATUS, DFH_VALUE, REG, REGISTERS, RUN_CONFIG, Access)
+                                      CODE_TABLE_ENTRIES, CORE_STATUS, DFH_VALUE, REG, REGISTERS, RUN_CONFIG, Access,
+                                      Built)
 
 from ..ccip import CcipSignature
 from ..interfaces import CodeTableWriteSignature, CoreStatus, RunConfig
@@ -34,13 +35,14 @@ _RO_CONSTANTS = {"DFH": DFH_VALUE, "AFU_ID_L": AFU_ID_L, "AFU_ID_H": AFU_ID_H, "
 
 
 def ro_constants(*, line_bits: int, lanes: int, max_features: int,
-                 format_version: int = FORMAT_VERSION) -> dict[str, int]:
-    """Values of the constant RO registers of a build (DFH, AFU_ID_L/H, reserved words, CAPS).
+                 format_version: int = FORMAT_VERSION, built: Built = Built.NONE) -> dict[str, int]:
+    """Values of the constant RO registers of a build (DFH, AFU_ID_L/H, reserved words, CAPS, ARITH, BUILT).
 
-    ``format_version`` is the line layout the build's core reads (``lowbit.contract.format.LAYOUTS``)."""
+    ``format_version`` is the line layout the build's core reads (``lowbit.contract.format.LAYOUTS``);
+    ``built`` the optional datapaths its core has (``lowbit.contract.registers.Built``)."""
     caps = REG["CAPS"].encode(LINE_BITS=line_bits, LANES=lanes, MAX_FEATURES=max_features,
                               MODEL_FRAC=MODEL_FRAC, FORMAT_VERSION=format_version)
-    values = {**_RO_CONSTANTS, "CAPS": caps, "ARITH": ARITH_VALUE}
+    values = {**_RO_CONSTANTS, "CAPS": caps, "ARITH": ARITH_VALUE, "BUILT": int(Built(built))}
     return {name: values[name] for name in BUILD_CONSTANTS}
 
 
@@ -84,7 +86,7 @@ class RegisterBlock(wiring.Component):
     """
 
     def __init__(self, *, line_bits: int = 512, lanes: int = 32, max_features: int = 8192,
-                 format_version: int = FORMAT_VERSION):
+                 format_version: int = FORMAT_VERSION, built: Built = Built.NONE):
         caps = REG["CAPS"]
         for name, value in (("line_bits", line_bits), ("lanes", lanes), ("max_features", max_features)):
             width = caps.field(name.upper()).width
@@ -92,7 +94,7 @@ class RegisterBlock(wiring.Component):
                 raise ValueError(f"{name} must be an int in 1..{(1 << width) - 1} (CAPS.{name.upper()}), got {value!r}")
         self.line_bits, self.lanes, self.max_features = line_bits, lanes, max_features
         self._constants = ro_constants(line_bits=line_bits, lanes=lanes, max_features=max_features,
-                                       format_version=format_version)
+                                       format_version=format_version, built=built)
         ccip = CcipSignature(line_bits)
         super().__init__({
             "c0_rx": ccip.members["c0_rx"],

@@ -8,7 +8,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
 from lowbit.contract.format import ROW_ALIGN, SUPPORTED_LINE_BITS
-from lowbit.contract.registers import ErrorCode, State
+from lowbit.contract.registers import Built, ErrorCode, State
 
 from ..core.model_memory import ModelMemory
 from ..core.params import check_max_features
@@ -24,6 +24,9 @@ MAX_PLANES = 9
 
 
 class WovenCore(wiring.Component):
+    #: The optional datapaths this core has (its BUILT register; the sequencer refuses the rest).
+    built = Built.NONE
+
     """ZipML least-squares SGD on the woven layout, bit-exact with ``lowbit.contract.golden.run``.
 
     Each line is one bit plane of 32 features of ``S = W/32`` rows, so the core takes one line per
@@ -67,7 +70,7 @@ class WovenCore(wiring.Component):
         m = Module()
         W, S, C = self.line_bits, self.samples, self.max_chunks
         m.submodules.seq = seq = Sequencer(line_bits=W, lanes=ROW_ALIGN, max_features=self.max_features,
-                                           samples_per_line=S)
+                                           samples_per_line=S, built=self.built)
         m.submodules.scan = scan = AffineTableScan()
         m.submodules.model = model = ModelMemory(lanes=ROW_ALIGN, depth=C)
         m.submodules.buffer = buf = Memory(shape=W, depth=2 * self.slot_lines, init=[])
