@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import ResetInserter
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -11,13 +12,17 @@ from lowbit.contract.registers import MAX_BATCH, Built, ErrorCode, Estimator, St
 
 from ..ccip import CCIP_ADDR_BITS
 from ..interfaces import CoreStatus, EpochRecord, ReadCommand, RunConfig, StatusRecord, write_request_layout
+from .schedule import RunSchedule
 from .writer import RecordWriter, SnapshotWriter
 
-__all__ = ["Sequencer", "IDLE_SETTLE"]
+__all__ = ["Sequencer", "IDLE_SETTLE", "PRIME_SETTLE"]
 
 #: Cycles the sequencer waits after entering a wait state before it trusts ``write_idle`` /
 #: ``read_idle`` (the shell updates them a cycle or two after a handshake or a flush).
 IDLE_SETTLE = 4
+#: Cycles a warm start waits after the priming pass has written the last model row, for the
+#: gradient unit's ``q`` of that row (written a multiplier's latency, < 16 cycles, after it).
+PRIME_SETTLE = 32
 
 
 def _log2(x: int) -> int:
@@ -34,6 +39,14 @@ class Sequencer(wiring.Component):
     * Read commands are pushed one epoch ahead (epoch ``e+1``'s while ``e`` runs), so memory
       latency overlaps the snapshot; the decoder and label unpacker still take only their epoch's
       lines, so the line counters in each record are exact.
+    * RESUME builds (woven layout only) run *segments* instead of epochs (``RunSchedule``,
+      ``lowbit.contract.golden._segments``): the run's span of minibatches cut at epoch ends, each
+      an epoch over ``seg_rows`` consecutive rows of one copy, read by one data and one label
+      command starting at the segment's first group, followed by a snapshot and a record. A
+      warm start first reads the model (MODEL_IN_ADDR, one snapshot's layout) on the data
+      channel into the model memory (``loading``: the core's loader takes those lines), then
+      primes the gradient unit with one all-zero group (``prime_start``, ``prime_rec``): its
+      update rewrites every model row unchanged (G = 0) and computes the row's ``q``.
     * End of run: wait for ``write_idle``, write the status record, wait again, show DONE/ERROR.
     * ``start`` while busy / ``reset``: abort. Pending command and write handshakes complete
       (stream rule: ``valid`` is never withdrawn), lines are drained (``drain``), ``flush`` pulses,
@@ -51,6 +64,8 @@ class Sequencer(wiring.Component):
     def __init__(self, *, line_bits: int, lanes: int, max_features: int, samples_per_line: int | None = None,
                  built: Built = Built.NONE):
         self.built = Built(built)
+        if self.built & Built.RESUME and not samples_per_line:
+            raise ValueError("RESUME needs the woven layout: a segment starts at a whole group of rows")
         # samples_per_line: the woven layout (WovenCore): a copy is groups * chunks blocks of
         # b+1 lines, a group being samples_per_line rows; None: the planes layout.
         self.line_bits, self.lanes, self.max_features = line_bits, lanes, max_features
@@ -75,6 +90,10 @@ class Sequencer(wiring.Component):
             # core-specific checks: CHECK waits while core_busy, then refuses core_error != 0
             "core_busy": In(1), "core_error": In(CoreStatus.members["error"]),
             "snapshot": Out(1),  # the snapshot writer owns model port A
+            # segments (every build): the rows of the segment being run, for the datapath
+            "seg_rows": Out(widths["rows"]),
+            # warm start (RESUME builds): model lines to the loader, then the priming pass
+            "loading": Out(1), "prime_start": Out(1), "prime_rec": Out(1), "prime_taken": In(1), "primed": In(1),
             "model_addr": Out(range(rbm)), "model_data": In(data.ArrayLayout(signed(32), lanes)),
         })
 
@@ -119,21 +138,68 @@ class Sequencer(wiring.Component):
         m.d.sync += [stall_r.eq(busy & self.running & self.stall),
                      data_r.eq(busy & self.data_fire), label_r.eq(busy & self.label_fire)]
 
-        # ---- read commands, one epoch ahead
+        # ---- the run's segments: three kinds (RunSchedule), or every segment an epoch
+        resume = bool(self.built & Built.RESUME)
+        seg_w = RunConfig.members["epochs"]
+        nseg, copy_first = Signal(seg_w), Signal(RunConfig.members["copies"])
+        rows_first, rows_last = Signal(32), Signal(32)
+        copy_off, data_off_first, label_off_first = Signal(48), Signal(48), Signal(32)
+        dl_first, dl_last, ll_first, ll_last = Signal(32), Signal(32), Signal(32), Signal(32)
+        if resume:
+            # reset by an abort (drain) so that the next START finds it idle
+            m.submodules.sched = sched = ResetInserter(self.drain)(RunSchedule(samples=S))
+            m.d.comb += [sched.rows.eq(cfg.rows), sched.batch.eq(cfg.batch), sched.epochs.eq(cfg.epochs),
+                         sched.copies.eq(cfg.copies), sched.first.eq(cfg.start_minibatch),
+                         sched.count.eq(cfg.max_minibatches), sched.chunks.eq(self.row_beats),
+                         sched.bits.eq(cfg.bits), sched.data_lines.eq(self.data_lines)]
+            m.d.comb += [nseg.eq(sched.nseg), rows_first.eq(sched.rows_first), rows_last.eq(sched.rows_last),
+                         copy_off.eq(sched.copy_off), data_off_first.eq(sched.data_off_first),
+                         label_off_first.eq(sched.label_off_first), dl_first.eq(sched.data_lines_first),
+                         dl_last.eq(sched.data_lines_last), ll_first.eq(sched.label_lines_first),
+                         ll_last.eq(sched.label_lines_last), copy_first.eq(sched.copy_first)]
+        else:  # every segment is a whole epoch from w = 0
+            m.d.comb += [nseg.eq(cfg.epochs), rows_first.eq(cfg.rows), rows_last.eq(cfg.rows),
+                         dl_first.eq(self.data_lines), dl_last.eq(self.data_lines), ll_first.eq(label_lines),
+                         ll_last.eq(label_lines)]
+        warm = cfg.warm_start if resume else 0
+        seg_left = Signal(seg_w)  # segments after the one running
+
+        # ---- read commands, one segment ahead (warm start: the model's read first, on the data channel)
         in_run = Signal()
-        d_issued, l_issued = Signal(RunConfig.members["epochs"]), Signal(RunConfig.members["epochs"])
-        d_addr = Signal(CCIP_ADDR_BITS)
+        d_issued, l_issued = Signal(seg_w), Signal(seg_w)
+        d_addr = Signal(CCIP_ADDR_BITS)  # the next segment's copy
         d_copy = Signal(RunConfig.members["copies"])
-        for cmd, issued, addr, lines, is_data in ((self.data_cmd, d_issued, d_addr, self.data_lines, True),
-                                                  (self.label_cmd, l_issued, cfg.label_addr, label_lines, False)):
-            want = in_run & (issued < cfg.epochs) & (issued <= epochs + 1)
+        d_first_addr, l_first_addr = Signal(CCIP_ADDR_BITS), Signal(CCIP_ADDR_BITS)
+        model_pending, on_model = Signal(), Signal()
+        cmd_state = []  # per stream: (first, left, done), set for the run in SETUP
+        for cmd, issued, is_data in ((self.data_cmd, d_issued, True), (self.label_cmd, l_issued, False)):
+            # the next command is the run's first / its last (left == 0) / all are out (done)
+            tag = "d" if is_data else "l"
+            first, left, done = Signal(name=f"{tag}_first"), Signal(seg_w, name=f"{tag}_left"), Signal(name=f"{tag}_done")
+            cmd_state.append((first, left, done))
+            if is_data:
+                addr = Mux(first, d_first_addr, d_addr)
+                lines = Mux(first, dl_first, Mux(left == 0, dl_last, self.data_lines))
+            else:
+                addr = Mux(first, l_first_addr, cfg.label_addr)
+                lines = Mux(first, ll_first, Mux(left == 0, ll_last, label_lines))
+            want = in_run & ~done & (issued <= epochs + 1)
             with m.If(cmd.valid & cmd.ready):
-                m.d.sync += [cmd.valid.eq(0), issued.eq(issued + 1)]
+                m.d.sync += cmd.valid.eq(0)
+                segment = ~on_model if is_data else 1
+                with m.If(segment):
+                    m.d.sync += [issued.eq(issued + 1), first.eq(0), left.eq(left - 1), done.eq(left == 0)]
+                    if is_data:
+                        with m.If(d_copy == cfg.copies - 1):
+                            m.d.sync += [d_copy.eq(0), d_addr.eq(cfg.data_addr)]
+                        with m.Else():
+                            m.d.sync += [d_copy.eq(d_copy + 1), d_addr.eq(d_addr + self.data_lines)]
                 if is_data:
-                    with m.If(d_copy == cfg.copies - 1):
-                        m.d.sync += [d_copy.eq(0), d_addr.eq(cfg.data_addr)]
-                    with m.Else():
-                        m.d.sync += [d_copy.eq(d_copy + 1), d_addr.eq(d_addr + self.data_lines)]
+                    m.d.sync += on_model.eq(0)
+            if is_data:
+                with m.Elif(~cmd.valid & in_run & model_pending):
+                    m.d.sync += [cmd.valid.eq(1), cmd.payload.address.eq(cfg.model_in_addr),
+                                 cmd.payload.lines.eq(model_lines), model_pending.eq(0), on_model.eq(1)]
             with m.Elif(~cmd.valid & want):
                 m.d.sync += [cmd.valid.eq(1), cmd.payload.address.eq(addr), cmd.payload.lines.eq(lines)]
 
@@ -194,7 +260,9 @@ class Sequencer(wiring.Component):
         # All rows of the epoch have left the gradient pass: a register (a cycle late) rather than
         # a 32-bit compare in RUN's decision.
         rows_all = Signal()
-        m.d.sync += rows_all.eq(self.rows_done == cfg.rows)
+        m.d.sync += rows_all.eq(self.rows_done == self.seg_rows)
+        load_left = Signal(32)                     # warm start: model lines still to load
+        prime_wait = Signal(range(PRIME_SETTLE + 1))
 
         def guard():
             """End of every BUSY state's body (so its ``m.next`` wins): reset / start abort the run."""
@@ -266,12 +334,40 @@ class Sequencer(wiring.Component):
             with m.State("SIZE4_MUL"):
                 m.d.comb += self.dp_rst.eq(1)
                 with m.If(mplier == 0):
-                    m.d.sync += [d_issued.eq(0), l_issued.eq(0), d_addr.eq(cfg.data_addr), d_copy.eq(0),
-                                 model_base.eq(cfg.model_addr), stats_base.eq(cfg.stats_addr)]
-                    m.next = "CLEAR_GO"
+                    m.next = "SCHEDULE" if resume else "SETUP"
                 with m.Else():
                     m.d.sync += [self.data_lines.eq(self.data_lines + Mux(mplier[0], mcand, 0)),
                                  mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
+                guard()
+            if resume:
+                with m.State("SCHEDULE"):
+                    m.d.comb += [self.dp_rst.eq(1), sched.start.eq(1)]
+                    m.next = "SCHEDULE_WAIT"
+                    guard()
+                with m.State("SCHEDULE_WAIT"):  # BAD_START comes after every other check
+                    m.d.comb += self.dp_rst.eq(1)
+                    with m.If(~sched.busy):
+                        with m.If(sched.bad_start):
+                            m.d.sync += [st.error.eq(ErrorCode.BAD_START), settle.eq(0)]
+                            m.next = "FINISH_WAIT"
+                        with m.Else():
+                            m.next = "SETUP"
+                    guard()
+            with m.State("SETUP"):
+                m.d.comb += self.dp_rst.eq(1)
+                m.d.sync += [d_issued.eq(0), l_issued.eq(0), d_copy.eq(copy_first), d_addr.eq(cfg.data_addr + copy_off),
+                             model_base.eq(cfg.model_addr), stats_base.eq(cfg.stats_addr), seg_left.eq(nseg - 1),
+                             # a warm start's priming pass runs one group: seg_rows = 1 until it is done
+                             self.seg_rows.eq(Mux(warm, 1, rows_first)), model_pending.eq(warm),
+                             load_left.eq(model_lines)]
+                for first, left, done in cmd_state:
+                    m.d.sync += [first.eq(1), left.eq(nseg - 1), done.eq(0)]
+                m.next = "SETUP2"
+                guard()
+            with m.State("SETUP2"):
+                m.d.comb += self.dp_rst.eq(1)
+                m.d.sync += [d_first_addr.eq(d_addr + data_off_first), l_first_addr.eq(cfg.label_addr + label_off_first)]
+                m.next = "CLEAR_GO"
                 guard()
             with m.State("CLEAR_GO"):  # not under dp_rst, which would swallow the pulse
                 m.d.comb += [in_run.eq(1), self.clear.eq(1)]
@@ -280,8 +376,43 @@ class Sequencer(wiring.Component):
             with m.State("CLEAR"):
                 m.d.comb += in_run.eq(1)
                 with m.If(~self.clear_busy):
-                    m.next = "EPOCH"
+                    m.next = "LOAD" if resume else "EPOCH"
+                    if resume:
+                        with m.If(~warm):
+                            m.next = "EPOCH"
                 guard()
+            if resume:
+                # The model's lines come first on the data channel; the core's loader writes a model
+                # row per 32 words (the loader's write is registered: it lands in PRIME_GO's cycle).
+                with m.State("LOAD"):
+                    m.d.comb += [in_run.eq(1), self.loading.eq(load_left != 0)]
+                    with m.If(load_left == 0):
+                        m.next = "PRIME_GO"
+                    with m.Elif(self.data_fire):
+                        m.d.sync += load_left.eq(load_left - 1)
+                    guard()
+                with m.State("PRIME_GO"):
+                    m.d.comb += [in_run.eq(1), self.prime_start.eq(1)]
+                    m.next = "PRIME_REC"
+                    guard()
+                with m.State("PRIME_REC"):  # one all-zero residual record (no rows): G = 0, an update
+                    m.d.comb += [in_run.eq(1), self.prime_rec.eq(1)]
+                    with m.If(self.prime_taken):
+                        m.next = "PRIME_WAIT"
+                    guard()
+                with m.State("PRIME_WAIT"):
+                    m.d.comb += in_run.eq(1)
+                    m.d.sync += prime_wait.eq(0)
+                    with m.If(self.primed):
+                        m.d.sync += self.seg_rows.eq(rows_first)
+                        m.next = "PRIME_SETTLE"
+                    guard()
+                with m.State("PRIME_SETTLE"):  # q of the last rows; the datapath's sizes of seg_rows
+                    m.d.comb += in_run.eq(1)
+                    m.d.sync += prime_wait.eq(prime_wait + 1)
+                    with m.If(prime_wait == PRIME_SETTLE):
+                        m.next = "EPOCH"
+                    guard()
             with m.State("EPOCH"):
                 m.d.comb += [in_run.eq(1), self.epoch_start.eq(1)]
                 m.next = "RUN"
@@ -303,11 +434,20 @@ class Sequencer(wiring.Component):
                 with m.If(~rec.busy):
                     m.d.sync += [epochs.eq(epochs + 1), model_base.eq(model_base + model_lines),
                                  stats_base.eq(stats_base + RECORD_BYTES * 8 // W)]
-                    with m.If(epochs + 1 == cfg.epochs):
+                    with m.If(seg_left == 0):
                         m.d.sync += settle.eq(0)
                         m.next = "FINISH_WAIT"
                     with m.Else():
-                        m.next = "EPOCH"
+                        # the next segment: the last one's rows, or a whole epoch's; the datapath's
+                        # sizes follow seg_rows through two registers, so wait IDLE_SETTLE cycles
+                        m.d.sync += [seg_left.eq(seg_left - 1), self.seg_rows.eq(Mux(seg_left == 1, rows_last, cfg.rows)),
+                                     settle.eq(0)]
+                        m.next = "SEGMENT"
+                guard()
+            with m.State("SEGMENT"):
+                m.d.comb += in_run.eq(1)
+                with m.If(settle == IDLE_SETTLE):
+                    m.next = "EPOCH"
                 guard()
             with m.State("FINISH_WAIT"):
                 with m.If((settle == IDLE_SETTLE) & self.write_idle & ~self.write.valid):

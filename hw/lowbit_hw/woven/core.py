@@ -10,6 +10,7 @@ from amaranth.lib.memory import Memory
 from lowbit.contract.format import ROW_ALIGN, SUPPORTED_LINE_BITS
 from lowbit.contract.registers import Built, ErrorCode, State
 
+from ..core.model_loader import ModelLoader
 from ..core.model_memory import ModelMemory
 from ..core.params import check_max_features
 from ..core.sequencer import Sequencer
@@ -25,7 +26,7 @@ MAX_PLANES = 9
 
 class WovenCore(wiring.Component):
     #: The optional datapaths this core has (its BUILT register; the sequencer refuses the rest).
-    built = Built.NONE
+    built = Built.RESUME
 
     """ZipML least-squares SGD on the woven layout, bit-exact with ``lowbit.contract.golden.run``.
 
@@ -94,7 +95,7 @@ class WovenCore(wiring.Component):
         # The run's group counts as registers (the run's configuration is held from START; the
         # datapath first uses them many cycles later, at the first epoch_start).
         groups, batch_groups = Signal(32), Signal(32)
-        groups_now = (seq.rows + S - 1) >> log_s
+        groups_now = (seq.seg_rows + S - 1) >> log_s  # the segment's (an epoch's unless RESUME)
         # The core's own checks are a register, computed from the scan's result and the held
         # configuration; the sequencer reads it a cycle after the scan ends (core_busy is held a
         # cycle longer), so the check is never a compare chained into the sequencer's own.
@@ -112,30 +113,46 @@ class WovenCore(wiring.Component):
         with m.Else():
             m.d.sync += core_error.eq(ErrorCode.NONE)
 
-        # ---- lines in (drained, not used, while an abort waits for the shell)
-        for src, dst, fire in ((self.data_lines, dot.lines, seq.data_fire),
-                               (self.label_lines, dot.labels, seq.label_fire)):
-            m.d.comb += [dst.valid.eq(src.valid & ~seq.drain), dst.payload.eq(src.payload),
-                         src.ready.eq(dst.ready | seq.drain),
+        # ---- lines in (drained, not used, while an abort waits for the shell; a warm start's
+        # model lines go to the loader)
+        m.submodules.loader = loader = ModelLoader(line_bits=W, depth=C)
+        m.d.comb += [loader.start.eq(seq.clear), loader.lines.valid.eq(self.data_lines.valid & seq.loading),
+                     loader.lines.payload.eq(self.data_lines.payload)]
+        for src, dst, fire, load in ((self.data_lines, dot.lines, seq.data_fire, seq.loading),
+                                     (self.label_lines, dot.labels, seq.label_fire, 0)):
+            m.d.comb += [dst.valid.eq(src.valid & ~seq.drain & ~load), dst.payload.eq(src.payload),
+                         src.ready.eq((dst.ready & ~load) | load | seq.drain),
                          fire.eq(src.valid & src.ready & ~seq.drain)]
 
         # ---- datapath
+        m.d.comb += dot.start.eq(seq.epoch_start)
         for unit in (dot, grad):
-            m.d.comb += [unit.start.eq(seq.epoch_start), unit.chunks.eq(seq.row_beats), unit.bits.eq(seq.bits),
+            m.d.comb += [unit.chunks.eq(seq.row_beats), unit.bits.eq(seq.bits),
                          unit.groups.eq(groups), unit.batch_groups.eq(batch_groups)]
-        m.d.comb += [dot.running.eq(seq.running), dot.rows.eq(seq.rows), dot.m0.eq(scan.m0),
+        m.d.comb += [dot.running.eq(seq.running), dot.rows.eq(seq.seg_rows), dot.m0.eq(scan.m0),
                      dot.delta.eq(scan.delta), dot.upd_written.eq(grad.upd_written),
                      dot.groups_read.eq(grad.groups_read),
                      model.a_addr.eq(Mux(seq.snapshot, seq.model_addr, dot.model_addr)),
                      dot.model_data.eq(model.a_data), seq.model_data.eq(model.a_data),
                      buf_w.en.eq(dot.buf_en), buf_w.addr.eq(dot.buf_addr), buf_w.data.eq(dot.buf_data),
                      seq.dot_done.eq(dot.done), seq.loss.eq(dot.loss), seq.stall.eq(dot.stall)]
-        wiring.connect(m, dot.residuals, grad.residuals)
+        # A warm start primes the gradient unit with one all-zero record (no rows, G = 0): the
+        # update of that one-group "minibatch" rewrites each loaded model row unchanged and
+        # computes its q = rnd(e_odd * w, 8), which the next minibatch's correction reads.
+        m.d.comb += [grad.residuals.valid.eq(Mux(seq.prime_rec, 1, dot.residuals.valid)),
+                     grad.residuals.payload.eq(Mux(seq.prime_rec, 0, dot.residuals.payload)),
+                     dot.residuals.ready.eq(grad.residuals.ready & ~seq.prime_rec),
+                     seq.prime_taken.eq(grad.residuals.ready & seq.prime_rec),
+                     grad.start.eq(seq.epoch_start | seq.prime_start)]
+        primed = Signal()  # every model row rewritten (a register: the compare is 32 bits)
+        m.d.sync += primed.eq(grad.upd_written == seq.row_beats)
+        m.d.comb += seq.primed.eq(primed)
         m.d.comb += [grad.clear.eq(seq.clear), seq.clear_busy.eq(grad.clear_busy),
                      grad.features.eq(seq.features), grad.step.eq(seq.step), grad.e_odd.eq(scan.e_odd),
                      buf_r.addr.eq(grad.buf_addr), grad.buf_data.eq(buf_r.data),
                      model.b_addr.eq(grad.model_r_addr), grad.model_r_data.eq(model.b_data),
-                     model.w_en.eq(grad.model_w_en), model.w_addr.eq(grad.model_w_addr),
-                     model.w_data.eq(grad.model_w_data),
+                     model.w_en.eq(grad.model_w_en | loader.w_en),
+                     model.w_addr.eq(Mux(loader.w_en, loader.w_addr, grad.model_w_addr)),
+                     model.w_data.eq(Mux(loader.w_en, loader.w_data, grad.model_w_data)),
                      seq.rows_done.eq(grad.rows_done)]
         return m

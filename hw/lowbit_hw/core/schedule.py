@@ -1,0 +1,171 @@
+"""``RunSchedule``: a bounded, resumed run's segments, derived from the registers once per run."""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from lowbit.contract.registers import MAX_BATCH
+
+from ..interfaces import RunConfig
+
+__all__ = ["RunSchedule"]
+
+_W = RunConfig.members  # register widths
+#: Widths of the shared shift-and-add multiplier and shift-subtract divider: E * P < 2^48.
+WIDE = 48
+NARROW = 16
+
+
+class RunSchedule(wiring.Component):
+    """The segments of a run (``lowbit.contract.golden._segments``) as the woven core's sequencer
+    needs them: the run's span cut at epoch ends, each segment an "epoch" over consecutive rows of
+    one copy, followed by a snapshot and a record.
+
+    With ``P = ceil(N / B)``, ``end = min(E * P, S + M)`` (``E * P`` if ``M = 0``),
+    ``(e0, lo0) = divmod(S, P)`` and ``(eZ, hiZ) = divmod(end, P)``, only the first segment may
+    start mid-epoch (minibatch ``lo0``) and only the last may end mid-epoch (``hiZ != 0``); every
+    other segment is a whole epoch (``N`` rows, a whole copy, all label lines). So three kinds of
+    segment suffice, computed here once:
+
+    * ``nseg = eZ - e0 + (hiZ != 0)`` segments (snapshots), ``bad_start = S >= E * P``;
+    * the first: ``rows_first`` rows from row ``lo0 * B`` of copy ``copy_first = e0 mod K``:
+      its data lines start ``data_off_first = lo0 * (B / S) * chunks * (b+1)`` lines into the
+      copy (a minibatch is whole groups of ``S`` rows: BATCH_NOT_WOVEN), its labels
+      ``label_off_first = lo0 * B / S`` lines in;
+    * the last (used when ``nseg >= 2``): ``rows_last`` rows from row 0;
+    * ``copy_off = copy_first * data_lines``: the first copy's offset in the data buffer.
+
+    Every product and quotient is a loop on one shared shift-and-add multiplier or shift-subtract
+    divider (one bit per cycle, ~600 cycles once per run, while the run's first lines are
+    requested anyway): an inferred ``*``, ``/`` or ``%`` would be a combinational DSP chain
+    between registers (too slow for the engine clock, and the woven build has no DSP to spare).
+    The inputs are the run's configuration, held from START; the outputs are valid when ``busy``
+    falls after ``start``.
+
+    Parameters
+    ----------
+    samples : int
+        ``S``, rows per group (a power of two).
+    """
+
+    def __init__(self, *, samples: int):
+        assert samples & (samples - 1) == 0
+        self.samples = samples
+        super().__init__({
+            "start": In(1), "busy": Out(1),
+            "rows": In(_W["rows"]), "batch": In(_W["batch"]), "epochs": In(_W["epochs"]),
+            "copies": In(_W["copies"]), "first": In(_W["start_minibatch"]), "count": In(_W["max_minibatches"]),
+            "chunks": In(16), "bits": In(4), "data_lines": In(32),
+            "bad_start": Out(1), "nseg": Out(WIDE),
+            "rows_first": Out(32), "rows_last": Out(32),
+            "data_off_first": Out(WIDE), "label_off_first": Out(32), "copy_first": Out(8), "copy_off": Out(WIDE),
+            "data_lines_first": Out(32), "data_lines_last": Out(32),
+            "label_lines_first": Out(32), "label_lines_last": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        log_s = self.samples.bit_length() - 1
+
+        # ---- the shared loops: acc += mplier[0] ? mcand : 0 (mcand <<= 1, mplier >>= 1), and
+        # restoring division, one quotient bit per cycle into num's LSB (rem < den after each step)
+        mcand, acc = Signal(WIDE), Signal(WIDE)
+        mplier = Signal(NARROW)
+        num, den, rem = Signal(WIDE), Signal(32), Signal(32)
+        left = Signal(range(WIDE + 1))
+
+        # ---- the run's quantities (names as in the docstring)
+        p, lg, total, end, s_m = Signal(33), Signal(16), Signal(WIDE), Signal(WIDE), Signal(WIDE)
+        e0, lo0, ez, hiz = Signal(WIDE), Signal(32), Signal(WIDE), Signal(32)
+        copy0 = self.copy_first
+        lo0b, n0b, hizb = Signal(WIDE), Signal(WIDE), Signal(WIDE)
+        first_ends = Signal()  # the first segment runs to its epoch's end
+        groups_first, groups_last = Signal(32), Signal(32)
+        o = self
+
+        def groups(rows):
+            return (rows + self.samples - 1) >> log_s
+
+        # One step per entry, run in order: ("mul", a, b, dest) with b < 2^NARROW, ("div", a, b,
+        # quotient, remainder), ("set", [assignments]) (one cycle; reads the previous steps'
+        # registers), ("bad", condition): stop here (bad_start) if the condition holds.
+        program = [
+            ("div", o.rows, o.batch, e0, hiz),                       # scratch: N // B, N mod B
+            ("set", [p.eq(e0 + (hiz != 0)), s_m.eq(o.first + o.count)]),
+            ("mul", o.chunks, o.bits + 1, lg),                         # lines per group
+            ("mul", p, o.epochs, total),
+            ("set", [end.eq(Mux((o.count == 0) | (s_m > total), total, s_m))]),
+            ("bad", o.first >= total),
+            ("div", o.first, p, e0, lo0),
+            ("div", end, p, ez, hiz),
+            ("div", e0, o.copies, None, copy0),
+            ("set", [o.nseg.eq(ez - e0 + (hiz != 0))]),
+            ("set", [first_ends.eq((o.nseg != 1) | (hiz == 0))]),
+            ("mul", lo0, o.batch, lo0b),
+            ("mul", hiz - lo0, o.batch, n0b),
+            ("mul", hiz, o.batch, hizb),
+            ("set", [o.rows_first.eq(Mux(first_ends, o.rows - lo0b, n0b)),
+                     o.rows_last.eq(Mux(hiz != 0, hizb, o.rows))]),
+            ("set", [groups_first.eq(groups(o.rows_first)), groups_last.eq(groups(o.rows_last))]),
+            ("mul", lo0, o.batch >> log_s, o.label_off_first),
+            ("mul", o.label_off_first, lg, o.data_off_first),
+            ("mul", groups_first, lg, o.data_lines_first),
+            ("mul", groups_last, lg, o.data_lines_last),
+            ("mul", o.data_lines, copy0, o.copy_off),
+            ("set", [o.label_lines_first.eq(groups_first), o.label_lines_last.eq(groups_last)]),
+        ]
+        assert MAX_BATCH < (1 << NARROW) and (1 << len(o.epochs)) <= (1 << NARROW)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [self.busy.eq(1), self.bad_start.eq(0)]
+                    m.next = "STEP0"
+            for i, (kind, *args) in enumerate(program):
+                here, after = f"STEP{i}", f"STEP{i + 1}" if i + 1 < len(program) else "DONE"
+                if kind == "set":
+                    with m.State(here):
+                        m.d.sync += args[0]
+                        m.next = after
+                elif kind == "bad":
+                    with m.State(here):
+                        with m.If(args[0]):
+                            m.d.sync += self.bad_start.eq(1)
+                            m.next = "DONE"
+                        with m.Else():
+                            m.next = after
+                elif kind == "mul":
+                    a, b, dest = args
+                    with m.State(here):
+                        m.d.sync += [acc.eq(0), mcand.eq(a), mplier.eq(b)]
+                        m.next = here + "_LOOP"
+                    with m.State(here + "_LOOP"):
+                        with m.If(mplier == 0):
+                            m.d.sync += dest.eq(acc)
+                            m.next = after
+                        with m.Else():
+                            m.d.sync += [acc.eq(acc + Mux(mplier[0], mcand, 0)), mcand.eq(mcand << 1),
+                                         mplier.eq(mplier >> 1)]
+                else:  # div
+                    a, b, quo, rmd = args
+                    with m.State(here):
+                        m.d.sync += [num.eq(a), den.eq(b), rem.eq(0), left.eq(WIDE)]
+                        m.next = here + "_LOOP"
+                    with m.State(here + "_LOOP"):
+                        with m.If(left == 0):
+                            if quo is not None:
+                                m.d.sync += quo.eq(num)
+                            m.d.sync += rmd.eq(rem)
+                            m.next = after
+                        with m.Else():
+                            shifted = Signal(33, name=f"div{i}_shifted")
+                            m.d.comb += shifted.eq((rem << 1) | num[-1])
+                            ge = shifted >= den
+                            m.d.sync += [rem.eq(Mux(ge, shifted - den, shifted)), num.eq((num << 1) | ge),
+                                         left.eq(left - 1)]
+            with m.State("DONE"):
+                m.d.sync += self.busy.eq(0)
+                m.next = "IDLE"
+        return m
