@@ -28,6 +28,7 @@ from lowbit_sim.host_memory import HostMemory
 
 #: Line addresses of the buffers in the test memory (cache-line units, far apart).
 DATA_ADDR, LABEL_ADDR, MODEL_ADDR, STATS_ADDR, STATUS_ADDR = 0x10000, 0x80000, 0x90000, 0xA0000, 0xB0000
+MODEL_IN_ADDR = 0xC0000  # the start model of a warm start (snapshot layout)
 
 
 def lines_to_ints(lines: np.ndarray) -> list[int]:
@@ -54,6 +55,7 @@ class Problem:
     golden: object = None
     run_id: int = 0x1234_5678_9ABC_DEF0
     layout: str = "planes"
+    model_in: np.ndarray | None = None  # the warm start's model (at MODEL_IN_ADDR)
 
     @property
     def fmt(self) -> LineFormat:
@@ -62,8 +64,12 @@ class Problem:
 
 
 def make_problem(*, rows, features, bits, batch=1, epochs=1, copies=1, step=0.05, line_bits=64, seed=0,
-                 label_scale=1.0, layout="planes", levels_q=None) -> Problem:
-    """A least-squares problem quantized with double sampling, packed as the engine reads it."""
+                 label_scale=1.0, layout="planes", levels_q=None, model_in=None, start_minibatch=0,
+                 max_minibatches=0) -> Problem:
+    """A least-squares problem quantized with double sampling, packed as the engine reads it.
+
+    ``model_in`` (int32, ``(features,)``) warm-starts the run from it; ``start_minibatch`` and
+    ``max_minibatches`` bound it (lowbit.contract.golden, "Resumable runs")."""
     rng = np.random.default_rng(seed)
     X, y = engine_problem(rows, features, rng=rng, label_scale=label_scale, noise_sd=0.05)
     if levels_q is None:
@@ -72,7 +78,8 @@ def make_problem(*, rows, features, bits, batch=1, epochs=1, copies=1, step=0.05
     labels = labels_to_fixed(y)
     tm, te = code_table(levels_q)
     cfg = EngineConfig(rows=rows, features=features, bits=bits, batch=batch, epochs=epochs,
-                       step=step_to_fixed(step), copies=copies)
+                       step=step_to_fixed(step), copies=copies, warm_start=model_in is not None,
+                       start_minibatch=start_minibatch, max_minibatches=max_minibatches)
     fmt = LineFormat(bits=bits, features=features, line_bits=line_bits, layout=layout)
     memory = HostMemory(line_bytes=line_bits // 8)
     guard = 8 * memory.line_bytes
@@ -81,12 +88,17 @@ def make_problem(*, rows, features, bits, batch=1, epochs=1, copies=1, step=0.05
     record = max(1, fmt.record_lines)
     for line, content, name in ((DATA_ADDR, data, "data"), (LABEL_ADDR, label_lines, "labels")):
         memory.alloc_lines(len(content), guard, name, line=line).write(content)
-    for line, lines, name in ((MODEL_ADDR, epochs * fmt.model_lines, "model"), (STATS_ADDR, epochs * record, "stats"),
-                              (STATUS_ADDR, record, "status")):
+    if model_in is not None:
+        words = np.zeros(fmt.padded_features, dtype=np.int32)
+        words[:features] = model_in
+        memory.alloc_lines(fmt.model_lines, guard, "model_in", line=MODEL_IN_ADDR).write(pack_words(words, line_bits))
+    snapshots = cfg.snapshots() if cfg.start_minibatch < cfg.epochs * cfg.minibatches_per_epoch else 1
+    for line, lines, name in ((MODEL_ADDR, snapshots * fmt.model_lines, "model"),
+                              (STATS_ADDR, snapshots * record, "stats"), (STATUS_ADDR, record, "status")):
         memory.alloc_lines(max(1, lines), guard, name, line=line)
-    gold = golden_run(cfg, codes, labels, tm, te)
+    gold = golden_run(cfg, codes, labels, tm, te, model_in=model_in) if snapshots == cfg.snapshots() else None
     return Problem(cfg=cfg, line_bits=line_bits, memory=memory, table_m=tm, table_e=te, codes=codes,
-                   labels=labels, golden=gold, layout=layout)
+                   labels=labels, golden=gold, layout=layout, model_in=model_in)
 
 
 @dataclass
@@ -212,7 +224,7 @@ def set_config(ctx, core, cfg, run_id=0):
                         ("epochs", cfg.epochs), ("copies", cfg.copies), ("step", cfg.step), ("run_id", run_id),
                         ("loss", cfg.loss), ("l2", cfg.l2), ("estimator", cfg.estimator_register()),
                         ("warm_start", cfg.warm_start), ("start_minibatch", cfg.start_minibatch),
-                        ("max_minibatches", cfg.max_minibatches)):
+                        ("max_minibatches", cfg.max_minibatches), ("model_in_addr", MODEL_IN_ADDR)):
         ctx.set(getattr(c, name), value)
 
 
@@ -246,6 +258,7 @@ class RunResult:
 
 
 def collect(problem: Problem, shell: ShellModel, epochs: int) -> tuple[np.ndarray, list, dict]:
+    """The ``epochs`` snapshots and records (``cfg.snapshots()`` of them) and the status record."""
     fmt = problem.fmt
     rl = max(1, fmt.record_lines)
     models = np.stack([unpack_words(shell.read_lines_of(MODEL_ADDR + e * fmt.model_lines, fmt.model_lines),

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from core_models import (DATA_ADDR, STATUS_ADDR, ShellModel, collect, make_problem, pulse,
-                         set_config, step_until_end, write_table)
+from core_models import (DATA_ADDR, LABEL_ADDR, MODEL_IN_ADDR, STATUS_ADDR, ShellModel, collect, make_problem,
+                         pulse, set_config, step_until_end, write_table)
+from lowbit.contract.golden import _segments
 from lowbit.contract.registers import ErrorCode, State
 from lowbit_hw.core import TrainingCore
 
@@ -41,42 +42,59 @@ def simulate(problem, *, core_kw=SMALL, seed=1, max_cycles=60_000, shell_kw=None
     sim.add_testbench(bench)
     sim.run()
     shell.check()
-    epochs = problem.cfg.epochs if out["status"].error == 0 else 0
-    models, recs, status_rec = collect(problem, shell, epochs)
+    snapshots = problem.cfg.snapshots() if out["status"].error == 0 else 0
+    models, recs, status_rec = collect(problem, shell, snapshots)
     return shell, out["status"], models, recs, status_rec
 
 
+def segment_lines(problem):
+    """Per snapshot of the run: (rows, first row, copy) of its segment (lowbit.contract.golden._segments;
+    a plain run's are its epochs)."""
+    cfg = problem.cfg
+    return [(min(hi * cfg.batch, cfg.rows) - lo * cfg.batch, lo * cfg.batch, epoch % cfg.copies)
+            for epoch, lo, hi in _segments(cfg)]
+
+
 def check_against_golden(problem, shell, status, models, recs, status_rec):
+    """Every snapshot and record equals the golden model's, the counters and commands are exact."""
     cfg, gold = problem.cfg, problem.golden
     fmt = problem.fmt
+    n = cfg.snapshots()
+    segments = segment_lines(problem)
     assert status.state == State.DONE and status.error == 0
-    assert status.epoch == cfg.epochs
-    for e in range(cfg.epochs):
-        np.testing.assert_array_equal(models[e, :cfg.features], gold.models[e], err_msg=f"model after epoch {e}")
+    assert status.epoch == n == len(gold.models) == len(segments)
+    rl = max(1, fmt.record_lines)
+    # lines read by the end of each segment: the start model (warm start), then each segment's
+    read = fmt.model_lines if cfg.warm_start else 0
+    for e, (rows, _, _) in enumerate(segments):
+        np.testing.assert_array_equal(models[e, :cfg.features], gold.models[e], err_msg=f"model of snapshot {e}")
         assert not models[e, cfg.features:].any(), "padding words of the model snapshot must be 0"
         assert recs[e]["epoch"] == e + 1
-        assert recs[e]["loss"] == gold.losses[e], f"loss of epoch {e}"
-        per_epoch = fmt.lines_per_copy(cfg.rows) + fmt.label_lines(cfg.rows)
-        assert recs[e]["read_lines"] == (e + 1) * per_epoch
-        # counters as of the record: this epoch's snapshot written, the record itself not yet
-        rl = max(1, fmt.record_lines)
+        assert recs[e]["loss"] == gold.losses[e], f"loss of snapshot {e}"
+        read += fmt.lines_per_copy(rows) + fmt.label_lines(rows)
+        assert recs[e]["read_lines"] == read
+        # counters as of the record: this snapshot written, the record itself not yet
         assert recs[e]["write_lines"] == e * (fmt.model_lines + rl) + fmt.model_lines
         assert recs[e]["reserved6"] == recs[e]["reserved7"] == 0
         if e:
             assert recs[e]["cycles"] > recs[e - 1]["cycles"]
             assert recs[e]["stall_cycles"] >= recs[e - 1]["stall_cycles"]
     assert status_rec["state"] == State.DONE and status_rec["error"] == 0
-    assert status_rec["epochs"] == cfg.epochs and status_rec["run_id"] == problem.run_id
-    per_epoch = fmt.lines_per_copy(cfg.rows) + fmt.label_lines(cfg.rows)
-    assert status_rec["read_lines"] == cfg.epochs * per_epoch == status.read_lines
-    rl = max(1, fmt.record_lines)
-    assert status_rec["write_lines"] == cfg.epochs * (fmt.model_lines + rl)
+    assert status_rec["epochs"] == n and status_rec["run_id"] == problem.run_id
+    assert status_rec["read_lines"] == read == status.read_lines
+    assert status_rec["write_lines"] == n * (fmt.model_lines + rl)
     assert status.write_lines == status_rec["write_lines"] + rl
     assert status_rec["cycles"] <= status.cycles
-    # The commands: copy e mod K of the data, the labels, once per epoch.
+    # The commands: the start model, then per segment its rows of copy (epoch mod K) and their labels.
+    copy = fmt.lines_per_copy(cfg.rows)
     data_cmds = [c for c in shell.commands if c[0] == "data"]
-    assert data_cmds == [("data", DATA_ADDR + (e % cfg.copies) * fmt.lines_per_copy(cfg.rows),
-                          fmt.lines_per_copy(cfg.rows)) for e in range(cfg.epochs)]
+    expect = [("data", MODEL_IN_ADDR, fmt.model_lines)] if cfg.warm_start else []
+    expect += [("data", DATA_ADDR + k * copy + fmt.lines_per_copy(first) * (first > 0), fmt.lines_per_copy(rows))
+               for rows, first, k in segments]
+    assert data_cmds == expect
+    label_cmds = [c for c in shell.commands if c[0] == "label"]
+    assert label_cmds == [("label", LABEL_ADDR + fmt.label_lines(first) * (first > 0), fmt.label_lines(rows))
+                          for rows, first, _ in segments]
     # The status record is the last write.
     assert shell.write_log[-rl:] == list(range(STATUS_ADDR, STATUS_ADDR + rl))
 

@@ -85,3 +85,67 @@ def test_both_cores_refuse_what_they_were_not_built_for(setting, core_cls):
     kw = dict(line_bits=64, max_features=256) if core_cls is WovenCore else {}
     _, status, *_ = simulate(problem, core_cls=core_cls, **({"core_kw": kw} if kw else {}))
     assert status.state == State.ERROR and status.error == ErrorCode.NOT_BUILT
+
+
+# ------------------------------------------------------------------ resumable runs (issue 14, RESUME)
+def _model(features, seed, scale=1 << 24):
+    """A start model (int32 at 2^-24) of magnitude ~``scale``: large enough that q = rnd(e_odd w, 8) matters."""
+    return np.random.default_rng(seed).integers(-scale, scale, features).astype(np.int32)
+
+
+RESUMED = [
+    # rows, features, bits, batch, epochs, copies, line_bits, warm, start, count; P = ceil(rows / batch)
+    (16, 40, 2, 4, 2, 2, 64, True, 0, 0),     # warm start, the whole schedule
+    (16, 40, 2, 4, 2, 2, 64, False, 1, 2),    # starts and ends mid-epoch (minibatches 1, 2 of epoch 0)
+    (14, 33, 3, 4, 3, 2, 64, True, 3, 2),     # P = 4: the short last minibatch ends epoch 0, then one of epoch 1
+    (14, 33, 3, 4, 3, 2, 64, True, 6, 0),     # from mid-epoch 1 (copy 1) to the end: three snapshots
+    (9, 64, 4, 16, 3, 2, 64, True, 1, 1),     # batch > rows (P = 1): exactly epoch 1, copy 1
+    (24, 31, 1, 8, 2, 1, 128, True, 2, 3),    # four rows per line: epoch 0's last minibatch, epoch 1's first two
+    (10, 70, 8, 2, 2, 1, 64, True, 4, 0),     # b = 8, three chunks: a partial epoch 0, then epoch 1
+]
+
+
+@pytest.mark.parametrize("rows,features,bits,batch,epochs,copies,line_bits,warm,start,count", RESUMED)
+def test_woven_core_resumed_runs_equal_golden(rows, features, bits, batch, epochs, copies, line_bits, warm, start,
+                                              count):
+    """WARM_START (the model read from MODEL_IN_ADDR, q computed for it), START_MINIBATCH and
+    MAX_MINIBATCHES: a snapshot and record per segment (the partial one too), each equal to the
+    golden model's, and each segment reads only its rows' lines (the commands are checked)."""
+    problem = make_problem(rows=rows, features=features, bits=bits, batch=batch, epochs=epochs, copies=copies,
+                           line_bits=line_bits, seed=rows + 7 * start, layout="woven",
+                           model_in=_model(features, start) if warm else None, start_minibatch=start,
+                           max_minibatches=count)
+    assert problem.cfg.needs() & WovenCore.built
+    result = run_woven(problem, core_kw=dict(line_bits=line_bits, max_features=256))
+    check_against_golden(problem, *result)
+    assert problem.golden.partial == (result[2].shape[0] > 0 and (start + count) % -(-rows // batch) != 0
+                                      and count != 0)
+
+
+def test_woven_core_run_cut_in_two_equals_the_uncut_run():
+    """The first run stops mid-epoch; the second warm-starts from its last snapshot: together they
+    give the uncut run's models, and the epoch losses add up."""
+    kw = dict(rows=12, features=40, bits=2, batch=4, epochs=2, copies=2, seed=3, layout="woven")
+    whole = make_problem(**kw)
+    first = make_problem(**kw, max_minibatches=4)  # P = 3: epoch 0, then minibatch 0 of epoch 1
+    r_whole, r_first = run_woven(whole), run_woven(first)
+    check_against_golden(whole, *r_whole)
+    check_against_golden(first, *r_first)
+    second = make_problem(**kw, model_in=r_first[2][-1, :40], start_minibatch=4)
+    r_second = run_woven(second)
+    check_against_golden(second, *r_second)
+    np.testing.assert_array_equal(r_first[2][0], r_whole[2][0])
+    np.testing.assert_array_equal(r_second[2][-1], r_whole[2][-1])
+    assert r_first[3][1]["loss"] + r_second[3][0]["loss"] == r_whole[3][1]["loss"]
+
+
+def test_woven_core_refuses_a_start_past_the_end():
+    """START_MINIBATCH >= EPOCHS * P: BAD_START, after the core's own checks, with nothing read."""
+    problem = make_problem(rows=8, features=8, bits=2, batch=4, epochs=2, layout="woven", start_minibatch=4)
+    assert problem.cfg.error(max_features=256) is ErrorCode.BAD_START
+    shell, status, _, _, srec = run_woven(problem)
+    assert status.state == State.ERROR and status.error == ErrorCode.BAD_START
+    assert srec["error"] == ErrorCode.BAD_START and shell.commands == []
+    bad_batch = make_problem(rows=8, features=8, bits=2, batch=3, layout="woven", start_minibatch=9)
+    _, status, *_ = run_woven(bad_batch)
+    assert status.error == ErrorCode.BATCH_NOT_WOVEN
