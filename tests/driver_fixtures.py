@@ -166,6 +166,18 @@ import pytest  # noqa: E402
 TEST_AFU = dict(line_bits=512, lanes=8, max_features=1024)
 
 
+#: A small build of the woven core (RESUME): 4 rows per 128-bit line, as the cocotb woven bench's.
+WOVEN_TEST_AFU = dict(line_bits=128, lanes=32, max_features=256, core="woven", read_depth=256)
+
+
+@pytest.fixture(scope="session")
+def woven_server():
+    """Path of the simulator server built around the real AFU with the woven core (cached)."""
+    from lowbit_sim.simserver import build_afu_server
+
+    return build_afu_server(**WOVEN_TEST_AFU)
+
+
 @pytest.fixture(scope="session")
 def double_server(tmp_path_factory):
     """Path of the simulator server built around the DMA test double (cached in build/simserver)."""

@@ -41,10 +41,10 @@ class TrainResult:
 
     Attributes
     ----------
-    models : ndarray (epochs, features) int32
-        Model snapshot after each epoch, at 2^-24.
+    models : ndarray (snapshots, features) int32
+        Model snapshot after each epoch, at 2^-24 (a bounded run's last one may be mid-epoch: ``partial``).
     losses : list[int]
-        Each epoch's loss accumulator (uint64 at 2^-32; lowbit.contract.fixed.loss_to_float for the mean).
+        Each snapshot's loss accumulator (uint64 at 2^-32; lowbit.contract.fixed.loss_to_float for the mean).
     cycles, read_lines, write_lines, stall_cycles : int or None
         Whole-run counters from the status record (None for the golden model, which has no clock).
     epoch_cycles, epoch_read_lines, epoch_stall_cycles : ndarray or None
@@ -100,9 +100,11 @@ class Resume:
         return self.model_in is None and self.start_minibatch == 0 and self.max_minibatches == 0
 
 
-#: Why sim and serial refuse a Resume: the one message, so the CLI and the driver say the same.
-RESUME_UNSUPPORTED = ("warm start and bounded runs (WARM_START / START_MINIBATCH / MAX_MINIBATCHES) are in the "
-                      "golden model only: the {backend} engine's RTL does not implement them yet; use --backend golden")
+#: Why an engine without RESUME in its BUILT register (the planes core) refuses a Resume: the one
+#: message, so the CLI and the driver say the same.
+RESUME_UNSUPPORTED = ("warm start and bounded runs (WARM_START / START_MINIBATCH / MAX_MINIBATCHES) need an engine "
+                      "built with RESUME: the {backend} engine's RTL does not implement them (the planes core; the "
+                      "woven core does); use the woven engine or --backend golden")
 
 
 def _positive_int(name, value, hi):
@@ -223,8 +225,11 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
     timeout_s : float, optional
         Wall-clock limit; default from a generous cycle estimate at 10k simulated cycles/s.
     resume : Resume
-        Warm start / bounded run; refused (ValueError) by engines without it (today: every RTL
-        build, :data:`RESUME_UNSUPPORTED`), never silently run as a plain run.
+        Warm start / bounded run: the start model is written to a buffer at MODEL_IN_ADDR (one
+        snapshot's layout) and the run returns ``cfg.snapshots()`` snapshots (``partial`` if the
+        last is mid-epoch), as :func:`train_golden`. Refused (ValueError, :data:`RESUME_UNSUPPORTED`)
+        by engines without RESUME in their BUILT register (the planes core), never silently run as
+        a plain run.
 
     Raises
     ------
@@ -237,13 +242,15 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
     from tqdm.auto import tqdm
 
     check_rtl_loss(loss, device.backend.name)
-    if not resume.plain:
+    built = getattr(device, "built", Built.NONE)
+    if not resume.plain and not built & Built.RESUME:
         raise ValueError(RESUME_UNSUPPORTED.format(backend=device.backend.name))
     # What the engine itself says it has (BUILT), beyond what this driver programs.
-    check_built(engine_config(qds, step=step, batch=batch, epochs=epochs, loss=loss),
-                getattr(device, "built", Built.NONE), device.backend.name)
+    check_built(engine_config(qds, step=step, batch=batch, epochs=epochs, loss=loss, resume=resume), built,
+                device.backend.name)
     caps = device.caps
-    cfg = engine_config(qds, step=step, batch=batch, epochs=epochs, max_features=caps["MAX_FEATURES"])
+    cfg = engine_config(qds, step=step, batch=batch, epochs=epochs, max_features=caps["MAX_FEATURES"], resume=resume)
+    snapshots = cfg.snapshots()
     fmt = engine_format(qds.fmt, caps)
     data = np.ascontiguousarray(qds.data_lines(fmt), dtype=np.uint8)
     labels = np.ascontiguousarray(qds.label_lines(), dtype=np.uint8)
@@ -267,11 +274,18 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
     try:
         d_buf = alloc(data.shape[0])
         l_buf = alloc(labels.shape[0])
-        m_buf = alloc(cfg.epochs * fmt.model_lines)
-        s_buf = alloc(cfg.epochs * rec_lines)
+        m_buf = alloc(snapshots * fmt.model_lines)
+        s_buf = alloc(snapshots * rec_lines)
         st_buf = alloc(rec_lines)
         d_buf[:] = data
         l_buf[:] = labels
+        in_addr = 0
+        if cfg.warm_start:  # the start model in one snapshot's layout (padding words 0)
+            i_buf = alloc(fmt.model_lines)
+            words = np.zeros(fmt.padded_features, dtype="<i4")
+            words[: cfg.features] = resume.model_in
+            i_buf[:] = words.view(np.uint8).reshape(fmt.model_lines, lb)
+            in_addr = i_buf.io_address // lb
         for c in range(fmt.codes):
             device.mmio_write64(code_table_address(c), encode_code_entry(qds.table_m[c], qds.table_e[c]))
         run_id = secrets.randbits(63) | 1
@@ -280,17 +294,20 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
                             ("MODEL_ADDR", m_buf.io_address // lb), ("STATS_ADDR", s_buf.io_address // lb),
                             ("STATUS_ADDR", st_buf.io_address // lb), ("ROWS", cfg.rows), ("FEATURES", cfg.features),
                             ("BITS", cfg.bits), ("BATCH", cfg.batch), ("EPOCHS", cfg.epochs),
-                            ("COPIES", cfg.copies), ("STEP", cfg.step), ("RUN_ID", run_id)):
+                            ("COPIES", cfg.copies), ("STEP", cfg.step), ("RUN_ID", run_id),
+                            # every run programs these, so a plain run after a resumed one is plain
+                            ("MODEL_IN_ADDR", in_addr), ("WARM_START", int(cfg.warm_start)),
+                            ("START_MINIBATCH", cfg.start_minibatch), ("MAX_MINIBATCHES", cfg.max_minibatches)):
             device.write_reg(name, value)
-        with tqdm(total=cfg.epochs, unit="epoch", disable=not progress, leave=False, desc="engine") as bar:
+        with tqdm(total=snapshots, unit="epoch", disable=not progress, leave=False, desc="engine") as bar:
             def on_epoch(e):
-                bar.update(min(e, cfg.epochs) - bar.n)
+                bar.update(min(e, snapshots) - bar.n)
 
             device.start()
             rec = device.wait(timeout_s, status_buffer=st_buf, run_id=run_id, on_epoch=on_epoch)
         models = (m_buf.view(np.ndarray).reshape(-1).view("<i4")
-                  .reshape(cfg.epochs, fmt.padded_features)[:, : cfg.features].astype(np.int32))
-        records = (s_buf.view(np.ndarray).reshape(cfg.epochs, rec_lines * lb)[:, :RECORD_BYTES]
+                  .reshape(snapshots, fmt.padded_features)[:, : cfg.features].astype(np.int32))
+        records = (s_buf.view(np.ndarray).reshape(snapshots, rec_lines * lb)[:, :RECORD_BYTES]
                    .copy().view("<u8").astype(np.uint64))
     finally:
         if not device.closed:
@@ -302,7 +319,7 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
         cycles=rec["cycles"], read_lines=rec["read_lines"], write_lines=rec["write_lines"],
         stall_cycles=rec["stall_cycles"], epoch_cycles=col["cycles"].astype(np.int64),
         epoch_read_lines=col["read_lines"].astype(np.int64), epoch_stall_cycles=col["stall_cycles"].astype(np.int64),
-        status=rec,
+        status=rec, partial=cfg.span()[1] % cfg.minibatches_per_epoch != 0,
     )
 
 
