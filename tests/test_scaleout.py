@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from driver_fixtures import children_of, pid_alive  # noqa: E402
+from driver_fixtures import children_of, pid_alive, woven_server  # noqa: E402, F401
 
 from lowbit import experiment as ex  # noqa: E402
 from lowbit.cli import main  # noqa: E402
@@ -82,8 +82,9 @@ def test_exchange_bytes_per_worker_do_not_grow_with_k(n):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--backend", "sim"], "the sim engine's RTL does not implement them"),
-    (["--backend", "serial"], "the serial engine's RTL does not implement them"),
+    (["--backend", "sim", "--engine", "planes"], "the sim engine's RTL does not implement them"),
+    (["--backend", "sim", "--levels", "optimal"], "the sim engine's RTL does not implement them"),
+    (["--backend", "serial"], "one serial board cannot serve them"),
     (["--backend", "float"], "use --backend golden"),
     (["--save-model", "m.npz"], "--save-model"),
     (["--loss", "logistic"], "least squares without --l2"),
@@ -144,3 +145,22 @@ def test_the_engine_step_scales_with_k_below_the_stability_bound():
     assert engine_step(step, 4, X, 8, "none") == step
     assert engine_step(step, 4, X, 8, "linear") == pytest.approx(4 * step)
     assert engine_step(step, 16, X, 8, "linear") == pytest.approx(STEP_CAP_FRACTION * bound)
+
+
+def test_two_sim_engines_equal_two_golden_engines(woven_server):
+    """Issue 14 item 4: ``--engines 2 --backend sim`` (each worker its own simulated woven engine,
+    warm-started and bounded every round) gives the golden backend's models and losses bit for bit.
+    The workers build the small woven test engine (LOWBIT_SIM_ENGINES), cached by ``woven_server``."""
+    import json
+
+    from driver_fixtures import WOVEN_TEST_AFU
+
+    env = {"LOWBIT_SIM_ENGINES": json.dumps({"woven": WOVEN_TEST_AFU})}
+    argv = ["train", "--data", "synthetic:80:12", "--bits", "3", "--epochs", "2", "--batch", "8", "--step", "0.004",
+            "--json", "--copies", "2", "--engines", "2", "--sync-every", "3", "--exchange", "qsgd4"]
+    runs = {backend: launch(argv + ["--backend", backend], 2, env=env, timeout_s=300)[0] for backend in ("sim", "golden")}
+    sim, gold = runs["sim"], runs["golden"]
+    assert sim.backend == "sim" and gold.backend == "golden"
+    assert np.array_equal(sim.model, gold.model) and sim.train_loss == gold.train_loss
+    assert sim.engine_loss == gold.engine_loss and sim.exchange_bytes == gold.exchange_bytes
+    assert min(sim.engine_cycles) > 0 and sim.cycles_note.startswith("measured")

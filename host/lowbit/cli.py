@@ -164,7 +164,7 @@ def _add_scaleout_args(p: argparse.ArgumentParser):
     g = p.add_argument_group("several engines (docs/scaleout.md)")
     g.add_argument("--engines", type=_checked(int, lambda v: 1 <= v <= 16, "--engines takes 1..16, got {text!r}"),
                    default=None, help="K engines in K worker processes (torch.distributed, gloo), each on its own "
-                                      "shard of the rows; golden backend only until the RTL can warm-start")
+                                      "shard of the rows; --backend golden, or sim on an engine with RESUME (the woven one)")
     g.add_argument("--sync-every", type=positive_int, default=32, metavar="T",
                    help="average the engines' models every T minibatches (default: %(default)s)")
     g.add_argument("--exchange", choices=EXCHANGE_NAMES, default="fp32",

@@ -80,6 +80,7 @@ class Plan:
     fmax_mhz: float = MEASURED_FMAX_MHZ
     link_gbps: float = DEFAULT_LINK_GBPS
     step_scaling: str = "linear"
+    backend: str = "golden"  # or "sim": each worker opens its own simulated engine (needs RESUME)
 
     def __post_init__(self):
         if self.step_scaling not in STEP_SCALINGS:
@@ -90,6 +91,8 @@ class Plan:
             raise ValueError(f"--exchange must be one of {EXCHANGE_NAMES}, got {self.exchange!r}")
         if self.sync_every < 1:
             raise ValueError(f"--sync-every must be a positive number of minibatches, got {self.sync_every}")
+        if self.backend not in ("golden", "sim"):
+            raise ValueError(f"--engines runs on --backend golden or sim, got {self.backend!r}")
 
 
 @dataclass
@@ -195,11 +198,18 @@ def _status(rank: int, rounds: int) -> None:
 
 def train_worker(plan: Plan, prepared, step: float, group=None) -> dict:
     """This worker's part of a run (in an initialised process group) at the engines' own, already
-    scaled, per-sample ``step``; every worker returns the same shared models, and its own counters."""
+    scaled, per-sample ``step``; every worker returns the same shared models, and its own counters.
+
+    ``plan.backend == "sim"``: the worker opens its own simulated engine (``SIM_ENGINES[plan.engine]``)
+    and runs every round on it (:func:`lowbit.driver.train.train` with a Resume); its cycles are
+    then measured (CYCLES of each run), not modelled."""
+    import contextlib
+
     import torch.distributed as dist
 
     from .dataset import QuantizedDataset
-    from .driver.train import Resume, train_golden
+    from .driver.sim_engines import SIM_ENGINES
+    from .driver.train import Resume, train, train_golden
     from .contract.fixed import INT32_MAX, INT32_MIN
     from .qsgd.exchange import EXCHANGES, average
 
@@ -209,7 +219,8 @@ def train_worker(plan: Plan, prepared, step: float, group=None) -> dict:
     copies = plan.copies or min(plan.epochs, 8)
     t0 = time.perf_counter()
     qds = QuantizedDataset.build(prepared.X[lo:hi], prepared.y[lo:hi], bits=plan.bits, levels=plan.levels,
-                                 copies=copies, seed=plan.seed + SEED_STRIDE * rank, progress=False)
+                                 copies=copies, seed=plan.seed + SEED_STRIDE * rank, progress=False,
+                                 line_bits=SIM_ENGINES[plan.engine]["line_bits"])
     host_s = time.perf_counter() - t0  # this worker's quantize + pack of its shard, before the run
     fmt, lanes = _engine_format(qds, plan.engine)
     rounds = rounds_per_epoch(prepared.rows, world, plan.batch, plan.sync_every)
@@ -220,24 +231,35 @@ def train_worker(plan: Plan, prepared, step: float, group=None) -> dict:
     sent = np.zeros((plan.epochs, rounds), dtype=np.int64)
     wall = np.zeros((plan.epochs, rounds))
     losses = [0] * plan.epochs
-    for epoch in range(plan.epochs):
-        for rnd in range(rounds):
-            first, count = round_span(hi - lo, plan.batch, plan.sync_every, epoch, rnd)
-            local = w
-            if count:
-                res = train_golden(qds, step=step, batch=plan.batch, epochs=plan.epochs,
-                                   resume=Resume(w, first, count))
-                local = res.final_model
-                losses[epoch] += sum(res.losses)
-                cycles[epoch, rnd] = _run_cycles(res.config, fmt, lanes, _run_rows(hi - lo, plan.batch, first, count))
-            if world == 1:
-                w = local
-            else:
-                ex = average((local.astype(np.int64) - w).astype(np.float32), codec, rng, group)
-                w = np.clip(w + np.rint(ex.mean).astype(np.int64), INT32_MIN, INT32_MAX).astype(np.int32)
-                sent[epoch, rnd], wall[epoch, rnd] = ex.bytes_sent, ex.wall_s
-            _status(rank, epoch * rounds + rnd + 1)
-        models[epoch] = w
+    with contextlib.ExitStack() as stack:
+        device = None
+        if plan.backend == "sim":
+            from .driver import open_device
+
+            device = stack.enter_context(open_device("sim", **SIM_ENGINES[plan.engine], seed=rank))
+        for epoch in range(plan.epochs):
+            for rnd in range(rounds):
+                first, count = round_span(hi - lo, plan.batch, plan.sync_every, epoch, rnd)
+                local = w
+                if count:
+                    args = dict(step=step, batch=plan.batch, epochs=plan.epochs, resume=Resume(w, first, count))
+                    if device is None:
+                        res = train_golden(qds, **args)
+                        cycles[epoch, rnd] = _run_cycles(res.config, fmt, lanes,
+                                                         _run_rows(hi - lo, plan.batch, first, count))
+                    else:
+                        res = train(device, qds, **args, progress=False)
+                        cycles[epoch, rnd] = res.cycles
+                    local = res.final_model
+                    losses[epoch] += sum(res.losses)
+                if world == 1:
+                    w = local
+                else:
+                    ex = average((local.astype(np.int64) - w).astype(np.float32), codec, rng, group)
+                    w = np.clip(w + np.rint(ex.mean).astype(np.int64), INT32_MIN, INT32_MAX).astype(np.int32)
+                    sent[epoch, rnd], wall[epoch, rnd] = ex.bytes_sent, ex.wall_s
+                _status(rank, epoch * rounds + rnd + 1)
+            models[epoch] = w
     return dict(models=models, cycles=cycles, sent=sent, wall=wall, losses=losses, rounds=rounds, host_s=host_s)
 
 
@@ -255,7 +277,7 @@ def summarise(plan: Plan, prepared, step: float, parts: list[dict], run_step: fl
     engine_loss = [loss_to_float(min(sum(p["losses"][e] for p in parts), UINT64_MAX), prepared.rows)
                    for e in range(plan.epochs)]
     return ScaleoutRun(
-        label=f"b={plan.bits} K={plan.engines} {plan.exchange}", backend="golden", bits=plan.bits,
+        label=f"b={plan.bits} K={plan.engines} {plan.exchange}", backend=plan.backend, bits=plan.bits,
         levels=plan.levels, epochs=plan.epochs, batch=plan.batch, step=step,
         train_loss=_losses(prepared, models), engine_loss=engine_loss, test_metric=metric, metric_name=name,
         cycles=int(cycles.sum(axis=(1, 2)).max()), fmax_mhz=plan.fmax_mhz,
@@ -263,6 +285,8 @@ def summarise(plan: Plan, prepared, step: float, parts: list[dict], run_step: fl
         engines=plan.engines, sync_every=plan.sync_every, engine_step=run_step, exchange=plan.exchange, link_gbps=plan.link_gbps,
         exchange_bytes=[int(x) for x in sent.sum(axis=(1, 2))],
         engine_cycles=[int(x) for x in cycles.sum(axis=(1, 2))],
+        cycles_note=("measured: CYCLES of each bounded run on the simulated engine" if plan.backend == "sim"
+                     else ScaleoutRun.cycles_note),
         modelled_epoch_s=float(epoch_s.mean()),
         host_s=max(p["host_s"] for p in parts),  # the workers quantize their shards side by side
         exchange_wall_s=[float(p["wall"].sum()) for p in parts], rounds_per_epoch=int(parts[0]["rounds"]),

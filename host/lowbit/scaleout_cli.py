@@ -23,10 +23,17 @@ def _engine(args) -> str:
 
 def _refuse(args) -> None:
     """Everything ``--engines`` cannot do yet, refused before any work."""
+    from .driver.sim_engines import SIM_ENGINE_BUILT
+    from .contract.registers import Built
     from .driver.train import RESUME_UNSUPPORTED
 
-    if args.backend in ("sim", "serial"):
+    if args.backend == "serial":
+        raise ValueError(f"--engines {args.engines} needs an engine per worker: one serial board cannot serve "
+                         f"them; use --backend sim or golden")
+    if args.backend == "sim" and not SIM_ENGINE_BUILT[_engine(args)] & Built.RESUME:
         raise ValueError(f"--engines {args.engines}: " + RESUME_UNSUPPORTED.format(backend=args.backend))
+    if args.backend == "sim" and getattr(args, "socket", None):
+        raise ValueError("--engines starts a simulator per worker: --socket attaches to one")
     if args.backend == "float":
         raise ValueError("--engines runs quantized engines: use --backend golden")
     if str(args.data).endswith(".npz"):
@@ -43,7 +50,7 @@ def _plans(args) -> list[Plan]:
     return [Plan(data=str(args.data), bits=b, engines=args.engines, sync_every=args.sync_every, exchange=args.exchange,
                  levels=args.levels, epochs=args.epochs, batch=args.batch, step=args.step, copies=args.copies,
                  seed=args.seed, engine=_engine(args), fmax_mhz=args.fmax, link_gbps=args.link_gbps,
-                 step_scaling=args.step_scaling)
+                 step_scaling=args.step_scaling, backend=args.backend)
             for b in args.bits]
 
 
@@ -51,7 +58,7 @@ def _worker_argv(plan: Plan) -> list[str]:
     argv = ["train", "--data", plan.data, "--bits", str(plan.bits), "--levels", plan.levels, "--epochs",
             str(plan.epochs), "--batch", str(plan.batch), "--step", str(plan.step), "--seed", str(plan.seed),
             "--engines", str(plan.engines), "--sync-every", str(plan.sync_every), "--exchange", plan.exchange,
-            "--link-gbps", repr(plan.link_gbps), "--fmax", repr(plan.fmax_mhz), "--backend", "golden", "--json",
+            "--link-gbps", repr(plan.link_gbps), "--fmax", repr(plan.fmax_mhz), "--backend", plan.backend, "--json",
             "--step-scaling", plan.step_scaling]
     if plan.copies:
         argv += ["--copies", str(plan.copies)]
@@ -147,11 +154,12 @@ def table(runs: list[ScaleoutRun], info: dict) -> str:
             f"{r.modelled_epoch_s * 1e3:.3f}", f"{max(r.exchange_wall_s) / r.epochs * 1e3:.2f}", f"{r.wall_s:.1f}",
         ])
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-    lines = [f"\n{info['name']}: {info['rows']} rows x {info['features']} features, golden engines",
+    lines = [f"\n{info['name']}: {info['rows']} rows x {info['features']} features, {runs[0].backend} engines",
              "  ".join(h.ljust(widths[i]) for i, h in enumerate(header))]
     lines += ["  ".join(c.ljust(widths[i]) for i, c in enumerate(row)) for row in rows]
     r = runs[0]
-    lines.append(f"\n* engine cycles are MODELLED (the driver's cycle estimate per bounded run; the golden model has "
-                 f"no clock). modelled epoch = per round, the slowest engine at {describe_clock(r.fmax_mhz)}, plus "
+    how = ("MEASURED (each bounded run's CYCLES on the simulated engine)" if r.backend == "sim" else
+           "MODELLED (the driver's cycle estimate per bounded run; the golden model has no clock)")
+    lines.append(f"\n* engine cycles are {how}. modelled epoch = per round, the slowest engine at {describe_clock(r.fmax_mhz)}, plus "
                  f"the largest exchange at {r.link_gbps:g} Gb/s; exchange wall time is measured on this machine.")
     return "\n".join(lines)

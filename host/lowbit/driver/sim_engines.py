@@ -4,13 +4,31 @@
 b, so an epoch takes time proportional to the bits it streams; uniform levels only (its code table
 must be affine). The 1024-line read reorder buffer keeps ~1 line/cycle in flight against the
 simulator's 100-400-cycle memory latency (Little's law: lines in flight = rate x latency).
+It is built with RESUME (warm start and bounded runs), so ``lowbit train --engines K`` runs on it.
 ``planes``: the lane-parallel core (``lowbit_hw.core.TrainingCore``), 32 codes per cycle at every
-b, any code table (optimal levels).
+b, any code table (optimal levels); no RESUME.
+
+``LOWBIT_SIM_ENGINES`` (JSON, ``{"woven": {"line_bits": 128, ...}}``) replaces build parameters of
+these engines in this process and its children: the tests use it to give ``lowbit train --engines K
+--backend sim`` workers (separate processes) a small build of the same RTL.
 """
 
 from __future__ import annotations
+
+import json
+import os
+
+from lowbit.contract.registers import Built
 
 SIM_ENGINES = {
     "woven": dict(line_bits=512, lanes=32, max_features=8192, core="woven", read_depth=1024),
     "planes": dict(line_bits=512, lanes=32, max_features=8192, core="planes", read_depth=256),
 }
+#: The optional datapaths (BUILT) of each engine's core, known before a simulator is opened (the
+#: CLI refuses early); tests/test_driver_resume.py holds it to the cores' own ``built``.
+SIM_ENGINE_BUILT = {"woven": Built.RESUME, "planes": Built.NONE}
+
+_override = os.environ.get("LOWBIT_SIM_ENGINES")
+if _override:
+    for _name, _params in json.loads(_override).items():
+        SIM_ENGINES[_name] = {**SIM_ENGINES[_name], **_params}
