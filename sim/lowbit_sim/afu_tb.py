@@ -28,7 +28,7 @@ from lowbit.contract.quant import code_table, double_sample, levels_to_fixed, un
 from lowbit.contract.registers import REG, Ctrl, ErrorCode, State, code_table_address, encode_code_entry
 
 from .ccip_model import CcipHostModel, StormConfig
-from lowbit.contract.golden import EngineConfig, GoldenRun
+from lowbit.contract.golden import EngineConfig, GoldenRun, _segments
 from .host_memory import HostMemory
 
 #: Poison written into output buffers before a run: anything the AFU should write but did not shows.
@@ -131,6 +131,7 @@ class RunBuffers:
     model: object
     stats: object
     status: object
+    model_in: object = None  # a warm start's model (one snapshot's layout)
 
 
 # ------------------------------------------------------------------------------ the bench
@@ -198,8 +199,9 @@ class TB:
         await ClockCycles(self.clk, n)
 
     # ---------------------------------------------------------------- runs
-    def alloc_run(self, ds: Dataset, epochs: int, guard: int = 4096) -> RunBuffers:
-        """Allocate and fill the data and label buffers; poison the output buffers."""
+    def alloc_run(self, ds: Dataset, epochs: int, guard: int = 4096, model_in=None) -> RunBuffers:
+        """Allocate and fill the data and label buffers (and the start model, if given); poison the
+        output buffers, ``epochs`` snapshots and records long."""
         fmt = ds.fmt
         mem = self.memory
         rec = max(1, fmt.record_lines)
@@ -212,7 +214,13 @@ class TB:
         status = mem.alloc_lines(rec, guard, "status")
         for r in (model, stats, status):
             r.data[:] = POISON
-        return RunBuffers(data, labels, model, stats, status)
+        start = None
+        if model_in is not None:
+            start = mem.alloc_lines(fmt.model_lines, guard, "model_in")
+            words = np.zeros(fmt.padded_features, dtype=np.int32)
+            words[: ds.features] = model_in
+            start.write(pack_words(words, fmt.line_bits))
+        return RunBuffers(data, labels, model, stats, status, start)
 
     async def program(self, ds: Dataset, cfg: EngineConfig, bufs: RunBuffers, run_id: int) -> None:
         """Write the code table and every run register, by name."""
@@ -222,7 +230,10 @@ class TB:
                             ("MODEL_ADDR", bufs.model.line_address), ("STATS_ADDR", bufs.stats.line_address),
                             ("STATUS_ADDR", bufs.status.line_address), ("ROWS", cfg.rows),
                             ("FEATURES", cfg.features), ("BITS", cfg.bits), ("BATCH", cfg.batch),
-                            ("EPOCHS", cfg.epochs), ("COPIES", cfg.copies), ("STEP", cfg.step), ("RUN_ID", run_id)):
+                            ("EPOCHS", cfg.epochs), ("COPIES", cfg.copies), ("STEP", cfg.step), ("RUN_ID", run_id),
+                            ("MODEL_IN_ADDR", bufs.model_in.line_address if bufs.model_in is not None else 0),
+                            ("WARM_START", int(cfg.warm_start)), ("START_MINIBATCH", cfg.start_minibatch),
+                            ("MAX_MINIBATCHES", cfg.max_minibatches)):
             await self.write_reg(name, value)
 
     async def wait_end(self, timeout_cycles: int, status_buffer=None, run_id: int | None = None,
@@ -271,9 +282,11 @@ class TB:
         return 3 * cfg.epochs * per_epoch + 20_000
 
     async def train(self, ds: Dataset, cfg: EngineConfig, run_id: int, timeout_cycles: int | None = None,
-                    bufs: RunBuffers | None = None) -> RunResult:
-        """Load, program, START, wait; collect everything the AFU wrote."""
-        bufs = bufs or self.alloc_run(ds, cfg.epochs)
+                    bufs: RunBuffers | None = None, model_in=None) -> RunResult:
+        """Load, program, START, wait; collect everything the AFU wrote (``cfg.snapshots()``
+        snapshots and records: one per epoch unless the run is bounded)."""
+        n = cfg.snapshots()
+        bufs = bufs or self.alloc_run(ds, n, model_in=model_in)
         await self.program(ds, cfg, bufs, run_id)
         r0, w0 = self.model.read_lines, self.model.write_lines
         c0 = self.model.cycle
@@ -289,12 +302,12 @@ class TB:
         fmt = ds.fmt
         models = padding = records = None
         if rec is not None:
-            words = bufs.model.data.view("<i4").reshape(cfg.epochs, fmt.padded_features)
+            words = bufs.model.data.view("<i4").reshape(n, fmt.padded_features)
             models = words[:, : cfg.features].astype(np.int32)
             padding = words[:, cfg.features :].astype(np.int32)
             rb = max(1, fmt.record_lines) * fmt.line_bytes
-            raw = bufs.stats.data.reshape(cfg.epochs, rb)[:, :RECORD_BYTES]
-            records = [unpack_record(raw[e], EPOCH_RECORD) for e in range(cfg.epochs)]
+            raw = bufs.stats.data.reshape(n, rb)[:, :RECORD_BYTES]
+            records = [unpack_record(raw[e], EPOCH_RECORD) for e in range(n)]
         return RunResult(status=st, record=rec, models=models, model_padding=padding, epoch_records=records,
                          registers=regs, host_read_lines=self.model.read_lines - r0,
                          host_write_lines=self.model.write_lines - w0, bench_cycles=bench_cycles,
@@ -320,26 +333,28 @@ def scoreboard(res: RunResult, gold: GoldenRun, cfg: EngineConfig, fmt: LineForm
     assert res.record is not None, "no status record"
     rec = res.record
     assert rec["state"] == State.DONE and rec["error"] == 0, f"status record {rec}"
-    assert rec["run_id"] == run_id and rec["epochs"] == cfg.epochs, f"status record {rec}"
-    assert res.status["EPOCH"] == cfg.epochs, f"STATUS.EPOCH {res.status['EPOCH']} != {cfg.epochs}"
-    for e in range(cfg.epochs):
+    n = cfg.snapshots()  # one per epoch, or per segment of a bounded run (lowbit.contract.golden)
+    assert rec["run_id"] == run_id and rec["epochs"] == n, f"status record {rec}"
+    assert res.status["EPOCH"] == n, f"STATUS.EPOCH {res.status['EPOCH']} != {n}"
+    for e in range(n):
         got, want = res.models[e], gold.models[e]
         if not np.array_equal(got, want):
             j = int(np.flatnonzero(got != want)[0])
-            raise AssertionError(f"epoch {e} model differs from golden at feature {j}: {int(got[j])} != "
+            raise AssertionError(f"snapshot {e} model differs from golden at feature {j}: {int(got[j])} != "
                                  f"{int(want[j])} ({int((got != want).sum())} of {cfg.features} features differ)")
     assert not res.model_padding.any(), "model padding words (features >= F) are not 0"
     losses = [r["loss"] for r in res.epoch_records]
     assert losses == list(gold.losses), f"epoch losses {losses} != golden {list(gold.losses)}"
     ep = [r["epoch"] for r in res.epoch_records]
-    assert ep == list(range(1, cfg.epochs + 1)), f"epoch record numbers {ep} (epochs completed, 1-based)"
+    assert ep == list(range(1, n + 1)), f"epoch record numbers {ep} (snapshots written, 1-based)"
     # Epoch record counters are cumulative from START (lowbit.contract.format.EPOCH_RECORD).
     cyc = [r["cycles"] for r in res.epoch_records]
     assert all(a < b for a, b in zip(cyc, cyc[1:])) and cyc[-1] <= rec["cycles"], \
         f"epoch record cycles {cyc} are not increasing up to the run's {rec['cycles']}"
     rl = [r["read_lines"] for r in res.epoch_records]
-    need = [(e + 1) * fmt.lines_per_copy(cfg.rows) for e in range(cfg.epochs)]
-    assert all(a >= n for a, n in zip(rl, need)) and rl[-1] <= rec["read_lines"], \
+    seg_lines = [fmt.lines_per_copy(min(hi * cfg.batch, cfg.rows) - lo * cfg.batch) for _, lo, hi in _segments(cfg)]
+    need = list(np.cumsum(seg_lines) + (fmt.model_lines if cfg.warm_start else 0))
+    assert all(a >= k for a, k in zip(rl, need)) and rl[-1] <= rec["read_lines"], \
         f"epoch record read_lines {rl}: at least {need}, at most the run's {rec['read_lines']}"
     # The record is composed before its own write is issued (maybe after an almost-full storm) and
     # acknowledged and the run ends, so CYCLES and STALL_CYCLES (frozen at the end) may run ahead of
@@ -352,10 +367,10 @@ def scoreboard(res: RunResult, gold: GoldenRun, cfg: EngineConfig, fmt: LineForm
         f"status record read_lines {rec['read_lines']} != READ_LINES {res.registers['READ_LINES']}"
     assert rec["read_lines"] == res.host_read_lines, \
         f"status record read_lines {rec['read_lines']} != lines the host served {res.host_read_lines}"
-    min_reads = cfg.epochs * fmt.lines_per_copy(cfg.rows)
+    min_reads = need[-1]
     assert rec["read_lines"] >= min_reads, f"read {rec['read_lines']} lines, the data alone is {min_reads}"
     rec_lines = max(1, fmt.record_lines)
-    min_writes = cfg.epochs * (fmt.model_lines + rec_lines)
+    min_writes = n * (fmt.model_lines + rec_lines)
     # The record's own lines may or may not be counted in it.
     assert res.host_write_lines >= min_writes and 0 <= res.host_write_lines - rec["write_lines"] <= rec_lines, \
         f"host saw {res.host_write_lines} line writes, status record says {rec['write_lines']}"

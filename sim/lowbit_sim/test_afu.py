@@ -274,3 +274,48 @@ async def the_woven_core_refuses_what_it_cannot_run_and_the_planes_core_runs_it(
     assert not (bufs.model.data != 0x5A).any(), "a rejected run wrote a model"
     tb.check()
     await reset_and_prove_alive(tb, SEED0 + 6000)
+
+
+# ------------------------------------------------------------------------------ resumable runs (RESUME)
+#: Bounded / warm-started runs (issue 14): (warm start, START_MINIBATCH, MAX_MINIBATCHES) of a
+#: 3-epoch run over two copies with P = 3 minibatches per epoch, the last one short.
+RESUMED = {
+    "warm_mid_epoch_to_mid_epoch": (True, 2, 3),   # epoch 0's last minibatch, epoch 1's first two (copy 1)
+    "cold_from_epoch_1_to_the_end": (False, 4, 0),  # mid-epoch 1 to the end of epoch 2 (copy 0 again)
+}
+
+
+@cocotb.test()
+@cocotb.parametrize(case=list(RESUMED))
+async def resumed_run_matches_golden_or_is_not_built(dut, case):
+    """WARM_START / START_MINIBATCH / MAX_MINIBATCHES under the CCI-P stress model: an engine with
+    RESUME in BUILT (the woven core) writes the golden model's snapshots (the partial one too) and
+    records; one without it (the planes core) refuses with NOT_BUILT and writes no model."""
+    from lowbit.contract.registers import Built
+
+    tb = TB(dut, seed=SEED0 + 7000)
+    caps = await tb.setup()
+    built = Built(await tb.read_reg("BUILT"))
+    warm, start, count = RESUMED[case]
+    group = caps["LINE_BITS"] // ROW_ALIGN
+    p = fit_to_engine(dict(rows=5 * group, features=min(70, caps["MAX_FEATURES"]), bits=3, batch=2 * group), caps)
+    rng = np.random.default_rng([SEED0 + 7000, 2])
+    ds = make_dataset(rng, rows=p["rows"], features=p["features"], bits=3, copies=2, line_bits=caps["LINE_BITS"],
+                      layout=p["layout"])
+    model_in = rng.integers(-(1 << 24), 1 << 24, p["features"]).astype(np.int32) if warm else None
+    cfg = EngineConfig(rows=p["rows"], features=p["features"], bits=3, batch=p["batch"], epochs=3,
+                       step=step_to_fixed(0.5 / (p["features"] * p["batch"])), copies=2, warm_start=warm,
+                       start_minibatch=start, max_minibatches=count)
+    if not built & Built.RESUME:
+        bufs = tb.alloc_run(ds, cfg.snapshots(), model_in=model_in)
+        await tb.program(ds, cfg, bufs, run_id=8)
+        await tb.ctrl(Ctrl.START)
+        await expect_error(tb, ErrorCode.NOT_BUILT)
+        assert not (bufs.model.data != 0x5A).any(), "a refused run wrote a model"
+        tb.check()
+        return
+    gold = golden.run(cfg, ds.codes, ds.labels_q, ds.table_m, ds.table_e, model_in=model_in)
+    res = await tb.train(ds, cfg, run_id=9, model_in=model_in)
+    scoreboard(res, gold, cfg, ds.fmt, 9)
+    assert gold.partial == (case == "warm_mid_epoch_to_mid_epoch")
+    tb.check()

@@ -37,6 +37,9 @@ class RunSchedule(wiring.Component):
     * the last (used when ``nseg >= 2``): ``rows_last`` rows from row 0;
     * ``copy_off = copy_first * data_lines``: the first copy's offset in the data buffer.
 
+    ``plain`` (START_MINIBATCH = MAX_MINIBATCHES = 0, a warm start or not) takes a short cut: every
+    segment is a whole epoch, so a plain run pays a few cycles, not the program's ~250.
+
     Every product and quotient is a loop on one shared shift-and-add multiplier or shift-subtract
     divider (one bit per cycle, ~600 cycles once per run, while the run's first lines are
     requested anyway): an inferred ``*``, ``/`` or ``%`` would be a combinational DSP chain
@@ -57,7 +60,7 @@ class RunSchedule(wiring.Component):
             "start": In(1), "busy": Out(1),
             "rows": In(_W["rows"]), "batch": In(_W["batch"]), "epochs": In(_W["epochs"]),
             "copies": In(_W["copies"]), "first": In(_W["start_minibatch"]), "count": In(_W["max_minibatches"]),
-            "chunks": In(16), "bits": In(4), "data_lines": In(32),
+            "chunks": In(16), "bits": In(4), "data_lines": In(32), "plain": In(1),
             "bad_start": Out(1), "nseg": Out(WIDE),
             "rows_first": Out(32), "rows_last": Out(32),
             "data_off_first": Out(WIDE), "label_off_first": Out(32), "copy_first": Out(8), "copy_off": Out(WIDE),
@@ -123,6 +126,16 @@ class RunSchedule(wiring.Component):
                 with m.If(self.start):
                     m.d.sync += [self.busy.eq(1), self.bad_start.eq(0)]
                     m.next = "STEP0"
+                    with m.If(self.plain):
+                        m.next = "PLAIN"
+            # START_MINIBATCH = MAX_MINIBATCHES = 0: every segment is a whole epoch (the program
+            # would say so too, ~250 cycles later)
+            with m.State("PLAIN"):
+                m.d.sync += [o.nseg.eq(o.epochs), o.rows_first.eq(o.rows), o.rows_last.eq(o.rows),
+                             o.data_off_first.eq(0), o.label_off_first.eq(0), o.copy_first.eq(0), o.copy_off.eq(0),
+                             o.data_lines_first.eq(o.data_lines), o.data_lines_last.eq(o.data_lines),
+                             o.label_lines_first.eq(groups(o.rows)), o.label_lines_last.eq(groups(o.rows))]
+                m.next = "DONE"
             for i, (kind, *args) in enumerate(program):
                 here, after = f"STEP{i}", f"STEP{i + 1}" if i + 1 < len(program) else "DONE"
                 if kind == "set":

@@ -151,7 +151,8 @@ class Sequencer(wiring.Component):
             m.d.comb += [sched.rows.eq(cfg.rows), sched.batch.eq(cfg.batch), sched.epochs.eq(cfg.epochs),
                          sched.copies.eq(cfg.copies), sched.first.eq(cfg.start_minibatch),
                          sched.count.eq(cfg.max_minibatches), sched.chunks.eq(self.row_beats),
-                         sched.bits.eq(cfg.bits), sched.data_lines.eq(self.data_lines)]
+                         sched.bits.eq(cfg.bits), sched.data_lines.eq(self.data_lines),
+                         sched.plain.eq((cfg.start_minibatch == 0) & (cfg.max_minibatches == 0))]
             m.d.comb += [nseg.eq(sched.nseg), rows_first.eq(sched.rows_first), rows_last.eq(sched.rows_last),
                          copy_off.eq(sched.copy_off), data_off_first.eq(sched.data_off_first),
                          label_off_first.eq(sched.label_off_first), dl_first.eq(sched.data_lines_first),
