@@ -16,7 +16,8 @@ measured here, and the run's wall time here (2 shared cores: K workers share the
 
 ``--sim-check`` also measures, on the Verilated woven engine (``sim`` backend), the cycles of one
 plain epoch over the whole set and over each K's largest shard: a measured cross-check of the
-modelled cycles (the sim cannot run the bounded rounds themselves until the RTL has RESUME).
+modelled cycles. (The bounded rounds themselves also run on the sim, ``lowbit train --engines K
+--backend sim``, which reports measured cycles; this bench keeps the golden engines for speed.)
 
     python bench/scaleout.py                                   # gisette-shaped 6000 x 5000 and MNIST 4-vs-9
     python bench/scaleout.py --data mnist49 --engines 1,2 --epochs 2   # a quick check
