@@ -36,7 +36,7 @@ class Sequencer(wiring.Component):
       run's sizes (one small multiply, ``N * row_beats``), clear the model and G, then per epoch
       pulse ``epoch_start``, let the datapath run until all ``N`` rows have left the gradient
       pass, write the model snapshot and the epoch record.
-    * Read commands are pushed one epoch ahead (epoch ``e+1``'s while ``e`` runs), so memory
+    * Read commands are pushed one epoch (segment) ahead (``e+1``'s while ``e`` runs), so memory
       latency overlaps the snapshot; the decoder and label unpacker still take only their epoch's
       lines, so the line counters in each record are exact.
     * RESUME builds (woven layout only) run *segments* instead of epochs (``RunSchedule``,
