@@ -127,7 +127,7 @@ def test_scoreboard_accepts_a_perfect_run_and_names_the_first_wrong_bit():
     res, gold, cfg, fmt = _golden_result()
     scoreboard(res, gold, cfg, fmt, run_id=11)
     res.models[1, 5] ^= 1  # one LSB of one feature in the last snapshot
-    with pytest.raises(AssertionError, match="epoch 1 model differs from golden at feature 5"):
+    with pytest.raises(AssertionError, match="snapshot 1 model differs from golden at feature 5"):
         scoreboard(res, gold, cfg, fmt, run_id=11)
 
 
