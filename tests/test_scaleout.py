@@ -85,6 +85,7 @@ def test_exchange_bytes_per_worker_do_not_grow_with_k(n):
     (["--backend", "sim", "--engine", "planes"], "the sim engine's RTL does not implement them"),
     (["--backend", "sim", "--levels", "optimal"], "the sim engine's RTL does not implement them"),
     (["--backend", "serial"], "one serial board cannot serve them"),
+    (["--backend", "sim", "--socket", "/tmp/lowbit.sock"], "--socket attaches to one"),
     (["--backend", "float"], "use --backend golden"),
     (["--save-model", "m.npz"], "--save-model"),
     (["--loss", "logistic"], "least squares without --l2"),
