@@ -149,3 +149,41 @@ def test_woven_core_refuses_a_start_past_the_end():
     bad_batch = make_problem(rows=8, features=8, bits=2, batch=3, layout="woven", start_minibatch=9)
     _, status, *_ = run_woven(bad_batch)
     assert status.error == ErrorCode.BATCH_NOT_WOVEN
+
+
+# Cycles into this run (the shell model's seed 1): RunSchedule until ~280, the model's 32 lines
+# ~290-327, the priming pass until ~388, then the first segment.
+@pytest.mark.parametrize("at", [60, 310, 350, 450], ids=["schedule", "loading", "priming", "segment"])
+def test_woven_core_reset_during_a_resumed_run_then_the_run_is_exact(at):
+    """RESET ``at`` cycles into a warm-started bounded run (the schedule, the model's load, the
+    priming pass or the first segment): back to IDLE, and another run started then is exact (the
+    aborted one had other START_MINIBATCH / MAX_MINIBATCHES, so nothing of its schedule survives)."""
+    from core_models import pulse, set_config
+    from test_core_train import simulate
+
+    p = make_problem(rows=12, features=40, bits=2, batch=4, epochs=2, copies=2, seed=8, layout="woven",
+                     model_in=_model(40, 8), start_minibatch=1, max_minibatches=3)
+
+    async def script(ctx, core, shell):
+        set_config(ctx, core, dataclasses.replace(p.cfg, start_minibatch=2, max_minibatches=1), p.run_id)
+        await pulse(ctx, core.start)
+        sigs = shell.signals()
+        for cycle in range(1000):
+            ctx.set(core.reset, cycle == at)
+            shell.drive(ctx)
+            st = shell.observe((await ctx.tick().sample(*sigs))[2:])
+            if cycle > at and st.state == State.IDLE:
+                break
+        else:
+            raise AssertionError("reset did not return to IDLE")
+        ctx.set(core.reset, 0)
+        for _ in range(5):
+            shell.drive(ctx)
+            shell.observe((await ctx.tick().sample(*sigs))[2:])
+        shell.writes.clear()
+        shell.write_log.clear()
+        shell.commands.clear()
+        set_config(ctx, core, p.cfg, p.run_id)
+        await pulse(ctx, core.start)
+
+    check_against_golden(p, *simulate(p, core_kw=SMALL, core_cls=WovenCore, script=script))
