@@ -23,8 +23,8 @@ def _engine(args) -> str:
 
 def _refuse(args) -> None:
     """Everything ``--engines`` cannot do yet, refused before any work."""
-    from .driver.sim_engines import SIM_ENGINE_BUILT
     from .contract.registers import Built
+    from .driver.sim_engines import SIM_ENGINE_BUILT
     from .driver.train import RESUME_UNSUPPORTED
 
     if args.backend == "serial":
@@ -35,7 +35,7 @@ def _refuse(args) -> None:
     if args.backend == "sim" and getattr(args, "socket", None):
         raise ValueError("--engines starts a simulator per worker: --socket attaches to one")
     if args.backend == "float":
-        raise ValueError("--engines runs quantized engines: use --backend golden")
+        raise ValueError("--engines runs quantized engines: use --backend golden (or sim)")
     if str(args.data).endswith(".npz"):
         raise ValueError("--engines quantizes each worker's own shard: give a data set (synthetic, mnist49, "
                          "a LIBSVM file), not a quantized .npz")
