@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -10,12 +10,54 @@ from lowbit.contract.registers import MAX_BATCH
 
 from ..interfaces import RunConfig
 
-__all__ = ["RunSchedule"]
+__all__ = ["RunSchedule", "SerialMultiplier", "SerialDivider"]
 
 _W = RunConfig.members  # register widths
 #: Widths of the shared shift-and-add multiplier and shift-subtract divider: E * P < 2^48.
 WIDE = 48
 NARROW = 16
+
+
+class SerialMultiplier(wiring.Component):
+    """``p = a * b`` (``a`` WIDE bits, ``b`` NARROW bits, ``p`` kept to WIDE bits), one bit of
+    ``b`` per cycle: ``start`` loads the operands, ``busy`` falls when ``p`` is valid. Its
+    registers have two sources (load, step), so no state decode sits in front of the adder."""
+
+    def __init__(self):
+        super().__init__({"start": In(1), "a": In(WIDE), "b": In(NARROW), "p": Out(WIDE), "busy": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        mcand, mplier = Signal(WIDE), Signal(NARROW)
+        m.d.comb += self.busy.eq(mplier != 0)
+        with m.If(self.start):
+            m.d.sync += [self.p.eq(0), mcand.eq(self.a), mplier.eq(self.b)]
+        with m.Elif(self.busy):
+            m.d.sync += [self.p.eq(self.p + Mux(mplier[0], mcand, 0)), mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
+        return m
+
+
+class SerialDivider(wiring.Component):
+    """``divmod(a, b)`` (``a`` WIDE bits, ``0 < b < 2^32``) by restoring division, one quotient bit
+    per cycle into the dividend's register (WIDE cycles): ``start`` loads, ``busy`` falls when
+    ``q`` and ``r`` are valid. Each step is one 33-bit compare and subtract between registers."""
+
+    def __init__(self):
+        super().__init__({"start": In(1), "a": In(WIDE), "b": In(32), "q": Out(WIDE), "r": Out(32), "busy": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        den = Signal(32)
+        left = Signal(range(WIDE + 1))
+        shifted = Signal(33)
+        m.d.comb += [self.busy.eq(left != 0), shifted.eq(Cat(self.q[-1], self.r))]
+        ge = shifted >= den
+        with m.If(self.start):
+            m.d.sync += [self.q.eq(self.a), den.eq(self.b), self.r.eq(0), left.eq(WIDE)]
+        with m.Elif(self.busy):
+            m.d.sync += [self.r.eq(Mux(ge, shifted - den, shifted)), self.q.eq(Cat(ge, self.q[:-1])),
+                         left.eq(left - 1)]
+        return m
 
 
 class RunSchedule(wiring.Component):
@@ -72,12 +114,9 @@ class RunSchedule(wiring.Component):
         m = Module()
         log_s = self.samples.bit_length() - 1
 
-        # ---- the shared loops: acc += mplier[0] ? mcand : 0 (mcand <<= 1, mplier >>= 1), and
-        # restoring division, one quotient bit per cycle into num's LSB (rem < den after each step)
-        mcand, acc = Signal(WIDE), Signal(WIDE)
-        mplier = Signal(NARROW)
-        num, den, rem = Signal(WIDE), Signal(32), Signal(32)
-        left = Signal(range(WIDE + 1))
+        # ---- the shared loops
+        m.submodules.mul = mul = SerialMultiplier()
+        m.submodules.div = div = SerialDivider()
 
         # ---- the run's quantities (names as in the docstring)
         p, lg, total, end, s_m = Signal(33), Signal(16), Signal(WIDE), Signal(WIDE), Signal(WIDE)
@@ -85,6 +124,7 @@ class RunSchedule(wiring.Component):
         copy0 = self.copy_first
         lo0b, n0b, hizb = Signal(WIDE), Signal(WIDE), Signal(WIDE)
         first_ends = Signal()  # the first segment runs to its epoch's end
+        bad = Signal()         # S >= E * P (a register: the FSM branches on it)
         groups_first, groups_last = Signal(32), Signal(32)
         o = self
 
@@ -93,14 +133,14 @@ class RunSchedule(wiring.Component):
 
         # One step per entry, run in order: ("mul", a, b, dest) with b < 2^NARROW, ("div", a, b,
         # quotient, remainder), ("set", [assignments]) (one cycle; reads the previous steps'
-        # registers), ("bad", condition): stop here (bad_start) if the condition holds.
+        # registers), ("bad", flag): stop here (bad_start) if the flag (a register) is set.
         program = [
             ("div", o.rows, o.batch, e0, hiz),                       # scratch: N // B, N mod B
             ("set", [p.eq(e0 + (hiz != 0)), s_m.eq(o.first + o.count)]),
             ("mul", o.chunks, o.bits + 1, lg),                         # lines per group
             ("mul", p, o.epochs, total),
-            ("set", [end.eq(Mux((o.count == 0) | (s_m > total), total, s_m))]),
-            ("bad", o.first >= total),
+            ("set", [end.eq(Mux((o.count == 0) | (s_m > total), total, s_m)), bad.eq(o.first >= total)]),
+            ("bad", bad),
             ("div", o.first, p, e0, lo0),
             ("div", end, p, ez, hiz),
             ("div", e0, o.copies, None, copy0),
@@ -152,32 +192,23 @@ class RunSchedule(wiring.Component):
                 elif kind == "mul":
                     a, b, dest = args
                     with m.State(here):
-                        m.d.sync += [acc.eq(0), mcand.eq(a), mplier.eq(b)]
-                        m.next = here + "_LOOP"
-                    with m.State(here + "_LOOP"):
-                        with m.If(mplier == 0):
-                            m.d.sync += dest.eq(acc)
+                        m.d.comb += [mul.start.eq(1), mul.a.eq(a), mul.b.eq(b)]
+                        m.next = here + "_WAIT"
+                    with m.State(here + "_WAIT"):
+                        with m.If(~mul.busy):
+                            m.d.sync += dest.eq(mul.p)
                             m.next = after
-                        with m.Else():
-                            m.d.sync += [acc.eq(acc + Mux(mplier[0], mcand, 0)), mcand.eq(mcand << 1),
-                                         mplier.eq(mplier >> 1)]
                 else:  # div
                     a, b, quo, rmd = args
                     with m.State(here):
-                        m.d.sync += [num.eq(a), den.eq(b), rem.eq(0), left.eq(WIDE)]
-                        m.next = here + "_LOOP"
-                    with m.State(here + "_LOOP"):
-                        with m.If(left == 0):
+                        m.d.comb += [div.start.eq(1), div.a.eq(a), div.b.eq(b)]
+                        m.next = here + "_WAIT"
+                    with m.State(here + "_WAIT"):
+                        with m.If(~div.busy):
                             if quo is not None:
-                                m.d.sync += quo.eq(num)
-                            m.d.sync += rmd.eq(rem)
+                                m.d.sync += quo.eq(div.q)
+                            m.d.sync += rmd.eq(div.r)
                             m.next = after
-                        with m.Else():
-                            shifted = Signal(33, name=f"div{i}_shifted")
-                            m.d.comb += shifted.eq((rem << 1) | num[-1])
-                            ge = shifted >= den
-                            m.d.sync += [rem.eq(Mux(ge, shifted - den, shifted)), num.eq((num << 1) | ge),
-                                         left.eq(left - 1)]
             with m.State("DONE"):
                 m.d.sync += self.busy.eq(0)
                 m.next = "IDLE"

@@ -263,15 +263,20 @@ class Sequencer(wiring.Component):
         rows_all = Signal()
         m.d.sync += rows_all.eq(self.rows_done == self.seg_rows)
         load_left = Signal(32)                     # warm start: model lines still to load
+        # Decisions of the FSM and the line routing are registers, set a cycle ahead (a compare of
+        # a counter in the state register's enable was the core's slowest path).
+        loading = Signal()                         # the next data line is the model's
+        last_seg = Signal()                        # the segment running is the run's last
+        m.d.comb += self.loading.eq(loading)       # set only in LOAD (cleared by an abort)
         prime_wait = Signal(range(PRIME_SETTLE + 1))
 
         def guard():
             """End of every BUSY state's body (so its ``m.next`` wins): reset / start abort the run."""
             with m.If(self.reset):
-                m.d.sync += to_idle.eq(1)
+                m.d.sync += [to_idle.eq(1), loading.eq(0)]
                 m.next = "ABORT_HOLD"
             with m.Elif(self.start):
-                m.d.sync += [to_idle.eq(0), st.error.eq(ErrorCode.START_WHILE_BUSY)]
+                m.d.sync += [to_idle.eq(0), st.error.eq(ErrorCode.START_WHILE_BUSY), loading.eq(0)]
                 m.next = "ABORT_HOLD"
 
         with m.FSM():
@@ -360,7 +365,7 @@ class Sequencer(wiring.Component):
                              model_base.eq(cfg.model_addr), stats_base.eq(cfg.stats_addr), seg_left.eq(nseg - 1),
                              # a warm start's priming pass runs one group: seg_rows = 1 until it is done
                              self.seg_rows.eq(Mux(warm, 1, rows_first)), model_pending.eq(warm),
-                             load_left.eq(model_lines)]
+                             load_left.eq(model_lines), loading.eq(0), last_seg.eq(nseg == 1)]
                 for first, left, done in cmd_state:
                     m.d.sync += [first.eq(1), left.eq(nseg - 1), done.eq(0)]
                 m.next = "SETUP2"
@@ -377,20 +382,21 @@ class Sequencer(wiring.Component):
             with m.State("CLEAR"):
                 m.d.comb += in_run.eq(1)
                 with m.If(~self.clear_busy):
-                    m.next = "LOAD" if resume else "EPOCH"
+                    m.next = "EPOCH"
                     if resume:
-                        with m.If(~warm):
-                            m.next = "EPOCH"
+                        with m.If(warm):
+                            m.d.sync += loading.eq(1)  # model_lines >= 1
+                            m.next = "LOAD"
                 guard()
             if resume:
                 # The model's lines come first on the data channel; the core's loader writes a model
                 # row per 32 words (the loader's write is registered: it lands in PRIME_GO's cycle).
                 with m.State("LOAD"):
-                    m.d.comb += [in_run.eq(1), self.loading.eq(load_left != 0)]
-                    with m.If(load_left == 0):
+                    m.d.comb += in_run.eq(1)
+                    with m.If(~loading):
                         m.next = "PRIME_GO"
                     with m.Elif(self.data_fire):
-                        m.d.sync += load_left.eq(load_left - 1)
+                        m.d.sync += [load_left.eq(load_left - 1), loading.eq(load_left != 1)]
                     guard()
                 with m.State("PRIME_GO"):
                     m.d.comb += [in_run.eq(1), self.prime_start.eq(1)]
@@ -435,14 +441,14 @@ class Sequencer(wiring.Component):
                 with m.If(~rec.busy):
                     m.d.sync += [epochs.eq(epochs + 1), model_base.eq(model_base + model_lines),
                                  stats_base.eq(stats_base + RECORD_BYTES * 8 // W)]
-                    with m.If(seg_left == 0):
+                    with m.If(last_seg):
                         m.d.sync += settle.eq(0)
                         m.next = "FINISH_WAIT"
                     with m.Else():
                         # the next segment: the last one's rows, or a whole epoch's; the datapath's
                         # sizes follow seg_rows through two registers, so wait IDLE_SETTLE cycles
                         m.d.sync += [seg_left.eq(seg_left - 1), self.seg_rows.eq(Mux(seg_left == 1, rows_last, cfg.rows)),
-                                     settle.eq(0)]
+                                     last_seg.eq(seg_left == 1), settle.eq(0)]
                         m.next = "SEGMENT"
                 guard()
             with m.State("SEGMENT"):
