@@ -103,7 +103,7 @@ class RunSchedule(wiring.Component):
             "rows": In(_W["rows"]), "batch": In(_W["batch"]), "epochs": In(_W["epochs"]),
             "copies": In(_W["copies"]), "first": In(_W["start_minibatch"]), "count": In(_W["max_minibatches"]),
             "chunks": In(16), "bits": In(4), "data_lines": In(32), "plain": In(1),
-            "bad_start": Out(1), "nseg": Out(WIDE),
+            "bad_start": Out(1), "nseg": Out(NARROW + 1),
             "rows_first": Out(32), "rows_last": Out(32),
             "data_off_first": Out(WIDE), "label_off_first": Out(32), "copy_first": Out(8), "copy_off": Out(WIDE),
             "data_lines_first": Out(32), "data_lines_last": Out(32),
@@ -125,6 +125,7 @@ class RunSchedule(wiring.Component):
         lo0b, n0b, hizb = Signal(WIDE), Signal(WIDE), Signal(WIDE)
         first_ends = Signal()  # the first segment runs to its epoch's end
         bad = Signal()         # S >= E * P (a register: the FSM branches on it)
+        rest = Signal()        # a remainder is not 0 (a register: no compare chained into a sum)
         groups_first, groups_last = Signal(32), Signal(32)
         o = self
 
@@ -136,7 +137,8 @@ class RunSchedule(wiring.Component):
         # registers), ("bad", flag): stop here (bad_start) if the flag (a register) is set.
         program = [
             ("div", o.rows, o.batch, e0, hiz),                       # scratch: N // B, N mod B
-            ("set", [p.eq(e0 + (hiz != 0)), s_m.eq(o.first + o.count)]),
+            ("set", [rest.eq(hiz != 0), s_m.eq(o.first + o.count)]),
+            ("set", [p.eq(e0[:33] + rest)]),
             ("mul", o.chunks, o.bits + 1, lg),                         # lines per group
             ("mul", p, o.epochs, total),
             ("set", [end.eq(Mux((o.count == 0) | (s_m > total), total, s_m)), bad.eq(o.first >= total)]),
@@ -144,7 +146,9 @@ class RunSchedule(wiring.Component):
             ("div", o.first, p, e0, lo0),
             ("div", end, p, ez, hiz),
             ("div", e0, o.copies, None, copy0),
-            ("set", [o.nseg.eq(ez - e0 + (hiz != 0))]),
+            ("set", [rest.eq(hiz != 0)]),
+            # nseg <= E < 2^16: the difference is exact in its low bits, a short carry chain
+            ("set", [o.nseg.eq(ez[:NARROW + 1] - e0[:NARROW + 1] + rest)]),
             ("set", [first_ends.eq((o.nseg != 1) | (hiz == 0))]),
             ("mul", lo0, o.batch, lo0b),
             ("mul", hiz - lo0, o.batch, n0b),
