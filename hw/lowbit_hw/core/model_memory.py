@@ -7,7 +7,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..ecp5 import SimpleDualPortRAM
+from ..ecp5 import simple_dual_port_ram
 
 __all__ = ["ModelMemory"]
 
@@ -56,7 +56,7 @@ class ModelMemory(wiring.Component):
         row = data.ArrayLayout(signed(32), self.lanes)
         for name in ("a", "b"):
             if self.block_ram:
-                ram = m.submodules[f"copy_{name}"] = SimpleDualPortRAM(shape=row, depth=self.depth)
+                ram = simple_dual_port_ram(m, platform, shape=row, depth=self.depth, name=f"copy_{name}")
                 m.d.comb += [ram.w_en.eq(self.w_en), ram.w_addr.eq(self.w_addr), ram.w_data.eq(self.w_data),
                              ram.r_addr.eq(getattr(self, f"{name}_addr")),
                              getattr(self, f"{name}_data").eq(ram.r_data)]
