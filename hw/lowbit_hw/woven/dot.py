@@ -6,11 +6,12 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from lowbit.contract.fixed import CODE_FRAC, LOSS_SHIFT, M_BITS
+from lowbit.contract.fixed import CODE_FRAC, M_BITS
 from lowbit.contract.format import ROW_ALIGN
 
 from ..ecp5 import PipelinedMul, pipelined_sum
-from .arith import add_levels, delay, register_all, sat32
+from .arith import add_levels, delay, register_all
+from .margin import RowNonlinearity
 from .records import residual_layout
 
 __all__ = ["WovenDotUnit"]
@@ -64,6 +65,7 @@ class WovenDotUnit(wiring.Component):
             "chunks": In(range(max_chunks + 1)), "bits": In(4), "groups": In(32), "rows": In(32),
             "batch_groups": In(32),  # groups per minibatch (>= groups: one minibatch per epoch)
             "m0": In(signed(M_BITS)), "delta": In(signed(M_BITS + 1)),
+            "loss_kind": In(2),  # LOSS, held for the run
             "upd_written": In(32), "groups_read": In(32),
             "model_addr": Out(range(max_chunks)),
             "model_data": In(data.ArrayLayout(signed(32), CHUNK)),
@@ -236,20 +238,20 @@ class WovenDotUnit(wiring.Component):
         y_d = delay(m, fin_y, lat_dot, "y")
         mask_d = delay(m, fin_mask, lat_dot, "mask")
         valid_d = delay(m, fin_valid, lat_dot, "fin_valid", reset_less=False)
-        diff = [Signal(signed(len(dots[s]) - CODE_FRAC + 1), name=f"diff_{s}", reset_less=True) for s in range(S)]
-        m.d.sync += [diff[s].eq((dots[s] >> CODE_FRAC) - y_d[32 * s: 32 * (s + 1)].as_signed()) for s in range(S)]
-        mask_r = delay(m, mask_d, 2, "mask_r")
-        valid_r = delay(m, valid_d, 2, "valid_r", reset_less=False)
-        r = [Signal(signed(32), name=f"r_{s}", reset_less=True) for s in range(S)]
-        mask_diff = delay(m, mask_d, 1, "mask_diff")
-        m.d.sync += [r[s].eq(Mux(mask_diff[s], sat32(diff[s]), 0)) for s in range(S)]
+
+        # ---- each row's residual and the group's loss, for the run's LOSS (margin.py)
+        nl = m.submodules.nonlinearity = RowNonlinearity(samples=S, dot_width=len(dots[0]))
+        m.d.comb += [nl.kind.eq(self.loss_kind), nl.valid.eq(valid_d), nl.mask.eq(mask_d), nl.y.eq(y_d),
+                     nl.dot.eq(Cat(*dots))]
+        r = [nl.r[s] for s in range(S)]
+        mask_r, valid_r = nl.r_mask, nl.r_valid
 
         ds = [mul(self.delta, r[s], f"mul_dr_{s}") for s in range(S)]
-        sqs = [mul(r[s], r[s], f"mul_rr_{s}") for s in range(S)]
         rs, _, lat_rs = pipelined_sum(m, [(v, 0) for v in r], "rsum")
         m0r, lat_m0r = mul(self.m0, rs, "mul_m0r")
-        sq_sum, _, lat_sq = pipelined_sum(m, [(p >> LOSS_SHIFT, 0) for p, _ in sqs], "sqsum")
-        lat_rec = max(ds[0][1], lat_rs + lat_m0r, sqs[0][1] + lat_sq)
+        # The record leaves when least squares' loss is summed, as it did before the other losses
+        # (so least-squares runs keep their cycle counts).
+        lat_rec = max(ds[0][1], lat_rs + lat_m0r, nl.squared_lag)
 
         # ---- the record; the loss (saturating at 2^64 - 1)
         rec = Signal(rec_layout)
@@ -258,9 +260,8 @@ class WovenDotUnit(wiring.Component):
         m.d.comb += [rec.d[s].eq(delay(m, ds[s][0], lat_rec - ds[s][1], f"d_{s}")) for s in range(S)]
         m.d.comb += [rec.m0r.eq(delay(m, m0r, lat_rec - lat_rs - lat_m0r, "m0r")), rec.valid.eq(rec_mask),
                      rec.count.eq(sum(rec_mask[s] for s in range(S)))]
-        sq_total = delay(m, sq_sum, lat_rec - sqs[0][1] - lat_sq, "sq_total")
-        with m.If(rec_valid):
-            total = self.loss + sq_total
+        with m.If(nl.loss_valid):
+            total = self.loss + nl.loss
             m.d.sync += self.loss.eq(Mux(total[64:].any(), (1 << 64) - 1, total[:64]))
 
         # A two-entry queue toward the gradient unit; ``pending`` counts entries promised at the
