@@ -62,16 +62,16 @@ class Problem:
 
 
 def make_problem(*, rows, features, bits, batch=1, epochs=1, copies=1, step=0.05, line_bits=64, seed=0,
-                 label_scale=1.0, layout="planes", levels_q=None, loss=Loss.SQUARED, classes="pm1") -> Problem:
+                 label_scale=1.0, layout="planes", levels_q=None, loss=Loss.SQUARED, classes="pm1", flip=0.0) -> Problem:
     """A problem quantized with double sampling, packed as the engine reads it.
 
     ``loss`` (LOSS) other than squared makes it a classification problem: the regression target's
     sign as labels in ``{-1, +1}`` (``classes="pm1"``) or ``{0, 1}`` (``"01"``; the engine reads
-    ``y > 0`` as class +1 either way)."""
+    ``y > 0`` as class +1 either way), a fraction ``flip`` of them in the wrong class."""
     rng = np.random.default_rng(seed)
     X, y = engine_problem(rows, features, rng=rng, label_scale=label_scale, noise_sd=0.05)
     if loss != Loss.SQUARED:
-        y = np.where(y > 0, 1.0, -1.0 if classes == "pm1" else 0.0)
+        y = np.where((y > 0) != (rng.random(rows) < flip), 1.0, -1.0 if classes == "pm1" else 0.0)
     if levels_q is None:
         levels_q = levels_to_fixed(uniform_levels(bits))
     codes = np.stack([double_sample(X, levels_q, rng) for _ in range(copies)])
