@@ -61,10 +61,13 @@ def test_test_file_and_holdout(capsys, libsvm):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--backend", "sim", "--loss", "logistic", "--data", "digits38"],
-     "--backend sim runs --loss squared without --l2 only .*--loss logistic"),
-    (["--backend", "serial", "--loss", "hinge", "--data", "digits38"], "--backend serial runs --loss squared"),
-    (["--backend", "sim", "--l2", "0.01"], "no datapath for --l2 0.01"),
+    (["--backend", "sim", "--loss", "logistic", "--levels", "optimal", "--data", "digits38"],
+     r"the sim \(planes\) engine is built without LOSS logistic and hinge"),
+    (["--backend", "sim", "--engine", "planes", "--loss", "hinge", "--data", "digits38"],
+     r"the sim \(planes\) engine is built without LOSS logistic"),
+    (["--backend", "sim", "--l2", "0.01"], r"the sim \(woven\) engine is built without L2 regularisation"),
+    (["--backend", "sim", "--loss", "hinge", "--estimator", "chebyshev", "--degree", "1", "--copies", "2"],
+     r"the sim \(woven\) engine is built without ESTIMATOR.KIND chebyshev"),
     (["--loss", "logistic"], "needs a classification data set"),
     (["--estimator", "chebyshev"], "--estimator chebyshev is for --loss logistic or hinge"),
     (["--loss", "hinge", "--estimator", "chebyshev", "--degree", "4", "--copies", "3", "--data", "digits38"],

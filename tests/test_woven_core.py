@@ -138,3 +138,13 @@ def test_woven_core_refuses_a_bad_loss_or_estimator(setting, error):
     assert problem.cfg.error(max_features=256, built=WovenCore.built) is error
     _, status, *_ = run_woven(problem)
     assert status.state == State.ERROR and status.error == error
+
+
+def test_the_host_knows_what_each_sim_engine_was_built_with():
+    """lowbit.driver.sim_engines.SIM_BUILT (the CLI's refusals before a device is open) is each
+    simulated engine's core's own ``built``: it cannot drift from the RTL."""
+    from lowbit.driver.sim_engines import SIM_BUILT, SIM_ENGINES
+
+    cores = {"woven": WovenCore, "planes": TrainingCore}
+    assert set(SIM_BUILT) == set(SIM_ENGINES) == set(cores)
+    assert {name: cores[SIM_ENGINES[name]["core"]].built for name in SIM_ENGINES} == SIM_BUILT

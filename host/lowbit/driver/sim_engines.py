@@ -6,11 +6,24 @@ must be affine). The 1024-line read reorder buffer keeps ~1 line/cycle in flight
 simulator's 100-400-cycle memory latency (Little's law: lines in flight = rate x latency).
 ``planes``: the lane-parallel core (``lowbit_hw.core.TrainingCore``), 32 codes per cycle at every
 b, any code table (optimal levels).
+
+:data:`SIM_BUILT` says which optional datapaths (the BUILT register) each has, so the CLI refuses a
+run an engine lacks before it starts one; tests/test_woven_core.py holds it equal to the cores'
+own ``built`` (the host never imports ``lowbit_hw``).
 """
 
 from __future__ import annotations
 
+from lowbit.contract.registers import Built
+
 SIM_ENGINES = {
     "woven": dict(line_bits=512, lanes=32, max_features=8192, core="woven", read_depth=1024),
     "planes": dict(line_bits=512, lanes=32, max_features=8192, core="planes", read_depth=256),
+}
+
+#: The BUILT register of each simulated engine: its core's ``built`` (lowbit_hw.woven.WovenCore,
+#: lowbit_hw.core.TrainingCore).
+SIM_BUILT = {
+    "woven": Built.NONLINEAR,
+    "planes": Built.NONE,
 }

@@ -111,12 +111,6 @@ def _positive_int(name, value, hi):
     return int(value)
 
 
-#: What the RTL of this tree implements of issue 13: least squares without L2. LOSS, L2, ESTIMATOR
-#: and POLY_* exist in the register map (so the RTL stores them) but the datapath ignores them, so
-#: :func:`train` refuses any other choice rather than silently run least squares.
-RTL_LOSSES = ("squared",)
-
-
 def engine_config(qds, *, step: float, batch: int, epochs: int, max_features: int | None = None,
                   loss=None, resume: Resume = Resume()) -> EngineConfig:
     """Validate the arguments and the dataset; the EngineConfig a run programs. Raises ValueError.
@@ -187,23 +181,25 @@ def _estimate_cycles(cfg: EngineConfig, fmt, lanes: int) -> int:
     return 2 * cfg.epochs * per_epoch
 
 
-def check_built(cfg: EngineConfig, built: Built, backend: str) -> None:
-    """Refuse (ValueError, one line) a run needing a datapath the engine was built without (its
-    BUILT register), which the engine would refuse at START with NOT_BUILT."""
-    missing = cfg.needs() & ~Built(built)
+def loss_needs(loss) -> Built:
+    """The optional datapaths (BUILT) a :class:`lowbit.contract.losses.LossConfig` needs (None: none),
+    as :meth:`EngineConfig.needs` says of its registers."""
+    if loss is None:
+        return Built.NONE
+    return EngineConfig(rows=1, features=1, bits=1, batch=1, epochs=1, step=1, copies=loss.samples(),
+                        **loss.registers()).needs()
+
+
+def check_built(needs: Built, built: Built, backend: str) -> None:
+    """Refuse (ValueError, one line) a run needing datapaths (``needs``: :meth:`EngineConfig.needs`,
+    :func:`loss_needs`) that the engine was built without (its BUILT register, or
+    :data:`lowbit.driver.sim_engines.SIM_BUILT` before a device is open): the engine would refuse
+    it at START with NOT_BUILT."""
+    missing = Built(needs) & ~Built(built)
     if missing:
         what = "; ".join(doc for flag, doc in BUILT_DOC.items() if flag & missing)
         raise ValueError(f"the {backend} engine is built without {what} (its BUILT register is "
                          f"{int(built):#x}); use --backend golden (the spec)")
-
-
-def check_rtl_loss(loss, backend: str = "sim") -> None:
-    """Refuse (ValueError, one line) a loss choice the RTL does not implement yet (RTL_LOSSES)."""
-    if loss is None or (loss.loss in RTL_LOSSES and not loss.l2):
-        return
-    what = f"--l2 {loss.l2:g}" if loss.loss in RTL_LOSSES else f"--loss {loss.loss}"
-    raise ValueError(f"--backend {backend} runs --loss {'/'.join(RTL_LOSSES)} without --l2 only (the RTL has no "
-                     f"datapath for {what} yet, issue 13); use --backend golden (the spec) or float")
 
 
 def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress: bool = True,
@@ -236,14 +232,13 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
     """
     from tqdm.auto import tqdm
 
-    check_rtl_loss(loss, device.backend.name)
     if not resume.plain:
         raise ValueError(RESUME_UNSUPPORTED.format(backend=device.backend.name))
-    # What the engine itself says it has (BUILT), beyond what this driver programs.
-    check_built(engine_config(qds, step=step, batch=batch, epochs=epochs, loss=loss),
+    # What the engine itself says it has (BUILT): a loss or L2 it lacks is refused here, before START.
+    check_built(engine_config(qds, step=step, batch=batch, epochs=epochs, loss=loss).needs(),
                 getattr(device, "built", Built.NONE), device.backend.name)
     caps = device.caps
-    cfg = engine_config(qds, step=step, batch=batch, epochs=epochs, max_features=caps["MAX_FEATURES"])
+    cfg = engine_config(qds, step=step, batch=batch, epochs=epochs, max_features=caps["MAX_FEATURES"], loss=loss)
     fmt = engine_format(qds.fmt, caps)
     data = np.ascontiguousarray(qds.data_lines(fmt), dtype=np.uint8)
     labels = np.ascontiguousarray(qds.label_lines(), dtype=np.uint8)
@@ -280,7 +275,10 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
                             ("MODEL_ADDR", m_buf.io_address // lb), ("STATS_ADDR", s_buf.io_address // lb),
                             ("STATUS_ADDR", st_buf.io_address // lb), ("ROWS", cfg.rows), ("FEATURES", cfg.features),
                             ("BITS", cfg.bits), ("BATCH", cfg.batch), ("EPOCHS", cfg.epochs),
-                            ("COPIES", cfg.copies), ("STEP", cfg.step), ("RUN_ID", run_id)):
+                            ("COPIES", cfg.copies), ("STEP", cfg.step), ("RUN_ID", run_id),
+                            # every run writes its loss registers, so an earlier run's never linger
+                            ("LOSS", cfg.loss), ("L2", cfg.l2), ("ESTIMATOR", cfg.estimator_register()),
+                            *((f"POLY_{j}", a & 0xFFFF_FFFF) for j, a in enumerate(cfg.poly))):
             device.write_reg(name, value)
         with tqdm(total=cfg.epochs, unit="epoch", disable=not progress, leave=False, desc="engine") as bar:
             def on_epoch(e):
