@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import dump_svmlight_file
 
+from driver_fixtures import woven_server  # noqa: F401  (pytest fixture)
 from lowbit.cli import main
 from lowbit.experiment import HOLDOUT_SEED, prepare
 
@@ -93,3 +94,31 @@ def test_bad_loss_options_exit_2(capsys, argv, message):
     with pytest.raises(SystemExit) as exc:
         main(["train", *argv])
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("loss", ["logistic", "hinge"])
+def test_sim_backend_equals_the_golden_model_bit_for_bit(capsys, libsvm, woven_server, tmp_path, loss):
+    """``--backend sim`` (the woven core's RTL under Verilator, BUILT.NONLINEAR) trains logistic
+    and hinge exactly as ``--backend golden`` (the spec): every epoch's loss, the final model."""
+    from lowbit.contract.simprocess import start_server
+
+    train, _ = libsvm
+    common = ["train", "--data", str(train), "--loss", loss, "--bits", "2,4", "--epochs", "2", "--no-float", "--json"]
+    server = start_server(woven_server, once=True)
+    try:
+        code, out, _ = run_cli(capsys, *common, "--backend", "sim", "--socket", str(server.socket_path),
+                               "--save-model", str(tmp_path / "sim.npz"))
+    finally:
+        server.stop()
+    assert code == 0
+    sim = json.loads(out)["runs"]
+    code, out, _ = run_cli(capsys, *common, "--backend", "golden", "--save-model", str(tmp_path / "golden.npz"))
+    assert code == 0
+    gold = json.loads(out)["runs"]
+    assert [r["backend"] for r in sim] == ["sim", "sim"] and [r["backend"] for r in gold] == ["golden", "golden"]
+    assert [(r["label"], r["train_loss"]) for r in sim] == [(r["label"], r["train_loss"]) for r in gold]
+    assert all(r["train_loss"][-1] < r["train_loss"][0] for r in sim)
+    with np.load(tmp_path / "sim.npz") as a, np.load(tmp_path / "golden.npz") as b:
+        assert sorted(a.files) == sorted(b.files) and len(a.files) == 6
+        for key in a.files:
+            assert np.array_equal(a[key], b[key]), key
