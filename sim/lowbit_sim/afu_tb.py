@@ -25,7 +25,7 @@ from lowbit.contract.format import (EPOCH_RECORD, LAYOUTS, RECORD_BYTES, ROW_ALI
                            pack_words, unpack_record)
 from lowbit.contract.levels import optimal_levels
 from lowbit.contract.quant import code_table, double_sample, levels_to_fixed, uniform_levels
-from lowbit.contract.registers import REG, Ctrl, ErrorCode, State, code_table_address, encode_code_entry
+from lowbit.contract.registers import BUILT_ALL, REG, Built, Ctrl, ErrorCode, State, code_table_address, encode_code_entry
 
 from .ccip_model import CcipHostModel, StormConfig
 from lowbit.contract.golden import EngineConfig, GoldenRun
@@ -155,6 +155,7 @@ class TB:
         self.rst = dut.rst
         self.seed = seed
         self.caps: dict | None = None
+        self.built = Built.NONE
         self.memory: HostMemory | None = None
         storm = storms if isinstance(storms, StormConfig) else (StormConfig() if storms else None)
         self._model_args = dict(seed=seed, read_latency=read_latency, write_latency=write_latency,
@@ -179,6 +180,7 @@ class TB:
         self.model.start()
         caps_raw = await self.read_reg("CAPS")
         self.caps = REG["CAPS"].decode(caps_raw)
+        self.built = Built(await self.read_reg("BUILT") & int(BUILT_ALL))  # the optional datapaths
         return self.caps
 
     # ---------------------------------------------------------------- registers
@@ -222,7 +224,8 @@ class TB:
                             ("MODEL_ADDR", bufs.model.line_address), ("STATS_ADDR", bufs.stats.line_address),
                             ("STATUS_ADDR", bufs.status.line_address), ("ROWS", cfg.rows),
                             ("FEATURES", cfg.features), ("BITS", cfg.bits), ("BATCH", cfg.batch),
-                            ("EPOCHS", cfg.epochs), ("COPIES", cfg.copies), ("STEP", cfg.step), ("RUN_ID", run_id)):
+                            ("EPOCHS", cfg.epochs), ("COPIES", cfg.copies), ("STEP", cfg.step), ("RUN_ID", run_id),
+                            ("LOSS", cfg.loss)):
             await self.write_reg(name, value)
 
     async def wait_end(self, timeout_cycles: int, status_buffer=None, run_id: int | None = None,

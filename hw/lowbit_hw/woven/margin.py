@@ -98,7 +98,7 @@ class RowNonlinearity(wiring.Component):
         mul_latency = probe.latency
         sum_levels = (samples - 1).bit_length()
         #: Cycles from ``valid`` to ``r_valid``, by mode.
-        self.r_latency = {Loss.SQUARED: 2, Loss.LOGISTIC: 10, Loss.HINGE: 10}
+        self.r_latency = {Loss.SQUARED: 2, Loss.LOGISTIC: 5 + mul_latency, Loss.HINGE: 3}
         #: Cycles from ``r_valid`` to the squared loss's ``loss_valid`` (``r * r``, then summed).
         self.squared_lag = mul_latency + sum_levels
         self._mul_latency, self._sum_levels = mul_latency, sum_levels
@@ -115,12 +115,13 @@ class RowNonlinearity(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         S = self.samples
-        lat = self.r_latency[Loss.LOGISTIC]
+        p_a = 4 + self._mul_latency  # dphi * s f leaves the multiplier (loss: a cycle later)
+        assert self.r_latency[Loss.LOGISTIC] == p_a + 1
         nonlinear, hinge = Signal(), Signal()
         m.d.sync += [nonlinear.eq(self.kind != Loss.SQUARED), hinge.eq(self.kind == Loss.HINGE)]
 
         valid = [self.valid]
-        for i in range(1, lat + 1):
+        for i in range(1, p_a + 3):
             valid.append(delay(m, valid[-1], 1, f"valid{i}", reset_less=False))
         masks = {0: self.mask}
 
@@ -153,10 +154,13 @@ class RowNonlinearity(wiring.Component):
             m.d.sync += t.eq(Mux(pos1, z, -z))
             pos2 = delay(m, pos1, 1, f"pos2_{s}")
 
-            # ---- 3: table index and fraction (clamped to the table), K - t, hinge's r
+            # ---- hinge: r = s * phi(t) (phi = -1 below 1, else 0) straight from t: r out at 3
+            below_one = t[-1] | ~t[MODEL_FRAC:32].any()     # t < 1
+            r_hinge = Mux(mask_at(2)[s] & below_one, Mux(pos2, -ONE, ONE), 0)
+
+            # ---- 3: table index and fraction (clamped to the table), K - t
             hi = ~t[-1] & t[TOP_BIT:32].any()               # t >= 2^27: the table's last point
             lo = t[-1] & ~t[TOP_BIT:32].all()               # t < -2^27: its first point
-            below_one = t[-1] | ~t[MODEL_FRAC:32].any()     # t < 1 (hinge)
             idx = Signal(range(TABLE_SEGMENTS), name=f"idx_{s}", reset_less=True)
             frac = Signal(SEG_SHIFT + 1, name=f"frac_{s}", reset_less=True)
             m.d.sync += [idx.eq(Mux(hi, TABLE_SEGMENTS - 1, Mux(lo, 0, Cat(t[SEG_SHIFT:TOP_BIT], ~t[TOP_BIT])))),
@@ -164,54 +168,56 @@ class RowNonlinearity(wiring.Component):
             # logistic: max(0, -2^27 - t) beyond the table; hinge: max(0, 1 - t), its whole loss
             extra = Signal(32, name=f"extra_{s}", reset_less=True)
             m.d.sync += extra.eq(Mux(Mux(hinge, below_one, lo), Mux(hinge, ONE, TABLE_LO) - t, 0))
-            r_hinge = Signal(signed(MODEL_FRAC + 2), name=f"r_hinge_{s}", reset_less=True)
-            m.d.sync += r_hinge.eq(Mux(below_one, Mux(pos2, -ONE, ONE), 0))  # s * phi, phi = -1 below 1
+            pos3 = delay(m, pos2, 1, f"pos3_{s}")
 
-            # ---- 4: the ROM word; 4 / 5: the two products enter the row's multiplier
+            # ---- 4: the ROM word; 4 / 5: the two products enter the row's multiplier. The sign s
+            # rides in phi's: s * (PHI + rnd(dphi * f, 20)) = (s PHI 2^20 + c_s + dphi * (s f)) >> 20
+            # with c_+ = 2^19 and c_- = 2^19 - 1 (-floor(x) = floor(2^20 - 1 - x) at 2^-20), so r is
+            # one adder after the product, not a negation after phi.
             port = rom.read_port()
             m.d.comb += port.addr.eq(idx)
             word = port.data
-            frac4 = delay(m, frac, 1, f"frac4_{s}")
+            sfrac4 = Signal(signed(SEG_SHIFT + 2), name=f"sfrac4_{s}", reset_less=True)
+            m.d.sync += sfrac4.eq(Mux(pos3, frac, -frac))
+            frac5 = delay(m, frac, 2, f"frac5_{s}")
             dloss5 = delay(m, word.dloss, 1, f"dloss5_{s}")
-            frac5 = delay(m, frac4, 1, f"frac5_{s}")
             r = Signal(signed(32), name=f"r_{s}", reset_less=True)
             mul = m.submodules[f"mul_rr_{s}"] = PipelinedMul(MUL_WIDTH, MUL_WIDTH)
             assert mul.latency == self._mul_latency
             m.d.comb += [mul.a.eq(Mux(phase_b, dloss5, Mux(phase_a, word.dphi, r))),
-                         mul.b.eq(Mux(phase_b, frac5, Mux(phase_a, frac4, r)))]
-            p_a = 4 + mul.latency  # cycle of dphi * f at the multiplier's output (dloss * f: one later)
+                         mul.b.eq(Mux(phase_b, frac5, Mux(phase_a, sfrac4, r)))]
+            assert 4 + mul.latency == p_a  # dphi * s f at the multiplier's output (dloss * f: one later)
+            sphi = Signal(signed(len(word.phi) + 1), name=f"sphi5_{s}", reset_less=True)
+            m.d.sync += sphi.eq(Mux(delay(m, pos3, 1, f"pos4_{s}"), word.phi, -word.phi))
+            pos_pa = delay(m, pos3, p_a - 3, f"pos_pa_{s}")
+            c_s = Mux(pos_pa, Const(1 << (SEG_SHIFT - 1), SEG_SHIFT), Const((1 << (SEG_SHIFT - 1)) - 1, SEG_SHIFT))
+            r_logistic = Mux(mask_at(p_a)[s],
+                             (Cat(c_s, delay(m, sphi, p_a - 5, f"sphi_{s}")).as_signed() + mul.p) >> SEG_SHIFT, 0)
 
-            # ---- phi = PHI[i] + rnd(dphi * f, 20): PHI[i] * 2^20 + 2^19 is PHI[i] beside a constant
-            half = Const(1 << (SEG_SHIFT - 1), SEG_SHIFT)
-            phi = Signal(signed(len(word.phi) + 1), name=f"phi_{s}", reset_less=True)
-            m.d.sync += phi.eq((Cat(half, delay(m, word.phi, p_a - 4, f"phi_t_{s}")).as_signed() + mul.p) >> SEG_SHIFT)
-            # ---- p_a + 1: r = s * phi (hinge: chosen at 3), padding rows 0
-            assert p_a + 2 == lat
-            pos_nl = delay(m, pos2, p_a - 1, f"pos_nl_{s}")
-            r_hinge_nl = delay(m, r_hinge, p_a - 2, f"r_hinge_nl_{s}")
-            r_nl = Mux(mask_at(p_a + 1)[s], Mux(hinge, r_hinge_nl, Mux(pos_nl, phi, -phi)), 0)
-
-            # ---- the output r (one register for both modes; the mode picks which stage fills it)
-            m.d.sync += r.eq(Mux(nonlinear, r_nl, r_sq))
+            # ---- the output r (one register for every mode; the mode picks which stage fills it)
+            m.d.sync += r.eq(Mux(nonlinear, Mux(hinge, r_hinge, r_logistic), r_sq))
             r_out.append(r)
 
-            # ---- losses: squared (r * r) >> 16 from r; non-linear l(t) = interp + extra
+            # ---- losses: squared (r * r) >> 16 from r; logistic interp(LOSS) + extra; hinge extra
             loss_sq.append((mul.p >> LOSS_SHIFT, 0))
+            half = Const(1 << (SEG_SHIFT - 1), SEG_SHIFT)
             lint = Signal(signed(len(word.loss) + 1), name=f"lint_{s}", reset_less=True)
             m.d.sync += lint.eq((Cat(half, delay(m, word.loss, p_a - 3, f"loss_t_{s}")).as_signed() + mul.p)
                                 >> SEG_SHIFT)
             row = Signal(signed(34), name=f"row_{s}", reset_less=True)
-            m.d.sync += row.eq(Mux(mask_at(lat)[s], Mux(hinge, 0, lint) + delay(m, extra, lat - 3, f"extra_d_{s}"), 0))
+            m.d.sync += row.eq(Mux(mask_at(p_a + 2)[s],
+                                   Mux(hinge, 0, lint) + delay(m, extra, p_a - 1, f"extra_d_{s}"), 0))
             loss_nl.append((row, 0))
 
-        m.d.sync += [self.r_valid.eq(Mux(nonlinear, valid[lat - 1], valid[1])),
-                     self.r_mask.eq(Mux(nonlinear, mask_at(lat - 1), mask1))]
+        lat = self.r_latency
+        m.d.sync += [self.r_valid.eq(Mux(nonlinear, Mux(hinge, valid[lat[Loss.HINGE] - 1], valid[p_a]), valid[1])),
+                     self.r_mask.eq(Mux(nonlinear, Mux(hinge, mask_at(lat[Loss.HINGE] - 1), mask_at(p_a)), mask1))]
         m.d.comb += self.r.eq(Cat(*r_out))
         sq_sum, _, sq_levels = pipelined_sum(m, loss_sq, "sqsum")
         nl_sum, _, nl_levels = pipelined_sum(m, loss_nl, "nlsum")
         assert sq_levels == nl_levels == self._sum_levels
         sq_valid = delay(m, self.r_valid, self.squared_lag, "sq_valid", reset_less=False)
-        nl_valid = delay(m, valid[lat], 1 + nl_levels, "nl_valid", reset_less=False)
+        nl_valid = delay(m, valid[p_a + 2], 1 + nl_levels, "nl_valid", reset_less=False)
         m.d.comb += [self.loss_valid.eq(Mux(nonlinear, nl_valid, sq_valid)),
                      self.loss.eq(Mux(nonlinear, nl_sum << ROW_LOSS_SHIFT, sq_sum))]
         return m
