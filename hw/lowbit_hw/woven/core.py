@@ -24,10 +24,8 @@ MAX_PLANES = 9
 
 
 class WovenCore(wiring.Component):
-    #: The optional datapaths this core has (its BUILT register; the sequencer refuses the rest).
-    built = Built.NONLINEAR
-
-    """ZipML least-squares SGD on the woven layout, bit-exact with ``lowbit.contract.golden.run``.
+    """ZipML SGD on the woven layout, bit-exact with ``lowbit.contract.golden.run``: least squares,
+    and logistic and hinge loss with the naive estimator (``built``; ``margin.RowNonlinearity``).
 
     Each line is one bit plane of 32 features of ``S = W/32`` rows, so the core takes one line per
     cycle whatever ``b`` is, and an epoch costs ``(b + 1)`` cycles per 32-feature chunk of each
@@ -50,6 +48,10 @@ class WovenCore(wiring.Component):
     max_features : int
         Multiple of 32 (model, G and the group buffer are sized by it).
     """
+
+    #: The optional datapaths this core has (its BUILT register; the sequencer refuses the rest):
+    #: LOSS logistic and hinge, naive estimator. Not L2, Chebyshev or resumable runs.
+    built = Built.NONLINEAR
 
     def __init__(self, *, line_bits: int = 512, max_features: int = 8192):
         try:

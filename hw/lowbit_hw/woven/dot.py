@@ -26,8 +26,8 @@ class WovenDotUnit(wiring.Component):
     group's last line ``acc_s = sum_j c_sj * w_j``. With an affine table (``m = m0 + c * delta``):
 
         dot_s = m0 * sum_j w_j + delta * acc_s            (= sum_j m_sj w_j, exactly)
-        r_s   = sat32(rnd(dot_s, 15) - y_s)
-        loss += (r_s * r_s) >> 16                           (saturating, rows < N only)
+        r_s   = sat32(rnd(dot_s, 15) - y_s)                 (LOSS squared; logistic and hinge:
+        loss += (r_s * r_s) >> 16                            margin.RowNonlinearity) rows < N only
 
     and it hands ``delta * r_s`` and ``m0 * sum_s r_s`` to the gradient unit. Every line is also
     written to the group buffer (slot ``g mod 2``), from which the gradient unit re-reads the group.
@@ -41,9 +41,10 @@ class WovenDotUnit(wiring.Component):
     t+2 registered, with the words' pair sums; t+3, t+4 the per-row adder trees over 16 pair terms
     (two levels per stage), t+5 registered again; t+6 ``sum << k``;
     t+7 accumulate. Then once per group, every multiply a ``PipelinedMul`` (MULT18X18D with its
-    registers): ``delta*acc + m0*sum w + 2^14`` (6 cycles), ``- y`` (1), ``sat32`` (1), then
-    ``delta*r``, ``m0 * sum r`` and ``sum r*r`` (5 at 64-bit lines, 7 at 512); the record is
-    offered and the loss added in the same cycle. The interlock and slot decisions are registers
+    registers): ``delta*acc + m0*sum w + 2^14`` (6 cycles), ``r`` (``RowNonlinearity``: 2 cycles for
+    least squares, 3 hinge, 9 logistic), then ``delta*r``, ``m0 * sum r`` and, as long as least
+    squares' ``sum r*r`` takes (5 at 64-bit lines, 7 at 512), the record is offered; the loss is
+    added when the row unit has summed it. The interlock and slot decisions are registers
     (see ``elaborate``): a line is never taken on a 32-bit compare made in the same cycle.
 
     Parameters
