@@ -1,4 +1,4 @@
-"""lowbit_hw.ecp5: the primitives' simulation models give ``a * b`` with the stated latency."""
+"""lowbit_hw.ecp5: the primitives' simulation models behave as stated (``a * b`` with its latency, RAM reads)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import pytest
 from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
-from lowbit_hw.ecp5 import ECP5_SYNTH, Mul18, PipelinedMul
+from amaranth import signed
+from amaranth.lib import data
+
+from lowbit_hw.ecp5 import ECP5_SYNTH, Mul18, PipelinedMul, SimpleDualPortRAM
 
 
 @pytest.mark.parametrize("wa,wb,const", [(18, 18, 0), (18, 32, 0), (32, 33, 1 << 31), (17, 46, 0), (18, 56, 0),
@@ -45,3 +48,46 @@ def test_primitive_netlist_elaborates():
     text = rtlil.convert(PipelinedMul(32, 32), platform=ECP5_SYNTH)
     assert text.count("MULT18X18D") == 4
     assert Mul18.LATENCY == 2
+
+
+def test_simple_dual_port_ram_model_reads_a_cycle_later_what_was_written_before():
+    """The model of SimpleDualPortRAM: r_data at t + 1 is the word at r_addr at t, as written in
+    cycles before t (rows are never read in the cycle they are written: undefined in the primitive)."""
+    dut = SimpleDualPortRAM(shape=data.ArrayLayout(signed(20), 3), depth=5)
+    rng = random.Random(7)
+    mirror = [[0, 0, 0] for _ in range(5)]
+    bad = []
+
+    async def bench(ctx):
+        for _ in range(200):
+            w_en, w_addr, r_addr = rng.randrange(2), rng.randrange(5), rng.randrange(5)
+            if w_en and w_addr == r_addr:
+                r_addr = (r_addr + 1) % 5
+            word = [rng.randrange(-(1 << 19), 1 << 19) for _ in range(3)]
+            ctx.set(dut.w_en, w_en)
+            ctx.set(dut.w_addr, w_addr)
+            ctx.set(dut.w_data, word)
+            ctx.set(dut.r_addr, r_addr)
+            expect = list(mirror[r_addr])
+            await ctx.tick()
+            if w_en:
+                mirror[w_addr] = word
+            got = [ctx.get(dut.r_data[i]) for i in range(3)]
+            if got != expect:
+                bad.append((r_addr, got, expect))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert not bad
+
+
+@pytest.mark.parametrize("width,blocks", [(36, 1), (37, 2), (2048, 57)])
+def test_simple_dual_port_ram_is_dp16kd_slices_on_ecp5(width, blocks):
+    """On ECP5: ceil(width / 36) DP16KD in 36-bit mode, no soft logic around them."""
+    text = rtlil.convert(SimpleDualPortRAM(shape=width, depth=8), platform=ECP5_SYNTH)
+    assert text.count("cell \\DP16KD ") == blocks
+    assert text.count("DATA_WIDTH_A") == blocks
+    with pytest.raises(ValueError, match="depth"):
+        SimpleDualPortRAM(shape=width, depth=513)

@@ -18,11 +18,12 @@ own ``valid`` bits, which are reset.
 
 # No "from __future__ import annotations": Component reads real annotations.
 
-from amaranth import Cat, ClockSignal, Const, Instance, Module, Signal, signed
+from amaranth import Cat, ClockSignal, Const, Instance, Module, Shape, Signal, Value, signed
 from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["ECP5_SYNTH", "Mul18", "PipelinedMul", "is_ecp5", "pipelined_sum"]
+__all__ = ["ECP5_SYNTH", "Mul18", "PipelinedMul", "SimpleDualPortRAM", "is_ecp5", "pipelined_sum"]
 
 
 class _ECP5Synth:
@@ -60,16 +61,17 @@ class Mul18(wiring.Component):
                 regs.update({f"p_REG_{port}_CLK": "CLK0", f"p_REG_{port}_CE": "CE0", f"p_REG_{port}_RST": "RST0"})
             ports = {f"i_A{i}": self.a[i] for i in range(18)}
             ports.update({f"i_B{i}": self.b[i] for i in range(18)})
-            ports.update({f"i_C{i}": 0 for i in range(18)})
             ports.update({f"o_P{i}": self.p[i] for i in range(36)})
+            # C and the unused clocks, enables and resets are left unconnected: C feeds only the
+            # ALU (unused here), the registers use CLK0/CE0/RST0. Tied to 0 they were ~1.9k sinks
+            # of one GND net, among the most congested nets of the board build (docs/board.md).
             m.submodules.mult = Instance(
                 "MULT18X18D", **regs,
                 p_REG_INPUTC_CLK="NONE", p_REG_PIPELINE_CLK="NONE",
                 p_CLK0_DIV="ENABLED", p_CLK1_DIV="ENABLED", p_CLK2_DIV="ENABLED", p_CLK3_DIV="ENABLED",
                 p_GSR="DISABLED", p_RESETMODE="SYNC", p_MULT_BYPASS="DISABLED",
                 p_CAS_MATCH_REG="FALSE", p_SOURCEB_MODE="B_SHIFT",
-                i_CLK0=ClockSignal(), i_CLK1=0, i_CLK2=0, i_CLK3=0,
-                i_CE0=1, i_CE1=0, i_CE2=0, i_CE3=0, i_RST0=0, i_RST1=0, i_RST2=0, i_RST3=0,
+                i_CLK0=ClockSignal(), i_CE0=1, i_RST0=0,
                 i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0, **ports)
         else:
             a_r = Signal(signed(18), reset_less=True)
@@ -161,4 +163,74 @@ class PipelinedMul(wiring.Component):
         total, shift, levels = pipelined_sum(m, terms, "acc")
         assert shift == 0 and Mul18.LATENCY + levels == self.latency
         m.d.comb += self.p.eq(total)
+        return m
+
+
+class SimpleDualPortRAM(wiring.Component):
+    """``depth`` words of ``width`` bits in block RAM: one write port, one read port, one cycle:
+    ``r_data`` at ``t + 1`` is the word at ``r_addr`` at ``t`` (as written before cycle ``t``).
+
+    On ECP5, ``ceil(width / 36)`` DP16KD side by side in their 512 x 36 pseudo-dual-port mode
+    (port A writes 36 bits, its ADA0-3 the byte enables; port B reads 36 bits; no output register).
+    Yosys maps a shallow memory to LUT RAM, whose wide shared addresses congest the routing (docs/board.md),
+    and a ``ram_style = "block"`` memory with a separate write port to DP16KD *plus* a soft bypass
+    of every bit (yosys makes the undefined same-row read-during-write defined), which costs a
+    flip-flop and a mux per bit. The primitive has neither: **a read of the row being written in the
+    same cycle is undefined**, and the model (a non-transparent ``Memory``) returns the old word, so
+    users never do it (each user says why it cannot happen).
+
+    Parameters
+    ----------
+    shape : shape-castable
+        Of a word (e.g. an ``ArrayLayout``: ``w_data`` and ``r_data`` are then views).
+    depth : int
+        1..512 (one DP16KD deep).
+    """
+
+    MAX_DEPTH = 512
+    SLICE = 36
+
+    def __init__(self, *, shape, depth: int):
+        self.width = Shape.cast(shape).width
+        if not isinstance(depth, int) or not 1 <= depth <= self.MAX_DEPTH:
+            self._MustUse__silence = True
+            raise ValueError(f"depth must be an int in 1..{self.MAX_DEPTH}, got {depth!r}")
+        self.shape, self.depth = shape, depth
+        super().__init__({"w_en": In(1), "w_addr": In(range(depth)), "w_data": In(shape),
+                          "r_addr": In(range(depth)), "r_data": Out(shape)})
+
+    def elaborate(self, platform):
+        m = Module()
+        if not is_ecp5(platform):
+            mem = m.submodules.mem = Memory(shape=self.shape, depth=self.depth, init=[])
+            wp, rp = mem.write_port(), mem.read_port()
+            m.d.comb += [wp.en.eq(self.w_en), wp.addr.eq(self.w_addr), wp.data.eq(self.w_data),
+                         rp.addr.eq(self.r_addr), self.r_data.eq(rp.data)]
+            return m
+        w_data, r_data = Value.cast(self.w_data), Value.cast(self.r_data)
+        abits = (self.MAX_DEPTH - 1).bit_length()
+        w_addr = Cat(self.w_addr, Const(0, abits - len(self.w_addr)))
+        r_addr = Cat(self.r_addr, Const(0, abits - len(self.r_addr)))
+        for i, lo in enumerate(range(0, self.width, self.SLICE)):
+            n = min(self.SLICE, self.width - lo)
+            di = Cat(w_data[lo:lo + n], Const(0, self.SLICE - n))
+            do = Signal(self.SLICE, name=f"do_{i}")
+            m.d.comb += r_data[lo:lo + n].eq(do[:n])
+            ports = {f"i_ADA{k}": self.w_en for k in range(4)}          # byte enables
+            ports["i_ADA4"] = 0
+            ports.update({f"i_ADA{5 + k}": w_addr[k] for k in range(abits)})
+            ports.update({f"i_ADB{k}": 0 for k in range(5)})
+            ports.update({f"i_ADB{5 + k}": r_addr[k] for k in range(abits)})
+            ports.update({f"i_DIA{k}": di[k] for k in range(18)})
+            ports.update({f"i_DIB{k}": di[18 + k] for k in range(18)})
+            ports.update({f"o_DOA{k}": do[k] for k in range(18)})
+            ports.update({f"o_DOB{k}": do[18 + k] for k in range(18)})
+            m.submodules[f"bram_{i}"] = Instance(
+                "DP16KD",
+                p_DATA_WIDTH_A=36, p_DATA_WIDTH_B=36, p_REGMODE_A="NOREG", p_REGMODE_B="NOREG",
+                p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC", p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
+                p_CLKAMUX="CLKA", p_CLKBMUX="CLKB", p_GSR="AUTO",
+                i_CLKA=ClockSignal(), i_WEA=1, i_CEA=1, i_OCEA=0, i_RSTA=0, i_CSA0=0, i_CSA1=0, i_CSA2=0,
+                i_CLKB=ClockSignal(), i_WEB=0, i_CEB=1, i_OCEB=1, i_RSTB=0, i_CSB0=0, i_CSB1=0, i_CSB2=0,
+                **ports)
         return m

@@ -118,6 +118,12 @@ async def check_mmio_map(tb: TB, dut) -> None:
     assert caps["FORMAT_VERSION"] in LAYOUTS and caps["MODEL_FRAC"] == 24
     assert 1 <= caps["LANES"] <= 32 and caps["MAX_FEATURES"] >= 32
     assert await tb.read_reg("ARITH") == ARITH_VALUE
+    # BUILT is the core's own statement of its optional datapaths (the sequencer refuses the rest)
+    from lowbit_hw.core import TrainingCore
+    from lowbit_hw.woven import WovenCore
+
+    core_cls = WovenCore if LAYOUTS[caps["FORMAT_VERSION"]] == "woven" else TrainingCore
+    assert await tb.read_reg("BUILT") == int(core_cls.built)
     st = await tb.status()
     assert st["STATE"] == State.IDLE and st["ERROR"] == ErrorCode.NONE
     # Every RW register keeps what was written, cut to its width.

@@ -74,7 +74,7 @@ class WovenCore(wiring.Component):
         m.submodules.seq = seq = Sequencer(line_bits=W, lanes=ROW_ALIGN, max_features=self.max_features,
                                            samples_per_line=S, built=self.built)
         m.submodules.scan = scan = AffineTableScan()
-        m.submodules.model = model = ModelMemory(lanes=ROW_ALIGN, depth=C)
+        m.submodules.model = model = ModelMemory(lanes=ROW_ALIGN, depth=C, block_ram=True)
         m.submodules.buffer = buf = Memory(shape=W, depth=2 * self.slot_lines, init=[])
         buf_w, buf_r = buf.write_port(), buf.read_port()
         dot = WovenDotUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from lowbit.contract.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, STEP_FRAC, rshift_round
 from lowbit.contract.format import MAX_BITS, ROW_ALIGN
 
-from ..ecp5 import PipelinedMul
+from ..ecp5 import PipelinedMul, SimpleDualPortRAM
 from .arith import add_levels, delay, register_all, sat32
 from .records import residual_layout
 
@@ -71,10 +72,19 @@ class WovenGradientUnit(wiring.Component):
         S, W, C = self.samples, self.line_bits, self.max_chunks
         g_row = data.ArrayLayout(signed(64), CHUNK)
         q_row = data.ArrayLayout(signed(48), CHUNK)
-        m.submodules.g_mem = g_mem = Memory(shape=g_row, depth=C, init=[])
-        m.submodules.q_mem = q_mem = Memory(shape=q_row, depth=C, init=[])
-        g_rd, g_wr = g_mem.read_port(), g_mem.write_port()
-        q_rd, q_wr = q_mem.read_port(), q_mem.write_port()
+        # Block RAM, though a few rows deep: as LUT RAM (yosys' choice for so shallow a memory)
+        # G and q were ~900 DPR16X4 whose shared read and write addresses were among the most
+        # congested nets of the board build; as DP16KD they are ~100 of the 85F's 208, which the
+        # design otherwise leaves unused (docs/board.md). A row is never read in the cycle it is
+        # written (SimpleDualPortRAM's one rule): G's read of a chunk comes >= 1 cycle after its
+        # write (GROUP_GAP); q's is read only for a minibatch's groups, after the update that
+        # wrote it has reached the model and the dot pass has read it (the dot interlock).
+        m.submodules.g_mem = g_mem = SimpleDualPortRAM(shape=g_row, depth=C)
+        m.submodules.q_mem = q_mem = SimpleDualPortRAM(shape=q_row, depth=C)
+        g_rd = SimpleNamespace(addr=g_mem.r_addr, data=g_mem.r_data)
+        q_rd = SimpleNamespace(addr=q_mem.r_addr, data=q_mem.r_data)
+        g_wr = SimpleNamespace(en=g_mem.w_en, addr=g_mem.w_addr, data=g_mem.w_data)
+        q_wr = SimpleNamespace(en=q_mem.w_en, addr=q_mem.w_addr, data=q_mem.w_data)
 
         # ---- clear (run start): G, q and the model to 0
         clearing = Signal()
