@@ -6,8 +6,8 @@ N rows, one epoch, minibatches of B rows, for LOSS squared, logistic and hinge (
 each b. Every run is checked bit for bit against the golden model first. Prints the epoch's data
 lines, the run's cycles, lines per cycle, and cycles relative to squared loss at the same b; the
 non-linear losses read the same lines (the naive estimator reads one copy, as least squares), so
-any difference is the row unit's longer latency, paid where the pipeline drains: at minibatch
-boundaries.
+any difference is the row unit's longer latency, paid where the dot unit waits for the gradient
+unit: at each minibatch boundary, and every second group within a minibatch (docs/architecture.md).
 
     .venv/bin/python bench/woven_loss_rate.py                     # F = 784, N = 128, B = 16, b = 2, 4, 8
     .venv/bin/python bench/woven_loss_rate.py --batch 128         # one minibatch per epoch
