@@ -16,18 +16,21 @@ come at least two cycles apart (a group is ``(b + 1) * chunks >= 2`` lines, one 
 so the two products never meet another group's. The table is one ROM of 256 entries
 ``(PHI[i], PHI[i+1] - PHI[i], LOSS[i], LOSS[i+1] - LOSS[i])``, a read port per row.
 
-Pipeline (input ``valid`` at cycle 0; every stage one carry chain or a ROM read):
+Pipeline (input ``valid`` at cycle 0; every stage one carry chain, a ROM read or muxes):
 
 * squared: 1 ``v - y``; 2 ``r`` (sat32, padding rows 0) = ``r`` out; ``r * r`` from 2, summed.
-* non-linear: 1 ``z = sat32(v)``, ``y > 0``; 2 ``t = +-z`` (33 bits: ``-(-2^31)`` is kept as
-  ``2^31``, which every use below treats as ``sat32``'s ``2^31 - 1`` would); 3 table index ``i``
-  and fraction ``f`` (bit selects: ``t + 2^27`` is ``t`` with bit 27 flipped), the part beyond
-  the table (``K - t``: logistic's tail, hinge's whole loss), hinge's ``r``; 4 ROM word; 4 / 5
-  the two products enter; 9 ``phi = PHI[i] + rnd(dphi * f, 20)``; 10 ``r = +-phi`` = ``r`` out,
-  ``l``'s interpolation; 11 the row's loss, summed.
+* both non-linear losses: 1 ``z = sat32(v)``, ``y > 0``; 2 ``t = +-z`` (33 bits: ``-(-2^31)`` is
+  kept as ``2^31``, which every use below treats as ``sat32``'s ``2^31 - 1`` would).
+* hinge: 3 ``r = s * phi(t)`` = ``r`` out (a compare of ``t``'s top bits).
+* logistic: 3 table index ``i`` and fraction ``f`` (bit selects: ``t + 2^27`` is ``t`` with bit 27
+  flipped), the part beyond the table (``K - t``: logistic's tail, hinge's whole loss); 4 the ROM
+  word, ``s * f``; 4 / 5 ``dPHI * (s f)`` / ``dLOSS * f`` enter the multiplier; 8 / 9 they leave
+  it; 9 ``r = (s PHI 2^20 + c_s + dPHI (s f)) >> 20`` = ``r`` out (the sign folded into the
+  interpolation, ``RowNonlinearity``'s comments); 10 ``l``'s interpolation; 11 the row's loss
+  (hinge's too), summed.
 
-The outputs of the two modes leave at their own latencies (``r_latency``): the mode is a
-register held for the whole run, so squared runs keep their timing cycle for cycle.
+The outputs of the modes leave at their own latencies (``r_latency``): the mode is a register
+held for the whole run, so squared runs keep their timing cycle for cycle.
 
 Parameters
 ----------
@@ -187,12 +190,15 @@ class RowNonlinearity(wiring.Component):
             m.d.comb += [mul.a.eq(Mux(phase_b, dloss5, Mux(phase_a, word.dphi, r))),
                          mul.b.eq(Mux(phase_b, frac5, Mux(phase_a, sfrac4, r)))]
             assert 4 + mul.latency == p_a  # dphi * s f at the multiplier's output (dloss * f: one later)
-            sphi = Signal(signed(len(word.phi) + 1), name=f"sphi5_{s}", reset_less=True)
-            m.d.sync += sphi.eq(Mux(delay(m, pos3, 1, f"pos4_{s}"), word.phi, -word.phi))
+            # s * PHI from the ROM word registered first (the ROM's output has no register of its
+            # own: straight into a negation it was the core's second-slowest path)
+            phi5 = delay(m, word.phi, 1, f"phi5_{s}")
+            sphi = Signal(signed(len(word.phi) + 1), name=f"sphi6_{s}", reset_less=True)
+            m.d.sync += sphi.eq(Mux(delay(m, pos3, 2, f"pos5_{s}"), phi5, -phi5))
             pos_pa = delay(m, pos3, p_a - 3, f"pos_pa_{s}")
             c_s = Mux(pos_pa, Const(1 << (SEG_SHIFT - 1), SEG_SHIFT), Const((1 << (SEG_SHIFT - 1)) - 1, SEG_SHIFT))
             r_logistic = Mux(mask_at(p_a)[s],
-                             (Cat(c_s, delay(m, sphi, p_a - 5, f"sphi_{s}")).as_signed() + mul.p) >> SEG_SHIFT, 0)
+                             (Cat(c_s, delay(m, sphi, p_a - 6, f"sphi_{s}")).as_signed() + mul.p) >> SEG_SHIFT, 0)
 
             # ---- the output r (one register for every mode; the mode picks which stage fills it)
             m.d.sync += r.eq(Mux(nonlinear, Mux(hinge, r_hinge, r_logistic), r_sq))
