@@ -18,12 +18,15 @@ own ``valid`` bits, which are reset.
 
 # No "from __future__ import annotations": Component reads real annotations.
 
+from types import SimpleNamespace
+
 from amaranth import Cat, ClockSignal, Const, Instance, Module, Shape, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["ECP5_SYNTH", "Mul18", "PipelinedMul", "SimpleDualPortRAM", "is_ecp5", "pipelined_sum"]
+__all__ = ["ECP5_SYNTH", "Mul18", "PipelinedMul", "SimpleDualPortRAM", "is_ecp5", "pipelined_sum",
+           "simple_dual_port_ram"]
 
 
 class _ECP5Synth:
@@ -201,36 +204,56 @@ class SimpleDualPortRAM(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        if not is_ecp5(platform):
-            mem = m.submodules.mem = Memory(shape=self.shape, depth=self.depth, init=[])
-            wp, rp = mem.write_port(), mem.read_port()
-            m.d.comb += [wp.en.eq(self.w_en), wp.addr.eq(self.w_addr), wp.data.eq(self.w_data),
-                         rp.addr.eq(self.r_addr), self.r_data.eq(rp.data)]
-            return m
-        w_data, r_data = Value.cast(self.w_data), Value.cast(self.r_data)
-        abits = (self.MAX_DEPTH - 1).bit_length()
-        w_addr = Cat(self.w_addr, Const(0, abits - len(self.w_addr)))
-        r_addr = Cat(self.r_addr, Const(0, abits - len(self.r_addr)))
-        for i, lo in enumerate(range(0, self.width, self.SLICE)):
-            n = min(self.SLICE, self.width - lo)
-            di = Cat(w_data[lo:lo + n], Const(0, self.SLICE - n))
-            do = Signal(self.SLICE, name=f"do_{i}")
-            m.d.comb += r_data[lo:lo + n].eq(do[:n])
-            ports = {f"i_ADA{k}": self.w_en for k in range(4)}          # byte enables
-            ports["i_ADA4"] = 0
-            ports.update({f"i_ADA{5 + k}": w_addr[k] for k in range(abits)})
-            ports.update({f"i_ADB{k}": 0 for k in range(5)})
-            ports.update({f"i_ADB{5 + k}": r_addr[k] for k in range(abits)})
-            ports.update({f"i_DIA{k}": di[k] for k in range(18)})
-            ports.update({f"i_DIB{k}": di[18 + k] for k in range(18)})
-            ports.update({f"o_DOA{k}": do[k] for k in range(18)})
-            ports.update({f"o_DOB{k}": do[18 + k] for k in range(18)})
-            m.submodules[f"bram_{i}"] = Instance(
-                "DP16KD",
-                p_DATA_WIDTH_A=36, p_DATA_WIDTH_B=36, p_REGMODE_A="NOREG", p_REGMODE_B="NOREG",
-                p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC", p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
-                p_CLKAMUX="CLKA", p_CLKBMUX="CLKB", p_GSR="AUTO",
-                i_CLKA=ClockSignal(), i_WEA=1, i_CEA=1, i_OCEA=0, i_RSTA=0, i_CSA0=0, i_CSA1=0, i_CSA2=0,
-                i_CLKB=ClockSignal(), i_WEB=0, i_CEB=1, i_OCEB=1, i_RSTB=0, i_CSB0=0, i_CSB1=0, i_CSB2=0,
-                **ports)
+        ports = simple_dual_port_ram(m, platform, shape=self.shape, depth=self.depth, name="ram")
+        m.d.comb += [ports.w_en.eq(self.w_en), ports.w_addr.eq(self.w_addr), ports.w_data.eq(self.w_data),
+                     ports.r_addr.eq(self.r_addr), self.r_data.eq(ports.r_data)]
         return m
+
+
+def simple_dual_port_ram(m: Module, platform, *, shape, depth: int, name: str) -> SimpleNamespace:
+    """:class:`SimpleDualPortRAM`'s RAM built straight into ``m`` (no module of its own): returns
+    its ports (``w_en``, ``w_addr``, ``w_data``, ``r_addr``, ``r_data``) as signals of ``m``.
+
+    Users inside a big design take this: with a module per RAM, yosys 0.70's ABC9 failed an
+    assertion reintegrating one of them in the board build ("count_id(wire->name) == 0" in
+    ABC_OPS_REINTEGRATE, a module that is only wires and 43 DP16KD), though not alone."""
+    if not isinstance(depth, int) or not 1 <= depth <= SimpleDualPortRAM.MAX_DEPTH:
+        raise ValueError(f"depth must be an int in 1..{SimpleDualPortRAM.MAX_DEPTH}, got {depth!r}")
+    width = Shape.cast(shape).width
+    ports = SimpleNamespace(w_en=Signal(name=f"{name}_w_en"), w_addr=Signal(range(depth), name=f"{name}_w_addr"),
+                            w_data=Signal(shape, name=f"{name}_w_data"), r_addr=Signal(range(depth), name=f"{name}_r_addr"),
+                            r_data=Signal(shape, name=f"{name}_r_data"))
+    if not is_ecp5(platform):
+        mem = m.submodules[name] = Memory(shape=shape, depth=depth, init=[])
+        wp, rp = mem.write_port(), mem.read_port()
+        m.d.comb += [wp.en.eq(ports.w_en), wp.addr.eq(ports.w_addr), wp.data.eq(ports.w_data),
+                     rp.addr.eq(ports.r_addr), ports.r_data.eq(rp.data)]
+        return ports
+    w_data, r_data = Value.cast(ports.w_data), Value.cast(ports.r_data)
+    slice_bits = SimpleDualPortRAM.SLICE
+    abits = (SimpleDualPortRAM.MAX_DEPTH - 1).bit_length()
+    w_addr = Cat(ports.w_addr, Const(0, abits - len(ports.w_addr)))
+    r_addr = Cat(ports.r_addr, Const(0, abits - len(ports.r_addr)))
+    for i, lo in enumerate(range(0, width, slice_bits)):
+        n = min(slice_bits, width - lo)
+        di = Cat(w_data[lo:lo + n], Const(0, slice_bits - n))
+        do = Signal(slice_bits, name=f"{name}_do_{i}")
+        m.d.comb += r_data[lo:lo + n].eq(do[:n])
+        pins = {f"i_ADA{k}": ports.w_en for k in range(4)}          # byte enables
+        pins["i_ADA4"] = 0
+        pins.update({f"i_ADA{5 + k}": w_addr[k] for k in range(abits)})
+        pins.update({f"i_ADB{k}": 0 for k in range(5)})
+        pins.update({f"i_ADB{5 + k}": r_addr[k] for k in range(abits)})
+        pins.update({f"i_DIA{k}": di[k] for k in range(18)})
+        pins.update({f"i_DIB{k}": di[18 + k] for k in range(18)})
+        pins.update({f"o_DOA{k}": do[k] for k in range(18)})
+        pins.update({f"o_DOB{k}": do[18 + k] for k in range(18)})
+        m.submodules[f"{name}_bram_{i}"] = Instance(
+            "DP16KD",
+            p_DATA_WIDTH_A=36, p_DATA_WIDTH_B=36, p_REGMODE_A="NOREG", p_REGMODE_B="NOREG",
+            p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC", p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
+            p_CLKAMUX="CLKA", p_CLKBMUX="CLKB", p_GSR="AUTO",
+            i_CLKA=ClockSignal(), i_WEA=1, i_CEA=1, i_OCEA=0, i_RSTA=0, i_CSA0=0, i_CSA1=0, i_CSA2=0,
+            i_CLKB=ClockSignal(), i_WEB=0, i_CEB=1, i_OCEB=1, i_RSTB=0, i_CSB0=0, i_CSB1=0, i_CSB2=0,
+            **pins)
+    return ports

@@ -7,8 +7,6 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..ecp5 import SimpleDualPortRAM
-
 __all__ = ["ModelMemory"]
 
 
@@ -18,7 +16,7 @@ class ModelMemory(wiring.Component):
     The dot pass (port A; also the snapshot writer between epochs) and the gradient pass (port B)
     read different rows in the same cycle and the minibatch update writes both, so the model is
     kept twice: two simple-dual-port RAMs sharing the write. Reads are synchronous; port A is
-    (unless ``block_ram``) transparent (a read in cycle ``t`` sees the write of cycle ``t``: the dot-pass interlock relies
+    transparent (a read in cycle ``t`` sees the write of cycle ``t``: the dot-pass interlock relies
     on it), port B is not (it sees writes of cycles ``< t``).
 
     Parameters
@@ -26,12 +24,6 @@ class ModelMemory(wiring.Component):
     lanes : int
     depth : int
         Rows: ``max_features / lanes``.
-    block_ram : bool
-        Both copies in :class:`lowbit_hw.ecp5.SimpleDualPortRAM` (DP16KD on ECP5) instead of
-        inferred memories: neither port is then transparent, and a row must never be read in the
-        cycle it is written. The woven core's reads are all decided from registers at least a
-        cycle after the write they wait for (its dot interlock and the sequencer's snapshot), so
-        it takes this; the planes core's dot pass relies on port A's transparency.
 
     Attributes
     ----------
@@ -40,10 +32,10 @@ class ModelMemory(wiring.Component):
     a_addr, a_data, b_addr, b_data : read ports A and B.
     """
 
-    def __init__(self, *, lanes: int, depth: int, block_ram: bool = False):
+    def __init__(self, *, lanes: int, depth: int):
         if not isinstance(depth, int) or depth < 1:
             raise ValueError(f"depth must be a positive int, got {depth!r}")
-        self.lanes, self.depth, self.block_ram = lanes, depth, block_ram
+        self.lanes, self.depth = lanes, depth
         row = data.ArrayLayout(signed(32), lanes)
         super().__init__({
             "w_en": In(1), "w_addr": In(range(depth)), "w_data": In(row),
@@ -55,12 +47,6 @@ class ModelMemory(wiring.Component):
         m = Module()
         row = data.ArrayLayout(signed(32), self.lanes)
         for name in ("a", "b"):
-            if self.block_ram:
-                ram = m.submodules[f"copy_{name}"] = SimpleDualPortRAM(shape=row, depth=self.depth)
-                m.d.comb += [ram.w_en.eq(self.w_en), ram.w_addr.eq(self.w_addr), ram.w_data.eq(self.w_data),
-                             ram.r_addr.eq(getattr(self, f"{name}_addr")),
-                             getattr(self, f"{name}_data").eq(ram.r_data)]
-                continue
             mem = Memory(shape=row, depth=self.depth, init=[])
             m.submodules[f"copy_{name}"] = mem
             wp = mem.write_port()

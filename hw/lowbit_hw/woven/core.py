@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal
+from types import SimpleNamespace
+
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.hdl import ResetInserter
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 
 from lowbit.contract.format import ROW_ALIGN, SUPPORTED_LINE_BITS
 from lowbit.contract.registers import Built, ErrorCode, Estimator, Loss, State
 
-from ..core.model_memory import ModelMemory
 from ..core.params import check_max_features
 from ..core.sequencer import Sequencer
+from ..ecp5 import simple_dual_port_ram
 from ..interfaces import CoreSignature
 from .dot import WovenDotUnit
 from .gradient import WovenGradientUnit
@@ -34,7 +36,7 @@ class WovenCore(wiring.Component):
 
         data_lines -> WovenDotUnit --(residuals)--> WovenGradientUnit -> model update
                         |   ^  \\-> group buffer (2 slots) --^      |
-        label_lines ----/   \\---- ModelMemory (port A)  <-----------/ (port B, write)
+        label_lines ----/   \\---- model RAMs (port A)  <-----------/ (port B, write)
         table writes -> AffineTableScan (m0, delta, e_odd; refuses other tables)
 
     Limits of this core (checked at START, after the common checks): the code table must be
@@ -68,13 +70,30 @@ class WovenCore(wiring.Component):
         self.slot_lines = 1 << (MAX_PLANES * self.max_chunks - 1).bit_length()
         super().__init__(CoreSignature(line_bits))
 
+    def _model_memory(self, m, platform):
+        """The model twice (ports A and B, written together: as ``ModelMemory``), in block RAM
+        built into this module. Neither read port is transparent, and none needs to be: the dot
+        unit's interlock and the sequencer's snapshot decide a read from registers at least a cycle
+        after the write they wait for, and port B's reads matter only for an update, a minibatch
+        after its chunk was last written. (In a module of their own, a module of wires and DP16KD
+        only, yosys 0.70's ABC9 failed an assertion in the board build.)"""
+        row = data.ArrayLayout(signed(32), ROW_ALIGN)
+        a = simple_dual_port_ram(m, platform, shape=row, depth=self.max_chunks, name="model_a")
+        b = simple_dual_port_ram(m, platform, shape=row, depth=self.max_chunks, name="model_b")
+        ports = SimpleNamespace(w_en=Signal(name="model_w_en"), w_addr=Signal(range(self.max_chunks), name="model_w_addr"),
+                                w_data=Signal(row, name="model_w_data"), a_addr=a.r_addr, a_data=a.r_data,
+                                b_addr=b.r_addr, b_data=b.r_data)
+        for ram in (a, b):
+            m.d.comb += [ram.w_en.eq(ports.w_en), ram.w_addr.eq(ports.w_addr), ram.w_data.eq(ports.w_data)]
+        return ports
+
     def elaborate(self, platform):
         m = Module()
         W, S, C = self.line_bits, self.samples, self.max_chunks
         m.submodules.seq = seq = Sequencer(line_bits=W, lanes=ROW_ALIGN, max_features=self.max_features,
                                            samples_per_line=S, built=self.built)
         m.submodules.scan = scan = AffineTableScan()
-        m.submodules.model = model = ModelMemory(lanes=ROW_ALIGN, depth=C, block_ram=True)
+        model = self._model_memory(m, platform)
         m.submodules.buffer = buf = Memory(shape=W, depth=2 * self.slot_lines, init=[])
         buf_w, buf_r = buf.write_port(), buf.read_port()
         dot = WovenDotUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines)

@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 from lowbit.contract.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, STEP_FRAC, rshift_round
 from lowbit.contract.format import MAX_BITS, ROW_ALIGN
 
-from ..ecp5 import PipelinedMul, SimpleDualPortRAM
+from ..ecp5 import PipelinedMul, simple_dual_port_ram
 from .arith import add_levels, delay, register_all, sat32
 from .records import residual_layout
 
@@ -76,11 +76,11 @@ class WovenGradientUnit(wiring.Component):
         # G and q were ~900 DPR16X4 whose shared read and write addresses were among the most
         # congested nets of the board build; as DP16KD they are ~100 of the 85F's 208, which the
         # design otherwise leaves unused (docs/board.md). A row is never read in the cycle it is
-        # written (SimpleDualPortRAM's one rule): G's read of a chunk comes >= 1 cycle after its
+        # written (simple_dual_port_ram's one rule): G's read of a chunk comes >= 1 cycle after its
         # write (GROUP_GAP); q's is read only for a minibatch's groups, after the update that
         # wrote it has reached the model and the dot pass has read it (the dot interlock).
-        m.submodules.g_mem = g_mem = SimpleDualPortRAM(shape=g_row, depth=C)
-        m.submodules.q_mem = q_mem = SimpleDualPortRAM(shape=q_row, depth=C)
+        g_mem = simple_dual_port_ram(m, platform, shape=g_row, depth=C, name="g_mem")
+        q_mem = simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="q_mem")
         g_rd = SimpleNamespace(addr=g_mem.r_addr, data=g_mem.r_data)
         q_rd = SimpleNamespace(addr=q_mem.r_addr, data=q_mem.r_data)
         g_wr = SimpleNamespace(en=g_mem.w_en, addr=g_mem.w_addr, data=g_mem.w_data)
