@@ -83,3 +83,10 @@ def test_row_nonlinearity_equals_golden(kind):
     sim.run()
     np.testing.assert_array_equal(np.array(got_r), want_r)
     assert got_loss == [int(x) for x in want_loss]
+
+
+@pytest.mark.parametrize("kw, message", [(dict(samples=3, dot_width=DOT_WIDTH), "power of two"),
+                                         (dict(samples=2, dot_width=40), "dot_width must exceed 47")])
+def test_row_nonlinearity_checks_its_parameters(kw, message):
+    with pytest.raises(ValueError, match=message):
+        RowNonlinearity(**kw)

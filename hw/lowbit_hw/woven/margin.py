@@ -63,7 +63,7 @@ TOP_BIT = (-TABLE_LO).bit_length() - 1                 # 27
 assert -TABLE_LO == 1 << TOP_BIT and TABLE_SEGMENTS == 1 << (TOP_BIT + 1 - SEG_SHIFT)
 #: ``l(t)`` (at 2^-24) is shifted by this much onto the loss accumulator's 2^-32.
 ROW_LOSS_SHIFT = LOSS_FRAC - MODEL_FRAC               # 8
-#: r * r latency: a PipelinedMul(32, 32), the multiplier least squares always had.
+#: Operand width of each row's multiplier: least squares' ``r * r`` (int32 x int32).
 MUL_WIDTH = 32
 
 
@@ -91,10 +91,15 @@ class RowNonlinearity(wiring.Component):
     """Each row's ``r`` and the group's loss, for the LOSS held in ``kind`` (the module docstring)."""
 
     def __init__(self, *, samples: int, dot_width: int):
-        if samples < 1 or samples & (samples - 1):
-            raise ValueError(f"samples must be a power of two, got {samples!r}")
-        if dot_width <= CODE_FRAC + 32:
-            raise ValueError(f"dot_width must exceed {CODE_FRAC + 32} (the rounded dot is sat32'd), got {dot_width!r}")
+        try:
+            if not isinstance(samples, int) or samples < 1 or samples & (samples - 1):
+                raise ValueError(f"samples must be a power of two, got {samples!r}")
+            if not isinstance(dot_width, int) or dot_width <= CODE_FRAC + 32:
+                raise ValueError(f"dot_width must exceed {CODE_FRAC + 32} (the rounded dot is sat32'd), "
+                                 f"got {dot_width!r}")
+        except ValueError:
+            self._MustUse__silence = True
+            raise
         self.samples, self.dot_width = samples, dot_width
         probe = PipelinedMul(MUL_WIDTH, MUL_WIDTH)  # only asked for its latency (the rows build their own)
         probe._MustUse__silence = True
