@@ -96,7 +96,8 @@ NONLINEAR_CASES = [
     (Loss.LOGISTIC, "01", 7, 33, 2, 8, 2, 2, 64),     # {0, 1} labels, N odd (padded group), batch > N, two copies
     (Loss.LOGISTIC, "pm1", 9, 100, 8, 2, 2, 1, 64),   # b = 8 (nine planes)
     (Loss.LOGISTIC, "01", 16, 31, 4, 4, 2, 1, 128),   # four rows per line
-    (Loss.LOGISTIC, "pm1", 5, 1, 3, 2, 3, 1, 64),     # F = 1: one-line-pair groups, as close as they come
+    (Loss.LOGISTIC, "pm1", 5, 1, 3, 2, 3, 1, 64),     # F = 1: one-chunk groups
+    (Loss.LOGISTIC, "01", 12, 20, 1, 4, 2, 2, 64),    # b = 1, one chunk: two-line groups, dot products 2 cycles apart
     (Loss.HINGE, "pm1", 8, 40, 1, 2, 2, 1, 64),
     (Loss.HINGE, "01", 7, 33, 4, 8, 2, 2, 64),
     (Loss.HINGE, "pm1", 9, 100, 8, 2, 2, 1, 64),
