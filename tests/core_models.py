@@ -22,7 +22,7 @@ from lowbit.data import engine_problem
 from lowbit.contract.fixed import labels_to_fixed, step_to_fixed
 from lowbit.contract.format import EPOCH_RECORD, STATUS_RECORD, LineFormat, pack_codes, pack_words, unpack_record, unpack_words
 from lowbit.contract.quant import code_table, double_sample, levels_to_fixed, uniform_levels
-from lowbit.contract.registers import State
+from lowbit.contract.registers import Loss, State
 from lowbit.contract.golden import EngineConfig, run as golden_run
 from lowbit_sim.host_memory import HostMemory
 
@@ -65,13 +65,19 @@ class Problem:
 
 def make_problem(*, rows, features, bits, batch=1, epochs=1, copies=1, step=0.05, line_bits=64, seed=0,
                  label_scale=1.0, layout="planes", levels_q=None, model_in=None, start_minibatch=0,
-                 max_minibatches=0) -> Problem:
-    """A least-squares problem quantized with double sampling, packed as the engine reads it.
+                 max_minibatches=0, loss=Loss.SQUARED, classes="pm1", flip=0.0) -> Problem:
+    """A problem quantized with double sampling, packed as the engine reads it.
 
     ``model_in`` (int32, ``(features,)``) warm-starts the run from it; ``start_minibatch`` and
-    ``max_minibatches`` bound it (lowbit.contract.golden, "Resumable runs")."""
+    ``max_minibatches`` bound it (lowbit.contract.golden, "Resumable runs").
+
+    ``loss`` (LOSS) other than squared makes it a classification problem: the regression target's
+    sign as labels in ``{-1, +1}`` (``classes="pm1"``) or ``{0, 1}`` (``"01"``; the engine reads
+    ``y > 0`` as class +1 either way), a fraction ``flip`` of them in the wrong class."""
     rng = np.random.default_rng(seed)
     X, y = engine_problem(rows, features, rng=rng, label_scale=label_scale, noise_sd=0.05)
+    if loss != Loss.SQUARED:
+        y = np.where((y > 0) != (rng.random(rows) < flip), 1.0, -1.0 if classes == "pm1" else 0.0)
     if levels_q is None:
         levels_q = levels_to_fixed(uniform_levels(bits))
     codes = np.stack([double_sample(X, levels_q, rng) for _ in range(copies)])
@@ -79,7 +85,7 @@ def make_problem(*, rows, features, bits, batch=1, epochs=1, copies=1, step=0.05
     tm, te = code_table(levels_q)
     cfg = EngineConfig(rows=rows, features=features, bits=bits, batch=batch, epochs=epochs,
                        step=step_to_fixed(step), copies=copies, warm_start=model_in is not None,
-                       start_minibatch=start_minibatch, max_minibatches=max_minibatches)
+                       start_minibatch=start_minibatch, max_minibatches=max_minibatches, loss=int(loss))
     fmt = LineFormat(bits=bits, features=features, line_bits=line_bits, layout=layout)
     memory = HostMemory(line_bytes=line_bits // 8)
     guard = 8 * memory.line_bytes

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import dump_svmlight_file
 
+from driver_fixtures import woven_server  # noqa: F401  (pytest fixture)
 from lowbit.cli import main
 from lowbit.experiment import HOLDOUT_SEED, prepare
 
@@ -61,10 +62,13 @@ def test_test_file_and_holdout(capsys, libsvm):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--backend", "sim", "--loss", "logistic", "--data", "digits38"],
-     "--backend sim runs --loss squared without --l2 only .*--loss logistic"),
-    (["--backend", "serial", "--loss", "hinge", "--data", "digits38"], "--backend serial runs --loss squared"),
-    (["--backend", "sim", "--l2", "0.01"], "no datapath for --l2 0.01"),
+    (["--backend", "sim", "--loss", "logistic", "--levels", "optimal", "--data", "digits38"],
+     r"the sim \(planes\) engine is built without LOSS logistic and hinge"),
+    (["--backend", "sim", "--engine", "planes", "--loss", "hinge", "--data", "digits38"],
+     r"the sim \(planes\) engine is built without LOSS logistic"),
+    (["--backend", "sim", "--l2", "0.01"], r"the sim \(woven\) engine is built without L2 regularisation"),
+    (["--backend", "sim", "--loss", "hinge", "--estimator", "chebyshev", "--degree", "1", "--copies", "2"],
+     r"the sim \(woven\) engine is built without ESTIMATOR.KIND chebyshev"),
     (["--loss", "logistic"], "needs a classification data set"),
     (["--estimator", "chebyshev"], "--estimator chebyshev is for --loss logistic or hinge"),
     (["--loss", "hinge", "--estimator", "chebyshev", "--degree", "4", "--copies", "3", "--data", "digits38"],
@@ -90,3 +94,31 @@ def test_bad_loss_options_exit_2(capsys, argv, message):
     with pytest.raises(SystemExit) as exc:
         main(["train", *argv])
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("loss", ["logistic", "hinge"])
+def test_sim_backend_equals_the_golden_model_bit_for_bit(capsys, libsvm, woven_server, tmp_path, loss):
+    """``--backend sim`` (the woven core's RTL under Verilator, BUILT.NONLINEAR) trains logistic
+    and hinge exactly as ``--backend golden`` (the spec): every epoch's loss, the final model."""
+    from lowbit.contract.simprocess import start_server
+
+    train, _ = libsvm
+    common = ["train", "--data", str(train), "--loss", loss, "--bits", "2,4", "--epochs", "2", "--no-float", "--json"]
+    server = start_server(woven_server, once=True)
+    try:
+        code, out, _ = run_cli(capsys, *common, "--backend", "sim", "--socket", str(server.socket_path),
+                               "--save-model", str(tmp_path / "sim.npz"))
+    finally:
+        server.stop()
+    assert code == 0
+    sim = json.loads(out)["runs"]
+    code, out, _ = run_cli(capsys, *common, "--backend", "golden", "--save-model", str(tmp_path / "golden.npz"))
+    assert code == 0
+    gold = json.loads(out)["runs"]
+    assert [r["backend"] for r in sim] == ["sim", "sim"] and [r["backend"] for r in gold] == ["golden", "golden"]
+    assert [(r["label"], r["train_loss"]) for r in sim] == [(r["label"], r["train_loss"]) for r in gold]
+    assert all(r["train_loss"][-1] < r["train_loss"][0] for r in sim)
+    with np.load(tmp_path / "sim.npz") as a, np.load(tmp_path / "golden.npz") as b:
+        assert sorted(a.files) == sorted(b.files) and len(a.files) == 6
+        for key in a.files:
+            assert np.array_equal(a[key], b[key]), key

@@ -88,15 +88,3 @@ def test_a_run_cut_in_two_on_the_engine_equals_the_uncut_run(woven_dev, qds):
     second = train(woven_dev, qds, **ARGS, resume=Resume(first.final_model, start_minibatch=5), progress=False)
     assert np.array_equal(first.models[0], whole.models[0]) and np.array_equal(second.models[-1], whole.models[-1])
     assert first.losses[1] + second.losses[0] == whole.losses[1]
-
-
-def test_the_cli_knows_which_sim_engine_has_resume():
-    """SIM_ENGINE_BUILT (what the CLI refuses by, before a simulator is opened) is the cores' own BUILT."""
-    from lowbit.driver.sim_engines import SIM_ENGINE_BUILT, SIM_ENGINES
-    from lowbit_hw.core import TrainingCore
-    from lowbit_hw.woven import WovenCore
-
-    cores = {"woven": WovenCore, "planes": TrainingCore}
-    assert set(SIM_ENGINE_BUILT) == set(SIM_ENGINES)
-    for name, params in SIM_ENGINES.items():
-        assert SIM_ENGINE_BUILT[name] == cores[params["core"]].built, name

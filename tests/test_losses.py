@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from lowbit.dataset import QuantizedDataset
-from lowbit.driver.train import check_rtl_loss, engine_config, train, train_golden
+from lowbit.driver.train import check_built, engine_config, loss_needs, train, train_golden
 from lowbit.contract.fixed import INT32_MAX, INT32_MIN, UINT64_MAX, step_to_fixed
 from lowbit.contract.losses import (LOSS_TABLE, PHI_TABLE, TABLE_SEGMENTS, LossConfig, chebyshev_poly, label_signs,
                            loss_value, phi)
 from lowbit.contract.quant import code_table, double_sample, levels_to_fixed, uniform_levels
-from lowbit.contract.registers import ErrorCode, Estimator, Loss
+from lowbit.contract.registers import Built, ErrorCode, Estimator, Loss
 from lowbit.contract.golden import EngineConfig, horner, interp, margin_residuals, reference_sgd, run
 
 ONE = 1 << 24
@@ -282,18 +282,25 @@ def test_train_golden_runs_other_losses_on_the_spec(small_qds):
         engine_config(small_qds, step=0.05, batch=8, epochs=3, loss=LossConfig(loss="hinge", estimator="chebyshev"))
 
 
-def test_the_rtl_backends_refuse_losses_they_do_not_implement(small_qds):
-    check_rtl_loss(None)
-    check_rtl_loss(LossConfig())
-    with pytest.raises(ValueError, match="--backend sim runs --loss squared .*--loss logistic"):
-        check_rtl_loss(LossConfig(loss="logistic"), "sim")
+def test_the_rtl_backends_refuse_what_their_engine_was_not_built_for(small_qds):
+    """The driver asks the engine (its BUILT register) and refuses, before touching buffers or
+    registers, a run needing a datapath the engine lacks, naming it."""
+    assert loss_needs(None) == loss_needs(LossConfig()) == Built.NONE
+    assert loss_needs(LossConfig(loss="hinge")) == Built.NONLINEAR
+    assert loss_needs(LossConfig(loss="logistic", l2=0.01)) == Built.NONLINEAR | Built.L2
+    assert loss_needs(LossConfig(loss="logistic", estimator="chebyshev")) == Built.NONLINEAR | Built.CHEBYSHEV
+    check_built(loss_needs(LossConfig(loss="logistic")), Built.NONLINEAR, "sim")
+    with pytest.raises(ValueError, match="the sim engine is built without LOSS logistic and hinge"):
+        check_built(loss_needs(LossConfig(loss="logistic")), Built.NONE, "sim")
 
-    class Untouchable:  # any use of the device beyond its backend's name fails the test
+    class Untouchable:  # any use of the device beyond its backend's name and BUILT fails the test
+        built = Built.NONLINEAR
+
         class backend:
             name = "sim"
 
-    with pytest.raises(ValueError, match="no datapath for --l2"):
-        train(Untouchable(), small_qds, step=0.1, batch=4, epochs=1, loss=LossConfig(l2=0.01))
+    with pytest.raises(ValueError, match="built without L2 regularisation"):
+        train(Untouchable(), small_qds, step=0.1, batch=4, epochs=1, loss=LossConfig(loss="hinge", l2=0.01))
 
 
 def test_reference_sgd_logistic_is_one_gradient_step_by_hand():

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from core_models import make_problem
+from lowbit.contract.golden import margins
+from lowbit.contract.losses import label_signs
 from lowbit.contract.quant import levels_to_fixed
 from lowbit.contract.registers import ErrorCode, Estimator, Loss, State
 from lowbit_hw.core import TrainingCore
@@ -187,3 +189,65 @@ def test_woven_core_reset_during_a_resumed_run_then_the_run_is_exact(at):
         await pulse(ctx, core.start)
 
     check_against_golden(p, *simulate(p, core_kw=SMALL, core_cls=WovenCore, script=script))
+
+
+# ------------------------------------------------------------------ logistic and hinge (issue 13)
+NONLINEAR_CASES = [
+    # loss, classes, rows, features, bits, batch, epochs, copies, line_bits
+    (Loss.LOGISTIC, "pm1", 8, 40, 1, 2, 2, 1, 64),    # b = 1, several minibatches, F not a multiple of 32
+    (Loss.LOGISTIC, "01", 7, 33, 2, 8, 2, 2, 64),     # {0, 1} labels, N odd (padded group), batch > N, two copies
+    (Loss.LOGISTIC, "pm1", 9, 100, 8, 2, 2, 1, 64),   # b = 8 (nine planes)
+    (Loss.LOGISTIC, "01", 16, 31, 4, 4, 2, 1, 128),   # four rows per line
+    (Loss.LOGISTIC, "pm1", 5, 1, 3, 2, 3, 1, 64),     # F = 1: one-chunk groups
+    (Loss.LOGISTIC, "01", 12, 20, 1, 4, 2, 2, 64),    # b = 1, one chunk: two-line groups, dot products 2 cycles apart
+    (Loss.HINGE, "pm1", 8, 40, 1, 2, 2, 1, 64),
+    (Loss.HINGE, "01", 7, 33, 4, 8, 2, 2, 64),
+    (Loss.HINGE, "pm1", 9, 100, 8, 2, 2, 1, 64),
+    (Loss.HINGE, "01", 16, 31, 2, 4, 2, 3, 128),
+]
+
+
+@pytest.mark.parametrize("loss,classes,rows,features,bits,batch,epochs,copies,line_bits", NONLINEAR_CASES)
+def test_woven_core_nonlinear_losses_equal_golden(loss, classes, rows, features, bits, batch, epochs, copies,
+                                                  line_bits):
+    """LOSS logistic / hinge (naive estimator): every snapshot and every epoch's loss as the golden
+    model's, with either label convention (the engine reads y > 0 as class +1)."""
+    problem = make_problem(rows=rows, features=features, bits=bits, batch=batch, epochs=epochs, copies=copies,
+                           line_bits=line_bits, seed=rows * 7 + bits, layout="woven", loss=loss, classes=classes,
+                           step=0.2)
+    assert problem.cfg.error(max_features=256, built=WovenCore.built) is ErrorCode.NONE
+    check_against_golden(problem, *run_woven(problem, core_kw=dict(line_bits=line_bits, max_features=256)))
+
+
+@pytest.mark.parametrize("loss", [Loss.LOGISTIC, Loss.HINGE])
+def test_woven_core_nonlinear_misclassified_rows(loss):
+    """Rows in the wrong class (not separable: 16 rows, 5 features) keep margins of both signs
+    through the run, with a large step: still bit-exact. (The clamps, logistic's tail and the
+    saturations are reached in tests/test_woven_margin.py, which drives the unit directly.)"""
+    problem = make_problem(rows=16, features=5, bits=4, batch=2, epochs=3, step=0.9, seed=12, layout="woven",
+                           loss=loss, flip=0.3)
+    M = problem.table_m[problem.codes[0]]
+    t = margins(M, problem.golden.models[-1].astype(np.int64), label_signs(problem.labels))
+    assert (t < -(1 << 24)).any() and (t > 1 << 24).any()
+    check_against_golden(problem, *run_woven(problem))
+
+
+@pytest.mark.parametrize("setting, error", [(dict(loss=3), ErrorCode.BAD_LOSS),
+                                            (dict(loss=Loss.LOGISTIC, estimator=2), ErrorCode.BAD_ESTIMATOR)])
+def test_woven_core_refuses_a_bad_loss_or_estimator(setting, error):
+    """LOSS and ESTIMATOR.KIND values that name nothing are refused as the spec says."""
+    problem = make_problem(rows=4, features=8, bits=2, batch=2, layout="woven")
+    problem = dataclasses.replace(problem, cfg=dataclasses.replace(problem.cfg, **setting))
+    assert problem.cfg.error(max_features=256, built=WovenCore.built) is error
+    _, status, *_ = run_woven(problem)
+    assert status.state == State.ERROR and status.error == error
+
+
+def test_the_host_knows_what_each_sim_engine_was_built_with():
+    """lowbit.driver.sim_engines.SIM_BUILT (the CLI's refusals before a device is open) is each
+    simulated engine's core's own ``built``: it cannot drift from the RTL."""
+    from lowbit.driver.sim_engines import SIM_BUILT, SIM_ENGINES
+
+    cores = {"woven": WovenCore, "planes": TrainingCore}
+    assert set(SIM_BUILT) == set(SIM_ENGINES) == set(cores)
+    assert {name: cores[SIM_ENGINES[name]["core"]].built for name in SIM_ENGINES} == SIM_BUILT

@@ -72,10 +72,12 @@ def loss_config(args):
     if args.copies is not None and args.copies < lc.samples():
         raise ValueError(f"--estimator chebyshev --degree {lc.degree} reads {lc.samples()} independent copies of "
                          f"each row: give --copies >= {lc.samples()} (got {args.copies})")
-    if args.backend in ("sim", "serial"):
-        from .driver.train import check_rtl_loss
+    if args.backend == "sim" and not getattr(args, "socket", None):  # (--socket, serial: the device says, BUILT)
+        from .driver.sim_engines import SIM_BUILT
+        from .driver.train import check_built, loss_needs
 
-        check_rtl_loss(lc, args.backend)
+        engine = _sim_engine(args)
+        check_built(loss_needs(lc), SIM_BUILT[engine], f"sim ({engine})")
     return lc
 
 
@@ -221,10 +223,15 @@ def _device_options(args) -> dict:
         return {"port": args.port}
     if args.socket:
         return {"socket": args.socket}
+    return dict(SIM_ENGINES[_sim_engine(args)])
+
+
+def _sim_engine(args) -> str:
+    """The simulated engine ``--engine`` names (auto: woven, or planes for optimal levels)."""
     engine = getattr(args, "engine", "auto")
     if engine == "auto":
         engine = "planes" if getattr(args, "levels", "uniform") == "optimal" else "woven"
-    return dict(SIM_ENGINES[engine])
+    return engine
 
 
 def _train_file(args) -> int:
@@ -384,6 +391,9 @@ def cmd_train(args) -> int:
                           "simulator: about 30 s, cached in $LOWBIT_BUILD_DIR or ~/.cache/lowbit)",
                           file=sys.stderr, flush=True)
             device = open_device(args.backend, **options)
+            from .driver.train import check_built, loss_needs
+
+            check_built(loss_needs(lc), device.built, args.backend)  # what this engine says it has
             if not quiet:
                 c = device.caps
                 print(f"engine: {c['LINE_BITS']}-bit lines, {c['LANES']} lanes, up to {c['MAX_FEATURES']} features",

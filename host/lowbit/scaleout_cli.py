@@ -24,13 +24,13 @@ def _engine(args) -> str:
 def _refuse(args) -> None:
     """Everything ``--engines`` cannot do yet, refused before any work."""
     from .contract.registers import Built
-    from .driver.sim_engines import SIM_ENGINE_BUILT
+    from .driver.sim_engines import SIM_BUILT
     from .driver.train import RESUME_UNSUPPORTED
 
     if args.backend == "serial":
         raise ValueError(f"--engines {args.engines} needs an engine per worker: one serial board cannot serve "
                          f"them; use --backend sim or golden")
-    if args.backend == "sim" and not SIM_ENGINE_BUILT[_engine(args)] & Built.RESUME:
+    if args.backend == "sim" and not SIM_BUILT[_engine(args)] & Built.RESUME:
         raise ValueError(f"--engines {args.engines}: " + RESUME_UNSUPPORTED.format(backend=args.backend))
     if args.backend == "sim" and getattr(args, "socket", None):
         raise ValueError("--engines starts a simulator per worker: --socket attaches to one")

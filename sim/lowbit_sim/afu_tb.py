@@ -25,7 +25,7 @@ from lowbit.contract.format import (EPOCH_RECORD, LAYOUTS, RECORD_BYTES, ROW_ALI
                            pack_words, unpack_record)
 from lowbit.contract.levels import optimal_levels
 from lowbit.contract.quant import code_table, double_sample, levels_to_fixed, uniform_levels
-from lowbit.contract.registers import REG, Ctrl, ErrorCode, State, code_table_address, encode_code_entry
+from lowbit.contract.registers import BUILT_ALL, REG, Built, Ctrl, ErrorCode, State, code_table_address, encode_code_entry
 
 from .ccip_model import CcipHostModel, StormConfig
 from lowbit.contract.golden import EngineConfig, GoldenRun, _segments
@@ -156,6 +156,7 @@ class TB:
         self.rst = dut.rst
         self.seed = seed
         self.caps: dict | None = None
+        self.built = Built.NONE
         self.memory: HostMemory | None = None
         storm = storms if isinstance(storms, StormConfig) else (StormConfig() if storms else None)
         self._model_args = dict(seed=seed, read_latency=read_latency, write_latency=write_latency,
@@ -180,6 +181,7 @@ class TB:
         self.model.start()
         caps_raw = await self.read_reg("CAPS")
         self.caps = REG["CAPS"].decode(caps_raw)
+        self.built = Built(await self.read_reg("BUILT") & int(BUILT_ALL))  # the optional datapaths
         return self.caps
 
     # ---------------------------------------------------------------- registers
@@ -233,7 +235,7 @@ class TB:
                             ("EPOCHS", cfg.epochs), ("COPIES", cfg.copies), ("STEP", cfg.step), ("RUN_ID", run_id),
                             ("MODEL_IN_ADDR", bufs.model_in.line_address if bufs.model_in is not None else 0),
                             ("WARM_START", int(cfg.warm_start)), ("START_MINIBATCH", cfg.start_minibatch),
-                            ("MAX_MINIBATCHES", cfg.max_minibatches)):
+                            ("MAX_MINIBATCHES", cfg.max_minibatches), ("LOSS", cfg.loss)):
             await self.write_reg(name, value)
 
     async def wait_end(self, timeout_cycles: int, status_buffer=None, run_id: int | None = None,

@@ -6,7 +6,11 @@ must be affine). The 1024-line read reorder buffer keeps ~1 line/cycle in flight
 simulator's 100-400-cycle memory latency (Little's law: lines in flight = rate x latency).
 It is built with RESUME (warm start and bounded runs), so ``lowbit train --engines K`` runs on it.
 ``planes``: the lane-parallel core (``lowbit_hw.core.TrainingCore``), 32 codes per cycle at every
-b, any code table (optimal levels); no RESUME.
+b, any code table (optimal levels); least squares only, no RESUME.
+
+:data:`SIM_BUILT` says which optional datapaths (the BUILT register) each has, so the CLI refuses a
+run an engine lacks before it starts one; tests/test_woven_core.py holds it equal to the cores'
+own ``built`` (the host never imports ``lowbit_hw``).
 
 ``LOWBIT_SIM_ENGINES`` (JSON, ``{"woven": {"line_bits": 128, ...}}``) replaces build parameters of
 these engines in this process and its children: the tests use it to give ``lowbit train --engines K
@@ -24,9 +28,13 @@ SIM_ENGINES = {
     "woven": dict(line_bits=512, lanes=32, max_features=8192, core="woven", read_depth=1024),
     "planes": dict(line_bits=512, lanes=32, max_features=8192, core="planes", read_depth=256),
 }
-#: The optional datapaths (BUILT) of each engine's core, known before a simulator is opened (the
-#: CLI refuses early); tests/test_driver_resume.py holds it to the cores' own ``built``.
-SIM_ENGINE_BUILT = {"woven": Built.RESUME, "planes": Built.NONE}
+
+#: The BUILT register of each simulated engine: its core's ``built`` (lowbit_hw.woven.WovenCore,
+#: lowbit_hw.core.TrainingCore), known before a simulator is opened (the CLI refuses early).
+SIM_BUILT = {
+    "woven": Built.NONLINEAR | Built.RESUME,
+    "planes": Built.NONE,
+}
 
 _override = os.environ.get("LOWBIT_SIM_ENGINES")
 if _override:

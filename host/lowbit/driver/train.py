@@ -113,12 +113,6 @@ def _positive_int(name, value, hi):
     return int(value)
 
 
-#: What the RTL of this tree implements of issue 13: least squares without L2. LOSS, L2, ESTIMATOR
-#: and POLY_* exist in the register map (so the RTL stores them) but the datapath ignores them, so
-#: :func:`train` refuses any other choice rather than silently run least squares.
-RTL_LOSSES = ("squared",)
-
-
 def engine_config(qds, *, step: float, batch: int, epochs: int, max_features: int | None = None,
                   loss=None, resume: Resume = Resume()) -> EngineConfig:
     """Validate the arguments and the dataset; the EngineConfig a run programs. Raises ValueError.
@@ -189,23 +183,25 @@ def _estimate_cycles(cfg: EngineConfig, fmt, lanes: int) -> int:
     return 2 * cfg.epochs * per_epoch
 
 
-def check_built(cfg: EngineConfig, built: Built, backend: str) -> None:
-    """Refuse (ValueError, one line) a run needing a datapath the engine was built without (its
-    BUILT register), which the engine would refuse at START with NOT_BUILT."""
-    missing = cfg.needs() & ~Built(built)
+def loss_needs(loss) -> Built:
+    """The optional datapaths (BUILT) a :class:`lowbit.contract.losses.LossConfig` needs (None: none),
+    as :meth:`EngineConfig.needs` says of its registers."""
+    if loss is None:
+        return Built.NONE
+    return EngineConfig(rows=1, features=1, bits=1, batch=1, epochs=1, step=1, copies=loss.samples(),
+                        **loss.registers()).needs()
+
+
+def check_built(needs: Built, built: Built, backend: str) -> None:
+    """Refuse (ValueError, one line) a run needing datapaths (``needs``: :meth:`EngineConfig.needs`,
+    :func:`loss_needs`) that the engine was built without (its BUILT register, or
+    :data:`lowbit.driver.sim_engines.SIM_BUILT` before a device is open): the engine would refuse
+    it at START with NOT_BUILT."""
+    missing = Built(needs) & ~Built(built)
     if missing:
         what = "; ".join(doc for flag, doc in BUILT_DOC.items() if flag & missing)
         raise ValueError(f"the {backend} engine is built without {what} (its BUILT register is "
                          f"{int(built):#x}); use --backend golden (the spec)")
-
-
-def check_rtl_loss(loss, backend: str = "sim") -> None:
-    """Refuse (ValueError, one line) a loss choice the RTL does not implement yet (RTL_LOSSES)."""
-    if loss is None or (loss.loss in RTL_LOSSES and not loss.l2):
-        return
-    what = f"--l2 {loss.l2:g}" if loss.loss in RTL_LOSSES else f"--loss {loss.loss}"
-    raise ValueError(f"--backend {backend} runs --loss {'/'.join(RTL_LOSSES)} without --l2 only (the RTL has no "
-                     f"datapath for {what} yet, issue 13); use --backend golden (the spec) or float")
 
 
 def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress: bool = True,
@@ -241,15 +237,16 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
     """
     from tqdm.auto import tqdm
 
-    check_rtl_loss(loss, device.backend.name)
     built = getattr(device, "built", Built.NONE)
     if not resume.plain and not built & Built.RESUME:
         raise ValueError(RESUME_UNSUPPORTED.format(backend=device.backend.name))
-    # What the engine itself says it has (BUILT), beyond what this driver programs.
-    check_built(engine_config(qds, step=step, batch=batch, epochs=epochs, loss=loss, resume=resume), built,
-                device.backend.name)
+    # What the engine itself says it has (BUILT): a loss, L2 or resumed run it lacks is refused
+    # here, before START.
+    check_built(engine_config(qds, step=step, batch=batch, epochs=epochs, loss=loss, resume=resume).needs(),
+                built, device.backend.name)
     caps = device.caps
-    cfg = engine_config(qds, step=step, batch=batch, epochs=epochs, max_features=caps["MAX_FEATURES"], resume=resume)
+    cfg = engine_config(qds, step=step, batch=batch, epochs=epochs, max_features=caps["MAX_FEATURES"], loss=loss,
+                        resume=resume)
     snapshots = cfg.snapshots()
     fmt = engine_format(qds.fmt, caps)
     data = np.ascontiguousarray(qds.data_lines(fmt), dtype=np.uint8)
@@ -295,9 +292,12 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
                             ("STATUS_ADDR", st_buf.io_address // lb), ("ROWS", cfg.rows), ("FEATURES", cfg.features),
                             ("BITS", cfg.bits), ("BATCH", cfg.batch), ("EPOCHS", cfg.epochs),
                             ("COPIES", cfg.copies), ("STEP", cfg.step), ("RUN_ID", run_id),
-                            # every run programs these, so a plain run after a resumed one is plain
+                            # every run programs these, so a plain run after a resumed one is
+                            # plain and an earlier run's loss registers never linger
                             ("MODEL_IN_ADDR", in_addr), ("WARM_START", int(cfg.warm_start)),
-                            ("START_MINIBATCH", cfg.start_minibatch), ("MAX_MINIBATCHES", cfg.max_minibatches)):
+                            ("START_MINIBATCH", cfg.start_minibatch), ("MAX_MINIBATCHES", cfg.max_minibatches),
+                            ("LOSS", cfg.loss), ("L2", cfg.l2), ("ESTIMATOR", cfg.estimator_register()),
+                            *((f"POLY_{j}", a & 0xFFFF_FFFF) for j, a in enumerate(cfg.poly))):
             device.write_reg(name, value)
         with tqdm(total=snapshots, unit="epoch", disable=not progress, leave=False, desc="engine") as bar:
             def on_epoch(e):

@@ -10,7 +10,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 
 from lowbit.contract.format import ROW_ALIGN, SUPPORTED_LINE_BITS
-from lowbit.contract.registers import Built, ErrorCode, State
+from lowbit.contract.registers import Built, ErrorCode, Estimator, Loss, State
 
 from ..core.model_loader import ModelLoader
 from ..core.params import check_max_features
@@ -27,10 +27,9 @@ MAX_PLANES = 9
 
 
 class WovenCore(wiring.Component):
-    #: The optional datapaths this core has (its BUILT register; the sequencer refuses the rest).
-    built = Built.RESUME
-
-    """ZipML least-squares SGD on the woven layout, bit-exact with ``lowbit.contract.golden.run``.
+    """ZipML SGD on the woven layout, bit-exact with ``lowbit.contract.golden.run``: least squares,
+    and logistic and hinge loss with the naive estimator (``built``; ``margin.RowNonlinearity``),
+    warm-started and bounded runs (``RunSchedule``, ``ModelLoader``).
 
     Each line is one bit plane of 32 features of ``S = W/32`` rows, so the core takes one line per
     cycle whatever ``b`` is, and an epoch costs ``(b + 1)`` cycles per 32-feature chunk of each
@@ -53,6 +52,11 @@ class WovenCore(wiring.Component):
     max_features : int
         Multiple of 32 (model, G and the group buffer are sized by it).
     """
+
+    #: The optional datapaths this core has (its BUILT register; the sequencer refuses the rest):
+    #: LOSS logistic and hinge with the naive estimator, warm start and bounded runs. Not L2 or the
+    #: Chebyshev estimator.
+    built = Built.NONLINEAR | Built.RESUME
 
     def __init__(self, *, line_bits: int = 512, max_features: int = 8192):
         try:
@@ -125,10 +129,21 @@ class WovenCore(wiring.Component):
                      seq.core_busy.eq(scan.busy | scan_busy_d), seq.core_error.eq(core_error)]
         m.d.sync += [groups.eq(groups_now),
                      batch_groups.eq(Mux(seq.batch >= seq.rows, groups_now, seq.batch >> log_s))]
+        # LOSS and ESTIMATOR.KIND, held from START like the rest (the datapath reads loss_kind
+        # many cycles later, at the first epoch_start). KIND chebyshev never gets here: this
+        # core is built without it (the sequencer's NOT_BUILT).
+        loss_kind, bad_loss, bad_estimator = Signal(2), Signal(), Signal()
+        with m.If(self.start & (self.status.state != State.BUSY)):
+            m.d.sync += [loss_kind.eq(self.cfg.loss), bad_loss.eq(self.cfg.loss > max(Loss)),
+                         bad_estimator.eq(self.cfg.estimator[:2] != Estimator.NAIVE)]
         with m.If(~scan.affine):
             m.d.sync += core_error.eq(ErrorCode.BAD_TABLE)
         with m.Elif((seq.batch < seq.rows) & (seq.batch[:log_s] != 0)):
             m.d.sync += core_error.eq(ErrorCode.BATCH_NOT_WOVEN)
+        with m.Elif(bad_loss):
+            m.d.sync += core_error.eq(ErrorCode.BAD_LOSS)
+        with m.Elif(bad_estimator):
+            m.d.sync += core_error.eq(ErrorCode.BAD_ESTIMATOR)
         with m.Else():
             m.d.sync += core_error.eq(ErrorCode.NONE)
 
@@ -148,7 +163,12 @@ class WovenCore(wiring.Component):
         for unit in (dot, grad):
             m.d.comb += [unit.chunks.eq(seq.row_beats), unit.bits.eq(seq.bits),
                          unit.groups.eq(groups), unit.batch_groups.eq(batch_groups)]
+        # The logistic and hinge gradients have no double-sampling correction (golden: it belongs
+        # to least squares' x x^T): with e_odd = 0 the gradient unit's q = rnd(0 * w, 8) is 0.
+        e_odd = Signal.like(scan.e_odd)
+        m.d.sync += e_odd.eq(Mux(loss_kind == Loss.SQUARED, scan.e_odd, 0))
         m.d.comb += [dot.running.eq(seq.running), dot.rows.eq(seq.seg_rows), dot.m0.eq(scan.m0),
+                     dot.loss_kind.eq(loss_kind),
                      dot.delta.eq(scan.delta), dot.upd_written.eq(grad.upd_written),
                      dot.groups_read.eq(grad.groups_read),
                      model.a_addr.eq(Mux(seq.snapshot, seq.model_addr, dot.model_addr)),
@@ -167,7 +187,7 @@ class WovenCore(wiring.Component):
         m.d.sync += primed.eq(grad.upd_written == seq.row_beats)
         m.d.comb += seq.primed.eq(primed)
         m.d.comb += [grad.clear.eq(seq.clear), seq.clear_busy.eq(grad.clear_busy),
-                     grad.features.eq(seq.features), grad.step.eq(seq.step), grad.e_odd.eq(scan.e_odd),
+                     grad.features.eq(seq.features), grad.step.eq(seq.step), grad.e_odd.eq(e_odd),
                      buf_r.addr.eq(grad.buf_addr), grad.buf_data.eq(buf_r.data),
                      model.b_addr.eq(grad.model_r_addr), grad.model_r_data.eq(model.b_data),
                      model.w_en.eq(grad.model_w_en | loader.w_en),

@@ -6,11 +6,12 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from lowbit.contract.fixed import CODE_FRAC, LOSS_SHIFT, M_BITS
+from lowbit.contract.fixed import CODE_FRAC, M_BITS
 from lowbit.contract.format import ROW_ALIGN
 
 from ..ecp5 import PipelinedMul, pipelined_sum
-from .arith import add_levels, delay, register_all, sat32
+from .arith import add_levels, delay, register_all
+from .margin import RowNonlinearity
 from .records import residual_layout
 
 __all__ = ["WovenDotUnit"]
@@ -25,8 +26,8 @@ class WovenDotUnit(wiring.Component):
     group's last line ``acc_s = sum_j c_sj * w_j``. With an affine table (``m = m0 + c * delta``):
 
         dot_s = m0 * sum_j w_j + delta * acc_s            (= sum_j m_sj w_j, exactly)
-        r_s   = sat32(rnd(dot_s, 15) - y_s)
-        loss += (r_s * r_s) >> 16                           (saturating, rows < N only)
+        r_s   = sat32(rnd(dot_s, 15) - y_s)                 (LOSS squared; logistic and hinge:
+        loss += (r_s * r_s) >> 16                            margin.RowNonlinearity) rows < N only
 
     and it hands ``delta * r_s`` and ``m0 * sum_s r_s`` to the gradient unit. Every line is also
     written to the group buffer (slot ``g mod 2``), from which the gradient unit re-reads the group.
@@ -40,9 +41,10 @@ class WovenDotUnit(wiring.Component):
     t+2 registered, with the words' pair sums; t+3, t+4 the per-row adder trees over 16 pair terms
     (two levels per stage), t+5 registered again; t+6 ``sum << k``;
     t+7 accumulate. Then once per group, every multiply a ``PipelinedMul`` (MULT18X18D with its
-    registers): ``delta*acc + m0*sum w + 2^14`` (6 cycles), ``- y`` (1), ``sat32`` (1), then
-    ``delta*r``, ``m0 * sum r`` and ``sum r*r`` (5 at 64-bit lines, 7 at 512); the record is
-    offered and the loss added in the same cycle. The interlock and slot decisions are registers
+    registers): ``delta*acc + m0*sum w + 2^14`` (6 cycles), ``r`` (``RowNonlinearity``: 2 cycles for
+    least squares, 3 hinge, 9 logistic), then ``delta*r``, ``m0 * sum r`` and, as long as least
+    squares' ``sum r*r`` takes (5 at 64-bit lines, 7 at 512), the record is offered; the loss is
+    added when the row unit has summed it. The interlock and slot decisions are registers
     (see ``elaborate``): a line is never taken on a 32-bit compare made in the same cycle.
 
     Parameters
@@ -64,6 +66,7 @@ class WovenDotUnit(wiring.Component):
             "chunks": In(range(max_chunks + 1)), "bits": In(4), "groups": In(32), "rows": In(32),
             "batch_groups": In(32),  # groups per minibatch (>= groups: one minibatch per epoch)
             "m0": In(signed(M_BITS)), "delta": In(signed(M_BITS + 1)),
+            "loss_kind": In(2),  # LOSS, held for the run
             "upd_written": In(32), "groups_read": In(32),
             "model_addr": Out(range(max_chunks)),
             "model_data": In(data.ArrayLayout(signed(32), CHUNK)),
@@ -236,20 +239,20 @@ class WovenDotUnit(wiring.Component):
         y_d = delay(m, fin_y, lat_dot, "y")
         mask_d = delay(m, fin_mask, lat_dot, "mask")
         valid_d = delay(m, fin_valid, lat_dot, "fin_valid", reset_less=False)
-        diff = [Signal(signed(len(dots[s]) - CODE_FRAC + 1), name=f"diff_{s}", reset_less=True) for s in range(S)]
-        m.d.sync += [diff[s].eq((dots[s] >> CODE_FRAC) - y_d[32 * s: 32 * (s + 1)].as_signed()) for s in range(S)]
-        mask_r = delay(m, mask_d, 2, "mask_r")
-        valid_r = delay(m, valid_d, 2, "valid_r", reset_less=False)
-        r = [Signal(signed(32), name=f"r_{s}", reset_less=True) for s in range(S)]
-        mask_diff = delay(m, mask_d, 1, "mask_diff")
-        m.d.sync += [r[s].eq(Mux(mask_diff[s], sat32(diff[s]), 0)) for s in range(S)]
+
+        # ---- each row's residual and the group's loss, for the run's LOSS (margin.py)
+        nl = m.submodules.nonlinearity = RowNonlinearity(samples=S, dot_width=len(dots[0]))
+        m.d.comb += [nl.kind.eq(self.loss_kind), nl.valid.eq(valid_d), nl.mask.eq(mask_d), nl.y.eq(y_d),
+                     nl.dot.eq(Cat(*dots))]
+        r = [nl.r[s] for s in range(S)]
+        mask_r, valid_r = nl.r_mask, nl.r_valid
 
         ds = [mul(self.delta, r[s], f"mul_dr_{s}") for s in range(S)]
-        sqs = [mul(r[s], r[s], f"mul_rr_{s}") for s in range(S)]
         rs, _, lat_rs = pipelined_sum(m, [(v, 0) for v in r], "rsum")
         m0r, lat_m0r = mul(self.m0, rs, "mul_m0r")
-        sq_sum, _, lat_sq = pipelined_sum(m, [(p >> LOSS_SHIFT, 0) for p, _ in sqs], "sqsum")
-        lat_rec = max(ds[0][1], lat_rs + lat_m0r, sqs[0][1] + lat_sq)
+        # The record leaves when least squares' loss is summed, as it did before the other losses
+        # (so least-squares runs keep their cycle counts).
+        lat_rec = max(ds[0][1], lat_rs + lat_m0r, nl.squared_lag)
 
         # ---- the record; the loss (saturating at 2^64 - 1)
         rec = Signal(rec_layout)
@@ -258,9 +261,8 @@ class WovenDotUnit(wiring.Component):
         m.d.comb += [rec.d[s].eq(delay(m, ds[s][0], lat_rec - ds[s][1], f"d_{s}")) for s in range(S)]
         m.d.comb += [rec.m0r.eq(delay(m, m0r, lat_rec - lat_rs - lat_m0r, "m0r")), rec.valid.eq(rec_mask),
                      rec.count.eq(sum(rec_mask[s] for s in range(S)))]
-        sq_total = delay(m, sq_sum, lat_rec - sqs[0][1] - lat_sq, "sq_total")
-        with m.If(rec_valid):
-            total = self.loss + sq_total
+        with m.If(nl.loss_valid):
+            total = self.loss + nl.loss
             m.d.sync += self.loss.eq(Mux(total[64:].any(), (1 << 64) - 1, total[:64]))
 
         # A two-entry queue toward the gradient unit; ``pending`` counts entries promised at the
