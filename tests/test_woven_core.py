@@ -17,7 +17,7 @@ from core_models import make_problem
 from lowbit.contract.golden import margins
 from lowbit.contract.losses import label_signs
 from lowbit.contract.quant import levels_to_fixed
-from lowbit.contract.registers import ErrorCode, Estimator, Loss, State
+from lowbit.contract.registers import Built, ErrorCode, Estimator, Loss, State
 from lowbit_hw.core import TrainingCore
 from lowbit_hw.woven import WovenCore
 from test_core_train import check_against_golden, simulate
@@ -139,6 +139,16 @@ def test_woven_core_run_cut_in_two_equals_the_uncut_run():
     np.testing.assert_array_equal(r_first[2][0], r_whole[2][0])
     np.testing.assert_array_equal(r_second[2][-1], r_whole[2][-1])
     assert r_first[3][1]["loss"] + r_second[3][0]["loss"] == r_whole[3][1]["loss"]
+
+
+@pytest.mark.parametrize("loss", [Loss.LOGISTIC, Loss.HINGE])
+def test_woven_core_resumed_classification_runs_equal_golden(loss):
+    """The two optional datapaths together: a warm-started run of logistic or hinge loss that starts
+    and stops mid-epoch equals the golden model (the priming pass computes q with e_odd = 0)."""
+    problem = make_problem(rows=16, features=40, bits=2, batch=4, epochs=2, copies=2, seed=11, layout="woven",
+                           model_in=_model(40, 11), start_minibatch=1, max_minibatches=5, loss=loss, classes="01")
+    assert problem.cfg.needs() == Built.NONLINEAR | Built.RESUME
+    check_against_golden(problem, *run_woven(problem, core_kw=dict(line_bits=64, max_features=256)))
 
 
 def test_woven_core_refuses_a_start_past_the_end():
