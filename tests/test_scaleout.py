@@ -104,20 +104,22 @@ def test_cli_refuses_bad_scaleout_options(argv, capsys):
     assert exc.value.code == 2
 
 
-def test_a_killed_worker_stops_the_run_by_name_and_leaves_nothing(tmp_path):
-    """SIGKILL worker 1 mid-run: the launcher names it, stops worker 0, exits 1 within seconds."""
-    env = {**os.environ, "LOWBIT_WORKER_STATUS_DIR": str(tmp_path)}
+def _kill_mid_run(tmp_path, extra_argv, env, pick):
+    """Launch a long two-engine run, wait until both workers have done a round, SIGKILL the process
+    ``pick(workers)`` names, and return ``(returncode, stderr, seconds to exit, workers, victim,
+    every process that was below the launcher)``."""
+    env = {**os.environ, **env, "LOWBIT_WORKER_STATUS_DIR": str(tmp_path)}
     cmd = [sys.executable, "-m", "lowbit.cli", "train", "--data", DATA, "--bits", "4", "--epochs", "2000",
-           "--batch", "8", "--step", "0.004", "--engines", "2", "--sync-every", "1", "--copies", "1"]
+           "--batch", "8", "--step", "0.004", "--engines", "2", "--sync-every", "1", "--copies", "1", *extra_argv]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 240
         while not all((tmp_path / f"rank{r}").exists() for r in (0, 1)):
             assert proc.poll() is None and time.monotonic() < deadline, "the workers never started"
             time.sleep(0.1)
         workers = children_of(proc.pid)
-        victim = int((tmp_path / "rank1").read_text().split()[0])
-        assert victim in workers and len(workers) == 2
+        below = workers + [c for w in workers for c in children_of(w)]
+        victim = pick(tmp_path, workers)
         t0 = time.monotonic()
         os.kill(victim, signal.SIGKILL)
         _, err = proc.communicate(timeout=30)
@@ -126,10 +128,47 @@ def test_a_killed_worker_stops_the_run_by_name_and_leaves_nothing(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 1
+    return proc.returncode, err, elapsed, workers, victim, below
+
+
+def _rank1(tmp_path, workers):
+    victim = int((tmp_path / "rank1").read_text().split()[0])
+    assert victim in workers and len(workers) == 2
+    return victim
+
+
+def test_a_killed_worker_stops_the_run_by_name_and_leaves_nothing(tmp_path):
+    """SIGKILL worker 1 mid-run: the launcher names it, stops worker 0, exits 1 within seconds."""
+    code, err, elapsed, workers, victim, below = _kill_mid_run(tmp_path, [], {}, _rank1)
+    assert code == 1
     assert f"worker 1 of 2 (pid {victim}) was killed by SIGKILL; stopped the other 1 worker(s)" in err
     assert elapsed < 10
-    assert not any(pid_alive(p) for p in workers)
+    assert not any(pid_alive(p) for p in below)
+
+
+def test_a_killed_simulator_stops_the_run_by_name_and_leaves_nothing(tmp_path, woven_server):
+    """``--backend sim``: SIGKILL worker 1's simulator process mid-run. Worker 1 says its simulator
+    died and how; the launcher names worker 1, stops worker 0 (and its simulator), exits 1 within
+    seconds, and no worker or simulator is left."""
+    import json
+
+    from driver_fixtures import WOVEN_TEST_AFU
+
+    def simulator_of_rank1(tmp_path, workers):
+        sims = [c for c in children_of(_rank1(tmp_path, workers)) if b"lowbit-simserver" in
+                open(f"/proc/{c}/cmdline", "rb").read()]
+        assert len(sims) == 1, sims
+        return sims[0]
+
+    code, err, elapsed, workers, victim, below = _kill_mid_run(
+        tmp_path, ["--backend", "sim"], {"LOWBIT_SIM_ENGINES": json.dumps({"woven": WOVEN_TEST_AFU})},
+        simulator_of_rank1)
+    assert code == 1
+    assert f"worker 1: SimulatorDied: simulator process {victim} was killed by SIGKILL" in err
+    # worker 0 stops on the lost peer (a symptom); the launcher names the cause
+    assert "lowbit: error: worker 1 of 2" in err and "exited with status 1; stopped the other 1 worker(s)" in err
+    assert elapsed < 10
+    assert len(below) == 4 and not any(pid_alive(p) for p in below)
 
 
 def test_the_engine_step_scales_with_k_below_the_stability_bound():

@@ -61,6 +61,15 @@ class WorkerFailed(RuntimeError):
     """A worker died or failed; the message names it (rank, pid, exit status or signal)."""
 
 
+class PeerLost(RuntimeError):
+    """A collective of the process group failed: another worker is gone (a symptom, not a cause)."""
+
+
+#: A worker's exit status when it stopped because a peer was lost (:class:`PeerLost`): the launcher
+#: then names the worker that failed first for a reason of its own, if it shows within STOP_GRACE_S.
+EXIT_PEER_LOST = 3
+
+
 @dataclass(frozen=True)
 class Plan:
     """One scale-out run's parameters (the CLI's options)."""
@@ -255,7 +264,10 @@ def train_worker(plan: Plan, prepared, step: float, group=None) -> dict:
                 if world == 1:
                     w = local
                 else:
-                    ex = average((local.astype(np.int64) - w).astype(np.float32), codec, rng, group)
+                    try:
+                        ex = average((local.astype(np.int64) - w).astype(np.float32), codec, rng, group)
+                    except RuntimeError as exc:  # gloo: "Connection closed by peer", a timeout
+                        raise PeerLost(str(exc)) from exc
                     w = np.clip(w + np.rint(ex.mean).astype(np.int64), INT32_MIN, INT32_MAX).astype(np.int32)
                     sent[epoch, rnd], wall[epoch, rnd] = ex.bytes_sent, ex.wall_s
                 _status(rank, epoch * rounds + rnd + 1)
@@ -321,7 +333,10 @@ def worker_main(plan: Plan, prepare_args: dict) -> ScaleoutRun | None:
         run_step = engine_step(step, world, prepared.X, plan.batch, plan.step_scaling)
         part = train_worker(plan, prepared, run_step)
         parts = [None] * world
-        dist.all_gather_object(parts, part)
+        try:
+            dist.all_gather_object(parts, part)
+        except RuntimeError as exc:
+            raise PeerLost(str(exc)) from exc
         run = summarise(plan, prepared, step, parts, run_step) if dist.get_rank() == 0 else None
         if run is not None and os.environ.get(ENV_RESULT):
             _write_result(run, prepared, Path(os.environ[ENV_RESULT]))
@@ -408,11 +423,19 @@ def launch(argv: list[str], engines: int, *, timeout_s: float | None = None,
 def _watch(procs: list[subprocess.Popen], timeout_s: float | None) -> None:
     """Return when every worker exited 0; raise at the first failure (killed ones named first)."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    symptom_since = None
     while True:
         codes = [p.poll() for p in procs]
         failed = [(rank, c) for rank, c in enumerate(codes) if c not in (None, 0)]
+        if failed and all(c == EXIT_PEER_LOST for _, c in failed) and any(c is None for c in codes):
+            # Only symptoms so far (a peer was lost): give the cause a moment to exit and be named.
+            symptom_since = symptom_since or time.monotonic()
+            if time.monotonic() - symptom_since < STOP_GRACE_S:
+                time.sleep(0.05)
+                continue
         if failed:
-            rank, code = min(failed, key=lambda rc: (rc[1] >= 0, rc[0]))  # a signal is the cause, not a symptom
+            # a signal is the cause, then a worker's own failure, then a lost peer (a symptom)
+            rank, code = min(failed, key=lambda rc: (rc[1] >= 0, rc[1] == EXIT_PEER_LOST, rc[0]))
             raise WorkerFailed(f"{_describe(rank, len(procs), procs[rank], code)}; stopped the other "
                                f"{len(procs) - 1} worker(s)")
         if all(c == 0 for c in codes):

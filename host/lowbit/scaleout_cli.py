@@ -14,7 +14,7 @@ import time
 
 from .cli import PLOT_SUFFIXES, output_path, strict_json
 from .experiment import describe_clock
-from .scaleout import ENV_RESULT, Plan, ScaleoutRun, launch, worker_main
+from .scaleout import ENV_RESULT, EXIT_PEER_LOST, PeerLost, Plan, ScaleoutRun, launch, worker_main
 
 
 def _engine(args) -> str:
@@ -110,10 +110,10 @@ def _be_worker(args, plans: list[Plan], plot) -> int:
                 runs.append(run)
     except (ValueError, OSError):
         raise  # a bad option or path: the CLI's own one-line error, exit 2
-    except Exception as exc:  # a peer died (gloo), a timeout: one line naming this worker, then exit 1
+    except Exception as exc:  # its engine failed, a peer died (gloo), a timeout: one line naming this worker
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         print(f"lowbit: worker {rank}: {type(exc).__name__}: {first}", file=sys.stderr, flush=True)
-        return 1
+        return EXIT_PEER_LOST if isinstance(exc, PeerLost) else 1
     if rank == 0 and not os.environ.get(ENV_RESULT):  # under torchrun: rank 0 prints the report
         from .experiment import prepare
 

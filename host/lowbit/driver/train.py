@@ -33,6 +33,7 @@ from lowbit.contract.registers import (
 from lowbit.contract.golden import EngineConfig
 
 from .device import Device
+from .errors import SimulatorDied
 
 
 @dataclass
@@ -309,6 +310,11 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
                   .reshape(snapshots, fmt.padded_features)[:, : cfg.features].astype(np.int32))
         records = (s_buf.view(np.ndarray).reshape(snapshots, rec_lines * lb)[:, :RECORD_BYTES]
                    .copy().view("<u8").astype(np.uint64))
+    except SimulatorDied:
+        # The simulator is gone (from any call, not only wait's): close the device so that the
+        # buffers are not freed on a dead backend, whose "closed" error would hide this one.
+        device.close()
+        raise
     finally:
         if not device.closed:
             for b in bufs:
