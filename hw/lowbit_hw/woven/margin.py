@@ -141,7 +141,7 @@ class RowNonlinearity(wiring.Component):
 
         mask1 = mask_at(1)
         layout = table_rom_layout()
-        m.submodules.rom = rom = Memory(shape=layout, depth=TABLE_SEGMENTS, init=table_rom_init())
+        rom_init = table_rom_init()
 
         r_out, loss_sq, loss_nl = [], [], []
         phase_a = nonlinear & valid[4]   # the phi interpolation enters the multiplier
@@ -182,6 +182,9 @@ class RowNonlinearity(wiring.Component):
             # rides in phi's: s * (PHI + rnd(dphi * f, 20)) = (s PHI 2^20 + c_s + dphi * (s f)) >> 20
             # with c_+ = 2^19 and c_- = 2^19 - 1 (-floor(x) = floor(2^20 - 1 - x) at 2^-20), so r is
             # one adder after the product, not a negation after phi.
+            # A ROM per row, one read port each (yosys 0.70's memory_libmap crashed on one ROM with
+            # 16 read ports, the 512-bit build's); 3 DP16KD a row at these widths.
+            rom = m.submodules[f"rom_{s}"] = Memory(shape=layout, depth=TABLE_SEGMENTS, init=rom_init)
             port = rom.read_port()
             m.d.comb += port.addr.eq(idx)
             word = port.data
