@@ -204,7 +204,7 @@ def parse_args(argv=None):
     ap.add_argument("--link-gbps", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per run (default: %(default)s)")
-    ap.add_argument("--backend", default="golden", help="engines: golden (cycles modelled) or sim (every bounded "
+    ap.add_argument("--backend", default="sim", help="engines: golden (cycles modelled) or sim (every bounded "
                                                         "round on a Verilated woven engine, cycles measured); "
                                                         "comma-separated per --data entry (default: %(default)s)")
     ap.add_argument("--sim-check", action="store_true", help="measure plain-epoch cycles on the sim engine too")
