@@ -18,10 +18,11 @@ MASTER_ADDR, MASTER_PORT); under ``torchrun`` the same command runs unchanged on
 (PR_SET_PDEATHSIG), and a worker blocked on a dead peer gives up after the gloo timeout.
 
 Reported per run: the training loss per epoch (float64 on the normalised data, from the shared
-model), test metric, bytes each worker sent, each worker's engine cycles (golden engines: MODELLED per
-bounded run by :func:`round_cycles`, a model calibrated against the sim's measured rounds, the
-golden model having no clock; sim engines: MEASURED, each round's CYCLES), the modelled epoch time (per round: the slowest engine at ``fmax_mhz``, plus the
-largest exchange at ``link_gbps``), and the exchange's wall time measured on this machine.
+model), test metric, bytes each worker sent, each worker's engine cycles (golden engines: MODELLED
+per bounded run by :func:`round_cycles`, a model calibrated against the sim's measured rounds, the
+golden model having no clock; sim engines: MEASURED, each round's CYCLES), the epoch time (per
+round: the slowest engine's cycles at ``fmax_mhz``, plus the largest exchange at ``link_gbps``),
+and the exchange's wall time measured on this machine.
 """
 
 from __future__ import annotations

@@ -88,11 +88,12 @@ class RunSchedule(wiring.Component):
 
     Every product and quotient is a loop on one shared shift-and-add multiplier or shift-subtract
     divider (one bit per cycle; each division takes as many steps as its dividend has bits: ~210
-    cycles once per run, while the start model's read is on its way): an inferred ``*``, ``/`` or ``%`` would be a combinational DSP chain
-    between registers (too slow for the engine clock, and the woven build has no DSP to spare).
-    The inputs are the run's configuration, held from START; the outputs are valid when ``busy``
-    falls after ``start``. ``ok`` rises as soon as the run is known not to be ``bad_start`` (early
-    in the program): the sequencer may then read the start model while the rest is computed.
+    cycles once per run, while the start model's read is on its way): an inferred ``*``, ``/`` or
+    ``%`` would be a combinational DSP chain between registers (too slow for the engine clock, and
+    the woven build has no DSP to spare). The inputs are the run's configuration, held from START;
+    the outputs are valid when ``busy`` falls after ``start``. ``ok`` rises as soon as the run is
+    known not to be ``bad_start`` (early in the program): the sequencer may then read the start
+    model while the rest is computed.
 
     Parameters
     ----------

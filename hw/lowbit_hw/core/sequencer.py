@@ -94,7 +94,8 @@ class Sequencer(wiring.Component):
             # segments (every build): the rows of the segment being run, for the datapath
             "seg_rows": Out(widths["rows"]),
             # warm start (RESUME builds): model lines to the loader, then the priming pass
-            "loading": Out(1), "hold_lines": Out(1), "prime_start": Out(1), "prime_rec": Out(1), "prime_taken": In(1), "primed": In(1),
+            "loading": Out(1), "hold_lines": Out(1), "prime_start": Out(1), "prime_rec": Out(1),
+            "prime_taken": In(1), "primed": In(1),
             "model_addr": Out(range(rbm)), "model_data": In(data.ArrayLayout(signed(32), lanes)),
         })
 
