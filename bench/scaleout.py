@@ -17,9 +17,11 @@ run's wall time here (2 shared cores: K workers share them).
 ``--backend sim``: every worker runs every bounded round (warm start from the shared model, at most
 T minibatches) on its own Verilated woven engine, and the cycles are the CYCLES each round
 measured (its status record): the epoch time is then measured cycles at the measured clock.
-``--backend golden``: golden engines, whose cycles are MODELLED (the driver's timeout bound per
-round, ``lowbit.driver.train._estimate_cycles``: an upper bound, not a measurement). One backend
-for every data set, or one per ``--data`` entry (``--backend golden,sim``).
+``--backend golden``: golden engines, whose cycles are MODELLED per round by
+``lowbit.scaleout.round_cycles``, a model calibrated against rounds measured on the sim
+(``bench/round_cycles.py``; tested within 10 %). One backend for every data set, or one per
+``--data`` entry (``--backend golden,sim``). Default: sim (MNIST 4-vs-9 and the gisette-shaped
+set both run in ~7 min here).
 
 ``--sim-check`` also measures, on the Verilated woven engine, the cycles of one plain epoch over
 the whole set and over each K's largest shard.
@@ -117,7 +119,7 @@ def table(name: str, runs: list, sim: dict[int, int] | None, fmax: float) -> str
                  f"{r.train_loss[-1]:.6f}", f"{(r.train_loss[-1] / base.train_loss[-1] - 1) * 100:+.2f} %",
                  f"{r.test_metric:.4f}" if r.test_metric is not None else "-", f"{nbytes:,.0f}",
                  f"{ratio:.2f}" if ratio else "-", f"{max(r.engine_cycles) / r.epochs:,.0f}",
-                 "measured (sim)" if r.backend == "sim" else "modelled (timeout bound)",
+                 "measured (sim)" if r.backend == "sim" else "modelled (calibrated)",
                  f"{r.modelled_epoch_s * 1e3:.3f}", f"{base.modelled_epoch_s / r.modelled_epoch_s:.2f}x",
                  f"{r.host_s:.3f}", f"{max(r.exchange_wall_s) / r.epochs * 1e3:.1f}", f"{r.wall_s:.1f}"]
         if sim:
@@ -126,7 +128,8 @@ def table(name: str, runs: list, sim: dict[int, int] | None, fmax: float) -> str
     lines.append("")
     how = ("MEASURED cycles of each bounded round on its Verilated woven engine (sim backend)"
            if base.backend == "sim" else
-           "MODELLED cycles (golden engines: the driver's timeout bound per bounded round, not a measurement)")
+           "MODELLED cycles (golden engines: lowbit.scaleout.round_cycles per bounded round, calibrated "
+           "against the sim's measured rounds, not a measurement)")
     lines.append(f"Metric: {base.metric_name}. Epoch time = per round, the slowest engine's {how} at "
                  f"{ex.describe_clock(fmax)}, plus the largest exchange's bytes at {base.link_gbps:g} Gb/s.")
     return "\n".join(lines)
