@@ -20,9 +20,7 @@ class SnapshotWriter(wiring.Component):
     With ``P = line_bits / 32`` words per line, a model row fills ``lanes / P`` lines when
     ``lanes >= P`` and a line takes ``P / lanes`` rows otherwise. It reads the model through a
     synchronous read port (``model_addr`` -> ``model_data`` next cycle). Speed is secondary (a
-    snapshot is ``F / P`` lines per epoch): one row read, then its lines, one per accepted cycle;
-    with ``lanes >= P`` the next row's read overlaps the row's lines (the address is the next
-    row's from the capture on), so a row costs its lines and one capture cycle.
+    snapshot is ``F / P`` lines per epoch): one row read, then its lines, one per accepted cycle.
 
     Attributes
     ----------
@@ -87,16 +85,14 @@ class SnapshotWriter(wiring.Component):
                     with m.If(left == 1):
                         m.next = "IDLE"
                     with m.Else():
-                        # L >= P: model_addr has shown the next row since CAPTURE, so its data
-                        # is on model_data now: capture it at once (no READ cycle per row)
                         if L >= P and per > 1:
                             with m.If(sub == per - 1):
                                 m.d.sync += sub.eq(0)
-                                m.next = "CAPTURE"
+                                m.next = "READ"
                             with m.Else():
                                 m.d.sync += sub.eq(sub + 1)
                         else:
-                            m.next = "CAPTURE" if L >= P else "READ"
+                            m.next = "READ"
         return m
 
 
