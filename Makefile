@@ -69,7 +69,7 @@ wheelhouse: $(STAMP)
 # Several engines (issue 14): K = 1, 2, 4, 8 golden engines over gloo on gisette-shaped data and
 # MNIST 4-vs-9; the scaling table, targets and plot in out/scaleout/ (about 15 min on 2 cores).
 scaleout-demo: $(STAMP)
-	$(PY) bench/scaleout.py --sim-check
+	$(PY) bench/scaleout.py --backend sim --sim-check
 
 clean:
 	rm -rf build out

@@ -1,7 +1,7 @@
 """Several engines on one model: the scaling table and plot of issue 14 (``make scaleout-demo``).
 
-For each data set, golden-engine runs launched as ``lowbit train --engines K`` does
-(:func:`lowbit.scaleout.launch`: K gloo worker processes on this machine):
+For each data set, runs launched as ``lowbit train --engines K`` does (:func:`lowbit.scaleout.launch`:
+K gloo worker processes on this machine), on golden or simulated engines (``--backend``):
 
 * K = 1, 2, 4, 8 with the fp32 exchange, and K = 4 with qsgd8 and qsgd4;
 * the same epochs, batch, bits, seed and base step everywhere (each engine's step is scaled by
@@ -9,18 +9,25 @@ For each data set, golden-engine runs launched as ``lowbit train --engines K`` d
 
 Columns: final training loss (float64 MSE on the normalised data), its change against K = 1,
 test metric, bytes each worker sent per epoch (the largest worker) and fp32's multiple of it,
-engine cycles per worker and epoch (MODELLED: the driver's estimate per bounded run, the golden
-model has no clock), modelled epoch time (per round, the slowest engine at the measured fmax plus
-the largest exchange at ``--link-gbps``) and its speedup against K = 1, the exchange's wall time
-measured here, and the run's wall time here (2 shared cores: K workers share them).
+engine cycles per worker and epoch and whether they are MEASURED or MODELLED, the epoch time (per
+round, the slowest engine's cycles at the measured fmax plus the largest exchange's bytes at
+``--link-gbps``) and its speedup against K = 1, the exchange's wall time measured here, and the
+run's wall time here (2 shared cores: K workers share them).
 
-``--sim-check`` also measures, on the Verilated woven engine (``sim`` backend), the cycles of one
-plain epoch over the whole set and over each K's largest shard: a measured cross-check of the
-modelled cycles. (The bounded rounds themselves also run on the sim, ``lowbit train --engines K
---backend sim``, which reports measured cycles; this bench keeps the golden engines for speed.)
+``--backend sim``: every worker runs every bounded round (warm start from the shared model, at most
+T minibatches) on its own Verilated woven engine, and the cycles are the CYCLES each round
+measured (its status record): the epoch time is then measured cycles at the measured clock.
+``--backend golden``: golden engines, whose cycles are MODELLED per round by
+``lowbit.scaleout.round_cycles``, a model calibrated against rounds measured on the sim
+(``bench/round_cycles.py``; tested within 10 %). One backend for every data set, or one per
+``--data`` entry (``--backend golden,sim``). Default: sim (MNIST 4-vs-9 and the gisette-shaped
+set both run in ~7 min here).
 
-    python bench/scaleout.py                                   # gisette-shaped 6000 x 5000 and MNIST 4-vs-9
-    python bench/scaleout.py --data mnist49 --engines 1,2 --epochs 2   # a quick check
+``--sim-check`` also measures, on the Verilated woven engine, the cycles of one plain epoch over
+the whole set and over each K's largest shard.
+
+    python bench/scaleout.py --data gisette,mnist49 --backend golden,sim   # make scaleout-demo
+    python bench/scaleout.py --data mnist49 --engines 1,2 --epochs 2 --backend sim   # a quick check
 
 Writes ``--out``/scaleout.json, .md and .png, and says which of the issue's targets hold.
 """
@@ -53,11 +60,11 @@ def run_one(args, spec: str, engines: int, exchange: str):
     argv = ["train", "--data", spec, "--bits", str(args.bits), "--epochs", str(args.epochs), "--batch",
             str(args.batch), "--seed", str(args.seed), "--copies", str(args.copies), "--engines", str(engines),
             "--sync-every", str(args.sync_every), "--exchange", exchange, "--link-gbps", repr(args.link_gbps),
-            "--step-scaling", args.step_scaling, "--backend", "golden", "--json"]
+            "--step-scaling", args.step_scaling, "--backend", args.backend, "--json"]
     t0 = time.perf_counter()
     run, info = launch(argv, engines, timeout_s=args.timeout)
     run.wall_s = time.perf_counter() - t0
-    print(f"  K={engines} {exchange}: loss {run.train_loss[-1]:.6f}, modelled epoch {run.modelled_epoch_s * 1e3:.3f} ms, "
+    print(f"  K={engines} {exchange} ({args.backend}): loss {run.train_loss[-1]:.6f}, modelled epoch {run.modelled_epoch_s * 1e3:.3f} ms, "
           f"{run.wall_s:.1f} s", file=sys.stderr, flush=True)
     return run, info
 
@@ -99,10 +106,10 @@ def table(name: str, runs: list, sim: dict[int, int] | None, fmax: float) -> str
     base = next(r for r in runs if r.engines == 1)
     fp32 = {r.engines: r for r in runs if r.exchange == "fp32"}
     head = ["K", "exchange", "T", "engine step", "final loss", "vs K=1", "metric", "bytes/worker/epoch", "fp32 / this",
-            "cycles/worker/epoch (modelled)", "modelled epoch ms", "speedup", "host quantize+pack s (slowest worker)",
+            "cycles/worker/epoch", "cycles are", "epoch ms at fmax", "speedup", "host quantize+pack s (slowest worker)",
             "exchange wall ms/epoch (measured)", "wall s"]
     if sim:
-        head.insert(10, "sim cycles/epoch, largest shard (measured)")
+        head.insert(11, "sim cycles, one plain epoch of the largest shard (measured)")
     lines = [f"### {name}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
         ref = fp32.get(r.engines)
@@ -112,14 +119,19 @@ def table(name: str, runs: list, sim: dict[int, int] | None, fmax: float) -> str
                  f"{r.train_loss[-1]:.6f}", f"{(r.train_loss[-1] / base.train_loss[-1] - 1) * 100:+.2f} %",
                  f"{r.test_metric:.4f}" if r.test_metric is not None else "-", f"{nbytes:,.0f}",
                  f"{ratio:.2f}" if ratio else "-", f"{max(r.engine_cycles) / r.epochs:,.0f}",
+                 "measured (sim)" if r.backend == "sim" else "modelled (calibrated)",
                  f"{r.modelled_epoch_s * 1e3:.3f}", f"{base.modelled_epoch_s / r.modelled_epoch_s:.2f}x",
                  f"{r.host_s:.3f}", f"{max(r.exchange_wall_s) / r.epochs * 1e3:.1f}", f"{r.wall_s:.1f}"]
         if sim:
-            cells.insert(10, f"{sim[r.engines]:,}" if r.engines in sim else "-")
+            cells.insert(11, f"{sim[r.engines]:,}" if r.engines in sim else "-")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"Metric: {base.metric_name}. Modelled epoch = per round, the slowest engine's modelled cycles at "
-                 f"{ex.describe_clock(fmax)}, plus the largest exchange at {base.link_gbps:g} Gb/s.")
+    how = ("MEASURED cycles of each bounded round on its Verilated woven engine (sim backend)"
+           if base.backend == "sim" else
+           "MODELLED cycles (golden engines: lowbit.scaleout.round_cycles per bounded round, calibrated "
+           "against the sim's measured rounds, not a measurement)")
+    lines.append(f"Metric: {base.metric_name}. Epoch time = per round, the slowest engine's {how} at "
+                 f"{ex.describe_clock(fmax)}, plus the largest exchange's bytes at {base.link_gbps:g} Gb/s.")
     return "\n".join(lines)
 
 
@@ -131,7 +143,8 @@ def targets(runs: list) -> list[str]:
         d = abs(four.train_loss[-1] / one.train_loss[-1] - 1)
         out.append(f"K=4 final loss within 1 % of K=1: {d * 100:.2f} % -> {'HOLDS' if d <= TARGET_LOSS else 'FAILS'}")
         s = one.modelled_epoch_s / four.modelled_epoch_s
-        out.append(f"K=4 modelled epoch >= {TARGET_SPEEDUP}x shorter: {s:.2f}x -> "
+        kind = "measured-cycle" if four.backend == "sim" else "modelled-cycle"
+        out.append(f"K=4 {kind} epoch >= {TARGET_SPEEDUP}x shorter: {s:.2f}x -> "
                    f"{'HOLDS' if s >= TARGET_SPEEDUP else 'FAILS'}")
     if four and q4:
         ratio = max(four.exchange_bytes) / max(q4.exchange_bytes)
@@ -155,11 +168,12 @@ def plot(results: dict, path: Path) -> None:
         fp = [r for r in runs if r.exchange == "fp32"]
         ax = axes[0, col]
         ks = [r.engines for r in fp]
-        ax.plot(ks, [fp[0].modelled_epoch_s / r.modelled_epoch_s for r in fp], "o-", label="modelled speedup (fp32)")
+        ax.plot(ks, [fp[0].modelled_epoch_s / r.modelled_epoch_s for r in fp], "o-",
+                label=f"epoch-time speedup (fp32, cycles {'measured' if fp[0].backend == 'sim' else 'modelled'})")
         ax.plot(ks, ks, ":", color="grey", label="linear")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("engines K")
-        ax.set_ylabel("modelled epoch time, K=1 / K")
+        ax.set_ylabel("epoch time, K=1 / K")
         ax.set_title(name)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
@@ -171,7 +185,8 @@ def plot(results: dict, path: Path) -> None:
         ax.set_ylabel("training loss (MSE, normalised)")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3, which="both")
-    fig.suptitle("lowbit scale-out: golden engines, model averaging over gloo (cycles modelled)")
+    fig.suptitle("lowbit scale-out: model averaging over gloo (epoch time at the measured fmax; see the table "
+                 "for which cycles are measured)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -192,6 +207,9 @@ def parse_args(argv=None):
     ap.add_argument("--link-gbps", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per run (default: %(default)s)")
+    ap.add_argument("--backend", default="sim", help="engines: golden (cycles modelled) or sim (every bounded "
+                                                        "round on a Verilated woven engine, cycles measured); "
+                                                        "comma-separated per --data entry (default: %(default)s)")
     ap.add_argument("--sim-check", action="store_true", help="measure plain-epoch cycles on the sim engine too")
     ap.add_argument("--out", type=Path, default=Path("out/scaleout"))
     return ap.parse_args(argv)
@@ -201,7 +219,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     engines = [int(k) for k in args.engines.split(",")]
     results, text, summary = {}, [], {}
-    for name in [d.strip() for d in args.data.split(",") if d.strip()]:
+    names = [d.strip() for d in args.data.split(",") if d.strip()]
+    backends = [b.strip() for b in args.backend.split(",")]
+    if len(backends) == 1:
+        backends *= len(names)
+    if len(backends) != len(names) or not set(backends) <= {"golden", "sim"}:
+        raise SystemExit("--backend: golden or sim, one for all --data entries or one per entry")
+    for name, backend in zip(names, backends):
+        args.backend = backend
         spec = _spec(name)
         print(f"{spec}: K = {engines}", file=sys.stderr, flush=True)
         runs, info = [], None
@@ -209,12 +234,13 @@ def main(argv=None) -> int:
             run, info = run_one(args, spec, k, exch)
             runs.append(run)
         sim = sim_cycles(args, spec, engines) if args.sim_check else None
-        title = (f"{info['name']} ({info['rows']} x {info['features']} with the intercept), b={args.bits}, "
+        title = (f"{info['name']} ({info['rows']} x {info['features']} with the intercept), {backend} engines "
+                 f"(cycles {'MEASURED' if backend == 'sim' else 'MODELLED'}), b={args.bits}, "
                  f"batch {args.batch}, {args.epochs} epochs, {args.copies} copies, T = {args.sync_every}")
         text.append(table(title, runs, sim, runs[0].fmax_mhz))
         text += ["", *[f"- {t}" for t in targets(runs)], ""]
         results[info["name"]] = runs
-        summary[info["name"]] = {"runs": [r.to_json() for r in runs], "sim_cycles": sim, "targets": targets(runs)}
+        summary[info["name"]] = {"backend": backend, "runs": [r.to_json() for r in runs], "sim_cycles": sim, "targets": targets(runs)}
     md = "\n".join(text)
     print(md)
     args.out.mkdir(parents=True, exist_ok=True)

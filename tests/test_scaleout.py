@@ -204,3 +204,29 @@ def test_two_sim_engines_equal_two_golden_engines(woven_server):
     assert np.array_equal(sim.model, gold.model) and sim.train_loss == gold.train_loss
     assert sim.engine_loss == gold.engine_loss and sim.exchange_bytes == gold.exchange_bytes
     assert min(sim.engine_cycles) > 0 and sim.cycles_note.startswith("measured")
+
+
+@pytest.mark.parametrize("features,minibatches", [(785, 13), (5001, 4)])
+def test_round_cycle_model_matches_the_sim(features, minibatches):
+    """The golden engines' cycles are MODELLED by ``round_cycles``: it must agree with the cycles a
+    warm-started, bounded round MEASURES on the sim's woven engine (the 512-bit build the CLI uses,
+    100..400-cycle random latency) within ROUND_CYCLES_TOLERANCE: MNIST 4-vs-9's K = 4 round (785
+    features, 13 minibatches) and a gisette-shaped one (5001 features)."""
+    import dataclasses
+
+    from lowbit.dataset import QuantizedDataset
+    from lowbit.driver import open_device
+    from lowbit.driver.sim_engines import SIM_ENGINES
+    from lowbit.driver.train import Resume, train
+    from lowbit.scaleout import ROUND_CYCLES_TOLERANCE, round_cycles
+
+    eng = SIM_ENGINES["woven"]
+    rng = np.random.default_rng(features + minibatches)
+    rows = (minibatches + 2) * 16
+    qds = QuantizedDataset.build(rng.uniform(-1, 1, (rows, features)), rng.uniform(-1, 1, rows), bits=4, copies=1,
+                                 progress=False, line_bits=eng["line_bits"], layout=eng["core"])
+    w = rng.integers(-(1 << 20), 1 << 20, qds.features).astype(np.int32)
+    with open_device("sim", **eng, seed=5) as dev:
+        res = train(dev, qds, step=1e-4, batch=16, epochs=2, progress=False, resume=Resume(w, 1, minibatches))
+    model = round_cycles(dataclasses.replace(qds.fmt, layout=eng["core"]), 16, minibatches)
+    assert abs(model / res.cycles - 1) <= ROUND_CYCLES_TOLERANCE, (model, res.cycles)

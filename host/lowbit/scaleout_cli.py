@@ -159,7 +159,8 @@ def table(runs: list[ScaleoutRun], info: dict) -> str:
     lines += ["  ".join(c.ljust(widths[i]) for i, c in enumerate(row)) for row in rows]
     r = runs[0]
     how = ("MEASURED (each bounded run's CYCLES on the simulated engine)" if r.backend == "sim" else
-           "MODELLED (the driver's cycle estimate per bounded run; the golden model has no clock)")
+           "MODELLED (lowbit.scaleout.round_cycles per bounded run, calibrated against the sim's measured "
+           "rounds; the golden model has no clock)")
     lines.append(f"\n* engine cycles are {how}. modelled epoch = per round, the slowest engine at {describe_clock(r.fmax_mhz)}, plus "
                  f"the largest exchange at {r.link_gbps:g} Gb/s; exchange wall time is measured on this machine.")
     return "\n".join(lines)

@@ -39,11 +39,15 @@ class SerialMultiplier(wiring.Component):
 
 class SerialDivider(wiring.Component):
     """``divmod(a, b)`` (``a`` WIDE bits, ``0 < b < 2^32``) by restoring division, one quotient bit
-    per cycle into the dividend's register (WIDE cycles): ``start`` loads, ``busy`` falls when
-    ``q`` and ``r`` are valid. Each step is one 33-bit compare and subtract between registers."""
+    per cycle into the dividend's register: ``start`` loads, ``busy`` falls when ``q`` and ``r``
+    are valid. Each step is one 33-bit compare and subtract between registers.
+
+    ``n`` (at ``start``) is the number of steps: a dividend known to be below ``2^n`` is given as
+    ``a << (WIDE - n)`` (its top ``n`` bits are the dividend) and takes ``n`` cycles, not WIDE."""
 
     def __init__(self):
-        super().__init__({"start": In(1), "a": In(WIDE), "b": In(32), "q": Out(WIDE), "r": Out(32), "busy": Out(1)})
+        super().__init__({"start": In(1), "a": In(WIDE), "b": In(32), "n": In(range(WIDE + 1)),
+                          "q": Out(WIDE), "r": Out(32), "busy": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -53,7 +57,7 @@ class SerialDivider(wiring.Component):
         m.d.comb += [self.busy.eq(left != 0), shifted.eq(Cat(self.q[-1], self.r))]
         ge = shifted >= den
         with m.If(self.start):
-            m.d.sync += [self.q.eq(self.a), den.eq(self.b), self.r.eq(0), left.eq(WIDE)]
+            m.d.sync += [self.q.eq(self.a), den.eq(self.b), self.r.eq(0), left.eq(self.n)]
         with m.Elif(self.busy):
             m.d.sync += [self.r.eq(Mux(ge, shifted - den, shifted)), self.q.eq(Cat(ge, self.q[:-1])),
                          left.eq(left - 1)]
@@ -83,11 +87,13 @@ class RunSchedule(wiring.Component):
     segment is a whole epoch, so a plain run pays a few cycles, not the program's ~250.
 
     Every product and quotient is a loop on one shared shift-and-add multiplier or shift-subtract
-    divider (one bit per cycle, ~600 cycles once per run, while the run's first lines are
-    requested anyway): an inferred ``*``, ``/`` or ``%`` would be a combinational DSP chain
-    between registers (too slow for the engine clock, and the woven build has no DSP to spare).
-    The inputs are the run's configuration, held from START; the outputs are valid when ``busy``
-    falls after ``start``.
+    divider (one bit per cycle; each division takes as many steps as its dividend has bits: ~210
+    cycles once per run, while the start model's read is on its way): an inferred ``*``, ``/`` or
+    ``%`` would be a combinational DSP chain between registers (too slow for the engine clock, and
+    the woven build has no DSP to spare). The inputs are the run's configuration, held from START;
+    the outputs are valid when ``busy`` falls after ``start``. ``ok`` rises as soon as the run is
+    known not to be ``bad_start`` (early in the program): the sequencer may then read the start
+    model while the rest is computed.
 
     Parameters
     ----------
@@ -99,7 +105,7 @@ class RunSchedule(wiring.Component):
         assert samples & (samples - 1) == 0
         self.samples = samples
         super().__init__({
-            "start": In(1), "busy": Out(1),
+            "start": In(1), "busy": Out(1), "ok": Out(1),
             "rows": In(_W["rows"]), "batch": In(_W["batch"]), "epochs": In(_W["epochs"]),
             "copies": In(_W["copies"]), "first": In(_W["start_minibatch"]), "count": In(_W["max_minibatches"]),
             "chunks": In(16), "bits": In(4), "data_lines": In(32), "plain": In(1),
@@ -136,16 +142,16 @@ class RunSchedule(wiring.Component):
         # quotient, remainder), ("set", [assignments]) (one cycle; reads the previous steps'
         # registers), ("bad", flag): stop here (bad_start) if the flag (a register) is set.
         program = [
-            ("div", o.rows, o.batch, e0, hiz),                       # scratch: N // B, N mod B
+            ("div", o.rows, o.batch, e0, hiz),                       # scratch: N // B, N mod B (32 steps)
             ("set", [rest.eq(hiz != 0), s_m.eq(o.first + o.count)]),
             ("set", [p.eq(e0[:33] + rest)]),
             ("mul", o.chunks, o.bits + 1, lg),                         # lines per group
             ("mul", p, o.epochs, total),
             ("set", [end.eq(Mux((o.count == 0) | (s_m > total), total, s_m)), bad.eq(o.first >= total)]),
             ("bad", bad),
-            ("div", o.first, p, e0, lo0),
-            ("div", end, p, ez, hiz),
-            ("div", e0, o.copies, None, copy0),
+            ("div", o.first, p, e0, lo0),                            # 32 steps (START_MINIBATCH)
+            ("div", end, p, ez, hiz),                                # 48 steps (end <= E * P)
+            ("div", e0, o.copies, None, copy0),                      # 16 steps: e0 < E < 2^16 (not bad)
             ("set", [rest.eq(hiz != 0)]),
             # nseg <= E < 2^16: the difference is exact in its low bits, a short carry chain
             ("set", [o.nseg.eq(ez[:NARROW + 1] - e0[:NARROW + 1] + rest)]),
@@ -168,14 +174,14 @@ class RunSchedule(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [self.busy.eq(1), self.bad_start.eq(0)]
+                    m.d.sync += [self.busy.eq(1), self.bad_start.eq(0), self.ok.eq(0)]
                     m.next = "STEP0"
                     with m.If(self.plain):
                         m.next = "PLAIN"
             # START_MINIBATCH = MAX_MINIBATCHES = 0: every segment is a whole epoch (the program
             # would say so too, ~250 cycles later)
             with m.State("PLAIN"):
-                m.d.sync += [o.nseg.eq(o.epochs), o.rows_first.eq(o.rows), o.rows_last.eq(o.rows),
+                m.d.sync += [o.ok.eq(1), o.nseg.eq(o.epochs), o.rows_first.eq(o.rows), o.rows_last.eq(o.rows),
                              o.data_off_first.eq(0), o.label_off_first.eq(0), o.copy_first.eq(0), o.copy_off.eq(0),
                              o.data_lines_first.eq(o.data_lines), o.data_lines_last.eq(o.data_lines),
                              o.label_lines_first.eq(groups(o.rows)), o.label_lines_last.eq(groups(o.rows))]
@@ -192,6 +198,7 @@ class RunSchedule(wiring.Component):
                             m.d.sync += self.bad_start.eq(1)
                             m.next = "DONE"
                         with m.Else():
+                            m.d.sync += self.ok.eq(1)
                             m.next = after
                 elif kind == "mul":
                     a, b, dest = args
@@ -202,10 +209,11 @@ class RunSchedule(wiring.Component):
                         with m.If(~mul.busy):
                             m.d.sync += dest.eq(mul.p)
                             m.next = after
-                else:  # div
+                else:  # div: as many steps as the dividend has bits (at most WIDE)
                     a, b, quo, rmd = args
+                    n = min(WIDE, len(a) if a is not e0 else len(o.epochs))
                     with m.State(here):
-                        m.d.comb += [div.start.eq(1), div.a.eq(a), div.b.eq(b)]
+                        m.d.comb += [div.start.eq(1), div.a.eq((a << (WIDE - n))[:WIDE]), div.b.eq(b), div.n.eq(n)]
                         m.next = here + "_WAIT"
                     with m.State(here + "_WAIT"):
                         with m.If(~div.busy):

@@ -21,8 +21,9 @@ __all__ = ["Sequencer", "IDLE_SETTLE", "PRIME_SETTLE"]
 #: ``read_idle`` (the shell updates them a cycle or two after a handshake or a flush).
 IDLE_SETTLE = 4
 #: Cycles a warm start waits after the priming pass has written the last model row, for the
-#: gradient unit's ``q`` of that row (written a multiplier's latency, < 16 cycles, after it).
-PRIME_SETTLE = 32
+#: gradient unit's ``q`` of that row (written 6 cycles after the row: model at u+16, q at u+22)
+#: and for the datapath's sizes to follow ``seg_rows`` (two registers, as IDLE_SETTLE).
+PRIME_SETTLE = 8
 
 
 def _log2(x: int) -> int:
@@ -93,7 +94,8 @@ class Sequencer(wiring.Component):
             # segments (every build): the rows of the segment being run, for the datapath
             "seg_rows": Out(widths["rows"]),
             # warm start (RESUME builds): model lines to the loader, then the priming pass
-            "loading": Out(1), "prime_start": Out(1), "prime_rec": Out(1), "prime_taken": In(1), "primed": In(1),
+            "loading": Out(1), "hold_lines": Out(1), "prime_start": Out(1), "prime_rec": Out(1),
+            "prime_taken": In(1), "primed": In(1),
             "model_addr": Out(range(rbm)), "model_data": In(data.ArrayLayout(signed(32), lanes)),
         })
 
@@ -158,10 +160,13 @@ class Sequencer(wiring.Component):
                          label_off_first.eq(sched.label_off_first), dl_first.eq(sched.data_lines_first),
                          dl_last.eq(sched.data_lines_last), ll_first.eq(sched.label_lines_first),
                          ll_last.eq(sched.label_lines_last), copy_first.eq(sched.copy_first)]
+            sched_ok = sched.ok
         else:  # every segment is a whole epoch from w = 0
             m.d.comb += [nseg.eq(cfg.epochs), rows_first.eq(cfg.rows), rows_last.eq(cfg.rows),
                          dl_first.eq(self.data_lines), dl_last.eq(self.data_lines), ll_first.eq(label_lines),
                          ll_last.eq(label_lines)]
+        if not resume:
+            sched_ok = 1
         warm = cfg.warm_start if resume else 0
         seg_left = Signal(seg_w)  # segments after the one running
 
@@ -198,7 +203,11 @@ class Sequencer(wiring.Component):
                 if is_data:
                     m.d.sync += on_model.eq(0)
             if is_data:
-                with m.Elif(~cmd.valid & in_run & model_pending):
+                # the start model's read goes out as soon as the schedule has ruled out BAD_START
+                # (nothing is read then), long before the run's first segment: its latency
+                # overlaps the rest of the schedule and the clear; its lines wait (hold_lines)
+                # until the loader takes them (LOAD)
+                with m.Elif(~cmd.valid & model_pending & sched_ok & ~self.drain):
                     m.d.sync += [cmd.valid.eq(1), cmd.payload.address.eq(cfg.model_in_addr),
                                  cmd.payload.lines.eq(model_lines), model_pending.eq(0), on_model.eq(1)]
             with m.Elif(~cmd.valid & want):
@@ -266,20 +275,23 @@ class Sequencer(wiring.Component):
         # Decisions of the FSM and the line routing are registers, set a cycle ahead (a compare of
         # a counter in the state register's enable was the core's slowest path).
         loading = Signal()                         # the next data line is the model's
+        hold = Signal()                            # the model's lines are on their way: hold them
         last_seg = Signal()                        # the segment running is the run's last
-        m.d.comb += self.loading.eq(loading)       # set only in LOAD (cleared by an abort)
+        m.d.comb += [self.loading.eq(loading),     # set only in LOAD (cleared by an abort)
+                     self.hold_lines.eq(hold)]     # from the model's read to LOAD
         prime_wait = Signal(range(PRIME_SETTLE + 1))
 
         def guard():
             """End of every BUSY state's body (so its ``m.next`` wins): reset / start abort the run."""
             with m.If(self.reset):
-                m.d.sync += [to_idle.eq(1), loading.eq(0)]
+                m.d.sync += [to_idle.eq(1), loading.eq(0), hold.eq(0), model_pending.eq(0)]
                 m.next = "ABORT_HOLD"
             with m.Elif(self.start):
-                m.d.sync += [to_idle.eq(0), st.error.eq(ErrorCode.START_WHILE_BUSY), loading.eq(0)]
+                m.d.sync += [to_idle.eq(0), st.error.eq(ErrorCode.START_WHILE_BUSY), loading.eq(0), hold.eq(0),
+                             model_pending.eq(0)]
                 m.next = "ABORT_HOLD"
 
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.reset):
                     m.d.sync += [st.state.eq(State.IDLE), st.error.eq(0)]
@@ -348,13 +360,16 @@ class Sequencer(wiring.Component):
             if resume:
                 with m.State("SCHEDULE"):
                     m.d.comb += [self.dp_rst.eq(1), sched.start.eq(1)]
+                    # a warm start's model read, issued once sched.ok says the run will read
+                    m.d.sync += [model_pending.eq(warm), hold.eq(warm)]
                     m.next = "SCHEDULE_WAIT"
                     guard()
                 with m.State("SCHEDULE_WAIT"):  # BAD_START comes after every other check
                     m.d.comb += self.dp_rst.eq(1)
                     with m.If(~sched.busy):
-                        with m.If(sched.bad_start):
-                            m.d.sync += [st.error.eq(ErrorCode.BAD_START), settle.eq(0)]
+                        with m.If(sched.bad_start):  # nothing was read (sched.ok stayed low)
+                            m.d.sync += [st.error.eq(ErrorCode.BAD_START), settle.eq(0), model_pending.eq(0),
+                                         hold.eq(0)]
                             m.next = "FINISH_WAIT"
                         with m.Else():
                             m.next = "SETUP"
@@ -364,7 +379,7 @@ class Sequencer(wiring.Component):
                 m.d.sync += [d_issued.eq(0), l_issued.eq(0), d_copy.eq(copy_first), d_addr.eq(cfg.data_addr + copy_off),
                              model_base.eq(cfg.model_addr), stats_base.eq(cfg.stats_addr), seg_left.eq(nseg - 1),
                              # a warm start's priming pass runs one group: seg_rows = 1 until it is done
-                             self.seg_rows.eq(Mux(warm, 1, rows_first)), model_pending.eq(warm),
+                             self.seg_rows.eq(Mux(warm, 1, rows_first)),
                              load_left.eq(model_lines), loading.eq(0), last_seg.eq(nseg == 1)]
                 for first, left, done in cmd_state:
                     m.d.sync += [first.eq(1), left.eq(nseg - 1), done.eq(0)]
@@ -385,7 +400,7 @@ class Sequencer(wiring.Component):
                     m.next = "EPOCH"
                     if resume:
                         with m.If(warm):
-                            m.d.sync += loading.eq(1)  # model_lines >= 1
+                            m.d.sync += [loading.eq(1), hold.eq(0)]  # model_lines >= 1
                             m.next = "LOAD"
                 guard()
             if resume:
@@ -495,5 +510,6 @@ class Sequencer(wiring.Component):
                         m.next = "FINISH_WAIT"
                 with m.If(self.reset):
                     m.d.sync += to_idle.eq(1)
+        self.fsm = fsm  # the run-control FSM (tests and profiles read its state)
 
         return m

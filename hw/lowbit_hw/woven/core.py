@@ -152,10 +152,11 @@ class WovenCore(wiring.Component):
         m.submodules.loader = loader = ModelLoader(line_bits=W, depth=C)
         m.d.comb += [loader.start.eq(seq.clear), loader.lines.valid.eq(self.data_lines.valid & seq.loading),
                      loader.lines.payload.eq(self.data_lines.payload)]
-        for src, dst, fire, load in ((self.data_lines, dot.lines, seq.data_fire, seq.loading),
-                                     (self.label_lines, dot.labels, seq.label_fire, 0)):
-            m.d.comb += [dst.valid.eq(src.valid & ~seq.drain & ~load), dst.payload.eq(src.payload),
-                         src.ready.eq((dst.ready & ~load) | load | seq.drain),
+        # (hold: the start model's lines, read early, wait here until the loader takes them)
+        for src, dst, fire, load, hold in ((self.data_lines, dot.lines, seq.data_fire, seq.loading, seq.hold_lines),
+                                           (self.label_lines, dot.labels, seq.label_fire, 0, 0)):
+            m.d.comb += [dst.valid.eq(src.valid & ~seq.drain & ~load & ~hold), dst.payload.eq(src.payload),
+                         src.ready.eq((dst.ready & ~load & ~hold) | load | seq.drain),
                          fire.eq(src.valid & src.ready & ~seq.drain)]
 
         # ---- datapath

@@ -86,7 +86,15 @@ class WovenGradientUnit(wiring.Component):
         g_wr = SimpleNamespace(en=g_mem.w_en, addr=g_mem.w_addr, data=g_mem.w_data)
         q_wr = SimpleNamespace(en=q_mem.w_en, addr=q_mem.w_addr, data=q_mem.w_data)
 
-        # ---- clear (run start): G, q and the model to 0
+        # The run's sizes less one, as registers (a group's "last of its minibatch" is then two
+        # equality tests on registers, not a sum compared with a sum).
+        chunks_m1 = Signal(range(C + 1), reset_less=True)
+        groups_m1 = Signal(32, reset_less=True)
+        bg_m1 = Signal(32, reset_less=True)
+        m.d.sync += [chunks_m1.eq(self.chunks - 1), groups_m1.eq(self.groups - 1), bg_m1.eq(self.batch_groups - 1)]
+
+        # ---- clear (run start): G, q and the model to 0 over the run's ``chunks`` rows (the
+        # only rows the run reads, updates or snapshots; ``chunks`` is set long before the clear)
         clearing = Signal()
         clr_addr = Signal(range(C + 1))
         m.d.comb += self.clear_busy.eq(clearing | self.clear)
@@ -94,7 +102,7 @@ class WovenGradientUnit(wiring.Component):
             m.d.sync += [clearing.eq(1), clr_addr.eq(0)]
         with m.Elif(clearing):
             m.d.sync += clr_addr.eq(clr_addr + 1)
-            with m.If(clr_addr == C - 1):
+            with m.If(clr_addr == chunks_m1):
                 m.d.sync += clearing.eq(0)
 
         # ---- group issue: a chunk's planes are read from the group buffer highest first
@@ -112,12 +120,6 @@ class WovenGradientUnit(wiring.Component):
                  for i in range(2)]
         gg = Signal(32)                 # group being read
         mb_left = Signal(32)            # groups after this one in its minibatch
-        # The run's sizes less one, as registers (a group's "last of its minibatch" is then two
-        # equality tests on registers, not a sum compared with a sum).
-        chunks_m1 = Signal(range(C + 1), reset_less=True)
-        groups_m1 = Signal(32, reset_less=True)
-        bg_m1 = Signal(32, reset_less=True)
-        m.d.sync += [chunks_m1.eq(self.chunks - 1), groups_m1.eq(self.groups - 1), bg_m1.eq(self.batch_groups - 1)]
         # ... and the two tests themselves are registers. mb_left changes at a take, and the next
         # take is >= GROUP_GAP cycles later; gg changes as a group's last line is issued, which may
         # be the cycle before the next take, so at_last_group is set with it (gg == groups - 2).
