@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from amaranth import Cat, Module, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from lowbit.contract.format import ROW_ALIGN
@@ -17,13 +17,16 @@ class ModelLoader(wiring.Component):
     ``1024 / W`` lines are in: the lines shift into a row register (no multiplexer per word),
     and the row is written the cycle after its last line (``w_en`` is a register).
 
-    Always ready: the sequencer routes exactly the model's lines here (``loading``).
+    Always ready, so it has no ``ready`` (the sequencer routes exactly the model's lines here,
+    ``loading``): a constant output port made yosys 0.70's ABC9 fail an assertion on this module
+    in the board's module-by-module synthesis (docs/board.md).
 
     Attributes
     ----------
     start : In(1)
         Pulse: the next line is row 0's first.
-    lines : In(stream.Signature(line_bits))
+    line_valid, line : In
+        A model line this cycle, and the line.
     w_en, w_addr, w_data : Out
         A model memory write (``ModelMemory``).
     """
@@ -34,7 +37,7 @@ class ModelLoader(wiring.Component):
         self.line_bits, self.depth = line_bits, depth
         self.per_row = ROW_ALIGN * 32 // line_bits
         super().__init__({
-            "start": In(1), "lines": In(stream.Signature(line_bits)),
+            "start": In(1), "line_valid": In(1), "line": In(line_bits),
             "w_en": Out(1), "w_addr": Out(range(depth)), "w_data": Out(data.ArrayLayout(signed(32), ROW_ALIGN)),
         })
 
@@ -44,14 +47,14 @@ class ModelLoader(wiring.Component):
         row = Signal(ROW_ALIGN * 32)
         part = Signal(range(n))           # lines of the row taken so far
         addr = Signal(range(self.depth))  # the row being assembled
-        m.d.comb += [self.lines.ready.eq(1), self.w_data.eq(row)]
+        m.d.comb += self.w_data.eq(row)
         m.d.sync += self.w_en.eq(0)
-        fire = self.lines.valid
+        fire = self.line_valid
         with m.If(self.start):
             m.d.sync += [part.eq(0), addr.eq(0)]
         with m.Elif(fire):
             # the newest line enters at the top: after n lines, line i holds words i*W/32 ...
-            m.d.sync += [row.eq(Cat(row[W:], self.lines.payload) if n > 1 else self.lines.payload),
+            m.d.sync += [row.eq(Cat(row[W:], self.line) if n > 1 else self.line),
                          part.eq(part + 1)]
             with m.If(part == n - 1):
                 m.d.sync += [part.eq(0), self.w_en.eq(1), self.w_addr.eq(addr), addr.eq(addr + 1)]

@@ -150,8 +150,8 @@ class WovenCore(wiring.Component):
         # ---- lines in (drained, not used, while an abort waits for the shell; a warm start's
         # model lines go to the loader)
         m.submodules.loader = loader = ModelLoader(line_bits=W, depth=C)
-        m.d.comb += [loader.start.eq(seq.clear), loader.lines.valid.eq(self.data_lines.valid & seq.loading),
-                     loader.lines.payload.eq(self.data_lines.payload)]
+        m.d.comb += [loader.start.eq(seq.clear), loader.line_valid.eq(self.data_lines.valid & seq.loading),
+                     loader.line.eq(self.data_lines.payload)]
         # (hold: the start model's lines, read early, wait here until the loader takes them)
         for src, dst, fire, load, hold in ((self.data_lines, dot.lines, seq.data_fire, seq.loading, seq.hold_lines),
                                            (self.label_lines, dot.labels, seq.label_fire, 0, 0)):
