@@ -18,8 +18,7 @@ class ModelLoader(wiring.Component):
     and the row is written the cycle after its last line (``w_en`` is a register).
 
     Always ready, so it has no ``ready`` (the sequencer routes exactly the model's lines here,
-    ``loading``): a constant output port made yosys 0.70's ABC9 fail an assertion on this module
-    in the board's module-by-module synthesis (docs/board.md).
+    ``loading``).
 
     Attributes
     ----------
@@ -44,10 +43,11 @@ class ModelLoader(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         W, n = self.line_bits, self.per_row
-        row = Signal(ROW_ALIGN * 32)
+        # The output port is the shift register itself: as a comb alias of an inner register it
+        # made yosys 0.70's ABC9 fail an assertion on this module in the board synthesis.
+        row = self.w_data.as_value()
         part = Signal(range(n))           # lines of the row taken so far
         addr = Signal(range(self.depth))  # the row being assembled
-        m.d.comb += self.w_data.eq(row)
         m.d.sync += self.w_en.eq(0)
         fire = self.line_valid
         with m.If(self.start):
