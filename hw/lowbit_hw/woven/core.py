@@ -12,7 +12,7 @@ from amaranth.lib.memory import Memory
 from lowbit.contract.format import ROW_ALIGN, SUPPORTED_LINE_BITS
 from lowbit.contract.registers import Built, ErrorCode, Estimator, Loss, State
 
-from ..core.model_loader import ModelLoader
+from ..core.model_loader import model_loader
 from ..core.params import check_max_features
 from ..core.sequencer import Sequencer
 from ..ecp5 import simple_dual_port_ram
@@ -29,7 +29,7 @@ MAX_PLANES = 9
 class WovenCore(wiring.Component):
     """ZipML SGD on the woven layout, bit-exact with ``lowbit.contract.golden.run``: least squares,
     and logistic and hinge loss with the naive estimator (``built``; ``margin.RowNonlinearity``),
-    warm-started and bounded runs (``RunSchedule``, ``ModelLoader``).
+    warm-started and bounded runs (``RunSchedule``, ``model_loader``).
 
     Each line is one bit plane of 32 features of ``S = W/32`` rows, so the core takes one line per
     cycle whatever ``b`` is, and an epoch costs ``(b + 1)`` cycles per 32-feature chunk of each
@@ -149,9 +149,8 @@ class WovenCore(wiring.Component):
 
         # ---- lines in (drained, not used, while an abort waits for the shell; a warm start's
         # model lines go to the loader)
-        m.submodules.loader = loader = ModelLoader(line_bits=W, depth=C)
-        m.d.comb += [loader.start.eq(seq.clear), loader.line_valid.eq(self.data_lines.valid & seq.loading),
-                     loader.line.eq(self.data_lines.payload)]
+        loader = model_loader(m, line_bits=W, depth=C, start=seq.clear,
+                              line_valid=self.data_lines.valid & seq.loading, line=self.data_lines.payload)
         # (hold: the start model's lines, read early, wait here until the loader takes them)
         for src, dst, fire, load, hold in ((self.data_lines, dot.lines, seq.data_fire, seq.loading, seq.hold_lines),
                                            (self.label_lines, dot.labels, seq.label_fire, 0, 0)):
