@@ -195,9 +195,11 @@ class SimpleDualPortRAM(wiring.Component):
 
     def __init__(self, *, shape, depth: int):
         self.width = Shape.cast(shape).width
-        if not isinstance(depth, int) or not 1 <= depth <= self.MAX_DEPTH:
+        try:
+            _check_ram_depth(depth)
+        except ValueError:
             self._MustUse__silence = True
-            raise ValueError(f"depth must be an int in 1..{self.MAX_DEPTH}, got {depth!r}")
+            raise
         self.shape, self.depth = shape, depth
         super().__init__({"w_en": In(1), "w_addr": In(range(depth)), "w_data": In(shape),
                           "r_addr": In(range(depth)), "r_data": Out(shape)})
@@ -210,6 +212,11 @@ class SimpleDualPortRAM(wiring.Component):
         return m
 
 
+def _check_ram_depth(depth) -> None:
+    if not isinstance(depth, int) or not 1 <= depth <= SimpleDualPortRAM.MAX_DEPTH:
+        raise ValueError(f"depth must be an int in 1..{SimpleDualPortRAM.MAX_DEPTH}, got {depth!r}")
+
+
 def simple_dual_port_ram(m: Module, platform, *, shape, depth: int, name: str) -> SimpleNamespace:
     """:class:`SimpleDualPortRAM`'s RAM built straight into ``m`` (no module of its own): returns
     its ports (``w_en``, ``w_addr``, ``w_data``, ``r_addr``, ``r_data``) as signals of ``m``.
@@ -217,8 +224,7 @@ def simple_dual_port_ram(m: Module, platform, *, shape, depth: int, name: str) -
     Users inside a big design take this: with a module per RAM, yosys 0.70's ABC9 failed an
     assertion reintegrating one of them in the board build ("count_id(wire->name) == 0" in
     ABC_OPS_REINTEGRATE, a module that is only wires and 43 DP16KD), though not alone."""
-    if not isinstance(depth, int) or not 1 <= depth <= SimpleDualPortRAM.MAX_DEPTH:
-        raise ValueError(f"depth must be an int in 1..{SimpleDualPortRAM.MAX_DEPTH}, got {depth!r}")
+    _check_ram_depth(depth)
     width = Shape.cast(shape).width
     ports = SimpleNamespace(w_en=Signal(name=f"{name}_w_en"), w_addr=Signal(range(depth), name=f"{name}_w_addr"),
                             w_data=Signal(shape, name=f"{name}_w_data"), r_addr=Signal(range(depth), name=f"{name}_r_addr"),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -81,10 +79,6 @@ class WovenGradientUnit(wiring.Component):
         # wrote it has reached the model and the dot pass has read it (the dot interlock).
         g_mem = simple_dual_port_ram(m, platform, shape=g_row, depth=C, name="g_mem")
         q_mem = simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="q_mem")
-        g_rd = SimpleNamespace(addr=g_mem.r_addr, data=g_mem.r_data)
-        q_rd = SimpleNamespace(addr=q_mem.r_addr, data=q_mem.r_data)
-        g_wr = SimpleNamespace(en=g_mem.w_en, addr=g_mem.w_addr, data=g_mem.w_data)
-        q_wr = SimpleNamespace(en=q_mem.w_en, addr=q_mem.w_addr, data=q_mem.w_data)
 
         # The run's sizes less one, as registers (a group's "last of its minibatch" is then two
         # equality tests on registers, not a sum compared with a sum).
@@ -196,17 +190,17 @@ class WovenGradientUnit(wiring.Component):
                          Mux(hit[2 * p], rec2.d[2 * p], 0)) for p in range(S // 2)]
             parts.append(register_all(m, add_levels(terms, 2), f"gpart_{f}"))
             m.d.sync += nodd[f].eq(sum(hit[s] & rec2.valid[s] for s in range(S)))
-        m.d.comb += [q_rd.addr.eq(u2["c"]), g_rd.addr.eq(u3["c"])]
+        m.d.comb += [q_mem.r_addr.eq(u2["c"]), g_mem.r_addr.eq(u3["c"])]
 
         # ---- u+4: per-feature sums t; n_odd * q as shifted copies of q (no multiplier); G + m0 * sum r
         u4 = stage(u3, "u4")
         t = [register_all(m, add_levels(parts[f], 2), f"t4_{f}") for f in range(CHUNK)]
         assert all(len(v) == 1 for v in t), "S <= 16: two levels of rows, two of partial sums"
-        cterms = [register_all(m, add_levels([Mux(nodd[f][i], q_rd.data[f] << i, 0) for i in range(nodd_w)], 2),
+        cterms = [register_all(m, add_levels([Mux(nodd[f][i], q_mem.r_data[f] << i, 0) for i in range(nodd_w)], 2),
                                f"corr4_{f}") for f in range(CHUNK)]
         m0r4 = Mux(u4["parity"], recs[1].m0r, recs[0].m0r)
         gm = [Signal(signed(64), name=f"gm5_{f}", reset_less=True) for f in range(CHUNK)]
-        m.d.sync += [gm[f].eq(g_rd.data[f] + m0r4) for f in range(CHUNK)]
+        m.d.sync += [gm[f].eq(g_mem.r_data[f] + m0r4) for f in range(CHUNK)]
 
         # ---- u+5: h = 2h + t (0 before the chunk's first plane): after plane 0, h = sum_k 2^k t_k
         # exactly (|t| < 2^(w_t - 1), at most MAX_BITS + 1 planes); n_odd * q summed
@@ -243,8 +237,8 @@ class WovenGradientUnit(wiring.Component):
 
         # ---- u+7: G back (0 at the end of a minibatch); the model row for the update is read
         # from stage 6's chunk (the same one), so w0 arrives with fin.
-        m.d.comb += [g_wr.en.eq(clearing | u7["valid"]), g_wr.addr.eq(Mux(clearing, clr_addr, u7["c"]))]
-        m.d.comb += g_wr.data.eq(g_back)
+        m.d.comb += [g_mem.w_en.eq(clearing | u7["valid"]), g_mem.w_addr.eq(Mux(clearing, clr_addr, u7["c"]))]
+        m.d.comb += g_mem.w_data.eq(g_back)
         m.d.comb += self.model_r_addr.eq(u6["c"])
         wb_rows = Mux(u7["valid"] & ~u7["end"] & u7["group_last"], u7["count"], 0)
 
@@ -327,6 +321,6 @@ class WovenGradientUnit(wiring.Component):
             lat_q = unit.latency
         qw = delay(m, wr, lat_q + 1, "q_wr", reset_less=False)
         qw_c = delay(m, wr_c, lat_q + 1, "q_wr_c")
-        m.d.comb += [q_wr.en.eq(clearing | qw), q_wr.addr.eq(Mux(clearing, clr_addr, qw_c))]
-        m.d.comb += q_wr.data.eq(Cat(*q_lo, *q_h))
+        m.d.comb += [q_mem.w_en.eq(clearing | qw), q_mem.w_addr.eq(Mux(clearing, clr_addr, qw_c))]
+        m.d.comb += q_mem.w_data.eq(Cat(*q_lo, *q_h))
         return m
