@@ -137,6 +137,7 @@ class ShellModel:
         self.writes: dict[int, int] = {}
         self.write_log: list[int] = []
         self.pending: list[list] = []  # [cycles until the response, line, data] of each outstanding write
+        self.fences = 0                # write fences the core issued
         self.commands: list[tuple[str, int, int]] = []
         self.flushes = 0
         self.read_quiet = 0  # cycles read_idle stays low after a flush (responses still landing)
@@ -177,7 +178,7 @@ class ShellModel:
         """Update the model with the handshakes sampled at the clock edge; returns the status."""
         (dcv, dcr, dcp, dlv, dlr, lcv, lcr, lcp, llv, llr, wv, wr, wp, flush, status) = sampled
         for t, line, data in self.pending:
-            if t <= 1:
+            if t <= 1 and line is not None:  # None: a write fence (nothing to store)
                 self.memory.write_line_int(line, data)
         self.pending = [[t - 1, line, data] for t, line, data in self.pending if t > 1]
         for name, cv, cr, cp, lv, lr in (("data", dcv, dcr, dcp, dlv, dlr), ("label", lcv, lcr, lcp, llv, llr)):
@@ -190,9 +191,15 @@ class ShellModel:
                 ch.cmds.append((int(cp.address), int(cp.lines)))
                 self.commands.append((name, int(cp.address), int(cp.lines)))
         if wv and wr:
-            self.writes[int(wp.address)] = int(wp.data)
-            self.write_log.append(int(wp.address))
-            self.pending.append([int(self.rng.integers(*self.write_latency)), int(wp.address), int(wp.data)])
+            if wp.fence:  # CCI-P's write fence: answered after every earlier write, later writes after it
+                self.fences += 1
+                self.pending.append([max((t for t, *_ in self.pending), default=0) + 1, None, None])
+            else:
+                fence_t = max((t for t, line, _ in self.pending if line is None), default=0)
+                self.writes[int(wp.address)] = int(wp.data)
+                self.write_log.append(int(wp.address))
+                self.pending.append([max(int(self.rng.integers(*self.write_latency)), fence_t + 1), int(wp.address),
+                                     int(wp.data)])
         if self.read_quiet:
             self.read_quiet -= 1
         if flush:

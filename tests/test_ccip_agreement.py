@@ -34,7 +34,7 @@ def test_generated_header_matches_the_python_definitions():
             **{n: getattr(proto, n) for n in ("BAD_SEEN", "BAD_WRITE", "MAX_ARENA", "MAX_LATENCY", "MAX_REGIONS",
                                               "MAX_RUN_CYCLES")},
             **{n: getattr(ccip, n) for n in ("ALMOST_FULL_SLACK", "MMIO_TID_BITS", "MMIO_TID_MASK", "MMIO_SPAN",
-                                             "ADDR_BITS", "MDATA_BITS")}}
+                                             "ADDR_BITS", "MDATA_BITS", "C1_REQ_WRLINE", "C1_REQ_WRFENCE")}}
     assert got == want
     lines = re.search(r"CL_LEN_LINES\[4\] = \{([^}]*)\}", text).group(1)
     assert [int(x) for x in lines.split(",")] == [ccip.CL_LEN_LINES.get(k, 0) for k in range(4)]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lowbit.contract.ccip import ALMOST_FULL_SLACK, MMIO_TID_MASK
+from lowbit.contract.ccip import ALMOST_FULL_SLACK, C1_REQ_WRFENCE, MMIO_TID_MASK
 from lowbit_sim.ccip_host import CcipHost, ProtocolError, StormConfig
 from lowbit_sim.host_memory import HostMemory, PatternMemory, line_value
 
@@ -44,6 +44,38 @@ def test_a_write_lands_at_its_acknowledgement():
     assert host.advance().write_ack == 7 and mem.read_line_int(buf.line_address) == 0x1234
 
 
+def test_a_write_fence_orders_later_writes_behind_earlier_ones():
+    """The status record written behind a fence never lands before the data it announces, and
+    the fence is answered only after every earlier write (each with one response)."""
+    for seed in range(20):
+        mem = HostMemory(line_bytes=64)
+        buf = mem.alloc_lines(9)
+        host = CcipHost(mem, seed=seed, write_latency=(10, 200))
+        order = []
+        for i in range(8):
+            host.write_request(1, 0, buf.line_address + i, i, 100 + i)
+        host.write_request(1, 0, 0, 99, 0, req_type=C1_REQ_WRFENCE)
+        host.write_request(1, 0, buf.line_address + 8, 8, 108)  # the "status"
+        for _ in range(1000):
+            out = host.advance()
+            if out.write_ack is not None:
+                order.append(out.write_ack)
+                if out.write_ack == 8:  # when the status lands, every data line has landed
+                    assert [mem.read_line_int(buf.line_address + i) for i in range(8)] == [100 + i for i in range(8)]
+            if host.idle:
+                break
+        assert sorted(order[:8]) == list(range(8)) and order[8:] == [99, 8], order
+        assert host.write_lines == 9 and host.write_fences == 1 and not host.errors
+    # without the fence, the same writes land in another order for some seed (the control)
+    disorder = []
+    for seed in range(20):
+        host = CcipHost(PatternMemory(64), seed=seed, write_latency=(10, 200))
+        for i in range(9):
+            host.write_request(1, 0, i, i, 0)
+        disorder.append(drain(host)[1][-1] != 8)
+    assert any(disorder)
+
+
 def test_illegal_requests_are_flagged():
     mem = HostMemory(line_bytes=64)
     buf = mem.alloc_lines(8)
@@ -53,7 +85,8 @@ def test_illegal_requests_are_flagged():
     assert not host.read_request(3, buf.line_address + 8, 0)  # outside the buffer
     assert not host.write_request(0, 0, buf.line_address, 0, 0)  # not SOP
     assert not host.mmio_response(5, 0)  # nobody asked
-    assert len(host.errors) == 4  # the stray read is the memory's to report
+    assert not host.write_request(1, 0, buf.line_address, 0, 0, req_type=6)  # an interrupt: not ours
+    assert len(host.errors) == 5  # the stray read is the memory's to report
     with pytest.raises(ProtocolError, match="reserved cl_len"):
         host.check()
     with pytest.raises(ProtocolError, match="not aligned"):

@@ -11,8 +11,11 @@ one member per header field so the exported Verilog ports are plain wires, e.g. 
   responses of different requests, may return in ANY order. ``mmio_wr_valid`` / ``mmio_rd_valid``:
   an MMIO access at ``mmio_address`` (in 32-bit words, as CCI-P), ``mmio_length`` 0/1 for 4/8
   bytes, ``mmio_tid`` the transaction id a read response echoes; write data is ``data[0:64]``.
-* **c1_tx** write request: one line (``cl_len`` 0, ``sop`` 1) of ``data`` to ``address``.
-* **c1_rx** write responses: ``rsp_valid`` with the request's ``mdata``; one per line written.
+* **c1_tx** write request: one line (``cl_len`` 0, ``sop`` 1) of ``data`` to ``address``, or (``req_type``
+  ``C1_REQ_WRFENCE``) a write fence, which orders every later write behind every earlier one
+  (``lowbit.contract.ccip``).
+* **c1_rx** write responses: ``rsp_valid`` with the request's ``mdata``; one per line written and
+  one per fence (after every earlier write's).
 * **c2_tx** MMIO read response: ``mmio_rd_valid``, ``tid``, ``data`` (64 bits). Every MMIO read is
   answered exactly once, unknown addresses too.
 * **c0_tx_almfull / c1_tx_almfull**: the host's almost-full. While asserted the AFU may issue at
@@ -29,6 +32,7 @@ from amaranth.lib.wiring import In, Out
 
 # The widths are the contract's; the gateware's modules take them from here, with the signature.
 from lowbit.contract.ccip import ADDR_BITS as CCIP_ADDR_BITS, ALMOST_FULL_SLACK, MDATA_BITS as CCIP_MDATA_BITS  # noqa: F401
+from lowbit.contract.ccip import C1_REQ_TYPE_BITS, C1_REQ_WRFENCE, C1_REQ_WRLINE  # noqa: F401
 from lowbit.contract.ccip import MMIO_ADDR_BITS, MMIO_TID_BITS
 from lowbit.contract.format import SUPPORTED_LINE_BITS
 
@@ -56,6 +60,7 @@ class CcipSignature(wiring.Signature):
             })),
             "c1_tx": Out(wiring.Signature({
                 "valid": Out(1),
+                "req_type": Out(C1_REQ_TYPE_BITS),
                 "sop": Out(1),
                 "cl_len": Out(2),
                 "address": Out(CCIP_ADDR_BITS),

@@ -15,10 +15,11 @@ Core <-> shell contract
   / ``label_lines`` (it splits commands into CCI-P requests of 1, 2 or 4 lines and reorders the
   responses). The two channels are independent: the core may hold ``label_lines`` while
   consuming ``data_lines`` and vice versa, and the shell must not deadlock.
-* Writes: the core pushes ``WriteRequest``s (line address, data) on ``write``; ``write_idle`` is
-  high while no accepted write is still waiting for its CCI-P write response. The core waits for it
-  before writing the status record (so the host sees model and records before the status), and
-  after writing the status record before it reports DONE/ERROR.
+* Writes: the core pushes ``WriteRequest``s (line address, data, or a write fence) on ``write``;
+  ``write_idle`` is high while no accepted request is still waiting for its CCI-P response. The
+  core writes the status record behind a fence (so the host sees model and records before the
+  status, without waiting for their responses), and waits for ``write_idle`` after it before it
+  reports DONE/ERROR.
 * ``flush``: a pulse from the core after an abort: the shell drops queued commands, lines not yet
   delivered and responses of reads still in flight; ``read_idle`` is high when no read is in flight
   and nothing is queued. The core waits for ``read_idle`` before it leaves the aborted run.
@@ -71,7 +72,9 @@ class ReadCommand(data.Struct):
 
 
 def write_request_layout(line_bits: int) -> data.StructLayout:
-    return data.StructLayout({"address": CCIP_ADDR_BITS, "data": line_bits})
+    """A line write (``data`` to line ``address``), or with ``fence`` set a CCI-P write fence
+    (address and data unused): it orders every later write behind every earlier one."""
+    return data.StructLayout({"address": CCIP_ADDR_BITS, "data": line_bits, "fence": 1})
 
 
 class CodeTableWriteSignature(wiring.Signature):

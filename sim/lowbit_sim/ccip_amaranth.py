@@ -53,7 +53,8 @@ class AmaranthHost:
             host.read_request(get(tx.cl_len), get(tx.address), get(tx.mdata))
         tx = self.c1_tx
         if tx is not None and get(tx.valid):
-            host.write_request(get(tx.sop), get(tx.cl_len), get(tx.address), get(tx.mdata), get(tx.data))
+            host.write_request(get(tx.sop), get(tx.cl_len), get(tx.address), get(tx.mdata), get(tx.data),
+                               get(tx.req_type))
         tx = self.c2_tx
         if tx is not None and get(tx.mmio_rd_valid):
             host.mmio_response(get(tx.tid), get(tx.data))

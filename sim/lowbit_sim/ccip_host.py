@@ -14,7 +14,9 @@ What it does, per cycle (the adapter first reports what the AFU presented, then 
   of one request and of different requests come back in any order, one line per cycle.
 * **c1 writes** (one line, ``sop`` 1) are acknowledged after a random latency; the line is stored
   in memory at the acknowledgement (an AFU that reports DONE before its last write response reads
-  stale memory).
+  stale memory). A **write fence** (``req_type`` ``C1_REQ_WRFENCE``) is acknowledged one cycle after
+  the last earlier write (and no sooner than the shortest write latency), and every later write
+  lands after it: so a status record written behind a fence is never seen before the data.
 * **Almost-full storms**: random bursts of each channel's almost-full (:class:`StormConfig`); the
   AFU may issue at most :data:`~lowbit.contract.ccip.ALMOST_FULL_SLACK` requests on a channel while its
   almost-full is up (counted against the level the AFU saw when it issued).
@@ -36,7 +38,8 @@ import random
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
-from lowbit.contract.ccip import ALMOST_FULL_SLACK, CL_LEN_LINES, MMIO_SPAN, MMIO_TID_MASK
+from lowbit.contract.ccip import (ALMOST_FULL_SLACK, C1_REQ_WRFENCE, C1_REQ_WRLINE, CL_LEN_LINES, MMIO_SPAN,
+                                  MMIO_TID_MASK)
 
 MASK64 = (1 << 64) - 1
 
@@ -67,7 +70,7 @@ class Request(NamedTuple):
     """One request the AFU issued, as logged with ``log=True``."""
 
     cycle: int
-    kind: str  # "read" or "write"
+    kind: str  # "read", "write" or "fence"
     line: int
     lines: int
     mdata: int
@@ -168,6 +171,8 @@ class CcipHost:
         # Pending responses: (due cycle, random tiebreak, ...) -- the tiebreak reorders lines due together.
         self._reads: list = []
         self._writes: list = []
+        self._write_horizon = 0  # the latest due cycle of any write so far
+        self._fence_due = 0      # the due cycle of the latest fence: later writes land after it
         self._mmio_queue: list = []  # (MmioAccess, the MmioRead of a read or the on_sent of a write)
         self._mmio_pending: dict[int, MmioRead] = {}
         self._next_tid = 0
@@ -179,6 +184,7 @@ class CcipHost:
         self.read_requests = 0
         self.read_lines = 0
         self.write_lines = 0
+        self.write_fences = 0
         self.read_responses = 0
         self.write_responses = 0
         self.max_lines_in_flight = 0
@@ -291,9 +297,21 @@ class CcipHost:
             self.max_lines_in_flight = len(self._reads)
         return legal
 
-    def write_request(self, sop: int, cl_len: int, line: int, mdata: int, data: int) -> bool:
-        """A c1_tx write request; returns whether it was legal (protocol and memory)."""
+    def write_request(self, sop: int, cl_len: int, line: int, mdata: int, data: int,
+                      req_type: int = C1_REQ_WRLINE) -> bool:
+        """A c1_tx write request (or fence); returns whether it was legal (protocol and memory)."""
         legal = self._within_slack(1, "write")
+        if req_type == C1_REQ_WRFENCE:
+            due = max(self._write_horizon, self.cycle + self.write_latency[0] - 1) + 1
+            self._fence_due = self._write_horizon = due
+            if self.requests is not None:
+                self.requests.append(Request(self.cycle, "fence", 0, 0, mdata))
+            self.write_fences += 1
+            heapq.heappush(self._writes, (due, self.rng.random(), mdata, None, None))
+            return legal
+        if req_type != C1_REQ_WRLINE:
+            self.error(f"c1 request with req_type {req_type} (only line writes and fences are used)")
+            return False
         if cl_len != 0 or sop != 1:
             self.error(f"write at line 0x{line:x} with cl_len {cl_len}, sop {sop} "
                        "(only single-line writes with sop 1 are used)")
@@ -303,7 +321,9 @@ class CcipHost:
             self.requests.append(Request(self.cycle, "write", line, 1, mdata, data))
         self.write_lines += 1
         lo, hi = self.write_latency
-        heapq.heappush(self._writes, (self.cycle + self.rng.randint(lo, hi), self.rng.random(), mdata, line, data))
+        due = max(self.cycle + self.rng.randint(lo, hi), self._fence_due + 1)
+        self._write_horizon = max(self._write_horizon, due)
+        heapq.heappush(self._writes, (due, self.rng.random(), mdata, line, data))
         return legal
 
     def mmio_response(self, tid: int, value: int) -> bool:
@@ -358,7 +378,8 @@ class CcipHost:
             self.read_responses += 1
         if self._writes and self._writes[0][0] <= now:
             _, _, mdata, line, data = heapq.heappop(self._writes)
-            self.memory.write_line_int(line, data)
+            if line is not None:  # None: a fence
+                self.memory.write_line_int(line, data)
             ack = mdata
             self.write_responses += 1
         return Outputs((self.almfull[0], self.almfull[1]), read, mmio, ack)

@@ -51,7 +51,7 @@ class CcipHostModel:
         # AFU -> host
         self._c0tx = (p("c0_tx__valid"), p("c0_tx__cl_len"), p("c0_tx__address"), p("c0_tx__mdata"))
         self._c1tx = (p("c1_tx__valid"), p("c1_tx__sop"), p("c1_tx__cl_len"), p("c1_tx__address"),
-                      p("c1_tx__mdata"), p("c1_tx__data"))
+                      p("c1_tx__mdata"), p("c1_tx__data"), p("c1_tx__req_type"))
         self._c2tx = (p("c2_tx__mmio_rd_valid"), p("c2_tx__tid"), p("c2_tx__data"))
         # host -> AFU
         self._rx0 = {n: p("c0_rx__" + n) for n in ("rsp_valid", "mdata", "cl_num", "data", "mmio_wr_valid",
@@ -108,7 +108,7 @@ class CcipHostModel:
     async def _run(self):
         host = self.host
         c0v, c0len, c0addr, c0md = self._c0tx
-        c1v, c1sop, c1len, c1addr, c1md, c1data = self._c1tx
+        c1v, c1sop, c1len, c1addr, c1md, c1data, c1type = self._c1tx
         c2v, c2tid, c2data = self._c2tx
         rx0 = self._rx0
         rx1v, rx1md = self._rx1
@@ -126,7 +126,7 @@ class CcipHostModel:
                 host.read_request(c0len.value.to_unsigned(), c0addr.value.to_unsigned(), c0md.value.to_unsigned())
             if c1v.value:
                 host.write_request(int(c1sop.value), c1len.value.to_unsigned(), c1addr.value.to_unsigned(),
-                                   c1md.value.to_unsigned(), c1data.value.to_unsigned())
+                                   c1md.value.to_unsigned(), c1data.value.to_unsigned(), c1type.value.to_unsigned())
             if c2v.value:
                 host.mmio_response(c2tid.value.to_unsigned(), c2data.value.to_unsigned())
             # ---- what the host drives next

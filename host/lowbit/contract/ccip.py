@@ -19,5 +19,13 @@ MMIO_TID_MASK = (1 << MMIO_TID_BITS) - 1
 MMIO_SPAN = 1 << 18
 #: How many more requests the AFU may issue on a channel after its almost-full is raised.
 ALMOST_FULL_SLACK = 8
+#: c1_tx ``req_type`` (CCI-P's ``t_ccip_c1_req``; only these two are used): a one-line write, or a
+#: write fence. A fence writes nothing and gets one c1_rx response, like a write; its response
+#: comes only after every earlier write's, and a write issued after it becomes visible in host
+#: memory only after every write issued before it. So an AFU can publish "done" (a status record)
+#: right behind the data it announces, without waiting a round trip for their responses.
+C1_REQ_TYPE_BITS = 4
+C1_REQ_WRLINE = 0   # eREQ_WRLINE_I
+C1_REQ_WRFENCE = 4  # eREQ_WRFENCE
 #: ``cl_len`` -> lines of a read request (cl_len 2 is reserved). Writes are single lines.
 CL_LEN_LINES = {0: 1, 1: 2, 3: 4}

@@ -7,6 +7,10 @@ frames. CCI-P has no ready signals, so the AFU's requests land in FIFOs whose le
 ``c0_tx_almfull`` / ``c1_tx_almfull`` early enough for CCI-P's 8-request slack. A frame with a bad
 CRC, an unknown type, a wrong length, or a stall mid-frame never reaches the AFU: it is answered
 with one ``B_NAK`` and the parser hunts for the next ``SYNC``.
+
+A write fence (``C1_REQ_WRFENCE``) is not a frame: the link and the host's frame loop are in
+order, so every write sent after it is already applied after every write sent before it. The
+bridge answers the fence itself, once every write sent before it has been acknowledged.
 """
 
 from amaranth import Module, Mux, Signal
@@ -15,7 +19,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from lowbit.contract import serial as P
-from lowbit.contract.ccip import ALMOST_FULL_SLACK
+from lowbit.contract.ccip import ALMOST_FULL_SLACK, C1_REQ_WRFENCE
 from lowbit.contract.format import SUPPORTED_LINE_BITS
 
 from ..ccip import CCIP_ADDR_BITS, CCIP_MDATA_BITS, MMIO_TID_BITS, CcipSignature
@@ -98,6 +102,7 @@ class SerialBridge(wiring.Component):
         buf = Signal(8 * max(P.payload_len(t, WB) for t in P.HOST_FRAMES))  # H_READ_DATA
         idle = Signal(range(self.rx_timeout + 1))
         nak_pending = Signal()
+        host_ack = self._host_ack = Signal()  # a host WRITE_ACK frame is dispatched this cycle
         nak_reason = Signal(8)
         byte = self.rx.payload
         take = self.rx.valid & self.rx.ready
@@ -162,11 +167,22 @@ class SerialBridge(wiring.Component):
         m.submodules.rd_q = rd_q = SyncFIFOBuffered(width=rd_entry.size, depth=self.read_fifo_depth)
         m.submodules.wr_q = wr_q = SyncFIFOBuffered(width=wr_entry.size, depth=self.write_fifo_depth)
         mmio_in, rd_in, wr_in = mmio_entry(mmio_q.w_data), rd_entry(rd_q.w_data), wr_entry(wr_q.w_data)
+        # Fences stay here (module docstring): counted, and answered once no write sent before
+        # one awaits its acknowledgement (later writes may delay that, never reorder it), in a
+        # cycle without a host write acknowledgement (the two share c1_rx).
+        is_fence = ccip.c1_tx.req_type == C1_REQ_WRFENCE
+        fences, unacked = Signal(16), Signal(16)  # each below the write engine's max_outstanding
+        fence_ack = Signal()
+        m.d.comb += fence_ack.eq((fences != 0) & (unacked == 0) & ~host_ack)
+        m.d.sync += [fences.eq(fences + (ccip.c1_tx.valid & is_fence) - fence_ack),
+                     unacked.eq(unacked + (ccip.c1_tx.valid & ~is_fence) - host_ack)]
+        with m.If(fence_ack):
+            m.d.sync += ccip.c1_rx.rsp_valid.eq(1)
         m.d.comb += [
             mmio_q.w_en.eq(ccip.c2_tx.mmio_rd_valid), mmio_in.tid.eq(ccip.c2_tx.tid), mmio_in.data.eq(ccip.c2_tx.data),
             rd_q.w_en.eq(ccip.c0_tx.valid), rd_in.address.eq(ccip.c0_tx.address), rd_in.cl_len.eq(ccip.c0_tx.cl_len),
             rd_in.mdata.eq(ccip.c0_tx.mdata),
-            wr_q.w_en.eq(ccip.c1_tx.valid), wr_in.address.eq(ccip.c1_tx.address), wr_in.mdata.eq(ccip.c1_tx.mdata),
+            wr_q.w_en.eq(ccip.c1_tx.valid & ~is_fence), wr_in.address.eq(ccip.c1_tx.address), wr_in.mdata.eq(ccip.c1_tx.mdata),
             wr_in.data.eq(ccip.c1_tx.data),
         ]
         # Almost-full with room for the 8 requests CCI-P allows after it, plus 2 cycles of latency
@@ -257,6 +273,7 @@ class SerialBridge(wiring.Component):
             with m.Case(P.H_WRITE_ACK):
                 f = payload(P.H_WRITE_ACK)
                 m.d.sync += [c1.rsp_valid.eq(1), c1.mdata.eq(f.mdata)]
+                m.d.comb += self._host_ack.eq(1)
 
 
 class BridgedAFU(wiring.Component):

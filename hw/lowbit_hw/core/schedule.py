@@ -43,7 +43,13 @@ class SerialDivider(wiring.Component):
     are valid. Each step is one 33-bit compare and subtract between registers.
 
     ``n`` (at ``start``) is the number of steps: a dividend known to be below ``2^n`` is given as
-    ``a << (WIDE - n)`` (its top ``n`` bits are the dividend) and takes ``n`` cycles, not WIDE."""
+    ``a << (WIDE - n)`` (its top ``n`` bits are the dividend) and takes ``n`` cycles, not WIDE.
+    Leading zeros go faster: while the remainder is 0 and the dividend's next ``SKIP`` bits are 0,
+    those ``SKIP`` steps (each a 0 quotient bit, the remainder staying 0) take one cycle. A run's
+    dividends are small numbers in wide registers (a K = 4 round's ``end`` is ~2^8 in 48 bits):
+    this takes the schedule from ~210 cycles to ~130."""
+
+    SKIP = 8
 
     def __init__(self):
         super().__init__({"start": In(1), "a": In(WIDE), "b": In(32), "n": In(range(WIDE + 1)),
@@ -56,8 +62,15 @@ class SerialDivider(wiring.Component):
         shifted = Signal(33)
         m.d.comb += [self.busy.eq(left != 0), shifted.eq(Cat(self.q[-1], self.r))]
         ge = shifted >= den
+        k = self.SKIP
+        skip = Signal()  # a register: no zero test chained into the step's compare
+        m.d.sync += skip.eq(0)
         with m.If(self.start):
-            m.d.sync += [self.q.eq(self.a), den.eq(self.b), self.r.eq(0), left.eq(self.n)]
+            m.d.sync += [self.q.eq(self.a), den.eq(self.b), self.r.eq(0), left.eq(self.n),
+                         skip.eq((self.n >= k) & (self.a[-k:] == 0))]
+        with m.Elif(skip):  # r == 0 and the top k dividend bits are 0: k quotient bits of 0 at once
+            m.d.sync += [self.q.eq(self.q << k), left.eq(left - k),
+                         skip.eq((left >= 2 * k) & (self.q[-2 * k:-k] == 0))]
         with m.Elif(self.busy):
             m.d.sync += [self.r.eq(Mux(ge, shifted - den, shifted)), self.q.eq(Cat(ge, self.q[:-1])),
                          left.eq(left - 1)]

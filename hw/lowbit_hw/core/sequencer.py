@@ -48,7 +48,8 @@ class Sequencer(wiring.Component):
       channel into the model memory (``loading``: the core's loader takes those lines), then
       primes the gradient unit with one all-zero group (``prime_start``, ``prime_rec``): its
       update rewrites every model row unchanged (G = 0) and computes the row's ``q``.
-    * End of run: wait for ``write_idle``, write the status record, wait again, show DONE/ERROR.
+    * End of run: write a write fence and the status record (the fence orders it behind the
+      snapshot), wait for ``write_idle`` (every response), show DONE/ERROR.
     * ``start`` while busy / ``reset``: abort. Pending command and write handshakes complete
       (stream rule: ``valid`` is never withdrawn), lines are drained (``drain``), ``flush`` pulses,
       then ``read_idle`` and ``write_idle`` are awaited; ``reset`` ends in IDLE, ``start`` in
@@ -133,7 +134,8 @@ class Sequencer(wiring.Component):
         epochs = st.epoch
         m.d.sync += [st.cycles.eq(st.cycles + busy),
                      st.read_lines.eq(st.read_lines + data_r + label_r),
-                     st.write_lines.eq(st.write_lines + (busy & self.write.valid & self.write.ready)),
+                     st.write_lines.eq(st.write_lines + (busy & self.write.valid & self.write.ready
+                                                         & ~self.write.payload.fence)),
                      st.stall_cycles.eq(st.stall_cycles + stall_r)]
         # Counted a cycle late: stall and the line handshakes come at the end of the dot pass's
         # issue logic (interlock compare -> ready -> decoder), too long a path for a 64-bit add.
@@ -177,6 +179,7 @@ class Sequencer(wiring.Component):
         d_copy = Signal(RunConfig.members["copies"])
         d_first_addr, l_first_addr = Signal(CCIP_ADDR_BITS), Signal(CCIP_ADDR_BITS)
         model_pending, on_model = Signal(), Signal()
+        model_asked = Signal()  # this run's start model has been (or is being) read
         cmd_state = []  # per stream: (first, left, done), set for the run in SETUP
         for cmd, issued, is_data in ((self.data_cmd, d_issued, True), (self.label_cmd, l_issued, False)):
             # the next command is the run's first / its last (left == 0) / all are out (done)
@@ -203,11 +206,12 @@ class Sequencer(wiring.Component):
                 if is_data:
                     m.d.sync += on_model.eq(0)
             if is_data:
-                # the start model's read goes out as soon as the schedule has ruled out BAD_START
-                # (nothing is read then), long before the run's first segment: its latency
-                # overlaps the rest of the schedule and the clear; its lines wait (hold_lines)
-                # until the loader takes them (LOAD)
-                with m.Elif(~cmd.valid & model_pending & sched_ok & ~self.drain):
+                # the start model's read goes out the cycle after CHECK, once the configuration's
+                # own checks have passed, long before the run's first segment: its latency
+                # overlaps the table scan, the schedule and the clear; its lines wait
+                # (hold_lines) until the loader takes them (LOAD). A run refused after it (a bad
+                # code table, BAD_START) drains it as an abort does.
+                with m.Elif(~cmd.valid & model_pending & ~self.drain):
                     m.d.sync += [cmd.valid.eq(1), cmd.payload.address.eq(cfg.model_in_addr),
                                  cmd.payload.lines.eq(model_lines), model_pending.eq(0), on_model.eq(1)]
             with m.Elif(~cmd.valid & want):
@@ -297,25 +301,29 @@ class Sequencer(wiring.Component):
                     m.d.sync += [st.state.eq(State.IDLE), st.error.eq(0)]
                 with m.Elif(self.start):
                     m.d.sync += [cfg.eq(self.cfg), st.state.eq(State.BUSY), st.error.eq(0), st.epoch.eq(0),
-                                 st.cycles.eq(0), st.read_lines.eq(0), st.write_lines.eq(0),
+                                 model_asked.eq(0), st.cycles.eq(0), st.read_lines.eq(0), st.write_lines.eq(0),
                                  st.stall_cycles.eq(0)]
                     m.next = "CHECK"
             # Every state below is BUSY: reset / start abort the run.
             with m.State("CHECK"):
                 m.d.comb += self.dp_rst.eq(1)
-                with m.If(err != 0):
+                # from the START's FEATURES (checked by common_err, valid from CHECK's first cycle)
+                m.d.sync += model_lines.eq(((cfg.features + ROW_ALIGN - 1) & ~(ROW_ALIGN - 1)) >> _log2(P))
+                with m.If(err != 0):  # one cycle: nothing has been read yet
                     m.d.sync += [st.error.eq(err), settle.eq(0)]
                     m.next = "FINISH_WAIT"
-                with m.Elif(self.core_busy):
-                    pass
                 with m.Else():
+                    if resume:  # the start model's read goes out next cycle
+                        m.d.sync += [model_pending.eq(warm), hold.eq(warm), model_asked.eq(warm)]
+                    # the core's own checks (its table scan) go on while the sizes and the schedule
+                    # are computed: GATE waits for them before the run reads or clears anything
                     m.d.sync += [fpad.eq((cfg.features + ROW_ALIGN - 1) & ~(ROW_ALIGN - 1)),
                                  label_lines.eq((cfg.rows + P - 1) >> _log2(P))]
                     m.next = "SIZE1"
                 guard()
             with m.State("SIZE1"):
                 m.d.comb += self.dp_rst.eq(1)
-                m.d.sync += [self.row_beats.eq(fpad >> _log2(L)), model_lines.eq(fpad >> _log2(P))]
+                m.d.sync += self.row_beats.eq(fpad >> _log2(L))
                 m.next = "SIZE2"
                 guard()
             # The two products of the run's sizes are shift-and-add loops (one multiplier bit per
@@ -352,7 +360,7 @@ class Sequencer(wiring.Component):
             with m.State("SIZE4_MUL"):
                 m.d.comb += self.dp_rst.eq(1)
                 with m.If(mplier == 0):
-                    m.next = "SCHEDULE" if resume else "SETUP"
+                    m.next = "SCHEDULE" if resume else "GATE"
                 with m.Else():
                     m.d.sync += [self.data_lines.eq(self.data_lines + Mux(mplier[0], mcand, 0)),
                                  mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
@@ -360,20 +368,30 @@ class Sequencer(wiring.Component):
             if resume:
                 with m.State("SCHEDULE"):
                     m.d.comb += [self.dp_rst.eq(1), sched.start.eq(1)]
-                    # a warm start's model read, issued once sched.ok says the run will read
-                    m.d.sync += [model_pending.eq(warm), hold.eq(warm)]
                     m.next = "SCHEDULE_WAIT"
                     guard()
-                with m.State("SCHEDULE_WAIT"):  # BAD_START comes after every other check
+                with m.State("SCHEDULE_WAIT"):
                     m.d.comb += self.dp_rst.eq(1)
                     with m.If(~sched.busy):
-                        with m.If(sched.bad_start):  # nothing was read (sched.ok stayed low)
-                            m.d.sync += [st.error.eq(ErrorCode.BAD_START), settle.eq(0), model_pending.eq(0),
-                                         hold.eq(0)]
-                            m.next = "FINISH_WAIT"
-                        with m.Else():
-                            m.next = "SETUP"
+                        m.next = "GATE"
                     guard()
+            # The core's checks, then BAD_START (ErrorCode order): a refused warm start has its
+            # model read out, drained as an abort drains.
+            with m.State("GATE"):
+                m.d.comb += self.dp_rst.eq(1)
+                gate_err = Mux(self.core_error != 0, self.core_error, ErrorCode.BAD_START)
+                refuse = (self.core_error != 0) | (sched.bad_start if resume else 0)
+                with m.If(~self.core_busy):
+                    with m.If(refuse):
+                        m.d.sync += [st.error.eq(gate_err), settle.eq(0), model_pending.eq(0), hold.eq(0),
+                                     to_idle.eq(0)]
+                        m.next = "FINISH_WAIT"
+                        if resume:
+                            with m.If(model_asked):
+                                m.next = "ABORT_HOLD"
+                    with m.Else():
+                        m.next = "SETUP"
+                guard()
             with m.State("SETUP"):
                 m.d.comb += self.dp_rst.eq(1)
                 m.d.sync += [d_issued.eq(0), l_issued.eq(0), d_copy.eq(copy_first), d_addr.eq(cfg.data_addr + copy_off),
@@ -472,8 +490,12 @@ class Sequencer(wiring.Component):
                     m.next = "EPOCH"
                 guard()
             with m.State("FINISH_WAIT"):
-                with m.If((settle == IDLE_SETTLE) & self.write_idle & ~self.write.valid):
-                    m.d.comb += [rec.start.eq(1), rec.address.eq(cfg.status_addr), rec.record.eq(status_rec)]
+                # Every earlier write is with the shell (~write.valid: the writers are done). The
+                # status record goes out now, behind a write fence, not a round trip later after
+                # the writes' responses: the fence keeps host memory from showing it before them.
+                with m.If((settle == IDLE_SETTLE) & ~self.write.valid):
+                    m.d.comb += [rec.start.eq(1), rec.address.eq(cfg.status_addr), rec.record.eq(status_rec),
+                                 rec.fence.eq(1)]
                     m.next = "STATUS"
                 guard()
             with m.State("STATUS"):

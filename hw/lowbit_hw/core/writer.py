@@ -19,8 +19,11 @@ class SnapshotWriter(wiring.Component):
 
     With ``P = line_bits / 32`` words per line, a model row fills ``lanes / P`` lines when
     ``lanes >= P`` and a line takes ``P / lanes`` rows otherwise. It reads the model through a
-    synchronous read port (``model_addr`` -> ``model_data`` next cycle). Speed is secondary (a
-    snapshot is ``F / P`` lines per epoch): one row read, then its lines, one per accepted cycle.
+    synchronous read port (``model_addr`` -> ``model_data`` next cycle): one row read, then its
+    lines, one per accepted cycle. While a row's lines go out the port already shows the next row
+    (``model_addr`` moves on at the capture), so with two or more lines per row the next row is
+    captured with the row's last line, and lines leave one a cycle: a scale-out round ends with a
+    snapshot, so its cycles count (docs/scaleout.md).
 
     Attributes
     ----------
@@ -86,23 +89,26 @@ class SnapshotWriter(wiring.Component):
                         m.next = "IDLE"
                     with m.Else():
                         if L >= P and per > 1:
-                            with m.If(sub == per - 1):
-                                m.d.sync += sub.eq(0)
-                                m.next = "READ"
+                            with m.If(sub == per - 1):  # model_data is the next row since the row's 2nd cycle
+                                m.d.sync += [sub.eq(0), buf.eq(self.model_data.as_value()), row.eq(row + 1)]
                             with m.Else():
                                 m.d.sync += sub.eq(sub + 1)
+                        elif L >= P:
+                            m.next = "CAPTURE"  # model_addr has shown the next row for a cycle
                         else:
                             m.next = "READ"
         return m
 
 
 class RecordWriter(wiring.Component):
-    """Writes one 64-byte record (eight little-endian uint64) as ``512 / line_bits`` lines.
+    """Writes one 64-byte record (eight little-endian uint64) as ``512 / line_bits`` lines, after a
+    write fence if ``fence`` is set at ``start`` (the status record: the fence orders it behind
+    every write before it, so the host never sees it before the model it announces).
 
     Attributes
     ----------
     start : In(1)
-        Pulse: latch ``record`` (word ``i`` at bits ``[64i, 64i+64)``) and ``address``.
+        Pulse: latch ``record`` (word ``i`` at bits ``[64i, 64i+64)``), ``address`` and ``fence``.
     busy : Out(1)
     write : Out(stream.Signature(write_request_layout(line_bits)))
     """
@@ -110,8 +116,8 @@ class RecordWriter(wiring.Component):
     def __init__(self, *, line_bits: int):
         self.line_bits = line_bits
         super().__init__({
-            "start": In(1), "address": In(CCIP_ADDR_BITS), "record": In(RECORD_BYTES * 8), "busy": Out(1),
-            "write": Out(stream.Signature(write_request_layout(line_bits))),
+            "start": In(1), "address": In(CCIP_ADDR_BITS), "record": In(RECORD_BYTES * 8), "fence": In(1),
+            "busy": Out(1), "write": Out(stream.Signature(write_request_layout(line_bits))),
         })
 
     def elaborate(self, platform):
@@ -121,10 +127,15 @@ class RecordWriter(wiring.Component):
         rec = Signal(RECORD_BYTES * 8)
         addr = Signal(CCIP_ADDR_BITS)
         idx = Signal(range(n + 1), init=n)  # n: nothing to write
-        m.d.comb += [self.busy.eq(idx != n), self.write.valid.eq(idx != n),
+        fencing = Signal()                  # the fence goes first
+        m.d.comb += [self.busy.eq(fencing | (idx != n)), self.write.valid.eq(fencing | (idx != n)),
+                     self.write.payload.fence.eq(fencing),
                      self.write.payload.address.eq(addr), self.write.payload.data.eq(rec.word_select(idx, W))]
         with m.If(self.start):
-            m.d.sync += [rec.eq(self.record), addr.eq(self.address), idx.eq(0)]
+            m.d.sync += [rec.eq(self.record), addr.eq(self.address), idx.eq(0), fencing.eq(self.fence)]
         with m.Elif(self.write.valid & self.write.ready):
-            m.d.sync += [addr.eq(addr + 1), idx.eq(idx + 1)]
+            with m.If(fencing):
+                m.d.sync += fencing.eq(0)
+            with m.Else():
+                m.d.sync += [addr.eq(addr + 1), idx.eq(idx + 1)]
         return m

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..ccip import CCIP_MDATA_BITS, CcipSignature
+from ..ccip import C1_REQ_WRFENCE, C1_REQ_WRLINE, CCIP_MDATA_BITS, CcipSignature
 from ..interfaces import write_request_layout
 
 __all__ = ["WriteEngine"]
 
 
 class WriteEngine(wiring.Component):
-    """Write requests (line address, data) become single-line CCI-P writes (``sop`` 1, ``cl_len`` 0).
+    """Write requests (line address, data) become single-line CCI-P writes (``sop`` 1, ``cl_len`` 0);
+    a request with ``fence`` set becomes a write fence (``req_type`` ``C1_REQ_WRFENCE``).
 
     A request is accepted (``write.ready``) when ``almfull`` is low and fewer than
     ``max_outstanding`` writes await their response; it is on ``c1_tx`` the next cycle, so at most
     one request follows the assertion of almost-full (CCI-P allows 8). Every accepted write counts
     as outstanding until its ``c1_rx`` response; ``idle`` is high when none is (nothing is queued
     anywhere else: the only buffer is the ``c1_tx`` register, whose request is already counted).
+    A fence counts as one outstanding request too (it has one response).
     ``mdata`` numbers the writes (mod 2^16), which helps reading waveforms; responses are counted,
     not matched.
 
@@ -60,7 +62,11 @@ class WriteEngine(wiring.Component):
         m = Module()
         count = self.outstanding
         seq = Signal(CCIP_MDATA_BITS)
-        m.d.comb += [self.write.ready.eq(~self.almfull & (count < self.max_outstanding)),
+        # "room for one more" is a register, set from the count's next value (the same test a
+        # cycle early): ``write.ready`` then has no compare in it, and the writers may hang
+        # wide enables on their handshake (SnapshotWriter loads the next row with a row's last line).
+        room = Signal(init=1)
+        m.d.comb += [self.write.ready.eq(~self.almfull & room),
                      self.idle.eq(count == 0)]
         accept = self.write.valid & self.write.ready
         m.d.sync += self.c1_tx.valid.eq(accept)
@@ -68,7 +74,10 @@ class WriteEngine(wiring.Component):
             m.d.sync += [self.c1_tx.address.eq(self.write.payload.address),
                          self.c1_tx.data.eq(self.write.payload.data),
                          self.c1_tx.sop.eq(1), self.c1_tx.cl_len.eq(0),
+                         self.c1_tx.req_type.eq(Mux(self.write.payload.fence, C1_REQ_WRFENCE, C1_REQ_WRLINE)),
                          self.c1_tx.mdata.eq(seq), seq.eq(seq + 1)]
         done = self.c1_rx.rsp_valid
-        m.d.sync += count.eq(count + accept - done)
+        count_next = Signal.like(count)
+        m.d.comb += count_next.eq(count + accept - done)
+        m.d.sync += [count.eq(count_next), room.eq(count_next < self.max_outstanding)]
         return m

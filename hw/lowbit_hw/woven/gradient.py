@@ -122,6 +122,7 @@ class WovenGradientUnit(wiring.Component):
         m.d.sync += [groups_m2.eq(self.groups - 2), at_mb_end.eq(mb_left == 0)]
         c = Signal(range(C + 1))
         kk = Signal(4)                  # plane being read
+        top = Signal(4)                 # the plane each chunk of the group starts at: b (or 1)
         cbase = Signal(range(self.slot_lines))   # the chunk's plane 0 in the slot: c * (b + 1)
         addr = Signal(range(self.slot_lines))    # cbase + kk, kept as its own register
         ends_mb = Signal()              # this group ends its minibatch: update instead of write-back
@@ -142,14 +143,18 @@ class WovenGradientUnit(wiring.Component):
                 with m.If(gg[0] == i):
                     m.d.sync += recs[i].eq(self.residuals.payload)
                     m.d.sync += [pairs[i][p].eq(d_in[2 * p] + d_in[2 * p + 1]) for p in range(S // 2)]
-            m.d.sync += [busy.eq(1), c.eq(0), kk.eq(self.bits), cbase.eq(0), addr.eq(self.bits),
+            # A record of no rows (count 0: a warm start's priming pass) adds nothing to G at any
+            # plane, so it reads only planes 1 and 0 of each chunk (two, as the update's half
+            # chunks need): its update comes (b - 1) * chunks cycles sooner.
+            top_new = Mux(self.residuals.payload.count == 0, 1, self.bits)
+            m.d.sync += [busy.eq(1), c.eq(0), kk.eq(top_new), top.eq(top_new), cbase.eq(0), addr.eq(top_new),
                          ends_mb.eq(last_of_mb), gap.eq(0),
                          mb_left.eq(Mux(last_of_mb, bg_m1, mb_left - 1))]
         with m.Elif(issue):
             m.d.sync += [kk.eq(kk - 1), addr.eq(addr - 1)]
             with m.If(last_plane):
-                m.d.sync += [kk.eq(self.bits), c.eq(c + 1), cbase.eq(cbase + self.bits + 1),
-                             addr.eq(cbase + (self.bits << 1) + 1)]
+                m.d.sync += [kk.eq(top), c.eq(c + 1), cbase.eq(cbase + self.bits + 1),
+                             addr.eq(cbase + self.bits + 1 + top)]
                 with m.If(last_chunk):
                     m.d.sync += [busy.eq(0), gg.eq(gg + 1), self.groups_read.eq(self.groups_read + 1),
                                  at_last_group.eq(gg == groups_m2)]
@@ -166,7 +171,7 @@ class WovenGradientUnit(wiring.Component):
         cur = Signal(residual_layout(S))
         m.d.comb += cur.eq(Mux(gg[0], recs[1], recs[0]))
         m.d.sync += [u1["valid"].eq(issue), u1["parity"].eq(gg[0]), u1["c"].eq(c),
-                     u1["first"].eq(kk == self.bits), u1["last"].eq(last_plane), u1["end"].eq(ends_mb),
+                     u1["first"].eq(kk == top), u1["last"].eq(last_plane), u1["end"].eq(ends_mb),
                      u1["group_last"].eq(last_plane & last_chunk), u1["count"].eq(cur.count)]
         u2 = stage(u1, "u2")
         line2 = Signal(W)

@@ -104,7 +104,7 @@ def protocol_header() -> str:
     consts = [(n, getattr(proto, n)) for n in ("BAD_SEEN", "BAD_WRITE", "MAX_ARENA", "MAX_LATENCY", "MAX_REGIONS",
                                                  "MAX_RUN_CYCLES")]
     consts += [(n, getattr(ccip, n)) for n in ("ALMOST_FULL_SLACK", "MMIO_TID_BITS", "MMIO_TID_MASK", "MMIO_SPAN",
-                                                 "ADDR_BITS", "MDATA_BITS")]
+                                                 "ADDR_BITS", "MDATA_BITS", "C1_REQ_WRLINE", "C1_REQ_WRFENCE")]
     lines += [f"static constexpr uint64_t {n} = {v}ull;" for n, v in consts]
     per_len = ", ".join(str(ccip.CL_LEN_LINES.get(k, 0)) for k in range(4))
     lines.append(f"static constexpr uint32_t CL_LEN_LINES[4] = {{{per_len}}};  // 0: reserved")

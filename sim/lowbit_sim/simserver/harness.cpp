@@ -106,7 +106,7 @@ struct ReadRsp {
 struct WriteReq {
     uint64_t ready, seq, line;
     uint16_t mdata;
-    bool bad;
+    bool bad, fence;  // a fence writes nothing: its response comes after every earlier write's
     uint8_t data[LINE_BYTES];
 };
 template <class T>
@@ -132,6 +132,8 @@ struct Sim {
     std::priority_queue<ReadRsp, std::vector<ReadRsp>, Later<ReadRsp>> rd_q;
     std::priority_queue<WriteReq, std::vector<WriteReq>, Later<WriteReq>> wr_q;
     uint32_t rd_inflight = 0, wr_inflight = 0;
+    // Write fences: a fence is due a cycle after the latest earlier write; later writes after it.
+    uint64_t wr_horizon = 0, fence_due = 0;
     Slack rd_slack, wr_slack;
 
     // pending MMIO request towards the AFU, and the last MMIO read response
@@ -169,6 +171,7 @@ struct Sim {
         rd_q = decltype(rd_q)();
         wr_q = decltype(wr_q)();
         rd_inflight = wr_inflight = 0;
+        wr_horizon = fence_due = 0;
         rd_slack.reset();
         wr_slack.reset();
         mmio_pending = mmio_rsp = false;
@@ -221,12 +224,12 @@ struct Sim {
         }
         if (!wr_q.empty() && wr_q.top().ready <= now) {
             const WriteReq& w = wr_q.top();
-            if (!w.bad) memcpy(host(w.line), w.data, LINE_BYTES);  // becomes visible at its response
+            if (!w.bad && !w.fence) memcpy(host(w.line), w.data, LINE_BYTES);  // visible at its response
             top->c1_rx_rsp_valid = 1;
             top->c1_rx_mdata = w.mdata;
             wr_q.pop();
             wr_inflight--;
-            lines_written++;
+            if (!w.fence) lines_written++;
         }
         bool rd_full = rd_inflight + 4 * ALMOST_FULL_SLACK >= RD_CAP_LINES;
         bool wr_full = wr_inflight + ALMOST_FULL_SLACK >= WR_CAP_LINES;
@@ -253,13 +256,21 @@ struct Sim {
         }
         if (top->c1_tx_valid) {
             WriteReq w;
-            w.ready = now + latency();
             w.seq = seq++;
             w.line = top->c1_tx_address;
             w.mdata = (uint16_t)top->c1_tx_mdata;
-            w.bad = !attached || !write_shape_legal(top->c1_tx_sop, top->c1_tx_cl_len) || !inside(w.line, 1);
-            if (w.bad) record_bad(w.line, true);
-            get_line(w.data, top->c1_tx_data);
+            w.fence = top->c1_tx_req_type == C1_REQ_WRFENCE;
+            if (w.fence) {  // as lowbit_sim.ccip_host: no line, ordered behind every earlier write
+                w.ready = fence_due = wr_horizon = std::max<uint64_t>(wr_horizon, now + lat_min - 1) + 1;
+                w.bad = false;
+            } else {
+                w.ready = std::max<uint64_t>(now + latency(), fence_due + 1);
+                wr_horizon = std::max(wr_horizon, w.ready);
+                w.bad = !attached || top->c1_tx_req_type != C1_REQ_WRLINE ||
+                        !write_shape_legal(top->c1_tx_sop, top->c1_tx_cl_len) || !inside(w.line, 1);
+                if (w.bad) record_bad(w.line, true);
+                get_line(w.data, top->c1_tx_data);
+            }
             wr_q.push(w);
             wr_inflight++;
             if (!wr_slack.request()) almfull_violations++;
