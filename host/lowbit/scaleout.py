@@ -193,11 +193,12 @@ def _engine_format(qds, engine: str):
 #: Coefficients of :func:`round_cycles` (one per :func:`round_terms` entry), fitted by
 #: ``bench/round_cycles.py`` to 16 warm-started rounds measured on the sim backend's woven engine
 #: (``SIM_ENGINES["woven"]``: 512-bit lines, 100..400-cycle random memory latency; b = 4, batch 16;
-#: 100 / 785 / 2000 / 5001 features x 1 / 4 / 13 / 32 minibatches): within 6.6 % of every one of
-#: them (the worst: the smallest rounds, where the random latency weighs most), within 0.5 % at
+#: 100 / 785 / 2000 / 5001 features x 1 / 4 / 13 / 32 minibatches): within 9.0 % of every one of
+#: them (the worst: the smallest rounds, where the random latency weighs most), within 1.0 % at
 #: 5001 features. ``tests/test_scaleout.py::test_round_cycle_model_matches_the_sim`` holds it to
-#: fresh measurements within :data:`ROUND_CYCLES_TOLERANCE`.
-ROUND_CYCLES = (912.944, 0.987, 54.564, 3.37)
+#: fresh measurements within :data:`ROUND_CYCLES_TOLERANCE`. (Refitted after the round's fixed
+#: cost fell from ~913 to ~449 cycles: the status record behind a write fence, docs/scaleout.md.)
+ROUND_CYCLES = (448.781, 0.986, 55.513, 2.733)
 ROUND_CYCLES_TOLERANCE = 0.10
 
 
