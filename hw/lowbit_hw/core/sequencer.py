@@ -130,17 +130,18 @@ class Sequencer(wiring.Component):
                      self.batch.eq(cfg.batch), self.step.eq(cfg.step)]
 
         busy = st.state == State.BUSY
-        stall_r, data_r, label_r = Signal(), Signal(), Signal()
+        stall_r, data_r, label_r, write_r = Signal(), Signal(), Signal(), Signal()
         epochs = st.epoch
         m.d.sync += [st.cycles.eq(st.cycles + busy),
                      st.read_lines.eq(st.read_lines + data_r + label_r),
-                     st.write_lines.eq(st.write_lines + (busy & self.write.valid & self.write.ready
-                                                         & ~self.write.payload.fence)),
+                     st.write_lines.eq(st.write_lines + write_r),
                      st.stall_cycles.eq(st.stall_cycles + stall_r)]
         # Counted a cycle late: stall and the line handshakes come at the end of the dot pass's
-        # issue logic (interlock compare -> ready -> decoder), too long a path for a 64-bit add.
+        # issue logic (interlock compare -> ready -> decoder), too long a path for a 64-bit add;
+        # a write's (valid -> fence mux -> handshake) too. So a record waits for ~write_r.
         m.d.sync += [stall_r.eq(busy & self.running & self.stall),
-                     data_r.eq(busy & self.data_fire), label_r.eq(busy & self.label_fire)]
+                     data_r.eq(busy & self.data_fire), label_r.eq(busy & self.label_fire),
+                     write_r.eq(busy & self.write.valid & self.write.ready & ~self.write.payload.fence)]
 
         # ---- the run's segments: three kinds (RunSchedule), or every segment an epoch
         resume = bool(self.built & Built.RESUME)
@@ -460,12 +461,15 @@ class Sequencer(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += [in_run.eq(1), self.running.eq(1)]
                 with m.If(rows_all & self.dot_done):
-                    m.d.comb += [snap.start.eq(1), snap.base.eq(model_base), snap.lines.eq(model_lines)]
-                    m.next = "SNAPSHOT"
+                    m.next = "SNAP_GO"
+                guard()
+            with m.State("SNAP_GO"):  # the writer's start from the state register alone (a short path)
+                m.d.comb += [in_run.eq(1), snap.start.eq(1), snap.base.eq(model_base), snap.lines.eq(model_lines)]
+                m.next = "SNAPSHOT"
                 guard()
             with m.State("SNAPSHOT"):
                 m.d.comb += in_run.eq(1)
-                with m.If(~snap.busy):
+                with m.If(~snap.busy & ~write_r):  # the last line counted (write_r is a cycle late)
                     m.d.comb += [rec.start.eq(1), rec.address.eq(stats_base), rec.record.eq(epoch_rec)]
                     m.next = "RECORD"
                 guard()

@@ -52,13 +52,18 @@ class SnapshotWriter(wiring.Component):
         row = Signal(range(self.row_beats_max))
         buf = Signal(max(W, row_bits))
         sub = Signal(range(max(2, L // P, P // L)))
+        # "the last line" (left == 1) and "the row's last line" (sub == per - 1) are registers,
+        # kept with left and sub: the handshake's enables then test two flip-flops, not a 32-bit
+        # compare
+        last, sub_last = Signal(), Signal()
         m.d.comb += [self.model_addr.eq(row), self.write.payload.address.eq(addr)]
         fire = self.write.valid & self.write.ready
         per = L // P if L >= P else P // L  # lines per row, or rows per line
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start & (self.lines != 0)):
-                    m.d.sync += [addr.eq(self.base), left.eq(self.lines), row.eq(0), sub.eq(0)]
+                    m.d.sync += [addr.eq(self.base), left.eq(self.lines), row.eq(0), sub.eq(0),
+                                 last.eq(self.lines == 1), sub_last.eq(per == 1)]
                     m.next = "READ"
             with m.State("READ"):  # model_addr = row now; data next cycle
                 m.d.comb += self.busy.eq(1)
@@ -84,15 +89,16 @@ class SnapshotWriter(wiring.Component):
                 else:
                     m.d.comb += self.write.payload.data.eq(buf[:W])
                 with m.If(fire):
-                    m.d.sync += [addr.eq(addr + 1), left.eq(left - 1)]
-                    with m.If(left == 1):
+                    m.d.sync += [addr.eq(addr + 1), left.eq(left - 1), last.eq(left == 2)]
+                    with m.If(last):
                         m.next = "IDLE"
                     with m.Else():
                         if L >= P and per > 1:
-                            with m.If(sub == per - 1):  # model_data is the next row since the row's 2nd cycle
-                                m.d.sync += [sub.eq(0), buf.eq(self.model_data.as_value()), row.eq(row + 1)]
+                            with m.If(sub_last):  # model_data is the next row since the row's 2nd cycle
+                                m.d.sync += [sub.eq(0), sub_last.eq(0), buf.eq(self.model_data.as_value()),
+                                             row.eq(row + 1)]
                             with m.Else():
-                                m.d.sync += sub.eq(sub + 1)
+                                m.d.sync += [sub.eq(sub + 1), sub_last.eq(sub == per - 2)]
                         elif L >= P:
                             m.next = "CAPTURE"  # model_addr has shown the next row for a cycle
                         else:
@@ -126,16 +132,19 @@ class RecordWriter(wiring.Component):
         n = RECORD_BYTES * 8 // W
         rec = Signal(RECORD_BYTES * 8)
         addr = Signal(CCIP_ADDR_BITS)
-        idx = Signal(range(n + 1), init=n)  # n: nothing to write
-        fencing = Signal()                  # the fence goes first
-        m.d.comb += [self.busy.eq(fencing | (idx != n)), self.write.valid.eq(fencing | (idx != n)),
-                     self.write.payload.fence.eq(fencing),
+        idx = Signal(range(n))
+        active = Signal()   # a line (or the fence) is offered: valid is this register
+        fencing = Signal()  # the fence goes first
+        m.d.comb += [self.busy.eq(active), self.write.valid.eq(active), self.write.payload.fence.eq(fencing),
                      self.write.payload.address.eq(addr), self.write.payload.data.eq(rec.word_select(idx, W))]
         with m.If(self.start):
-            m.d.sync += [rec.eq(self.record), addr.eq(self.address), idx.eq(0), fencing.eq(self.fence)]
+            m.d.sync += [rec.eq(self.record), addr.eq(self.address), idx.eq(0), fencing.eq(self.fence),
+                         active.eq(1)]
         with m.Elif(self.write.valid & self.write.ready):
             with m.If(fencing):
                 m.d.sync += fencing.eq(0)
             with m.Else():
                 m.d.sync += [addr.eq(addr + 1), idx.eq(idx + 1)]
+                with m.If(idx == n - 1):
+                    m.d.sync += active.eq(0)
         return m
