@@ -65,7 +65,7 @@ class Problem:
 
 def make_problem(*, rows, features, bits, batch=1, epochs=1, copies=1, step=0.05, line_bits=64, seed=0,
                  label_scale=1.0, layout="planes", levels_q=None, model_in=None, start_minibatch=0,
-                 max_minibatches=0, loss=Loss.SQUARED, classes="pm1", flip=0.0) -> Problem:
+                 max_minibatches=0, loss=Loss.SQUARED, classes="pm1", flip=0.0, l2=0) -> Problem:
     """A problem quantized with double sampling, packed as the engine reads it.
 
     ``model_in`` (int32, ``(features,)``) warm-starts the run from it; ``start_minibatch`` and
@@ -73,7 +73,9 @@ def make_problem(*, rows, features, bits, batch=1, epochs=1, copies=1, step=0.05
 
     ``loss`` (LOSS) other than squared makes it a classification problem: the regression target's
     sign as labels in ``{-1, +1}`` (``classes="pm1"``) or ``{0, 1}`` (``"01"``; the engine reads
-    ``y > 0`` as class +1 either way), a fraction ``flip`` of them in the wrong class."""
+    ``y > 0`` as class +1 either way), a fraction ``flip`` of them in the wrong class.
+
+    ``l2`` is the L2 register (uint32 at 2^-32)."""
     rng = np.random.default_rng(seed)
     X, y = engine_problem(rows, features, rng=rng, label_scale=label_scale, noise_sd=0.05)
     if loss != Loss.SQUARED:
@@ -85,7 +87,7 @@ def make_problem(*, rows, features, bits, batch=1, epochs=1, copies=1, step=0.05
     tm, te = code_table(levels_q)
     cfg = EngineConfig(rows=rows, features=features, bits=bits, batch=batch, epochs=epochs,
                        step=step_to_fixed(step), copies=copies, warm_start=model_in is not None,
-                       start_minibatch=start_minibatch, max_minibatches=max_minibatches, loss=int(loss))
+                       start_minibatch=start_minibatch, max_minibatches=max_minibatches, loss=int(loss), l2=l2)
     fmt = LineFormat(bits=bits, features=features, line_bits=line_bits, layout=layout)
     memory = HostMemory(line_bytes=line_bits // 8)
     guard = 8 * memory.line_bytes

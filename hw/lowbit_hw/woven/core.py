@@ -51,21 +51,31 @@ class WovenCore(wiring.Component):
         64, 128, 256 or 512: ``S = line_bits / 32`` rows per line.
     max_features : int
         Multiple of 32 (model, G and the group buffer are sized by it).
+    l2 : bool
+        Build the L2 datapath (default): the L2 term's RAM (32 x 48 bits a model row, 43 DP16KD
+        at 32 features a row) and wider per-weight multipliers (no more MULT18X18D).
+        ``l2=False`` leaves it out, and ``built`` then lacks ``Built.L2`` (runs with L2 != 0
+        are refused with NOT_BUILT).
     """
 
     #: The optional datapaths this core has (its BUILT register; the sequencer refuses the rest):
-    #: LOSS logistic and hinge with the naive estimator, warm start and bounded runs. Not L2 or the
-    #: Chebyshev estimator.
-    built = Built.NONLINEAR | Built.RESUME
+    #: LOSS logistic and hinge with the naive estimator, L2 (unless built with ``l2=False``:
+    #: the instance's ``built`` says), warm start and bounded runs. Not the Chebyshev estimator.
+    built = Built.NONLINEAR | Built.L2 | Built.RESUME
 
-    def __init__(self, *, line_bits: int = 512, max_features: int = 8192):
+    def __init__(self, *, line_bits: int = 512, max_features: int = 8192, l2: bool = True):
         try:
             if line_bits not in SUPPORTED_LINE_BITS:
                 raise ValueError(f"line_bits must be one of {SUPPORTED_LINE_BITS}, got {line_bits!r}")
             check_max_features(max_features)
+            if not isinstance(l2, bool):
+                raise ValueError(f"l2 must be True or False, got {l2!r}")
         except ValueError:
             self._MustUse__silence = True
             raise
+        self.l2 = l2
+        if not l2:
+            self.built = type(self).built & ~Built.L2
         self.line_bits, self.max_features = line_bits, max_features
         self.lanes = ROW_ALIGN  # features per line; reported as CAPS.LANES
         self.samples = line_bits // ROW_ALIGN
@@ -100,7 +110,7 @@ class WovenCore(wiring.Component):
         m.submodules.buffer = buf = Memory(shape=W, depth=2 * self.slot_lines, init=[])
         buf_w, buf_r = buf.write_port(), buf.read_port()
         dot = WovenDotUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines)
-        grad = WovenGradientUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines)
+        grad = WovenGradientUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines, l2=self.l2)
         for name, block in (("dot", dot), ("gradient", grad)):
             m.submodules[name] = ResetInserter(seq.dp_rst)(block)
 
@@ -133,8 +143,9 @@ class WovenCore(wiring.Component):
         # many cycles later, at the first epoch_start). KIND chebyshev never gets here: this
         # core is built without it (the sequencer's NOT_BUILT).
         loss_kind, bad_loss, bad_estimator = Signal(2), Signal(), Signal()
+        l2 = Signal(32)  # L2, held likewise (a build without L2 never runs with L2 != 0: NOT_BUILT)
         with m.If(self.start & (self.status.state != State.BUSY)):
-            m.d.sync += [loss_kind.eq(self.cfg.loss), bad_loss.eq(self.cfg.loss > max(Loss)),
+            m.d.sync += [loss_kind.eq(self.cfg.loss), bad_loss.eq(self.cfg.loss > max(Loss)), l2.eq(self.cfg.l2),
                          bad_estimator.eq(self.cfg.estimator[:2] != Estimator.NAIVE)]
         with m.If(~scan.affine):
             m.d.sync += core_error.eq(ErrorCode.BAD_TABLE)
@@ -188,6 +199,7 @@ class WovenCore(wiring.Component):
         m.d.comb += seq.primed.eq(primed)
         m.d.comb += [grad.clear.eq(seq.clear), seq.clear_busy.eq(grad.clear_busy),
                      grad.features.eq(seq.features), grad.step.eq(seq.step), grad.e_odd.eq(e_odd),
+                     grad.l2.eq(l2), grad.nonlinear.eq(loss_kind != Loss.SQUARED),
                      buf_r.addr.eq(grad.buf_addr), grad.buf_data.eq(buf_r.data),
                      model.b_addr.eq(grad.model_r_addr), grad.model_r_data.eq(model.b_data),
                      model.w_en.eq(grad.model_w_en | loader.w_en),
