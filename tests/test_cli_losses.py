@@ -66,7 +66,8 @@ def test_test_file_and_holdout(capsys, libsvm):
      r"the sim \(planes\) engine is built without LOSS logistic and hinge"),
     (["--backend", "sim", "--engine", "planes", "--loss", "hinge", "--data", "digits38"],
      r"the sim \(planes\) engine is built without LOSS logistic"),
-    (["--backend", "sim", "--l2", "0.01"], r"the sim \(woven\) engine is built without L2 regularisation"),
+    (["--backend", "sim", "--engine", "planes", "--l2", "0.01"],
+     r"the sim \(planes\) engine is built without L2 regularisation"),
     (["--backend", "sim", "--loss", "hinge", "--estimator", "chebyshev", "--degree", "1", "--copies", "2"],
      r"the sim \(woven\) engine is built without ESTIMATOR.KIND chebyshev"),
     (["--loss", "logistic"], "needs a classification data set"),
@@ -96,14 +97,17 @@ def test_bad_loss_options_exit_2(capsys, argv, message):
     assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("loss", ["logistic", "hinge"])
-def test_sim_backend_equals_the_golden_model_bit_for_bit(capsys, libsvm, woven_server, tmp_path, loss):
-    """``--backend sim`` (the woven core's RTL under Verilator, BUILT.NONLINEAR) trains logistic
-    and hinge exactly as ``--backend golden`` (the spec): every epoch's loss, the final model."""
+@pytest.mark.parametrize("loss, extra", [("logistic", []), ("hinge", []), ("squared", ["--l2", "0.01"]),
+                                         ("logistic", ["--l2", "0.01"]), ("hinge", ["--l2", "0.003"])])
+def test_sim_backend_equals_the_golden_model_bit_for_bit(capsys, libsvm, woven_server, tmp_path, loss, extra):
+    """``--backend sim`` (the woven core's RTL under Verilator, BUILT.NONLINEAR and L2) trains
+    logistic and hinge, and every loss with L2, exactly as ``--backend golden`` (the spec): every
+    epoch's loss, the final model. (Least squares on {0, 1} labels is still a regression.)"""
     from lowbit.contract.simprocess import start_server
 
     train, _ = libsvm
-    common = ["train", "--data", str(train), "--loss", loss, "--bits", "2,4", "--epochs", "2", "--no-float", "--json"]
+    common = ["train", "--data", str(train), "--loss", loss, *extra, "--bits", "2,4", "--epochs", "2", "--no-float",
+              "--json"]
     server = start_server(woven_server, once=True)
     try:
         code, out, _ = run_cli(capsys, *common, "--backend", "sim", "--socket", str(server.socket_path),
