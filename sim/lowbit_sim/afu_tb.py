@@ -235,7 +235,7 @@ class TB:
                             ("EPOCHS", cfg.epochs), ("COPIES", cfg.copies), ("STEP", cfg.step), ("RUN_ID", run_id),
                             ("MODEL_IN_ADDR", bufs.model_in.line_address if bufs.model_in is not None else 0),
                             ("WARM_START", int(cfg.warm_start)), ("START_MINIBATCH", cfg.start_minibatch),
-                            ("MAX_MINIBATCHES", cfg.max_minibatches), ("LOSS", cfg.loss)):
+                            ("MAX_MINIBATCHES", cfg.max_minibatches), ("LOSS", cfg.loss), ("L2", cfg.l2)):
             await self.write_reg(name, value)
 
     async def wait_end(self, timeout_cycles: int, status_buffer=None, run_id: int | None = None,

@@ -52,7 +52,8 @@ async def good_run(tb: TB, seed: int, *, step: float | None = None, run_id: int 
     if step is None:
         step = min(0.5, 0.5 / (features * batch))
     cfg = EngineConfig(rows=rows, features=features, bits=bits, batch=batch, epochs=epochs,
-                       step=step_to_fixed(step), copies=copies, loss=int(p.get("loss", Loss.SQUARED)))
+                       step=step_to_fixed(step), copies=copies, loss=int(p.get("loss", Loss.SQUARED)),
+                       l2=int(p.get("l2", 0)))
     gold = golden.run(cfg, ds.codes, ds.labels_q, ds.table_m, ds.table_e)
     run_id = run_id if run_id is not None else (seed << 8) | 0x5
     res = await tb.train(ds, cfg, run_id)
@@ -72,6 +73,8 @@ async def random_configuration_matches_golden(dut, seed):
     p = seed_config(seed, caps["MAX_FEATURES"], caps["LANES"])
     if tb.built & Built.NONLINEAR:  # logistic and hinge on a third of the seeds each (labels read by sign)
         p["loss"] = Loss(seed % len(Loss))
+    if tb.built & Built.L2 and (seed // len(Loss)) % 2:  # L2 on every other triple of seeds: each loss
+        p["l2"] = int(np.random.default_rng([seed, 3]).integers(1, 1 << 31))
     await good_run(tb, seed, **p)
 
 
