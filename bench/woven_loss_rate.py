@@ -11,6 +11,10 @@ unit: at each minibatch boundary, and every second group within a minibatch (doc
 
     .venv/bin/python bench/woven_loss_rate.py                     # F = 784, N = 128, B = 16, b = 2, 4, 8
     .venv/bin/python bench/woven_loss_rate.py --batch 128         # one minibatch per epoch
+    .venv/bin/python bench/woven_loss_rate.py --l2 0.01 --bits 1 2 3 4 8   # each loss also with L2
+
+With ``--l2 LAMBDA`` each loss runs a second time with the L2 register at LAMBDA (2^-32 units),
+and ``vs L2 = 0`` is its cycles relative to the same loss without L2.
 """
 
 from __future__ import annotations
@@ -38,24 +42,31 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=int, default=128)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--bits", type=int, nargs="+", default=[2, 4, 8])
+    ap.add_argument("--l2", type=float, default=0.0, help="also run each loss with this L2 (lambda per row)")
     args = ap.parse_args(argv)
+    l2s = [0] + ([round(args.l2 * 2**32)] if args.l2 else [])
     core_kw = dict(line_bits=512, max_features=1024)
     print(f"F = {args.features}, N = {args.rows}, B = {args.batch}, 512-bit lines (16 rows per line), one epoch, "
           f"ideal shell")
-    print(f"{'b':>2} {'loss':>9} {'lines':>6} {'cycles':>7} {'lines/cycle':>11} {'vs squared':>10}")
+    print(f"{'b':>2} {'loss':>9} {'L2':>6} {'lines':>6} {'cycles':>7} {'lines/cycle':>11} {'vs squared':>10} "
+          f"{'vs L2 = 0':>9}")
     for bits in args.bits:
         base = None
         for loss in Loss:
-            t0 = time.monotonic()
-            p = make_problem(rows=args.rows, features=args.features, bits=bits, batch=args.batch, epochs=1,
-                             line_bits=512, layout="woven", loss=loss, step=0.01, seed=bits)
-            out = run_woven(p, core_kw=core_kw, shell_kw=IDEAL, max_cycles=400_000)
-            check_against_golden(p, *out)
-            lines = p.fmt.lines_per_copy(p.cfg.rows)
-            cycles = int(out[4]["cycles"])  # the status record: the whole run, start to the last record
-            base = base or cycles
-            print(f"{bits:>2} {loss.name.lower():>9} {lines:>6} {cycles:>7} {lines / cycles:>11.3f} "
-                  f"{cycles / base:>10.3f}   ({time.monotonic() - t0:.0f} s)", flush=True)
+            plain = None
+            for l2 in l2s:
+                t0 = time.monotonic()
+                p = make_problem(rows=args.rows, features=args.features, bits=bits, batch=args.batch, epochs=1,
+                                 line_bits=512, layout="woven", loss=loss, step=0.01, seed=bits, l2=l2)
+                out = run_woven(p, core_kw=core_kw, shell_kw=IDEAL, max_cycles=400_000)
+                check_against_golden(p, *out)
+                lines = p.fmt.lines_per_copy(p.cfg.rows)
+                cycles = int(out[4]["cycles"])  # the status record: the whole run, start to the last record
+                base = base or cycles
+                plain = plain or cycles
+                print(f"{bits:>2} {loss.name.lower():>9} {l2 / 2**32:>6.3g} {lines:>6} {cycles:>7} "
+                      f"{lines / cycles:>11.3f} {cycles / base:>10.3f} {cycles / plain:>9.3f}   "
+                      f"({time.monotonic() - t0:.0f} s)", flush=True)
     return 0
 
 
