@@ -17,7 +17,7 @@ from core_models import make_problem
 from lowbit.contract.golden import margins
 from lowbit.contract.losses import label_signs
 from lowbit.contract.quant import levels_to_fixed
-from lowbit.contract.registers import Built, ErrorCode, Estimator, Loss, State
+from lowbit.contract.registers import MAX_DEGREE, Built, ErrorCode, Estimator, Loss, State
 from lowbit_hw.core import TrainingCore
 from lowbit_hw.woven import WovenCore
 from test_core_train import check_against_golden, simulate
@@ -343,3 +343,56 @@ def test_woven_core_l2_run_after_a_run_without_is_exact():
         await pulse(ctx, core.start)
 
     check_against_golden(second, *simulate(second, core_kw=SMALL, core_cls=WovenCore, script=script))
+
+
+# ------------------------------------------------------------------ the Chebyshev estimator (issue 13)
+CHEBYSHEV_CASES = [
+    # loss, degree, range, copies, bits, rows, features, batch, epochs, line_bits, l2
+    (Loss.LOGISTIC, 1, 2, 2, 2, 8, 40, 2, 2, 64, 0),     # d = 1 on two copies: epoch 1 reads copies 1, 0
+    (Loss.HINGE, 2, 0, 3, 1, 7, 33, 8, 2, 64, 0),        # b = 1, N odd, batch > N
+    (Loss.LOGISTIC, 3, 4, 5, 3, 9, 100, 2, 3, 64, 0),    # K = 5 > d + 1: the factors' copies wrap past the last
+    (Loss.HINGE, 4, 3, 5, 4, 16, 31, 4, 2, 128, 0),      # four rows per line
+    (Loss.LOGISTIC, 5, 7, 7, 8, 6, 70, 2, 2, 64, 0),     # b = 8, RANGE 7
+    (Loss.HINGE, 6, 1, 8, 2, 5, 1, 2, 2, 64, 0),         # F = 1: two-line factors (the factor gap)
+    (Loss.LOGISTIC, 7, 5, 9, 1, 4, 20, 2, 2, 64, 0),     # b = 1, one chunk: two-line factors
+    (Loss.HINGE, MAX_DEGREE, 2, 9, 2, 8, 40, 4, 2, 64, 0),
+    (Loss.LOGISTIC, 2, 3, 3, 2, 8, 40, 2, 2, 64, 1 << 29),   # with L2
+]
+
+
+@pytest.mark.parametrize("loss,degree,margin_range,copies,bits,rows,features,batch,epochs,line_bits,l2",
+                         CHEBYSHEV_CASES)
+def test_woven_core_chebyshev_equals_golden(loss, degree, margin_range, copies, bits, rows, features, batch, epochs,
+                                            line_bits, l2):
+    """ESTIMATOR.KIND chebyshev, d = 1..MAX_DEGREE: each row's margins from d + 1 copies, Horner as
+    golden.horner, G from factor 0: every snapshot and loss as the golden model's, the data read
+    as one command per group and factor (check_against_golden), and the estimator changes the
+    models (the test can fail)."""
+    kw = dict(rows=rows, features=features, bits=bits, batch=batch, epochs=epochs, copies=copies, line_bits=line_bits,
+              seed=rows * 3 + degree, layout="woven", loss=loss, step=0.2, l2=l2)
+    problem = make_problem(**kw, degree=degree, margin_range=margin_range)
+    assert problem.cfg.needs() & Built.CHEBYSHEV and problem.cfg.factors() == degree + 1
+    assert not np.array_equal(problem.golden.models, make_problem(**kw).golden.models)
+    check_against_golden(problem, *run_woven(problem, core_kw=dict(line_bits=line_bits, max_features=256)))
+
+
+@pytest.mark.parametrize("warm,start,count", [(True, 1, 5), (False, 3, 0)])
+def test_woven_core_chebyshev_in_resumed_runs_equals_golden(warm, start, count):
+    """Warm-started and bounded Chebyshev runs: a segment that starts mid-epoch reads each factor's
+    copy from the same group on (epoch 1's factor 0 is copy 1, its factor 2 copy 0)."""
+    problem = make_problem(rows=16, features=40, bits=2, batch=4, epochs=2, copies=3, seed=17, layout="woven",
+                           model_in=_model(40, 17) if warm else None, start_minibatch=start, max_minibatches=count,
+                           loss=Loss.LOGISTIC, step=0.2, degree=2, margin_range=3)
+    assert problem.cfg.needs() & Built.RESUME
+    check_against_golden(problem, *run_woven(problem))
+
+
+@pytest.mark.parametrize("setting", [dict(degree=0), dict(degree=3), dict(loss=Loss.SQUARED)])
+def test_woven_core_refuses_a_bad_chebyshev_estimator(setting):
+    """KIND chebyshev with DEGREE 0, more factors than COPIES, or least squares: BAD_ESTIMATOR."""
+    problem = make_problem(rows=4, features=8, bits=2, batch=2, copies=3, layout="woven", loss=Loss.HINGE,
+                           degree=1)
+    cfg = dataclasses.replace(problem.cfg, **setting)
+    assert cfg.error(max_features=256, built=WovenCore.built) is ErrorCode.BAD_ESTIMATOR
+    _, status, *_ = run_woven(dataclasses.replace(problem, cfg=cfg))
+    assert status.state == State.ERROR and status.error == ErrorCode.BAD_ESTIMATOR
