@@ -29,8 +29,9 @@ MAX_PLANES = 9
 
 class WovenCore(wiring.Component):
     """ZipML SGD on the woven layout, bit-exact with ``lowbit.contract.golden.run``: least squares,
-    and logistic and hinge loss with the naive estimator (``built``; ``margin.RowNonlinearity``),
-    warm-started and bounded runs (``RunSchedule``, ``model_loader``).
+    logistic and hinge loss with the naive or the Chebyshev estimator (``margin.RowNonlinearity``;
+    ``copies.CopyInterleaver`` reads each group from the estimator's ``d + 1`` copies), L2 (the
+    gradient unit), warm-started and bounded runs (``RunSchedule``, ``model_loader``): ``built``.
 
     Each line is one bit plane of 32 features of ``S = W/32`` rows, so the core takes one line per
     cycle whatever ``b`` is, and an epoch costs ``(b + 1)`` cycles per 32-feature chunk of each
@@ -60,8 +61,8 @@ class WovenCore(wiring.Component):
     """
 
     #: The optional datapaths this core has (its BUILT register; the sequencer refuses the rest):
-    #: LOSS logistic and hinge with the naive estimator, L2 (unless built with ``l2=False``:
-    #: the instance's ``built`` says), warm start and bounded runs. Not the Chebyshev estimator.
+    #: LOSS logistic and hinge, the Chebyshev estimator, L2 (unless built with ``l2=False``: the
+    #: instance's ``built`` says), warm start and bounded runs: all of them.
     built = Built.NONLINEAR | Built.L2 | Built.CHEBYSHEV | Built.RESUME
 
     def __init__(self, *, line_bits: int = 512, max_features: int = 8192, l2: bool = True):
@@ -121,17 +122,19 @@ class WovenCore(wiring.Component):
                      self.status.eq(seq.status), seq.write_idle.eq(self.write_idle),
                      seq.read_idle.eq(self.read_idle), self.flush.eq(seq.flush)]
         # the data commands through the interleaver: per group, every factor's copy (Chebyshev)
-        held = Signal(self.cfg.shape(), name="held")  # the run's registers, sampled at START
+        # the registers the interleaver and the Chebyshev rows read, sampled at START
+        held = {name: Signal.like(self.cfg[name], name=f"held_{name}")
+                for name in ("data_addr", "copies", *(f"poly_{j}" for j in range(MAX_DEGREE + 1)))}
         with m.If(self.start & (self.status.state != State.BUSY)):
-            m.d.sync += held.eq(self.cfg)
+            m.d.sync += [v.eq(self.cfg[name]) for name, v in held.items()]
         wiring.connect(m, seq.data_cmd, copies.cmd_in)
         wiring.connect(m, wiring.flipped(self.data_cmd), copies.cmd_out)
         group_lines = Signal(32)  # chunks * (b + 1), a sum of shifted copies of chunks (b + 1 <= 9)
         bp1 = seq.bits + 1
         m.d.sync += group_lines.eq(sum(Mux(bp1[i], seq.row_beats << i, 0) for i in range(4)))
         m.d.comb += [copies.cmd_in_model.eq(seq.data_cmd_model), copies.group_lines.eq(group_lines),
-                     copies.copy_lines.eq(seq.data_lines), copies.copies.eq(held.copies),
-                     copies.data_addr.eq(held.data_addr), copies.drain.eq(seq.drain)]
+                     copies.copy_lines.eq(seq.data_lines), copies.copies.eq(held["copies"]),
+                     copies.data_addr.eq(held["data_addr"]), copies.drain.eq(seq.drain)]
         wiring.connect(m, wiring.flipped(self.label_cmd), seq.label_cmd)
         wiring.connect(m, wiring.flipped(self.write), seq.write)
         wiring.connect(m, wiring.flipped(self.table), scan.table)
