@@ -396,3 +396,39 @@ def test_woven_core_refuses_a_bad_chebyshev_estimator(setting):
     assert cfg.error(max_features=256, built=WovenCore.built) is ErrorCode.BAD_ESTIMATOR
     _, status, *_ = run_woven(dataclasses.replace(problem, cfg=cfg))
     assert status.state == State.ERROR and status.error == ErrorCode.BAD_ESTIMATOR
+
+
+@pytest.mark.parametrize("at", [150, 400])
+def test_woven_core_reset_during_a_chebyshev_run_then_the_run_is_exact(at):
+    """RESET while the interleaver is issuing a segment's per-group commands: the abort waits for
+    the command being offered, drains the lines, and the next run (another degree) is exact."""
+    from core_models import pulse, set_config
+
+    first = make_problem(rows=16, features=40, bits=2, batch=4, epochs=2, copies=4, seed=21, layout="woven",
+                         loss=Loss.HINGE, degree=3)
+    p = make_problem(rows=16, features=40, bits=2, batch=4, epochs=2, copies=4, seed=21, layout="woven",
+                     loss=Loss.LOGISTIC, degree=2, margin_range=3)
+
+    async def script(ctx, core, shell):
+        set_config(ctx, core, first.cfg, first.run_id)
+        await pulse(ctx, core.start)
+        sigs = shell.signals()
+        for cycle in range(2000):
+            ctx.set(core.reset, cycle == at)
+            shell.drive(ctx)
+            st = shell.observe((await ctx.tick().sample(*sigs))[2:])
+            if cycle > at and st.state == State.IDLE:
+                break
+        else:
+            raise AssertionError("reset did not return to IDLE")
+        ctx.set(core.reset, 0)
+        for _ in range(5):
+            shell.drive(ctx)
+            shell.observe((await ctx.tick().sample(*sigs))[2:])
+        shell.writes.clear()
+        shell.write_log.clear()
+        shell.commands.clear()
+        set_config(ctx, core, p.cfg, p.run_id)
+        await pulse(ctx, core.start)
+
+    check_against_golden(p, *simulate(p, core_kw=SMALL, core_cls=WovenCore, script=script))
