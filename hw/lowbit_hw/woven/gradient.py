@@ -48,7 +48,14 @@ class WovenGradientUnit(wiring.Component):
     (two adder levels in the row trees). The update (end of a minibatch) runs half a chunk per
     cycle through 16 ``PipelinedMul`` for ``gs * step`` and 16 for ``e_odd * w`` (chunks end >= 2
     cycles apart): u+8 ``rnd(G, 15)``, u+9 ``gs``, u+9/u+10 the halves enter, model written at
-    u+16, ``q`` at u+22.
+    u+16, ``q`` at u+21 (u+22 built with ``l2=False``), ``nd`` at u+21 or u+23.
+
+    L2 (``l2``, unless built with ``l2=False``): ``G_j += count * nd_j`` per group in the same
+    correction tree, ``nd_j = -rnd(L2 * w0_j, 17)`` from the same 16 per-weight multipliers (their
+    operand 33 bits wide), kept in a RAM of its own: for logistic and hinge instead of ``q`` (0
+    there), for least squares after it, the row's halves a second time (a minibatch's last group
+    then waits ``3 - b`` cycles after each chunk when b < 3, so chunks end >= 4 cycles apart).
+    Summed over a minibatch's groups that is golden's ``n_b * rnd(L2 * w0_j, 17)``.
     """
 
     def __init__(self, *, line_bits: int, max_chunks: int, slot_lines: int, l2: bool = True):
