@@ -235,12 +235,6 @@ class RowNonlinearity(wiring.Component):
             m.d.sync += extra.eq(Mux(Mux(hinge, below_one, lo), Mux(hinge, ONE, TABLE_LO) - t, 0))
             pos3 = delay(m, pos2, 1, f"pos3_{s}")
 
-            # ---- 4: the ROM word; 4 / 5: the two products enter the row's multiplier. The sign s
-            # rides in phi's: s * (PHI + rnd(dphi * f, 20)) = (s PHI 2^20 + c_s + dphi * (s f)) >> 20
-            # with c_+ = 2^19 and c_- = 2^19 - 1 (-floor(x) = floor(2^20 - 1 - x) at 2^-20), so r is
-            # one adder after the product, not a negation after phi.
-            # A ROM per row, one read port each (yosys 0.70's memory_libmap crashed on one ROM with
-            # 16 read ports, the 512-bit build's); 3 DP16KD a row at these widths.
             # ---- Chebyshev: 3 c = t clamped (h * c enters); 7 + 2^(23+R); 8 >> (24+R); 9 h
             cl = Signal(signed(34), name=f"c_{s}", reset_less=True)
             m.d.sync += cl.eq(Mux(t > lim_hi, lim_hi, Mux(t < -lim, -lim, t)))
@@ -253,6 +247,12 @@ class RowNonlinearity(wiring.Component):
                 m.d.sync += h.eq(sat32(coef + hq))
             r_cheb = Mux(mask_at(H_R - 1)[s], sat32(Mux(delay(m, pos2, H_R - 3, f"pos_h_{s}"), h, -h)), 0)
 
+            # ---- 4: the ROM word; 4 / 5: the two products enter the row's multiplier. The sign s
+            # rides in phi's: s * (PHI + rnd(dphi * f, 20)) = (s PHI 2^20 + c_s + dphi * (s f)) >> 20
+            # with c_+ = 2^19 and c_- = 2^19 - 1 (-floor(x) = floor(2^20 - 1 - x) at 2^-20), so r is
+            # one adder after the product, not a negation after phi.
+            # A ROM per row, one read port each (yosys 0.70's memory_libmap crashed on one ROM with
+            # 16 read ports, the 512-bit build's); 3 DP16KD a row at these widths.
             rom = m.submodules[f"rom_{s}"] = Memory(shape=layout, depth=TABLE_SEGMENTS, init=rom_init)
             port = rom.read_port()
             m.d.comb += port.addr.eq(idx)
