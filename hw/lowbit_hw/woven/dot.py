@@ -38,6 +38,12 @@ class WovenDotUnit(wiring.Component):
     the update of minibatch ``q - 1`` has written ``(q-1)*chunks + c + 1`` chunks this epoch), and,
     for a group's last line, its label line is there and a residual record slot is free.
 
+    Chebyshev estimator (``factors_m1 = d > 0``): a group comes ``d + 1`` times, once from each
+    factor's copy (``CopyInterleaver``); every factor's last line gives its dot products to the row
+    unit (at least ``RowNonlinearity.factor_gap`` cycles apart), only factor 0's lines go to the
+    group buffer, the label line is taken with factor 0's last line, the record slot with the
+    group's last, and factors after the first do not wait for the interlock (factor 0 did).
+
     Pipeline (line taken at t): t model read issued, buffer written; t+1 model word out of the RAM;
     t+2 registered, with the words' pair sums; t+3, t+4 the per-row adder trees over 16 pair terms
     (two levels per stage), t+5 registered again; t+6 ``sum << k``;
@@ -115,7 +121,7 @@ class WovenDotUnit(wiring.Component):
         last_line = last_fline & f_last           # the group's last line
         label_line = last_fline & f0              # the label line is taken with factor 0's dot products
         ends_mb = mb_left == 0
-        # Chebyshev: a factor's dot products reach the row unit at least FACTOR_GAP cycles after the
+        # Chebyshev: a factor's dot products reach the row unit at least factor_gap cycles after the
         # previous factor's, so each Horner step has the last one's h (RowNonlinearity.factor_gap)
         wait = Signal(range(RowNonlinearity.factor_gap))
         gap_ok = ~last_fline | (wait == 0)
