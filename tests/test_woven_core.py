@@ -400,8 +400,9 @@ def test_woven_core_refuses_a_bad_chebyshev_estimator(setting):
 
 @pytest.mark.parametrize("at", [150, 400])
 def test_woven_core_reset_during_a_chebyshev_run_then_the_run_is_exact(at):
-    """RESET while the interleaver is issuing a segment's per-group commands: the abort waits for
-    the command being offered, drains the lines, and the next run (another degree) is exact."""
+    """RESET while the interleaver is issuing a segment's per-group commands (the shell takes a
+    command one cycle in twenty, so it is mid-segment): the abort waits for the command being
+    offered, drops the rest, drains the lines, and the next run (another degree) is exact."""
     from core_models import pulse, set_config
 
     first = make_problem(rows=16, features=40, bits=2, batch=4, epochs=2, copies=4, seed=21, layout="woven",
@@ -431,4 +432,5 @@ def test_woven_core_reset_during_a_chebyshev_run_then_the_run_is_exact(at):
         set_config(ctx, core, p.cfg, p.run_id)
         await pulse(ctx, core.start)
 
-    check_against_golden(p, *simulate(p, core_kw=SMALL, core_cls=WovenCore, script=script))
+    check_against_golden(p, *simulate(p, core_kw=SMALL, core_cls=WovenCore, script=script,
+                                      shell_kw=dict(p_cmd=0.05)))

@@ -19,7 +19,9 @@ With one factor (naive estimator, least squares), and for a warm start's model r
 
 The segment's command is acknowledged (``cmd_in.ready``) with its last sub-command, so the
 sequencer sees a command in flight until every sub-command is out (its abort waits for that);
-on ``drain`` (an abort) the current sub-command is the last.
+on ``drain`` (an abort) the sub-command being offered is the last, and a segment command not yet
+started is acknowledged and dropped. The core resets the interleaver at a run's start, not during
+an abort (which would withdraw a command the shell has not taken).
 
 Per segment, before its first sub-command: factor ``j``'s first address, ``a_0 = A`` (the
 segment's), ``a_j = a_(j-1) + copy_lines``, less ``K * copy_lines`` past the last copy: two
@@ -79,7 +81,9 @@ class CopyInterleaver(wiring.Component):
                     m.d.comb += [self.cmd_out.valid.eq(self.cmd_in.valid),
                                  self.cmd_out.payload.eq(self.cmd_in.payload),
                                  self.cmd_in.ready.eq(self.cmd_out.ready)]
-                with m.Elif(self.cmd_in.valid & ~self.drain):
+                with m.Elif(self.cmd_in.valid & self.drain):
+                    m.d.comb += self.cmd_in.ready.eq(1)  # an abort reads nothing more: dropped
+                with m.Elif(self.cmd_in.valid):
                     m.d.sync += [addr[0].eq(self.cmd_in.payload.address), j.eq(1), left.eq(self.cmd_in.payload.lines)]
                     with m.If(have_span):
                         m.next = "SETUP_ADD"

@@ -113,9 +113,10 @@ class WovenCore(wiring.Component):
         buf_w, buf_r = buf.write_port(), buf.read_port()
         dot = WovenDotUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines)
         grad = WovenGradientUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines, l2=self.l2)
-        copies = CopyInterleaver()
-        for name, block in (("dot", dot), ("gradient", grad), ("copies", copies)):
+        for name, block in (("dot", dot), ("gradient", grad)):
             m.submodules[name] = ResetInserter(seq.dp_rst)(block)
+        # (reset at a run's start; an abort lets it finish the command the shell is offered)
+        copies = m.submodules.copies = ResetInserter(seq.dp_rst & ~seq.drain)(CopyInterleaver())
 
         # ---- run control
         m.d.comb += [seq.cfg.eq(self.cfg), seq.start.eq(self.start), seq.reset.eq(self.reset),
