@@ -22,7 +22,8 @@ from lowbit.data import engine_problem
 from lowbit.contract.fixed import labels_to_fixed, step_to_fixed
 from lowbit.contract.format import EPOCH_RECORD, STATUS_RECORD, LineFormat, pack_codes, pack_words, unpack_record, unpack_words
 from lowbit.contract.quant import code_table, double_sample, levels_to_fixed, uniform_levels
-from lowbit.contract.registers import Loss, State
+from lowbit.contract.losses import chebyshev_poly
+from lowbit.contract.registers import MAX_DEGREE, Estimator, Loss, State
 from lowbit.contract.golden import EngineConfig, run as golden_run
 from lowbit_sim.host_memory import HostMemory
 
@@ -65,7 +66,8 @@ class Problem:
 
 def make_problem(*, rows, features, bits, batch=1, epochs=1, copies=1, step=0.05, line_bits=64, seed=0,
                  label_scale=1.0, layout="planes", levels_q=None, model_in=None, start_minibatch=0,
-                 max_minibatches=0, loss=Loss.SQUARED, classes="pm1", flip=0.0) -> Problem:
+                 max_minibatches=0, loss=Loss.SQUARED, classes="pm1", flip=0.0, l2=0,
+                 degree=0, margin_range=2) -> Problem:
     """A problem quantized with double sampling, packed as the engine reads it.
 
     ``model_in`` (int32, ``(features,)``) warm-starts the run from it; ``start_minibatch`` and
@@ -73,7 +75,11 @@ def make_problem(*, rows, features, bits, batch=1, epochs=1, copies=1, step=0.05
 
     ``loss`` (LOSS) other than squared makes it a classification problem: the regression target's
     sign as labels in ``{-1, +1}`` (``classes="pm1"``) or ``{0, 1}`` (``"01"``; the engine reads
-    ``y > 0`` as class +1 either way), a fraction ``flip`` of them in the wrong class."""
+    ``y > 0`` as class +1 either way), a fraction ``flip`` of them in the wrong class.
+
+    ``l2`` is the L2 register (uint32 at 2^-32). ``degree`` >= 1 selects the Chebyshev estimator of
+    that degree on the margin range ``2^margin_range`` (``lowbit.contract.losses.chebyshev_poly``:
+    the host's coefficients), which reads ``degree + 1`` of the ``copies``."""
     rng = np.random.default_rng(seed)
     X, y = engine_problem(rows, features, rng=rng, label_scale=label_scale, noise_sd=0.05)
     if loss != Loss.SQUARED:
@@ -85,7 +91,9 @@ def make_problem(*, rows, features, bits, batch=1, epochs=1, copies=1, step=0.05
     tm, te = code_table(levels_q)
     cfg = EngineConfig(rows=rows, features=features, bits=bits, batch=batch, epochs=epochs,
                        step=step_to_fixed(step), copies=copies, warm_start=model_in is not None,
-                       start_minibatch=start_minibatch, max_minibatches=max_minibatches, loss=int(loss))
+                       start_minibatch=start_minibatch, max_minibatches=max_minibatches, loss=int(loss), l2=l2,
+                       **(dict(estimator=int(Estimator.CHEBYSHEV), degree=degree, margin_range=margin_range,
+                               poly=chebyshev_poly(Loss(loss), degree, margin_range)) if degree else {}))
     fmt = LineFormat(bits=bits, features=features, line_bits=line_bits, layout=layout)
     memory = HostMemory(line_bytes=line_bits // 8)
     guard = 8 * memory.line_bytes
@@ -237,8 +245,9 @@ def set_config(ctx, core, cfg, run_id=0):
                         ("epochs", cfg.epochs), ("copies", cfg.copies), ("step", cfg.step), ("run_id", run_id),
                         ("loss", cfg.loss), ("l2", cfg.l2), ("estimator", cfg.estimator_register()),
                         ("warm_start", cfg.warm_start), ("start_minibatch", cfg.start_minibatch),
-                        ("max_minibatches", cfg.max_minibatches), ("model_in_addr", MODEL_IN_ADDR)):
-        ctx.set(getattr(c, name), value)
+                        ("max_minibatches", cfg.max_minibatches), ("model_in_addr", MODEL_IN_ADDR),
+                        *((f"poly_{j}", int(cfg.poly[j]) if j < len(cfg.poly) else 0) for j in range(MAX_DEGREE + 1))):
+        ctx.set(getattr(c, name), value & 0xFFFFFFFF if name.startswith("poly") else value)
 
 
 async def pulse(ctx, sig):

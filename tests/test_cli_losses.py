@@ -66,9 +66,10 @@ def test_test_file_and_holdout(capsys, libsvm):
      r"the sim \(planes\) engine is built without LOSS logistic and hinge"),
     (["--backend", "sim", "--engine", "planes", "--loss", "hinge", "--data", "digits38"],
      r"the sim \(planes\) engine is built without LOSS logistic"),
-    (["--backend", "sim", "--l2", "0.01"], r"the sim \(woven\) engine is built without L2 regularisation"),
-    (["--backend", "sim", "--loss", "hinge", "--estimator", "chebyshev", "--degree", "1", "--copies", "2"],
-     r"the sim \(woven\) engine is built without ESTIMATOR.KIND chebyshev"),
+    (["--backend", "sim", "--engine", "planes", "--l2", "0.01"],
+     r"the sim \(planes\) engine is built without L2 regularisation"),
+    (["--backend", "sim", "--engine", "planes", "--loss", "hinge", "--estimator", "chebyshev", "--degree", "1",
+      "--copies", "2", "--data", "digits38"], r"the sim \(planes\) engine is built without .*ESTIMATOR.KIND chebyshev"),
     (["--loss", "logistic"], "needs a classification data set"),
     (["--estimator", "chebyshev"], "--estimator chebyshev is for --loss logistic or hinge"),
     (["--loss", "hinge", "--estimator", "chebyshev", "--degree", "4", "--copies", "3", "--data", "digits38"],
@@ -96,14 +97,21 @@ def test_bad_loss_options_exit_2(capsys, argv, message):
     assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("loss", ["logistic", "hinge"])
-def test_sim_backend_equals_the_golden_model_bit_for_bit(capsys, libsvm, woven_server, tmp_path, loss):
-    """``--backend sim`` (the woven core's RTL under Verilator, BUILT.NONLINEAR) trains logistic
-    and hinge exactly as ``--backend golden`` (the spec): every epoch's loss, the final model."""
+@pytest.mark.parametrize("loss, extra", [("logistic", []), ("hinge", []), ("squared", ["--l2", "0.01"]),
+                                         ("logistic", ["--l2", "0.01"]), ("hinge", ["--l2", "0.003"]),
+                                         ("logistic", ["--estimator", "chebyshev", "--degree", "3", "--copies", "5"]),
+                                         ("hinge", ["--estimator", "chebyshev", "--degree", "2", "--copies", "3",
+                                                    "--l2", "0.001"])])
+def test_sim_backend_equals_the_golden_model_bit_for_bit(capsys, libsvm, woven_server, tmp_path, loss, extra):
+    """``--backend sim`` (the woven core's RTL under Verilator, BUILT.NONLINEAR, L2 and CHEBYSHEV)
+    trains logistic and hinge with either estimator, and every loss with L2, exactly as
+    ``--backend golden`` (the spec): every epoch's loss, the final model. (Least squares on {0, 1}
+    labels is still a regression.)"""
     from lowbit.contract.simprocess import start_server
 
     train, _ = libsvm
-    common = ["train", "--data", str(train), "--loss", loss, "--bits", "2,4", "--epochs", "2", "--no-float", "--json"]
+    common = ["train", "--data", str(train), "--loss", loss, *extra, "--bits", "2,4", "--epochs", "2", "--no-float",
+              "--json"]
     server = start_server(woven_server, once=True)
     try:
         code, out, _ = run_cli(capsys, *common, "--backend", "sim", "--socket", str(server.socket_path),

@@ -71,7 +71,7 @@ def check_against_golden(problem, shell, status, models, recs, status_rec):
         assert not models[e, cfg.features:].any(), "padding words of the model snapshot must be 0"
         assert recs[e]["epoch"] == e + 1
         assert recs[e]["loss"] == gold.losses[e], f"loss of snapshot {e}"
-        read += fmt.lines_per_copy(rows) + fmt.label_lines(rows)
+        read += cfg.factors() * fmt.lines_per_copy(rows) + fmt.label_lines(rows)
         assert recs[e]["read_lines"] == read
         # counters as of the record: this snapshot written, the record itself not yet
         assert recs[e]["write_lines"] == e * (fmt.model_lines + rl) + fmt.model_lines
@@ -89,8 +89,15 @@ def check_against_golden(problem, shell, status, models, recs, status_rec):
     copy = fmt.lines_per_copy(cfg.rows)
     data_cmds = [c for c in shell.commands if c[0] == "data"]
     expect = [("data", MODEL_IN_ADDR, fmt.model_lines)] if cfg.warm_start else []
-    expect += [("data", DATA_ADDR + k * copy + fmt.lines_per_copy(first) * (first > 0), fmt.lines_per_copy(rows))
-               for rows, first, k in segments]
+    if cfg.factors() == 1:
+        expect += [("data", DATA_ADDR + k * copy + fmt.lines_per_copy(first) * (first > 0), fmt.lines_per_copy(rows))
+                   for rows, first, k in segments]
+    else:  # Chebyshev: per group, its lines of copy (epoch + j) mod K, j = 0, d, d-1, .., 1
+        S = problem.line_bits // 32
+        group = fmt.lines_per_copy(S)
+        order = [0, *range(cfg.degree, 0, -1)]
+        expect += [("data", DATA_ADDR + (k + j) % cfg.copies * copy + (first // S + i) * group, group)
+                   for rows, first, k in segments for i in range(-(-rows // S)) for j in order]
     assert data_cmds == expect
     label_cmds = [c for c in shell.commands if c[0] == "label"]
     assert label_cmds == [("label", LABEL_ADDR + fmt.label_lines(first) * (first > 0), fmt.label_lines(rows))

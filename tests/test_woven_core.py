@@ -17,7 +17,7 @@ from core_models import make_problem
 from lowbit.contract.golden import margins
 from lowbit.contract.losses import label_signs
 from lowbit.contract.quant import levels_to_fixed
-from lowbit.contract.registers import Built, ErrorCode, Estimator, Loss, State
+from lowbit.contract.registers import MAX_DEGREE, Built, ErrorCode, Estimator, Loss, State
 from lowbit_hw.core import TrainingCore
 from lowbit_hw.woven import WovenCore
 from test_core_train import check_against_golden, simulate
@@ -71,22 +71,40 @@ def test_woven_core_refuses_a_batch_across_groups():
     assert status.state == State.ERROR and status.error == ErrorCode.BATCH_NOT_WOVEN
 
 
-@pytest.mark.parametrize("setting", [dict(loss=Loss.LOGISTIC), dict(loss=Loss.HINGE), dict(l2=1 << 20),
-                                     dict(estimator=Estimator.CHEBYSHEV, degree=1, copies=2),
-                                     dict(warm_start=1), dict(start_minibatch=1), dict(max_minibatches=1)])
-@pytest.mark.parametrize("core_cls", [WovenCore, TrainingCore])
-def test_both_cores_refuse_what_they_were_not_built_for(setting, core_cls):
+SETTINGS = [dict(loss=Loss.LOGISTIC), dict(loss=Loss.HINGE), dict(l2=1 << 20),
+            dict(estimator=Estimator.CHEBYSHEV, degree=1, copies=2),
+            dict(warm_start=1), dict(start_minibatch=1), dict(max_minibatches=1)]
+#: The builds whose BUILT lacks something: (core class, constructor arguments, BUILT).
+BUILDS = [(WovenCore, dict(SMALL), WovenCore.built), (WovenCore, dict(SMALL, l2=False), WovenCore.built & ~Built.L2),
+          (TrainingCore, {}, TrainingCore.built)]
+
+
+def _needs(setting):
+    return dataclasses.replace(make_problem(rows=4, features=8, bits=2, batch=2).cfg, **setting).needs()
+
+
+@pytest.mark.parametrize("setting,core_cls,core_kw,built", [
+    pytest.param(setting, cls, kw, built, id=f"{cls.__name__}{'-no-l2' if kw.get('l2') is False else ''}-{i}")
+    for cls, kw, built in BUILDS for i, setting in enumerate(SETTINGS) if _needs(setting) & ~built])
+def test_cores_refuse_what_they_were_not_built_for(setting, core_cls, core_kw, built):
     """A core refuses what it was not built for (its BUILT register): LOSS, L2, ESTIMATOR,
     WARM_START, START_MINIBATCH or MAX_MINIBATCHES needing a datapath it lacks is NOT_BUILT, as the
     spec of an engine built without it says, never a plain run under another name."""
     problem = make_problem(rows=4, features=8, bits=2, batch=2, layout="woven" if core_cls is WovenCore else "planes")
     problem = dataclasses.replace(problem, cfg=dataclasses.replace(problem.cfg, **setting))
-    if problem.cfg.needs() & core_cls.built:
-        pytest.skip(f"{core_cls.__name__} is built with {problem.cfg.needs()!r}")
-    assert problem.cfg.error(max_features=256, built=core_cls.built) is ErrorCode.NOT_BUILT
-    kw = dict(line_bits=64, max_features=256) if core_cls is WovenCore else {}
-    _, status, *_ = simulate(problem, core_cls=core_cls, **({"core_kw": kw} if kw else {}))
+    assert problem.cfg.error(max_features=256, built=built) is ErrorCode.NOT_BUILT
+    _, status, *_ = simulate(problem, core_cls=core_cls, **({"core_kw": core_kw} if core_kw else {}))
     assert status.state == State.ERROR and status.error == ErrorCode.NOT_BUILT
+
+
+def test_woven_core_l2_is_a_checked_build_option():
+    """``l2=False`` leaves the L2 datapath out and says so in ``built``; anything but a bool is refused."""
+    with_l2, without = WovenCore(**SMALL), WovenCore(**SMALL, l2=False)
+    with_l2._MustUse__silence = without._MustUse__silence = True  # (not elaborated here)
+    assert Built.L2 in WovenCore.built and with_l2.built == WovenCore.built
+    assert without.built == WovenCore.built & ~Built.L2
+    with pytest.raises(ValueError, match="l2"):
+        WovenCore(**SMALL, l2=1)
 
 
 # ------------------------------------------------------------------ resumable runs (issue 14, RESUME)
@@ -261,3 +279,158 @@ def test_the_host_knows_what_each_sim_engine_was_built_with():
     cores = {"woven": WovenCore, "planes": TrainingCore}
     assert set(SIM_BUILT) == set(SIM_ENGINES) == set(cores)
     assert {name: cores[SIM_ENGINES[name]["core"]].built for name in SIM_ENGINES} == SIM_BUILT
+
+
+# ------------------------------------------------------------------ L2 (issue 13)
+L2_CASES = [
+    # loss, bits, rows, features, batch, epochs, copies, line_bits, l2 (uint32 at 2^-32)
+    (Loss.SQUARED, 1, 8, 40, 2, 2, 1, 64, 1 << 29),       # b = 1: least squares' update padded 2 cycles a chunk
+    (Loss.SQUARED, 2, 7, 33, 8, 2, 2, 64, 3 << 27),       # b = 2 (padded 1), N odd, batch > N, two copies
+    (Loss.SQUARED, 3, 9, 100, 2, 2, 1, 64, (1 << 32) - 1),  # b = 3 (no padding), the largest L2
+    (Loss.SQUARED, 8, 16, 31, 4, 2, 1, 128, 1 << 28),     # b = 8, four rows per line
+    (Loss.SQUARED, 2, 5, 1, 2, 3, 1, 64, 1 << 30),        # F = 1: one-chunk groups
+    (Loss.LOGISTIC, 1, 8, 40, 2, 2, 1, 64, 1 << 29),      # other losses: L2 in q's place, no padding
+    (Loss.LOGISTIC, 4, 16, 31, 4, 2, 2, 128, 5 << 26),
+    (Loss.HINGE, 2, 7, 33, 8, 2, 2, 64, 3 << 28),
+    (Loss.HINGE, 8, 9, 100, 2, 2, 1, 64, 1 << 27),
+]
+
+
+@pytest.mark.parametrize("loss,bits,rows,features,batch,epochs,copies,line_bits,l2", L2_CASES)
+def test_woven_core_l2_equals_golden(loss, bits, rows, features, batch, epochs, copies, line_bits, l2):
+    """L2 != 0 (``G_j += n_b rnd(L2 w0_j, 17)`` before each update) for every loss: every snapshot
+    and loss as the golden model's, and the L2 term changes the models (the test can fail)."""
+    kw = dict(rows=rows, features=features, bits=bits, batch=batch, epochs=epochs, copies=copies,
+              line_bits=line_bits, seed=rows * 5 + bits, layout="woven", loss=loss, step=0.2)
+    problem = make_problem(**kw, l2=l2)
+    assert problem.cfg.needs() & Built.L2
+    assert not np.array_equal(problem.golden.models, make_problem(**kw).golden.models)
+    check_against_golden(problem, *run_woven(problem, core_kw=dict(line_bits=line_bits, max_features=256)))
+
+
+@pytest.mark.parametrize("loss", [Loss.SQUARED, Loss.LOGISTIC])
+def test_woven_core_l2_in_resumed_runs_equals_golden(loss):
+    """A warm-started run that starts and stops mid-epoch with L2: the priming pass computes the
+    loaded model's L2 term (and q), so the first minibatch's update uses it."""
+    kw = dict(rows=16, features=40, bits=2, batch=4, epochs=2, copies=2, seed=13, layout="woven",
+              model_in=_model(40, 13), start_minibatch=1, max_minibatches=5, loss=loss, step=0.2)
+    problem = make_problem(**kw, l2=1 << 29)
+    assert problem.cfg.needs() & Built.L2 and problem.cfg.needs() & Built.RESUME
+    assert not np.array_equal(problem.golden.models[0], make_problem(**kw).golden.models[0])
+    check_against_golden(problem, *run_woven(problem))
+
+
+def test_woven_core_l2_run_after_a_run_without_is_exact():
+    """The L2 term's RAM is cleared at START: a run with L2 = 0 after one with L2 != 0 is the
+    plain run (and the other way round), on the same core."""
+    from core_models import pulse, set_config
+
+    kw = dict(rows=8, features=40, bits=2, batch=2, epochs=1, seed=4, layout="woven")
+    first, second = make_problem(**kw, l2=1 << 30), make_problem(**kw)
+
+    async def script(ctx, core, shell):
+        set_config(ctx, core, first.cfg, first.run_id)
+        await pulse(ctx, core.start)
+        sigs = shell.signals()
+        for _ in range(5000):
+            shell.drive(ctx)
+            if shell.observe((await ctx.tick().sample(*sigs))[2:]).state != State.BUSY:
+                break
+        shell.writes.clear()
+        shell.write_log.clear()
+        shell.commands.clear()
+        set_config(ctx, core, second.cfg, second.run_id)
+        await pulse(ctx, core.start)
+
+    check_against_golden(second, *simulate(second, core_kw=SMALL, core_cls=WovenCore, script=script))
+
+
+# ------------------------------------------------------------------ the Chebyshev estimator (issue 13)
+CHEBYSHEV_CASES = [
+    # loss, degree, range, copies, bits, rows, features, batch, epochs, line_bits, l2
+    (Loss.LOGISTIC, 1, 2, 2, 2, 8, 40, 2, 2, 64, 0),     # d = 1 on two copies: epoch 1 reads copies 1, 0
+    (Loss.HINGE, 2, 0, 3, 1, 7, 33, 8, 2, 64, 0),        # b = 1, N odd, batch > N
+    (Loss.LOGISTIC, 3, 4, 5, 3, 9, 100, 2, 3, 64, 0),    # K = 5 > d + 1: the factors' copies wrap past the last
+    (Loss.HINGE, 4, 3, 5, 4, 16, 31, 4, 2, 128, 0),      # four rows per line
+    (Loss.LOGISTIC, 5, 7, 7, 8, 6, 70, 2, 2, 64, 0),     # b = 8, RANGE 7
+    (Loss.HINGE, 6, 1, 8, 2, 5, 1, 2, 2, 64, 0),         # F = 1: two-line factors (the factor gap)
+    (Loss.LOGISTIC, 7, 5, 9, 1, 4, 20, 2, 2, 64, 0),     # b = 1, one chunk: two-line factors
+    (Loss.HINGE, MAX_DEGREE, 2, 9, 2, 8, 40, 4, 2, 64, 0),
+    (Loss.LOGISTIC, 2, 3, 3, 2, 8, 40, 2, 2, 64, 1 << 29),   # with L2
+]
+
+
+@pytest.mark.parametrize("loss,degree,margin_range,copies,bits,rows,features,batch,epochs,line_bits,l2",
+                         CHEBYSHEV_CASES)
+def test_woven_core_chebyshev_equals_golden(loss, degree, margin_range, copies, bits, rows, features, batch, epochs,
+                                            line_bits, l2):
+    """ESTIMATOR.KIND chebyshev, d = 1..MAX_DEGREE: each row's margins from d + 1 copies, Horner as
+    golden.horner, G from factor 0: every snapshot and loss as the golden model's, the data read
+    as one command per group and factor (check_against_golden), and the estimator changes the
+    models (the test can fail)."""
+    kw = dict(rows=rows, features=features, bits=bits, batch=batch, epochs=epochs, copies=copies, line_bits=line_bits,
+              seed=rows * 3 + degree, layout="woven", loss=loss, step=0.2, l2=l2)
+    problem = make_problem(**kw, degree=degree, margin_range=margin_range)
+    assert problem.cfg.needs() & Built.CHEBYSHEV and problem.cfg.factors() == degree + 1
+    assert not np.array_equal(problem.golden.models, make_problem(**kw).golden.models)
+    check_against_golden(problem, *run_woven(problem, core_kw=dict(line_bits=line_bits, max_features=256)))
+
+
+@pytest.mark.parametrize("warm,start,count", [(True, 1, 5), (False, 3, 0)])
+def test_woven_core_chebyshev_in_resumed_runs_equals_golden(warm, start, count):
+    """Warm-started and bounded Chebyshev runs: a segment that starts mid-epoch reads each factor's
+    copy from the same group on (epoch 1's factor 0 is copy 1, its factor 2 copy 0)."""
+    problem = make_problem(rows=16, features=40, bits=2, batch=4, epochs=2, copies=3, seed=17, layout="woven",
+                           model_in=_model(40, 17) if warm else None, start_minibatch=start, max_minibatches=count,
+                           loss=Loss.LOGISTIC, step=0.2, degree=2, margin_range=3)
+    assert problem.cfg.needs() & Built.RESUME
+    check_against_golden(problem, *run_woven(problem))
+
+
+@pytest.mark.parametrize("setting", [dict(degree=0), dict(degree=3), dict(loss=Loss.SQUARED)])
+def test_woven_core_refuses_a_bad_chebyshev_estimator(setting):
+    """KIND chebyshev with DEGREE 0, more factors than COPIES, or least squares: BAD_ESTIMATOR."""
+    problem = make_problem(rows=4, features=8, bits=2, batch=2, copies=3, layout="woven", loss=Loss.HINGE,
+                           degree=1)
+    cfg = dataclasses.replace(problem.cfg, **setting)
+    assert cfg.error(max_features=256, built=WovenCore.built) is ErrorCode.BAD_ESTIMATOR
+    _, status, *_ = run_woven(dataclasses.replace(problem, cfg=cfg))
+    assert status.state == State.ERROR and status.error == ErrorCode.BAD_ESTIMATOR
+
+
+@pytest.mark.parametrize("at", [150, 400])
+def test_woven_core_reset_during_a_chebyshev_run_then_the_run_is_exact(at):
+    """RESET while the interleaver is issuing a segment's per-group commands (the shell takes a
+    command one cycle in twenty, so it is mid-segment): the abort waits for the command being
+    offered, drops the rest, drains the lines, and the next run (another degree) is exact."""
+    from core_models import pulse, set_config
+
+    first = make_problem(rows=16, features=40, bits=2, batch=4, epochs=2, copies=4, seed=21, layout="woven",
+                         loss=Loss.HINGE, degree=3)
+    p = make_problem(rows=16, features=40, bits=2, batch=4, epochs=2, copies=4, seed=21, layout="woven",
+                     loss=Loss.LOGISTIC, degree=2, margin_range=3)
+
+    async def script(ctx, core, shell):
+        set_config(ctx, core, first.cfg, first.run_id)
+        await pulse(ctx, core.start)
+        sigs = shell.signals()
+        for cycle in range(2000):
+            ctx.set(core.reset, cycle == at)
+            shell.drive(ctx)
+            st = shell.observe((await ctx.tick().sample(*sigs))[2:])
+            if cycle > at and st.state == State.IDLE:
+                break
+        else:
+            raise AssertionError("reset did not return to IDLE")
+        ctx.set(core.reset, 0)
+        for _ in range(5):
+            shell.drive(ctx)
+            shell.observe((await ctx.tick().sample(*sigs))[2:])
+        shell.writes.clear()
+        shell.write_log.clear()
+        shell.commands.clear()
+        set_config(ctx, core, p.cfg, p.run_id)
+        await pulse(ctx, core.start)
+
+    check_against_golden(p, *simulate(p, core_kw=SMALL, core_cls=WovenCore, script=script,
+                                      shell_kw=dict(p_cmd=0.05)))

@@ -25,7 +25,8 @@ from lowbit.contract.format import (EPOCH_RECORD, LAYOUTS, RECORD_BYTES, ROW_ALI
                            pack_words, unpack_record)
 from lowbit.contract.levels import optimal_levels
 from lowbit.contract.quant import code_table, double_sample, levels_to_fixed, uniform_levels
-from lowbit.contract.registers import BUILT_ALL, REG, Built, Ctrl, ErrorCode, State, code_table_address, encode_code_entry
+from lowbit.contract.registers import (BUILT_ALL, MAX_DEGREE, REG, Built, Ctrl, ErrorCode, State, code_table_address,
+                                       encode_code_entry)
 
 from .ccip_model import CcipHostModel, StormConfig
 from lowbit.contract.golden import EngineConfig, GoldenRun, _segments
@@ -235,7 +236,10 @@ class TB:
                             ("EPOCHS", cfg.epochs), ("COPIES", cfg.copies), ("STEP", cfg.step), ("RUN_ID", run_id),
                             ("MODEL_IN_ADDR", bufs.model_in.line_address if bufs.model_in is not None else 0),
                             ("WARM_START", int(cfg.warm_start)), ("START_MINIBATCH", cfg.start_minibatch),
-                            ("MAX_MINIBATCHES", cfg.max_minibatches), ("LOSS", cfg.loss)):
+                            ("MAX_MINIBATCHES", cfg.max_minibatches), ("LOSS", cfg.loss), ("L2", cfg.l2),
+                            ("ESTIMATOR", cfg.estimator_register()),
+                            *((f"POLY_{j}", int(cfg.poly[j]) & 0xFFFFFFFF if j < len(cfg.poly) else 0)
+                              for j in range(MAX_DEGREE + 1))):
             await self.write_reg(name, value)
 
     async def wait_end(self, timeout_cycles: int, status_buffer=None, run_id: int | None = None,

@@ -21,8 +21,9 @@ import cocotb
 
 from lowbit.contract.fixed import step_to_fixed
 from lowbit.contract.format import LAYOUTS, ROW_ALIGN
+from lowbit.contract.losses import chebyshev_poly
 from lowbit.contract.registers import (AFU_ID_H, AFU_ID_L, ARITH_VALUE, CODE_TABLE_BASE, DFH_VALUE, REG, REGISTERS,
-                              Access, Built, Ctrl, ErrorCode, Loss, State)
+                              Access, Built, Ctrl, ErrorCode, Estimator, Loss, State)
 
 from lowbit.contract import golden
 from .afu_tb import TB, fit_to_engine, make_dataset, random_config, scoreboard
@@ -52,7 +53,11 @@ async def good_run(tb: TB, seed: int, *, step: float | None = None, run_id: int 
     if step is None:
         step = min(0.5, 0.5 / (features * batch))
     cfg = EngineConfig(rows=rows, features=features, bits=bits, batch=batch, epochs=epochs,
-                       step=step_to_fixed(step), copies=copies, loss=int(p.get("loss", Loss.SQUARED)))
+                       step=step_to_fixed(step), copies=copies, loss=int(p.get("loss", Loss.SQUARED)),
+                       l2=int(p.get("l2", 0)),
+                       **({} if not p.get("degree") else dict(
+                           estimator=int(Estimator.CHEBYSHEV), degree=p["degree"], margin_range=3,
+                           poly=chebyshev_poly(Loss(p["loss"]), p["degree"], 3))))
     gold = golden.run(cfg, ds.codes, ds.labels_q, ds.table_m, ds.table_e)
     run_id = run_id if run_id is not None else (seed << 8) | 0x5
     res = await tb.train(ds, cfg, run_id)
@@ -72,6 +77,11 @@ async def random_configuration_matches_golden(dut, seed):
     p = seed_config(seed, caps["MAX_FEATURES"], caps["LANES"])
     if tb.built & Built.NONLINEAR:  # logistic and hinge on a third of the seeds each (labels read by sign)
         p["loss"] = Loss(seed % len(Loss))
+    if tb.built & Built.L2 and (seed // len(Loss)) % 2:  # L2 on every other triple of seeds: each loss
+        p["l2"] = int(np.random.default_rng([seed, 3]).integers(1, 1 << 31))
+    if tb.built & Built.CHEBYSHEV and p.get("loss") and (seed // 6) % 2:  # the Chebyshev estimator, d = 1..3
+        p["degree"] = 1 + (seed // 2) % 3
+        p["copies"] = max(p.get("copies", 1), p["degree"] + 1 + seed % 2)
     await good_run(tb, seed, **p)
 
 

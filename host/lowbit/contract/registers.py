@@ -288,11 +288,11 @@ REG: dict[str, Register] = {r.name: r for r in REGISTERS}
 
 #: The RW registers an RTL core samples at START, in this order: ``lowbit_hw.interfaces.RunConfig``
 #: is built from them, one field per register, named in lower case and as wide as the register.
-#: The other RW registers (SCRATCH, POLY_*) are storage no RTL core reads yet: they mean something only
-#: with a LOSS other than 0, which a build without it refuses (BUILT, NOT_BUILT).
+#: The other RW register (SCRATCH) is storage. POLY_* mean something only with ESTIMATOR.KIND
+#: chebyshev, which a build without it refuses (BUILT, NOT_BUILT).
 RUN_CONFIG = ("DATA_ADDR", "LABEL_ADDR", "MODEL_ADDR", "STATS_ADDR", "STATUS_ADDR", "ROWS", "FEATURES", "BITS",
               "BATCH", "EPOCHS", "COPIES", "STEP", "RUN_ID", "LOSS", "L2", "ESTIMATOR", "WARM_START",
-              "START_MINIBATCH", "MAX_MINIBATCHES", "MODEL_IN_ADDR")
+              "START_MINIBATCH", "MAX_MINIBATCHES", "MODEL_IN_ADDR") + tuple(f"POLY_{j}" for j in range(MAX_DEGREE + 1))
 #: The RO registers the core drives, in this order: ``lowbit_hw.interfaces.CoreStatus`` is built from
 #: them, STATUS by its fields, the others whole, named in lower case.
 CORE_STATUS = ("STATUS", "CYCLES", "READ_LINES", "WRITE_LINES", "STALL_CYCLES")

@@ -79,6 +79,7 @@ class Sequencer(wiring.Component):
             # core-facing
             "cfg": In(RunConfig), "start": In(1), "reset": In(1), "status": Out(CoreStatus),
             "data_cmd": Out(stream.Signature(ReadCommand)), "label_cmd": Out(stream.Signature(ReadCommand)),
+            "data_cmd_model": Out(1),  # the data command offered is a warm start's model read (not a segment's)
             "write": Out(stream.Signature(write_request_layout(line_bits))),
             "write_idle": In(1), "flush": Out(1), "read_idle": In(1),
             # datapath control
@@ -181,6 +182,7 @@ class Sequencer(wiring.Component):
         d_first_addr, l_first_addr = Signal(CCIP_ADDR_BITS), Signal(CCIP_ADDR_BITS)
         model_pending, on_model = Signal(), Signal()
         model_asked = Signal()  # this run's start model has been (or is being) read
+        m.d.comb += self.data_cmd_model.eq(on_model)
         cmd_state = []  # per stream: (first, left, done), set for the run in SETUP
         for cmd, issued, is_data in ((self.data_cmd, d_issued, True), (self.label_cmd, l_issued, False)):
             # the next command is the run's first / its last (left == 0) / all are out (done)

@@ -10,13 +10,14 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 
 from lowbit.contract.format import ROW_ALIGN, SUPPORTED_LINE_BITS
-from lowbit.contract.registers import Built, ErrorCode, Estimator, Loss, State
+from lowbit.contract.registers import MAX_DEGREE, REG, Built, ErrorCode, Estimator, Loss, State
 
 from ..core.model_loader import model_loader
 from ..core.params import check_max_features
 from ..core.sequencer import Sequencer
 from ..ecp5 import simple_dual_port_ram
 from ..interfaces import CoreSignature
+from .copies import CopyInterleaver
 from .dot import WovenDotUnit
 from .gradient import WovenGradientUnit
 from .table_scan import AffineTableScan
@@ -28,8 +29,9 @@ MAX_PLANES = 9
 
 class WovenCore(wiring.Component):
     """ZipML SGD on the woven layout, bit-exact with ``lowbit.contract.golden.run``: least squares,
-    and logistic and hinge loss with the naive estimator (``built``; ``margin.RowNonlinearity``),
-    warm-started and bounded runs (``RunSchedule``, ``model_loader``).
+    logistic and hinge loss with the naive or the Chebyshev estimator (``margin.RowNonlinearity``;
+    ``copies.CopyInterleaver`` reads each group from the estimator's ``d + 1`` copies), L2 (the
+    gradient unit), warm-started and bounded runs (``RunSchedule``, ``model_loader``): ``built``.
 
     Each line is one bit plane of 32 features of ``S = W/32`` rows, so the core takes one line per
     cycle whatever ``b`` is, and an epoch costs ``(b + 1)`` cycles per 32-feature chunk of each
@@ -51,21 +53,31 @@ class WovenCore(wiring.Component):
         64, 128, 256 or 512: ``S = line_bits / 32`` rows per line.
     max_features : int
         Multiple of 32 (model, G and the group buffer are sized by it).
+    l2 : bool
+        Build the L2 datapath (default): the L2 term's RAM (32 x 48 bits a model row, 43 DP16KD
+        at 32 features a row) and wider per-weight multipliers (no more MULT18X18D).
+        ``l2=False`` leaves it out, and ``built`` then lacks ``Built.L2`` (runs with L2 != 0
+        are refused with NOT_BUILT).
     """
 
     #: The optional datapaths this core has (its BUILT register; the sequencer refuses the rest):
-    #: LOSS logistic and hinge with the naive estimator, warm start and bounded runs. Not L2 or the
-    #: Chebyshev estimator.
-    built = Built.NONLINEAR | Built.RESUME
+    #: LOSS logistic and hinge, the Chebyshev estimator, L2 (unless built with ``l2=False``: the
+    #: instance's ``built`` says), warm start and bounded runs: all of them.
+    built = Built.NONLINEAR | Built.L2 | Built.CHEBYSHEV | Built.RESUME
 
-    def __init__(self, *, line_bits: int = 512, max_features: int = 8192):
+    def __init__(self, *, line_bits: int = 512, max_features: int = 8192, l2: bool = True):
         try:
             if line_bits not in SUPPORTED_LINE_BITS:
                 raise ValueError(f"line_bits must be one of {SUPPORTED_LINE_BITS}, got {line_bits!r}")
             check_max_features(max_features)
+            if not isinstance(l2, bool):
+                raise ValueError(f"l2 must be True or False, got {l2!r}")
         except ValueError:
             self._MustUse__silence = True
             raise
+        self.l2 = l2
+        if not l2:
+            self.built = type(self).built & ~Built.L2
         self.line_bits, self.max_features = line_bits, max_features
         self.lanes = ROW_ALIGN  # features per line; reported as CAPS.LANES
         self.samples = line_bits // ROW_ALIGN
@@ -100,15 +112,30 @@ class WovenCore(wiring.Component):
         m.submodules.buffer = buf = Memory(shape=W, depth=2 * self.slot_lines, init=[])
         buf_w, buf_r = buf.write_port(), buf.read_port()
         dot = WovenDotUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines)
-        grad = WovenGradientUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines)
+        grad = WovenGradientUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines, l2=self.l2)
         for name, block in (("dot", dot), ("gradient", grad)):
             m.submodules[name] = ResetInserter(seq.dp_rst)(block)
+        # (reset at a run's start; an abort lets it finish the command the shell is offered)
+        copies = m.submodules.copies = ResetInserter(seq.dp_rst & ~seq.drain)(CopyInterleaver())
 
         # ---- run control
         m.d.comb += [seq.cfg.eq(self.cfg), seq.start.eq(self.start), seq.reset.eq(self.reset),
                      self.status.eq(seq.status), seq.write_idle.eq(self.write_idle),
                      seq.read_idle.eq(self.read_idle), self.flush.eq(seq.flush)]
-        wiring.connect(m, wiring.flipped(self.data_cmd), seq.data_cmd)
+        # the data commands through the interleaver: per group, every factor's copy (Chebyshev)
+        # the registers the interleaver and the Chebyshev rows read, sampled at START
+        held = {name: Signal.like(self.cfg[name], name=f"held_{name}")
+                for name in ("data_addr", "copies", *(f"poly_{j}" for j in range(MAX_DEGREE + 1)))}
+        with m.If(self.start & (self.status.state != State.BUSY)):
+            m.d.sync += [v.eq(self.cfg[name]) for name, v in held.items()]
+        wiring.connect(m, seq.data_cmd, copies.cmd_in)
+        wiring.connect(m, wiring.flipped(self.data_cmd), copies.cmd_out)
+        group_lines = Signal(32)  # chunks * (b + 1), a sum of shifted copies of chunks (b + 1 <= 9)
+        bp1 = seq.bits + 1
+        m.d.sync += group_lines.eq(sum(Mux(bp1[i], seq.row_beats << i, 0) for i in range(4)))
+        m.d.comb += [copies.cmd_in_model.eq(seq.data_cmd_model), copies.group_lines.eq(group_lines),
+                     copies.copy_lines.eq(seq.data_lines), copies.copies.eq(held["copies"]),
+                     copies.data_addr.eq(held["data_addr"]), copies.drain.eq(seq.drain)]
         wiring.connect(m, wiring.flipped(self.label_cmd), seq.label_cmd)
         wiring.connect(m, wiring.flipped(self.write), seq.write)
         wiring.connect(m, wiring.flipped(self.table), scan.table)
@@ -129,13 +156,24 @@ class WovenCore(wiring.Component):
                      seq.core_busy.eq(scan.busy | scan_busy_d), seq.core_error.eq(core_error)]
         m.d.sync += [groups.eq(groups_now),
                      batch_groups.eq(Mux(seq.batch >= seq.rows, groups_now, seq.batch >> log_s))]
-        # LOSS and ESTIMATOR.KIND, held from START like the rest (the datapath reads loss_kind
-        # many cycles later, at the first epoch_start). KIND chebyshev never gets here: this
-        # core is built without it (the sequencer's NOT_BUILT).
+        # LOSS, L2 and ESTIMATOR, held from START like the rest (the datapath reads them many
+        # cycles later, at the first epoch_start). A build without L2 never runs with L2 != 0
+        # (the sequencer's NOT_BUILT).
         loss_kind, bad_loss, bad_estimator = Signal(2), Signal(), Signal()
+        l2 = Signal(32)
+        est = REG["ESTIMATOR"]
+        kind, degree, range_shift = (self.cfg.estimator[est.field(n).lsb:est.field(n).lsb + est.field(n).width]
+                                     for n in ("KIND", "DEGREE", "RANGE"))
+        cheb, degree_h, range_h = Signal(), Signal(4), Signal(3)
         with m.If(self.start & (self.status.state != State.BUSY)):
-            m.d.sync += [loss_kind.eq(self.cfg.loss), bad_loss.eq(self.cfg.loss > max(Loss)),
-                         bad_estimator.eq(self.cfg.estimator[:2] != Estimator.NAIVE)]
+            # the golden model's _loss_error: KIND naive takes any DEGREE and RANGE; chebyshev
+            # needs logistic or hinge, 1 <= d <= MAX_DEGREE and d + 1 copies (RANGE <= 7: any)
+            m.d.sync += [loss_kind.eq(self.cfg.loss), bad_loss.eq(self.cfg.loss > max(Loss)), l2.eq(self.cfg.l2),
+                         cheb.eq(kind == Estimator.CHEBYSHEV), degree_h.eq(degree), range_h.eq(range_shift),
+                         bad_estimator.eq((kind > Estimator.CHEBYSHEV)
+                                          | ((kind == Estimator.CHEBYSHEV)
+                                             & ((self.cfg.loss == Loss.SQUARED) | (degree == 0)
+                                                | (degree > MAX_DEGREE) | (self.cfg.copies <= degree))))]
         with m.If(~scan.affine):
             m.d.sync += core_error.eq(ErrorCode.BAD_TABLE)
         with m.Elif((seq.batch < seq.rows) & (seq.batch[:log_s] != 0)):
@@ -165,10 +203,13 @@ class WovenCore(wiring.Component):
                          unit.groups.eq(groups), unit.batch_groups.eq(batch_groups)]
         # The logistic and hinge gradients have no double-sampling correction (golden: it belongs
         # to least squares' x x^T): with e_odd = 0 the gradient unit's q = rnd(0 * w, 8) is 0.
+        factors_m1 = Signal(4)  # d (Chebyshev), else 0: the copies a group is read from, less one
+        m.d.sync += factors_m1.eq(Mux(cheb, degree_h, 0))
         e_odd = Signal.like(scan.e_odd)
         m.d.sync += e_odd.eq(Mux(loss_kind == Loss.SQUARED, scan.e_odd, 0))
         m.d.comb += [dot.running.eq(seq.running), dot.rows.eq(seq.seg_rows), dot.m0.eq(scan.m0),
-                     dot.loss_kind.eq(loss_kind),
+                     dot.loss_kind.eq(loss_kind), dot.factors_m1.eq(factors_m1), copies.factors_m1.eq(factors_m1),
+                     dot.range_shift.eq(range_h), dot.poly.eq(Cat(*(held[f"poly_{j}"] for j in range(MAX_DEGREE + 1)))),
                      dot.delta.eq(scan.delta), dot.upd_written.eq(grad.upd_written),
                      dot.groups_read.eq(grad.groups_read),
                      model.a_addr.eq(Mux(seq.snapshot, seq.model_addr, dot.model_addr)),
@@ -188,6 +229,7 @@ class WovenCore(wiring.Component):
         m.d.comb += seq.primed.eq(primed)
         m.d.comb += [grad.clear.eq(seq.clear), seq.clear_busy.eq(grad.clear_busy),
                      grad.features.eq(seq.features), grad.step.eq(seq.step), grad.e_odd.eq(e_odd),
+                     grad.l2.eq(l2), grad.nonlinear.eq(loss_kind != Loss.SQUARED),
                      buf_r.addr.eq(grad.buf_addr), grad.buf_data.eq(buf_r.data),
                      model.b_addr.eq(grad.model_r_addr), grad.model_r_data.eq(model.b_data),
                      model.w_en.eq(grad.model_w_en | loader.w_en),

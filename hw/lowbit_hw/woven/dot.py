@@ -8,6 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from lowbit.contract.fixed import CODE_FRAC, M_BITS
 from lowbit.contract.format import ROW_ALIGN
+from lowbit.contract.registers import MAX_DEGREE
 
 from ..ecp5 import PipelinedMul, pipelined_sum
 from .arith import add_levels, delay, register_all
@@ -36,6 +37,12 @@ class WovenDotUnit(wiring.Component):
     up to date (interlock: the first group of minibatch ``q >= 1`` reads chunk ``c`` only after
     the update of minibatch ``q - 1`` has written ``(q-1)*chunks + c + 1`` chunks this epoch), and,
     for a group's last line, its label line is there and a residual record slot is free.
+
+    Chebyshev estimator (``factors_m1 = d > 0``): a group comes ``d + 1`` times, once from each
+    factor's copy (``CopyInterleaver``); every factor's last line gives its dot products to the row
+    unit (at least ``RowNonlinearity.factor_gap`` cycles apart), only factor 0's lines go to the
+    group buffer, the label line is taken with factor 0's last line, the record slot with the
+    group's last, and factors after the first do not wait for the interlock (factor 0 did).
 
     Pipeline (line taken at t): t model read issued, buffer written; t+1 model word out of the RAM;
     t+2 registered, with the words' pair sums; t+3, t+4 the per-row adder trees over 16 pair terms
@@ -67,6 +74,8 @@ class WovenDotUnit(wiring.Component):
             "batch_groups": In(32),  # groups per minibatch (>= groups: one minibatch per epoch)
             "m0": In(signed(M_BITS)), "delta": In(signed(M_BITS + 1)),
             "loss_kind": In(2),  # LOSS, held for the run
+            # the Chebyshev estimator (held for the run): d (0: one copy a row), POLY_0..POLY_d, RANGE
+            "factors_m1": In(4), "poly": In(data.ArrayLayout(signed(32), MAX_DEGREE + 1)), "range_shift": In(3),
             "upd_written": In(32), "groups_read": In(32),
             "model_addr": Out(range(max_chunks)),
             "model_data": In(data.ArrayLayout(signed(32), CHUNK)),
@@ -99,10 +108,23 @@ class WovenDotUnit(wiring.Component):
         m.d.sync += [chunks_m1.eq(self.chunks - 1), chunks_p1.eq(self.chunks + 1),
                      bg_m1.eq(self.batch_groups - 1)]
 
+        # Chebyshev: each group is read d + 1 times, factor f = 0 .. d (copies in the order 0, d, .., 1:
+        # CopyInterleaver); only factor 0's lines go to the group buffer. One factor otherwise.
+        f = Signal(4)
+        fm1 = Signal(4, reset_less=True)
+        m.d.sync += fm1.eq(self.factors_m1)
+        cheb = fm1 != 0
+        f0, f_last = f == 0, f == fm1
         last_plane = k == self.bits
         last_chunk = c == chunks_m1
-        last_line = last_plane & last_chunk
+        last_fline = last_plane & last_chunk      # a factor's last line: its dot products
+        last_line = last_fline & f_last           # the group's last line
+        label_line = last_fline & f0              # the label line is taken with factor 0's dot products
         ends_mb = mb_left == 0
+        # Chebyshev: a factor's dot products reach the row unit at least factor_gap cycles after the
+        # previous factor's, so each Horner step has the last one's h (RowNonlinearity.factor_gap)
+        wait = Signal(range(RowNonlinearity.factor_gap))
+        gap_ok = ~last_fline | (wait == 0)
         # done (g == groups) is a register of its own, set as the last group is taken: it gates
         # every line's ready, so it must not be a 32-bit compare.
         groups_m1 = Signal(32, reset_less=True)
@@ -121,16 +143,24 @@ class WovenDotUnit(wiring.Component):
         free, wrap_free = Signal(init=1), Signal(init=1)
         unlocked, slot_free = Signal(), Signal()
         credit = pending < 2
-        ok = self.running & ~self.done & slot_free & unlocked & (~last_line | (self.labels.valid & credit))
+        ok = (self.running & ~self.done & slot_free & unlocked & gap_ok & (~label_line | self.labels.valid)
+              & (~last_line | credit))
         fire = Signal()
         m.d.comb += [self.lines.ready.eq(ok), fire.eq(ok & self.lines.valid),
-                     self.labels.ready.eq(ok & self.lines.valid & last_line),
+                     self.labels.ready.eq(ok & self.lines.valid & label_line),
                      self.stall.eq(self.running & ~self.done & slot_free & unlocked & ~self.lines.valid),
                      self.model_addr.eq(c),
-                     self.buf_en.eq(fire), self.buf_addr.eq(Cat(idx, g[0])), self.buf_data.eq(self.lines.payload)]
+                     self.buf_en.eq(fire & f0), self.buf_addr.eq(Cat(idx, g[0])), self.buf_data.eq(self.lines.payload)]
+        with m.If(fire & last_fline):
+            m.d.sync += wait.eq(Mux(cheb, RowNonlinearity.factor_gap - 1, 0))
+        with m.Elif(wait != 0):
+            m.d.sync += wait.eq(wait - 1)
         upd = self.upd_written
-        stay_ok = free | (upd >= need)
-        next_ok = Mux(last_line, wrap_free | (upd >= wrap_need), Mux(last_plane, free | (upd > need), stay_ok))
+        # factors after the first read the chunks factor 0 was let read: no wait
+        later = Signal()  # f != 0, as a register
+        stay_ok = free | later | (upd >= need)
+        next_ok = Mux(last_line, wrap_free | (upd >= wrap_need),
+                      Mux(last_fline, 1, Mux(last_plane, free | later | (upd > need), stay_ok)))
         in_flight = g - self.groups_read
         m.d.sync += [unlocked.eq(Mux(fire, next_ok, stay_ok)),
                      slot_free.eq(Mux(fire & last_line, in_flight < 1, in_flight < 2))]
@@ -139,7 +169,8 @@ class WovenDotUnit(wiring.Component):
         m.d.sync += [wrap_need.eq(Mux(ends_mb, Mux(mb_first, 1, lbc1), lb1)), wrap_free.eq(mb_first & ~ends_mb)]
 
         with m.If(self.start):
-            m.d.sync += [g.eq(0), c.eq(0), k.eq(0), idx.eq(0), mb_left.eq(bg_m1), mb_first.eq(1), lb1.eq(1),
+            m.d.sync += [g.eq(0), c.eq(0), k.eq(0), f.eq(0), later.eq(0), wait.eq(0), idx.eq(0), mb_left.eq(bg_m1),
+                         mb_first.eq(1), lb1.eq(1),
                          lbc1.eq(chunks_p1), rows_left.eq(self.rows), self.loss.eq(0), free.eq(1), unlocked.eq(1),
                          slot_free.eq(1), self.done.eq(0)]
         with m.Elif(fire):
@@ -147,7 +178,10 @@ class WovenDotUnit(wiring.Component):
             with m.If(last_plane):
                 m.d.sync += [k.eq(0), c.eq(c + 1), need.eq(need + 1)]
                 with m.If(last_chunk):
-                    m.d.sync += [c.eq(0), idx.eq(0), g.eq(g + 1), rows_left.eq(rows_left - S), self.done.eq(g == groups_m1),
+                    m.d.sync += [c.eq(0), f.eq(f + 1), later.eq(1)]
+                with m.If(last_line):
+                    m.d.sync += [f.eq(0), later.eq(0), idx.eq(0), g.eq(g + 1), rows_left.eq(rows_left - S),
+                                 self.done.eq(g == groups_m1),
                                  mb_left.eq(mb_left - 1), need.eq(wrap_need), free.eq(wrap_free)]
                     with m.If(ends_mb):
                         m.d.sync += [mb_left.eq(bg_m1), mb_first.eq(0), lb1.eq(Mux(mb_first, 1, lbc1)),
@@ -155,11 +189,15 @@ class WovenDotUnit(wiring.Component):
 
         # ---- t+1: model words arrive (synchronous read); register the line with them
         p1 = dict(valid=Signal(), line=Signal(W), k=Signal(4), first=Signal(), last=Signal(),
-                  y=Signal(W), mask=Signal(S))
+                  y=Signal(W), mask=Signal(S), fac0=Signal(), flast=Signal())
         mask_now = Cat(rows_left > s for s in range(S))
+        y_hold = Signal(W, reset_less=True)  # the group's labels, for its factors after the first
+        with m.If(fire & label_line):
+            m.d.sync += y_hold.eq(self.labels.payload)
         m.d.sync += [p1["valid"].eq(fire), p1["line"].eq(self.lines.payload), p1["k"].eq(k),
-                     p1["first"].eq((c == 0) & (k == 0)), p1["last"].eq(last_line),
-                     p1["y"].eq(self.labels.payload), p1["mask"].eq(mask_now)]
+                     p1["first"].eq((c == 0) & (k == 0)), p1["last"].eq(last_fline),
+                     p1["y"].eq(Mux(f0, self.labels.payload, y_hold)), p1["mask"].eq(mask_now),
+                     p1["fac0"].eq(f0), p1["flast"].eq(f_last)]
 
         def stage(prev, name):
             nxt = {n: Signal.like(v, name=f"{name}_{n}") for n, v in prev.items()}
@@ -205,6 +243,7 @@ class WovenDotUnit(wiring.Component):
         fin_valid = Signal()
         fin_y = Signal(W, reset_less=True)
         fin_mask = Signal(S, reset_less=True)
+        fin_fac0, fin_flast = Signal(reset_less=True), Signal(reset_less=True)
         m.d.sync += fin_valid.eq(p6["valid"] & p6["last"])
         with m.If(p6["valid"]):
             new = [Mux(p6["first"], 0, acc[s]) + shifted[s] for s in range(S)]
@@ -213,7 +252,8 @@ class WovenDotUnit(wiring.Component):
             m.d.sync += sumw.eq(new_w)
             with m.If(p6["last"]):
                 m.d.sync += [fin[s].eq(new[s]) for s in range(S)]
-                m.d.sync += [fin_sumw.eq(new_w), fin_y.eq(p6["y"]), fin_mask.eq(p6["mask"])]
+                m.d.sync += [fin_sumw.eq(new_w), fin_y.eq(p6["y"]), fin_mask.eq(p6["mask"]),
+                             fin_fac0.eq(p6["fac0"]), fin_flast.eq(p6["flast"])]
 
         # ---- once per group, fully pipelined (MULT18X18D with their registers, ecp5.PipelinedMul):
         #   s_s = delta * fin_s + m0 * sum w + 2^14          (rnd(., 15) = s >> 15)
@@ -238,12 +278,16 @@ class WovenDotUnit(wiring.Component):
         lat_dot = lat_a + lat_sum
         y_d = delay(m, fin_y, lat_dot, "y")
         mask_d = delay(m, fin_mask, lat_dot, "mask")
+        fac0_d = delay(m, fin_fac0, lat_dot, "fac0")
+        flast_d = delay(m, fin_flast, lat_dot, "flast")
         valid_d = delay(m, fin_valid, lat_dot, "fin_valid", reset_less=False)
 
         # ---- each row's residual and the group's loss, for the run's LOSS (margin.py)
         nl = m.submodules.nonlinearity = RowNonlinearity(samples=S, dot_width=len(dots[0]))
         m.d.comb += [nl.kind.eq(self.loss_kind), nl.valid.eq(valid_d), nl.mask.eq(mask_d), nl.y.eq(y_d),
-                     nl.dot.eq(Cat(*dots))]
+                     nl.dot.eq(Cat(*dots)), nl.cheb.eq(self.factors_m1 != 0), nl.degree.eq(self.factors_m1),
+                     nl.first_factor.eq(fac0_d), nl.last_factor.eq(flast_d), nl.poly.eq(self.poly),
+                     nl.range_shift.eq(self.range_shift)]
         r = [nl.r[s] for s in range(S)]
         mask_r, valid_r = nl.r_mask, nl.r_valid
 

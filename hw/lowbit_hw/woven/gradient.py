@@ -7,6 +7,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from lowbit.contract.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, STEP_FRAC, rshift_round
+from lowbit.contract.golden import L2_SHIFT
 from lowbit.contract.format import MAX_BITS, ROW_ALIGN
 
 from ..ecp5 import PipelinedMul, simple_dual_port_ram
@@ -47,17 +48,28 @@ class WovenGradientUnit(wiring.Component):
     (two adder levels in the row trees). The update (end of a minibatch) runs half a chunk per
     cycle through 16 ``PipelinedMul`` for ``gs * step`` and 16 for ``e_odd * w`` (chunks end >= 2
     cycles apart): u+8 ``rnd(G, 15)``, u+9 ``gs``, u+9/u+10 the halves enter, model written at
-    u+16, ``q`` at u+22.
+    u+16, ``q`` at u+21 (u+22 built with ``l2=False``), ``nd`` at u+21 or u+23.
+
+    L2 (``l2``, unless built with ``l2=False``): ``G_j += count * nd_j`` per group in the same
+    correction tree, ``nd_j = -rnd(L2 * w0_j, 17)`` from the same 16 per-weight multipliers (their
+    operand 33 bits wide), kept in a RAM of its own: for logistic and hinge instead of ``q`` (0
+    there), for least squares after it, the row's halves a second time (a minibatch's last group
+    then waits ``3 - b`` cycles after each chunk when b < 3, so chunks end >= 4 cycles apart).
+    Summed over a minibatch's groups that is golden's ``n_b * rnd(L2 * w0_j, 17)``.
     """
 
-    def __init__(self, *, line_bits: int, max_chunks: int, slot_lines: int):
+    def __init__(self, *, line_bits: int, max_chunks: int, slot_lines: int, l2: bool = True):
         self.line_bits, self.max_chunks, self.slot_lines = line_bits, max_chunks, slot_lines
+        self.with_l2 = bool(l2)
         S = self.samples = line_bits // CHUNK
         super().__init__({
             "residuals": In(stream.Signature(residual_layout(S))),
             "start": In(1), "clear": In(1), "clear_busy": Out(1),
             "chunks": In(range(max_chunks + 1)), "bits": In(4), "groups": In(32),
             "batch_groups": In(32), "features": In(24), "step": In(32), "e_odd": In(CORR_BITS),
+            # L2 (the register, held for the run) and whether the loss is not least squares (then
+            # the per-weight multipliers are free for L2: e_odd is 0)
+            "l2": In(32), "nonlinear": In(1),
             "buf_addr": Out(range(2 * slot_lines)), "buf_data": In(line_bits),
             "model_r_addr": Out(range(max_chunks)), "model_r_data": In(data.ArrayLayout(signed(32), CHUNK)),
             "model_w_en": Out(1), "model_w_addr": Out(range(max_chunks)),
@@ -79,6 +91,10 @@ class WovenGradientUnit(wiring.Component):
         # wrote it has reached the model and the dot pass has read it (the dot interlock).
         g_mem = simple_dual_port_ram(m, platform, shape=g_row, depth=C, name="g_mem")
         q_mem = simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="q_mem")
+        # nd_j = -rnd(L2 * w0_j, 17), the L2 term of the minibatch's model, written and read as q
+        # is (the same rule holds: its writes come at most 2 cycles after q's); kept negated so
+        # that it joins the correction tree, which is subtracted, as count * nd.
+        d_mem = simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="d_mem") if self.with_l2 else None
 
         # The run's sizes less one, as registers (a group's "last of its minibatch" is then two
         # equality tests on registers, not a sum compared with a sum).
@@ -132,9 +148,22 @@ class WovenGradientUnit(wiring.Component):
         m.d.sync += gap.eq(Mux(gap == GROUP_GAP, gap, gap + 1))
         last_plane = kk == 0
         last_chunk = c == chunks_m1
-        issue = busy
+        # L2 with least squares: each updated row goes through the per-weight multipliers twice
+        # (q, then the L2 term), 4 cycles a chunk, so a minibatch's last group waits ``pad`` cycles
+        # after each chunk when its (b + 1) planes are fewer (b < 3). Nothing else waits.
+        two_pass = Signal(reset_less=True)
+        pad = Signal(2, reset_less=True)
+        idle = Signal(2)
+        if self.with_l2:
+            m.d.sync += [two_pass.eq(~self.nonlinear & (self.l2 != 0)),
+                         pad.eq(Mux(two_pass & (self.bits < 3), 3 - self.bits, 0))]
+        priming = Signal()                            # the group is a priming pass (no rows)
+        prime_pad = Signal(2, reset_less=True)        # its two planes a chunk, kept 4 apart with L2
+        if self.with_l2:
+            m.d.sync += prime_pad.eq(Mux(two_pass, 2, 0))
+        issue = busy & (idle == 0)
         with m.If(self.start):
-            m.d.sync += [gg.eq(0), mb_left.eq(bg_m1), busy.eq(0), self.groups_read.eq(0), gap.eq(GROUP_GAP),
+            m.d.sync += [gg.eq(0), mb_left.eq(bg_m1), busy.eq(0), self.groups_read.eq(0), gap.eq(GROUP_GAP), idle.eq(0),
                          at_last_group.eq(groups_m1 == 0)]
         with m.Elif(take):
             last_of_mb = at_mb_end | at_last_group
@@ -145,19 +174,24 @@ class WovenGradientUnit(wiring.Component):
                     m.d.sync += [pairs[i][p].eq(d_in[2 * p] + d_in[2 * p + 1]) for p in range(S // 2)]
             # A record of no rows (count 0: a warm start's priming pass) adds nothing to G at any
             # plane, so it reads only planes 1 and 0 of each chunk (two, as the update's half
-            # chunks need): its update comes (b - 1) * chunks cycles sooner.
-            top_new = Mux(self.residuals.payload.count == 0, 1, self.bits)
+            # chunks need; with L2's two passes, 2 idle cycles keep chunks 4 apart): its update
+            # comes (b - 1) * chunks cycles sooner.
+            none = self.residuals.payload.count == 0
+            top_new = Mux(none, 1, self.bits)
             m.d.sync += [busy.eq(1), c.eq(0), kk.eq(top_new), top.eq(top_new), cbase.eq(0), addr.eq(top_new),
-                         ends_mb.eq(last_of_mb), gap.eq(0),
+                         ends_mb.eq(last_of_mb), gap.eq(0), idle.eq(0), priming.eq(none),
                          mb_left.eq(Mux(last_of_mb, bg_m1, mb_left - 1))]
         with m.Elif(issue):
             m.d.sync += [kk.eq(kk - 1), addr.eq(addr - 1)]
             with m.If(last_plane):
                 m.d.sync += [kk.eq(top), c.eq(c + 1), cbase.eq(cbase + self.bits + 1),
-                             addr.eq(cbase + self.bits + 1 + top)]
+                             addr.eq(cbase + self.bits + 1 + top),
+                             idle.eq(Mux(ends_mb, Mux(priming, prime_pad, pad), 0))]
                 with m.If(last_chunk):
                     m.d.sync += [busy.eq(0), gg.eq(gg + 1), self.groups_read.eq(self.groups_read + 1),
                                  at_last_group.eq(gg == groups_m2)]
+        with m.Elif(busy):
+            m.d.sync += idle.eq(idle - 1)
         m.d.comb += self.buf_addr.eq(Cat(addr, gg[0]))
 
         def stage(prev, name):
@@ -196,13 +230,20 @@ class WovenGradientUnit(wiring.Component):
             parts.append(register_all(m, add_levels(terms, 2), f"gpart_{f}"))
             m.d.sync += nodd[f].eq(sum(hit[s] & rec2.valid[s] for s in range(S)))
         m.d.comb += [q_mem.r_addr.eq(u2["c"]), g_mem.r_addr.eq(u3["c"])]
+        if self.with_l2:
+            m.d.comb += d_mem.r_addr.eq(u2["c"])
 
         # ---- u+4: per-feature sums t; n_odd * q as shifted copies of q (no multiplier); G + m0 * sum r
         u4 = stage(u3, "u4")
         t = [register_all(m, add_levels(parts[f], 2), f"t4_{f}") for f in range(CHUNK)]
         assert all(len(v) == 1 for v in t), "S <= 16: two levels of rows, two of partial sums"
-        cterms = [register_all(m, add_levels([Mux(nodd[f][i], q_mem.r_data[f] << i, 0) for i in range(nodd_w)], 2),
-                               f"corr4_{f}") for f in range(CHUNK)]
+        # (with L2: plus count * nd_j, the group's real rows times -rnd(L2 * w0_j, 17); over the
+        # minibatch's groups that is golden's n_b * rnd(L2 * w0_j, 17), added to G in another order,
+        # which modulo 2^64 is the same sum)
+        l2_terms = ([[Mux(u3["count"][i], d_mem.r_data[f] << i, 0) for i in range(len(u3["count"]))]
+                     for f in range(CHUNK)] if self.with_l2 else [[] for _ in range(CHUNK)])
+        cterms = [register_all(m, add_levels([Mux(nodd[f][i], q_mem.r_data[f] << i, 0) for i in range(nodd_w)]
+                                             + l2_terms[f], 2), f"corr4_{f}") for f in range(CHUNK)]
         m0r4 = Mux(u4["parity"], recs[1].m0r, recs[0].m0r)
         gm = [Signal(signed(64), name=f"gm5_{f}", reset_less=True) for f in range(CHUNK)]
         m.d.sync += [gm[f].eq(g_mem.r_data[f] + m0r4) for f in range(CHUNK)]
@@ -312,20 +353,66 @@ class WovenGradientUnit(wiring.Component):
                          self.rows_done.eq(self.rows_done + wb_rows + up_rows)]
 
         # ---- q = rnd(e_odd * w, 8) for the next minibatch, through 16 more multipliers
-        e_s = Cat(self.e_odd, Const(0, 1)).as_signed()
-        q_h = [Signal(signed(48), name=f"q_{i}", reset_less=True) for i in range(H)]
-        lat_q = None
-        q_lo = [Signal(signed(48), name=f"q_lo_{i}", reset_less=True) for i in range(H)]
+        if not self.with_l2:
+            e_s = Cat(self.e_odd, Const(0, 1)).as_signed()
+            q_h = [Signal(signed(48), name=f"q_{i}", reset_less=True) for i in range(H)]
+            lat_q = None
+            q_lo = [Signal(signed(48), name=f"q_lo_{i}", reset_less=True) for i in range(H)]
+            for i in range(H):
+                unit = m.submodules[f"mul_e_{i}"] = PipelinedMul(CORR_BITS + 1, 32, 1 << (CORR_SHIFT - 1))
+                m.d.comb += [unit.a.eq(e_s), unit.b.eq(w_h[i])]
+                with m.If(clear_now):
+                    m.d.sync += [q_h[i].eq(0), q_lo[i].eq(0)]
+                with m.Else():
+                    m.d.sync += [q_h[i].eq(unit.p >> CORR_SHIFT), q_lo[i].eq(q_h[i])]
+                lat_q = unit.latency
+            qw = delay(m, wr, lat_q + 1, "q_wr", reset_less=False)
+            qw_c = delay(m, wr_c, lat_q + 1, "q_wr_c")
+            m.d.comb += [q_mem.w_en.eq(clearing | qw), q_mem.w_addr.eq(Mux(clearing, clr_addr, qw_c))]
+            m.d.comb += q_mem.w_data.eq(Cat(*q_lo, *q_h))
+            return m
+
+        # ---- with L2: the same 16 multipliers, one operand wider (33 x 32 bits is still 2 x 2
+        # MULT18X18D, as 25 x 32 was), give q = rnd(e_odd * w, 8) and nd = -rnd(L2 * w, 17):
+        #   least squares, L2 = 0:  pass A (e_odd) -> q RAM              (as without L2)
+        #   other losses:           pass A (-L2)   -> d RAM              (e_odd is 0 there: q stays 0)
+        #   least squares, L2 != 0: pass A (e_odd) -> q RAM, then pass B (-L2) -> d RAM, the row's
+        #                           two halves again 2 cycles later (``pad`` keeps chunks 4 apart)
+        # -rnd(x, 17) = floor((-x + 2^16 - 1) / 2^17): the negation rides in the operand (-L2 fits
+        # 33 bits) and the rounding constant is added after the product, by mode.
+        nl = Signal(reset_less=True)
+        m.d.sync += nl.eq(self.nonlinear)
+        e_s = Cat(self.e_odd, Const(0, 9)).as_signed()          # 33 bits, >= 0
+        nl2_s = Signal(signed(33), reset_less=True)
+        m.d.sync += nl2_s.eq(-Cat(self.l2, Const(0, 1)).as_signed())
+        pre = delay(m, pb, lat_step, "x_pre", reset_less=False)     # pass A's first half (w_h: 0-15)
+        pass_b = Signal()                                             # pass B: both halves from w_b
+        b1 = delay(m, wr, 1, "x_b1", reset_less=False)
+        b2 = delay(m, b1, 1, "x_b2", reset_less=False)
+        m.d.comb += pass_b.eq(two_pass & (b1 | b2))
+        use_l2 = pass_b | (nl & (pre | wr))
+        x_h = [Signal(signed(48), name=f"x_{i}", reset_less=True) for i in range(H)]
+        x_lo = [Signal(signed(48), name=f"x_lo_{i}", reset_less=True) for i in range(H)]
+        lat_x = None
         for i in range(H):
-            unit = m.submodules[f"mul_e_{i}"] = PipelinedMul(CORR_BITS + 1, 32, 1 << (CORR_SHIFT - 1))
-            m.d.comb += [unit.a.eq(e_s), unit.b.eq(w_h[i])]
+            unit = m.submodules[f"mul_x_{i}"] = PipelinedMul(33, 32)
+            w_b = delay(m, w_lo[i], 1, f"w_b_{i}")   # the row's halves again, 0-15 then 16-31
+            m.d.comb += [unit.a.eq(Mux(use_l2, nl2_s, e_s)), unit.b.eq(Mux(pass_b, w_b, w_h[i]))]
+            lat_x = unit.latency
+            l2_out = delay(m, use_l2, lat_x, f"x_l2_{i}")
             with m.If(clear_now):
-                m.d.sync += [q_h[i].eq(0), q_lo[i].eq(0)]
+                m.d.sync += [x_h[i].eq(0), x_lo[i].eq(0)]
             with m.Else():
-                m.d.sync += [q_h[i].eq(unit.p >> CORR_SHIFT), q_lo[i].eq(q_h[i])]
-            lat_q = unit.latency
-        qw = delay(m, wr, lat_q + 1, "q_wr", reset_less=False)
-        qw_c = delay(m, wr_c, lat_q + 1, "q_wr_c")
-        m.d.comb += [q_mem.w_en.eq(clearing | qw), q_mem.w_addr.eq(Mux(clearing, clr_addr, qw_c))]
-        m.d.comb += q_mem.w_data.eq(Cat(*q_lo, *q_h))
+                m.d.sync += [x_h[i].eq(Mux(l2_out, (unit.p + (1 << (L2_SHIFT - 1)) - 1) >> L2_SHIFT,
+                                           (unit.p + (1 << (CORR_SHIFT - 1))) >> CORR_SHIFT)),
+                             x_lo[i].eq(x_h[i])]
+        qw = delay(m, wr, lat_x + 1, "q_wr", reset_less=False)       # pass A's row complete
+        qw_c = delay(m, wr_c, lat_x + 1, "q_wr_c")
+        dw = delay(m, qw, 2, "d_wr", reset_less=False)              # pass B's
+        dw_c = delay(m, qw_c, 2, "d_wr_c")
+        m.d.comb += [q_mem.w_en.eq(clearing | (qw & ~nl)), q_mem.w_addr.eq(Mux(clearing, clr_addr, qw_c)),
+                     q_mem.w_data.eq(Cat(*x_lo, *x_h)),
+                     d_mem.w_en.eq(clearing | (qw & nl) | (dw & two_pass)),
+                     d_mem.w_addr.eq(Mux(clearing, clr_addr, Mux(nl, qw_c, dw_c))),
+                     d_mem.w_data.eq(Cat(*x_lo, *x_h))]
         return m

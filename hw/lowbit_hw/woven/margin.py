@@ -32,6 +32,16 @@ Pipeline (input ``valid`` at cycle 0; every stage one carry chain, a ROM read or
 The outputs of the modes leave at their own latencies (``r_latency``): the mode is a register
 held for the whole run, so squared runs keep their timing cycle for cycle.
 
+Chebyshev estimator (``cheb``; logistic and hinge): a group's dot products come once per
+*factor*, ``d + 1`` times, factor 0 first (``first_factor``: its margin gives the loss, as above;
+its ``r`` is not used), then the factors of copies ``d, d-1, .., 1`` (``golden.horner``; the last
+has ``last_factor``). Per row, one Horner step per factor after the first, through the row's
+multiplier (``b`` widened to 33 bits for ``c``, still 2 x 2 MULT18X18D): 3 ``c`` = ``t`` clamped
+to ``+-2^(24+RANGE)``, ``h * c`` enters; 7 it leaves, ``+ 2^(23+RANGE)``; 8 ``>> (24 + RANGE)``;
+9 ``h = sat32(POLY_j + .)``; after the last factor 10 ``r = sat32(s h)`` = ``r`` out. ``h``
+starts at ``POLY_d`` with factor 0. A step needs the previous step's ``h`` at its cycle 3, so
+factors must come ``factor_gap`` cycles apart (the dot unit waits when a factor is shorter).
+
 Parameters
 ----------
 samples : int
@@ -50,7 +60,7 @@ from amaranth.lib.wiring import In, Out
 
 from lowbit.contract.fixed import CODE_FRAC, LOSS_FRAC, LOSS_SHIFT, MODEL_FRAC
 from lowbit.contract.losses import LOSS_TABLE, PHI_TABLE, SEG_SHIFT, TABLE_LO, TABLE_SEGMENTS
-from lowbit.contract.registers import Loss
+from lowbit.contract.registers import MAX_DEGREE, MAX_RANGE_SHIFT, Loss
 
 from ..ecp5 import PipelinedMul, pipelined_sum
 from .arith import delay, sat32
@@ -63,8 +73,13 @@ TOP_BIT = (-TABLE_LO).bit_length() - 1                 # 27
 assert -TABLE_LO == 1 << TOP_BIT and TABLE_SEGMENTS == 1 << (TOP_BIT + 1 - SEG_SHIFT)
 #: ``l(t)`` (at 2^-24) is shifted by this much onto the loss accumulator's 2^-32.
 ROW_LOSS_SHIFT = LOSS_FRAC - MODEL_FRAC               # 8
-#: Operand width of each row's multiplier: least squares' ``r * r`` (int32 x int32).
+#: Operand widths of each row's multiplier: least squares' ``r * r`` (int32 x int32), and the
+#: Chebyshev estimator's ``h * c`` (int32 x a margin clamped to +-2^31: 33 bits; still 2 x 2 limbs).
 MUL_WIDTH = 32
+MUL_B_WIDTH = 33
+#: Chebyshev, cycles after ``valid``: ``h * c`` enters the multiplier (``c`` registered at 3); the
+#: new ``h`` is written (the end of 9: the product at 7, + 2^(23+R) at 8, the shift at 9); ``r`` out.
+H_IN, H_H, H_R = 3, 9, 11
 
 
 def _signed_width(values) -> int:
@@ -90,6 +105,11 @@ def table_rom_init() -> list[dict]:
 class RowNonlinearity(wiring.Component):
     """Each row's ``r`` and the group's loss, for the LOSS held in ``kind`` (the module docstring)."""
 
+    #: Chebyshev: cycles between two factors' ``valid`` at least (a Horner step's ``h`` is ready 7
+    #: cycles after its ``c`` entered the multiplier at 3, the next step's enters at its own 3; one
+    #: cycle in hand).
+    factor_gap = 8
+
     def __init__(self, *, samples: int, dot_width: int):
         try:
             if not isinstance(samples, int) or samples < 1 or samples & (samples - 1):
@@ -101,7 +121,7 @@ class RowNonlinearity(wiring.Component):
             self._MustUse__silence = True
             raise
         self.samples, self.dot_width = samples, dot_width
-        probe = PipelinedMul(MUL_WIDTH, MUL_WIDTH)  # only asked for its latency (the rows build their own)
+        probe = PipelinedMul(MUL_WIDTH, MUL_B_WIDTH)  # only asked for its latency (the rows build their own)
         probe._MustUse__silence = True
         mul_latency = probe.latency
         sum_levels = (samples - 1).bit_length()
@@ -118,6 +138,10 @@ class RowNonlinearity(wiring.Component):
             "mask": In(samples),  # real rows (padding rows give r = 0 and no loss)
             "r_valid": Out(1), "r": Out(data.ArrayLayout(signed(32), samples)), "r_mask": Out(samples),
             "loss_valid": Out(1), "loss": Out(64),  # the group's loss at 2^-32 (< 2^48)
+            # the Chebyshev estimator, held for the run (cheb: KIND chebyshev; degree d)
+            "cheb": In(1), "degree": In(4), "poly": In(data.ArrayLayout(signed(32), MAX_DEGREE + 1)),
+            "range_shift": In(3),
+            "first_factor": In(1), "last_factor": In(1),  # with valid (both 1 without cheb)
         })
 
     def elaborate(self, platform):
@@ -125,12 +149,45 @@ class RowNonlinearity(wiring.Component):
         S = self.samples
         p_a = 4 + self._mul_latency  # dphi * s f leaves the multiplier (loss: a cycle later)
         assert self.r_latency[Loss.LOGISTIC] == p_a + 1
-        nonlinear, hinge = Signal(), Signal()
-        m.d.sync += [nonlinear.eq(self.kind != Loss.SQUARED), hinge.eq(self.kind == Loss.HINGE)]
+        nonlinear, hinge, cheb = Signal(), Signal(), Signal()
+        m.d.sync += [nonlinear.eq(self.kind != Loss.SQUARED), hinge.eq(self.kind == Loss.HINGE), cheb.eq(self.cheb)]
 
         valid = [self.valid]
-        for i in range(1, p_a + 3):
+        for i in range(1, max(p_a + 3, H_R + 1)):
             valid.append(delay(m, valid[-1], 1, f"valid{i}", reset_less=False))
+        firsts, lasts = [self.first_factor], [self.last_factor]
+        for i in range(1, len(valid)):
+            firsts.append(delay(m, firsts[-1], 1, f"first{i}"))
+            lasts.append(delay(m, lasts[-1], 1, f"last{i}"))
+        # Horner (Chebyshev): the coefficient of this step, POLY_j, j = d-1 .. 0 (one for all rows:
+        # the steps are factor_gap apart); the clamp and the rounding, from RANGE
+        pj = Signal(range(MAX_DEGREE + 1))
+        step_in = cheb & valid[H_IN] & ~firsts[H_IN]      # h * c enters the multipliers
+        step_out = cheb & valid[H_H] & ~firsts[H_H]       # h is written
+        with m.If(cheb & valid[H_IN] & firsts[H_IN]):
+            m.d.sync += pj.eq(self.degree - 1)
+        with m.Elif(step_out):
+            m.d.sync += pj.eq(pj - 1)
+        coef = Signal(signed(32), reset_less=True)
+        with m.Switch(pj):
+            for i in range(MAX_DEGREE + 1):
+                with m.Case(i):
+                    m.d.comb += coef.eq(self.poly[i])
+        top = Signal(signed(32), reset_less=True)                     # POLY_d
+        with m.Switch(self.degree):
+            for i in range(MAX_DEGREE + 1):
+                with m.Case(i):
+                    m.d.sync += top.eq(self.poly[i])
+        lim = Signal(signed(34), reset_less=True)                     # 2^(24 + RANGE)
+        # the upper clamp, min(lim, 2^31 - 1): t = -(-2^31) = 2^31 stands for sat32's 2^31 - 1,
+        # which the golden model clamps to itself at RANGE 7 (lim = 2^31)
+        lim_hi = Signal(signed(34), reset_less=True)
+        m.d.sync += lim_hi.eq(Mux(self.range_shift == MAX_RANGE_SHIFT, (1 << 31) - 1, lim))
+        h_half = Signal(signed(34), reset_less=True)                  # 2^(23 + RANGE)
+        m.d.sync += [lim.eq(Const(1 << MODEL_FRAC, 33) << self.range_shift),
+                     h_half.eq(Const(1 << (MODEL_FRAC - 1), 33) << self.range_shift)]
+        shift = Signal(range(MODEL_FRAC + MAX_RANGE_SHIFT + 1), reset_less=True)
+        m.d.sync += shift.eq(MODEL_FRAC + self.range_shift)
         masks = {0: self.mask}
 
         def mask_at(k):
@@ -144,8 +201,8 @@ class RowNonlinearity(wiring.Component):
         rom_init = table_rom_init()
 
         r_out, loss_sq, loss_nl = [], [], []
-        phase_a = nonlinear & valid[4]   # the phi interpolation enters the multiplier
-        phase_b = nonlinear & valid[5]   # the loss interpolation, a cycle later
+        phase_a = nonlinear & ~cheb & valid[4]   # the phi interpolation enters the multiplier
+        phase_b = nonlinear & valid[5] & (firsts[5] | ~cheb)   # the loss interpolation, a cycle later (factor 0's)
         for s in range(S):
             v = self.dot[s] >> CODE_FRAC
             y = self.y[s]
@@ -178,6 +235,18 @@ class RowNonlinearity(wiring.Component):
             m.d.sync += extra.eq(Mux(Mux(hinge, below_one, lo), Mux(hinge, ONE, TABLE_LO) - t, 0))
             pos3 = delay(m, pos2, 1, f"pos3_{s}")
 
+            # ---- Chebyshev: 3 c = t clamped (h * c enters); 7 + 2^(23+R); 8 >> (24+R); 9 h
+            cl = Signal(signed(34), name=f"c_{s}", reset_less=True)
+            m.d.sync += cl.eq(Mux(t > lim_hi, lim_hi, Mux(t < -lim, -lim, t)))
+            h = Signal(signed(32), name=f"h_{s}", reset_less=True)
+            hp = Signal(signed(MUL_WIDTH + MUL_B_WIDTH + 2), name=f"hp_{s}", reset_less=True)
+            hq = Signal(signed(MUL_WIDTH + MUL_B_WIDTH + 2), name=f"hq_{s}", reset_less=True)
+            with m.If(cheb & valid[H_IN] & firsts[H_IN]):
+                m.d.sync += h.eq(top)
+            with m.Elif(step_out):
+                m.d.sync += h.eq(sat32(coef + hq))
+            r_cheb = Mux(mask_at(H_R - 1)[s], sat32(Mux(delay(m, pos2, H_R - 3, f"pos_h_{s}"), h, -h)), 0)
+
             # ---- 4: the ROM word; 4 / 5: the two products enter the row's multiplier. The sign s
             # rides in phi's: s * (PHI + rnd(dphi * f, 20)) = (s PHI 2^20 + c_s + dphi * (s f)) >> 20
             # with c_+ = 2^19 and c_- = 2^19 - 1 (-floor(x) = floor(2^20 - 1 - x) at 2^-20), so r is
@@ -193,10 +262,11 @@ class RowNonlinearity(wiring.Component):
             frac5 = delay(m, frac, 2, f"frac5_{s}")
             dloss5 = delay(m, word.dloss, 1, f"dloss5_{s}")
             r = Signal(signed(32), name=f"r_{s}", reset_less=True)
-            mul = m.submodules[f"mul_rr_{s}"] = PipelinedMul(MUL_WIDTH, MUL_WIDTH)
-            assert mul.latency == self._mul_latency
-            m.d.comb += [mul.a.eq(Mux(phase_b, dloss5, Mux(phase_a, word.dphi, r))),
-                         mul.b.eq(Mux(phase_b, frac5, Mux(phase_a, sfrac4, r)))]
+            mul = m.submodules[f"mul_rr_{s}"] = PipelinedMul(MUL_WIDTH, MUL_B_WIDTH)
+            assert mul.latency == self._mul_latency and H_IN + mul.latency + 1 == H_H - 1
+            m.d.comb += [mul.a.eq(Mux(phase_b, dloss5, Mux(phase_a, word.dphi, Mux(step_in, h, r)))),
+                         mul.b.eq(Mux(phase_b, frac5, Mux(phase_a, sfrac4, Mux(step_in, cl, r))))]
+            m.d.sync += [hp.eq(mul.p + h_half), hq.eq(hp >> shift)]
             assert 4 + mul.latency == p_a  # dphi * s f at the multiplier's output (dloss * f: one later)
             # s * PHI from the ROM word registered first (the ROM's output has no register of its
             # own: straight into a negation it was the core's second-slowest path)
@@ -209,7 +279,7 @@ class RowNonlinearity(wiring.Component):
                              (Cat(c_s, delay(m, sphi, p_a - 6, f"sphi_{s}")).as_signed() + mul.p) >> SEG_SHIFT, 0)
 
             # ---- the output r (one register for every mode; the mode picks which stage fills it)
-            m.d.sync += r.eq(Mux(nonlinear, Mux(hinge, r_hinge, r_logistic), r_sq))
+            m.d.sync += r.eq(Mux(nonlinear, Mux(cheb, r_cheb, Mux(hinge, r_hinge, r_logistic)), r_sq))
             r_out.append(r)
 
             # ---- losses: squared (r * r) >> 16 from r; logistic interp(LOSS) + extra; hinge extra
@@ -224,14 +294,17 @@ class RowNonlinearity(wiring.Component):
             loss_nl.append((row, 0))
 
         lat = self.r_latency
-        m.d.sync += [self.r_valid.eq(Mux(nonlinear, Mux(hinge, valid[lat[Loss.HINGE] - 1], valid[p_a]), valid[1])),
-                     self.r_mask.eq(Mux(nonlinear, Mux(hinge, mask_at(lat[Loss.HINGE] - 1), mask_at(p_a)), mask1))]
+        last_r = cheb & valid[H_R - 1] & lasts[H_R - 1]
+        m.d.sync += [self.r_valid.eq(Mux(cheb, last_r,
+                                         Mux(nonlinear, Mux(hinge, valid[lat[Loss.HINGE] - 1], valid[p_a]), valid[1]))),
+                     self.r_mask.eq(Mux(cheb, mask_at(H_R - 1),
+                                        Mux(nonlinear, Mux(hinge, mask_at(lat[Loss.HINGE] - 1), mask_at(p_a)), mask1)))]
         m.d.comb += self.r.eq(Cat(*r_out))
         sq_sum, _, sq_levels = pipelined_sum(m, loss_sq, "sqsum")
         nl_sum, _, nl_levels = pipelined_sum(m, loss_nl, "nlsum")
         assert sq_levels == nl_levels == self._sum_levels
         sq_valid = delay(m, self.r_valid, self.squared_lag, "sq_valid", reset_less=False)
-        nl_valid = delay(m, valid[p_a + 2], 1 + nl_levels, "nl_valid", reset_less=False)
+        nl_valid = delay(m, valid[p_a + 2] & (firsts[p_a + 2] | ~cheb), 1 + nl_levels, "nl_valid", reset_less=False)
         m.d.comb += [self.loss_valid.eq(Mux(nonlinear, nl_valid, sq_valid)),
                      self.loss.eq(Mux(nonlinear, nl_sum << ROW_LOSS_SHIFT, sq_sum))]
         return m
