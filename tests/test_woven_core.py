@@ -105,6 +105,11 @@ def test_woven_core_l2_is_a_checked_build_option():
     assert without.built == WovenCore.built & ~Built.L2
     with pytest.raises(ValueError, match="l2"):
         WovenCore(**SMALL, l2=1)
+    from lowbit_hw.board.top import board_woven_core  # the ULX3S build leaves L2 out (block RAM)
+
+    board = board_woven_core(line_bits=64, lanes=32, max_features=256)
+    board._MustUse__silence = True
+    assert board.built == WovenCore.built & ~Built.L2
 
 
 # ------------------------------------------------------------------ resumable runs (issue 14, RESUME)

@@ -19,6 +19,15 @@ from .uart import UART
 __all__ = ["ULX3SBoardTop", "pll_parameters"]
 
 
+def board_woven_core(*, line_bits, lanes, max_features):
+    """The board's woven core, built without L2 (``WovenCore(l2=False)``): the L2 term's RAM is 43
+    DP16KD, and ``WovenCore(64, 256)`` with it takes 211 of the 85F's 208 (yosys ``synth_ecp5``,
+    docs/architecture.md, "L2 regularisation"). Its BUILT register says so: L2 runs are refused."""
+    from ..woven import WovenCore
+
+    return WovenCore(line_bits=line_bits, max_features=max_features, l2=False)
+
+
 def pll_parameters(f_in_mhz: float, f_out_mhz: float) -> dict:
     """EHXPLLL dividers for ``f_out`` from ``f_in`` (feedback from CLKOP), exact or refused.
 
@@ -63,7 +72,8 @@ class ULX3SBoardTop(Elaboratable):
         self.engine_mhz, self.oscillator_mhz, self.baud, self.divisor = engine_mhz, oscillator_mhz, baud, divisor
         self.design = BridgedAFU(line_bits=line_bits, read_fifo_depth=read_fifo_depth,
                                  write_fifo_depth=write_fifo_depth, lanes=lanes, max_features=max_features,
-                                 read_depth=read_depth, core=core)
+                                 read_depth=read_depth, core=core,
+                                 **({"core_factory": board_woven_core} if core == "woven" else {}))
         self.uart = UART(divisor)
 
     def elaborate(self, platform):

@@ -69,11 +69,18 @@ class CopyInterleaver(wiring.Component):
         left = Signal(32)                    # lines of the segment after this group
         one = self.factors_m1 == 0
 
-        addr_sel = Signal(CCIP_ADDR_BITS)
+        # one adder each for the setup and the emission, on the address chosen (not one per factor)
+        addr_sel = Signal(CCIP_ADDR_BITS)     # factor sel's (EMIT)
+        addr_prev = Signal(CCIP_ADDR_BITS)    # factor j - 1's (SETUP_ADD)
         with m.Switch(sel):
             for i in range(nf):
                 with m.Case(i):
                     m.d.comb += addr_sel.eq(addr[i])
+        with m.Switch(j):
+            for i in range(1, nf):
+                with m.Case(i):
+                    m.d.comb += addr_prev.eq(addr[i - 1])
+        addr_next = addr_sel + self.group_lines
 
         with m.FSM():
             with m.State("IDLE"):
@@ -102,10 +109,7 @@ class CopyInterleaver(wiring.Component):
                     m.d.sync += [sel.eq(0)]
                     m.next = "EMIT"
                 with m.Else():
-                    with m.Switch(j):
-                        for i in range(1, nf):
-                            with m.Case(i):
-                                m.d.sync += nxt.eq(addr[i - 1] + self.copy_lines)
+                    m.d.sync += nxt.eq(addr_prev + self.copy_lines)
                     m.next = "SETUP_WRAP"
             with m.State("SETUP_WRAP"):
                 with m.Switch(j):
@@ -121,7 +125,7 @@ class CopyInterleaver(wiring.Component):
                     with m.Switch(sel):
                         for i in range(nf):
                             with m.Case(i):
-                                m.d.sync += addr[i].eq(addr[i] + self.group_lines)
+                                m.d.sync += addr[i].eq(addr_next)
                     # factors in the order 0, d, d-1, .., 1
                     group_done = sel == 1
                     m.d.sync += sel.eq(Mux(sel == 0, self.factors_m1, sel - 1))

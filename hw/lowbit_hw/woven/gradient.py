@@ -403,9 +403,9 @@ class WovenGradientUnit(wiring.Component):
             with m.If(clear_now):
                 m.d.sync += [x_h[i].eq(0), x_lo[i].eq(0)]
             with m.Else():
-                m.d.sync += [x_h[i].eq(Mux(l2_out, (unit.p + (1 << (L2_SHIFT - 1)) - 1) >> L2_SHIFT,
-                                           (unit.p + (1 << (CORR_SHIFT - 1))) >> CORR_SHIFT)),
-                             x_lo[i].eq(x_h[i])]
+                # one adder for either rounding constant, then the shift chosen
+                rounded = unit.p + Mux(l2_out, (1 << (L2_SHIFT - 1)) - 1, 1 << (CORR_SHIFT - 1))
+                m.d.sync += [x_h[i].eq(Mux(l2_out, rounded >> L2_SHIFT, rounded >> CORR_SHIFT)), x_lo[i].eq(x_h[i])]
         qw = delay(m, wr, lat_x + 1, "q_wr", reset_less=False)       # pass A's row complete
         qw_c = delay(m, wr_c, lat_x + 1, "q_wr_c")
         dw = delay(m, qw, 2, "d_wr", reset_less=False)              # pass B's
