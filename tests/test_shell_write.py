@@ -62,6 +62,17 @@ def test_idle_means_every_write_answered():
     assert trace[-1][1] == 1
 
 
+def test_a_fence_request_is_a_ccip_write_fence_counted_until_its_response():
+    items = ([{"address": a, "data": a, "fence": 0} for a in range(6)] + [{"address": 0, "data": 0, "fence": 1}]
+             + [{"address": a, "data": a, "fence": 0} for a in range(6, 9)])
+    dut = WriteEngine(line_bits=W)
+    host, trace = run_writes(dut, items, seed=5, latency=(20, 60))
+    assert [r.kind for r in host.requests] == ["write"] * 6 + ["fence"] + ["write"] * 3
+    assert [r.line for r in host.requests if r.kind == "write"] == list(range(9))
+    assert host.write_fences == 1 and host.write_lines == 9 and host.write_responses == 10 and not host.errors
+    assert trace[-1][1] == 1  # idle only once the fence, too, is answered
+
+
 def test_max_outstanding_stops_accepting():
     items = [{"address": a, "data": a} for a in range(30)]
     dut = WriteEngine(line_bits=W, max_outstanding=4)
