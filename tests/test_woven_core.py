@@ -50,6 +50,16 @@ def test_woven_core_equals_golden(rows, features, bits, batch, epochs, copies, l
     check_against_golden(problem, *result)
 
 
+@pytest.mark.parametrize("loss,bits", [(Loss.SQUARED, 2), (Loss.LOGISTIC, 4), (Loss.HINGE, 1)])
+def test_woven_core_without_chebyshev_or_l2_equals_golden(loss, bits):
+    """The board's build (``l2=False, chebyshev=False``: their controls held at 0) runs what it
+    was built for bit for bit as the full core does: every loss, naive, warm-started mid-epoch."""
+    problem = make_problem(rows=12, features=40, bits=bits, batch=4, epochs=2, copies=2, seed=7 + bits,
+                           layout="woven", loss=loss, step=0.2, model_in=_model(40, 7), start_minibatch=1,
+                           max_minibatches=4)
+    check_against_golden(problem, *run_woven(problem, core_kw=dict(SMALL, l2=False, chebyshev=False)))
+
+
 def test_woven_core_saturating_labels():
     """Large labels saturate r and the update (sat32 everywhere): still bit-exact."""
     problem = make_problem(rows=8, features=40, bits=2, batch=2, epochs=2, step=0.9, seed=5,
@@ -76,6 +86,7 @@ SETTINGS = [dict(loss=Loss.LOGISTIC), dict(loss=Loss.HINGE), dict(l2=1 << 20),
             dict(warm_start=1), dict(start_minibatch=1), dict(max_minibatches=1)]
 #: The builds whose BUILT lacks something: (core class, constructor arguments, BUILT).
 BUILDS = [(WovenCore, dict(SMALL), WovenCore.built), (WovenCore, dict(SMALL, l2=False), WovenCore.built & ~Built.L2),
+          (WovenCore, dict(SMALL, chebyshev=False), WovenCore.built & ~Built.CHEBYSHEV),
           (TrainingCore, {}, TrainingCore.built)]
 
 
@@ -84,7 +95,8 @@ def _needs(setting):
 
 
 @pytest.mark.parametrize("setting,core_cls,core_kw,built", [
-    pytest.param(setting, cls, kw, built, id=f"{cls.__name__}{'-no-l2' if kw.get('l2') is False else ''}-{i}")
+    pytest.param(setting, cls, kw, built, id=f"{cls.__name__}{'-no-l2' if kw.get('l2') is False else ''}"
+                                             f"{'-no-cheb' if kw.get('chebyshev') is False else ''}-{i}")
     for cls, kw, built in BUILDS for i, setting in enumerate(SETTINGS) if _needs(setting) & ~built])
 def test_cores_refuse_what_they_were_not_built_for(setting, core_cls, core_kw, built):
     """A core refuses what it was not built for (its BUILT register): LOSS, L2, ESTIMATOR,
@@ -109,7 +121,12 @@ def test_woven_core_l2_is_a_checked_build_option():
 
     board = board_woven_core(line_bits=64, lanes=32, max_features=256)
     board._MustUse__silence = True
-    assert board.built == WovenCore.built & ~Built.L2
+    assert board.built == WovenCore.built & ~Built.L2 & ~Built.CHEBYSHEV
+    no_cheb = WovenCore(**SMALL, chebyshev=False)
+    no_cheb._MustUse__silence = True
+    assert no_cheb.built == WovenCore.built & ~Built.CHEBYSHEV
+    with pytest.raises(ValueError, match="chebyshev"):
+        WovenCore(**SMALL, chebyshev="no")
 
 
 # ------------------------------------------------------------------ resumable runs (issue 14, RESUME)

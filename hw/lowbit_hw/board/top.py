@@ -20,12 +20,15 @@ __all__ = ["ULX3SBoardTop", "pll_parameters"]
 
 
 def board_woven_core(*, line_bits, lanes, max_features):
-    """The board's woven core, built without L2 (``WovenCore(l2=False)``): the L2 term's RAM is 43
-    DP16KD, and ``WovenCore(64, 256)`` with it takes 211 of the 85F's 208 (yosys ``synth_ecp5``,
-    docs/architecture.md, "L2 regularisation"). Its BUILT register says so: L2 runs are refused."""
+    """The board's woven core, built without L2 and without the Chebyshev estimator
+    (``WovenCore(l2=False, chebyshev=False)``): the L2 term's RAM is 43 DP16KD, and
+    ``WovenCore(64, 256)`` with it takes 211 of the 85F's 208 (yosys ``synth_ecp5``,
+    docs/architecture.md, "L2 regularisation"); with the Chebyshev estimator the board took ~9k
+    more TRELLIS_COMB and placed at an estimated 37.8 MHz against 55.9 (docs/board.md, fifth
+    pass). Its BUILT register says so: such runs are refused."""
     from ..woven import WovenCore
 
-    return WovenCore(line_bits=line_bits, max_features=max_features, l2=False)
+    return WovenCore(line_bits=line_bits, max_features=max_features, l2=False, chebyshev=False)
 
 
 def pll_parameters(f_in_mhz: float, f_out_mhz: float) -> dict:

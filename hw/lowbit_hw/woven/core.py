@@ -58,6 +58,12 @@ class WovenCore(wiring.Component):
         at 32 features a row) and wider per-weight multipliers (no more MULT18X18D).
         ``l2=False`` leaves it out, and ``built`` then lacks ``Built.L2`` (runs with L2 != 0
         are refused with NOT_BUILT).
+    chebyshev : bool
+        Build the Chebyshev estimator (default): the copy interleaver and the rows' Horner steps.
+        ``chebyshev=False`` leaves the interleaver out (the sequencer's data commands go straight
+        to the shell) and holds the Horner controls at 0 (one factor, no polynomial), so synthesis
+        drops that logic, and ``built`` lacks ``Built.CHEBYSHEV`` (such runs are
+        refused with NOT_BUILT). The ECP5 board leaves it out (docs/board.md, fifth pass).
     """
 
     #: The optional datapaths this core has (its BUILT register; the sequencer refuses the rest):
@@ -65,19 +71,22 @@ class WovenCore(wiring.Component):
     #: instance's ``built`` says), warm start and bounded runs: all of them.
     built = Built.NONLINEAR | Built.L2 | Built.CHEBYSHEV | Built.RESUME
 
-    def __init__(self, *, line_bits: int = 512, max_features: int = 8192, l2: bool = True):
+    def __init__(self, *, line_bits: int = 512, max_features: int = 8192, l2: bool = True,
+                 chebyshev: bool = True):
         try:
             if line_bits not in SUPPORTED_LINE_BITS:
                 raise ValueError(f"line_bits must be one of {SUPPORTED_LINE_BITS}, got {line_bits!r}")
             check_max_features(max_features)
             if not isinstance(l2, bool):
                 raise ValueError(f"l2 must be True or False, got {l2!r}")
+            if not isinstance(chebyshev, bool):
+                raise ValueError(f"chebyshev must be True or False, got {chebyshev!r}")
         except ValueError:
             self._MustUse__silence = True
             raise
-        self.l2 = l2
-        if not l2:
-            self.built = type(self).built & ~Built.L2
+        self.l2, self.chebyshev = l2, chebyshev
+        self.built = (type(self).built & ~(Built.NONE if l2 else Built.L2)
+                      & ~(Built.NONE if chebyshev else Built.CHEBYSHEV))
         self.line_bits, self.max_features = line_bits, max_features
         self.lanes = ROW_ALIGN  # features per line; reported as CAPS.LANES
         self.samples = line_bits // ROW_ALIGN
@@ -116,7 +125,9 @@ class WovenCore(wiring.Component):
         for name, block in (("dot", dot), ("gradient", grad)):
             m.submodules[name] = ResetInserter(seq.dp_rst)(block)
         # (reset at a run's start; an abort lets it finish the command the shell is offered)
-        copies = m.submodules.copies = ResetInserter(seq.dp_rst & ~seq.drain)(CopyInterleaver())
+        copies = None
+        if self.chebyshev:
+            copies = m.submodules.copies = ResetInserter(seq.dp_rst & ~seq.drain)(CopyInterleaver())
 
         # ---- run control
         m.d.comb += [seq.cfg.eq(self.cfg), seq.start.eq(self.start), seq.reset.eq(self.reset),
@@ -128,14 +139,17 @@ class WovenCore(wiring.Component):
                 for name in ("data_addr", "copies", *(f"poly_{j}" for j in range(MAX_DEGREE + 1)))}
         with m.If(self.start & (self.status.state != State.BUSY)):
             m.d.sync += [v.eq(self.cfg[name]) for name, v in held.items()]
-        wiring.connect(m, seq.data_cmd, copies.cmd_in)
-        wiring.connect(m, wiring.flipped(self.data_cmd), copies.cmd_out)
-        group_lines = Signal(32)  # chunks * (b + 1), a sum of shifted copies of chunks (b + 1 <= 9)
-        bp1 = seq.bits + 1
-        m.d.sync += group_lines.eq(sum(Mux(bp1[i], seq.row_beats << i, 0) for i in range(4)))
-        m.d.comb += [copies.cmd_in_model.eq(seq.data_cmd_model), copies.group_lines.eq(group_lines),
-                     copies.copy_lines.eq(seq.data_lines), copies.copies.eq(held["copies"]),
-                     copies.data_addr.eq(held["data_addr"]), copies.drain.eq(seq.drain)]
+        if copies is not None:
+            wiring.connect(m, seq.data_cmd, copies.cmd_in)
+            wiring.connect(m, wiring.flipped(self.data_cmd), copies.cmd_out)
+            group_lines = Signal(32)  # chunks * (b + 1), a sum of shifted copies of chunks (b + 1 <= 9)
+            bp1 = seq.bits + 1
+            m.d.sync += group_lines.eq(sum(Mux(bp1[i], seq.row_beats << i, 0) for i in range(4)))
+            m.d.comb += [copies.cmd_in_model.eq(seq.data_cmd_model), copies.group_lines.eq(group_lines),
+                         copies.copy_lines.eq(seq.data_lines), copies.copies.eq(held["copies"]),
+                         copies.data_addr.eq(held["data_addr"]), copies.drain.eq(seq.drain)]
+        else:  # one copy a row: the sequencer's commands go straight to the shell
+            wiring.connect(m, wiring.flipped(self.data_cmd), seq.data_cmd)
         wiring.connect(m, wiring.flipped(self.label_cmd), seq.label_cmd)
         wiring.connect(m, wiring.flipped(self.write), seq.write)
         wiring.connect(m, wiring.flipped(self.table), scan.table)
@@ -204,12 +218,15 @@ class WovenCore(wiring.Component):
         # The logistic and hinge gradients have no double-sampling correction (golden: it belongs
         # to least squares' x x^T): with e_odd = 0 the gradient unit's q = rnd(0 * w, 8) is 0.
         factors_m1 = Signal(4)  # d (Chebyshev), else 0: the copies a group is read from, less one
-        m.d.sync += factors_m1.eq(Mux(cheb, degree_h, 0))
+        if self.chebyshev:  # else 0 for good: one factor, and the Horner logic is constant
+            m.d.sync += factors_m1.eq(Mux(cheb, degree_h, 0))
+            m.d.comb += copies.factors_m1.eq(factors_m1)
         e_odd = Signal.like(scan.e_odd)
         m.d.sync += e_odd.eq(Mux(loss_kind == Loss.SQUARED, scan.e_odd, 0))
         m.d.comb += [dot.running.eq(seq.running), dot.rows.eq(seq.seg_rows), dot.m0.eq(scan.m0),
-                     dot.loss_kind.eq(loss_kind), dot.factors_m1.eq(factors_m1), copies.factors_m1.eq(factors_m1),
-                     dot.range_shift.eq(range_h), dot.poly.eq(Cat(*(held[f"poly_{j}"] for j in range(MAX_DEGREE + 1)))),
+                     dot.loss_kind.eq(loss_kind), dot.factors_m1.eq(factors_m1),
+                     dot.range_shift.eq(range_h if self.chebyshev else 0),
+                     dot.poly.eq(Cat(*(held[f"poly_{j}"] for j in range(MAX_DEGREE + 1))) if self.chebyshev else 0),
                      dot.delta.eq(scan.delta), dot.upd_written.eq(grad.upd_written),
                      dot.groups_read.eq(grad.groups_read),
                      model.a_addr.eq(Mux(seq.snapshot, seq.model_addr, dot.model_addr)),
