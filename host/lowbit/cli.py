@@ -602,7 +602,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_qsgd_demo(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    from . import interrupts
     from .driver.errors import DriverError
+
+    interrupts.install()  # a Ctrl-C swallowed by a library's catch-all still stops a run
     from .extras import MissingExtra
     from .scaleout import WorkerFailed
 

@@ -23,6 +23,7 @@ from lowbit.contract.registers import (
     State,
 )
 
+from .. import interrupts
 from .backend import Backend, check_mmio_offset, check_u64
 from .errors import DeviceError, DeviceTimeout, DriverError, SimulatorDied
 
@@ -271,6 +272,7 @@ class Device:
                             return self._finish(st, rec)
                 if time.monotonic() >= deadline:
                     break
+                interrupts.check()  # a Ctrl-C some library swallowed (lowbit.interrupts)
                 time.sleep(poll)
         except (SimulatorDied, DeviceTimeout):
             self.close()
