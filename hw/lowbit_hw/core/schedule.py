@@ -104,9 +104,8 @@ class RunSchedule(wiring.Component):
     cycles once per run, while the start model's read is on its way): an inferred ``*``, ``/`` or
     ``%`` would be a combinational DSP chain between registers (too slow for the engine clock, and
     the woven build has no DSP to spare). The inputs are the run's configuration, held from START;
-    the outputs are valid when ``busy`` falls after ``start``. ``ok`` rises as soon as the run is
-    known not to be ``bad_start`` (early in the program): the sequencer may then read the start
-    model while the rest is computed.
+    the outputs are valid when ``busy`` falls after ``start``. (The sequencer reads a warm start's
+    model before the schedule is known, and drains that read if the run is ``bad_start``.)
 
     Parameters
     ----------
@@ -118,7 +117,7 @@ class RunSchedule(wiring.Component):
         assert samples & (samples - 1) == 0
         self.samples = samples
         super().__init__({
-            "start": In(1), "busy": Out(1), "ok": Out(1),
+            "start": In(1), "busy": Out(1),
             "rows": In(_W["rows"]), "batch": In(_W["batch"]), "epochs": In(_W["epochs"]),
             "copies": In(_W["copies"]), "first": In(_W["start_minibatch"]), "count": In(_W["max_minibatches"]),
             "chunks": In(16), "bits": In(4), "data_lines": In(32), "plain": In(1),
@@ -187,14 +186,14 @@ class RunSchedule(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [self.busy.eq(1), self.bad_start.eq(0), self.ok.eq(0)]
+                    m.d.sync += [self.busy.eq(1), self.bad_start.eq(0)]
                     m.next = "STEP0"
                     with m.If(self.plain):
                         m.next = "PLAIN"
             # START_MINIBATCH = MAX_MINIBATCHES = 0: every segment is a whole epoch (the program
             # would say so too, ~250 cycles later)
             with m.State("PLAIN"):
-                m.d.sync += [o.ok.eq(1), o.nseg.eq(o.epochs), o.rows_first.eq(o.rows), o.rows_last.eq(o.rows),
+                m.d.sync += [o.nseg.eq(o.epochs), o.rows_first.eq(o.rows), o.rows_last.eq(o.rows),
                              o.data_off_first.eq(0), o.label_off_first.eq(0), o.copy_first.eq(0), o.copy_off.eq(0),
                              o.data_lines_first.eq(o.data_lines), o.data_lines_last.eq(o.data_lines),
                              o.label_lines_first.eq(groups(o.rows)), o.label_lines_last.eq(groups(o.rows))]
@@ -211,7 +210,6 @@ class RunSchedule(wiring.Component):
                             m.d.sync += self.bad_start.eq(1)
                             m.next = "DONE"
                         with m.Else():
-                            m.d.sync += self.ok.eq(1)
                             m.next = after
                 elif kind == "mul":
                     a, b, dest = args

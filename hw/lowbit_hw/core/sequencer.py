@@ -164,13 +164,10 @@ class Sequencer(wiring.Component):
                          label_off_first.eq(sched.label_off_first), dl_first.eq(sched.data_lines_first),
                          dl_last.eq(sched.data_lines_last), ll_first.eq(sched.label_lines_first),
                          ll_last.eq(sched.label_lines_last), copy_first.eq(sched.copy_first)]
-            sched_ok = sched.ok
         else:  # every segment is a whole epoch from w = 0
             m.d.comb += [nseg.eq(cfg.epochs), rows_first.eq(cfg.rows), rows_last.eq(cfg.rows),
                          dl_first.eq(self.data_lines), dl_last.eq(self.data_lines), ll_first.eq(label_lines),
                          ll_last.eq(label_lines)]
-        if not resume:
-            sched_ok = 1
         warm = cfg.warm_start if resume else 0
         seg_left = Signal(seg_w)  # segments after the one running
 

@@ -85,8 +85,11 @@ class WovenCore(wiring.Component):
             self._MustUse__silence = True
             raise
         self.l2, self.chebyshev = l2, chebyshev
-        self.built = (type(self).built & ~(Built.NONE if l2 else Built.L2)
-                      & ~(Built.NONE if chebyshev else Built.CHEBYSHEV))
+        self.built = type(self).built
+        if not l2:
+            self.built &= ~Built.L2
+        if not chebyshev:
+            self.built &= ~Built.CHEBYSHEV
         self.line_bits, self.max_features = line_bits, max_features
         self.lanes = ROW_ALIGN  # features per line; reported as CAPS.LANES
         self.samples = line_bits // ROW_ALIGN
