@@ -193,25 +193,23 @@ class SerialBridge(wiring.Component):
         ]
 
         # ------------------------------------------------------------ AFU -> host: framer
+        # The byte on the wire is a register (obyte), and the payload shifts out of obuf a byte
+        # at a time, so the next byte is one of a few registers, not a byte select over the
+        # whole payload: a position -> byte-select -> CRC -> register path was the board build's
+        # second-longest (15.1 ns in the flat delay model of lowbit_hw.board.depth, 2026-12-01).
+        # The UART takes a byte every few hundred cycles; the framer has time to spare.
         otype = Signal(8)
         olen = Signal(8)
         obuf = Signal(8 * max_payload)
         ocrc = Signal(8)
         opos = Signal(range(max_payload + 4))  # 0 SYNC, 1 TYPE, 2 LEN, 3.. payload, then CRC
-        out_byte = Signal(8)
-        with m.If(opos == 0):
-            m.d.comb += out_byte.eq(P.SYNC)
-        with m.Elif(opos == 1):
-            m.d.comb += out_byte.eq(otype)
-        with m.Elif(opos == 2):
-            m.d.comb += out_byte.eq(olen)
-        with m.Elif(opos == olen + 3):
-            m.d.comb += out_byte.eq(ocrc)
-        with m.Else():
-            m.d.comb += out_byte.eq(obuf.word_select((opos - 3)[:8], 8))
+        olast = Signal(range(max_payload + 4))  # olen + 3: the CRC's position
+        obyte = Signal(8)                       # the byte at opos
 
         def load(t, payload):
-            m.d.sync += [otype.eq(t), olen.eq(P.payload_len(t, WB)), obuf.eq(payload), opos.eq(0), ocrc.eq(0)]
+            n = P.payload_len(t, WB)
+            m.d.sync += [otype.eq(t), olen.eq(n), olast.eq(n + 3), obuf.eq(payload), opos.eq(0), ocrc.eq(0),
+                         obyte.eq(P.SYNC)]
             m.next = "SEND"
 
         # The board's frames, filled by field name from the FIFO heads (sent when the framer takes them).
@@ -241,12 +239,25 @@ class SerialBridge(wiring.Component):
                     load(P.B_READ_REQ, rd_frame)
             with m.State("SEND"):
                 # Stream rules: payload stable while valid and not ready; valid does not wait for ready.
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(out_byte)]
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(obyte)]
+                # The CRC covers TYPE, LEN and the payload (not SYNC); crc_next includes this byte.
+                crc_next = Signal(8)
+                m.d.comb += crc_next.eq(Mux(opos == 0, 0, crc8_next(ocrc, obyte)))
                 with m.If(self.tx.ready):
-                    m.d.sync += opos.eq(opos + 1)
-                    with m.If(opos >= 1):
-                        m.d.sync += ocrc.eq(crc8_next(ocrc, out_byte))
-                    with m.If(opos == olen + 3):
+                    m.d.sync += [opos.eq(opos + 1), ocrc.eq(crc_next)]
+                    # the next byte: TYPE, LEN, then the payload from obuf's low byte (shifted
+                    # once per payload byte sent), then the CRC
+                    with m.If(opos == 0):
+                        m.d.sync += obyte.eq(otype)
+                    with m.Elif(opos == 1):
+                        m.d.sync += obyte.eq(olen)
+                    with m.Elif(opos + 1 == olast):
+                        m.d.sync += obyte.eq(crc_next)
+                    with m.Else():
+                        m.d.sync += obyte.eq(Mux(opos == 2, obuf[:8], obuf[8:16]))
+                    with m.If(opos >= 3):
+                        m.d.sync += obuf.eq(obuf >> 8)
+                    with m.If(opos == olast):
                         m.next = "IDLE"
         return m
 

@@ -127,8 +127,17 @@ class ReadEngine(wiring.Component):
                 m.d.comb += size.eq(1)
             want = Signal(name=f"{ch}_want")
             m.d.comb += want.eq(~rem_zero & (rob.free >= size) & ~rob.discarding)
+            # The arbiter sees want a cycle late (want_r), so its grant is a few gates on
+            # registers: size, the room test and the 32-bit rem behind them were the front of the
+            # board build's longest path (15.3 ns in the flat delay model, label_rem -> grant ->
+            # data_rem_hi, 2026-12-01). A want a cycle old still holds if the channel was not
+            # granted meanwhile: rem, addr and so size are unchanged, and free has only grown;
+            # after a grant the channel sits out a cycle (<= 4 lines every 2 cycles, twice the
+            # line rate). Flush and discarding are checked again as they happen.
+            want_r = Signal(name=f"{ch}_want_r")
             grant = Signal(name=f"{ch}_grant")
-            wants.append(want)
+            m.d.sync += want_r.eq(want & ~grant & ~self.flush)
+            wants.append(want_r & ~rob.discarding)
             sizes.append(size)
             addrs.append(addr)
             tags.append(Cat(rob.tail, Const(0, _SLOT_BITS - k), Const(i, 1)))
@@ -137,8 +146,11 @@ class ReadEngine(wiring.Component):
             m.d.comb += [rob.reserve.eq(grant), rob.reserve_lines.eq(size)]
             rem_after = Signal(32, name=f"{ch}_rem_after")
             m.d.comb += rem_after.eq(rem - size)
+            # rem - size > 7, i.e. rem >= 8 + size: compares of rem with constants, beside size
+            # (not an OR over the subtraction's 29 high bits after its carry chain)
+            after_hi = Mux(size[2], rem >= 12, Mux(size[1], rem >= 10, rem >= 9))
             with m.If(grant):
-                m.d.sync += [addr.eq(addr + size), rem.eq(rem_after), rem_hi.eq(rem_after[3:].any())]
+                m.d.sync += [addr.eq(addr + size), rem.eq(rem_after), rem_hi.eq(after_hi)]
             # Accept the next command when idle or while issuing the current one's last request.
             m.d.comb += cmd.ready.eq(~self.flush & ~rob.discarding & (rem_zero | (grant & ~rem_hi & (lo == size))))
             with m.If(cmd.valid & cmd.ready):

@@ -37,7 +37,7 @@ class ReadReorderBuffer(wiring.Component):
     Attributes
     ----------
     free : Out(range(depth + 1))
-        Slots not reserved.
+        Slots not reserved (a delivered slot counts from the cycle after its delivery).
     tail : Out(range(depth))
         First slot of the next reservation.
     reserve : In(1), reserve_lines : In(3)
@@ -89,9 +89,9 @@ class ReadReorderBuffer(wiring.Component):
         out_valid = Signal()
         discard = Signal()
 
-        # free (= depth - (tail - head)) is a register of its own, kept exact as slots are reserved
-        # and delivered, so the read engine's "may I issue" test starts from a register rather
-        # than from two subtractions.
+        # free (= depth - (tail - head), a cycle late for a delivered slot: below) is a register of
+        # its own, kept as slots are reserved and delivered, so the read engine's "may I issue"
+        # test starts from a register rather than from two subtractions.
         free = Signal(range(depth + 1), init=depth)
         m.d.comb += [
             self.free.eq(free),
@@ -116,11 +116,22 @@ class ReadReorderBuffer(wiring.Component):
                      self.lines.valid.eq(out_valid), self.lines.payload.eq(rd.data)]
         with m.If(take):
             m.d.sync += head.eq(head + 1)
-        m.d.sync += free.eq(free - Mux(self.reserve, self.reserve_lines, 0) + take)
+        # A delivered slot's filled bit is cleared a cycle late, from registers (take_r, head_r):
+        # cleared straight from take it closed a loop filled -> head select -> take -> decoder
+        # -> filled, 14 ns in the flat delay model. Late is safe: the next cycle reads the next
+        # slot, and the slot is filled again only after it is reserved again, which needs the
+        # free count that this take raises a cycle later, then a request and its response; a
+        # fill in the same cycle as the late clear would win all the same.
+        take_r = Signal()
+        head_r = Signal(k)
+        m.d.sync += [take_r.eq(take), head_r.eq(head[:k])]
+        # free counts a delivered slot a cycle late too (take_r): between the two it is one low,
+        # which can only hold a request back a cycle, never let one through without room.
+        m.d.sync += free.eq(free - Mux(self.reserve, self.reserve_lines, 0) + take_r)
         set_mask = Signal(depth)
         clr_mask = Signal(depth)
-        m.d.comb += [set_mask.eq(self.fill_en << self.fill_slot), clr_mask.eq(take << head[:k])]
-        m.d.sync += filled.eq((filled | set_mask) & ~clr_mask)
+        m.d.comb += [set_mask.eq(self.fill_en << self.fill_slot), clr_mask.eq(take_r << head_r)]
+        m.d.sync += filled.eq((filled & ~clr_mask) | set_mask)
 
         with m.If(load):
             m.d.sync += out_valid.eq(1)
