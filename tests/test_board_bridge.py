@@ -257,3 +257,71 @@ def test_frame_packing_refuses_missing_and_unknown_fields():
         P.pack(P.H_MMIO_WRITE, offset=8, data=1, tid=2)
     with pytest.raises(ValueError, match="unknown frame type 0x7f"):
         P.pack(0x7F)
+
+
+@pytest.mark.parametrize("ack_second", [True, False])
+def test_the_bridge_answers_a_fence_once_the_writes_before_it_are_acknowledged(ack_second):
+    """A write fence is not sent over the link (the link is in order): the bridge answers it
+    itself, exactly once, and only after the host has acknowledged every write sent before it
+    (later writes may delay the answer: the bridge waits for all writes outstanding). Negative
+    control: with the second write never acknowledged, the fence is never answered."""
+    from lowbit.contract.ccip import C1_REQ_WRFENCE, C1_REQ_WRLINE
+
+    dut = SerialBridge(line_bits=W, read_fifo_depth=16, write_fifo_depth=16)
+    ccip = dut.ccip
+    host = Host()
+    seen = []      # cycles of the c1 responses
+    sent = {}      # host ack frames: mdata -> the cycle they were queued
+    log = {}
+
+    async def afu(ctx):
+        for kind, md in ((C1_REQ_WRLINE, 1), (C1_REQ_WRLINE, 2), (C1_REQ_WRFENCE, 7), (C1_REQ_WRLINE, 3)):
+            ctx.set(ccip.c1_tx.valid, 1)
+            ctx.set(ccip.c1_tx.req_type, kind)
+            ctx.set(ccip.c1_tx.address, 0x100 + md)
+            ctx.set(ccip.c1_tx.mdata, md)
+            ctx.set(ccip.c1_tx.data, md)
+            await ctx.tick()
+        ctx.set(ccip.c1_tx.valid, 0)
+
+    async def bench(ctx):
+        pending = []  # write requests seen on the link (mdata)
+        # the host acknowledges late and out of turn: write 1 and 3 at cycle 1000, write 2 at 2000
+        plan = {1000: (1, 3), 2000: (2,) if ack_second else ()}
+        for cycle in range(4000):
+            if ctx.get(ccip.c1_rx.rsp_valid):
+                seen.append(cycle)
+            if ctx.get(dut.tx.valid):
+                host.inbox.append(ctx.get(dut.tx.payload))
+                frames, errors = P.parse_frames(host.inbox, WB)
+                assert errors == 0
+                pending += [P.decode_write_req(pl)[1] for ftype, pl in frames if ftype == P.B_WRITE_REQ]
+            for md in plan.get(cycle, ()):
+                host.out += P.write_ack_frame(md)
+                sent[md] = cycle
+            log["pending"] = list(pending)
+            if host.out and not ctx.get(dut.rx.valid):
+                ctx.set(dut.rx.payload, host.out.pop(0))
+                ctx.set(dut.rx.valid, 1)
+            elif ctx.get(dut.rx.valid) and ctx.get(dut.rx.ready):
+                ctx.set(dut.rx.valid, 0)
+            await ctx.tick()
+
+    async def tx_ready(ctx):
+        ctx.set(dut.tx.ready, 1)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tx_ready)
+    sim.add_testbench(afu)
+    sim.add_testbench(bench)
+    sim.run()
+
+    assert log["pending"] == [1, 2, 3]  # three write frames, no fence frame
+    assert seen and min(seen) > 1000, "nothing is answered before the host acknowledges"
+    if ack_second:
+        # three host acks (two before cycle 2000, one after), then the fence's one answer
+        assert len(seen) == 4, seen
+        assert sum(c < 2000 for c in seen) == 2 and seen[3] > seen[2] > 2000
+    else:
+        assert len(seen) == 2, seen  # writes 1 and 3 acknowledged; write 2 holds the fence back

@@ -170,12 +170,19 @@ class SerialBridge(wiring.Component):
         # Fences stay here (module docstring): counted, and answered once no write sent before
         # one awaits its acknowledgement (later writes may delay that, never reorder it), in a
         # cycle without a host write acknowledgement (the two share c1_rx).
+        # The two tests are registers a cycle behind the counters (the 16-bit compares before
+        # the answer were the bridge's longest path, 13.4 ns in the flat delay model). Both lag
+        # alike, so a fence seen there was sent two or more cycles ago and every write it must
+        # wait for was counted before it; a write counted since is a later one. After an answer
+        # the fence count's test is a cycle stale, hence no answer in the next cycle.
         is_fence = ccip.c1_tx.req_type == C1_REQ_WRFENCE
         fences, unacked = Signal(16), Signal(16)  # each below the write engine's max_outstanding
-        fence_ack = Signal()
-        m.d.comb += fence_ack.eq((fences != 0) & (unacked == 0) & ~host_ack)
+        any_fence, none_unacked = Signal(), Signal(init=1)
+        fence_ack, fence_ack_r = Signal(), Signal()
+        m.d.comb += fence_ack.eq(any_fence & none_unacked & ~fence_ack_r & ~host_ack)
         m.d.sync += [fences.eq(fences + (ccip.c1_tx.valid & is_fence) - fence_ack),
-                     unacked.eq(unacked + (ccip.c1_tx.valid & ~is_fence) - host_ack)]
+                     unacked.eq(unacked + (ccip.c1_tx.valid & ~is_fence) - host_ack),
+                     any_fence.eq(fences != 0), none_unacked.eq(unacked == 0), fence_ack_r.eq(fence_ack)]
         with m.If(fence_ack):
             m.d.sync += ccip.c1_rx.rsp_valid.eq(1)
         m.d.comb += [
