@@ -49,10 +49,11 @@ class WovenDotUnit(wiring.Component):
     (two levels per stage), t+5 registered again; t+6 ``sum << k``;
     t+7 accumulate. Then once per group, every multiply a ``PipelinedMul`` (MULT18X18D with its
     registers): ``delta*acc + m0*sum w + 2^14`` (6 cycles), ``r`` (``RowNonlinearity``: 2 cycles for
-    least squares, 3 hinge, 9 logistic), then ``delta*r``, ``m0 * sum r`` and, as long as least
-    squares' ``sum r*r`` takes (5 at 64-bit lines, 7 at 512), the record is offered; the loss is
-    added when the row unit has summed it. The interlock and slot decisions are registers
-    (see ``elaborate``): a line is never taken on a 32-bit compare made in the same cycle.
+    least squares, 3 hinge, 9 logistic), then ``delta*r`` and ``m0 * sum r`` (the sum two adder
+    levels a stage), and the record is offered as soon as both are there (4 cycles after ``r`` at
+    64-bit lines, 5 at 512); the loss is added when the row unit has summed it, a few cycles later.
+    The interlock and slot decisions are registers (see ``elaborate``): a line is never taken on a
+    32-bit compare made in the same cycle.
 
     Parameters
     ----------
@@ -292,11 +293,18 @@ class WovenDotUnit(wiring.Component):
         mask_r, valid_r = nl.r_mask, nl.r_valid
 
         ds = [mul(self.delta, r[s], f"mul_dr_{s}") for s in range(S)]
-        rs, _, lat_rs = pipelined_sum(m, [(v, 0) for v in r], "rsum")
-        m0r, lat_m0r = mul(self.m0, rs, "mul_m0r")
-        # The record leaves when least squares' loss is summed, as it did before the other losses
-        # (so least-squares runs keep their cycle counts).
-        lat_rec = max(ds[0][1], lat_rs + lat_m0r, nl.squared_lag)
+        # sum_s r_s two adder levels a stage, as the row trees above (one level a stage took 4
+        # cycles at 16 rows where 2 do), so that m0 * sum r is ready 2 cycles after the rows'
+        # delta * r_s: the record leaves then, not when least squares' loss is summed (it did
+        # until session 6, 3 cycles later at 512-bit lines, 1 at 64: each a cycle of every
+        # minibatch boundary). The loss is added on its own a few cycles after the record, long
+        # before the end of the run reads it (the record's update alone takes longer).
+        rsum, lat_rs = list(r), 0
+        while len(rsum) > 1:
+            rsum = register_all(m, add_levels(rsum, 2), f"rsum{lat_rs}")
+            lat_rs += 1
+        m0r, lat_m0r = mul(self.m0, rsum[0], "mul_m0r")
+        lat_rec = max(ds[0][1], lat_rs + lat_m0r)
 
         # ---- the record; the loss (saturating at 2^64 - 1)
         rec = Signal(rec_layout)
