@@ -123,7 +123,7 @@ class WovenCore(wiring.Component):
         model = self._model_memory(m, platform)
         m.submodules.buffer = buf = Memory(shape=W, depth=2 * self.slot_lines, init=[])
         buf_w, buf_r = buf.write_port(), buf.read_port()
-        dot = WovenDotUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines)
+        dot = WovenDotUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines, chebyshev=self.chebyshev)
         grad = WovenGradientUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines, l2=self.l2)
         for name, block in (("dot", dot), ("gradient", grad)):
             m.submodules[name] = ResetInserter(seq.dp_rst)(block)

@@ -62,10 +62,15 @@ class WovenDotUnit(wiring.Component):
         Model rows (``max_features / 32``).
     slot_lines : int
         Buffer lines per group slot (a power of two >= ``9 * max_chunks``).
+    chebyshev : bool
+        Build the Chebyshev estimator's factors and Horner steps (default). ``False`` holds them
+        at constants here and in the row unit, so synthesis drops them even module by module
+        (the board's ``-noflatten``), where a 0 held on a port by the core does not propagate.
     """
 
-    def __init__(self, *, line_bits: int, max_chunks: int, slot_lines: int):
+    def __init__(self, *, line_bits: int, max_chunks: int, slot_lines: int, chebyshev: bool = True):
         self.line_bits, self.max_chunks, self.slot_lines = line_bits, max_chunks, slot_lines
+        self.chebyshev = bool(chebyshev)
         S = self.samples = line_bits // CHUNK
         super().__init__({
             "lines": In(stream.Signature(line_bits)),
@@ -112,8 +117,11 @@ class WovenDotUnit(wiring.Component):
         # Chebyshev: each group is read d + 1 times, factor f = 0 .. d (copies in the order 0, d, .., 1:
         # CopyInterleaver); only factor 0's lines go to the group buffer. One factor otherwise.
         f = Signal(4)
-        fm1 = Signal(4, reset_less=True)
-        m.d.sync += fm1.eq(self.factors_m1)
+        if self.chebyshev:
+            fm1 = Signal(4, reset_less=True)
+            m.d.sync += fm1.eq(self.factors_m1)
+        else:
+            fm1 = Const(0, 4)  # one factor for good
         cheb = fm1 != 0
         f0, f_last = f == 0, f == fm1
         last_plane = k == self.bits
@@ -284,7 +292,7 @@ class WovenDotUnit(wiring.Component):
         valid_d = delay(m, fin_valid, lat_dot, "fin_valid", reset_less=False)
 
         # ---- each row's residual and the group's loss, for the run's LOSS (margin.py)
-        nl = m.submodules.nonlinearity = RowNonlinearity(samples=S, dot_width=len(dots[0]))
+        nl = m.submodules.nonlinearity = RowNonlinearity(samples=S, dot_width=len(dots[0]), chebyshev=self.chebyshev)
         m.d.comb += [nl.kind.eq(self.loss_kind), nl.valid.eq(valid_d), nl.mask.eq(mask_d), nl.y.eq(y_d),
                      nl.dot.eq(Cat(*dots)), nl.cheb.eq(self.factors_m1 != 0), nl.degree.eq(self.factors_m1),
                      nl.first_factor.eq(fac0_d), nl.last_factor.eq(flast_d), nl.poly.eq(self.poly),

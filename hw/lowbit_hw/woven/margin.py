@@ -103,14 +103,18 @@ def table_rom_init() -> list[dict]:
 
 
 class RowNonlinearity(wiring.Component):
-    """Each row's ``r`` and the group's loss, for the LOSS held in ``kind`` (the module docstring)."""
+    """Each row's ``r`` and the group's loss, for the LOSS held in ``kind`` (the module docstring).
+
+    ``chebyshev=False`` builds it without the Horner steps (``cheb`` is then ignored, as if 0).
+    """
 
     #: Chebyshev: cycles between two factors' ``valid`` at least (a Horner step's ``h`` is ready 7
     #: cycles after its ``c`` entered the multiplier at 3, the next step's enters at its own 3; one
     #: cycle in hand).
     factor_gap = 8
 
-    def __init__(self, *, samples: int, dot_width: int):
+    def __init__(self, *, samples: int, dot_width: int, chebyshev: bool = True):
+        self.chebyshev = bool(chebyshev)  # False: the Horner steps held off by a constant
         try:
             if not isinstance(samples, int) or samples < 1 or samples & (samples - 1):
                 raise ValueError(f"samples must be a power of two, got {samples!r}")
@@ -149,8 +153,13 @@ class RowNonlinearity(wiring.Component):
         S = self.samples
         p_a = 4 + self._mul_latency  # dphi * s f leaves the multiplier (loss: a cycle later)
         assert self.r_latency[Loss.LOGISTIC] == p_a + 1
-        nonlinear, hinge, cheb = Signal(), Signal(), Signal()
-        m.d.sync += [nonlinear.eq(self.kind != Loss.SQUARED), hinge.eq(self.kind == Loss.HINGE), cheb.eq(self.cheb)]
+        nonlinear, hinge = Signal(), Signal()
+        m.d.sync += [nonlinear.eq(self.kind != Loss.SQUARED), hinge.eq(self.kind == Loss.HINGE)]
+        if self.chebyshev:
+            cheb = Signal()
+            m.d.sync += cheb.eq(self.cheb)
+        else:  # built without the estimator: a constant, so synthesis drops the Horner logic
+            cheb = Const(0)
 
         valid = [self.valid]
         for i in range(1, max(p_a + 3, H_R + 1)):
