@@ -30,9 +30,10 @@ class ReadEngine(wiring.Component):
     lines of all requests return in. Lines leave each reorder buffer in command order.
 
     The two channels are arbitrated round-robin, one request per cycle, on each channel's bid of
-    the cycle before (a channel granted sits out the next cycle: see ``elaborate``). Almost-full: a request is
-    decided one cycle before it is on ``c0_tx`` (the request is registered), and no request is
-    decided while ``almfull`` is high, so at most one request follows its assertion (CCI-P allows 8).
+    the cycle before (a channel granted sits out the next cycle: see ``elaborate``). Almost-full:
+    a request is decided one cycle before it is on ``c0_tx`` (the request is registered), and no
+    request is decided while ``almfull`` is high, so at most one request follows its assertion
+    (CCI-P allows 8).
 
     ``flush`` drops the channels' current and offered commands, stops issuing, and has the reorder
     buffers swallow the responses still in flight; commands are refused until they have all
