@@ -19,7 +19,7 @@ import numpy as np
 
 from lowbit import experiment as ex
 from lowbit.baselines import best_of, numpy_sgd
-from lowbit.cli import auto_step
+from lowbit.experiment import auto_step
 
 
 def main(argv=None) -> int:

@@ -37,7 +37,8 @@ import numpy as np
 
 from lowbit import experiment as ex
 from lowbit.baselines import SKLEARN_DIFFERENCES, best_of, numpy_sgd, sklearn_sgd
-from lowbit.cli import bits_list, auto_step, positive_int
+from lowbit.cli import bits_list, positive_int
+from lowbit.experiment import auto_step
 from lowbit.driver.train import engine_format, engine_layout
 
 #: Issue 10's targets: bits -> minimum engine speedup over NumPy float32 per epoch (measured clock).

@@ -12,14 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
 from .contract.format import MAX_BITS, SUPPORTED_LINE_BITS
 from .driver.sim_engines import SIM_ENGINES
-from .experiment import ASSUMED_HARP_FMAX_MHZ, DEFAULT_FMAX_MHZ, describe_clock
+from .experiment import ASSUMED_HARP_FMAX_MHZ, DEFAULT_FMAX_MHZ, auto_step, describe_clock
+from .outputs import PLOT_SUFFIXES, output_path, strict_json
 
 BACKENDS = ("sim", "serial", "golden", "float")
 
@@ -91,22 +91,6 @@ def _step(text: str):
     if not 0 < v < 1:
         raise argparse.ArgumentTypeError(f"--step must be in (0, 1), got {text!r}")
     return v
-
-
-def auto_step(X, batch: int) -> float:
-    """Half the largest stable step: ``0.5 / (B * mean ||x||^2)`` bounds ``step * B * lambda_max``.
-    Summed in float64 a block of rows at a time (no copy of ``X``)."""
-    import numpy as np
-
-    from .data import row_blocks
-
-    X = np.asarray(X)
-    total = 0.0
-    for rows in row_blocks(X):
-        block = X[rows].astype(np.float64)
-        total += float(np.einsum("ij,ij->", block, block))
-    r2 = total / X.shape[0]
-    return 0.5 / (batch * max(r2, 1e-12))
 
 
 def _add_training_args(p: argparse.ArgumentParser, *, demo: bool = False):
@@ -269,36 +253,6 @@ def _train_file(args) -> int:
 
 
 # ------------------------------------------------------------------------- checks before any work
-#: Image formats plot_runs can write; any other name gets ".png" appended (what matplotlib would
-#: otherwise do silently for a name without a suffix, or refuse for an unknown one).
-PLOT_SUFFIXES = (".png", ".pdf", ".svg")
-
-
-def output_path(path: Path, option: str, suffix: str, accepted: tuple[str, ...] = ()) -> Path:
-    """The file that will actually be written for ``path`` (``suffix`` appended unless the name
-    already ends in it or in one of ``accepted``), checked to be writable without creating anything.
-
-    Raises
-    ------
-    ValueError
-        Naming the option, the path and why it cannot be written.
-    """
-    path = Path(path)
-    if path.suffix.lower() not in (suffix, *accepted):
-        path = path.with_name(path.name + suffix)  # as numpy's savez and matplotlib's savefig do
-    if path.is_dir():
-        raise ValueError(f"{option} {path}: is a directory; give a file name")
-    parent = path.parent
-    while not parent.exists():  # the nearest existing folder must be a writable directory
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"{option} {path}: cannot create its folder, {parent} is not a directory; "
-                         f"choose another path")
-    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise ValueError(f"{option} {path}: no permission to write there; choose another path")
-    return path
-
-
 def check_engine_limits(args) -> None:
     """Batch, copies and epochs against the engine's limits (lowbit.contract.registers), before any work."""
     if args.backend == "float":
@@ -329,24 +283,6 @@ def check_divergence(run, zero_loss: float, auto: float) -> None:
             raise Diverged(f"{run.label} diverged at epoch {epoch}: training loss {loss:.3g}, more than "
                            f"{DIVERGENCE_FACTOR:g} x the all-zero model's {zero_loss:.3g}; use a smaller --step "
                            f"(this run: {run.step:.3g}; --step auto would use {auto:.3g})")
-
-
-def strict_json(obj):
-    """``(obj with every non-finite float replaced by None, whether any was)``, for standard JSON."""
-    replaced = False
-
-    def walk(x):
-        nonlocal replaced
-        if isinstance(x, float) and not math.isfinite(x):
-            replaced = True
-            return None
-        if isinstance(x, dict):
-            return {k: walk(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [walk(v) for v in x]
-        return x
-
-    return walk(obj), replaced
 
 
 def _emit_json(prepared, runs, plot, diverged: str | None):

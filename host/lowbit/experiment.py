@@ -313,3 +313,15 @@ def run_engine(p: Prepared, qds, *, backend: str, step: float, batch: int, epoch
         summary.fmax_mhz = fmax_mhz
         summary.elapsed_s = [c / (fmax_mhz * 1e6) for c in summary.epoch_cycles]
     return summary
+
+
+def auto_step(X, batch: int) -> float:
+    """Half the largest stable step: ``0.5 / (B * mean ||x||^2)`` bounds ``step * B * lambda_max``.
+    Summed in float64 a block of rows at a time (no copy of ``X``). ``lowbit train``'s ``--step auto``."""
+    X = np.asarray(X)
+    total = 0.0
+    for rows in row_blocks(X):
+        block = X[rows].astype(np.float64)
+        total += float(np.einsum("ij,ij->", block, block))
+    r2 = total / X.shape[0]
+    return 0.5 / (batch * max(r2, 1e-12))

@@ -362,7 +362,7 @@ def worker_main(plan: Plan, prepare_args: dict) -> ScaleoutRun | None:
             raise ValueError(f"{prepared.rows} rows cannot be shared by {world} engines")
         step = plan.step
         if step == "auto":
-            from .cli import auto_step
+            from .experiment import auto_step
 
             step = auto_step(prepared.X, plan.batch)
         run_step = engine_step(step, world, prepared.X, plan.batch, plan.step_scaling)

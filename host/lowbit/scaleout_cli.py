@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from .cli import PLOT_SUFFIXES, output_path, strict_json
+from .outputs import PLOT_SUFFIXES, output_path, strict_json
 from .experiment import describe_clock
 from .scaleout import ENV_RESULT, EXIT_PEER_LOST, PeerLost, Plan, ScaleoutRun, launch, worker_main
 

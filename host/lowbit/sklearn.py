@@ -39,7 +39,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import experiment as ex
-from .cli import auto_step
+from .experiment import auto_step
 from .data import Normalizer
 from .dataset import QuantizedDataset
 from .experiment import MEASURED_FMAX_MHZ
