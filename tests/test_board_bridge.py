@@ -88,13 +88,19 @@ def run(dut, host, script, *, cycles, until=None, gap=0, corrupt=None):
                     return
         raise AssertionError(f"not done within {cycles} cycles")
 
+    simulate(dut, bench)
+
+
+def simulate(dut, *benches):
+    """Clock ``dut`` with its byte output always ready and ``benches`` driving it, to their end."""
     async def tx_ready(ctx):
         ctx.set(dut.tx.ready, 1)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(tx_ready)
-    sim.add_testbench(bench)
+    for bench in benches:
+        sim.add_testbench(bench)
     sim.run()
 
 
@@ -271,7 +277,6 @@ def test_the_bridge_answers_a_fence_once_the_writes_before_it_are_acknowledged(a
     ccip = dut.ccip
     host = Host()
     seen = []      # cycles of the c1 responses
-    sent = {}      # host ack frames: mdata -> the cycle they were queued
     log = {}
 
     async def afu(ctx):
@@ -298,7 +303,6 @@ def test_the_bridge_answers_a_fence_once_the_writes_before_it_are_acknowledged(a
                 pending += [P.decode_write_req(pl)[1] for ftype, pl in frames if ftype == P.B_WRITE_REQ]
             for md in plan.get(cycle, ()):
                 host.out += P.write_ack_frame(md)
-                sent[md] = cycle
             log["pending"] = list(pending)
             if host.out and not ctx.get(dut.rx.valid):
                 ctx.set(dut.rx.payload, host.out.pop(0))
@@ -307,15 +311,7 @@ def test_the_bridge_answers_a_fence_once_the_writes_before_it_are_acknowledged(a
                 ctx.set(dut.rx.valid, 0)
             await ctx.tick()
 
-    async def tx_ready(ctx):
-        ctx.set(dut.tx.ready, 1)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tx_ready)
-    sim.add_testbench(afu)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(dut, afu, bench)
 
     assert log["pending"] == [1, 2, 3]  # three write frames, no fence frame
     assert seen and min(seen) > 1000, "nothing is answered before the host acknowledges"

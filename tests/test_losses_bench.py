@@ -77,7 +77,7 @@ def test_default_setting_brings_float64_sgd_to_the_minimiser(digits, loss):
 
     defaults = dict(l2=0.1, step_scale=4.0, epochs=50)
     assert {k: getattr(bench.build_parser().parse_args([]), k) for k in defaults} == defaults
-    step = defaults["step_scale"] * 0.5 / (bench.BATCH * float(np.mean(np.sum(digits.X * digits.X, axis=1))))
+    step = bench.step_for(digits, defaults["step_scale"])
 
     def ratio(l2, step, epochs):
         models, _ = reference_sgd(digits.X, digits.y, step=step, batch=bench.BATCH, epochs=epochs, loss=loss, l2=l2)
