@@ -67,7 +67,7 @@ class Problem:
 def make_problem(*, rows, features, bits, batch=1, epochs=1, copies=1, step=0.05, line_bits=64, seed=0,
                  label_scale=1.0, layout="planes", levels_q=None, model_in=None, start_minibatch=0,
                  max_minibatches=0, loss=Loss.SQUARED, classes="pm1", flip=0.0, l2=0,
-                 degree=0, margin_range=2) -> Problem:
+                 degree=0, margin_range=2, model_delay=0) -> Problem:
     """A problem quantized with double sampling, packed as the engine reads it.
 
     ``model_in`` (int32, ``(features,)``) warm-starts the run from it; ``start_minibatch`` and
@@ -79,7 +79,8 @@ def make_problem(*, rows, features, bits, batch=1, epochs=1, copies=1, step=0.05
 
     ``l2`` is the L2 register (uint32 at 2^-32). ``degree`` >= 1 selects the Chebyshev estimator of
     that degree on the margin range ``2^margin_range`` (``lowbit.contract.losses.chebyshev_poly``:
-    the host's coefficients), which reads ``degree + 1`` of the ``copies``."""
+    the host's coefficients), which reads ``degree + 1`` of the ``copies``. ``model_delay`` is the
+    MODEL_DELAY register (pipelined SGD)."""
     rng = np.random.default_rng(seed)
     X, y = engine_problem(rows, features, rng=rng, label_scale=label_scale, noise_sd=0.05)
     if loss != Loss.SQUARED:
@@ -92,7 +93,7 @@ def make_problem(*, rows, features, bits, batch=1, epochs=1, copies=1, step=0.05
     cfg = EngineConfig(rows=rows, features=features, bits=bits, batch=batch, epochs=epochs,
                        step=step_to_fixed(step), copies=copies, warm_start=model_in is not None,
                        start_minibatch=start_minibatch, max_minibatches=max_minibatches, loss=int(loss), l2=l2,
-                       **(dict(estimator=int(Estimator.CHEBYSHEV), degree=degree, margin_range=margin_range,
+                       model_delay=model_delay, **(dict(estimator=int(Estimator.CHEBYSHEV), degree=degree, margin_range=margin_range,
                                poly=chebyshev_poly(Loss(loss), degree, margin_range)) if degree else {}))
     fmt = LineFormat(bits=bits, features=features, line_bits=line_bits, layout=layout)
     memory = HostMemory(line_bytes=line_bits // 8)
@@ -246,6 +247,7 @@ def set_config(ctx, core, cfg, run_id=0):
                         ("loss", cfg.loss), ("l2", cfg.l2), ("estimator", cfg.estimator_register()),
                         ("warm_start", cfg.warm_start), ("start_minibatch", cfg.start_minibatch),
                         ("max_minibatches", cfg.max_minibatches), ("model_in_addr", MODEL_IN_ADDR),
+                        ("model_delay", cfg.model_delay),
                         *((f"poly_{j}", int(cfg.poly[j]) if j < len(cfg.poly) else 0) for j in range(MAX_DEGREE + 1))):
         ctx.set(getattr(c, name), value & 0xFFFFFFFF if name.startswith("poly") else value)
 

@@ -83,10 +83,11 @@ def test_woven_core_refuses_a_batch_across_groups():
 
 SETTINGS = [dict(loss=Loss.LOGISTIC), dict(loss=Loss.HINGE), dict(l2=1 << 20),
             dict(estimator=Estimator.CHEBYSHEV, degree=1, copies=2),
-            dict(warm_start=1), dict(start_minibatch=1), dict(max_minibatches=1)]
+            dict(warm_start=1), dict(start_minibatch=1), dict(max_minibatches=1), dict(model_delay=1)]
 #: The builds whose BUILT lacks something: (core class, constructor arguments, BUILT).
 BUILDS = [(WovenCore, dict(SMALL), WovenCore.built), (WovenCore, dict(SMALL, l2=False), WovenCore.built & ~Built.L2),
           (WovenCore, dict(SMALL, chebyshev=False), WovenCore.built & ~Built.CHEBYSHEV),
+          (WovenCore, dict(SMALL, delayed=False), WovenCore.built & ~Built.DELAYED),
           (TrainingCore, {}, TrainingCore.built)]
 
 
@@ -96,7 +97,8 @@ def _needs(setting):
 
 @pytest.mark.parametrize("setting,core_cls,core_kw,built", [
     pytest.param(setting, cls, kw, built, id=f"{cls.__name__}{'-no-l2' if kw.get('l2') is False else ''}"
-                                             f"{'-no-cheb' if kw.get('chebyshev') is False else ''}-{i}")
+                                             f"{'-no-cheb' if kw.get('chebyshev') is False else ''}"
+                                             f"{'-no-delay' if kw.get('delayed') is False else ''}-{i}")
     for cls, kw, built in BUILDS for i, setting in enumerate(SETTINGS) if _needs(setting) & ~built])
 def test_cores_refuse_what_they_were_not_built_for(setting, core_cls, core_kw, built):
     """A core refuses what it was not built for (its BUILT register): LOSS, L2, ESTIMATOR,
@@ -121,12 +123,17 @@ def test_woven_core_l2_is_a_checked_build_option():
 
     board = board_woven_core(line_bits=64, lanes=32, max_features=256)
     board._MustUse__silence = True
-    assert board.built == WovenCore.built & ~Built.L2 & ~Built.CHEBYSHEV
+    assert board.built == WovenCore.built & ~Built.L2 & ~Built.CHEBYSHEV & ~Built.DELAYED
     no_cheb = WovenCore(**SMALL, chebyshev=False)
     no_cheb._MustUse__silence = True
     assert no_cheb.built == WovenCore.built & ~Built.CHEBYSHEV
     with pytest.raises(ValueError, match="chebyshev"):
         WovenCore(**SMALL, chebyshev="no")
+    no_delay = WovenCore(**SMALL, delayed=False)
+    no_delay._MustUse__silence = True
+    assert no_delay.built == WovenCore.built & ~Built.DELAYED and Built.DELAYED in WovenCore.built
+    with pytest.raises(ValueError, match="delayed"):
+        WovenCore(**SMALL, delayed=1)
 
 
 # ------------------------------------------------------------------ resumable runs (issue 14, RESUME)
@@ -445,3 +452,48 @@ def test_woven_core_reset_during_a_chebyshev_run_then_the_run_is_exact(at):
     script = _reset_at_then_run(first.cfg, first.run_id, p, at, cycles=2000)
     check_against_golden(p, *simulate(p, core_kw=SMALL, core_cls=WovenCore, script=script,
                                       shell_kw=dict(p_cmd=0.05)))
+
+
+# Pipelined SGD (MODEL_DELAY 1): one group a minibatch (BATCH = W/32 rows, or >= ROWS).
+DELAY_CASES = [
+    # rows, features, bits, batch, epochs, line_bits, extra
+    (8, 40, 2, 2, 2, 64, {}),          # several minibatches, F not a multiple of 32
+    (9, 100, 1, 2, 2, 64, {}),         # b = 1, odd N (a padded last group), four chunks
+    (5, 1, 3, 2, 2, 64, {}),           # F = 1: one-chunk groups, q written just before it is read
+    (16, 31, 4, 4, 1, 128, {}),        # four rows per line
+    (10, 64, 8, 2, 2, 64, dict(l2=1 << 22)),                 # b = 8, L2 (least squares' two passes)
+    (12, 40, 2, 2, 2, 64, dict(loss=Loss.LOGISTIC, l2=1 << 21)),
+    (12, 40, 3, 2, 1, 64, dict(loss=Loss.HINGE, model_in=None, start_minibatch=2, max_minibatches=3)),
+    (7, 33, 2, 8, 2, 64, {}),          # BATCH >= ROWS: one minibatch an epoch, as exact SGD
+]
+
+
+@pytest.mark.parametrize("rows,features,bits,batch,epochs,line_bits,extra", DELAY_CASES)
+def test_woven_core_pipelined_sgd_equals_golden(rows, features, bits, batch, epochs, line_bits, extra):
+    """MODEL_DELAY 1: each minibatch's residuals from the model before the previous minibatch's
+    update, its update, correction and L2 from the current one; every snapshot, loss and counter
+    as golden says, and the models differ from exact SGD's (the delay is real)."""
+    extra = dict(extra)
+    if "start_minibatch" in extra:
+        extra["model_in"] = _model(features, rows, scale=1 << 18)  # small: the hinge is active
+    problem = make_problem(rows=rows, features=features, bits=bits, batch=batch, epochs=epochs, line_bits=line_bits,
+                           seed=rows * 7 + bits, layout="woven", step=0.2, model_delay=1, **extra)
+    result = run_woven(problem, core_kw=dict(line_bits=line_bits, max_features=256))
+    check_against_golden(problem, *result)
+    exact = dataclasses.replace(problem.cfg, model_delay=0)
+    from lowbit.contract.golden import run
+    same = np.array_equal(run(exact, problem.codes, problem.labels, problem.table_m, problem.table_e,
+                              model_in=problem.model_in).models, problem.golden.models)
+    assert same == (batch >= rows or -(-rows // batch) == 1)
+
+
+@pytest.mark.parametrize("setting", [dict(batch=4), dict(estimator=Estimator.CHEBYSHEV, degree=1, copies=2,
+                                                          loss=Loss.LOGISTIC)])
+def test_woven_core_refuses_delay_it_cannot_pipeline(setting):
+    """MODEL_DELAY with a minibatch of several groups (2 < BATCH < ROWS at 64-bit lines) or with
+    the Chebyshev estimator is BAD_DELAY; the board's build (``delayed=False``) and the planes
+    core lack it altogether: NOT_BUILT."""
+    problem = make_problem(rows=8, features=8, bits=2, batch=2, layout="woven")
+    cfg = dataclasses.replace(problem.cfg, model_delay=1, **setting)
+    _, status, *_ = run_woven(dataclasses.replace(problem, cfg=cfg))
+    assert status.state == State.ERROR and status.error == ErrorCode.BAD_DELAY

@@ -60,6 +60,13 @@ distinct, hence independent, copies):
 
 L2 (any loss, L2 != 0): at the end of each minibatch of ``n_b`` rows, before the update,
 ``G_j += n_b * rnd(L2 * w0_j, 17)`` (``L2 * w0`` at 2^-56 rounded onto G's 2^-39; |L2 * w0| < 2^63).
+
+Pipelined SGD (MODEL_DELAY 1; issue 10, docs/architecture.md). With ``w^(p)`` the model before
+minibatch ``p``'s update, counted from the start of each epoch or run segment, minibatch ``p``'s dot
+products and margins (every factor's) use ``w^(p-1)``, the model one minibatch old (minibatch 0:
+``w^(0)``), so an engine can take minibatch ``p``'s rows while minibatch ``p-1``'s update is still
+being written. Everything else uses the current model ``w0 = w^(p)``: the double-sampling correction
+``rnd(e_ij * w0_j, 8)``, L2, and the update itself. MODEL_DELAY 0 is the exact SGD above.
 """
 
 from __future__ import annotations
@@ -107,6 +114,8 @@ class EngineConfig:
     warm_start: bool = False
     start_minibatch: int = 0
     max_minibatches: int = 0
+    # Issue 10: pipelined SGD (MODEL_DELAY); 0 is exact minibatch SGD.
+    model_delay: int = 0
 
     def factors(self) -> int:
         """Copies each row reads in an epoch: d + 1 for the Chebyshev estimator, else 1."""
@@ -142,6 +151,8 @@ class EngineConfig:
             need |= Built.NONLINEAR
         if self.warm_start or self.start_minibatch or self.max_minibatches:
             need |= Built.RESUME
+        if self.model_delay:
+            need |= Built.DELAYED
         return need
 
     def error(self, max_features: int, *, built: Built = BUILT_ALL) -> ErrorCode:
@@ -234,6 +245,8 @@ def _check_inputs(cfg: EngineConfig, codes, labels, table_m, table_e):
         raise ValueError(f"code table entries out of range (m is int{M_BITS}, e is uint{CORR_BITS})")
     if not 0 <= cfg.l2 < (1 << 32):
         raise ValueError("l2 must be a uint32 (the L2 register)")
+    if cfg.model_delay not in (0, 1):
+        raise ValueError(f"model_delay must be 0 or 1 (the MODEL_DELAY register), got {cfg.model_delay!r}")
     if cfg.factors() > 1 and (len(cfg.poly) != cfg.degree + 1
                               or any(not INT32_MIN <= int(a) <= INT32_MAX for a in cfg.poly)):
         raise ValueError(f"the Chebyshev estimator needs POLY_0..POLY_{cfg.degree}: {cfg.degree + 1} int32 coefficients")
@@ -299,21 +312,24 @@ def run(cfg: EngineConfig, codes, labels, table_m, table_e, *, model_in=None, pr
         M, E = decoded[ks[0], lo, hi]
         yk = y[rows]
         loss = 0
+        w_dot = w  # the model the dot products use: w, or with MODEL_DELAY the one before the last update
         for start in range(0, M.shape[0], b):  # minibatches are sequential by definition; rows inside are vectorised
             Mb, Eb, yb = M[start : start + b], E[start : start + b], yk[start : start + b]
             if cfg.loss == Loss.SQUARED:
-                r = sat32(rshift_round(Mb @ w, CODE_FRAC) - yb)
+                r = sat32(rshift_round(Mb @ w_dot, CODE_FRAC) - yb)
                 loss += int(((r * r) >> LOSS_SHIFT).sum())
                 G = Mb.T @ r - rshift_round(Eb * w, CORR_SHIFT).sum(axis=0)
             else:
                 more = [decoded[k, lo, hi][0][start : start + b] for k in ks[1:]]
-                r, row_loss = margin_residuals(cfg, Mb, more, w, yb)
+                r, row_loss = margin_residuals(cfg, Mb, more, w_dot, yb)
                 loss += int(row_loss.sum())
                 G = Mb.T @ r
             if cfg.l2:
                 G = G + len(yb) * rshift_round(cfg.l2 * w, L2_SHIFT)
             gs = sat32(rshift_round(G, CODE_FRAC))
-            w = sat32(w - rshift_round(gs * cfg.step, STEP_FRAC))
+            w, w_dot = sat32(w - rshift_round(gs * cfg.step, STEP_FRAC)), w
+            if not cfg.model_delay:
+                w_dot = w
         models[i] = w
         losses.append(min(loss, UINT64_MAX))
         if progress is not None:

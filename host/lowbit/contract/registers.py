@@ -78,7 +78,10 @@ class ErrorCode(enum.IntEnum):
     BAD_START = 13  # START_MINIBATCH >= EPOCHS * ceil(ROWS / BATCH): nothing left to run
     # Checked right after BAD_STEP by an engine built without a datapath the run needs (its BUILT
     # register, EngineConfig.error(built=...)): it refuses what it would otherwise ignore.
-    NOT_BUILT = 14  # a LOSS, L2, ESTIMATOR, WARM_START, START_MINIBATCH or MAX_MINIBATCHES this build lacks (BUILT)
+    NOT_BUILT = 14  # a LOSS, L2, ESTIMATOR, WARM_START, START_MINIBATCH, MAX_MINIBATCHES or MODEL_DELAY this build lacks (BUILT)
+    # Checked last by the woven core (built with Built.DELAYED): the pipeline it runs MODEL_DELAY 1 with
+    # holds one group of W/32 rows a minibatch.
+    BAD_DELAY = 15  # MODEL_DELAY 1 with W/32 < BATCH < ROWS (a minibatch of several groups) or the Chebyshev estimator
 
 
 class Loss(enum.IntEnum):
@@ -106,6 +109,7 @@ class Built(enum.IntFlag):
     L2 = 2
     CHEBYSHEV = 4
     RESUME = 8
+    DELAYED = 16
 
 
 #: What each BUILT bit stands for (the register map's field docs).
@@ -114,9 +118,10 @@ BUILT_DOC = {
     Built.L2: "L2 regularisation (L2 != 0)",
     Built.CHEBYSHEV: "ESTIMATOR.KIND chebyshev (DEGREE + 1 copies per row)",
     Built.RESUME: "warm start and bounded runs (WARM_START, START_MINIBATCH, MAX_MINIBATCHES != 0)",
+    Built.DELAYED: "MODEL_DELAY 1: residuals against the model one minibatch old (pipelined SGD)",
 }
 #: What the golden model (the spec) computes: everything.
-BUILT_ALL = Built.NONLINEAR | Built.L2 | Built.CHEBYSHEV | Built.RESUME
+BUILT_ALL = Built.NONLINEAR | Built.L2 | Built.CHEBYSHEV | Built.RESUME | Built.DELAYED
 
 
 class Ctrl(enum.IntFlag):
@@ -282,6 +287,11 @@ REGISTERS = REGISTERS + RESUME_REGISTERS + (
         "Optional datapaths of this build (lowbit.contract.registers.Built); a run needing one it lacks is NOT_BUILT",
         tuple(Field(flag.name, flag.value.bit_length() - 1, 1, doc) for flag, doc in BUILT_DOC.items()),
     ),
+    # Pipelined SGD (issue 10): appended after BUILT, so no earlier offset moves; 0 is exact SGD.
+    Register("MODEL_DELAY", 0x168, Access.RW,
+             "1: minibatch p's residuals use the model before minibatch p-1's update (the first minibatch of an "
+             "epoch or run segment: the current model), while the update, the double-sampling correction and L2 use "
+             "the current model; 0: exact minibatch SGD (lowbit.contract.golden)", width=1),
 )
 
 REG: dict[str, Register] = {r.name: r for r in REGISTERS}
@@ -292,7 +302,7 @@ REG: dict[str, Register] = {r.name: r for r in REGISTERS}
 #: chebyshev, which a build without it refuses (BUILT, NOT_BUILT).
 RUN_CONFIG = ("DATA_ADDR", "LABEL_ADDR", "MODEL_ADDR", "STATS_ADDR", "STATUS_ADDR", "ROWS", "FEATURES", "BITS",
               "BATCH", "EPOCHS", "COPIES", "STEP", "RUN_ID", "LOSS", "L2", "ESTIMATOR", "WARM_START",
-              "START_MINIBATCH", "MAX_MINIBATCHES", "MODEL_IN_ADDR") + tuple(f"POLY_{j}" for j in range(MAX_DEGREE + 1))
+              "START_MINIBATCH", "MAX_MINIBATCHES", "MODEL_IN_ADDR", "MODEL_DELAY") + tuple(f"POLY_{j}" for j in range(MAX_DEGREE + 1))
 #: The RO registers the core drives, in this order: ``lowbit_hw.interfaces.CoreStatus`` is built from
 #: them, STATUS by its fields, the others whole, named in lower case.
 CORE_STATUS = ("STATUS", "CYCLES", "READ_LINES", "WRITE_LINES", "STALL_CYCLES")

@@ -32,7 +32,7 @@ SIM_ENGINES = {
 #: The BUILT register of each simulated engine: its core's ``built`` (lowbit_hw.woven.WovenCore,
 #: lowbit_hw.core.TrainingCore), known before a simulator is opened (the CLI refuses early).
 SIM_BUILT = {
-    "woven": Built.NONLINEAR | Built.L2 | Built.CHEBYSHEV | Built.RESUME,
+    "woven": Built.NONLINEAR | Built.L2 | Built.CHEBYSHEV | Built.RESUME | Built.DELAYED,
     "planes": Built.NONE,
 }
 

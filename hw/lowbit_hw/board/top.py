@@ -28,7 +28,7 @@ def board_woven_core(*, line_bits, lanes, max_features):
     pass). Its BUILT register says so: such runs are refused."""
     from ..woven import WovenCore
 
-    return WovenCore(line_bits=line_bits, max_features=max_features, l2=False, chebyshev=False)
+    return WovenCore(line_bits=line_bits, max_features=max_features, l2=False, chebyshev=False, delayed=False)
 
 
 def pll_parameters(f_in_mhz: float, f_out_mhz: float) -> dict:

@@ -259,7 +259,8 @@ class Sequencer(wiring.Component):
         needs = {Built.NONLINEAR: (icfg.loss != 0) | ((icfg.estimator != 0) & ~chebyshev),
                  Built.L2: icfg.l2 != 0,
                  Built.CHEBYSHEV: chebyshev,
-                 Built.RESUME: icfg.warm_start | (icfg.start_minibatch != 0) | (icfg.max_minibatches != 0)}
+                 Built.RESUME: icfg.warm_start | (icfg.start_minibatch != 0) | (icfg.max_minibatches != 0),
+                 Built.DELAYED: icfg.model_delay}
         lacking = [need for flag, need in needs.items() if not flag & self.built]
         if lacking:
             with m.Elif(Cat(*lacking).any()):

@@ -69,10 +69,10 @@ class WovenCore(wiring.Component):
     #: The optional datapaths this core has (its BUILT register; the sequencer refuses the rest):
     #: LOSS logistic and hinge, the Chebyshev estimator, L2 (unless built with ``l2=False``: the
     #: instance's ``built`` says), warm start and bounded runs: all of them.
-    built = Built.NONLINEAR | Built.L2 | Built.CHEBYSHEV | Built.RESUME
+    built = Built.NONLINEAR | Built.L2 | Built.CHEBYSHEV | Built.RESUME | Built.DELAYED
 
     def __init__(self, *, line_bits: int = 512, max_features: int = 8192, l2: bool = True,
-                 chebyshev: bool = True):
+                 chebyshev: bool = True, delayed: bool = True):
         try:
             if line_bits not in SUPPORTED_LINE_BITS:
                 raise ValueError(f"line_bits must be one of {SUPPORTED_LINE_BITS}, got {line_bits!r}")
@@ -81,15 +81,19 @@ class WovenCore(wiring.Component):
                 raise ValueError(f"l2 must be True or False, got {l2!r}")
             if not isinstance(chebyshev, bool):
                 raise ValueError(f"chebyshev must be True or False, got {chebyshev!r}")
+            if not isinstance(delayed, bool):
+                raise ValueError(f"delayed must be True or False, got {delayed!r}")
         except ValueError:
             self._MustUse__silence = True
             raise
-        self.l2, self.chebyshev = l2, chebyshev
+        self.l2, self.chebyshev, self.delayed = l2, chebyshev, delayed
         self.built = type(self).built
         if not l2:
             self.built &= ~Built.L2
         if not chebyshev:
             self.built &= ~Built.CHEBYSHEV
+        if not delayed:
+            self.built &= ~Built.DELAYED
         self.line_bits, self.max_features = line_bits, max_features
         self.lanes = ROW_ALIGN  # features per line; reported as CAPS.LANES
         self.samples = line_bits // ROW_ALIGN
@@ -121,10 +125,12 @@ class WovenCore(wiring.Component):
                                            samples_per_line=S, built=self.built)
         m.submodules.scan = scan = AffineTableScan()
         model = self._model_memory(m, platform)
-        m.submodules.buffer = buf = Memory(shape=W, depth=2 * self.slot_lines, init=[])
+        dot = WovenDotUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines, chebyshev=self.chebyshev,
+                           delayed=self.delayed)
+        grad = WovenGradientUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines, l2=self.l2,
+                                 delayed=self.delayed)
+        m.submodules.buffer = buf = Memory(shape=W, depth=dot.slots * self.slot_lines, init=[])
         buf_w, buf_r = buf.write_port(), buf.read_port()
-        dot = WovenDotUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines, chebyshev=self.chebyshev)
-        grad = WovenGradientUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines, l2=self.l2)
         for name, block in (("dot", dot), ("gradient", grad)):
             m.submodules[name] = ResetInserter(seq.dp_rst)(block)
         # (reset at a run's start; an abort lets it finish the command the shell is offered)
@@ -182,6 +188,14 @@ class WovenCore(wiring.Component):
         kind, degree, range_shift = (self.cfg.estimator[est.field(n).lsb:est.field(n).lsb + est.field(n).width]
                                      for n in ("KIND", "DEGREE", "RANGE"))
         cheb, degree_h, range_h = Signal(), Signal(4), Signal(3)
+        # MODEL_DELAY (pipelined SGD): one group a minibatch (BATCH = S, or >= ROWS: then one
+        # minibatch an epoch, which MODEL_DELAY does not change) and one factor a row.
+        model_delay, bad_delay, delay_on = Signal(), Signal(), Signal()
+        if self.delayed:
+            with m.If(self.start & (self.status.state != State.BUSY)):
+                m.d.sync += model_delay.eq(self.cfg.model_delay)
+            m.d.sync += [bad_delay.eq(model_delay & (((seq.batch < seq.rows) & (seq.batch != S)) | cheb)),
+                         delay_on.eq(model_delay & (batch_groups == 1))]
         with m.If(self.start & (self.status.state != State.BUSY)):
             # the golden model's _loss_error: KIND naive takes any DEGREE and RANGE; chebyshev
             # needs logistic or hinge, 1 <= d <= MAX_DEGREE and d + 1 copies (RANGE <= 7: any)
@@ -199,6 +213,8 @@ class WovenCore(wiring.Component):
             m.d.sync += core_error.eq(ErrorCode.BAD_LOSS)
         with m.Elif(bad_estimator):
             m.d.sync += core_error.eq(ErrorCode.BAD_ESTIMATOR)
+        with m.Elif(bad_delay):
+            m.d.sync += core_error.eq(ErrorCode.BAD_DELAY)
         with m.Else():
             m.d.sync += core_error.eq(ErrorCode.NONE)
 
@@ -231,6 +247,7 @@ class WovenCore(wiring.Component):
                      dot.range_shift.eq(range_h if self.chebyshev else 0),
                      dot.poly.eq(Cat(*(held[f"poly_{j}"] for j in range(MAX_DEGREE + 1))) if self.chebyshev else 0),
                      dot.delta.eq(scan.delta), dot.upd_written.eq(grad.upd_written),
+                     dot.model_delay.eq(delay_on), grad.model_delay.eq(delay_on), grad.dot_passed.eq(dot.chunks_passed),
                      dot.groups_read.eq(grad.groups_read),
                      model.a_addr.eq(Mux(seq.snapshot, seq.model_addr, dot.model_addr)),
                      dot.model_data.eq(model.a_data), seq.model_data.eq(model.a_data),

@@ -38,6 +38,14 @@ class WovenDotUnit(wiring.Component):
     the update of minibatch ``q - 1`` has written ``(q-1)*chunks + c + 1`` chunks this epoch), and,
     for a group's last line, its label line is there and a residual record slot is free.
 
+    Pipelined SGD (``delayed`` builds, ``model_delay`` held for the run: one group a minibatch,
+    the core sees to it): minibatch ``q >= 2`` reads chunk ``c`` once ``(q-2)*chunks + c + 1``
+    chunks are written (minibatches 0 and 1 freely), so it reads the model one minibatch old and
+    runs while minibatch ``q-1``'s update is written; the gradient unit holds each chunk of that
+    update until this unit has read it (``chunks_passed``: chunks whose last plane was taken this
+    epoch). Such builds have 4 group slots instead of 2, so the dot pass of a group never waits
+    for the gradient pass of the group two before it (which ends a record's latency later).
+
     Chebyshev estimator (``factors_m1 = d > 0``): a group comes ``d + 1`` times, once from each
     factor's copy (``CopyInterleaver``); every factor's last line gives its dot products to the row
     unit (at least ``RowNonlinearity.factor_gap`` cycles apart), only factor 0's lines go to the
@@ -66,11 +74,16 @@ class WovenDotUnit(wiring.Component):
         Build the Chebyshev estimator's factors and Horner steps (default). ``False`` holds them
         at constants here and in the row unit, so synthesis drops them even module by module
         (the board's ``-noflatten``), where a 0 held on a port by the core does not propagate.
+    delayed : bool
+        Build pipelined SGD (``model_delay``) and 4 group slots; ``False``: 2 slots, exact SGD only.
     """
 
-    def __init__(self, *, line_bits: int, max_chunks: int, slot_lines: int, chebyshev: bool = True):
+    def __init__(self, *, line_bits: int, max_chunks: int, slot_lines: int, chebyshev: bool = True,
+                 delayed: bool = False):
         self.line_bits, self.max_chunks, self.slot_lines = line_bits, max_chunks, slot_lines
         self.chebyshev = bool(chebyshev)
+        self.delayed = bool(delayed)
+        self.slots = 4 if delayed else 2
         S = self.samples = line_bits // CHUNK
         super().__init__({
             "lines": In(stream.Signature(line_bits)),
@@ -83,9 +96,10 @@ class WovenDotUnit(wiring.Component):
             # the Chebyshev estimator (held for the run): d (0: one copy a row), POLY_0..POLY_d, RANGE
             "factors_m1": In(4), "poly": In(data.ArrayLayout(signed(32), MAX_DEGREE + 1)), "range_shift": In(3),
             "upd_written": In(32), "groups_read": In(32),
+            "model_delay": In(1), "chunks_passed": Out(32),
             "model_addr": Out(range(max_chunks)),
             "model_data": In(data.ArrayLayout(signed(32), CHUNK)),
-            "buf_en": Out(1), "buf_addr": Out(range(2 * slot_lines)), "buf_data": Out(line_bits),
+            "buf_en": Out(1), "buf_addr": Out(range(self.slots * slot_lines)), "buf_data": Out(line_bits),
             "residuals": Out(stream.Signature(residual_layout(S))),
             "loss": Out(64), "done": Out(1), "stall": Out(1),
         })
@@ -101,7 +115,19 @@ class WovenDotUnit(wiring.Component):
         k = Signal(4)
         idx = Signal(range(self.slot_lines))  # line within the group
         mb_left = Signal(32)      # groups after this one in its minibatch
-        mb_first = Signal(init=1)  # in the epoch's first minibatch
+        # The minibatch's index in the epoch, counting to 2: minibatch 0 reads the model freely,
+        # and with model_delay minibatch 1 too; the minibatch after which the lock's base is 0.
+        mbi = Signal(2)
+        if self.delayed:
+            dly = Signal(reset_less=True)
+            m.d.sync += dly.eq(self.model_delay)
+        else:
+            dly = Const(0, 1)
+        mb_first = Signal()        # this minibatch reads freely
+        next_free = Signal()       # ... and so does the next one
+        base_zero = Signal()       # the next minibatch's lock base is 0 (reads chunk c at c + 1 written)
+        m.d.comb += [mb_first.eq((mbi == 0) | (dly & (mbi == 1))), next_free.eq(dly & (mbi == 0)),
+                     base_zero.eq(Mux(dly, mbi == 1, mbi == 0))]
         # lock_base + 1 and lock_base + chunks + 1, lock_base = (minibatch - 1) * chunks: kept as
         # registers of their own, so the next group's lock is a choice among registers, not a sum
         # of a sum (the run's sizes are registers too: chunks - 1, chunks + 1, batch_groups - 1).
@@ -159,7 +185,8 @@ class WovenDotUnit(wiring.Component):
                      self.labels.ready.eq(ok & self.lines.valid & label_line),
                      self.stall.eq(self.running & ~self.done & slot_free & unlocked & ~self.lines.valid),
                      self.model_addr.eq(c),
-                     self.buf_en.eq(fire & f0), self.buf_addr.eq(Cat(idx, g[0])), self.buf_data.eq(self.lines.payload)]
+                     self.buf_en.eq(fire & f0), self.buf_addr.eq(Cat(idx, g[:self.slots.bit_length() - 1])),
+                     self.buf_data.eq(self.lines.payload)]
         with m.If(fire & last_fline):
             m.d.sync += wait.eq(Mux(cheb, RowNonlinearity.factor_gap - 1, 0))
         with m.Elif(wait != 0):
@@ -172,20 +199,21 @@ class WovenDotUnit(wiring.Component):
                       Mux(last_fline, 1, Mux(last_plane, free | later | (upd > need), stay_ok)))
         in_flight = g - self.groups_read
         m.d.sync += [unlocked.eq(Mux(fire, next_ok, stay_ok)),
-                     slot_free.eq(Mux(fire & last_line, in_flight < 1, in_flight < 2))]
+                     slot_free.eq(Mux(fire & last_line, in_flight < self.slots - 1, in_flight < self.slots))]
         # The next group's lock (valid from the second cycle of a group: groups have >= 2 lines):
         # next_base + 1, next_base = 0 / lock_base + chunks / lock_base.
-        m.d.sync += [wrap_need.eq(Mux(ends_mb, Mux(mb_first, 1, lbc1), lb1)), wrap_free.eq(mb_first & ~ends_mb)]
+        m.d.sync += [wrap_need.eq(Mux(ends_mb, Mux(base_zero, 1, lbc1), lb1)),
+                     wrap_free.eq(Mux(ends_mb, next_free, mb_first))]
 
         with m.If(self.start):
             m.d.sync += [g.eq(0), c.eq(0), k.eq(0), f.eq(0), later.eq(0), wait.eq(0), idx.eq(0), mb_left.eq(bg_m1),
-                         mb_first.eq(1), lb1.eq(1),
+                         mbi.eq(0), lb1.eq(1), self.chunks_passed.eq(0),
                          lbc1.eq(chunks_p1), rows_left.eq(self.rows), self.loss.eq(0), free.eq(1), unlocked.eq(1),
                          slot_free.eq(1), self.done.eq(0)]
         with m.Elif(fire):
             m.d.sync += [k.eq(k + 1), idx.eq(idx + 1)]
             with m.If(last_plane):
-                m.d.sync += [k.eq(0), c.eq(c + 1), need.eq(need + 1)]
+                m.d.sync += [k.eq(0), c.eq(c + 1), need.eq(need + 1), self.chunks_passed.eq(self.chunks_passed + 1)]
                 with m.If(last_chunk):
                     m.d.sync += [c.eq(0), f.eq(f + 1), later.eq(1)]
                 with m.If(last_line):
@@ -193,8 +221,12 @@ class WovenDotUnit(wiring.Component):
                                  self.done.eq(g == groups_m1),
                                  mb_left.eq(mb_left - 1), need.eq(wrap_need), free.eq(wrap_free)]
                     with m.If(ends_mb):
-                        m.d.sync += [mb_left.eq(bg_m1), mb_first.eq(0), lb1.eq(Mux(mb_first, 1, lbc1)),
-                                     lbc1.eq(Mux(mb_first, chunks_p1, lbc1 + self.chunks))]
+                        m.d.sync += [mb_left.eq(bg_m1), mbi.eq(Mux(mbi == 2, 2, mbi + 1))]
+                        # the bases stay at their start values until the base-0 minibatch
+                        with m.If(base_zero | next_free):
+                            m.d.sync += [lb1.eq(1), lbc1.eq(chunks_p1)]
+                        with m.Else():
+                            m.d.sync += [lb1.eq(lbc1), lbc1.eq(lbc1 + self.chunks)]
 
         # ---- t+1: model words arrive (synchronous read); register the line with them
         p1 = dict(valid=Signal(), line=Signal(W), k=Signal(4), first=Signal(), last=Signal(),

@@ -56,11 +56,28 @@ class WovenGradientUnit(wiring.Component):
     there), for least squares after it, the row's halves a second time (a minibatch's last group
     then waits ``3 - b`` cycles after each chunk when b < 3, so chunks end >= 4 cycles apart).
     Summed over a minibatch's groups that is golden's ``n_b * rnd(L2 * w0_j, 17)``.
+
+    Pipelined SGD (``delayed`` builds, ``model_delay`` held for the run: one group a minibatch):
+    the dot unit no longer orders a minibatch's update after the next minibatch's reads, so two
+    locks hold a chunk's first plane here instead, each a registered decision:
+
+    * write after read: the update of chunk ``c`` of group ``g`` (every group ends its minibatch)
+      waits until the dot unit has taken the last plane of chunk ``c`` of group ``g + 1``
+      (``dot_passed``), unless ``g`` is the epoch's last group, so the next minibatch reads the
+      model before this update, as golden's MODEL_DELAY 1 says;
+    * ``q`` (and L2's term) ready: group ``g >= 1`` reads chunk ``c``'s ``q`` only once the update
+      of group ``g - 1`` has written it (``q`` is written ~21 cycles after its chunk is read).
+
+    A held chunk also restarts ``GROUP_GAP``, so the next group's G read of a chunk still comes
+    after this group's write of it however long this group was held.
     """
 
-    def __init__(self, *, line_bits: int, max_chunks: int, slot_lines: int, l2: bool = True):
+    def __init__(self, *, line_bits: int, max_chunks: int, slot_lines: int, l2: bool = True,
+                 delayed: bool = False):
         self.line_bits, self.max_chunks, self.slot_lines = line_bits, max_chunks, slot_lines
         self.with_l2 = bool(l2)
+        self.delayed = bool(delayed)
+        self.slots = 4 if delayed else 2
         S = self.samples = line_bits // CHUNK
         super().__init__({
             "residuals": In(stream.Signature(residual_layout(S))),
@@ -70,7 +87,8 @@ class WovenGradientUnit(wiring.Component):
             # L2 (the register, held for the run) and whether the loss is not least squares (then
             # the per-weight multipliers are free for L2: e_odd is 0)
             "l2": In(32), "nonlinear": In(1),
-            "buf_addr": Out(range(2 * slot_lines)), "buf_data": In(line_bits),
+            "buf_addr": Out(range(self.slots * slot_lines)), "buf_data": In(line_bits),
+            "model_delay": In(1), "dot_passed": In(32),
             "model_r_addr": Out(range(max_chunks)), "model_r_data": In(data.ArrayLayout(signed(32), CHUNK)),
             "model_w_en": Out(1), "model_w_addr": Out(range(max_chunks)),
             "model_w_data": Out(data.ArrayLayout(signed(32), CHUNK)),
@@ -145,7 +163,6 @@ class WovenGradientUnit(wiring.Component):
         take = Signal()
         m.d.comb += [take.eq(~busy & self.residuals.valid & (gap == GROUP_GAP)),
                      self.residuals.ready.eq(take)]
-        m.d.sync += gap.eq(Mux(gap == GROUP_GAP, gap, gap + 1))
         last_plane = kk == 0
         last_chunk = c == chunks_m1
         # L2 with least squares: each updated row goes through the per-weight multipliers twice
@@ -161,7 +178,30 @@ class WovenGradientUnit(wiring.Component):
         prime_pad = Signal(2, reset_less=True)        # its two planes a chunk, kept 4 apart with L2
         if self.with_l2:
             m.d.sync += prime_pad.eq(Mux(two_pass, 2, 0))
-        issue = busy & (idle == 0)
+        # Pipelined SGD's locks on a chunk's first plane (see the class docstring); constant 1
+        # in builds without it. war_need / q_need: dot_passed / q_written needed for this chunk
+        # (+ 1 kept beside each, so that the decision for the next chunk is a compare of registers).
+        lock_ok = Signal()
+        chunk_start = kk == top
+        if self.delayed:
+            dly = Signal(reset_less=True)
+            m.d.sync += dly.eq(self.model_delay)
+            war_on, q_on = Signal(), Signal()       # set at a take, for the group
+            war_need, war_need1 = Signal(32), Signal(32)
+            q_need, q_need1 = Signal(32), Signal(32)
+            q_written = Signal(32)                  # chunks whose q (and L2 term) rows the updates wrote
+            q_wrote = Signal()                      # driven below, by the update's last row write
+            war_ok, q_ok = Signal(), Signal()
+            adv = Signal()                          # a chunk's last plane is issued: the needs advance
+            m.d.sync += [war_ok.eq(self.dot_passed >= Mux(adv, war_need1, war_need)),
+                         q_ok.eq(q_written >= Mux(adv, q_need1, q_need))]
+            m.d.comb += lock_ok.eq((~war_on | war_ok) & (~q_on | q_ok))
+        else:
+            m.d.comb += lock_ok.eq(1)
+        held_now = busy & (idle == 0) & chunk_start & ~lock_ok
+        issue = busy & (idle == 0) & (~chunk_start | lock_ok)
+        # GROUP_GAP counts from the take, and from the last cycle a chunk was held
+        m.d.sync += gap.eq(Mux(held_now, 0, Mux(gap == GROUP_GAP, gap, gap + 1)))
         with m.If(self.start):
             m.d.sync += [gg.eq(0), mb_left.eq(bg_m1), busy.eq(0), self.groups_read.eq(0), gap.eq(GROUP_GAP), idle.eq(0),
                          at_last_group.eq(groups_m1 == 0)]
@@ -190,9 +230,24 @@ class WovenGradientUnit(wiring.Component):
                 with m.If(last_chunk):
                     m.d.sync += [busy.eq(0), gg.eq(gg + 1), self.groups_read.eq(self.groups_read + 1),
                                  at_last_group.eq(gg == groups_m2)]
-        with m.Elif(busy):
+        with m.Elif(busy & (idle != 0)):
             m.d.sync += idle.eq(idle - 1)
-        m.d.comb += self.buf_addr.eq(Cat(addr, gg[0]))
+        m.d.comb += self.buf_addr.eq(Cat(addr, gg[:self.slots.bit_length() - 1]))
+        if self.delayed:
+            m.d.comb += adv.eq(issue & last_plane)
+            with m.If(self.start):
+                m.d.sync += [war_on.eq(0), q_on.eq(0), war_need.eq(chunks_m1 + 2), war_need1.eq(chunks_m1 + 3),
+                             q_need.eq(1), q_need1.eq(2), q_written.eq(0)]
+            with m.Else():
+                with m.If(take):
+                    # (a record of no rows is a warm start's priming pass: no next group to wait for)
+                    m.d.sync += [war_on.eq(dly & ~at_last_group & (self.residuals.payload.count != 0)),
+                                 q_on.eq(dly & (gg != 0))]
+                with m.If(adv):
+                    m.d.sync += [war_need.eq(war_need1), war_need1.eq(war_need1 + 1)]
+                    with m.If(q_on):
+                        m.d.sync += [q_need.eq(q_need1), q_need1.eq(q_need1 + 1)]
+                m.d.sync += q_written.eq(q_written + q_wrote)
 
         def stage(prev, name):
             nxt = {n: Signal.like(v, name=f"{name}_{n}") for n, v in prev.items()}
@@ -370,6 +425,8 @@ class WovenGradientUnit(wiring.Component):
             qw_c = delay(m, wr_c, lat_q + 1, "q_wr_c")
             m.d.comb += [q_mem.w_en.eq(clearing | qw), q_mem.w_addr.eq(Mux(clearing, clr_addr, qw_c))]
             m.d.comb += q_mem.w_data.eq(Cat(*q_lo, *q_h))
+            if self.delayed:
+                m.d.comb += q_wrote.eq(qw)
             return m
 
         # ---- with L2: the same 16 multipliers, one operand wider (33 x 32 bits is still 2 x 2
@@ -415,4 +472,6 @@ class WovenGradientUnit(wiring.Component):
                      d_mem.w_en.eq(clearing | (qw & nl) | (dw & two_pass)),
                      d_mem.w_addr.eq(Mux(clearing, clr_addr, Mux(nl, qw_c, dw_c))),
                      d_mem.w_data.eq(Cat(*x_lo, *x_h))]
+        if self.delayed:  # a chunk's rows are complete with the last of its one or two writes
+            m.d.comb += q_wrote.eq(Mux(two_pass, dw, qw))
         return m
