@@ -20,6 +20,7 @@ runs (the machine is shared); engine cycles need no repeats.
 
     python bench/speedup.py                                  # gisette-shaped 6000 x 5000 and MNIST 4-vs-9, b = 1..8
     python bench/speedup.py --rows 600 --features 500 --bits 2,4 --epochs 2   # a quick check
+    python bench/speedup.py --pipelined                      # the engine with pipelined SGD (MODEL_DELAY 1)
 
 Prints, per data set, a Markdown table and whether the issue's targets hold (b = 2 at >= 6.5x
 NumPy float32 per epoch, b = 4 at >= 4x, at the measured clock).
@@ -158,7 +159,8 @@ def cpu_rows(p, *, step: float, batch: int, epochs: int, repeats: int) -> list[R
     return rows
 
 
-def engine_row(p, device, *, bits: int, levels: str, step: float, batch: int, epochs: int, seed: int) -> Row:
+def engine_row(p, device, *, bits: int, levels: str, step: float, batch: int, epochs: int, seed: int,
+               model_delay: int = 0) -> Row:
     t0 = time.perf_counter()
     # Quantized and packed straight into the engine's layout (one fused pass): train() re-packs nothing.
     qds = ex.quantize(p, bits=bits, levels=levels, copies=min(epochs, 8), seed=seed,
@@ -169,12 +171,12 @@ def engine_row(p, device, *, bits: int, levels: str, step: float, batch: int, ep
     host_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     run = ex.run_engine(p, qds, backend="sim", step=step, batch=batch, epochs=epochs, device=device,
-                        levels_name=levels)
+                        levels_name=levels, model_delay=model_delay)
     wall = time.perf_counter() - t0
     print(f"  b={bits}: host {host_s:.2f} s, {run.cycles:,} cycles simulated in {wall:.1f} s "
           f"({run.cycles / wall:,.0f} cycles/s)", file=sys.stderr, flush=True)
     cpe = run.cycles / epochs
-    return Row(f"engine b={bits} {levels}", run.train_loss[-1], engine_ms(cpe, ex.MEASURED_FMAX_MHZ), bits=bits,
+    return Row(f"engine b={bits} {levels}{' pipelined' if model_delay else ''}", run.train_loss[-1], engine_ms(cpe, ex.MEASURED_FMAX_MHZ), bits=bits,
                cycles_per_epoch=cpe, lines_per_cycle=run.lines_per_cycle, host_s=host_s, epochs=epochs)
 
 
@@ -193,6 +195,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=positive_int, default=3, help="CPU runs per contestant; the best is kept")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-engine", action="store_true", help="CPU contestants only (no simulator)")
+    ap.add_argument("--pipelined", action="store_true",
+                    help="the engine runs pipelined SGD (MODEL_DELAY 1: residuals against the model one minibatch "
+                         "old; the CPU contestants stay exact SGD)")
     ap.add_argument("--engine", choices=("woven", "planes"), default="woven",
                     help="simulated engine (lowbit.driver.sim_engines; planes for --levels optimal)")
     return ap.parse_args(argv)
@@ -224,7 +229,8 @@ def main(argv=None) -> int:
             rows = cpu_rows(p, step=step, batch=args.batch, epochs=args.epochs, repeats=args.repeats)
             if device is not None:
                 rows += [engine_row(p, device, bits=b, levels=args.levels, step=step, batch=args.batch,
-                                    epochs=args.epochs, seed=args.seed) for b in args.bits]
+                                    epochs=args.epochs, seed=args.seed, model_delay=int(args.pipelined))
+                         for b in args.bits]
             title = (f"{p.name}: {p.rows} x {p.features} (with the intercept column), batch {args.batch}, "
                      f"step {step:.3g}, {args.epochs} epochs, {args.levels} levels, "
                      f"CPU best of {args.repeats}")

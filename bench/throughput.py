@@ -11,6 +11,7 @@ requirement (planes: 0.95 x min(1, lanes (b+1) / W) per epoch; woven: 0.9 over t
 
     .venv/bin/python bench/throughput.py                 # planes core, F = 784, N = 256, full batch
     .venv/bin/python bench/throughput.py --core woven --features 784,5000 --batch 16 --storms
+    .venv/bin/python bench/throughput.py --core woven --features 784,5000 --batch 16 --storms --pipelined
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=0, help="minibatch (default: all rows)")
     ap.add_argument("--bits", default="1,2,3,4,5,6,7,8", help="comma-separated b values")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pipelined", action="store_true",
+                    help="pipelined SGD (MODEL_DELAY 1: residuals against the model one minibatch old)")
     ap.add_argument("--json", type=Path, help="also write the measurements here")
     args = ap.parse_args(argv)
 
@@ -56,7 +59,8 @@ def main(argv=None) -> int:
     out.unlink(missing_ok=True)
     env = {"LOWBIT_THROUGHPUT_JSON": str(out.resolve()), "LOWBIT_TP_ROWS": str(args.rows),
            "LOWBIT_TP_BATCH": str(args.batch), "LOWBIT_TP_BITS": args.bits, "LOWBIT_SEED0": str(args.seed),
-           "LOWBIT_TP_FEATURES": args.features, "LOWBIT_TP_STORMS": "1" if args.storms else "0"}
+           "LOWBIT_TP_FEATURES": args.features, "LOWBIT_TP_STORMS": "1" if args.storms else "0",
+           "LOWBIT_TP_DELAY": "1" if args.pipelined else "0"}
     total, failed = run_cocotb_module(verilog, "lowbit_sim.test_afu_full", build, name="throughput",
                                       extra_env=env, testcase="throughput_at_every_b")
     wall = time.monotonic() - t0
@@ -69,7 +73,8 @@ def main(argv=None) -> int:
 
     print(f"lowbit throughput: {r0['layout']} core, W={r0['line_bits']} N={r0['rows']} batch={r0['batch']}, "
           f"read depth {depth}, host latency 100..400 cycles out of order, "
-          f"{'with' if args.storms else 'no'} almost-full storms; epoch records "
+          f"{'with' if args.storms else 'no'} almost-full storms; "
+          f"{'pipelined SGD (MODEL_DELAY 1)' if args.pipelined else 'exact SGD'}; epoch records "
           f"{'cumulative' if r0['records_cumulative'] else 'per epoch'}")
     print(f"{'F':>5} {'b':>2} {'lines/epoch':>11} {'cycles/epoch':>12} {'lines/cycle':>11} {'whole run':>9} "
           f"{'vs b=2':>6} {'target':>7} {'stall cyc':>9} {'max in flight':>13}  ok")

@@ -44,6 +44,22 @@ def test_train_table_lists_epochs_and_runs(capsys):
     assert any(line.startswith("b=4 uniform") and "golden" in line for line in lines)
 
 
+def test_pipelined_training_reaches_the_exact_loss_with_another_model(capsys):
+    """``--pipelined`` (MODEL_DELAY 1) trains against the model one minibatch old: a different
+    model, a final loss within 5 % of exact SGD's; one engine only (not with --engines)."""
+    finals = {}
+    for flag in ((), ("--pipelined",)):
+        code, out, _ = run_cli(capsys, "train", "--data", "synthetic:400:12", "--bits", "4", "--epochs", "4",
+                               "--batch", "16", "--backend", "golden", "--no-float", "--json", *flag)
+        assert code == 0
+        finals[flag] = json.loads(out)["runs"][0]["train_loss"][-1]
+    exact, pipelined = finals[()], finals[("--pipelined",)]
+    assert exact != pipelined and abs(pipelined / exact - 1) < 0.05
+    code, _, err = run_cli(capsys, "train", "--data", "synthetic:400:12", "--backend", "golden", "--pipelined",
+                           "--engines", "2")
+    assert code == 2 and "--pipelined is for one engine" in err
+
+
 def test_quantize_writes_a_file_the_dataset_loader_reads(capsys, tmp_path):
     path = tmp_path / "q.npz"
     code, out, _ = run_cli(capsys, "quantize", "synthetic:100:7", "--bits", "3", "--copies", "2", "-o", str(path))

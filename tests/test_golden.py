@@ -4,6 +4,8 @@
 int64 overflow or wrong rounding in the vectorised model shows up as a mismatch).
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -29,12 +31,15 @@ def spec_run(cfg, codes, labels, tm, te):
     for epoch in range(cfg.epochs):
         copy = codes[epoch % cfg.copies]
         loss = 0
+        before = list(w)  # MODEL_DELAY 1: the model before the previous minibatch's update (w^(p-1))
         for start in range(0, cfg.rows, cfg.batch):
             G = [0] * cfg.features
+            w_dot = before if cfg.model_delay else w
+            before = list(w)
             for i in range(start, min(start + cfg.batch, cfg.rows)):
                 m = [int(tm[c]) for c in copy[i]]
                 e = [int(te[c]) for c in copy[i]]
-                dot = sum(mj * wj for mj, wj in zip(m, w))
+                dot = sum(mj * wj for mj, wj in zip(m, w_dot))
                 r = sat(rnd(dot, 15) - int(labels[i]))
                 loss = min(loss + ((r * r) >> 16), UINT64_MAX)
                 for j in range(cfg.features):
@@ -45,14 +50,14 @@ def spec_run(cfg, codes, labels, tm, te):
     return np.array(models, dtype=np.int64), losses
 
 
-def small_case(rows, features, bits, batch, epochs, copies, step, seed, label_scale=1.0):
+def small_case(rows, features, bits, batch, epochs, copies, step, seed, label_scale=1.0, model_delay=0):
     rng = np.random.default_rng(seed)
     lq = levels_to_fixed(uniform_levels(bits))
     tm, te = code_table(lq)
     codes = rng.integers(0, tm.size, (copies, rows, features))
     labels = np.round(rng.uniform(-1, 1, rows) * label_scale * 2**24).astype(np.int64)
     cfg = EngineConfig(rows=rows, features=features, bits=bits, batch=batch, epochs=epochs,
-                       step=step_to_fixed(step), copies=copies)
+                       step=step_to_fixed(step), copies=copies, model_delay=model_delay)
     return cfg, codes, labels, tm, te
 
 
@@ -72,6 +77,22 @@ def test_golden_is_its_docstring(rows, features, bits, batch, epochs, copies, st
     assert g.losses == losses
     if step > 0.9:
         assert (g.models == INT32_MAX).any() or (g.models == INT32_MIN).any()
+
+
+@pytest.mark.parametrize("rows,features,bits,batch,epochs,copies,step", [
+    (13, 5, 2, 4, 3, 2, 0.05), (7, 3, 8, 1, 2, 3, 0.2), (20, 33, 1, 20, 2, 1, 0.01)])
+def test_pipelined_sgd_is_its_docstring(rows, features, bits, batch, epochs, copies, step):
+    """MODEL_DELAY 1: minibatch p's dot products from w^(p-1) (minibatch 0 and 1 of each epoch from
+    the epoch's start model), the correction and the update from the current model; with one
+    minibatch an epoch it is exact SGD, otherwise it is not."""
+    args = small_case(rows, features, bits, batch, epochs, copies, step, seed=rows * features + 1, model_delay=1)
+    g = run(*args)
+    models, losses = spec_run(*args)
+    assert np.array_equal(g.models, models) and g.losses == losses
+    exact = run(dataclasses.replace(args[0], model_delay=0), *args[1:])
+    assert np.array_equal(exact.models, g.models) == (batch >= rows)
+    with pytest.raises(ValueError, match="model_delay"):
+        run(dataclasses.replace(args[0], model_delay=2), *args[1:])
 
 
 def test_reference_sgd_is_minibatch_gradient_descent():

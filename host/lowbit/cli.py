@@ -78,6 +78,10 @@ def loss_config(args):
 
         engine = _sim_engine(args)
         check_built(loss_needs(lc), SIM_BUILT[engine], f"sim ({engine})")
+        if getattr(args, "pipelined", False):
+            from .contract.registers import Built
+
+            check_built(Built.DELAYED, SIM_BUILT[engine], f"sim ({engine})")
     return lc
 
 
@@ -127,6 +131,10 @@ def _add_training_args(p: argparse.ArgumentParser, *, demo: bool = False):
                         "(default: %(default)s)")
     p.add_argument("--l2", type=_l2, default=0.0, help="L2 regularisation per row: each row adds l2 * w to the "
                    "gradient (default: 0)")
+    p.add_argument("--pipelined", action="store_true",
+                   help="pipelined SGD (MODEL_DELAY 1): each minibatch's residuals against the model one minibatch "
+                        "old, so the engine streams across minibatch boundaries; the woven engine needs --batch "
+                        "equal to its rows per line (16 at 512 bits)")
     split = p.add_mutually_exclusive_group()
     split.add_argument("--test", default=None, metavar="PATH",
                        help="LIBSVM test file (replaces the data set's own test split)")
@@ -239,7 +247,7 @@ def _train_file(args) -> int:
             device = open_device(args.backend, **_device_options(args))
         run = ex.run_engine(None, qds, backend=args.backend, step=args.step, batch=args.batch, epochs=args.epochs,
                             device=device, fmax_mhz=args.fmax, levels_name=qds.level_kind, progress=not args.json,
-                            loss=lc)
+                            loss=lc, model_delay=int(args.pipelined))
     finally:
         if device is not None:
             device.close()
@@ -296,6 +304,9 @@ def _emit_json(prepared, runs, plot, diverged: str | None):
 def cmd_train(args) -> int:
     if getattr(args, "engines", None) is not None:
         from .scaleout_cli import train_engines
+
+        if getattr(args, "pipelined", False):
+            raise ValueError("--pipelined is for one engine: the scale-out rounds (--engines) run exact SGD")
 
         return train_engines(args)
     import numpy as np
@@ -369,7 +380,8 @@ def cmd_train(args) -> int:
                     host_s = time.perf_counter() - t0
                     run = ex.run_engine(prepared, qds, backend=args.backend, step=step, batch=args.batch,
                                         epochs=args.epochs, device=device, fmax_mhz=args.fmax,
-                                        levels_name=args.levels, progress=not quiet, loss=lc)
+                                        levels_name=args.levels, progress=not quiet, loss=lc,
+                                        model_delay=int(args.pipelined))
                     run.host_s = host_s
                     runs.append(run)
                     check_divergence(run, zero_loss, auto)

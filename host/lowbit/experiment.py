@@ -264,13 +264,13 @@ def quantize(p: Prepared, *, bits: int, levels: str, copies: int, seed: int, lin
 
 def run_engine(p: Prepared, qds, *, backend: str, step: float, batch: int, epochs: int,
                device=None, fmax_mhz: float = DEFAULT_FMAX_MHZ, levels_name: str = "",
-               progress: bool = False, loss=None) -> RunSummary:
+               progress: bool = False, loss=None, model_delay: int = 0) -> RunSummary:
     """Train on the golden model or the simulated engine (``device`` from ``lowbit.driver``).
 
     With ``p`` None (a saved QuantizedDataset trained without its float data) the training loss
     is the engine's own loss accumulator and there is no test metric. ``loss`` is a
     :class:`lowbit.contract.losses.LossConfig` (None: least squares); the sim and serial backends refuse
-    one their RTL does not implement.
+    one their RTL does not implement. ``model_delay`` 1 trains with pipelined SGD (MODEL_DELAY).
     """
     from lowbit.contract.fixed import loss_to_float, model_to_float
 
@@ -278,13 +278,14 @@ def run_engine(p: Prepared, qds, *, backend: str, step: float, batch: int, epoch
     if backend == "golden":
         from .driver.train import train_golden
 
-        res = train_golden(qds, step=step, batch=batch, epochs=epochs, loss=loss)
+        res = train_golden(qds, step=step, batch=batch, epochs=epochs, loss=loss, model_delay=model_delay)
     elif backend in ("sim", "serial"):
         from .driver.train import train
 
         if device is None:
             raise ValueError(f"the {backend} backend needs an open device")
-        res = train(device, qds, step=step, batch=batch, epochs=epochs, progress=progress, loss=loss)
+        res = train(device, qds, step=step, batch=batch, epochs=epochs, progress=progress, loss=loss,
+                    model_delay=model_delay)
     else:
         raise ValueError(f"unknown engine backend {backend!r} (golden, sim or serial)")
     wall = time.perf_counter() - t0

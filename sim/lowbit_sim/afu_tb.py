@@ -237,7 +237,7 @@ class TB:
                             ("MODEL_IN_ADDR", bufs.model_in.line_address if bufs.model_in is not None else 0),
                             ("WARM_START", int(cfg.warm_start)), ("START_MINIBATCH", cfg.start_minibatch),
                             ("MAX_MINIBATCHES", cfg.max_minibatches), ("LOSS", cfg.loss), ("L2", cfg.l2),
-                            ("ESTIMATOR", cfg.estimator_register()),
+                            ("ESTIMATOR", cfg.estimator_register()), ("MODEL_DELAY", cfg.model_delay),
                             *((f"POLY_{j}", int(cfg.poly[j]) & 0xFFFFFFFF if j < len(cfg.poly) else 0)
                               for j in range(MAX_DEGREE + 1))):
             await self.write_reg(name, value)

@@ -13,6 +13,7 @@ drawn by :func:`~lowbit_sim.afu_tb.random_config`. Run from tests/test_cocotb_af
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -336,4 +337,49 @@ async def resumed_run_matches_golden_or_is_not_built(dut, case):
     res = await tb.train(ds, cfg, run_id=9, model_in=model_in)
     scoreboard(res, gold, cfg, ds.fmt, 9)
     assert gold.partial == (case == "warm_mid_epoch_to_mid_epoch")
+    tb.check()
+
+
+PIPELINED = {
+    # rows (in groups of W/32), bits, loss, l2: one group a minibatch (BATCH = W/32)
+    "least_squares_b1": (5, 1, Loss.SQUARED, 0),
+    "least_squares_l2_b8": (4, 8, Loss.SQUARED, 1 << 22),
+    "logistic_b3": (6, 3, Loss.LOGISTIC, 0),
+}
+
+
+@cocotb.test()
+@cocotb.parametrize(case=list(PIPELINED))
+async def pipelined_run_matches_golden_or_is_not_built(dut, case):
+    """MODEL_DELAY 1 (pipelined SGD: residuals against the model one minibatch old) under the CCI-P
+    stress model: an engine with DELAYED in BUILT (the woven core) writes the golden model's
+    snapshots and records bit for bit; one without it (the planes core) refuses with NOT_BUILT."""
+    tb = TB(dut, seed=SEED0 + 7100 + list(PIPELINED).index(case))
+    caps = await tb.setup()
+    built = Built(await tb.read_reg("BUILT"))
+    groups, bits, loss, l2 = PIPELINED[case]
+    group = caps["LINE_BITS"] // ROW_ALIGN
+    p = fit_to_engine(dict(rows=groups * group - 1, features=min(70, caps["MAX_FEATURES"]), bits=bits, batch=group),
+                      caps)
+    rng = np.random.default_rng([SEED0 + 7100, bits])
+    ds = make_dataset(rng, rows=p["rows"], features=p["features"], bits=bits, copies=2, line_bits=caps["LINE_BITS"],
+                      layout=p["layout"])
+    if loss != Loss.SQUARED:
+        ds.labels_q[:] = np.where(ds.labels_q > 0, 1 << 24, -(1 << 24))
+    cfg = EngineConfig(rows=p["rows"], features=p["features"], bits=bits, batch=p["batch"], epochs=3,
+                       step=step_to_fixed(2.0 / (p["features"] * p["batch"])), copies=2, loss=int(loss), l2=l2,
+                       model_delay=1)
+    if not built & Built.DELAYED:
+        bufs = tb.alloc_run(ds, cfg.snapshots())
+        await tb.program(ds, cfg, bufs, run_id=10)
+        await tb.ctrl(Ctrl.START)
+        await expect_error(tb, ErrorCode.NOT_BUILT)
+        assert not (bufs.model.data != 0x5A).any(), "a refused run wrote a model"
+        tb.check()
+        return
+    gold = golden.run(cfg, ds.codes, ds.labels_q, ds.table_m, ds.table_e)
+    exact = golden.run(dataclasses.replace(cfg, model_delay=0), ds.codes, ds.labels_q, ds.table_m, ds.table_e)
+    assert not np.array_equal(gold.models, exact.models), "the case must tell pipelined from exact SGD"
+    res = await tb.train(ds, cfg, run_id=11)
+    scoreboard(res, gold, cfg, ds.fmt, 11)
     tb.check()

@@ -13,7 +13,8 @@ requirement depends on the core CAPS.FORMAT_VERSION names:
 Environment: ``LOWBIT_THROUGHPUT_JSON`` (a file the measurements are written to),
 ``LOWBIT_TP_ROWS`` (default 256), ``LOWBIT_TP_BATCH`` (default: all rows), ``LOWBIT_TP_BITS``
 (default "1,2,3,4,5,6,7,8"), ``LOWBIT_TP_FEATURES`` (comma-separated, default "784"),
-``LOWBIT_TP_STORMS=1`` (almost-full storms on both channels too; default off).
+``LOWBIT_TP_STORMS=1`` (almost-full storms on both channels too; default off),
+``LOWBIT_TP_DELAY=1`` (pipelined SGD, MODEL_DELAY 1; default exact SGD).
 """
 
 from __future__ import annotations
@@ -56,14 +57,15 @@ def epoch_cycles(records: list[dict], total: int) -> tuple[list[int], bool]:
     return ([c[0]] + [b - a for a, b in zip(c, c[1:])] if cumulative else c), cumulative
 
 
-async def measure(tb: TB, bits: int, rows: int, batch: int, seed: int, features: int = TP_FEATURES) -> dict:
+async def measure(tb: TB, bits: int, rows: int, batch: int, seed: int, features: int = TP_FEATURES,
+                  model_delay: int = 0) -> dict:
     caps = tb.caps
     p = fit_to_engine(dict(rows=rows, batch=batch), caps)
     batch = p["batch"]
     rng = np.random.default_rng([seed, bits])
     ds = make_dataset(rng, rows=rows, features=features, bits=bits, line_bits=caps["LINE_BITS"], layout=p["layout"])
     cfg = EngineConfig(rows=rows, features=features, bits=bits, batch=batch, epochs=TP_EPOCHS,
-                       step=step_to_fixed(0.5 / (features * batch)))
+                       step=step_to_fixed(0.5 / (features * batch)), model_delay=model_delay)
     gold = golden.run(cfg, ds.codes, ds.labels_q, ds.table_m, ds.table_e)
     run_id = 0x7000 + bits
     res = await tb.train(ds, cfg, run_id)
@@ -72,6 +74,7 @@ async def measure(tb: TB, bits: int, rows: int, batch: int, seed: int, features:
     lines = ds.fmt.lines_per_copy(rows)
     per_epoch, cumulative = epoch_cycles(res.epoch_records, res.record["cycles"])
     return dict(bits=bits, rows=rows, batch=batch, features=features, lanes=caps["LANES"], layout=p["layout"],
+                model_delay=model_delay,
                 line_bits=caps["LINE_BITS"], lines_per_epoch=lines, epoch_cycles=per_epoch,
                 records_cumulative=cumulative, total_cycles=res.record["cycles"],
                 read_lines=res.record["read_lines"], stall_cycles=res.record["stall_cycles"],
@@ -93,12 +96,13 @@ async def throughput_at_every_b(dut):
     bits_list = [int(b) for b in os.environ.get("LOWBIT_TP_BITS", "1,2,3,4,5,6,7,8").split(",")]
     features_list = [int(f) for f in os.environ.get("LOWBIT_TP_FEATURES", str(TP_FEATURES)).split(",")]
     storms = os.environ.get("LOWBIT_TP_STORMS") == "1"
+    model_delay = int(os.environ.get("LOWBIT_TP_DELAY", "0"))
     results = []
     for features in features_list:
         for bits in bits_list:
             tb = TB(dut, seed=SEED0 + 100 * bits + features, storms=storms)
             await tb.setup()
-            r = await measure(tb, bits, rows, batch, SEED0, features)
+            r = await measure(tb, bits, rows, batch, SEED0, features, model_delay)
             r["storms"] = storms
             dut._log.info(f"F={features} b={bits}: {r['lines_per_epoch']} lines / {r['epoch_cycles'][-1]} cycles = "
                           f"{r['lines_per_cycle']:.4f} lines/cycle; whole run {r['run_lines_per_cycle']:.4f} "

@@ -115,11 +115,14 @@ def _positive_int(name, value, hi):
 
 
 def engine_config(qds, *, step: float, batch: int, epochs: int, max_features: int | None = None,
-                  loss=None, resume: Resume = Resume()) -> EngineConfig:
+                  loss=None, resume: Resume = Resume(), model_delay: int = 0) -> EngineConfig:
     """Validate the arguments and the dataset; the EngineConfig a run programs. Raises ValueError.
 
     ``loss`` is a :class:`lowbit.contract.losses.LossConfig` (None: least squares, no L2); ``resume`` a
-    :class:`Resume` (default: a plain run from w = 0)."""
+    :class:`Resume` (default: a plain run from w = 0); ``model_delay`` the MODEL_DELAY register (1:
+    pipelined SGD, residuals against the model one minibatch old; lowbit.contract.golden)."""
+    if isinstance(model_delay, bool) or model_delay not in (0, 1):
+        raise ValueError(f"model_delay must be 0 (exact SGD) or 1 (pipelined), got {model_delay!r}")
     batch = _positive_int("batch", batch, MAX_BATCH)
     epochs = _positive_int("epochs", epochs, MAX_EPOCHS)
     try:
@@ -140,7 +143,8 @@ def engine_config(qds, *, step: float, batch: int, epochs: int, max_features: in
             raise ValueError(f"{name} must be an integer in 0..2^32-1, got {v!r}")
     cfg = EngineConfig(rows=int(qds.rows), features=int(qds.features), bits=int(qds.fmt.bits), batch=batch,
                        epochs=epochs, step=step_q, copies=copies, **extra, warm_start=resume.model_in is not None,
-                       start_minibatch=int(resume.start_minibatch), max_minibatches=int(resume.max_minibatches))
+                       start_minibatch=int(resume.start_minibatch), max_minibatches=int(resume.max_minibatches),
+                       model_delay=int(model_delay))
     if max_features is not None and not 1 <= cfg.features <= max_features:
         raise ValueError(f"{cfg.features} features exceed this engine's MAX_FEATURES = {max_features}")
     err = cfg.error(max_features if max_features is not None else 1 << 24)
@@ -206,7 +210,7 @@ def check_built(needs: Built, built: Built, backend: str) -> None:
 
 
 def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress: bool = True,
-          timeout_s: float | None = None, loss=None, resume: Resume = Resume()) -> TrainResult:
+          timeout_s: float | None = None, loss=None, resume: Resume = Resume(), model_delay: int = 0) -> TrainResult:
     """Train on ``device`` (an open :class:`~.device.Device`); see the module docstring.
 
     Parameters
@@ -227,6 +231,10 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
         last is mid-epoch), as :func:`train_golden`. Refused (ValueError, :data:`RESUME_UNSUPPORTED`)
         by engines without RESUME in their BUILT register (the planes core), never silently run as
         a plain run.
+    model_delay : int
+        MODEL_DELAY: 1 trains with pipelined SGD (minibatch p's residuals against the model before
+        minibatch p-1's update; lowbit.contract.golden), which the woven core runs with one group of
+        W/32 rows a minibatch (BATCH = W/32, or >= ROWS; BAD_DELAY otherwise).
 
     Raises
     ------
@@ -243,11 +251,11 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
         raise ValueError(RESUME_UNSUPPORTED.format(backend=device.backend.name))
     # What the engine itself says it has (BUILT): a loss, L2 or resumed run it lacks is refused
     # here, before START.
-    check_built(engine_config(qds, step=step, batch=batch, epochs=epochs, loss=loss, resume=resume).needs(),
-                built, device.backend.name)
+    check_built(engine_config(qds, step=step, batch=batch, epochs=epochs, loss=loss, resume=resume,
+                              model_delay=model_delay).needs(), built, device.backend.name)
     caps = device.caps
     cfg = engine_config(qds, step=step, batch=batch, epochs=epochs, max_features=caps["MAX_FEATURES"], loss=loss,
-                        resume=resume)
+                        resume=resume, model_delay=model_delay)
     snapshots = cfg.snapshots()
     fmt = engine_format(qds.fmt, caps)
     data = np.ascontiguousarray(qds.data_lines(fmt), dtype=np.uint8)
@@ -298,6 +306,7 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
                             ("MODEL_IN_ADDR", in_addr), ("WARM_START", int(cfg.warm_start)),
                             ("START_MINIBATCH", cfg.start_minibatch), ("MAX_MINIBATCHES", cfg.max_minibatches),
                             ("LOSS", cfg.loss), ("L2", cfg.l2), ("ESTIMATOR", cfg.estimator_register()),
+                            ("MODEL_DELAY", cfg.model_delay),
                             *((f"POLY_{j}", a & 0xFFFF_FFFF) for j, a in enumerate(cfg.poly))):
             device.write_reg(name, value)
         with tqdm(total=snapshots, unit="epoch", disable=not progress, leave=False, desc="engine") as bar:
@@ -329,17 +338,19 @@ def train(device: Device, qds, *, step: float, batch: int, epochs: int, progress
     )
 
 
-def train_golden(qds, *, step: float, batch: int, epochs: int, loss=None, resume: Resume = Resume()) -> TrainResult:
+def train_golden(qds, *, step: float, batch: int, epochs: int, loss=None, resume: Resume = Resume(),
+                 model_delay: int = 0) -> TrainResult:
     """The golden model on the same dataset and arguments, as a :class:`TrainResult` (no cycle counts).
 
     A plain least-squares run without L2 uses the compiled model
     (:func:`lowbit.golden_fast.run_packed`) on the packed lines the engine would read; it is
     bit-identical to :func:`lowbit.contract.golden.run` (tests/test_golden_fast.py). Any other ``loss``
     (:class:`lowbit.contract.losses.LossConfig`) and any ``resume`` run (warm start, bounded) use the spec
-    itself, :func:`lowbit.contract.golden.run`, which decodes only the rows the run reads.
+    itself, :func:`lowbit.contract.golden.run`, which decodes only the rows the run reads; so does
+    ``model_delay`` 1 (pipelined SGD).
     """
-    cfg = engine_config(qds, step=step, batch=batch, epochs=epochs, loss=loss, resume=resume)
-    if cfg.loss or cfg.l2 or not resume.plain:
+    cfg = engine_config(qds, step=step, batch=batch, epochs=epochs, loss=loss, resume=resume, model_delay=model_delay)
+    if cfg.loss or cfg.l2 or not resume.plain or cfg.model_delay:
         from lowbit.contract.golden import run
 
         g = run(cfg, qds.codes, qds.labels_q, qds.table_m, qds.table_e, model_in=resume.model_in)
