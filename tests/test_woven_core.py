@@ -50,14 +50,16 @@ def test_woven_core_equals_golden(rows, features, bits, batch, epochs, copies, l
     check_against_golden(problem, *result)
 
 
-@pytest.mark.parametrize("loss,bits", [(Loss.SQUARED, 2), (Loss.LOGISTIC, 4), (Loss.HINGE, 1)])
+@pytest.mark.parametrize("loss,bits", [(Loss.SQUARED, 1), (Loss.SQUARED, 2), (Loss.LOGISTIC, 4), (Loss.HINGE, 1)])
 def test_woven_core_without_chebyshev_or_l2_equals_golden(loss, bits):
-    """The board's build (``l2=False, chebyshev=False``: their controls held at 0) runs what it
-    was built for bit for bit as the full core does: every loss, naive, warm-started mid-epoch."""
+    """The board's build (``l2=False, chebyshev=False``: their controls held at 0; no pipelined
+    SGD; the update a quarter chunk a cycle) runs what it was built for bit for bit as the full core
+    does: every loss, naive, warm-started mid-epoch (the priming pass too)."""
     problem = make_problem(rows=12, features=40, bits=bits, batch=4, epochs=2, copies=2, seed=7 + bits,
                            layout="woven", loss=loss, step=0.2, model_in=_model(40, 7), start_minibatch=1,
                            max_minibatches=4)
-    check_against_golden(problem, *run_woven(problem, core_kw=dict(SMALL, l2=False, chebyshev=False)))
+    check_against_golden(problem, *run_woven(problem, core_kw=dict(SMALL, l2=False, chebyshev=False, delayed=False,
+                                                                    update_lanes=8)))
 
 
 def test_woven_core_saturating_labels():
@@ -134,6 +136,9 @@ def test_woven_core_l2_is_a_checked_build_option():
     assert no_delay.built == WovenCore.built & ~Built.DELAYED and Built.DELAYED in WovenCore.built
     with pytest.raises(ValueError, match="delayed"):
         WovenCore(**SMALL, delayed=1)
+    for lanes, l2 in ((8, True), (4, False)):  # a quarter chunk a cycle only without L2's second pass
+        with pytest.raises(ValueError, match="update_lanes"):
+            WovenCore(**SMALL, l2=l2, update_lanes=lanes)
 
 
 # ------------------------------------------------------------------ resumable runs (issue 14, RESUME)

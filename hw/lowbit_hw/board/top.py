@@ -25,10 +25,13 @@ def board_woven_core(*, line_bits, lanes, max_features):
     ``WovenCore(64, 256)`` with it takes 211 of the 85F's 208 (yosys ``synth_ecp5``,
     docs/architecture.md, "L2 regularisation"); with the Chebyshev estimator the board took ~9k
     more TRELLIS_COMB and placed at an estimated 37.8 MHz against 55.9 (docs/board.md, fifth
-    pass). Its BUILT register says so: such runs are refused."""
+    pass). Its BUILT register says so: such runs are refused. Nor pipelined SGD (``delayed=False``:
+    2 group slots), and the update takes a quarter chunk a cycle (``update_lanes=8``: 89 MULT18X18D
+    of the 85F's 156 instead of 153; docs/board.md, seventh pass)."""
     from ..woven import WovenCore
 
-    return WovenCore(line_bits=line_bits, max_features=max_features, l2=False, chebyshev=False, delayed=False)
+    return WovenCore(line_bits=line_bits, max_features=max_features, l2=False, chebyshev=False, delayed=False,
+                     update_lanes=8)
 
 
 def pll_parameters(f_in_mhz: float, f_out_mhz: float) -> dict:

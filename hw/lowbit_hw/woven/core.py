@@ -64,6 +64,13 @@ class WovenCore(wiring.Component):
         to the shell) and holds the Horner controls at 0 (one factor, no polynomial), so synthesis
         drops that logic, and ``built`` lacks ``Built.CHEBYSHEV`` (such runs are
         refused with NOT_BUILT). The ECP5 board leaves it out (docs/board.md, fifth pass).
+    delayed : bool
+        Build pipelined SGD (default; MODEL_DELAY, docs/architecture.md): 4 group slots instead
+        of 2 and the gradient unit's two locks. ``False``: BUILT lacks ``Built.DELAYED``.
+    update_lanes : int
+        Features the minibatch update takes a cycle: 16 (half a chunk; default) or, built without
+        L2, 8 (a quarter chunk: half the update's 128 MULT18X18D and its datapath; a minibatch's
+        last group then waits ``3 - b`` cycles after each chunk when b < 3). The board's choice.
     """
 
     #: The optional datapaths this core has (its BUILT register; the sequencer refuses the rest):
@@ -72,7 +79,7 @@ class WovenCore(wiring.Component):
     built = Built.NONLINEAR | Built.L2 | Built.CHEBYSHEV | Built.RESUME | Built.DELAYED
 
     def __init__(self, *, line_bits: int = 512, max_features: int = 8192, l2: bool = True,
-                 chebyshev: bool = True, delayed: bool = True):
+                 chebyshev: bool = True, delayed: bool = True, update_lanes: int = 16):
         try:
             if line_bits not in SUPPORTED_LINE_BITS:
                 raise ValueError(f"line_bits must be one of {SUPPORTED_LINE_BITS}, got {line_bits!r}")
@@ -83,10 +90,12 @@ class WovenCore(wiring.Component):
                 raise ValueError(f"chebyshev must be True or False, got {chebyshev!r}")
             if not isinstance(delayed, bool):
                 raise ValueError(f"delayed must be True or False, got {delayed!r}")
+            if update_lanes not in (16, 8) or (l2 and update_lanes != 16):
+                raise ValueError(f"update_lanes must be 16, or 8 in a build without L2, got {update_lanes!r}")
         except ValueError:
             self._MustUse__silence = True
             raise
-        self.l2, self.chebyshev, self.delayed = l2, chebyshev, delayed
+        self.l2, self.chebyshev, self.delayed, self.update_lanes = l2, chebyshev, delayed, update_lanes
         self.built = type(self).built
         if not l2:
             self.built &= ~Built.L2
@@ -128,7 +137,7 @@ class WovenCore(wiring.Component):
         dot = WovenDotUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines, chebyshev=self.chebyshev,
                            delayed=self.delayed)
         grad = WovenGradientUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines, l2=self.l2,
-                                 delayed=self.delayed)
+                                 delayed=self.delayed, update_lanes=self.update_lanes)
         m.submodules.buffer = buf = Memory(shape=W, depth=dot.slots * self.slot_lines, init=[])
         buf_w, buf_r = buf.write_port(), buf.read_port()
         for name, block in (("dot", dot), ("gradient", grad)):

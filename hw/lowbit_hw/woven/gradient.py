@@ -73,9 +73,13 @@ class WovenGradientUnit(wiring.Component):
     """
 
     def __init__(self, *, line_bits: int, max_chunks: int, slot_lines: int, l2: bool = True,
-                 delayed: bool = False):
+                 delayed: bool = False, update_lanes: int = CHUNK // 2):
         self.line_bits, self.max_chunks, self.slot_lines = line_bits, max_chunks, slot_lines
         self.with_l2 = bool(l2)
+        if update_lanes not in (CHUNK // 2, CHUNK // 4) or (l2 and update_lanes != CHUNK // 2):
+            raise ValueError(f"update_lanes must be {CHUNK // 2} (half a chunk a cycle) or, built without L2, "
+                             f"{CHUNK // 4} (a quarter), got {update_lanes!r}")
+        self.update_lanes = update_lanes
         self.delayed = bool(delayed)
         self.slots = 4 if delayed else 2
         S = self.samples = line_bits // CHUNK
@@ -98,6 +102,8 @@ class WovenGradientUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         S, W, C = self.samples, self.line_bits, self.max_chunks
+        U = self.update_lanes
+        P = CHUNK // U              # cycles the update takes a chunk in, so chunks end >= P cycles apart
         g_row = data.ArrayLayout(signed(64), CHUNK)
         q_row = data.ArrayLayout(signed(48), CHUNK)
         # Block RAM, though a few rows deep: as LUT RAM (yosys' choice for so shallow a memory)
@@ -174,10 +180,14 @@ class WovenGradientUnit(wiring.Component):
         if self.with_l2:
             m.d.sync += [two_pass.eq(~self.nonlinear & (self.l2 != 0)),
                          pad.eq(Mux(two_pass & (self.bits < 3), 3 - self.bits, 0))]
+        elif P > 2:  # a quarter chunk a cycle: chunks of a minibatch's last group end >= 4 cycles apart
+            m.d.sync += pad.eq(Mux(self.bits < P - 1, P - 1 - self.bits, 0))
         priming = Signal()                            # the group is a priming pass (no rows)
         prime_pad = Signal(2, reset_less=True)        # its two planes a chunk, kept 4 apart with L2
         if self.with_l2:
             m.d.sync += prime_pad.eq(Mux(two_pass, 2, 0))
+        elif P > 2:
+            m.d.sync += prime_pad.eq(P - 2)
         # Pipelined SGD's locks on a chunk's first plane (see the class docstring); constant 1
         # in builds without it. war_need / q_need: dot_passed / q_written needed for this chunk
         # (+ 1 kept beside each, so that the decision for the next chunk is a compare of registers).
@@ -347,7 +357,9 @@ class WovenGradientUnit(wiring.Component):
         # chunks end >= 2 cycles apart (b >= 1), so 16 multipliers of each kind keep up, and the
         # whole core fits the 85F's 156 MULT18X18D. u+8: rnd(G, 15); u+9: gs = sat32(.) and w0 held;
         # u+9 / u+10: features 0-15 / 16-31 enter gs * step (+ 2^31: rnd(., 32) = p >> 32).
-        H = CHUNK // 2
+        # (Built with update_lanes = 8, a quarter chunk a cycle, P = 4 phases, without L2: the
+        # board's, half the multipliers; ``pad`` then keeps a minibatch's last chunks 4 apart.)
+        H = U
         gs = Signal(data.ArrayLayout(signed(32), CHUNK), reset_less=True)
         w0 = Signal(data.ArrayLayout(signed(32), CHUNK), reset_less=True)
         upd_c = Signal(range(C + 1), reset_less=True)
@@ -370,36 +382,51 @@ class WovenGradientUnit(wiring.Component):
         # fanned out to ~2k flip-flops: the most congested net of the board build, docs/board.md.)
         m.d.sync += [gs[f].eq(sat32(g_rnd[f])) for f in range(CHUNK)]
         m.d.sync += [v.eq(a) for v, a in zip((w0, upd_c, upd_last, upd_count), held)]
-        pa = Signal()                       # features 0-15 enter the multipliers
-        pb = Signal()                       # features 16-31
-        m.d.sync += [pa.eq(go2), pb.eq(pa)]
+        # phase j (the cycle j + 1 after go2): features j*U .. j*U + U - 1 enter the multipliers
+        phase = [Signal(name=f"phase{j}") for j in range(P)]
+        m.d.sync += [phase[0].eq(go2)] + [phase[j].eq(phase[j - 1]) for j in range(1, P)]
+        pa, pb = phase[0], phase[P - 1]     # the first phase and the last
+
+        def by_phase(values, i):
+            out = values[i]
+            for j in range(1, P):
+                out = Mux(phase[j], values[j * U + i], out)
+            return out
+
         step_s = Cat(self.step, Const(0, 1)).as_signed()
         prods, w0s, reals = [], [], []
         lat_step = None
         for i in range(H):
             unit = m.submodules[f"mul_step_{i}"] = PipelinedMul(32, 33, 1 << (STEP_FRAC - 1))
-            m.d.comb += [unit.a.eq(Mux(pb, gs[H + i], gs[i])), unit.b.eq(step_s)]
+            m.d.comb += [unit.a.eq(by_phase(gs, i)), unit.b.eq(step_s)]
             lat_step = unit.latency
             prods.append(unit.p)
-            w0s.append(delay(m, Mux(pb, w0[H + i], w0[i]), unit.latency, f"w0_{i}"))
-            real = (upd_c * CHUNK + i + Mux(pb, H, 0)) < self.features
+            w0s.append(delay(m, by_phase(w0, i), unit.latency, f"w0_{i}"))
+            offset = 0
+            for j in range(1, P):
+                offset = Mux(phase[j], j * U, offset)
+            real = (upd_c * CHUNK + i + offset) < self.features
             reals.append(delay(m, real, unit.latency, f"real_{i}"))
 
         # ---- w = sat32(w0 - rnd(gs * step, 32)), features >= F stay 0; half a chunk per cycle
         w_h = [Signal(signed(32), name=f"w_{i}", reset_less=True) for i in range(H)]
         w_lo = [Signal(signed(32), name=f"w_lo_{i}", reset_less=True) for i in range(H)]
+        # the earlier phases' words, oldest first (P = 2: w_lo alone), shifted along as w_h is
+        w_parts = [[Signal(signed(32), name=f"w_p{j}_{i}", reset_less=True) for i in range(H)]
+                   for j in range(P - 2)] + [w_lo]
         # (w_h, w_lo and q_h, q_lo are 0 while clearing: the RAMs are cleared through them)
         with m.If(clear_now):
-            m.d.sync += [v.eq(0) for v in (*w_h, *w_lo)]
+            m.d.sync += [v.eq(0) for v in (*w_h, *(v for part in w_parts for v in part))]
         with m.Else():
             m.d.sync += [w_h[i].eq(Mux(reals[i], sat32(w0s[i] - (prods[i] >> STEP_FRAC)), 0)) for i in range(H)]
-            m.d.sync += [w_lo[i].eq(w_h[i]) for i in range(H)]
-        wr = delay(m, pb, lat_step + 1, "model_wr", reset_less=False)   # w_h holds 16-31, w_lo 0-15
+            m.d.sync += [w_parts[-1][i].eq(w_h[i]) for i in range(H)]
+            m.d.sync += [w_parts[j][i].eq(w_parts[j + 1][i]) for j in range(P - 2) for i in range(H)]
+        wr = delay(m, pb, lat_step + 1, "model_wr", reset_less=False)   # w_h holds the last phase's words
         wr_c = delay(m, upd_c, lat_step + 1, "model_wr_c")
         wr_last = delay(m, upd_last, lat_step + 1, "model_wr_last")
         wr_count = delay(m, upd_count, lat_step + 1, "model_wr_count")
         m.d.comb += [self.model_w_en.eq(clearing | wr), self.model_w_addr.eq(Mux(clearing, clr_addr, wr_c))]
-        m.d.comb += self.model_w_data.eq(Cat(*w_lo, *w_h))
+        m.d.comb += self.model_w_data.eq(Cat(*(v for part in w_parts for v in part), *w_h))
         up_rows = Mux(wr & wr_last, wr_count, 0)
         with m.If(self.start):
             m.d.sync += [self.upd_written.eq(0), self.rows_done.eq(0)]
@@ -413,18 +440,21 @@ class WovenGradientUnit(wiring.Component):
             q_h = [Signal(signed(48), name=f"q_{i}", reset_less=True) for i in range(H)]
             lat_q = None
             q_lo = [Signal(signed(48), name=f"q_lo_{i}", reset_less=True) for i in range(H)]
+            q_parts = [[Signal(signed(48), name=f"q_p{j}_{i}", reset_less=True) for i in range(H)]
+                       for j in range(P - 2)] + [q_lo]
             for i in range(H):
                 unit = m.submodules[f"mul_e_{i}"] = PipelinedMul(CORR_BITS + 1, 32, 1 << (CORR_SHIFT - 1))
                 m.d.comb += [unit.a.eq(e_s), unit.b.eq(w_h[i])]
                 with m.If(clear_now):
-                    m.d.sync += [q_h[i].eq(0), q_lo[i].eq(0)]
+                    m.d.sync += [q_h[i].eq(0)] + [part[i].eq(0) for part in q_parts]
                 with m.Else():
-                    m.d.sync += [q_h[i].eq(unit.p >> CORR_SHIFT), q_lo[i].eq(q_h[i])]
+                    m.d.sync += [q_h[i].eq(unit.p >> CORR_SHIFT), q_parts[-1][i].eq(q_h[i])]
+                    m.d.sync += [q_parts[j][i].eq(q_parts[j + 1][i]) for j in range(P - 2)]
                 lat_q = unit.latency
             qw = delay(m, wr, lat_q + 1, "q_wr", reset_less=False)
             qw_c = delay(m, wr_c, lat_q + 1, "q_wr_c")
             m.d.comb += [q_mem.w_en.eq(clearing | qw), q_mem.w_addr.eq(Mux(clearing, clr_addr, qw_c))]
-            m.d.comb += q_mem.w_data.eq(Cat(*q_lo, *q_h))
+            m.d.comb += q_mem.w_data.eq(Cat(*(v for part in q_parts for v in part), *q_h))
             if self.delayed:
                 m.d.comb += q_wrote.eq(qw)
             return m
