@@ -39,7 +39,7 @@ class WovenCore(wiring.Component):
     docs/architecture.md ("The woven core")::
 
         data_lines -> WovenDotUnit --(residuals)--> WovenGradientUnit -> model update
-                        |   ^  \\-> group buffer (2 slots) --^      |
+                        |   ^  \\-> group buffer (4 slots) --^      |
         label_lines ----/   \\---- model RAMs (port A)  <-----------/ (port B, write)
         table writes -> AffineTableScan (m0, delta, e_odd; refuses other tables)
 
