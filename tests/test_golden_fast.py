@@ -1,5 +1,7 @@
 """The compiled golden model equals the NumPy spec (lowbit.contract.golden.run) bit for bit."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -43,6 +45,17 @@ def random_case(seed, levels="random"):
 def test_random_configurations_are_bit_identical(seed):
     cfg, codes, labels, tm, te, line_bits = random_case(seed)
     assert not affine_table(tm[: 2 * (1 << cfg.bits) - 1], te[: 2 * (1 << cfg.bits) - 1]) or cfg.bits == 1
+    ref, fast = both(cfg, codes, labels, tm, te, line_bits)
+    assert np.array_equal(ref.models, fast.models), cfg
+    assert ref.losses == fast.losses, cfg
+
+
+@pytest.mark.parametrize("seed", range(200, 216))
+def test_pipelined_sgd_is_bit_identical(seed):
+    """MODEL_DELAY 1 (dot products against the model one minibatch old, the correction and the
+    update against the current one) on both code paths: looked-up tables and computed affine ones."""
+    cfg, codes, labels, tm, te, line_bits = random_case(seed, levels="uniform" if seed % 2 else "random")
+    cfg = dataclasses.replace(cfg, model_delay=1)
     ref, fast = both(cfg, codes, labels, tm, te, line_bits)
     assert np.array_equal(ref.models, fast.models), cfg
     assert ref.losses == fast.losses, cfg

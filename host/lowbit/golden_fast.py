@@ -46,9 +46,10 @@ def _sat32(x):
 
 
 @njit(inline="always", cache=True)
-def _row_table(lo, hi, features, tm, te, w, m, e, gc):
-    """One row through the code table: ``(dot, top)`` with ``dot = sum_j m_j w_j`` and ``top`` the
-    row's largest code; keeps ``m_j`` for the gradient and adds ``rnd(e_j w_j, 8)`` to ``gc``."""
+def _row_table(lo, hi, features, tm, te, wd, w, m, e, gc):
+    """One row through the code table: ``(dot, top)`` with ``dot = sum_j m_j wd_j`` and ``top`` the
+    row's largest code; keeps ``m_j`` for the gradient and adds ``rnd(e_j w_j, 8)`` to ``gc``
+    (``wd`` is ``w``, or with MODEL_DELAY the model one minibatch old)."""
     top = np.int64(0)
     for j in range(features):  # the lookups (scalar), apart from the arithmetic (vectorised)
         c = np.int64(lo[j]) | (np.int64(hi[j]) << 8)
@@ -57,9 +58,8 @@ def _row_table(lo, hi, features, tm, te, w, m, e, gc):
         e[j] = te[c]
     dot = np.int64(0)
     for j in range(features):
-        wj = np.int64(w[j])
-        dot += np.int64(m[j]) * wj
-        gc[j] += _rnd(np.int64(e[j]) * wj, CORR_SHIFT)
+        dot += np.int64(m[j]) * np.int64(wd[j])
+        gc[j] += _rnd(np.int64(e[j]) * np.int64(w[j]), CORR_SHIFT)
     return dot, top
 
 
@@ -80,8 +80,13 @@ def _row_affine(lo, hi, features, m0, dm, w, m, odd):
 
 
 @njit(cache=True)
-def _epoch(lines, rows, features, geom, tm, te, affine, ncodes, y, batch, step, w, lo, hi, m, e, g, gc):
+def _epoch(lines, rows, features, geom, tm, te, affine, ncodes, y, batch, step, w, lo, hi, m, e, g, gc, delay, wd,
+           prev):
     """One epoch over one copy's ``lines``; updates ``w`` (int32) in place.
+
+    The dot products use ``wd``: with ``delay`` (MODEL_DELAY 1) the model before the previous
+    minibatch's update (``prev`` keeps it), ``w`` itself otherwise (the caller passes ``w`` as
+    ``wd``; nothing is copied).
 
     ``G_j = sum_i m_ij r_i - sum_i rnd(e_ij w0_j, 8)`` is kept as its two sums, ``g`` and ``gc``.
     With ``affine`` the table is ``m_c = tm[0] + c (tm[1] - tm[0])``, ``e_c = te[1] [c odd]``,
@@ -92,6 +97,8 @@ def _epoch(lines, rows, features, geom, tm, te, affine, ncodes, y, batch, step, 
     loss = np.uint64(0)
     top = np.int64(0)
     m0, dm, e1 = tm[0], tm[1] - tm[0], np.int64(te[1])
+    if delay:
+        wd[:] = w
     for start in range(0, rows, batch):
         end = min(rows, start + batch)
         g[:] = 0
@@ -100,9 +107,9 @@ def _epoch(lines, rows, features, geom, tm, te, affine, ncodes, y, batch, step, 
         for r in range(start, end):
             decode_row(lines, r, geom, lo, hi)
             if affine:
-                dot, t = _row_affine(lo, hi, features, m0, dm, w, m, e)
+                dot, t = _row_affine(lo, hi, features, m0, dm, wd, m, e)
             else:
-                dot, t = _row_table(lo, hi, features, tm, te, w, m, e, gc)
+                dot, t = _row_table(lo, hi, features, tm, te, wd, w, m, e, gc)
             top = max(top, t)
             res = np.int32(_sat32(_rnd(dot, CODE_FRAC) - y[r]))  # int32, so m * res is a 32 x 32 product
             term = np.uint64((np.int64(res) * np.int64(res)) >> LOSS_SHIFT)
@@ -112,9 +119,13 @@ def _epoch(lines, rows, features, geom, tm, te, affine, ncodes, y, batch, step, 
         if affine:  # every odd code of feature j adds the same rnd(e_1 w0_j, 8); even codes add rnd(0) = 0
             for j in range(features):
                 gc[j] = np.int64(e[j]) * _rnd(e1 * np.int64(w[j]), CORR_SHIFT)
+        if delay:
+            prev[:] = w
         for j in range(features):
             gs = _sat32(_rnd(g[j] - gc[j], CODE_FRAC))
             w[j] = _sat32(np.int64(w[j]) - _rnd(gs * step, STEP_FRAC))
+        if delay:
+            wd[:] = prev
     return loss, (top if top >= ncodes else np.int64(-1))
 
 
@@ -185,12 +196,15 @@ def run_packed(cfg: EngineConfig, lines, labels, table_m, table_e, fmt: LineForm
     g = np.empty(cfg.features, dtype=np.int64)
     gc = np.empty(cfg.features, dtype=np.int64)
     w = np.zeros(cfg.features, dtype=np.int32)
+    delay = bool(cfg.model_delay)
+    wd = np.zeros_like(w) if delay else w
+    prev = np.zeros_like(w)
     models = np.zeros((cfg.epochs, cfg.features), dtype=np.int32)
     losses: list[int] = []
     for epoch in range(cfg.epochs):
         k = epoch % cfg.copies
         loss, bad = _epoch(lines[k * per : (k + 1) * per], cfg.rows, cfg.features, geom, tm_full, te_full, affine,
-                           ncodes, y, cfg.batch, cfg.step, w, lo, hi, m, e, g, gc)
+                           ncodes, y, cfg.batch, cfg.step, w, lo, hi, m, e, g, gc, delay, wd, prev)
         if bad >= 0:
             raise ValueError(f"codes out of range for {cfg.bits}-bit double sampling (0..{ncodes - 1}): "
                              f"copy {k} holds code {bad}")

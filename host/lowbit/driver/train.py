@@ -346,11 +346,11 @@ def train_golden(qds, *, step: float, batch: int, epochs: int, loss=None, resume
     (:func:`lowbit.golden_fast.run_packed`) on the packed lines the engine would read; it is
     bit-identical to :func:`lowbit.contract.golden.run` (tests/test_golden_fast.py). Any other ``loss``
     (:class:`lowbit.contract.losses.LossConfig`) and any ``resume`` run (warm start, bounded) use the spec
-    itself, :func:`lowbit.contract.golden.run`, which decodes only the rows the run reads; so does
-    ``model_delay`` 1 (pipelined SGD).
+    itself, :func:`lowbit.contract.golden.run`, which decodes only the rows the run reads.
+    ``model_delay`` 1 (pipelined SGD) runs compiled too.
     """
     cfg = engine_config(qds, step=step, batch=batch, epochs=epochs, loss=loss, resume=resume, model_delay=model_delay)
-    if cfg.loss or cfg.l2 or not resume.plain or cfg.model_delay:
+    if cfg.loss or cfg.l2 or not resume.plain:
         from lowbit.contract.golden import run
 
         g = run(cfg, qds.codes, qds.labels_q, qds.table_m, qds.table_e, model_in=resume.model_in)
