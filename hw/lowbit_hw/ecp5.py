@@ -217,9 +217,11 @@ def _check_ram_depth(depth) -> None:
         raise ValueError(f"depth must be an int in 1..{SimpleDualPortRAM.MAX_DEPTH}, got {depth!r}")
 
 
-def simple_dual_port_ram(m: Module, platform, *, shape, depth: int, name: str) -> SimpleNamespace:
+def simple_dual_port_ram(m: Module, platform, *, shape, depth: int, name: str, block: bool = True) -> SimpleNamespace:
     """:class:`SimpleDualPortRAM`'s RAM built straight into ``m`` (no module of its own): returns
     its ports (``w_en``, ``w_addr``, ``w_data``, ``r_addr``, ``r_data``) as signals of ``m``.
+    ``block=False`` builds the plain Amaranth memory on ECP5 too, which yosys maps to LUT RAM
+    (TRELLIS_DPR16X4) at the shallow depths used here.
 
     Users inside a big design take this: with a module per RAM, yosys 0.70's ABC9 failed an
     assertion reintegrating one of them in the board build ("count_id(wire->name) == 0" in
@@ -229,7 +231,7 @@ def simple_dual_port_ram(m: Module, platform, *, shape, depth: int, name: str) -
     ports = SimpleNamespace(w_en=Signal(name=f"{name}_w_en"), w_addr=Signal(range(depth), name=f"{name}_w_addr"),
                             w_data=Signal(shape, name=f"{name}_w_data"), r_addr=Signal(range(depth), name=f"{name}_r_addr"),
                             r_data=Signal(shape, name=f"{name}_r_data"))
-    if not is_ecp5(platform):
+    if not is_ecp5(platform) or not block:
         mem = m.submodules[name] = Memory(shape=shape, depth=depth, init=[])
         wp, rp = mem.write_port(), mem.read_port()
         m.d.comb += [wp.en.eq(ports.w_en), wp.addr.eq(ports.w_addr), wp.data.eq(ports.w_data),

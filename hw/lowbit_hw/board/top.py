@@ -31,7 +31,7 @@ def board_woven_core(*, line_bits, lanes, max_features):
     from ..woven import WovenCore
 
     return WovenCore(line_bits=line_bits, max_features=max_features, l2=False, chebyshev=False, delayed=False,
-                     update_lanes=8)
+                     update_lanes=8, block_ram=False)
 
 
 def pll_parameters(f_in_mhz: float, f_out_mhz: float) -> dict:

@@ -71,6 +71,9 @@ class WovenCore(wiring.Component):
         Features the minibatch update takes a cycle: 16 (half a chunk; default) or, built without
         L2, 8 (a quarter chunk: half the update's 128 MULT18X18D and its datapath; a minibatch's
         last group then waits ``3 - b`` cycles after each chunk when b < 3). The board's choice.
+    block_ram : bool
+        On ECP5, G, q, L2's term and the model in DP16KD (default) or, ``False``, in LUT RAM (they
+        are ``max_features / 32`` rows deep); the same behaviour either way (docs/board.md).
     """
 
     #: The optional datapaths this core has (its BUILT register; the sequencer refuses the rest):
@@ -79,7 +82,7 @@ class WovenCore(wiring.Component):
     built = Built.NONLINEAR | Built.L2 | Built.CHEBYSHEV | Built.RESUME | Built.DELAYED
 
     def __init__(self, *, line_bits: int = 512, max_features: int = 8192, l2: bool = True,
-                 chebyshev: bool = True, delayed: bool = True, update_lanes: int = 16):
+                 chebyshev: bool = True, delayed: bool = True, update_lanes: int = 16, block_ram: bool = True):
         try:
             if line_bits not in SUPPORTED_LINE_BITS:
                 raise ValueError(f"line_bits must be one of {SUPPORTED_LINE_BITS}, got {line_bits!r}")
@@ -90,12 +93,15 @@ class WovenCore(wiring.Component):
                 raise ValueError(f"chebyshev must be True or False, got {chebyshev!r}")
             if not isinstance(delayed, bool):
                 raise ValueError(f"delayed must be True or False, got {delayed!r}")
+            if not isinstance(block_ram, bool):
+                raise ValueError(f"block_ram must be True or False, got {block_ram!r}")
             if update_lanes not in (16, 8) or (l2 and update_lanes != 16):
                 raise ValueError(f"update_lanes must be 16, or 8 in a build without L2, got {update_lanes!r}")
         except ValueError:
             self._MustUse__silence = True
             raise
         self.l2, self.chebyshev, self.delayed, self.update_lanes = l2, chebyshev, delayed, update_lanes
+        self.block_ram = block_ram
         self.built = type(self).built
         if not l2:
             self.built &= ~Built.L2
@@ -118,8 +124,8 @@ class WovenCore(wiring.Component):
         after its chunk was last written. (In a module of their own, a module of wires and DP16KD
         only, yosys 0.70's ABC9 failed an assertion in the board build.)"""
         row = data.ArrayLayout(signed(32), ROW_ALIGN)
-        a = simple_dual_port_ram(m, platform, shape=row, depth=self.max_chunks, name="model_a")
-        b = simple_dual_port_ram(m, platform, shape=row, depth=self.max_chunks, name="model_b")
+        a = simple_dual_port_ram(m, platform, shape=row, depth=self.max_chunks, name="model_a", block=self.block_ram)
+        b = simple_dual_port_ram(m, platform, shape=row, depth=self.max_chunks, name="model_b", block=self.block_ram)
         ports = SimpleNamespace(w_en=Signal(name="model_w_en"), w_addr=Signal(range(self.max_chunks), name="model_w_addr"),
                                 w_data=Signal(row, name="model_w_data"), a_addr=a.r_addr, a_data=a.r_data,
                                 b_addr=b.r_addr, b_data=b.r_data)
@@ -137,7 +143,7 @@ class WovenCore(wiring.Component):
         dot = WovenDotUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines, chebyshev=self.chebyshev,
                            delayed=self.delayed)
         grad = WovenGradientUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines, l2=self.l2,
-                                 delayed=self.delayed, update_lanes=self.update_lanes)
+                                 delayed=self.delayed, update_lanes=self.update_lanes, block_ram=self.block_ram)
         m.submodules.buffer = buf = Memory(shape=W, depth=dot.slots * self.slot_lines, init=[])
         buf_w, buf_r = buf.write_port(), buf.read_port()
         for name, block in (("dot", dot), ("gradient", grad)):

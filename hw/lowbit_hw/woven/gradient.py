@@ -73,13 +73,14 @@ class WovenGradientUnit(wiring.Component):
     """
 
     def __init__(self, *, line_bits: int, max_chunks: int, slot_lines: int, l2: bool = True,
-                 delayed: bool = False, update_lanes: int = CHUNK // 2):
+                 delayed: bool = False, update_lanes: int = CHUNK // 2, block_ram: bool = True):
         self.line_bits, self.max_chunks, self.slot_lines = line_bits, max_chunks, slot_lines
         self.with_l2 = bool(l2)
         if update_lanes not in (CHUNK // 2, CHUNK // 4) or (l2 and update_lanes != CHUNK // 2):
             raise ValueError(f"update_lanes must be {CHUNK // 2} (half a chunk a cycle) or, built without L2, "
                              f"{CHUNK // 4} (a quarter), got {update_lanes!r}")
         self.update_lanes = update_lanes
+        self.block_ram = bool(block_ram)
         self.delayed = bool(delayed)
         self.slots = 4 if delayed else 2
         S = self.samples = line_bits // CHUNK
@@ -113,12 +114,13 @@ class WovenGradientUnit(wiring.Component):
         # written (simple_dual_port_ram's one rule): G's read of a chunk comes >= 1 cycle after its
         # write (GROUP_GAP); q's is read only for a minibatch's groups, after the update that
         # wrote it has reached the model and the dot pass has read it (the dot interlock).
-        g_mem = simple_dual_port_ram(m, platform, shape=g_row, depth=C, name="g_mem")
-        q_mem = simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="q_mem")
+        g_mem = simple_dual_port_ram(m, platform, shape=g_row, depth=C, name="g_mem", block=self.block_ram)
+        q_mem = simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="q_mem", block=self.block_ram)
         # nd_j = -rnd(L2 * w0_j, 17), the L2 term of the minibatch's model, written and read as q
         # is (the same rule holds: its writes come at most 2 cycles after q's); kept negated so
         # that it joins the correction tree, which is subtracted, as count * nd.
-        d_mem = simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="d_mem") if self.with_l2 else None
+        d_mem = (simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="d_mem", block=self.block_ram)
+                 if self.with_l2 else None)
 
         # The run's sizes less one, as registers (a group's "last of its minibatch" is then two
         # equality tests on registers, not a sum compared with a sum).
