@@ -206,7 +206,7 @@ class WovenGradientUnit(wiring.Component):
             war_ok, q_ok = Signal(), Signal()
             adv = Signal()                          # a chunk's last plane is issued: the needs advance
             m.d.sync += [war_ok.eq(self.dot_passed >= Mux(adv, war_need1, war_need)),
-                         q_ok.eq(q_written >= Mux(adv, q_need1, q_need))]
+                         q_ok.eq(q_written >= Mux(adv & q_on, q_need1, q_need))]
             m.d.comb += lock_ok.eq((~war_on | war_ok) & (~q_on | q_ok))
         else:
             m.d.comb += lock_ok.eq(1)
