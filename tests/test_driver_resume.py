@@ -88,3 +88,33 @@ def test_a_run_cut_in_two_on_the_engine_equals_the_uncut_run(woven_dev, qds):
     second = train(woven_dev, qds, **ARGS, resume=Resume(first.final_model, start_minibatch=5), progress=False)
     assert np.array_equal(first.models[0], whole.models[0]) and np.array_equal(second.models[-1], whole.models[-1])
     assert first.losses[1] + second.losses[0] == whole.losses[1]
+
+
+# ------------------------------------------------------------------ pipelined SGD (MODEL_DELAY)
+def test_a_pipelined_run_on_the_woven_sim_engine_equals_the_golden_model(woven_dev, qds):
+    """MODEL_DELAY 1 through the driver (batch 4 = the 128-bit engine's rows per line): the same
+    models and losses as ``train_golden(model_delay=1)``, not exact SGD's; and the next exact run
+    is exact again (MODEL_DELAY is programmed by every run)."""
+    args = dict(ARGS, batch=4)
+    gold = train_golden(qds, **args, model_delay=1)
+    res = train(woven_dev, qds, **args, model_delay=1, progress=False)
+    assert np.array_equal(res.models, gold.models) and res.losses == gold.losses
+    exact = train_golden(qds, **args)
+    assert not np.array_equal(gold.models, exact.models)
+    again = train(woven_dev, qds, **args, progress=False)
+    assert np.array_equal(again.models, exact.models)
+
+
+def test_what_the_engine_cannot_pipeline_ends_in_bad_delay(woven_dev, qds):
+    """A minibatch of two groups (batch 8 on 4-row lines) cannot be pipelined: the engine says
+    BAD_DELAY at START, and the driver raises it by name; an engine without DELAYED is refused
+    before it is touched."""
+    from lowbit.driver.errors import DeviceError
+
+    with pytest.raises(DeviceError, match="BAD_DELAY"):
+        train(woven_dev, qds, **ARGS, model_delay=1, progress=False)
+    device = SimpleNamespace(backend=SimpleNamespace(name="sim"), built=Built.RESUME)
+    with pytest.raises(ValueError, match="one minibatch old"):
+        train(device, qds, **ARGS, model_delay=1)
+    with pytest.raises(ValueError, match="model_delay"):
+        train_golden(qds, **ARGS, model_delay=2)
