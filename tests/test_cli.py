@@ -113,6 +113,7 @@ def test_info_reports_the_engine_build_and_its_fixed_point_formats(capsys, afu_s
     assert rows["LINE_BITS"] == str(TEST_AFU["line_bits"]) and rows["LANES"] == str(TEST_AFU["lanes"])
     assert rows["MAX_FEATURES"] == str(TEST_AFU["max_features"])
     assert rows["CODE_FRAC"] == str(CODE_FRAC) and rows["CORR_FRAC"] == str(CORR_FRAC)
+    assert rows["BUILT"] == "none"  # the planes core: no optional datapath (the woven one lists its own)
 
 
 def test_a_ctrl_c_wrapped_by_an_import_still_says_interrupted(capsys, monkeypatch):

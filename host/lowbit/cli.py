@@ -497,7 +497,17 @@ def cmd_info(args) -> int:
             print(f"{k:16s} {v}")
         for k, v in dev.arith.items():              # equal to lowbit.contract.fixed (checked at open)
             print(f"{k:16s} {v}")
+        # the optional datapaths (BUILT): what --loss, --l2, --estimator, resumed runs and
+        # --pipelined can ask of this engine
+        names = [flag.name for flag in _built_flags(getattr(dev, "built", 0))]
+        print(f"{'BUILT':16s} {','.join(names) or 'none'}")
     return 0
+
+
+def _built_flags(built):
+    from .contract.registers import Built
+
+    return [flag for flag in Built if flag and flag & Built(built)]
 
 
 def cmd_qsgd_demo(argv: list[str]) -> int:
