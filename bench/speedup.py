@@ -176,8 +176,9 @@ def engine_row(p, device, *, bits: int, levels: str, step: float, batch: int, ep
     print(f"  b={bits}: host {host_s:.2f} s, {run.cycles:,} cycles simulated in {wall:.1f} s "
           f"({run.cycles / wall:,.0f} cycles/s)", file=sys.stderr, flush=True)
     cpe = run.cycles / epochs
-    return Row(f"engine b={bits} {levels}{' pipelined' if model_delay else ''}", run.train_loss[-1], engine_ms(cpe, ex.MEASURED_FMAX_MHZ), bits=bits,
-               cycles_per_epoch=cpe, lines_per_cycle=run.lines_per_cycle, host_s=host_s, epochs=epochs)
+    label = f"engine b={bits} {levels}{' pipelined' if model_delay else ''}"
+    return Row(label, run.train_loss[-1], engine_ms(cpe, ex.MEASURED_FMAX_MHZ), bits=bits, cycles_per_epoch=cpe,
+               lines_per_cycle=run.lines_per_cycle, host_s=host_s, epochs=epochs)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

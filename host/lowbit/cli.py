@@ -77,11 +77,10 @@ def loss_config(args):
         from .driver.train import check_built, loss_needs
 
         engine = _sim_engine(args)
-        check_built(loss_needs(lc), SIM_BUILT[engine], f"sim ({engine})")
-        if getattr(args, "pipelined", False):
-            from .contract.registers import Built
+        from .contract.registers import Built
 
-            check_built(Built.DELAYED, SIM_BUILT[engine], f"sim ({engine})")
+        pipelined = Built.DELAYED if getattr(args, "pipelined", False) else Built.NONE
+        check_built(loss_needs(lc) | pipelined, SIM_BUILT[engine], f"sim ({engine})")
     return lc
 
 

@@ -27,7 +27,7 @@ from lowbit.contract.registers import (AFU_ID_H, AFU_ID_L, ARITH_VALUE, CODE_TAB
                               Access, Built, Ctrl, ErrorCode, Estimator, Loss, State)
 
 from lowbit.contract import golden
-from .afu_tb import TB, fit_to_engine, make_dataset, random_config, scoreboard
+from .afu_tb import POISON, TB, fit_to_engine, make_dataset, random_config, scoreboard
 from lowbit.contract.golden import EngineConfig
 
 SEEDS = int(os.environ.get("LOWBIT_SEEDS", "50"))
@@ -195,6 +195,17 @@ async def expect_error(tb: TB, code: ErrorCode, timeout: int = 20_000) -> None:
         f"expected ERROR {code.name}, STATUS is {State(st['STATE']).name} / error {st['ERROR']}"
 
 
+async def expect_not_built(tb: TB, ds, cfg: EngineConfig, *, run_id: int, model_in=None) -> None:
+    """Program and START a run the engine lacks a datapath for (its BUILT): it must end in
+    ``NOT_BUILT`` without writing a model (the buffers keep their POISON fill)."""
+    bufs = tb.alloc_run(ds, cfg.snapshots(), model_in=model_in)
+    await tb.program(ds, cfg, bufs, run_id=run_id)
+    await tb.ctrl(Ctrl.START)
+    await expect_error(tb, ErrorCode.NOT_BUILT)
+    assert not (bufs.model.data != POISON).any(), "a refused run wrote a model"
+    tb.check()
+
+
 async def reset_and_prove_alive(tb: TB, seed: int) -> None:
     await tb.ctrl(Ctrl.RESET)
     for _ in range(200):  # RESET lets pending memory traffic drain first
@@ -222,7 +233,7 @@ async def bad_configuration_gives_its_error_code_then_reset_recovers(dut, case):
         await tb.write_reg(name, caps["MAX_FEATURES"] + 1 if value is None else value)
     await tb.ctrl(Ctrl.START)
     await expect_error(tb, code)
-    assert not (bufs.model.data != 0x5A).any(), "a rejected run wrote a model"
+    assert not (bufs.model.data != POISON).any(), "a rejected run wrote a model"
     tb.check()
     await reset_and_prove_alive(tb, SEED0 + 3000)
 
@@ -290,7 +301,7 @@ async def the_woven_core_refuses_what_it_cannot_run_and_the_planes_core_runs_it(
     await tb.program(ds, cfg, bufs, run_id=7)
     await tb.ctrl(Ctrl.START)
     await expect_error(tb, ErrorCode.BAD_TABLE if case == "optimal_levels" else ErrorCode.BATCH_NOT_WOVEN)
-    assert not (bufs.model.data != 0x5A).any(), "a rejected run wrote a model"
+    assert not (bufs.model.data != POISON).any(), "a rejected run wrote a model"
     tb.check()
     await reset_and_prove_alive(tb, SEED0 + 6000)
 
@@ -326,12 +337,7 @@ async def resumed_run_matches_golden_or_is_not_built(dut, case):
                        step=step_to_fixed(0.5 / (p["features"] * p["batch"])), copies=2, warm_start=warm,
                        start_minibatch=start, max_minibatches=count)
     if not built & Built.RESUME:
-        bufs = tb.alloc_run(ds, cfg.snapshots(), model_in=model_in)
-        await tb.program(ds, cfg, bufs, run_id=8)
-        await tb.ctrl(Ctrl.START)
-        await expect_error(tb, ErrorCode.NOT_BUILT)
-        assert not (bufs.model.data != 0x5A).any(), "a refused run wrote a model"
-        tb.check()
+        await expect_not_built(tb, ds, cfg, run_id=8, model_in=model_in)
         return
     gold = golden.run(cfg, ds.codes, ds.labels_q, ds.table_m, ds.table_e, model_in=model_in)
     res = await tb.train(ds, cfg, run_id=9, model_in=model_in)
@@ -370,12 +376,7 @@ async def pipelined_run_matches_golden_or_is_not_built(dut, case):
                        step=step_to_fixed(2.0 / (p["features"] * p["batch"])), copies=2, loss=int(loss), l2=l2,
                        model_delay=1)
     if not built & Built.DELAYED:
-        bufs = tb.alloc_run(ds, cfg.snapshots())
-        await tb.program(ds, cfg, bufs, run_id=10)
-        await tb.ctrl(Ctrl.START)
-        await expect_error(tb, ErrorCode.NOT_BUILT)
-        assert not (bufs.model.data != 0x5A).any(), "a refused run wrote a model"
-        tb.check()
+        await expect_not_built(tb, ds, cfg, run_id=10)
         return
     gold = golden.run(cfg, ds.codes, ds.labels_q, ds.table_m, ds.table_e)
     exact = golden.run(dataclasses.replace(cfg, model_delay=0), ds.codes, ds.labels_q, ds.table_m, ds.table_e)

@@ -19,7 +19,7 @@ from ..ecp5 import simple_dual_port_ram
 from ..interfaces import CoreSignature
 from .copies import CopyInterleaver
 from .dot import WovenDotUnit
-from .gradient import WovenGradientUnit
+from .gradient import WovenGradientUnit, check_update_lanes
 from .table_scan import AffineTableScan
 
 __all__ = ["WovenCore"]
@@ -95,8 +95,7 @@ class WovenCore(wiring.Component):
                 raise ValueError(f"delayed must be True or False, got {delayed!r}")
             if not isinstance(block_ram, bool):
                 raise ValueError(f"block_ram must be True or False, got {block_ram!r}")
-            if update_lanes not in (16, 8) or (l2 and update_lanes != 16):
-                raise ValueError(f"update_lanes must be 16, or 8 in a build without L2, got {update_lanes!r}")
+            check_update_lanes(update_lanes, l2=l2)
         except ValueError:
             self._MustUse__silence = True
             raise

@@ -13,7 +13,7 @@ from lowbit.contract.registers import MAX_DEGREE
 from ..ecp5 import PipelinedMul, pipelined_sum
 from .arith import add_levels, delay, register_all
 from .margin import RowNonlinearity
-from .records import residual_layout
+from .records import group_slots, residual_layout
 
 __all__ = ["WovenDotUnit"]
 
@@ -83,7 +83,7 @@ class WovenDotUnit(wiring.Component):
         self.line_bits, self.max_chunks, self.slot_lines = line_bits, max_chunks, slot_lines
         self.chebyshev = bool(chebyshev)
         self.delayed = bool(delayed)
-        self.slots = 4 if delayed else 2
+        self.slots = group_slots(self.delayed)
         S = self.samples = line_bits // CHUNK
         super().__init__({
             "lines": In(stream.Signature(line_bits)),

@@ -12,9 +12,9 @@ from lowbit.contract.format import MAX_BITS, ROW_ALIGN
 
 from ..ecp5 import PipelinedMul, simple_dual_port_ram
 from .arith import add_levels, delay, register_all, sat32
-from .records import residual_layout
+from .records import group_slots, residual_layout
 
-__all__ = ["WovenGradientUnit", "GROUP_GAP"]
+__all__ = ["WovenGradientUnit", "GROUP_GAP", "check_update_lanes"]
 
 CHUNK = ROW_ALIGN  # features per line
 #: Cycles a group waits after the previous group's take (so group starts are >= GROUP_GAP + 1
@@ -23,6 +23,14 @@ CHUNK = ROW_ALIGN  # features per line
 #: group's read of that chunk, at uL' + 3, must come at uL + 9 or later: uL' - uL >= 6, and
 #: uL' - uL is the distance between the two group starts. 8 keeps two cycles in hand.
 GROUP_GAP = 8
+
+
+def check_update_lanes(update_lanes, *, l2: bool) -> None:
+    """The update's lanes: half a chunk a cycle, or a quarter in a build without L2 (whose second
+    pass through the per-weight multipliers assumes two phases). ValueError otherwise."""
+    if update_lanes not in (CHUNK // 2, CHUNK // 4) or (l2 and update_lanes != CHUNK // 2):
+        raise ValueError(f"update_lanes must be {CHUNK // 2} (half a chunk a cycle) or, built without L2, "
+                         f"{CHUNK // 4} (a quarter), got {update_lanes!r}")
 
 
 class WovenGradientUnit(wiring.Component):
@@ -76,13 +84,11 @@ class WovenGradientUnit(wiring.Component):
                  delayed: bool = False, update_lanes: int = CHUNK // 2, block_ram: bool = True):
         self.line_bits, self.max_chunks, self.slot_lines = line_bits, max_chunks, slot_lines
         self.with_l2 = bool(l2)
-        if update_lanes not in (CHUNK // 2, CHUNK // 4) or (l2 and update_lanes != CHUNK // 2):
-            raise ValueError(f"update_lanes must be {CHUNK // 2} (half a chunk a cycle) or, built without L2, "
-                             f"{CHUNK // 4} (a quarter), got {update_lanes!r}")
+        check_update_lanes(update_lanes, l2=l2)
         self.update_lanes = update_lanes
         self.block_ram = bool(block_ram)
         self.delayed = bool(delayed)
-        self.slots = 4 if delayed else 2
+        self.slots = group_slots(self.delayed)
         S = self.samples = line_bits // CHUNK
         super().__init__({
             "residuals": In(stream.Signature(residual_layout(S))),

@@ -6,6 +6,13 @@ from amaranth import signed
 from amaranth.lib import data
 
 
+def group_slots(delayed: bool) -> int:
+    """Group-buffer slots of a build: 4 with pipelined SGD (the dot pass of group g+2 must not wait
+    for the gradient pass of group g; docs/architecture.md, "Pipelined SGD"), else 2. The dot unit
+    writes slot ``g mod slots``, the gradient unit reads it, the core sizes the buffer by it."""
+    return 4 if delayed else 2
+
+
 def residual_layout(samples: int) -> data.StructLayout:
     """One group's residuals as the gradient unit needs them.
 
