@@ -10,6 +10,7 @@ real engine at the test build (the cached ``afu_server``). docs/driver.md ("Guar
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -52,13 +53,18 @@ def private_runtime_dir(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def warm_imports():
-    """Import the heavy modules once, so each case's time bound measures the command, not imports."""
+def warm_imports(tmp_path_factory):
+    """Import the heavy modules and compile the numba kernels once, so each case's time bound
+    measures the command, not imports or JIT compilation: on a fresh checkout (CI) the first run
+    that quantizes pays ~9 s of numba compiling before its cache exists."""
     import lowbit.experiment  # noqa: F401
     import lowbit.qsgd.demo  # noqa: F401
     import lowbit.contract.golden  # noqa: F401
     import matplotlib.pyplot  # noqa: F401
     import sklearn.datasets  # noqa: F401
+    plot = tmp_path_factory.mktemp("warm") / "warm.png"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["train", *SMALL, "--plot", str(plot)]) == 0
 
 
 def leftovers(tmp_path: Path) -> dict:
