@@ -8,10 +8,10 @@ import pytest
 from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
-from amaranth import signed
+from amaranth import Elaboratable, Module, Signal, signed
 from amaranth.lib import data
 
-from lowbit_hw.ecp5 import ECP5_SYNTH, Mul18, PipelinedMul, SimpleDualPortRAM
+from lowbit_hw.ecp5 import ECP5_SYNTH, Mul18, PipelinedMul, SimpleDualPortRAM, register_copies
 
 
 @pytest.mark.parametrize("wa,wb,const", [(18, 18, 0), (18, 32, 0), (32, 33, 1 << 31), (17, 46, 0), (18, 56, 0),
@@ -91,3 +91,45 @@ def test_simple_dual_port_ram_is_dp16kd_slices_on_ecp5(width, blocks):
     assert text.count("DATA_WIDTH_A") == blocks
     with pytest.raises(ValueError, match="depth"):
         SimpleDualPortRAM(shape=width, depth=513)
+
+
+class _Copies(Elaboratable):
+    def __init__(self, copies):
+        self.a, self.copies, self.out = Signal(), copies, None
+
+    def elaborate(self, platform):
+        m = Module()
+        self.out = register_copies(m, platform, self.a, self.copies, "x")
+        return m
+
+
+def test_register_copies_load_the_value_every_cycle_in_the_model():
+    dut = _Copies(3)  # its outputs exist once the simulator has elaborated it
+    seen = []
+
+    async def bench(ctx):
+        for v in [1, 0, 1, 1, 0]:
+            ctx.set(dut.a, v)
+            await ctx.tick()
+            seen.append([ctx.get(q) for q in dut.out])
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [[v] * 3 for v in [1, 0, 1, 1, 0]]  # each copy is `a` one cycle later
+
+
+def test_register_copies_are_separate_flip_flop_primitives_on_ecp5():
+    """yosys' opt_merge folds identical registers into one (a wire's keep does not stop it), so the
+    ECP5 build instantiates each copy as a TRELLIS_FF, which it leaves alone."""
+    text = rtlil.convert(_Copies(4), platform=ECP5_SYNTH, ports=[])
+    assert text.count("cell \\TRELLIS_FF ") == 4
+
+
+@pytest.mark.parametrize("copies,width", [(0, 1), (65, 1), (2, 2)])
+def test_register_copies_refuse_what_they_do_not_do(copies, width):
+    m = Module()
+    m._MustUse__silence = True  # refused before it could be used
+    with pytest.raises(ValueError, match="1-bit value and 1..64 copies"):
+        register_copies(m, None, Signal(width), copies, "x")

@@ -26,7 +26,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["ECP5_SYNTH", "Mul18", "PipelinedMul", "SimpleDualPortRAM", "is_ecp5", "pipelined_sum",
-           "simple_dual_port_ram"]
+           "register_copies", "simple_dual_port_ram"]
 
 
 class _ECP5Synth:
@@ -41,6 +41,29 @@ ECP5_SYNTH = _ECP5Synth()
 
 def is_ecp5(platform) -> bool:
     return getattr(platform, "family", None) == "ecp5"
+
+
+def register_copies(m: Module, platform, value, copies: int, name: str) -> list:
+    """``copies`` flip-flops, each loading the 1-bit ``value`` every cycle (no reset, no enable):
+    one control bit's fanout split over several drivers, for the control nets that congest the
+    board's router (a plane flag or a phase select reaching ~2k LUT inputs; docs/board.md).
+
+    yosys merges identical flip-flops (``opt_merge``; a ``keep`` on their wires does not stop
+    it), so on an ECP5 platform each copy is a TRELLIS_FF primitive, which it leaves alone;
+    elsewhere they are plain registers, identical cycle for cycle. Not being reset, a copy holds
+    the value of the cycle before a reset for one cycle after it: a user reads copies only where
+    that cannot matter (say so where it does)."""
+    if not 1 <= copies <= 64 or len(Value.cast(value)) != 1:
+        raise ValueError(f"register_copies takes a 1-bit value and 1..64 copies, got {copies!r}")
+    out = [Signal(name=f"{name}_c{i}", reset_less=True) for i in range(copies)]
+    if is_ecp5(platform):
+        for i, q in enumerate(out):
+            m.submodules[f"{name}_ff{i}"] = Instance(
+                "TRELLIS_FF", p_GSR="DISABLED", p_CEMUX="1", p_CLKMUX="CLK", p_LSRMUX="LSR", p_REGSET="RESET",
+                p_SRMODE="LSR_OVER_CE", i_CLK=ClockSignal(), i_LSR=Const(0), i_DI=value, o_Q=q)
+    else:
+        m.d.sync += [q.eq(value) for q in out]
+    return out
 
 
 class Mul18(wiring.Component):

@@ -10,7 +10,7 @@ from lowbit.contract.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, STEP_FRAC, r
 from lowbit.contract.golden import L2_SHIFT
 from lowbit.contract.format import MAX_BITS, ROW_ALIGN
 
-from ..ecp5 import PipelinedMul, simple_dual_port_ram
+from ..ecp5 import PipelinedMul, register_copies, simple_dual_port_ram
 from .arith import add_levels, delay, register_all, sat32
 from .records import group_slots, residual_layout
 
@@ -327,8 +327,15 @@ class WovenGradientUnit(wiring.Component):
         h_width = min(len(t[0][0]) + MAX_BITS + 1, 64)
         h = [Signal(signed(h_width), name=f"h_{f}", reset_less=True) for f in range(CHUNK)]
         corr = [register_all(m, add_levels(cterms[f], 2), f"corr5_{f}")[0] for f in range(CHUNK)]
-        with m.If(u4["valid"]):
-            m.d.sync += [h[f].eq(Mux(u4["first"], 0, h[f] << 1) + t[f][0]) for f in range(CHUNK)]
+        # u4's first and valid bits in 8 copies, 4 features each: as single registers they reached
+        # ~1.9k LUT and enable inputs and were among the board router's most congested nets. The
+        # copies are not reset (register_copies); h is data, reloaded at every chunk's first plane
+        # before a last plane uses it, so a stray update in the cycle after a reset is overwritten.
+        first4 = register_copies(m, platform, u3["first"], CHUNK // 4, "u4_first")
+        valid4 = register_copies(m, platform, u3["valid"], CHUNK // 4, "u4_valid")
+        for f in range(CHUNK):
+            with m.If(valid4[f // 4]):
+                m.d.sync += h[f].eq(Mux(first4[f // 4], 0, h[f] << 1) + t[f][0])
 
         # ---- u+6, u+7: G' = (h + G + m0 * sum r) - n_odd * q, one carry chain per stage (the
         # sums are taken at every plane; the last plane's go on). G is 64-bit in the golden model
@@ -394,11 +401,17 @@ class WovenGradientUnit(wiring.Component):
         phase = [Signal(name=f"phase{j}") for j in range(P)]
         m.d.sync += [phase[0].eq(go2)] + [phase[j].eq(phase[j - 1]) for j in range(1, P)]
         pa, pb = phase[0], phase[P - 1]     # the first phase and the last
+        # The operand selects, a copy of phases 1.. for each multiplier lane: one phase register
+        # selected ~1k operand bits, the most congested nets of the board build after the reset.
+        # Not reset (register_copies): a select is stray for one cycle after a reset, when no
+        # update is under way (wr, from the phase registers themselves, writes nothing then).
+        lane_phase = [[None] + [register_copies(m, platform, phase[j - 1], 1, f"phase{j}_lane{i}")[0]
+                                for j in range(1, P)] for i in range(U)]
 
         def by_phase(values, i):
             out = values[i]
             for j in range(1, P):
-                out = Mux(phase[j], values[j * U + i], out)
+                out = Mux(lane_phase[i][j], values[j * U + i], out)
             return out
 
         step_s = Cat(self.step, Const(0, 1)).as_signed()
@@ -412,7 +425,7 @@ class WovenGradientUnit(wiring.Component):
             w0s.append(delay(m, by_phase(w0, i), unit.latency, f"w0_{i}"))
             offset = 0
             for j in range(1, P):
-                offset = Mux(phase[j], j * U, offset)
+                offset = Mux(lane_phase[i][j], j * U, offset)
             real = (upd_c * CHUNK + i + offset) < self.features
             reals.append(delay(m, real, unit.latency, f"real_{i}"))
 
