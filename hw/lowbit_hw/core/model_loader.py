@@ -9,10 +9,13 @@ from amaranth.lib import data
 
 from lowbit.contract.format import ROW_ALIGN
 
+from ..ecp5 import register_copies
+
 __all__ = ["model_loader"]
 
 
-def model_loader(m: Module, *, line_bits: int, depth: int, start, line_valid, line) -> SimpleNamespace:
+def model_loader(m: Module, *, line_bits: int, depth: int, start, line_valid, line, platform=None,
+                 select_copies: int = 1) -> SimpleNamespace:
     """Takes the model's lines (``lowbit.contract.format``: word ``j`` = feature ``j``, ``W/32``
     words per line) and writes model row ``c`` (features ``32c .. 32c+31``) once its
     ``1024 / W`` lines are in: the lines shift into a row register (no multiplexer per word),
@@ -20,7 +23,11 @@ def model_loader(m: Module, *, line_bits: int, depth: int, start, line_valid, li
 
     ``start`` pulses before row 0's first line; ``line_valid`` says a model line is there (always
     taken: the sequencer routes exactly the model's lines here, ``loading``). Returns the model
-    memory write (``w_en``, ``w_addr``, ``w_data``).
+    memory write (``w_en``, ``w_addr``, ``w_data``), and ``w_sel``: ``select_copies`` copies of
+    ``w_en`` for a caller that selects the row's words between the loader and another writer
+    (``register_copies``: w_en alone selected ~1k data bits, the board router's most congested
+    net; unlike w_en, the copies are not reset, so they may be stray for one cycle after a reset,
+    when the caller's other writer writes nothing).
 
     Built into the caller's module ``m``, not a module of its own: as one, it made yosys 0.70's
     ABC9 fail an assertion in the board's module-by-module synthesis (docs/board.md), as the
@@ -34,6 +41,7 @@ def model_loader(m: Module, *, line_bits: int, depth: int, start, line_valid, li
     part = Signal(range(n), name="loader_part")     # lines of the row taken so far
     addr = Signal(range(depth), name="loader_addr")  # the row being assembled
     m.d.sync += out.w_en.eq(0)
+    out.w_sel = register_copies(m, platform, ~start & line_valid & (part == n - 1), select_copies, "loader_w_sel")
     with m.If(start):
         m.d.sync += [part.eq(0), addr.eq(0)]
     with m.Elif(line_valid):

@@ -234,8 +234,8 @@ class WovenCore(wiring.Component):
 
         # ---- lines in (drained, not used, while an abort waits for the shell; a warm start's
         # model lines go to the loader)
-        loader = model_loader(m, line_bits=W, depth=C, start=seq.clear,
-                              line_valid=self.data_lines.valid & seq.loading, line=self.data_lines.payload)
+        loader = model_loader(m, line_bits=W, depth=C, start=seq.clear, line_valid=self.data_lines.valid & seq.loading,
+                              line=self.data_lines.payload, platform=platform, select_copies=ROW_ALIGN // 2)
         # (hold: the start model's lines, read early, wait here until the loader takes them)
         for src, dst, fire, load, hold in ((self.data_lines, dot.lines, seq.data_fire, seq.loading, seq.hold_lines),
                                            (self.label_lines, dot.labels, seq.label_fire, 0, 0)):
@@ -285,6 +285,8 @@ class WovenCore(wiring.Component):
                      model.b_addr.eq(grad.model_r_addr), grad.model_r_data.eq(model.b_data),
                      model.w_en.eq(grad.model_w_en | loader.w_en),
                      model.w_addr.eq(Mux(loader.w_en, loader.w_addr, grad.model_w_addr)),
-                     model.w_data.eq(Mux(loader.w_en, loader.w_data, grad.model_w_data)),
+                     # word by word, each pair of words selected by its own copy of loader.w_en
+                     model.w_data.eq(Cat(Mux(loader.w_sel[k // 2], loader.w_data[k], grad.model_w_data[k])
+                                         for k in range(ROW_ALIGN))),
                      seq.rows_done.eq(grad.rows_done)]
         return m
