@@ -84,10 +84,10 @@ class SnapshotWriter(wiring.Component):
                         m.next = "READ"
             with m.State("EMIT"):
                 m.d.comb += [self.busy.eq(1), self.write.valid.eq(1)]
-                if L >= P:
-                    m.d.comb += self.write.payload.data.eq(buf.word_select(sub, W))
-                else:
-                    m.d.comb += self.write.payload.data.eq(buf[:W])
+                # the line is always buf's low W bits: a row's later lines are shifted down to
+                # them (a W-bit multiplexer over the row, selected by sub, was ~1k LUT inputs on
+                # sub's four bits, among the board router's most congested nets)
+                m.d.comb += self.write.payload.data.eq(buf[:W])
                 with m.If(fire):
                     m.d.sync += [addr.eq(addr + 1), left.eq(left - 1), last.eq(left == 2)]
                     with m.If(last):
@@ -98,7 +98,7 @@ class SnapshotWriter(wiring.Component):
                                 m.d.sync += [sub.eq(0), sub_last.eq(0), buf.eq(self.model_data.as_value()),
                                              row.eq(row + 1)]
                             with m.Else():
-                                m.d.sync += [sub.eq(sub + 1), sub_last.eq(sub == per - 2)]
+                                m.d.sync += [sub.eq(sub + 1), sub_last.eq(sub == per - 2), buf.eq(buf >> W)]
                         elif L >= P:
                             m.next = "CAPTURE"  # model_addr has shown the next row for a cycle
                         else:
