@@ -28,7 +28,9 @@ from ..interfaces import CodeTableWriteSignature, CoreStatus, RunConfig
 __all__ = ["RegisterBlock", "ro_constants", "MMIO_READ_LATENCY"]
 
 #: Cycles from an MMIO read request on c0_rx to its answer on c2_tx.
-MMIO_READ_LATENCY = 2
+MMIO_READ_LATENCY = 3
+#: Registers ORed together in the read's second cycle; the third ORs the groups.
+READ_GROUP = 8
 
 #: RO registers that are constants of every build (CAPS and ARITH are added per build).
 _RO_CONSTANTS = {"DFH": DFH_VALUE, "AFU_ID_L": AFU_ID_L, "AFU_ID_H": AFU_ID_H, "DFH_RSVD0": 0, "DFH_RSVD1": 0}
@@ -52,7 +54,7 @@ class RegisterBlock(wiring.Component):
     MMIO addresses arrive in 32-bit words (``mmio_address``); ``mmio_length`` 1 is an 8-byte
     access of the register at ``address // 2``, 0 a 4-byte access of its half ``address % 2``.
 
-    * Reads are answered exactly once, ``MMIO_READ_LATENCY`` (2) cycles later on ``c2_tx`` with the request's tid;
+    * Reads are answered exactly once, ``MMIO_READ_LATENCY`` (3) cycles later on ``c2_tx`` with the request's tid;
       unknown and write-only addresses read 0; a 4-byte read returns the addressed half in
       ``data[0:32]`` (``data[32:64]`` = 0).
     * Writes to RW registers store their implemented bits (``Register.width``); a 4-byte write
@@ -131,21 +133,30 @@ class RegisterBlock(wiring.Component):
             elif r.access is Access.RO:
                 read_value[r.name] = Const(self._constants[r.name], 64)
 
-        # ---- reads: the request registered, then the answer registered (two cycles): the
-        # address decode and the 64-bit choice among every register are one cycle's logic.
+        # ---- reads: the request registered, then two cycles of AND-OR tree (no priority chain).
         # The first cycle decodes the address into one select bit per register; the second ORs
-        # the selected value (an AND-OR tree, no priority chain).
+        # the selected value within groups of READ_GROUP registers, the third ORs the groups and
+        # takes the half. (As one cycle's OR over every register, the board's router could not
+        # clear the last few overused wires around it: docs/board.md, eighth pass.)
         rd_valid, rd_tid = Signal(), Signal.like(rx.mmio_tid)
         rd_upper, rd_is8 = Signal(), Signal()
         sel = {name: Signal(name=f"rd_sel_{name.lower()}") for name in read_value}
         m.d.sync += [rd_valid.eq(rx.mmio_rd_valid), rd_tid.eq(rx.mmio_tid), rd_upper.eq(upper), rd_is8.eq(is8)]
         m.d.sync += [sel[name].eq(qword == REG[name].address >> 3) for name in read_value]
+        names = list(read_value)
+        groups = [names[i:i + READ_GROUP] for i in range(0, len(names), READ_GROUP)]
+        part = [Signal(64, name=f"rd_part{i}", reset_less=True) for i in range(len(groups))]
+        m.d.sync += [p.eq(functools.reduce(operator.or_, [Mux(sel[n], read_value[n], 0) for n in g]))
+                     for p, g in zip(part, groups)]
+        rd2_valid, rd2_tid = Signal(), Signal.like(rx.mmio_tid)
+        rd2_upper, rd2_is8 = Signal(), Signal()
+        m.d.sync += [rd2_valid.eq(rd_valid), rd2_tid.eq(rd_tid), rd2_upper.eq(rd_upper), rd2_is8.eq(rd_is8)]
         rd_q = Signal(64)
-        m.d.comb += rd_q.eq(functools.reduce(operator.or_, [Mux(sel[name], value, 0) for name, value in read_value.items()]))
+        m.d.comb += rd_q.eq(functools.reduce(operator.or_, part))
         m.d.sync += [
-            self.c2_tx.mmio_rd_valid.eq(rd_valid),
-            self.c2_tx.tid.eq(rd_tid),
-            self.c2_tx.data.eq(Mux(rd_is8, rd_q, Mux(rd_upper, rd_q[32:], rd_q[:32]))),
+            self.c2_tx.mmio_rd_valid.eq(rd2_valid),
+            self.c2_tx.tid.eq(rd2_tid),
+            self.c2_tx.data.eq(Mux(rd2_is8, rd_q, Mux(rd2_upper, rd_q[32:], rd_q[:32]))),
         ]
 
         # ---- writes
