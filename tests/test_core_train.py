@@ -28,9 +28,13 @@ _SIMULATORS: dict = {}
 _MAX_SIMULATORS = 4
 
 
+def _build_key(core_cls, core_kw):
+    return core_cls, tuple(sorted(core_kw.items()))
+
+
 def _simulator(core_cls, core_kw):
     """(core, simulator, job) for this build: a cached one reset, or a new one."""
-    key = (core_cls, tuple(sorted(core_kw.items())))
+    key = _build_key(core_cls, core_kw)
     if key in _SIMULATORS:
         entry = _SIMULATORS.pop(key)
         entry[1].reset()
@@ -73,7 +77,7 @@ def simulate(problem, *, core_kw=SMALL, seed=1, max_cycles=60_000, shell_kw=None
     try:
         sim.run()
     except BaseException:
-        _SIMULATORS.pop((core_cls, tuple(sorted(core_kw.items()))), None)  # never reuse a run that broke off
+        _SIMULATORS.pop(_build_key(core_cls, core_kw), None)  # never reuse a run that broke off
         raise
     shell.check()
     snapshots = problem.cfg.snapshots() if out["status"].error == 0 else 0

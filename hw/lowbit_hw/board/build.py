@@ -74,6 +74,8 @@ def engine_fmax_mhz(fmax: dict) -> float:
     table with a single clock is that clock. Raises ValueError if the engine clock is not there
     or is ambiguous.
     """
+    if not fmax:
+        raise ValueError("the bitstream's seed did not route")
     keys = [k for k in fmax if ENGINE_CLOCK in k] or (list(fmax) if len(fmax) == 1 else [])
     if len(keys) != 1:
         raise ValueError(f"cannot tell the engine clock ({ENGINE_CLOCK!r}) among the report's clocks {sorted(fmax)}")
@@ -133,6 +135,11 @@ class NotRouted(RuntimeError):
     def __init__(self, label: str, minutes: float, progress: dict):
         self.label, self.minutes, self.progress = label, minutes, progress
         super().__init__(f"{label}: not routed within {minutes:g} minutes ({describe_progress(progress)})")
+
+    def record(self, seed: int) -> dict:
+        """The report's entry for the stopped run: no fmax, how far it got."""
+        return {"seed": seed, "fmax": {}, "utilization": self.progress["utilization"], "progress": self.progress,
+                "not_routed_minutes": self.minutes}
 
 
 def nextpnr_progress(log: Path) -> dict:
@@ -271,10 +278,10 @@ def render(rep: dict) -> str:
     head = (f"{b['bitstream']} ({b['seconds']} s)" if b["bitstream"] else
             f"no bitstream: seed {b.get('seed', '?')} did not route")
     lines = [f"lowbit ULX3S (ECP5-85F) build: {head}",
-             "AFU " + ", ".join(f"{k}={v}" for k, v in rep["board"]["params"].items()), "",
+             "AFU " + ", ".join(f"{k}={v}" for k, v in b["params"].items()), "",
              f"{'resource':14s} {'used':>8s} {'available':>10s} {'share':>7s}"]
     for k in CELLS:
-        u = rep["board"]["utilization"].get(k)
+        u = b["utilization"].get(k)
         if u:
             lines.append(f"{k:14s} {u['used']:8d} {u['available']:10d} {100 * u['used'] / max(1, u['available']):6.1f}%")
     lines.append("")
@@ -286,16 +293,13 @@ def render(rep: dict) -> str:
             ok = "met" if f["achieved_mhz"] >= f["target_mhz"] else "NOT met"
             lines.append(f"seed {run.get('seed', '?')}: clock {clk}: fmax {f['achieved_mhz']:.1f} MHz, "
                          f"target {f['target_mhz']:.1f} MHz ({ok})")
-    if not b["fmax"]:
-        lines += ["", "no MEASURED_FMAX_MHZ line: the bitstream's seed did not route"]
-    else:
-        try:
-            lines += ["", "engine clock for modelled times; paste into host/lowbit/experiment.py:",
-                      "  " + fmax_constant_line(engine_fmax_mhz(b["fmax"]))]
-        except ValueError as exc:
-            lines += ["", f"no MEASURED_FMAX_MHZ line: {exc}"]
-    if rep["board"].get("critical_path"):
-        cp = rep["board"]["critical_path"]
+    try:
+        lines += ["", "engine clock for modelled times; paste into host/lowbit/experiment.py:",
+                  "  " + fmax_constant_line(engine_fmax_mhz(b["fmax"]))]
+    except ValueError as exc:
+        lines += ["", f"no MEASURED_FMAX_MHZ line: {exc}"]
+    if b.get("critical_path"):
+        cp = b["critical_path"]
         cp = cp if len(cp) <= 24 else cp[:14] + ["   ..."] + cp[-8:]
         lines += ["", "critical path (nextpnr; full in the .tim log):"] + ["  " + s for s in cp]
     if "synth_512" in rep:
@@ -348,9 +352,7 @@ def main(argv=None) -> int:
         try:
             rep = {"board": board.result()}
         except NotRouted as exc:  # no bitstream, but what the run got to is the report
-            rep = {"board": {"bitstream": None, "seed": args.seed, "params": params, "fmax": {},
-                             "utilization": exc.progress["utilization"], "progress": exc.progress,
-                             "not_routed_minutes": exc.minutes, "seconds": None}}
+            rep = {"board": {**exc.record(args.seed), "bitstream": None, "params": params, "seconds": None}}
         (args.out / "report.json").write_text(json.dumps(rep, indent=2))
         if seeds:
             rep["seeds"] = []
@@ -358,8 +360,7 @@ def main(argv=None) -> int:
                 try:
                     rep["seeds"].append(f.result())
                 except NotRouted as exc:
-                    rep["seeds"].append({"seed": sd, "fmax": {}, "progress": exc.progress,
-                                         "not_routed_minutes": exc.minutes})
+                    rep["seeds"].append(exc.record(sd))
                 except RuntimeError as exc:  # a seed that failed does not lose the others
                     print(f"seed {sd}: {str(exc).splitlines()[0]}", flush=True)
             (args.out / "report.json").write_text(json.dumps(rep, indent=2))
