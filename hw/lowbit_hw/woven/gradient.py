@@ -10,7 +10,7 @@ from lowbit.contract.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, STEP_FRAC, r
 from lowbit.contract.golden import L2_SHIFT
 from lowbit.contract.format import MAX_BITS, ROW_ALIGN
 
-from ..ecp5 import PipelinedMul, register_copies, simple_dual_port_ram
+from ..ecp5 import PipelinedMul, global_buffer, register_copies, simple_dual_port_ram
 from .arith import add_levels, delay, register_all, sat32
 from .records import group_slots, residual_layout
 
@@ -23,6 +23,9 @@ CHUNK = ROW_ALIGN  # features per line
 #: group's read of that chunk, at uL' + 3, must come at uL + 9 or later: uL' - uL >= 6, and
 #: uL' - uL is the distance between the two group starts. 8 keeps two cycles in hand.
 GROUP_GAP = 8
+#: Banks of G's and q's rows as LUT RAM (``block_ram=False``), each with its own copy of the
+#: addresses and write enable: 128 of G's 2048 bits, 96 of q's 1536 (ecp5.simple_dual_port_ram).
+RAM_BANKS = 16
 
 
 def check_update_lanes(update_lanes, *, l2: bool) -> None:
@@ -120,8 +123,13 @@ class WovenGradientUnit(wiring.Component):
         # written (simple_dual_port_ram's one rule): G's read of a chunk comes >= 1 cycle after its
         # write (GROUP_GAP); q's is read only for a minibatch's groups, after the update that
         # wrote it has reached the model and the dot pass has read it (the dot interlock).
-        g_mem = simple_dual_port_ram(m, platform, shape=g_row, depth=C, name="g_mem", block=self.block_ram)
-        q_mem = simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="q_mem", block=self.block_ram)
+        # Both are driven a cycle ahead (their addresses and enables are registered inside, in a
+        # copy per bank as LUT RAM: ecp5.simple_dual_port_ram(ahead=True)).
+        banks = 1 if self.block_ram else RAM_BANKS
+        g_mem = simple_dual_port_ram(m, platform, shape=g_row, depth=C, name="g_mem", block=self.block_ram,
+                                     ahead=True, banks=banks)
+        q_mem = simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="q_mem", block=self.block_ram,
+                                     ahead=True, banks=banks)
         # nd_j = -rnd(L2 * w0_j, 17), the L2 term of the minibatch's model, written and read as q
         # is (the same rule holds: its writes come at most 2 cycles after q's); kept negated so
         # that it joins the correction tree, which is subtracted, as count * nd.
@@ -139,13 +147,17 @@ class WovenGradientUnit(wiring.Component):
         # only rows the run reads, updates or snapshots; ``chunks`` is set long before the clear)
         clearing = Signal()
         clr_addr = Signal(range(C + 1))
+        # (their next values too, for the RAMs' write ports, which are driven a cycle ahead)
+        clearing_n, clr_addr_n = Signal(), Signal(range(C + 1))
         m.d.comb += self.clear_busy.eq(clearing | self.clear)
+        m.d.comb += [clearing_n.eq(clearing), clr_addr_n.eq(clr_addr)]
         with m.If(self.clear):
-            m.d.sync += [clearing.eq(1), clr_addr.eq(0)]
+            m.d.comb += [clearing_n.eq(1), clr_addr_n.eq(0)]
         with m.Elif(clearing):
-            m.d.sync += clr_addr.eq(clr_addr + 1)
+            m.d.comb += clr_addr_n.eq(clr_addr + 1)
             with m.If(clr_addr == chunks_m1):
-                m.d.sync += clearing.eq(0)
+                m.d.comb += clearing_n.eq(0)
+        m.d.sync += [clearing.eq(clearing_n), clr_addr.eq(clr_addr_n)]
 
         # ---- group issue: a chunk's planes are read from the group buffer highest first
         # (b, b-1, .., 0), so the plane sums accumulate by Horner's rule, h = 2h + t_k: a fixed
@@ -302,7 +314,8 @@ class WovenGradientUnit(wiring.Component):
                          Mux(hit[2 * p], rec2.d[2 * p], 0)) for p in range(S // 2)]
             parts.append(register_all(m, add_levels(terms, 2), f"gpart_{f}"))
             m.d.sync += nodd[f].eq(sum(hit[s] & rec2.valid[s] for s in range(S)))
-        m.d.comb += [q_mem.r_addr.eq(u2["c"]), g_mem.r_addr.eq(u3["c"])]
+        # (a cycle ahead: q's address is u2's chunk, G's u3's)
+        m.d.comb += [q_mem.r_addr.eq(u1["c"]), g_mem.r_addr.eq(u2["c"])]
         if self.with_l2:
             m.d.comb += d_mem.r_addr.eq(u2["c"])
 
@@ -327,15 +340,15 @@ class WovenGradientUnit(wiring.Component):
         h_width = min(len(t[0][0]) + MAX_BITS + 1, 64)
         h = [Signal(signed(h_width), name=f"h_{f}", reset_less=True) for f in range(CHUNK)]
         corr = [register_all(m, add_levels(cterms[f], 2), f"corr5_{f}")[0] for f in range(CHUNK)]
-        # u4's first and valid bits in 8 copies, 4 features each: as single registers they reached
-        # ~1.9k LUT and enable inputs and were among the board router's most congested nets. The
+        # u4's first and valid bits in 16 copies, 2 features each: as single registers they reached
+        # ~1.9k LUT and enable inputs (8 copies: still ~240 each) and were among the board router's most congested nets. The
         # copies are not reset (register_copies); h is data, reloaded at every chunk's first plane
         # before a last plane uses it, so a stray update in the cycle after a reset is overwritten.
-        first4 = register_copies(m, platform, u3["first"], CHUNK // 4, "u4_first")
-        valid4 = register_copies(m, platform, u3["valid"], CHUNK // 4, "u4_valid")
+        first4 = register_copies(m, platform, u3["first"], CHUNK // 2, "u4_first")
+        valid4 = register_copies(m, platform, u3["valid"], CHUNK // 2, "u4_valid")
         for f in range(CHUNK):
-            with m.If(valid4[f // 4]):
-                m.d.sync += h[f].eq(Mux(first4[f // 4], 0, h[f] << 1) + t[f][0])
+            with m.If(valid4[f // 2]):
+                m.d.sync += h[f].eq(Mux(first4[f // 2], 0, h[f] << 1) + t[f][0])
 
         # ---- u+6, u+7: G' = (h + G + m0 * sum r) - n_odd * q, one carry chain per stage (the
         # sums are taken at every plane; the last plane's go on). G is 64-bit in the golden model
@@ -350,9 +363,13 @@ class WovenGradientUnit(wiring.Component):
         # What G's RAM is written with: fin, or 0 while clearing and at the end of a minibatch.
         # Zeroed as a synchronous reset of its own register (free in an ECP5 flip-flop) rather
         # than by a 2048-bit mux on the write data.
-        clear_now = self.clear | clearing
+        # clear_now zeroes ~2.3k flip-flops (G's, q's and the model's write words) and g_zero G's
+        # 2048: each on a global network (ecp5.global_buffer), where general routing took 15-22 ns
+        # at the board's placement (docs/board.md, ninth pass).
+        clear_now = global_buffer(m, platform, self.clear | clearing, "clear_now")
+        g_zero = global_buffer(m, platform, clear_now | u6["end"], "g_zero")
         g_back = Signal(g_row, reset_less=True)
-        with m.If(clear_now | u6["end"]):
+        with m.If(g_zero):
             m.d.sync += g_back.eq(0)
         with m.Else():
             m.d.sync += g_back.eq(new_g)
@@ -363,7 +380,9 @@ class WovenGradientUnit(wiring.Component):
 
         # ---- u+7: G back (0 at the end of a minibatch); the model row for the update is read
         # from stage 6's chunk (the same one), so w0 arrives with fin.
-        m.d.comb += [g_mem.w_en.eq(clearing | u7["valid"]), g_mem.w_addr.eq(Mux(clearing, clr_addr, u7["c"]))]
+        # (a cycle ahead: u7's valid and chunk are u6's registered)
+        m.d.comb += [g_mem.w_en.eq(clearing_n | (u6["valid"] & u6["last"])),
+                     g_mem.w_addr.eq(Mux(clearing_n, clr_addr_n, u6["c"]))]
         m.d.comb += g_mem.w_data.eq(g_back)
         m.d.comb += self.model_r_addr.eq(u6["c"])
         wb_rows = Mux(u7["valid"] & ~u7["end"] & u7["group_last"], u7["count"], 0)
@@ -380,7 +399,8 @@ class WovenGradientUnit(wiring.Component):
         upd_c = Signal(range(C + 1), reset_less=True)
         upd_last = Signal(reset_less=True)
         upd_count = Signal(range(S + 1), reset_less=True)
-        go = u7["valid"] & u7["end"]
+        # (go enables ~2.6k flip-flops, g_rnd and w0's hold: a global network, as clear_now)
+        go = global_buffer(m, platform, u7["valid"] & u7["end"], "go")
         # rnd(G, 15) and its sat32 in two stages (a 64-bit carry chain, then the range test)
         g_rnd = [Signal(signed(64 - CODE_FRAC + 1), name=f"g_rnd_{f}", reset_less=True) for f in range(CHUNK)]
         go2 = Signal()
@@ -472,9 +492,10 @@ class WovenGradientUnit(wiring.Component):
                     m.d.sync += [q_h[i].eq(unit.p >> CORR_SHIFT), q_parts[-1][i].eq(q_h[i])]
                     m.d.sync += [q_parts[j][i].eq(q_parts[j + 1][i]) for j in range(P - 2)]
                 lat_q = unit.latency
-            qw = delay(m, wr, lat_q + 1, "q_wr", reset_less=False)
-            qw_c = delay(m, wr_c, lat_q + 1, "q_wr_c")
-            m.d.comb += [q_mem.w_en.eq(clearing | qw), q_mem.w_addr.eq(Mux(clearing, clr_addr, qw_c))]
+            qw_n = delay(m, wr, lat_q, "q_wr_n", reset_less=False)    # q's write, a cycle ahead
+            qw_c_n = delay(m, wr_c, lat_q, "q_wr_c_n")
+            qw = delay(m, qw_n, 1, "q_wr", reset_less=False)
+            m.d.comb += [q_mem.w_en.eq(clearing_n | qw_n), q_mem.w_addr.eq(Mux(clearing_n, clr_addr_n, qw_c_n))]
             m.d.comb += q_mem.w_data.eq(Cat(*(v for part in q_parts for v in part), *q_h))
             if self.delayed:
                 m.d.comb += q_wrote.eq(qw)
@@ -514,11 +535,14 @@ class WovenGradientUnit(wiring.Component):
                 # one adder for either rounding constant, then the shift chosen
                 rounded = unit.p + Mux(l2_out, (1 << (L2_SHIFT - 1)) - 1, 1 << (CORR_SHIFT - 1))
                 m.d.sync += [x_h[i].eq(Mux(l2_out, rounded >> L2_SHIFT, rounded >> CORR_SHIFT)), x_lo[i].eq(x_h[i])]
-        qw = delay(m, wr, lat_x + 1, "q_wr", reset_less=False)       # pass A's row complete
-        qw_c = delay(m, wr_c, lat_x + 1, "q_wr_c")
+        qw_n = delay(m, wr, lat_x, "q_wr_n", reset_less=False)       # pass A's row complete, a cycle ahead
+        qw_c_n = delay(m, wr_c, lat_x, "q_wr_c_n")
+        qw = delay(m, qw_n, 1, "q_wr", reset_less=False)
+        qw_c = delay(m, qw_c_n, 1, "q_wr_c")
         dw = delay(m, qw, 2, "d_wr", reset_less=False)              # pass B's
         dw_c = delay(m, qw_c, 2, "d_wr_c")
-        m.d.comb += [q_mem.w_en.eq(clearing | (qw & ~nl)), q_mem.w_addr.eq(Mux(clearing, clr_addr, qw_c)),
+        m.d.comb += [q_mem.w_en.eq(clearing_n | (qw_n & ~self.nonlinear)),   # (nl is nonlinear registered)
+                     q_mem.w_addr.eq(Mux(clearing_n, clr_addr_n, qw_c_n)),
                      q_mem.w_data.eq(Cat(*x_lo, *x_h)),
                      d_mem.w_en.eq(clearing | (qw & nl) | (dw & two_pass)),
                      d_mem.w_addr.eq(Mux(clearing, clr_addr, Mux(nl, qw_c, dw_c))),
