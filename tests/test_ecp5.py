@@ -11,7 +11,8 @@ from amaranth.sim import Simulator
 from amaranth import Elaboratable, Module, Signal, signed
 from amaranth.lib import data
 
-from lowbit_hw.ecp5 import ECP5_SYNTH, Mul18, PipelinedMul, SimpleDualPortRAM, register_copies
+from lowbit_hw.ecp5 import (ECP5_SYNTH, FABRIC_GLOBALS, Mul18, PipelinedMul, SimpleDualPortRAM, global_buffer,
+                             register_copies, simple_dual_port_ram)
 
 
 @pytest.mark.parametrize("wa,wb,const", [(18, 18, 0), (18, 32, 0), (32, 33, 1 << 31), (17, 46, 0), (18, 56, 0),
@@ -133,3 +134,119 @@ def test_register_copies_refuse_what_they_do_not_do(copies, width):
     m._MustUse__silence = True  # refused before it could be used
     with pytest.raises(ValueError, match="1-bit value and 1..64 copies"):
         register_copies(m, None, Signal(width), copies, "x")
+
+
+class _AheadRAM(Elaboratable):
+    """simple_dual_port_ram(ahead=True): w_en, w_addr and r_addr given a cycle early."""
+
+    def __init__(self, width, depth, banks, platform_override=None):
+        self.width, self.depth, self.banks = width, depth, banks
+        self.w_en, self.w_addr, self.r_addr = Signal(), Signal(range(depth)), Signal(range(depth))
+        self.w_data, self.r_data = Signal(width), Signal(width)
+
+    def elaborate(self, platform):
+        m = Module()
+        ram = simple_dual_port_ram(m, platform, shape=self.width, depth=self.depth, name="ram", block=False,
+                                   ahead=True, banks=self.banks)
+        m.d.comb += [ram.w_en.eq(self.w_en), ram.w_addr.eq(self.w_addr), ram.r_addr.eq(self.r_addr),
+                     ram.w_data.eq(self.w_data), self.r_data.eq(ram.r_data)]
+        return m
+
+
+@pytest.mark.parametrize("width,banks", [(20, 1), (130, 4), (2048, 16)])
+def test_a_ram_driven_ahead_is_the_ram_driven_on_time_with_its_controls_registered(width, banks):
+    """ahead=True: the write enable and both addresses set in cycle t act in cycle t + 1 (the data
+    is given then), so a read set at t returns at t + 2 the row as written before t + 1; in banks
+    (each with its own copies of the controls) the row reads back whole."""
+    depth = 8
+    dut = _AheadRAM(width, depth, banks)
+    rng = random.Random(width + banks)
+    mirror = [0] * depth
+    bad = []
+
+    async def bench(ctx):
+        ahead = (0, 0, 0)   # (w_en, w_addr, r_addr) the RAM sees this cycle: set the cycle before
+        for _ in range(150):
+            w_en, w_addr, r_addr = rng.randrange(2), rng.randrange(depth), rng.randrange(depth)
+            if w_en and w_addr == r_addr:           # (never in the cycle it is written)
+                r_addr = (r_addr + 1) % depth
+            word = rng.getrandbits(width)
+            ctx.set(dut.w_en, w_en)
+            ctx.set(dut.w_addr, w_addr)
+            ctx.set(dut.r_addr, r_addr)
+            ctx.set(dut.w_data, word)           # (for the write set a cycle ago, if any)
+            now_en, now_addr, now_r = ahead
+            expect = mirror[now_r]               # read this cycle: the row before this cycle's write
+            await ctx.tick()
+            if now_en:
+                mirror[now_addr] = word
+            if ctx.get(dut.r_data) != expect:
+                bad.append((now_r, expect))
+            ahead = (w_en, w_addr, r_addr)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert not bad
+
+
+def test_a_banked_ram_gives_each_bank_its_own_control_flip_flops_on_ecp5():
+    """16 banks of a 2048-bit row: 16 copies of each of the 7 control bits (w_en, 3 + 3 address
+    bits) as TRELLIS_FF, and 16 LUT memories of 128 bits."""
+    text = rtlil.convert(_AheadRAM(2048, 8, 16), platform=ECP5_SYNTH, ports=[])
+    assert text.count("cell \\TRELLIS_FF ") == 16 * 7
+    assert text.count("cell $memwr_v2") == 16 or text.count("memory ") >= 16
+
+
+@pytest.mark.parametrize("kw", [dict(banks=2), dict(banks=2, ahead=True, block=True), dict(banks=0, ahead=True)])
+def test_banks_need_a_lut_ram_driven_ahead(kw):
+    m = Module()
+    m._MustUse__silence = True
+    kw = {"block": False, **kw}
+    with pytest.raises(ValueError, match="banks"):
+        simple_dual_port_ram(m, None, shape=8, depth=4, name="x", **kw)
+
+
+class _Global(Elaboratable):
+    def __init__(self):
+        self.a, self.out = Signal(), None
+
+    def elaborate(self, platform):
+        m = Module()
+        self.out = global_buffer(m, platform, self.a, "g")
+        return m
+
+
+def test_global_buffer_is_the_same_bit_at_once_in_the_model():
+    dut = _Global()
+    seen = []
+
+    async def bench(ctx):
+        for v in [1, 0, 0, 1]:
+            ctx.set(dut.a, v)
+            seen.append(ctx.get(dut.out))
+            await ctx.delay(1e-8)
+
+    sim = Simulator(dut)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [1, 0, 0, 1]
+
+
+def test_global_buffer_is_a_dcca_on_ecp5_and_takes_one_bit():
+    assert rtlil.convert(_Global(), platform=ECP5_SYNTH, ports=[]).count("cell \\DCCA ") == 1
+    m = Module()
+    m._MustUse__silence = True
+    with pytest.raises(ValueError, match="1-bit"):
+        global_buffer(m, None, Signal(2), "g")
+
+
+def test_the_board_asks_for_no_more_global_networks_than_nextpnr_gives_the_fabric():
+    """nextpnr-ecp5 routes at most 8 globals to fabric inputs, one of them the engine clock's:
+    the board's core and its reset (ULX3SBoardTop) must not ask for more than FABRIC_GLOBALS."""
+    from lowbit_hw.board.top import board_woven_core
+
+    core = board_woven_core(line_bits=64, lanes=32, max_features=256)
+    in_core = rtlil.convert(core, platform=ECP5_SYNTH).count("cell \\DCCA ")
+    assert 1 <= in_core and in_core + 1 <= FABRIC_GLOBALS   # + 1: the board's reset

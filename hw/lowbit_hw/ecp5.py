@@ -26,7 +26,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["ECP5_SYNTH", "FABRIC_GLOBALS", "Mul18", "PipelinedMul", "SimpleDualPortRAM", "global_buffer", "is_ecp5",
-           "pipelined_sum", "register_copies", "simple_dual_port_ram"]
+           "pipelined_sum", "register_copies", "register_copies_wide", "simple_dual_port_ram"]
 
 
 class _ECP5Synth:
@@ -61,6 +61,23 @@ def register_copies(m: Module, platform, value, copies: int, name: str) -> list:
             m.submodules[f"{name}_ff{i}"] = Instance(
                 "TRELLIS_FF", p_GSR="DISABLED", p_CEMUX="1", p_CLKMUX="CLK", p_LSRMUX="LSR", p_REGSET="RESET",
                 p_SRMODE="LSR_OVER_CE", i_CLK=ClockSignal(), i_LSR=Const(0), i_DI=value, o_Q=q)
+    else:
+        m.d.sync += [q.eq(value) for q in out]
+    return out
+
+
+def register_copies_wide(m: Module, platform, value, copies: int, name: str) -> list:
+    """:func:`register_copies` of a value of any width: ``copies`` registers of ``value``'s width,
+    each loading it every cycle (not reset), for a word that fans out over a wide datapath (a
+    record selected by group parity, read by every feature's tree). On ECP5 a TRELLIS_FF per bit
+    and copy, as ``register_copies`` (yosys would merge them otherwise); elsewhere plain registers."""
+    value = Value.cast(value)
+    if not 1 <= copies <= 64:
+        raise ValueError(f"register_copies_wide takes 1..64 copies, got {copies!r}")
+    out = [Signal(len(value), name=f"{name}_c{i}", reset_less=True) for i in range(copies)]
+    if is_ecp5(platform):
+        bits = [register_copies(m, platform, value[k], copies, f"{name}_b{k}") for k in range(len(value))]
+        m.d.comb += [q.eq(Cat(b[i] for b in bits)) for i, q in enumerate(out)]
     else:
         m.d.sync += [q.eq(value) for q in out]
     return out
@@ -267,14 +284,15 @@ def _check_ram_depth(depth) -> None:
 
 
 def simple_dual_port_ram(m: Module, platform, *, shape, depth: int, name: str, block: bool = True,
-                         ahead: bool = False, banks: int = 1) -> SimpleNamespace:
+                         ahead=False, banks: int = 1) -> SimpleNamespace:
     """:class:`SimpleDualPortRAM`'s RAM built straight into ``m`` (no module of its own): returns
     its ports (``w_en``, ``w_addr``, ``w_data``, ``r_addr``, ``r_data``) as signals of ``m``.
     ``block=False`` builds the plain Amaranth memory on ECP5 too, which yosys maps to LUT RAM
     (TRELLIS_DPR16X4) at the shallow depths used here.
 
     ``ahead=True``: the caller drives ``w_en``, ``w_addr`` and ``r_addr`` a cycle early (the values
-    they are to have in the next cycle; ``w_data`` stays on time) and they are registered here,
+    they are to have in the next cycle; ``w_data`` stays on time) and they are registered here
+    (``ahead="write"``: ``w_en`` and ``w_addr`` only, ``r_addr`` on time, shared by the banks),
     ``banks`` copies of each (``register_copies``) for ``banks`` memories side by side, each a
     slice of the row (``block=False`` only). As one LUT RAM of a wide row, each address bit drove
     every one of its 384-512 DPR16X4 over the board, the longest net of seed 2's placement (21 ns,
@@ -286,6 +304,8 @@ def simple_dual_port_ram(m: Module, platform, *, shape, depth: int, name: str, b
     assertion reintegrating one of them in the board build ("count_id(wire->name) == 0" in
     ABC_OPS_REINTEGRATE, a module that is only wires and 43 DP16KD), though not alone."""
     _check_ram_depth(depth)
+    if ahead not in (False, True, "write"):
+        raise ValueError(f"ahead must be False, True or 'write', got {ahead!r}")
     if not isinstance(banks, int) or banks < 1 or (banks > 1 and (block or not ahead)):
         raise ValueError(f"banks must be an int >= 1, and > 1 only with ahead=True, block=False; got {banks!r}")
     width = Shape.cast(shape).width
@@ -293,23 +313,24 @@ def simple_dual_port_ram(m: Module, platform, *, shape, depth: int, name: str, b
                             w_data=Signal(shape, name=f"{name}_w_data"), r_addr=Signal(range(depth), name=f"{name}_r_addr"),
                             r_data=Signal(shape, name=f"{name}_r_data"))
     w_data, r_data = Value.cast(ports.w_data), Value.cast(ports.r_data)
-    control = Cat(ports.w_en, ports.w_addr, ports.r_addr)
+    early = Cat(ports.w_en, ports.w_addr, ports.r_addr if ahead is True else Cat())
+    on_time = Cat() if ahead is True else ports.r_addr
     if not ahead:
-        _one_ram(m, platform, name, width, depth, block, control, w_data, r_data)
+        _one_ram(m, platform, name, width, depth, block, early, w_data, r_data)
         return ports
     if banks == 1:
-        held = Signal(len(control), name=f"{name}_ctl", reset_less=True)
-        m.d.sync += held.eq(control)
-        _one_ram(m, platform, name, width, depth, block, held, w_data, r_data)
+        held = Signal(len(early), name=f"{name}_ctl", reset_less=True)
+        m.d.sync += held.eq(early)
+        _one_ram(m, platform, name, width, depth, block, Cat(held, on_time), w_data, r_data)
         return ports
-    copies = [register_copies(m, platform, bit, banks, f"{name}_ctl{k}") for k, bit in enumerate(control)]
+    copies = [register_copies(m, platform, bit, banks, f"{name}_ctl{k}") for k, bit in enumerate(early)]
     # slices of whole DPR16X4 (4 bits), as even as they come
     cuts = [min(width, 4 * round(width * i / banks / 4)) for i in range(banks + 1)]
     cuts[-1] = width
     for i in range(banks):
         lo, hi = cuts[i], cuts[i + 1]
         if hi > lo:
-            _one_ram(m, platform, f"{name}_bank{i}", hi - lo, depth, block, Cat(c[i] for c in copies),
+            _one_ram(m, platform, f"{name}_bank{i}", hi - lo, depth, block, Cat(*(c[i] for c in copies), on_time),
                      w_data[lo:hi], r_data[lo:hi])
     return ports
 

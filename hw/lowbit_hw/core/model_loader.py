@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth import Cat, Module, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data
 
 from lowbit.contract.format import ROW_ALIGN
@@ -23,7 +23,8 @@ def model_loader(m: Module, *, line_bits: int, depth: int, start, line_valid, li
 
     ``start`` pulses before row 0's first line; ``line_valid`` says a model line is there (always
     taken: the sequencer routes exactly the model's lines here, ``loading``). Returns the model
-    memory write (``w_en``, ``w_addr``, ``w_data``), and ``w_sel``: ``select_copies`` copies of
+    memory write (``w_en``, ``w_addr``, ``w_data``; ``w_en_next``, ``w_addr_next`` the first two a
+    cycle ahead), and ``w_sel``: ``select_copies`` copies of
     ``w_en`` for a caller that selects the row's words between the loader and another writer
     (``register_copies``: w_en alone selected ~1k data bits, the board router's most congested
     net; unlike w_en, the copies are not reset, so they may be stray for one cycle after a reset,
@@ -42,7 +43,10 @@ def model_loader(m: Module, *, line_bits: int, depth: int, start, line_valid, li
     part = Signal(range(n), name="loader_part")     # lines of the row taken so far
     addr = Signal(range(depth), name="loader_addr")  # the row being assembled
     m.d.sync += out.w_en.eq(0)
-    out.w_sel = register_copies(m, platform, ~start & line_valid & (part == n - 1), select_copies, "loader_w_sel")
+    # (w_en and w_addr a cycle ahead, for a RAM that registers them: ecp5.simple_dual_port_ram(ahead=...))
+    out.w_en_next = ~start & line_valid & (part == n - 1)
+    out.w_addr_next = Mux(out.w_en_next, addr, out.w_addr)
+    out.w_sel = register_copies(m, platform, out.w_en_next, select_copies, "loader_w_sel")
     # The row is data, written only with w_en, so it is not reset and shifts on its own enable,
     # on a global network (it reaches ~1k flip-flops: docs/board.md, ninth pass).
     shift = global_buffer(m, platform, ~start & line_valid, "loader_shift")

@@ -10,7 +10,7 @@ from lowbit.contract.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, STEP_FRAC, r
 from lowbit.contract.golden import L2_SHIFT
 from lowbit.contract.format import MAX_BITS, ROW_ALIGN
 
-from ..ecp5 import PipelinedMul, global_buffer, register_copies, simple_dual_port_ram
+from ..ecp5 import PipelinedMul, global_buffer, register_copies, register_copies_wide, simple_dual_port_ram
 from .arith import add_levels, delay, register_all, sat32
 from .records import group_slots, residual_layout
 
@@ -26,6 +26,9 @@ GROUP_GAP = 8
 #: Banks of G's and q's rows as LUT RAM (``block_ram=False``), each with its own copy of the
 #: addresses and write enable: 128 of G's 2048 bits, 96 of q's 1536 (ecp5.simple_dual_port_ram).
 RAM_BANKS = 16
+#: Copies of a group's operands (selected by its parity), each read by CHUNK / PARITY_COPIES
+#: features' trees.
+PARITY_COPIES = 4
 
 
 def check_update_lanes(update_lanes, *, l2: bool) -> None:
@@ -103,8 +106,10 @@ class WovenGradientUnit(wiring.Component):
             "l2": In(32), "nonlinear": In(1),
             "buf_addr": Out(range(self.slots * slot_lines)), "buf_data": In(line_bits),
             "model_delay": In(1), "dot_passed": In(32),
-            "model_r_addr": Out(range(max_chunks)), "model_r_data": In(data.ArrayLayout(signed(32), CHUNK)),
-            "model_w_en": Out(1), "model_w_addr": Out(range(max_chunks)),
+            # the model RAM's read address and write enable / address a cycle ahead (the RAM
+            # registers them: ecp5.simple_dual_port_ram(ahead=...)); the data on time
+            "model_r_addr_next": Out(range(max_chunks)), "model_r_data": In(data.ArrayLayout(signed(32), CHUNK)),
+            "model_w_en_next": Out(1), "model_w_addr_next": Out(range(max_chunks)),
             "model_w_data": Out(data.ArrayLayout(signed(32), CHUNK)),
             "upd_written": Out(32), "groups_read": Out(32), "rows_done": Out(32),
         })
@@ -303,17 +308,35 @@ class WovenGradientUnit(wiring.Component):
         u3 = stage(u2, "u3")
         nodd_w = (S + 1).bit_length()
         nodd = [Signal(nodd_w, name=f"nodd_{f}", reset_less=True) for f in range(CHUNK)]
-        rec2 = Signal(residual_layout(S))
-        m.d.comb += rec2.eq(Mux(u2["parity"], recs[1], recs[0]))
-        pair2 = [Mux(u2["parity"], pairs[1][p], pairs[0][p]) for p in range(S // 2)]
+        # The group's operands (its rows' d, valid bits and pair sums), selected by parity a cycle
+        # early (u1's: a record slot is rewritten only two takes later, after the group's last
+        # line) into PARITY_COPIES registers, each read by CHUNK / PARITY_COPIES features: the
+        # select and its output, read by all 32 features' trees, was seed 3's critical path
+        # (~20 ns of routing, docs/board.md, eighth pass).
+        pick = Cat(*(Mux(u1["parity"], recs[1].d[s], recs[0].d[s]) for s in range(S)),
+                   Mux(u1["parity"], recs[1].valid, recs[0].valid),
+                   *(Mux(u1["parity"], pairs[1][p], pairs[0][p]) for p in range(S // 2)))
+        ops2 = register_copies_wide(m, platform, pick, PARITY_COPIES, "ops2")
+        dw, pw = len(recs[0].d[0]), len(pairs[0][0]) if S > 1 else 0
+
+        def op_d(f, s):
+            return ops2[f * PARITY_COPIES // CHUNK][dw * s: dw * (s + 1)].as_signed()
+
+        def op_valid(f, s):
+            return ops2[f * PARITY_COPIES // CHUNK][dw * S + s]
+
+        def op_pair(f, p):
+            lo = dw * S + S + pw * p
+            return ops2[f * PARITY_COPIES // CHUNK][lo: lo + pw].as_signed()
+
         parts = []
         for f in range(CHUNK):
             # (padding rows have d = 0, so their bits need no mask here; they do for n_odd)
             hit = [line2[CHUNK * s + f] for s in range(S)]
-            terms = [Mux(hit[2 * p + 1], Mux(hit[2 * p], pair2[p], rec2.d[2 * p + 1]),
-                         Mux(hit[2 * p], rec2.d[2 * p], 0)) for p in range(S // 2)]
+            terms = [Mux(hit[2 * p + 1], Mux(hit[2 * p], op_pair(f, p), op_d(f, 2 * p + 1)),
+                         Mux(hit[2 * p], op_d(f, 2 * p), 0)) for p in range(S // 2)]
             parts.append(register_all(m, add_levels(terms, 2), f"gpart_{f}"))
-            m.d.sync += nodd[f].eq(sum(hit[s] & rec2.valid[s] for s in range(S)))
+            m.d.sync += nodd[f].eq(sum(hit[s] & op_valid(f, s) for s in range(S)))
         # (a cycle ahead: q's address is u2's chunk, G's u3's)
         m.d.comb += [q_mem.r_addr.eq(u1["c"]), g_mem.r_addr.eq(u2["c"])]
         if self.with_l2:
@@ -330,9 +353,11 @@ class WovenGradientUnit(wiring.Component):
                      for f in range(CHUNK)] if self.with_l2 else [[] for _ in range(CHUNK)])
         cterms = [register_all(m, add_levels([Mux(nodd[f][i], q_mem.r_data[f] << i, 0) for i in range(nodd_w)]
                                              + l2_terms[f], 2), f"corr4_{f}") for f in range(CHUNK)]
-        m0r4 = Mux(u4["parity"], recs[1].m0r, recs[0].m0r)
+        # (m0 * sum r for G + m0r, also selected a cycle early, in copies as the operands above)
+        m0r4s = register_copies_wide(m, platform, Mux(u3["parity"], recs[1].m0r, recs[0].m0r), PARITY_COPIES, "m0r4")
+        m0r4 = [v.as_signed() for v in m0r4s]
         gm = [Signal(signed(64), name=f"gm5_{f}", reset_less=True) for f in range(CHUNK)]
-        m.d.sync += [gm[f].eq(g_mem.r_data[f] + m0r4) for f in range(CHUNK)]
+        m.d.sync += [gm[f].eq(g_mem.r_data[f] + m0r4[f * PARITY_COPIES // CHUNK]) for f in range(CHUNK)]
 
         # ---- u+5: h = 2h + t (0 before the chunk's first plane): after plane 0, h = sum_k 2^k t_k
         # exactly (|t| < 2^(w_t - 1), at most MAX_BITS + 1 planes); n_odd * q summed
@@ -384,7 +409,7 @@ class WovenGradientUnit(wiring.Component):
         m.d.comb += [g_mem.w_en.eq(clearing_n | (u6["valid"] & u6["last"])),
                      g_mem.w_addr.eq(Mux(clearing_n, clr_addr_n, u6["c"]))]
         m.d.comb += g_mem.w_data.eq(g_back)
-        m.d.comb += self.model_r_addr.eq(u6["c"])
+        m.d.comb += self.model_r_addr_next.eq(u5["c"])     # (read in cycle u6)
         wb_rows = Mux(u7["valid"] & ~u7["end"] & u7["group_last"], u7["count"], 0)
 
         # ---- update (end of a minibatch), half a chunk per cycle through shared multipliers:
@@ -462,11 +487,14 @@ class WovenGradientUnit(wiring.Component):
             m.d.sync += [w_h[i].eq(Mux(reals[i], sat32(w0s[i] - (prods[i] >> STEP_FRAC)), 0)) for i in range(H)]
             m.d.sync += [w_parts[-1][i].eq(w_h[i]) for i in range(H)]
             m.d.sync += [w_parts[j][i].eq(w_parts[j + 1][i]) for j in range(P - 2) for i in range(H)]
-        wr = delay(m, pb, lat_step + 1, "model_wr", reset_less=False)   # w_h holds the last phase's words
-        wr_c = delay(m, upd_c, lat_step + 1, "model_wr_c")
+        wr_n = delay(m, pb, lat_step, "model_wr_n", reset_less=False)    # (the write a cycle ahead)
+        wr_c_n = delay(m, upd_c, lat_step, "model_wr_c_n")
+        wr = delay(m, wr_n, 1, "model_wr", reset_less=False)   # w_h holds the last phase's words
+        wr_c = delay(m, wr_c_n, 1, "model_wr_c")
         wr_last = delay(m, upd_last, lat_step + 1, "model_wr_last")
         wr_count = delay(m, upd_count, lat_step + 1, "model_wr_count")
-        m.d.comb += [self.model_w_en.eq(clearing | wr), self.model_w_addr.eq(Mux(clearing, clr_addr, wr_c))]
+        m.d.comb += [self.model_w_en_next.eq(clearing_n | wr_n),
+                     self.model_w_addr_next.eq(Mux(clearing_n, clr_addr_n, wr_c_n))]
         m.d.comb += self.model_w_data.eq(Cat(*(v for part in w_parts for v in part), *w_h))
         up_rows = Mux(wr & wr_last, wr_count, 0)
         with m.If(self.start):
