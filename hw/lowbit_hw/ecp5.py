@@ -316,7 +316,7 @@ def simple_dual_port_ram(m: Module, platform, *, shape, depth: int, name: str, b
     early = Cat(ports.w_en, ports.w_addr, ports.r_addr if ahead is True else Cat())
     on_time = Cat() if ahead is True else ports.r_addr
     if not ahead:
-        _one_ram(m, platform, name, width, depth, block, early, w_data, r_data)
+        _one_ram(m, platform, name, width, depth, block, Cat(early, on_time), w_data, r_data)
         return ports
     if banks == 1:
         held = Signal(len(early), name=f"{name}_ctl", reset_less=True)

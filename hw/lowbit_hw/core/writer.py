@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth import Module, Signal, signed
+from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -110,12 +110,12 @@ class SnapshotWriter(wiring.Component):
                         else:
                             m.next = "READ"
         if L >= P:
-            load, shift = (global_buffer(m, platform, buf_load, "snap_load"),
-                           global_buffer(m, platform, buf_shift, "snap_shift"))
-            with m.If(load):
-                m.d.sync += buf.eq(self.model_data.as_value())
-            with m.Elif(shift):
-                m.d.sync += buf.eq(buf >> W)
+            # (an enable and a select, each a global's: yosys would make "load | shift" the
+            # enable, a LUT after the globals with buf's ~1k enables on its output)
+            enable, load = (global_buffer(m, platform, buf_load | buf_shift, "snap_enable"),
+                            global_buffer(m, platform, buf_load, "snap_load"))
+            with m.If(enable):
+                m.d.sync += buf.eq(Mux(load, self.model_data.as_value(), buf >> W))
         return m
 
 

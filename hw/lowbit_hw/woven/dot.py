@@ -10,7 +10,7 @@ from lowbit.contract.fixed import CODE_FRAC, M_BITS
 from lowbit.contract.format import ROW_ALIGN
 from lowbit.contract.registers import MAX_DEGREE
 
-from ..ecp5 import PipelinedMul, pipelined_sum
+from ..ecp5 import PipelinedMul, pipelined_sum, register_copies
 from .arith import add_levels, delay, register_all
 from .margin import RowNonlinearity
 from .records import group_slots, residual_layout
@@ -267,7 +267,10 @@ class WovenDotUnit(wiring.Component):
             terms = [Mux(bits[2 * p + 1], Mux(bits[2 * p], wpair[p], w2[2 * p + 1]), Mux(bits[2 * p], w2[2 * p], 0))
                      for p in range(CHUNK // 2)]
             rows.append(register_all(m, add_levels(terms, 2), f"part3_{s}"))
-        wrow = register_all(m, add_levels([Mux(p2["k"] == 0, wpair[p], 0) for p in range(CHUNK // 2)], 2), "wpart3")
+        # (plane 0's flag in 4 copies, from p1's plane: one decode of p2's selected ~500 LUTs)
+        k0 = register_copies(m, platform, p1["k"] == 0, 4, "p2_k0")
+        wrow = register_all(m, add_levels([Mux(k0[p * 4 // (CHUNK // 2)], wpair[p], 0) for p in range(CHUNK // 2)], 2),
+                            "wpart3")
         p4 = stage(p3, "p4")
         rows = [register_all(m, add_levels(r, 2), f"part4_{s}") for s, r in enumerate(rows)]
         wrow = register_all(m, add_levels(wrow, 2), "wpart4")
@@ -384,7 +387,7 @@ class _RecordQueue(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        slots = [Signal(self.layout, name=f"slot{i}") for i in range(2)]
+        slots = [Signal(self.layout, name=f"slot{i}", reset_less=True) for i in range(2)]  # data: `full` says
         full = Signal(2)
         head = Signal()  # slot read next
         tail = Signal()  # slot written next

@@ -171,7 +171,9 @@ class WovenGradientUnit(wiring.Component):
         gap = Signal(range(GROUP_GAP + 1))
         # Two record slots by group parity: a group's record is still read by the pipeline's
         # tail when the next group is taken.
-        recs = [Signal(residual_layout(S), name=f"rec{i}") for i in range(2)]
+        # (data, not reset: a slot is read only for a group taken into it since; as ~500 flip-flops
+        # more on the unit's reset, rst | dp_rst, they made it one of the board's long nets)
+        recs = [Signal(residual_layout(S), name=f"rec{i}", reset_less=True) for i in range(2)]
         # With each record, the sums of its rows in pairs, d[2p] + d[2p+1]: a feature's bits in
         # rows 2p and 2p+1 then pick one of {0, d[2p], d[2p+1], d[2p] + d[2p+1]}, so the per-feature
         # tree adds S/2 terms, not S (and none at S = 2).
@@ -298,7 +300,7 @@ class WovenGradientUnit(wiring.Component):
                      u1["first"].eq(kk == top), u1["last"].eq(last_plane), u1["end"].eq(ends_mb),
                      u1["group_last"].eq(last_plane & last_chunk), u1["count"].eq(cur.count)]
         u2 = stage(u1, "u2")
-        line2 = Signal(W)
+        line2 = Signal(W, reset_less=True)   # (data: read where u2's valid says)
         m.d.sync += line2.eq(self.buf_data)
 
         # ---- u+3: partial sums over row pairs (two adder levels), odd-code counts (used at plane 0).
