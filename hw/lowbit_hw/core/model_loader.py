@@ -9,7 +9,7 @@ from amaranth.lib import data
 
 from lowbit.contract.format import ROW_ALIGN
 
-from ..ecp5 import global_buffer, register_copies
+from ..ecp5 import register_copies
 
 __all__ = ["model_loader"]
 
@@ -49,7 +49,8 @@ def model_loader(m: Module, *, line_bits: int, depth: int, start, line_valid, li
     out.w_sel = register_copies(m, platform, out.w_en_next, select_copies, "loader_w_sel")
     # The row is data, written only with w_en, so it is not reset and shifts on its own enable,
     # on a global network (it reaches ~1k flip-flops: docs/board.md, ninth pass).
-    shift = global_buffer(m, platform, ~start & line_valid, "loader_shift")
+    shift = Signal(name="loader_shift")
+    m.d.comb += shift.eq(~start & line_valid)
     with m.If(shift):
         # the newest line enters at the top: after n lines, line i holds words i*W/32 ...
         m.d.sync += row.eq(Cat(row[W:], line) if n > 1 else line)

@@ -9,7 +9,6 @@ from amaranth.lib.wiring import In, Out
 from lowbit.contract.format import RECORD_BYTES
 
 from ..ccip import CCIP_ADDR_BITS
-from ..ecp5 import global_buffer
 from ..interfaces import write_request_layout
 
 __all__ = ["SnapshotWriter", "RecordWriter"]
@@ -112,10 +111,8 @@ class SnapshotWriter(wiring.Component):
         if L >= P:
             # (an enable and a select, each a global's: yosys would make "load | shift" the
             # enable, a LUT after the globals with buf's ~1k enables on its output)
-            enable, load = (global_buffer(m, platform, buf_load | buf_shift, "snap_enable"),
-                            global_buffer(m, platform, buf_load, "snap_load"))
-            with m.If(enable):
-                m.d.sync += buf.eq(Mux(load, self.model_data.as_value(), buf >> W))
+            with m.If(buf_load | buf_shift):
+                m.d.sync += buf.eq(Mux(buf_load, self.model_data.as_value(), buf >> W))
         return m
 
 

@@ -10,7 +10,7 @@ from lowbit.contract.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, STEP_FRAC, r
 from lowbit.contract.golden import L2_SHIFT
 from lowbit.contract.format import MAX_BITS, ROW_ALIGN
 
-from ..ecp5 import PipelinedMul, global_buffer, register_copies, register_copies_wide, simple_dual_port_ram
+from ..ecp5 import PipelinedMul, register_copies, register_copies_wide, simple_dual_port_ram
 from .arith import add_levels, delay, register_all, sat32
 from .records import group_slots, residual_layout
 
@@ -393,8 +393,9 @@ class WovenGradientUnit(wiring.Component):
         # clear_now zeroes ~2.3k flip-flops (G's, q's and the model's write words) and g_zero G's
         # 2048: each on a global network (ecp5.global_buffer), where general routing took 15-22 ns
         # at the board's placement (docs/board.md, ninth pass).
-        clear_now = global_buffer(m, platform, self.clear | clearing, "clear_now")
-        g_zero = global_buffer(m, platform, clear_now | u6["end"], "g_zero")
+        clear_now = Signal()
+        g_zero = Signal()
+        m.d.comb += [clear_now.eq(self.clear | clearing), g_zero.eq(clear_now | u6["end"])]
         g_back = Signal(g_row, reset_less=True)
         with m.If(g_zero):
             m.d.sync += g_back.eq(0)
@@ -427,7 +428,8 @@ class WovenGradientUnit(wiring.Component):
         upd_last = Signal(reset_less=True)
         upd_count = Signal(range(S + 1), reset_less=True)
         # (go enables ~2.6k flip-flops, g_rnd and w0's hold: a global network, as clear_now)
-        go = global_buffer(m, platform, u7["valid"] & u7["end"], "go")
+        go = Signal()
+        m.d.comb += go.eq(u7["valid"] & u7["end"])
         # rnd(G, 15) and its sat32 in two stages (a 64-bit carry chain, then the range test)
         g_rnd = [Signal(signed(64 - CODE_FRAC + 1), name=f"g_rnd_{f}", reset_less=True) for f in range(CHUNK)]
         go2 = Signal()
