@@ -315,6 +315,12 @@ def simple_dual_port_ram(m: Module, platform, *, shape, depth: int, name: str, b
     w_data, r_data = Value.cast(ports.w_data), Value.cast(ports.r_data)
     early = Cat(ports.w_en, ports.w_addr, ports.r_addr if ahead is True else Cat())
     on_time = Cat() if ahead is True else ports.r_addr
+    if not ahead and (block is False or not is_ecp5(platform)):
+        mem = m.submodules[name] = Memory(shape=shape, depth=depth, init=[])
+        wp, rp = mem.write_port(), mem.read_port()
+        m.d.comb += [wp.en.eq(ports.w_en), wp.addr.eq(ports.w_addr), wp.data.eq(ports.w_data),
+                     rp.addr.eq(ports.r_addr), ports.r_data.eq(rp.data)]
+        return ports
     if not ahead:
         _one_ram(m, platform, name, width, depth, block, Cat(early, on_time), w_data, r_data)
         return ports

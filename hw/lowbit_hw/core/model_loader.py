@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth import Cat, Module, Signal, signed
 from amaranth.lib import data
 
 from lowbit.contract.format import ROW_ALIGN
@@ -23,8 +23,7 @@ def model_loader(m: Module, *, line_bits: int, depth: int, start, line_valid, li
 
     ``start`` pulses before row 0's first line; ``line_valid`` says a model line is there (always
     taken: the sequencer routes exactly the model's lines here, ``loading``). Returns the model
-    memory write (``w_en``, ``w_addr``, ``w_data``; ``w_en_next``, ``w_addr_next`` the first two a
-    cycle ahead), and ``w_sel``: ``select_copies`` copies of
+    memory write (``w_en``, ``w_addr``, ``w_data``), and ``w_sel``: ``select_copies`` copies of
     ``w_en`` for a caller that selects the row's words between the loader and another writer
     (``register_copies``: w_en alone selected ~1k data bits, the board router's most congested
     net; unlike w_en, the copies are not reset, so they may be stray for one cycle after a reset,
@@ -37,27 +36,17 @@ def model_loader(m: Module, *, line_bits: int, depth: int, start, line_valid, li
         raise ValueError(f"a model row of {ROW_ALIGN} words must be whole lines of {line_bits} bits")
     W, n = line_bits, ROW_ALIGN * 32 // line_bits
     out = SimpleNamespace(w_en=Signal(name="loader_w_en"), w_addr=Signal(range(depth), name="loader_w_addr"),
-                          w_data=Signal(data.ArrayLayout(signed(32), ROW_ALIGN), name="loader_w_data",
-                                        reset_less=True))
+                          w_data=Signal(data.ArrayLayout(signed(32), ROW_ALIGN), name="loader_w_data"))
     row = out.w_data.as_value()
     part = Signal(range(n), name="loader_part")     # lines of the row taken so far
     addr = Signal(range(depth), name="loader_addr")  # the row being assembled
     m.d.sync += out.w_en.eq(0)
-    # (w_en and w_addr a cycle ahead, for a RAM that registers them: ecp5.simple_dual_port_ram(ahead=...))
-    out.w_en_next = ~start & line_valid & (part == n - 1)
-    out.w_addr_next = Mux(out.w_en_next, addr, out.w_addr)
-    out.w_sel = register_copies(m, platform, out.w_en_next, select_copies, "loader_w_sel")
-    # The row is data, written only with w_en, so it is not reset and shifts on its own enable,
-    # on a global network (it reaches ~1k flip-flops: docs/board.md, ninth pass).
-    shift = Signal(name="loader_shift")
-    m.d.comb += shift.eq(~start & line_valid)
-    with m.If(shift):
-        # the newest line enters at the top: after n lines, line i holds words i*W/32 ...
-        m.d.sync += row.eq(Cat(row[W:], line) if n > 1 else line)
+    out.w_sel = register_copies(m, platform, ~start & line_valid & (part == n - 1), select_copies, "loader_w_sel")
     with m.If(start):
         m.d.sync += [part.eq(0), addr.eq(0)]
     with m.Elif(line_valid):
-        m.d.sync += part.eq(part + 1)
+        # the newest line enters at the top: after n lines, line i holds words i*W/32 ...
+        m.d.sync += [row.eq(Cat(row[W:], line) if n > 1 else line), part.eq(part + 1)]
         with m.If(part == n - 1):
             m.d.sync += [part.eq(0), out.w_en.eq(1), out.w_addr.eq(addr), addr.eq(addr + 1)]
     return out

@@ -25,9 +25,6 @@ from .table_scan import AffineTableScan
 __all__ = ["WovenCore"]
 
 MAX_PLANES = 9
-#: Banks of each model RAM as LUT RAM (``block_ram=False``): 64 of a row's 1024 bits each, with
-#: their own copies of the write's enable and address (ecp5.simple_dual_port_ram).
-MODEL_RAM_BANKS = 16
 
 
 class WovenCore(wiring.Component):
@@ -126,15 +123,9 @@ class WovenCore(wiring.Component):
         after its chunk was last written. (In a module of their own, a module of wires and DP16KD
         only, yosys 0.70's ABC9 failed an assertion in the board build.)"""
         row = data.ArrayLayout(signed(32), ROW_ALIGN)
-        # The write (both RAMs) and port B's read address are driven a cycle ahead, and registered
-        # in the RAMs, in a copy per bank as LUT RAM (ecp5.simple_dual_port_ram); port A's read
-        # address (the dot unit's or the snapshot's) is on time.
-        banks = 1 if self.block_ram else MODEL_RAM_BANKS
-        a = simple_dual_port_ram(m, platform, shape=row, depth=self.max_chunks, name="model_a", block=self.block_ram,
-                                 ahead="write", banks=banks)
-        b = simple_dual_port_ram(m, platform, shape=row, depth=self.max_chunks, name="model_b", block=self.block_ram,
-                                 ahead=True, banks=banks)
-        ports = SimpleNamespace(w_en=Signal(name="model_w_en_next"), w_addr=Signal(range(self.max_chunks), name="model_w_addr_next"),
+        a = simple_dual_port_ram(m, platform, shape=row, depth=self.max_chunks, name="model_a", block=self.block_ram)
+        b = simple_dual_port_ram(m, platform, shape=row, depth=self.max_chunks, name="model_b", block=self.block_ram)
+        ports = SimpleNamespace(w_en=Signal(name="model_w_en"), w_addr=Signal(range(self.max_chunks), name="model_w_addr"),
                                 w_data=Signal(row, name="model_w_data"), a_addr=a.r_addr, a_data=a.r_data,
                                 b_addr=b.r_addr, b_data=b.r_data)
         for ram in (a, b):
@@ -291,10 +282,9 @@ class WovenCore(wiring.Component):
                      grad.features.eq(seq.features), grad.step.eq(seq.step), grad.e_odd.eq(e_odd),
                      grad.l2.eq(l2), grad.nonlinear.eq(loss_kind != Loss.SQUARED),
                      buf_r.addr.eq(grad.buf_addr), grad.buf_data.eq(buf_r.data),
-                     model.b_addr.eq(grad.model_r_addr_next), grad.model_r_data.eq(model.b_data),
-                     # (a cycle ahead: the RAMs register the write's enable and address)
-                     model.w_en.eq(grad.model_w_en_next | loader.w_en_next),
-                     model.w_addr.eq(Mux(loader.w_en_next, loader.w_addr_next, grad.model_w_addr_next)),
+                     model.b_addr.eq(grad.model_r_addr), grad.model_r_data.eq(model.b_data),
+                     model.w_en.eq(grad.model_w_en | loader.w_en),
+                     model.w_addr.eq(Mux(loader.w_en, loader.w_addr, grad.model_w_addr)),
                      # word by word, each pair of words selected by its own copy of loader.w_en
                      model.w_data.eq(Cat(Mux(loader.w_sel[k // 2], loader.w_data[k], grad.model_w_data[k])
                                          for k in range(ROW_ALIGN))),

@@ -10,7 +10,7 @@ from lowbit.contract.fixed import CODE_FRAC, M_BITS
 from lowbit.contract.format import ROW_ALIGN
 from lowbit.contract.registers import MAX_DEGREE
 
-from ..ecp5 import PipelinedMul, pipelined_sum, register_copies
+from ..ecp5 import PipelinedMul, pipelined_sum
 from .arith import add_levels, delay, register_all
 from .margin import RowNonlinearity
 from .records import group_slots, residual_layout
@@ -229,12 +229,8 @@ class WovenDotUnit(wiring.Component):
                             m.d.sync += [lb1.eq(lbc1), lbc1.eq(lbc1 + self.chunks)]
 
         # ---- t+1: model words arrive (synchronous read); register the line with them
-        # Only ``valid`` is reset: the rest is read where ``valid`` says so (as the words, w2), and
-        # as ~1k more flip-flops on the dot unit's reset (rst | dp_rst, one LUT) it made that net
-        # one of the board's longest (docs/board.md, ninth pass).
-        p1 = dict(valid=Signal(), line=Signal(W, reset_less=True), k=Signal(4, reset_less=True),
-                  first=Signal(reset_less=True), last=Signal(reset_less=True), y=Signal(W, reset_less=True),
-                  mask=Signal(S, reset_less=True), fac0=Signal(reset_less=True), flast=Signal(reset_less=True))
+        p1 = dict(valid=Signal(), line=Signal(W), k=Signal(4), first=Signal(), last=Signal(),
+                  y=Signal(W), mask=Signal(S), fac0=Signal(), flast=Signal())
         mask_now = Cat(rows_left > s for s in range(S))
         y_hold = Signal(W, reset_less=True)  # the group's labels, for its factors after the first
         with m.If(fire & label_line):
@@ -245,12 +241,12 @@ class WovenDotUnit(wiring.Component):
                      p1["fac0"].eq(f0), p1["flast"].eq(f_last)]
 
         def stage(prev, name):
-            nxt = {n: Signal.like(v, name=f"{name}_{n}", reset_less=(n != "valid")) for n, v in prev.items()}
+            nxt = {n: Signal.like(v, name=f"{name}_{n}") for n, v in prev.items()}
             m.d.sync += [nxt[n].eq(v) for n, v in prev.items()]
             return nxt
 
         p2 = stage(p1, "p2")
-        w2 = Signal(data.ArrayLayout(signed(32), CHUNK), reset_less=True)
+        w2 = Signal(data.ArrayLayout(signed(32), CHUNK))
         # With the words, their sums in pairs (shared by every row): a row's bits of features 2p
         # and 2p+1 pick one of {0, w[2p], w[2p+1], w[2p] + w[2p+1]}, so each row's tree adds 16
         # terms, not 32.
@@ -267,10 +263,7 @@ class WovenDotUnit(wiring.Component):
             terms = [Mux(bits[2 * p + 1], Mux(bits[2 * p], wpair[p], w2[2 * p + 1]), Mux(bits[2 * p], w2[2 * p], 0))
                      for p in range(CHUNK // 2)]
             rows.append(register_all(m, add_levels(terms, 2), f"part3_{s}"))
-        # (plane 0's flag in 4 copies, from p1's plane: one decode of p2's selected ~500 LUTs)
-        k0 = register_copies(m, platform, p1["k"] == 0, 4, "p2_k0")
-        wrow = register_all(m, add_levels([Mux(k0[p * 4 // (CHUNK // 2)], wpair[p], 0) for p in range(CHUNK // 2)], 2),
-                            "wpart3")
+        wrow = register_all(m, add_levels([Mux(p2["k"] == 0, wpair[p], 0) for p in range(CHUNK // 2)], 2), "wpart3")
         p4 = stage(p3, "p4")
         rows = [register_all(m, add_levels(r, 2), f"part4_{s}") for s, r in enumerate(rows)]
         wrow = register_all(m, add_levels(wrow, 2), "wpart4")
@@ -387,7 +380,7 @@ class _RecordQueue(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        slots = [Signal(self.layout, name=f"slot{i}", reset_less=True) for i in range(2)]  # data: `full` says
+        slots = [Signal(self.layout, name=f"slot{i}") for i in range(2)]
         full = Signal(2)
         head = Signal()  # slot read next
         tail = Signal()  # slot written next

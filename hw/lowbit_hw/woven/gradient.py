@@ -10,7 +10,7 @@ from lowbit.contract.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, STEP_FRAC, r
 from lowbit.contract.golden import L2_SHIFT
 from lowbit.contract.format import MAX_BITS, ROW_ALIGN
 
-from ..ecp5 import PipelinedMul, register_copies, register_copies_wide, simple_dual_port_ram
+from ..ecp5 import PipelinedMul, register_copies, simple_dual_port_ram
 from .arith import add_levels, delay, register_all, sat32
 from .records import group_slots, residual_layout
 
@@ -23,12 +23,6 @@ CHUNK = ROW_ALIGN  # features per line
 #: group's read of that chunk, at uL' + 3, must come at uL + 9 or later: uL' - uL >= 6, and
 #: uL' - uL is the distance between the two group starts. 8 keeps two cycles in hand.
 GROUP_GAP = 8
-#: Banks of G's and q's rows as LUT RAM (``block_ram=False``), each with its own copy of the
-#: addresses and write enable: 128 of G's 2048 bits, 96 of q's 1536 (ecp5.simple_dual_port_ram).
-RAM_BANKS = 16
-#: Copies of a group's operands (selected by its parity), each read by CHUNK / PARITY_COPIES
-#: features' trees.
-PARITY_COPIES = 4
 
 
 def check_update_lanes(update_lanes, *, l2: bool) -> None:
@@ -106,10 +100,8 @@ class WovenGradientUnit(wiring.Component):
             "l2": In(32), "nonlinear": In(1),
             "buf_addr": Out(range(self.slots * slot_lines)), "buf_data": In(line_bits),
             "model_delay": In(1), "dot_passed": In(32),
-            # the model RAM's read address and write enable / address a cycle ahead (the RAM
-            # registers them: ecp5.simple_dual_port_ram(ahead=...)); the data on time
-            "model_r_addr_next": Out(range(max_chunks)), "model_r_data": In(data.ArrayLayout(signed(32), CHUNK)),
-            "model_w_en_next": Out(1), "model_w_addr_next": Out(range(max_chunks)),
+            "model_r_addr": Out(range(max_chunks)), "model_r_data": In(data.ArrayLayout(signed(32), CHUNK)),
+            "model_w_en": Out(1), "model_w_addr": Out(range(max_chunks)),
             "model_w_data": Out(data.ArrayLayout(signed(32), CHUNK)),
             "upd_written": Out(32), "groups_read": Out(32), "rows_done": Out(32),
         })
@@ -128,13 +120,8 @@ class WovenGradientUnit(wiring.Component):
         # written (simple_dual_port_ram's one rule): G's read of a chunk comes >= 1 cycle after its
         # write (GROUP_GAP); q's is read only for a minibatch's groups, after the update that
         # wrote it has reached the model and the dot pass has read it (the dot interlock).
-        # Both are driven a cycle ahead (their addresses and enables are registered inside, in a
-        # copy per bank as LUT RAM: ecp5.simple_dual_port_ram(ahead=True)).
-        banks = 1 if self.block_ram else RAM_BANKS
-        g_mem = simple_dual_port_ram(m, platform, shape=g_row, depth=C, name="g_mem", block=self.block_ram,
-                                     ahead=True, banks=banks)
-        q_mem = simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="q_mem", block=self.block_ram,
-                                     ahead=True, banks=banks)
+        g_mem = simple_dual_port_ram(m, platform, shape=g_row, depth=C, name="g_mem", block=self.block_ram)
+        q_mem = simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="q_mem", block=self.block_ram)
         # nd_j = -rnd(L2 * w0_j, 17), the L2 term of the minibatch's model, written and read as q
         # is (the same rule holds: its writes come at most 2 cycles after q's); kept negated so
         # that it joins the correction tree, which is subtracted, as count * nd.
@@ -152,17 +139,13 @@ class WovenGradientUnit(wiring.Component):
         # only rows the run reads, updates or snapshots; ``chunks`` is set long before the clear)
         clearing = Signal()
         clr_addr = Signal(range(C + 1))
-        # (their next values too, for the RAMs' write ports, which are driven a cycle ahead)
-        clearing_n, clr_addr_n = Signal(), Signal(range(C + 1))
         m.d.comb += self.clear_busy.eq(clearing | self.clear)
-        m.d.comb += [clearing_n.eq(clearing), clr_addr_n.eq(clr_addr)]
         with m.If(self.clear):
-            m.d.comb += [clearing_n.eq(1), clr_addr_n.eq(0)]
+            m.d.sync += [clearing.eq(1), clr_addr.eq(0)]
         with m.Elif(clearing):
-            m.d.comb += clr_addr_n.eq(clr_addr + 1)
+            m.d.sync += clr_addr.eq(clr_addr + 1)
             with m.If(clr_addr == chunks_m1):
-                m.d.comb += clearing_n.eq(0)
-        m.d.sync += [clearing.eq(clearing_n), clr_addr.eq(clr_addr_n)]
+                m.d.sync += clearing.eq(0)
 
         # ---- group issue: a chunk's planes are read from the group buffer highest first
         # (b, b-1, .., 0), so the plane sums accumulate by Horner's rule, h = 2h + t_k: a fixed
@@ -171,9 +154,7 @@ class WovenGradientUnit(wiring.Component):
         gap = Signal(range(GROUP_GAP + 1))
         # Two record slots by group parity: a group's record is still read by the pipeline's
         # tail when the next group is taken.
-        # (data, not reset: a slot is read only for a group taken into it since; as ~500 flip-flops
-        # more on the unit's reset, rst | dp_rst, they made it one of the board's long nets)
-        recs = [Signal(residual_layout(S), name=f"rec{i}", reset_less=True) for i in range(2)]
+        recs = [Signal(residual_layout(S), name=f"rec{i}") for i in range(2)]
         # With each record, the sums of its rows in pairs, d[2p] + d[2p+1]: a feature's bits in
         # rows 2p and 2p+1 then pick one of {0, d[2p], d[2p+1], d[2p] + d[2p+1]}, so the per-feature
         # tree adds S/2 terms, not S (and none at S = 2).
@@ -300,7 +281,7 @@ class WovenGradientUnit(wiring.Component):
                      u1["first"].eq(kk == top), u1["last"].eq(last_plane), u1["end"].eq(ends_mb),
                      u1["group_last"].eq(last_plane & last_chunk), u1["count"].eq(cur.count)]
         u2 = stage(u1, "u2")
-        line2 = Signal(W, reset_less=True)   # (data: read where u2's valid says)
+        line2 = Signal(W)
         m.d.sync += line2.eq(self.buf_data)
 
         # ---- u+3: partial sums over row pairs (two adder levels), odd-code counts (used at plane 0).
@@ -310,37 +291,18 @@ class WovenGradientUnit(wiring.Component):
         u3 = stage(u2, "u3")
         nodd_w = (S + 1).bit_length()
         nodd = [Signal(nodd_w, name=f"nodd_{f}", reset_less=True) for f in range(CHUNK)]
-        # The group's operands (its rows' d, valid bits and pair sums), selected by parity a cycle
-        # early (u1's: a record slot is rewritten only two takes later, after the group's last
-        # line) into PARITY_COPIES registers, each read by CHUNK / PARITY_COPIES features: the
-        # select and its output, read by all 32 features' trees, was seed 3's critical path
-        # (~20 ns of routing, docs/board.md, eighth pass).
-        pick = Cat(*(Mux(u1["parity"], recs[1].d[s], recs[0].d[s]) for s in range(S)),
-                   Mux(u1["parity"], recs[1].valid, recs[0].valid),
-                   *(Mux(u1["parity"], pairs[1][p], pairs[0][p]) for p in range(S // 2)))
-        ops2 = register_copies_wide(m, platform, pick, PARITY_COPIES, "ops2")
-        dw, pw = len(recs[0].d[0]), len(pairs[0][0]) if S > 1 else 0
-
-        def op_d(f, s):
-            return ops2[f * PARITY_COPIES // CHUNK][dw * s: dw * (s + 1)].as_signed()
-
-        def op_valid(f, s):
-            return ops2[f * PARITY_COPIES // CHUNK][dw * S + s]
-
-        def op_pair(f, p):
-            lo = dw * S + S + pw * p
-            return ops2[f * PARITY_COPIES // CHUNK][lo: lo + pw].as_signed()
-
+        rec2 = Signal(residual_layout(S))
+        m.d.comb += rec2.eq(Mux(u2["parity"], recs[1], recs[0]))
+        pair2 = [Mux(u2["parity"], pairs[1][p], pairs[0][p]) for p in range(S // 2)]
         parts = []
         for f in range(CHUNK):
             # (padding rows have d = 0, so their bits need no mask here; they do for n_odd)
             hit = [line2[CHUNK * s + f] for s in range(S)]
-            terms = [Mux(hit[2 * p + 1], Mux(hit[2 * p], op_pair(f, p), op_d(f, 2 * p + 1)),
-                         Mux(hit[2 * p], op_d(f, 2 * p), 0)) for p in range(S // 2)]
+            terms = [Mux(hit[2 * p + 1], Mux(hit[2 * p], pair2[p], rec2.d[2 * p + 1]),
+                         Mux(hit[2 * p], rec2.d[2 * p], 0)) for p in range(S // 2)]
             parts.append(register_all(m, add_levels(terms, 2), f"gpart_{f}"))
-            m.d.sync += nodd[f].eq(sum(hit[s] & op_valid(f, s) for s in range(S)))
-        # (a cycle ahead: q's address is u2's chunk, G's u3's)
-        m.d.comb += [q_mem.r_addr.eq(u1["c"]), g_mem.r_addr.eq(u2["c"])]
+            m.d.sync += nodd[f].eq(sum(hit[s] & rec2.valid[s] for s in range(S)))
+        m.d.comb += [q_mem.r_addr.eq(u2["c"]), g_mem.r_addr.eq(u3["c"])]
         if self.with_l2:
             m.d.comb += d_mem.r_addr.eq(u2["c"])
 
@@ -355,11 +317,9 @@ class WovenGradientUnit(wiring.Component):
                      for f in range(CHUNK)] if self.with_l2 else [[] for _ in range(CHUNK)])
         cterms = [register_all(m, add_levels([Mux(nodd[f][i], q_mem.r_data[f] << i, 0) for i in range(nodd_w)]
                                              + l2_terms[f], 2), f"corr4_{f}") for f in range(CHUNK)]
-        # (m0 * sum r for G + m0r, also selected a cycle early, in copies as the operands above)
-        m0r4s = register_copies_wide(m, platform, Mux(u3["parity"], recs[1].m0r, recs[0].m0r), PARITY_COPIES, "m0r4")
-        m0r4 = [v.as_signed() for v in m0r4s]
+        m0r4 = Mux(u4["parity"], recs[1].m0r, recs[0].m0r)
         gm = [Signal(signed(64), name=f"gm5_{f}", reset_less=True) for f in range(CHUNK)]
-        m.d.sync += [gm[f].eq(g_mem.r_data[f] + m0r4[f * PARITY_COPIES // CHUNK]) for f in range(CHUNK)]
+        m.d.sync += [gm[f].eq(g_mem.r_data[f] + m0r4) for f in range(CHUNK)]
 
         # ---- u+5: h = 2h + t (0 before the chunk's first plane): after plane 0, h = sum_k 2^k t_k
         # exactly (|t| < 2^(w_t - 1), at most MAX_BITS + 1 planes); n_odd * q summed
@@ -367,15 +327,15 @@ class WovenGradientUnit(wiring.Component):
         h_width = min(len(t[0][0]) + MAX_BITS + 1, 64)
         h = [Signal(signed(h_width), name=f"h_{f}", reset_less=True) for f in range(CHUNK)]
         corr = [register_all(m, add_levels(cterms[f], 2), f"corr5_{f}")[0] for f in range(CHUNK)]
-        # u4's first and valid bits in 16 copies, 2 features each: as single registers they reached
-        # ~1.9k LUT and enable inputs (8 copies: still ~240 each) and were among the board router's most congested nets. The
+        # u4's first and valid bits in 8 copies, 4 features each: as single registers they reached
+        # ~1.9k LUT and enable inputs and were among the board router's most congested nets. The
         # copies are not reset (register_copies); h is data, reloaded at every chunk's first plane
         # before a last plane uses it, so a stray update in the cycle after a reset is overwritten.
-        first4 = register_copies(m, platform, u3["first"], CHUNK // 2, "u4_first")
-        valid4 = register_copies(m, platform, u3["valid"], CHUNK // 2, "u4_valid")
+        first4 = register_copies(m, platform, u3["first"], CHUNK // 4, "u4_first")
+        valid4 = register_copies(m, platform, u3["valid"], CHUNK // 4, "u4_valid")
         for f in range(CHUNK):
-            with m.If(valid4[f // 2]):
-                m.d.sync += h[f].eq(Mux(first4[f // 2], 0, h[f] << 1) + t[f][0])
+            with m.If(valid4[f // 4]):
+                m.d.sync += h[f].eq(Mux(first4[f // 4], 0, h[f] << 1) + t[f][0])
 
         # ---- u+6, u+7: G' = (h + G + m0 * sum r) - n_odd * q, one carry chain per stage (the
         # sums are taken at every plane; the last plane's go on). G is 64-bit in the golden model
@@ -390,14 +350,9 @@ class WovenGradientUnit(wiring.Component):
         # What G's RAM is written with: fin, or 0 while clearing and at the end of a minibatch.
         # Zeroed as a synchronous reset of its own register (free in an ECP5 flip-flop) rather
         # than by a 2048-bit mux on the write data.
-        # clear_now zeroes ~2.3k flip-flops (G's, q's and the model's write words) and g_zero G's
-        # 2048: each on a global network (ecp5.global_buffer), where general routing took 15-22 ns
-        # at the board's placement (docs/board.md, ninth pass).
-        clear_now = Signal()
-        g_zero = Signal()
-        m.d.comb += [clear_now.eq(self.clear | clearing), g_zero.eq(clear_now | u6["end"])]
+        clear_now = self.clear | clearing
         g_back = Signal(g_row, reset_less=True)
-        with m.If(g_zero):
+        with m.If(clear_now | u6["end"]):
             m.d.sync += g_back.eq(0)
         with m.Else():
             m.d.sync += g_back.eq(new_g)
@@ -408,11 +363,9 @@ class WovenGradientUnit(wiring.Component):
 
         # ---- u+7: G back (0 at the end of a minibatch); the model row for the update is read
         # from stage 6's chunk (the same one), so w0 arrives with fin.
-        # (a cycle ahead: u7's valid and chunk are u6's registered)
-        m.d.comb += [g_mem.w_en.eq(clearing_n | (u6["valid"] & u6["last"])),
-                     g_mem.w_addr.eq(Mux(clearing_n, clr_addr_n, u6["c"]))]
+        m.d.comb += [g_mem.w_en.eq(clearing | u7["valid"]), g_mem.w_addr.eq(Mux(clearing, clr_addr, u7["c"]))]
         m.d.comb += g_mem.w_data.eq(g_back)
-        m.d.comb += self.model_r_addr_next.eq(u5["c"])     # (read in cycle u6)
+        m.d.comb += self.model_r_addr.eq(u6["c"])
         wb_rows = Mux(u7["valid"] & ~u7["end"] & u7["group_last"], u7["count"], 0)
 
         # ---- update (end of a minibatch), half a chunk per cycle through shared multipliers:
@@ -427,9 +380,7 @@ class WovenGradientUnit(wiring.Component):
         upd_c = Signal(range(C + 1), reset_less=True)
         upd_last = Signal(reset_less=True)
         upd_count = Signal(range(S + 1), reset_less=True)
-        # (go enables ~2.6k flip-flops, g_rnd and w0's hold: a global network, as clear_now)
-        go = Signal()
-        m.d.comb += go.eq(u7["valid"] & u7["end"])
+        go = u7["valid"] & u7["end"]
         # rnd(G, 15) and its sat32 in two stages (a 64-bit carry chain, then the range test)
         g_rnd = [Signal(signed(64 - CODE_FRAC + 1), name=f"g_rnd_{f}", reset_less=True) for f in range(CHUNK)]
         go2 = Signal()
@@ -491,14 +442,11 @@ class WovenGradientUnit(wiring.Component):
             m.d.sync += [w_h[i].eq(Mux(reals[i], sat32(w0s[i] - (prods[i] >> STEP_FRAC)), 0)) for i in range(H)]
             m.d.sync += [w_parts[-1][i].eq(w_h[i]) for i in range(H)]
             m.d.sync += [w_parts[j][i].eq(w_parts[j + 1][i]) for j in range(P - 2) for i in range(H)]
-        wr_n = delay(m, pb, lat_step, "model_wr_n", reset_less=False)    # (the write a cycle ahead)
-        wr_c_n = delay(m, upd_c, lat_step, "model_wr_c_n")
-        wr = delay(m, wr_n, 1, "model_wr", reset_less=False)   # w_h holds the last phase's words
-        wr_c = delay(m, wr_c_n, 1, "model_wr_c")
+        wr = delay(m, pb, lat_step + 1, "model_wr", reset_less=False)   # w_h holds the last phase's words
+        wr_c = delay(m, upd_c, lat_step + 1, "model_wr_c")
         wr_last = delay(m, upd_last, lat_step + 1, "model_wr_last")
         wr_count = delay(m, upd_count, lat_step + 1, "model_wr_count")
-        m.d.comb += [self.model_w_en_next.eq(clearing_n | wr_n),
-                     self.model_w_addr_next.eq(Mux(clearing_n, clr_addr_n, wr_c_n))]
+        m.d.comb += [self.model_w_en.eq(clearing | wr), self.model_w_addr.eq(Mux(clearing, clr_addr, wr_c))]
         m.d.comb += self.model_w_data.eq(Cat(*(v for part in w_parts for v in part), *w_h))
         up_rows = Mux(wr & wr_last, wr_count, 0)
         with m.If(self.start):
@@ -524,10 +472,9 @@ class WovenGradientUnit(wiring.Component):
                     m.d.sync += [q_h[i].eq(unit.p >> CORR_SHIFT), q_parts[-1][i].eq(q_h[i])]
                     m.d.sync += [q_parts[j][i].eq(q_parts[j + 1][i]) for j in range(P - 2)]
                 lat_q = unit.latency
-            qw_n = delay(m, wr, lat_q, "q_wr_n", reset_less=False)    # q's write, a cycle ahead
-            qw_c_n = delay(m, wr_c, lat_q, "q_wr_c_n")
-            qw = delay(m, qw_n, 1, "q_wr", reset_less=False)
-            m.d.comb += [q_mem.w_en.eq(clearing_n | qw_n), q_mem.w_addr.eq(Mux(clearing_n, clr_addr_n, qw_c_n))]
+            qw = delay(m, wr, lat_q + 1, "q_wr", reset_less=False)
+            qw_c = delay(m, wr_c, lat_q + 1, "q_wr_c")
+            m.d.comb += [q_mem.w_en.eq(clearing | qw), q_mem.w_addr.eq(Mux(clearing, clr_addr, qw_c))]
             m.d.comb += q_mem.w_data.eq(Cat(*(v for part in q_parts for v in part), *q_h))
             if self.delayed:
                 m.d.comb += q_wrote.eq(qw)
@@ -567,14 +514,11 @@ class WovenGradientUnit(wiring.Component):
                 # one adder for either rounding constant, then the shift chosen
                 rounded = unit.p + Mux(l2_out, (1 << (L2_SHIFT - 1)) - 1, 1 << (CORR_SHIFT - 1))
                 m.d.sync += [x_h[i].eq(Mux(l2_out, rounded >> L2_SHIFT, rounded >> CORR_SHIFT)), x_lo[i].eq(x_h[i])]
-        qw_n = delay(m, wr, lat_x, "q_wr_n", reset_less=False)       # pass A's row complete, a cycle ahead
-        qw_c_n = delay(m, wr_c, lat_x, "q_wr_c_n")
-        qw = delay(m, qw_n, 1, "q_wr", reset_less=False)
-        qw_c = delay(m, qw_c_n, 1, "q_wr_c")
+        qw = delay(m, wr, lat_x + 1, "q_wr", reset_less=False)       # pass A's row complete
+        qw_c = delay(m, wr_c, lat_x + 1, "q_wr_c")
         dw = delay(m, qw, 2, "d_wr", reset_less=False)              # pass B's
         dw_c = delay(m, qw_c, 2, "d_wr_c")
-        m.d.comb += [q_mem.w_en.eq(clearing_n | (qw_n & ~self.nonlinear)),   # (nl is nonlinear registered)
-                     q_mem.w_addr.eq(Mux(clearing_n, clr_addr_n, qw_c_n)),
+        m.d.comb += [q_mem.w_en.eq(clearing | (qw & ~nl)), q_mem.w_addr.eq(Mux(clearing, clr_addr, qw_c)),
                      q_mem.w_data.eq(Cat(*x_lo, *x_h)),
                      d_mem.w_en.eq(clearing | (qw & nl) | (dw & two_pass)),
                      d_mem.w_addr.eq(Mux(clearing, clr_addr, Mux(nl, qw_c, dw_c))),
