@@ -98,7 +98,9 @@ def global_buffer(m: Module, platform, value, name: str) -> Signal:
     the route into the DCCA. Combinational, same cycle, on every platform.
 
     nextpnr-ecp5 has :data:`FABRIC_GLOBALS` such networks besides the clock's; each call takes
-    one, so keep them for the nets that need them."""
+    one, so keep them for the nets that need them. (The board does not use it now: with the reset
+    and five datapath controls on globals, among the ninth pass's other splits, the board placed
+    and routed worse, and it did without the globals too; docs/board.md, ninth pass.)"""
     if len(Value.cast(value)) != 1:
         raise ValueError(f"global_buffer takes a 1-bit value, got {len(Value.cast(value))} bits")
     out = Signal(name=name)
@@ -298,7 +300,9 @@ def simple_dual_port_ram(m: Module, platform, *, shape, depth: int, name: str, b
     every one of its 384-512 DPR16X4 over the board, the longest net of seed 2's placement (21 ns,
     docs/board.md, eighth pass); a copy per bank drives a few dozen. The copies are not reset: in
     the cycle after a reset a write that was due still happens (its data is on time): users write
-    these RAMs' rows (clear or load) at every run's start before they read them.
+    these RAMs' rows (clear or load) at every run's start before they read them. (Tried on the
+    board's G, q and model RAMs in the ninth pass, with other splits, and taken out again: that
+    netlist placed and routed worse; docs/board.md.)
 
     Users inside a big design take this: with a module per RAM, yosys 0.70's ABC9 failed an
     assertion reintegrating one of them in the board build ("count_id(wire->name) == 0" in
