@@ -25,8 +25,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["ECP5_SYNTH", "FABRIC_GLOBALS", "Mul18", "PipelinedMul", "SimpleDualPortRAM", "global_buffer", "is_ecp5",
-           "pipelined_sum", "register_copies", "register_copies_wide", "simple_dual_port_ram"]
+__all__ = ["ECP5_SYNTH", "Mul18", "PipelinedMul", "SimpleDualPortRAM", "is_ecp5", "pipelined_sum",
+           "register_copies", "simple_dual_port_ram"]
 
 
 class _ECP5Synth:
@@ -63,51 +63,6 @@ def register_copies(m: Module, platform, value, copies: int, name: str) -> list:
                 p_SRMODE="LSR_OVER_CE", i_CLK=ClockSignal(), i_LSR=Const(0), i_DI=value, o_Q=q)
     else:
         m.d.sync += [q.eq(value) for q in out]
-    return out
-
-
-def register_copies_wide(m: Module, platform, value, copies: int, name: str) -> list:
-    """:func:`register_copies` of a value of any width: ``copies`` registers of ``value``'s width,
-    each loading it every cycle (not reset), for a word that fans out over a wide datapath (a
-    record selected by group parity, read by every feature's tree). On ECP5 a TRELLIS_FF per bit
-    and copy, as ``register_copies`` (yosys would merge them otherwise); elsewhere plain registers."""
-    value = Value.cast(value)
-    if not 1 <= copies <= 64:
-        raise ValueError(f"register_copies_wide takes 1..64 copies, got {copies!r}")
-    out = [Signal(len(value), name=f"{name}_c{i}", reset_less=True) for i in range(copies)]
-    if is_ecp5(platform):
-        bits = [register_copies(m, platform, value[k], copies, f"{name}_b{k}") for k in range(len(value))]
-        m.d.comb += [q.eq(Cat(b[i] for b in bits)) for i, q in enumerate(out)]
-    else:
-        m.d.sync += [q.eq(value) for q in out]
-    return out
-
-
-#: Global networks nextpnr-ecp5 lets drive fabric inputs (LUT, LSR, CE) as well as clocks: 8 of
-#: the 16, one of which the engine clock takes. A design asks for at most this many
-#: :func:`global_buffer` nets (the board's are counted in ``tests/test_ecp5.py``).
-FABRIC_GLOBALS = 7
-
-
-def global_buffer(m: Module, platform, value, name: str) -> Signal:
-    """The 1-bit ``value`` on one of the device's global networks: on an ECP5 platform through a
-    DCCA (the clock buffer nextpnr routes onto a global and from there to any slice's LSR, CE or
-    LUT inputs), elsewhere a plain alias. For a control bit with thousands of sinks (a clear or
-    an enable over a whole datapath), which through general routing took 15-22 ns at the board's
-    placement (docs/board.md, eighth pass), where the global adds nothing nextpnr times beyond
-    the route into the DCCA. Combinational, same cycle, on every platform.
-
-    nextpnr-ecp5 has :data:`FABRIC_GLOBALS` such networks besides the clock's; each call takes
-    one, so keep them for the nets that need them. (The board does not use it now: with the reset
-    and five datapath controls on globals, among the ninth pass's other splits, the board placed
-    and routed worse, and it did without the globals too; docs/board.md, ninth pass.)"""
-    if len(Value.cast(value)) != 1:
-        raise ValueError(f"global_buffer takes a 1-bit value, got {len(Value.cast(value))} bits")
-    out = Signal(name=name)
-    if is_ecp5(platform):
-        m.submodules[f"{name}_dcc"] = Instance("DCCA", i_CLKI=value, i_CE=Const(1), o_CLKO=out)
-    else:
-        m.d.comb += out.eq(value)
     return out
 
 
@@ -285,87 +240,37 @@ def _check_ram_depth(depth) -> None:
         raise ValueError(f"depth must be an int in 1..{SimpleDualPortRAM.MAX_DEPTH}, got {depth!r}")
 
 
-def simple_dual_port_ram(m: Module, platform, *, shape, depth: int, name: str, block: bool = True,
-                         ahead=False, banks: int = 1) -> SimpleNamespace:
+def simple_dual_port_ram(m: Module, platform, *, shape, depth: int, name: str, block: bool = True) -> SimpleNamespace:
     """:class:`SimpleDualPortRAM`'s RAM built straight into ``m`` (no module of its own): returns
     its ports (``w_en``, ``w_addr``, ``w_data``, ``r_addr``, ``r_data``) as signals of ``m``.
     ``block=False`` builds the plain Amaranth memory on ECP5 too, which yosys maps to LUT RAM
     (TRELLIS_DPR16X4) at the shallow depths used here.
 
-    ``ahead=True``: the caller drives ``w_en``, ``w_addr`` and ``r_addr`` a cycle early (the values
-    they are to have in the next cycle; ``w_data`` stays on time) and they are registered here
-    (``ahead="write"``: ``w_en`` and ``w_addr`` only, ``r_addr`` on time, shared by the banks),
-    ``banks`` copies of each (``register_copies``) for ``banks`` memories side by side, each a
-    slice of the row (``block=False`` only). As one LUT RAM of a wide row, each address bit drove
-    every one of its 384-512 DPR16X4 over the board, the longest net of seed 2's placement (21 ns,
-    docs/board.md, eighth pass); a copy per bank drives a few dozen. The copies are not reset: in
-    the cycle after a reset a write that was due still happens (its data is on time): users write
-    these RAMs' rows (clear or load) at every run's start before they read them. (Tried on the
-    board's G, q and model RAMs in the ninth pass, with other splits, and taken out again: that
-    netlist placed and routed worse; docs/board.md.)
-
     Users inside a big design take this: with a module per RAM, yosys 0.70's ABC9 failed an
     assertion reintegrating one of them in the board build ("count_id(wire->name) == 0" in
     ABC_OPS_REINTEGRATE, a module that is only wires and 43 DP16KD), though not alone."""
     _check_ram_depth(depth)
-    if ahead not in (False, True, "write"):
-        raise ValueError(f"ahead must be False, True or 'write', got {ahead!r}")
-    if not isinstance(banks, int) or banks < 1 or (banks > 1 and (block or not ahead)):
-        raise ValueError(f"banks must be an int >= 1, and > 1 only with ahead=True, block=False; got {banks!r}")
     width = Shape.cast(shape).width
     ports = SimpleNamespace(w_en=Signal(name=f"{name}_w_en"), w_addr=Signal(range(depth), name=f"{name}_w_addr"),
                             w_data=Signal(shape, name=f"{name}_w_data"), r_addr=Signal(range(depth), name=f"{name}_r_addr"),
                             r_data=Signal(shape, name=f"{name}_r_data"))
-    w_data, r_data = Value.cast(ports.w_data), Value.cast(ports.r_data)
-    early = Cat(ports.w_en, ports.w_addr, ports.r_addr if ahead is True else Cat())
-    on_time = Cat() if ahead is True else ports.r_addr
-    if not ahead and (block is False or not is_ecp5(platform)):
+    if not is_ecp5(platform) or not block:
         mem = m.submodules[name] = Memory(shape=shape, depth=depth, init=[])
         wp, rp = mem.write_port(), mem.read_port()
         m.d.comb += [wp.en.eq(ports.w_en), wp.addr.eq(ports.w_addr), wp.data.eq(ports.w_data),
                      rp.addr.eq(ports.r_addr), ports.r_data.eq(rp.data)]
         return ports
-    if not ahead:
-        _one_ram(m, platform, name, width, depth, block, Cat(early, on_time), w_data, r_data)
-        return ports
-    if banks == 1:
-        held = Signal(len(early), name=f"{name}_ctl", reset_less=True)
-        m.d.sync += held.eq(early)
-        _one_ram(m, platform, name, width, depth, block, Cat(held, on_time), w_data, r_data)
-        return ports
-    copies = [register_copies(m, platform, bit, banks, f"{name}_ctl{k}") for k, bit in enumerate(early)]
-    # slices of whole DPR16X4 (4 bits), as even as they come
-    cuts = [min(width, 4 * round(width * i / banks / 4)) for i in range(banks + 1)]
-    cuts[-1] = width
-    for i in range(banks):
-        lo, hi = cuts[i], cuts[i + 1]
-        if hi > lo:
-            _one_ram(m, platform, f"{name}_bank{i}", hi - lo, depth, block, Cat(*(c[i] for c in copies), on_time),
-                     w_data[lo:hi], r_data[lo:hi])
-    return ports
-
-
-def _one_ram(m, platform, name, width, depth, block, control, w_data, r_data):
-    """One RAM of ``width`` bits; ``control`` is Cat(w_en, w_addr, r_addr) as the RAM sees them."""
-    abits_port = len(Signal(range(depth)))
-    w_en = control[0]
-    w_addr_p, r_addr_p = control[1:1 + abits_port], control[1 + abits_port:1 + 2 * abits_port]
-    if not is_ecp5(platform) or not block:
-        mem = m.submodules[name] = Memory(shape=width, depth=depth, init=[])
-        wp, rp = mem.write_port(), mem.read_port()
-        m.d.comb += [wp.en.eq(w_en), wp.addr.eq(w_addr_p), wp.data.eq(w_data), rp.addr.eq(r_addr_p),
-                     r_data.eq(rp.data)]
-        return
+    w_data, r_data = Value.cast(ports.w_data), Value.cast(ports.r_data)
     slice_bits = SimpleDualPortRAM.SLICE
     abits = (SimpleDualPortRAM.MAX_DEPTH - 1).bit_length()
-    w_addr = Cat(w_addr_p, Const(0, abits - abits_port))
-    r_addr = Cat(r_addr_p, Const(0, abits - abits_port))
+    w_addr = Cat(ports.w_addr, Const(0, abits - len(ports.w_addr)))
+    r_addr = Cat(ports.r_addr, Const(0, abits - len(ports.r_addr)))
     for i, lo in enumerate(range(0, width, slice_bits)):
         n = min(slice_bits, width - lo)
         di = Cat(w_data[lo:lo + n], Const(0, slice_bits - n))
         do = Signal(slice_bits, name=f"{name}_do_{i}")
         m.d.comb += r_data[lo:lo + n].eq(do[:n])
-        pins = {f"i_ADA{k}": w_en for k in range(4)}          # byte enables
+        pins = {f"i_ADA{k}": ports.w_en for k in range(4)}          # byte enables
         pins["i_ADA4"] = 0
         pins.update({f"i_ADA{5 + k}": w_addr[k] for k in range(abits)})
         pins.update({f"i_ADB{k}": 0 for k in range(5)})
@@ -382,3 +287,4 @@ def _one_ram(m, platform, name, width, depth, block, control, w_data, r_data):
             i_CLKA=ClockSignal(), i_WEA=1, i_CEA=1, i_OCEA=0, i_RSTA=0, i_CSA0=0, i_CSA1=0, i_CSA2=0,
             i_CLKB=ClockSignal(), i_WEB=0, i_CEB=1, i_OCEB=1, i_RSTB=0, i_CSB0=0, i_CSB1=0, i_CSB2=0,
             **pins)
+    return ports

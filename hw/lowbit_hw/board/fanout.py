@@ -6,9 +6,9 @@ The woven board's routed critical paths have each been one such net, 15-22 ns of
 flip-flop to a few thousand sinks spread over the chip (docs/board.md, eighth and ninth passes):
 a reset, a clear, a select, a LUT RAM's address. ``make bitstream``'s yosys step keeps the
 hierarchy (``-noflatten``), so a net crosses module ports; this follows it through them to every
-primitive input it reaches and names it by its driver's side. Then split the worst: a global
-network for the few that reach thousands (``lowbit_hw.ecp5.global_buffer``), copies for the rest
-(``register_copies``, banked RAMs).
+primitive input it reaches and names it by its driver's side. Then split the worst, one at a
+time and measured (``lowbit_hw.ecp5.register_copies``; the ninth pass's globals and banked RAMs,
+tried all at once, placed worse: docs/board.md).
 """
 
 from __future__ import annotations
