@@ -23,6 +23,9 @@ from lowbit_hw.woven import WovenCore
 from test_core_train import check_against_golden, simulate
 
 SMALL = dict(line_bits=64, max_features=256)
+#: The ULX3S build's core (lowbit_hw.board.top.board_woven_core): G, q and the model in LUT RAM,
+#: G and q read in banks at cycle-early address copies.
+BOARD = dict(SMALL, l2=False, chebyshev=False, delayed=False, update_lanes=8, block_ram=False)
 
 
 def run_woven(problem, *, core_kw=SMALL, **kw):
@@ -58,8 +61,7 @@ def test_woven_core_without_chebyshev_or_l2_equals_golden(loss, bits):
     problem = make_problem(rows=12, features=40, bits=bits, batch=4, epochs=2, copies=2, seed=7 + bits,
                            layout="woven", loss=loss, step=0.2, model_in=_model(40, 7), start_minibatch=1,
                            max_minibatches=4)
-    check_against_golden(problem, *run_woven(problem, core_kw=dict(SMALL, l2=False, chebyshev=False, delayed=False,
-                                                                    update_lanes=8)))
+    check_against_golden(problem, *run_woven(problem, core_kw=BOARD))
 
 
 def test_woven_core_saturating_labels():
@@ -126,6 +128,7 @@ def test_woven_core_l2_is_a_checked_build_option():
     board = board_woven_core(line_bits=64, lanes=32, max_features=256)
     board._MustUse__silence = True
     assert board.built == WovenCore.built & ~Built.L2 & ~Built.CHEBYSHEV & ~Built.DELAYED
+    assert {k: getattr(board, k) for k in BOARD} == BOARD   # what the tests here run as "the board's build"
     no_cheb = WovenCore(**SMALL, chebyshev=False)
     no_cheb._MustUse__silence = True
     assert no_cheb.built == WovenCore.built & ~Built.CHEBYSHEV
@@ -251,8 +254,10 @@ def _reset_at_then_run(first_cfg, first_run_id, p, at, *, cycles):
 # first segment. Session 5's faster start (the model read at CHECK, the shorter schedule and
 # priming pass) moved these phases earlier; the cut points were not re-measured, so the ids
 # name the phases they were chosen for, and the resets now land at other moments of the start.
-@pytest.mark.parametrize("at", [60, 310, 350, 450], ids=["schedule", "loading", "priming", "segment"])
-def test_woven_core_reset_during_a_resumed_run_then_the_run_is_exact(at):
+@pytest.mark.parametrize("at,core_kw", [(60, SMALL), (310, SMALL), (350, SMALL), (450, SMALL), (350, BOARD),
+                                        (450, BOARD)],
+                         ids=["schedule", "loading", "priming", "segment", "board-priming", "board-segment"])
+def test_woven_core_reset_during_a_resumed_run_then_the_run_is_exact(at, core_kw):
     """RESET ``at`` cycles into a warm-started bounded run (the schedule, the model's load, the
     priming pass or the first segment): back to IDLE, and another run started then is exact (the
     aborted one had other START_MINIBATCH / MAX_MINIBATCHES, so nothing of its schedule survives)."""
@@ -262,7 +267,7 @@ def test_woven_core_reset_during_a_resumed_run_then_the_run_is_exact(at):
 
     first = dataclasses.replace(p.cfg, start_minibatch=2, max_minibatches=1)
     script = _reset_at_then_run(first, p.run_id, p, at, cycles=1000)
-    check_against_golden(p, *simulate(p, core_kw=SMALL, core_cls=WovenCore, script=script))
+    check_against_golden(p, *simulate(p, core_kw=core_kw, core_cls=WovenCore, script=script))
 
 
 # ------------------------------------------------------------------ logistic and hinge (issue 13)

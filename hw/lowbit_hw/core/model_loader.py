@@ -36,7 +36,8 @@ def model_loader(m: Module, *, line_bits: int, depth: int, start, line_valid, li
         raise ValueError(f"a model row of {ROW_ALIGN} words must be whole lines of {line_bits} bits")
     W, n = line_bits, ROW_ALIGN * 32 // line_bits
     out = SimpleNamespace(w_en=Signal(name="loader_w_en"), w_addr=Signal(range(depth), name="loader_w_addr"),
-                          w_data=Signal(data.ArrayLayout(signed(32), ROW_ALIGN), name="loader_w_data"))
+                          w_data=Signal(data.ArrayLayout(signed(32), ROW_ALIGN), name="loader_w_data",
+                                        reset_less=True))  # (data: written to the model only with w_en)
     row = out.w_data.as_value()
     part = Signal(range(n), name="loader_part")     # lines of the row taken so far
     addr = Signal(range(depth), name="loader_addr")  # the row being assembled

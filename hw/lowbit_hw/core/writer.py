@@ -50,7 +50,7 @@ class SnapshotWriter(wiring.Component):
         addr = Signal(CCIP_ADDR_BITS)
         left = Signal(32)
         row = Signal(range(self.row_beats_max))
-        buf = Signal(max(W, row_bits))
+        buf = Signal(max(W, row_bits), reset_less=True)   # data: read only in EMIT, after a load
         sub = Signal(range(max(2, L // P, P // L)))
         # "the last line" (left == 1) and "the row's last line" (sub == per - 1) are registers,
         # kept with left and sub: the handshake's enables then test two flip-flops, not a 32-bit

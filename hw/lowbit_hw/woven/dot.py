@@ -229,8 +229,12 @@ class WovenDotUnit(wiring.Component):
                             m.d.sync += [lb1.eq(lbc1), lbc1.eq(lbc1 + self.chunks)]
 
         # ---- t+1: model words arrive (synchronous read); register the line with them
-        p1 = dict(valid=Signal(), line=Signal(W), k=Signal(4), first=Signal(), last=Signal(),
-                  y=Signal(W), mask=Signal(S), fac0=Signal(), flast=Signal())
+        # Only ``valid`` is reset: the rest is read where ``valid`` says so (as the words, w2). On
+        # the dot unit's reset (rst | dp_rst, one LUT) they were ~1k more flip-flops, which made it
+        # one of the board's longest nets (docs/board.md, ninth and tenth passes).
+        p1 = dict(valid=Signal(), line=Signal(W, reset_less=True), k=Signal(4, reset_less=True),
+                  first=Signal(reset_less=True), last=Signal(reset_less=True), y=Signal(W, reset_less=True),
+                  mask=Signal(S, reset_less=True), fac0=Signal(reset_less=True), flast=Signal(reset_less=True))
         mask_now = Cat(rows_left > s for s in range(S))
         y_hold = Signal(W, reset_less=True)  # the group's labels, for its factors after the first
         with m.If(fire & label_line):
@@ -241,12 +245,12 @@ class WovenDotUnit(wiring.Component):
                      p1["fac0"].eq(f0), p1["flast"].eq(f_last)]
 
         def stage(prev, name):
-            nxt = {n: Signal.like(v, name=f"{name}_{n}") for n, v in prev.items()}
+            nxt = {n: Signal.like(v, name=f"{name}_{n}", reset_less=(n != "valid")) for n, v in prev.items()}
             m.d.sync += [nxt[n].eq(v) for n, v in prev.items()]
             return nxt
 
         p2 = stage(p1, "p2")
-        w2 = Signal(data.ArrayLayout(signed(32), CHUNK))
+        w2 = Signal(data.ArrayLayout(signed(32), CHUNK), reset_less=True)
         # With the words, their sums in pairs (shared by every row): a row's bits of features 2p
         # and 2p+1 pick one of {0, w[2p], w[2p+1], w[2p] + w[2p+1]}, so each row's tree adds 16
         # terms, not 32.
@@ -380,7 +384,7 @@ class _RecordQueue(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        slots = [Signal(self.layout, name=f"slot{i}") for i in range(2)]
+        slots = [Signal(self.layout, name=f"slot{i}", reset_less=True) for i in range(2)]  # data: `full` says
         full = Signal(2)
         head = Signal()  # slot read next
         tail = Signal()  # slot written next

@@ -10,7 +10,7 @@ from lowbit.contract.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, STEP_FRAC, r
 from lowbit.contract.golden import L2_SHIFT
 from lowbit.contract.format import MAX_BITS, ROW_ALIGN
 
-from ..ecp5 import PipelinedMul, register_copies, simple_dual_port_ram
+from ..ecp5 import PipelinedMul, global_buffer, register_copies, simple_dual_port_ram
 from .arith import add_levels, delay, register_all, sat32
 from .records import group_slots, residual_layout
 
@@ -23,6 +23,9 @@ CHUNK = ROW_ALIGN  # features per line
 #: group's read of that chunk, at uL' + 3, must come at uL + 9 or later: uL' - uL >= 6, and
 #: uL' - uL is the distance between the two group starts. 8 keeps two cycles in hand.
 GROUP_GAP = 8
+#: Banks of G's and q's rows as LUT RAM (``block_ram=False``), each read at its own copy of the
+#: read address (ecp5.simple_dual_port_ram(read_banks=...)): 256 of G's 2048 bits, 192 of q's 1536.
+RAM_READ_BANKS = 8
 
 
 def check_update_lanes(update_lanes, *, l2: bool) -> None:
@@ -120,8 +123,12 @@ class WovenGradientUnit(wiring.Component):
         # written (simple_dual_port_ram's one rule): G's read of a chunk comes >= 1 cycle after its
         # write (GROUP_GAP); q's is read only for a minibatch's groups, after the update that
         # wrote it has reached the model and the dot pass has read it (the dot interlock).
-        g_mem = simple_dual_port_ram(m, platform, shape=g_row, depth=C, name="g_mem", block=self.block_ram)
-        q_mem = simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="q_mem", block=self.block_ram)
+        # In LUT RAM, both are read at a cycle-early address, copied per bank (read_banks).
+        banks = 1 if self.block_ram else RAM_READ_BANKS
+        g_mem = simple_dual_port_ram(m, platform, shape=g_row, depth=C, name="g_mem", block=self.block_ram,
+                                     read_banks=banks)
+        q_mem = simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="q_mem", block=self.block_ram,
+                                     read_banks=banks)
         # nd_j = -rnd(L2 * w0_j, 17), the L2 term of the minibatch's model, written and read as q
         # is (the same rule holds: its writes come at most 2 cycles after q's); kept negated so
         # that it joins the correction tree, which is subtracted, as count * nd.
@@ -154,7 +161,9 @@ class WovenGradientUnit(wiring.Component):
         gap = Signal(range(GROUP_GAP + 1))
         # Two record slots by group parity: a group's record is still read by the pipeline's
         # tail when the next group is taken.
-        recs = [Signal(residual_layout(S), name=f"rec{i}") for i in range(2)]
+        # (data, not reset: a slot is read only for a group taken into it since; as ~500 flip-flops
+        # more on the unit's reset, rst | dp_rst, they made it one of the board's long nets)
+        recs = [Signal(residual_layout(S), name=f"rec{i}", reset_less=True) for i in range(2)]
         # With each record, the sums of its rows in pairs, d[2p] + d[2p+1]: a feature's bits in
         # rows 2p and 2p+1 then pick one of {0, d[2p], d[2p+1], d[2p] + d[2p+1]}, so the per-feature
         # tree adds S/2 terms, not S (and none at S = 2).
@@ -281,7 +290,7 @@ class WovenGradientUnit(wiring.Component):
                      u1["first"].eq(kk == top), u1["last"].eq(last_plane), u1["end"].eq(ends_mb),
                      u1["group_last"].eq(last_plane & last_chunk), u1["count"].eq(cur.count)]
         u2 = stage(u1, "u2")
-        line2 = Signal(W)
+        line2 = Signal(W, reset_less=True)   # (data: read where u2's valid says)
         m.d.sync += line2.eq(self.buf_data)
 
         # ---- u+3: partial sums over row pairs (two adder levels), odd-code counts (used at plane 0).
@@ -291,9 +300,14 @@ class WovenGradientUnit(wiring.Component):
         u3 = stage(u2, "u3")
         nodd_w = (S + 1).bit_length()
         nodd = [Signal(nodd_w, name=f"nodd_{f}", reset_less=True) for f in range(CHUNK)]
-        rec2 = Signal(residual_layout(S))
-        m.d.comb += rec2.eq(Mux(u2["parity"], recs[1], recs[0]))
-        pair2 = [Mux(u2["parity"], pairs[1][p], pairs[0][p]) for p in range(S // 2)]
+        # The group's operands, selected by its parity a cycle early (at u+1, registered): selected
+        # at u+2, the parity bit reached ~1k LUTs and the selected words every feature's tree, seed
+        # 3's critical path (20 ns of routing, docs/board.md, eighth pass). The slot cannot change
+        # between u+1 and u+2: it is written only when the group two later is taken.
+        rec2 = Signal(residual_layout(S), reset_less=True)
+        pair2 = [Signal(signed(51), name=f"pair2_{p}", reset_less=True) for p in range(S // 2)]
+        m.d.sync += [rec2.eq(Mux(u1["parity"], recs[1], recs[0]))]
+        m.d.sync += [pair2[p].eq(Mux(u1["parity"], pairs[1][p], pairs[0][p])) for p in range(S // 2)]
         parts = []
         for f in range(CHUNK):
             # (padding rows have d = 0, so their bits need no mask here; they do for n_odd)
@@ -302,7 +316,10 @@ class WovenGradientUnit(wiring.Component):
                          Mux(hit[2 * p], rec2.d[2 * p], 0)) for p in range(S // 2)]
             parts.append(register_all(m, add_levels(terms, 2), f"gpart_{f}"))
             m.d.sync += nodd[f].eq(sum(hit[s] & rec2.valid[s] for s in range(S)))
-        m.d.comb += [q_mem.r_addr.eq(u2["c"]), g_mem.r_addr.eq(u3["c"])]
+        if self.block_ram:
+            m.d.comb += [q_mem.r_addr.eq(u2["c"]), g_mem.r_addr.eq(u3["c"])]
+        else:  # (a cycle ahead: q's address is u2's chunk, G's u3's)
+            m.d.comb += [q_mem.r_addr_early.eq(u1["c"]), g_mem.r_addr_early.eq(u2["c"])]
         if self.with_l2:
             m.d.comb += d_mem.r_addr.eq(u2["c"])
 
@@ -350,9 +367,14 @@ class WovenGradientUnit(wiring.Component):
         # What G's RAM is written with: fin, or 0 while clearing and at the end of a minibatch.
         # Zeroed as a synchronous reset of its own register (free in an ECP5 flip-flop) rather
         # than by a 2048-bit mux on the write data.
-        clear_now = self.clear | clearing
+        # clear_now zeroes ~2.3k flip-flops (G's, q's and the model's write words), g_zero G's
+        # 2048 and go enables ~2.6k (g_rnd and w0's hold): each on a global network (a DCCA on
+        # ECP5, an alias elsewhere), where general routing took 15-22 ns at the board's placement
+        # (docs/board.md, eighth to tenth passes). No flip-flop is added.
+        clear_now = global_buffer(m, platform, self.clear | clearing, "clear_now")
+        g_zero = global_buffer(m, platform, clear_now | u6["end"], "g_zero")
         g_back = Signal(g_row, reset_less=True)
-        with m.If(clear_now | u6["end"]):
+        with m.If(g_zero):
             m.d.sync += g_back.eq(0)
         with m.Else():
             m.d.sync += g_back.eq(new_g)
@@ -380,7 +402,7 @@ class WovenGradientUnit(wiring.Component):
         upd_c = Signal(range(C + 1), reset_less=True)
         upd_last = Signal(reset_less=True)
         upd_count = Signal(range(S + 1), reset_less=True)
-        go = u7["valid"] & u7["end"]
+        go = global_buffer(m, platform, u7["valid"] & u7["end"], "go")
         # rnd(G, 15) and its sat32 in two stages (a 64-bit carry chain, then the range test)
         g_rnd = [Signal(signed(64 - CODE_FRAC + 1), name=f"g_rnd_{f}", reset_less=True) for f in range(CHUNK)]
         go2 = Signal()
