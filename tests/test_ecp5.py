@@ -11,7 +11,7 @@ from amaranth.sim import Simulator
 from amaranth import Elaboratable, Module, Signal, signed
 from amaranth.lib import data
 
-from lowbit_hw.ecp5 import (ECP5_SYNTH, Mul18, PipelinedMul, SimpleDualPortRAM, global_buffer, register_copies,
+from lowbit_hw.ecp5 import (ECP5_SYNTH, FABRIC_GLOBALS, Mul18, PipelinedMul, SimpleDualPortRAM, global_buffer, register_copies,
                              simple_dual_port_ram)
 
 
@@ -231,3 +231,13 @@ def test_a_read_banked_ram_gives_each_bank_its_own_address_copies_and_only_as_lu
         simple_dual_port_ram(m, None, shape=8, depth=4, name="x", read_banks=2)   # block RAM has none
     with pytest.raises(ValueError, match="read_banks"):
         simple_dual_port_ram(m, None, shape=8, depth=4, name="x", block=False, read_banks=0)
+
+
+def test_the_board_asks_for_no_more_global_networks_than_nextpnr_gives_the_fabric():
+    """nextpnr-ecp5 routes at most 8 globals to fabric inputs, one of them the engine clock's:
+    the board's core and its reset (ULX3SBoardTop) must not ask for more than FABRIC_GLOBALS."""
+    from lowbit_hw.board.top import board_woven_core
+
+    core = board_woven_core(line_bits=64, lanes=32, max_features=256)
+    in_core = rtlil.convert(core, platform=ECP5_SYNTH).count("cell \\DCCA ")
+    assert 1 <= in_core and in_core + 1 <= FABRIC_GLOBALS   # + 1: the board's reset
