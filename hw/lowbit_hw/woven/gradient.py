@@ -316,7 +316,7 @@ class WovenGradientUnit(wiring.Component):
                          Mux(hit[2 * p], rec2.d[2 * p], 0)) for p in range(S // 2)]
             parts.append(register_all(m, add_levels(terms, 2), f"gpart_{f}"))
             m.d.sync += nodd[f].eq(sum(hit[s] & rec2.valid[s] for s in range(S)))
-        if self.block_ram:
+        if banks == 1:
             m.d.comb += [q_mem.r_addr.eq(u2["c"]), g_mem.r_addr.eq(u3["c"])]
         else:  # (a cycle ahead: q's address is u2's chunk, G's u3's)
             m.d.comb += [q_mem.r_addr_early.eq(u1["c"]), g_mem.r_addr_early.eq(u2["c"])]
