@@ -11,8 +11,7 @@ from amaranth.sim import Simulator
 from amaranth import Elaboratable, Module, Signal, signed
 from amaranth.lib import data
 
-from lowbit_hw.ecp5 import (ECP5_SYNTH, FABRIC_GLOBALS, Mul18, PipelinedMul, SimpleDualPortRAM, global_buffer, register_copies,
-                             simple_dual_port_ram)
+from lowbit_hw.ecp5 import ECP5_SYNTH, FABRIC_GLOBALS, Mul18, PipelinedMul, SimpleDualPortRAM, global_buffer, register_copies
 
 
 @pytest.mark.parametrize("wa,wb,const", [(18, 18, 0), (18, 32, 0), (32, 33, 1 << 31), (17, 46, 0), (18, 56, 0),
@@ -168,69 +167,6 @@ def test_global_buffer_is_a_dcca_on_ecp5_and_takes_one_bit():
     m._MustUse__silence = True
     with pytest.raises(ValueError, match="1-bit"):
         global_buffer(m, None, Signal(2), "g")
-
-
-class _ReadBanked(Elaboratable):
-    """simple_dual_port_ram(block=False, read_banks=...) with its read address given a cycle ahead."""
-
-    def __init__(self, banks):
-        self.banks, self.ports = banks, None
-        self.w_en, self.w_addr, self.w_data = Signal(), Signal(range(5)), Signal(60)
-        self.r_addr_early, self.r_data = Signal(range(5)), Signal(60)
-
-    def elaborate(self, platform):
-        m = Module()
-        p = simple_dual_port_ram(m, platform, shape=60, depth=5, name="ram", block=False, read_banks=self.banks)
-        m.d.comb += [p.w_en.eq(self.w_en), p.w_addr.eq(self.w_addr), p.w_data.eq(self.w_data),
-                     p.r_addr_early.eq(self.r_addr_early), self.r_data.eq(p.r_data)]
-        return m
-
-
-@pytest.mark.parametrize("banks", [2, 8])
-def test_a_read_banked_ram_reads_a_cycle_after_its_early_address_what_was_written_before(banks):
-    """read_banks=N: the address given at t - 1 is read at t, and r_data at t + 1 holds that row as
-    written in cycles before t: the timing of the one-bank RAM read at r_addr = the address at t."""
-    dut = _ReadBanked(banks)
-    rng = random.Random(banks)
-    mirror = [0] * 5
-    bad = []
-
-    async def bench(ctx):
-        r_addr = 0          # the address the copies hold in this cycle (set a cycle ago)
-        for _ in range(200):
-            w_en, w_addr, nxt = rng.randrange(2), rng.randrange(5), rng.randrange(5)
-            if w_en and w_addr == r_addr:
-                w_en = 0
-            word = rng.getrandbits(60)
-            ctx.set(dut.w_en, w_en)
-            ctx.set(dut.w_addr, w_addr)
-            ctx.set(dut.w_data, word)
-            ctx.set(dut.r_addr_early, nxt)
-            expect = mirror[r_addr]
-            await ctx.tick()
-            if w_en:
-                mirror[w_addr] = word
-            if ctx.get(dut.r_data) != expect:
-                bad.append((r_addr, ctx.get(dut.r_data), expect))
-            r_addr = nxt
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    assert not bad[1:]      # (the first read is of the copies' stray reset-time address)
-
-
-def test_a_read_banked_ram_gives_each_bank_its_own_address_copies_and_only_as_lut_ram():
-    text = rtlil.convert(_ReadBanked(4), platform=ECP5_SYNTH, ports=[])
-    assert text.count("cell \\TRELLIS_FF ") == 4 * 3          # 3 address bits x 4 banks
-    assert text.count("cell \\DP16KD ") == 0
-    m = Module()
-    m._MustUse__silence = True
-    with pytest.raises(ValueError, match="read_banks"):
-        simple_dual_port_ram(m, None, shape=8, depth=4, name="x", read_banks=2)   # block RAM has none
-    with pytest.raises(ValueError, match="read_banks"):
-        simple_dual_port_ram(m, None, shape=8, depth=4, name="x", block=False, read_banks=0)
 
 
 def test_the_board_asks_for_no_more_global_networks_than_nextpnr_gives_the_fabric():

@@ -266,49 +266,20 @@ def _check_ram_depth(depth) -> None:
         raise ValueError(f"depth must be an int in 1..{SimpleDualPortRAM.MAX_DEPTH}, got {depth!r}")
 
 
-def simple_dual_port_ram(m: Module, platform, *, shape, depth: int, name: str, block: bool = True,
-                         read_banks: int = 1) -> SimpleNamespace:
+def simple_dual_port_ram(m: Module, platform, *, shape, depth: int, name: str, block: bool = True) -> SimpleNamespace:
     """:class:`SimpleDualPortRAM`'s RAM built straight into ``m`` (no module of its own): returns
     its ports (``w_en``, ``w_addr``, ``w_data``, ``r_addr``, ``r_data``) as signals of ``m``.
     ``block=False`` builds the plain Amaranth memory on ECP5 too, which yosys maps to LUT RAM
     (TRELLIS_DPR16X4) at the shallow depths used here.
 
-    ``read_banks=N`` (> 1, ``block=False`` only): the row is split into N memories side by side
-    (slices of whole DPR16X4, 4 bits), each read at its own copy of the read address
-    (``register_copies``), and the port is ``r_addr_early`` instead of ``r_addr``: the read
-    address **a cycle ahead**, which the copies register, so ``r_data`` keeps its timing. As one
-    LUT RAM of a wide row, each read address bit drove all of its 384-512 DPR16X4 across the
-    board, seed 2's critical path (21 ns of routing, docs/board.md, eighth pass); a copy drives
-    a bank's few dozen, for 3 x N flip-flops. The copies are not reset: in the cycle after a reset
-    the RAM may be read at a stray row, which no user takes (reads are used where a valid says).
-    The write port is shared by the banks.
-
     Users inside a big design take this: with a module per RAM, yosys 0.70's ABC9 failed an
     assertion reintegrating one of them in the board build ("count_id(wire->name) == 0" in
     ABC_OPS_REINTEGRATE, a module that is only wires and 43 DP16KD), though not alone."""
     _check_ram_depth(depth)
-    if not isinstance(read_banks, int) or read_banks < 1 or (read_banks > 1 and block):
-        raise ValueError(f"read_banks must be an int >= 1, and > 1 only with block=False; got {read_banks!r}")
     width = Shape.cast(shape).width
     ports = SimpleNamespace(w_en=Signal(name=f"{name}_w_en"), w_addr=Signal(range(depth), name=f"{name}_w_addr"),
-                            w_data=Signal(shape, name=f"{name}_w_data"), r_data=Signal(shape, name=f"{name}_r_data"))
-    if read_banks > 1:
-        ports.r_addr_early = Signal(range(depth), name=f"{name}_r_addr_early")
-        copies = [register_copies(m, platform, bit, read_banks, f"{name}_raddr{k}")
-                  for k, bit in enumerate(ports.r_addr_early)]
-        w_data, r_data = Value.cast(ports.w_data), Value.cast(ports.r_data)
-        # slices of whole DPR16X4 (4 bits), as even as they come
-        cuts = [min(width, 4 * round(width * i / read_banks / 4)) for i in range(read_banks)] + [width]
-        for i in range(read_banks):
-            lo, hi = cuts[i], cuts[i + 1]
-            if hi <= lo:
-                continue
-            mem = m.submodules[f"{name}_bank{i}"] = Memory(shape=hi - lo, depth=depth, init=[])
-            wp, rp = mem.write_port(), mem.read_port()
-            m.d.comb += [wp.en.eq(ports.w_en), wp.addr.eq(ports.w_addr), wp.data.eq(w_data[lo:hi]),
-                         rp.addr.eq(Cat(*(c[i] for c in copies))), r_data[lo:hi].eq(rp.data)]
-        return ports
-    ports.r_addr = Signal(range(depth), name=f"{name}_r_addr")
+                            w_data=Signal(shape, name=f"{name}_w_data"), r_addr=Signal(range(depth), name=f"{name}_r_addr"),
+                            r_data=Signal(shape, name=f"{name}_r_data"))
     if not is_ecp5(platform) or not block:
         mem = m.submodules[name] = Memory(shape=shape, depth=depth, init=[])
         wp, rp = mem.write_port(), mem.read_port()

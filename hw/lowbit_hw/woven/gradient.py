@@ -23,9 +23,6 @@ CHUNK = ROW_ALIGN  # features per line
 #: group's read of that chunk, at uL' + 3, must come at uL + 9 or later: uL' - uL >= 6, and
 #: uL' - uL is the distance between the two group starts. 8 keeps two cycles in hand.
 GROUP_GAP = 8
-#: Banks of G's and q's rows as LUT RAM (``block_ram=False``), each read at its own copy of the
-#: read address (ecp5.simple_dual_port_ram(read_banks=...)): 256 of G's 2048 bits, 192 of q's 1536.
-RAM_READ_BANKS = 8
 
 
 def check_update_lanes(update_lanes, *, l2: bool) -> None:
@@ -123,12 +120,8 @@ class WovenGradientUnit(wiring.Component):
         # written (simple_dual_port_ram's one rule): G's read of a chunk comes >= 1 cycle after its
         # write (GROUP_GAP); q's is read only for a minibatch's groups, after the update that
         # wrote it has reached the model and the dot pass has read it (the dot interlock).
-        # In LUT RAM, both are read at a cycle-early address, copied per bank (read_banks).
-        banks = 1 if self.block_ram else RAM_READ_BANKS
-        g_mem = simple_dual_port_ram(m, platform, shape=g_row, depth=C, name="g_mem", block=self.block_ram,
-                                     read_banks=banks)
-        q_mem = simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="q_mem", block=self.block_ram,
-                                     read_banks=banks)
+        g_mem = simple_dual_port_ram(m, platform, shape=g_row, depth=C, name="g_mem", block=self.block_ram)
+        q_mem = simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="q_mem", block=self.block_ram)
         # nd_j = -rnd(L2 * w0_j, 17), the L2 term of the minibatch's model, written and read as q
         # is (the same rule holds: its writes come at most 2 cycles after q's); kept negated so
         # that it joins the correction tree, which is subtracted, as count * nd.
@@ -316,10 +309,7 @@ class WovenGradientUnit(wiring.Component):
                          Mux(hit[2 * p], rec2.d[2 * p], 0)) for p in range(S // 2)]
             parts.append(register_all(m, add_levels(terms, 2), f"gpart_{f}"))
             m.d.sync += nodd[f].eq(sum(hit[s] & rec2.valid[s] for s in range(S)))
-        if banks == 1:
-            m.d.comb += [q_mem.r_addr.eq(u2["c"]), g_mem.r_addr.eq(u3["c"])]
-        else:  # (a cycle ahead: q's address is u2's chunk, G's u3's)
-            m.d.comb += [q_mem.r_addr_early.eq(u1["c"]), g_mem.r_addr_early.eq(u2["c"])]
+        m.d.comb += [q_mem.r_addr.eq(u2["c"]), g_mem.r_addr.eq(u3["c"])]
         if self.with_l2:
             m.d.comb += d_mem.r_addr.eq(u2["c"])
 
