@@ -9,7 +9,7 @@ from amaranth.lib import data
 
 from lowbit.contract.format import ROW_ALIGN
 
-from ..ecp5 import register_copies
+from ..ecp5 import global_buffer, register_copies
 
 __all__ = ["model_loader"]
 
@@ -43,11 +43,16 @@ def model_loader(m: Module, *, line_bits: int, depth: int, start, line_valid, li
     addr = Signal(range(depth), name="loader_addr")  # the row being assembled
     m.d.sync += out.w_en.eq(0)
     out.w_sel = register_copies(m, platform, ~start & line_valid & (part == n - 1), select_copies, "loader_w_sel")
+    # The row is data, written to the model only with w_en, and shifts on its own enable, which
+    # reaches all of its ~1k flip-flops: a global network (docs/board.md, tenth pass).
+    shift = global_buffer(m, platform, ~start & line_valid, "loader_shift")
+    with m.If(shift):
+        # the newest line enters at the top: after n lines, line i holds words i*W/32 ...
+        m.d.sync += row.eq(Cat(row[W:], line) if n > 1 else line)
     with m.If(start):
         m.d.sync += [part.eq(0), addr.eq(0)]
     with m.Elif(line_valid):
-        # the newest line enters at the top: after n lines, line i holds words i*W/32 ...
-        m.d.sync += [row.eq(Cat(row[W:], line) if n > 1 else line), part.eq(part + 1)]
+        m.d.sync += part.eq(part + 1)
         with m.If(part == n - 1):
             m.d.sync += [part.eq(0), out.w_en.eq(1), out.w_addr.eq(addr), addr.eq(addr + 1)]
     return out

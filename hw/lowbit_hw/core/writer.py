@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from amaranth import Module, Signal, signed
+from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from lowbit.contract.format import RECORD_BYTES
 
 from ..ccip import CCIP_ADDR_BITS
+from ..ecp5 import global_buffer
 from ..interfaces import write_request_layout
 
 __all__ = ["SnapshotWriter", "RecordWriter"]
@@ -51,6 +52,10 @@ class SnapshotWriter(wiring.Component):
         left = Signal(32)
         row = Signal(range(self.row_beats_max))
         buf = Signal(max(W, row_bits), reset_less=True)   # data: read only in EMIT, after a load
+        # (L >= P) buf loads a row or shifts its next line down: the enable reaches every bit of
+        # buf and the load/shift select as many LUTs (~1k each at the board's 32 x 32-bit rows),
+        # so both are on global networks (ecp5.global_buffer; docs/board.md, tenth pass)
+        buf_load, buf_shift = Signal(), Signal()
         sub = Signal(range(max(2, L // P, P // L)))
         # "the last line" (left == 1) and "the row's last line" (sub == per - 1) are registers,
         # kept with left and sub: the handshake's enables then test two flip-flops, not a 32-bit
@@ -72,7 +77,7 @@ class SnapshotWriter(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += row.eq(row + 1)
                 if L >= P:
-                    m.d.sync += buf.eq(self.model_data.as_value())
+                    m.d.comb += buf_load.eq(1)
                     m.next = "EMIT"
                 else:  # shift rows in from the top: after P/L rows the first is at bit 0
                     m.d.sync += [buf.eq((buf >> row_bits) | (self.model_data.as_value() << (W - row_bits))),
@@ -95,14 +100,20 @@ class SnapshotWriter(wiring.Component):
                     with m.Else():
                         if L >= P and per > 1:
                             with m.If(sub_last):  # model_data is the next row since the row's 2nd cycle
-                                m.d.sync += [sub.eq(0), sub_last.eq(0), buf.eq(self.model_data.as_value()),
-                                             row.eq(row + 1)]
+                                m.d.comb += buf_load.eq(1)
+                                m.d.sync += [sub.eq(0), sub_last.eq(0), row.eq(row + 1)]
                             with m.Else():
-                                m.d.sync += [sub.eq(sub + 1), sub_last.eq(sub == per - 2), buf.eq(buf >> W)]
+                                m.d.comb += buf_shift.eq(1)
+                                m.d.sync += [sub.eq(sub + 1), sub_last.eq(sub == per - 2)]
                         elif L >= P:
                             m.next = "CAPTURE"  # model_addr has shown the next row for a cycle
                         else:
                             m.next = "READ"
+        if L >= P:
+            load = global_buffer(m, platform, buf_load, "snap_load")
+            move = global_buffer(m, platform, buf_load | buf_shift, "snap_move")
+            with m.If(move):
+                m.d.sync += buf.eq(Mux(load, self.model_data.as_value(), buf >> W))
         return m
 
 

@@ -324,7 +324,9 @@ class WovenGradientUnit(wiring.Component):
                      for f in range(CHUNK)] if self.with_l2 else [[] for _ in range(CHUNK)])
         cterms = [register_all(m, add_levels([Mux(nodd[f][i], q_mem.r_data[f] << i, 0) for i in range(nodd_w)]
                                              + l2_terms[f], 2), f"corr4_{f}") for f in range(CHUNK)]
-        m0r4 = Mux(u4["parity"], recs[1].m0r, recs[0].m0r)
+        # (m0 r selected a cycle early too, registered: the slot cannot change between u+3 and u+4)
+        m0r4 = Signal(signed(56), name="m0r4", reset_less=True)
+        m.d.sync += m0r4.eq(Mux(u3["parity"], recs[1].m0r, recs[0].m0r))
         gm = [Signal(signed(64), name=f"gm5_{f}", reset_less=True) for f in range(CHUNK)]
         m.d.sync += [gm[f].eq(g_mem.r_data[f] + m0r4) for f in range(CHUNK)]
 
