@@ -293,14 +293,9 @@ class WovenGradientUnit(wiring.Component):
         u3 = stage(u2, "u3")
         nodd_w = (S + 1).bit_length()
         nodd = [Signal(nodd_w, name=f"nodd_{f}", reset_less=True) for f in range(CHUNK)]
-        # The group's operands, selected by its parity a cycle early (at u+1, registered): selected
-        # at u+2, the parity bit reached ~1k LUTs and the selected words every feature's tree, seed
-        # 3's critical path (20 ns of routing, docs/board.md, eighth pass). The slot cannot change
-        # between u+1 and u+2: it is written only when the group two later is taken.
-        rec2 = Signal(residual_layout(S), reset_less=True)
-        pair2 = [Signal(signed(51), name=f"pair2_{p}", reset_less=True) for p in range(S // 2)]
-        m.d.sync += [rec2.eq(Mux(u1["parity"], recs[1], recs[0]))]
-        m.d.sync += [pair2[p].eq(Mux(u1["parity"], pairs[1][p], pairs[0][p])) for p in range(S // 2)]
+        rec2 = Signal(residual_layout(S))
+        m.d.comb += rec2.eq(Mux(u2["parity"], recs[1], recs[0]))
+        pair2 = [Mux(u2["parity"], pairs[1][p], pairs[0][p]) for p in range(S // 2)]
         parts = []
         for f in range(CHUNK):
             # (padding rows have d = 0, so their bits need no mask here; they do for n_odd)
@@ -324,9 +319,7 @@ class WovenGradientUnit(wiring.Component):
                      for f in range(CHUNK)] if self.with_l2 else [[] for _ in range(CHUNK)])
         cterms = [register_all(m, add_levels([Mux(nodd[f][i], q_mem.r_data[f] << i, 0) for i in range(nodd_w)]
                                              + l2_terms[f], 2), f"corr4_{f}") for f in range(CHUNK)]
-        # (m0 r selected a cycle early too, registered: the slot cannot change between u+3 and u+4)
-        m0r4 = Signal(signed(56), name="m0r4", reset_less=True)
-        m.d.sync += m0r4.eq(Mux(u3["parity"], recs[1].m0r, recs[0].m0r))
+        m0r4 = Mux(u4["parity"], recs[1].m0r, recs[0].m0r)
         gm = [Signal(signed(64), name=f"gm5_{f}", reset_less=True) for f in range(CHUNK)]
         m.d.sync += [gm[f].eq(g_mem.r_data[f] + m0r4) for f in range(CHUNK)]
 
