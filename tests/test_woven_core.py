@@ -19,13 +19,13 @@ from lowbit.contract.losses import label_signs
 from lowbit.contract.quant import levels_to_fixed
 from lowbit.contract.registers import MAX_DEGREE, Built, ErrorCode, Estimator, Loss, State
 from lowbit_hw.core import TrainingCore
+from lowbit_hw.board.top import BOARD_CORE_OPTIONS
 from lowbit_hw.woven import WovenCore
 from test_core_train import check_against_golden, simulate
 
 SMALL = dict(line_bits=64, max_features=256)
-#: The ULX3S build's core (lowbit_hw.board.top.board_woven_core): G, q and the model in LUT RAM,
-#: G and q read in banks at cycle-early address copies.
-BOARD = dict(SMALL, l2=False, chebyshev=False, delayed=False, update_lanes=8, block_ram=False)
+#: The ULX3S build's core (lowbit_hw.board.top.board_woven_core) at the small size.
+BOARD = dict(SMALL, **BOARD_CORE_OPTIONS)
 
 
 def run_woven(problem, *, core_kw=SMALL, **kw):

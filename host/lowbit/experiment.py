@@ -36,6 +36,8 @@ from .data import BLOCK_VALUES, Dataset, DrawnRows, row_blocks
 #: 42.5 MHz: ``make bitstream`` on the woven board (the eighth pass's board core), 2026-12-02, seed 1,
 #: the bitstream's seed (routed 42.46 MHz; seeds 2 / 3 45.64 / 47.99 MHz; docs/board.md). It was
 #: 57.4 MHz, the older planes-core board build's fmax, until the benchmarks were re-run at 42.5.
+#: The board core has changed since (tenth pass: one seed routed at 54.5 MHz in a trial); the
+#: constant moves only when ``make bitstream`` itself is run on it.
 MEASURED_FMAX_MHZ = 42.5
 #: The anchor's clock (ZipML-XeonFPGA's HARP user clock, 200 MHz). Never a default: any figure at
 #: this clock must be labelled an assumption, next to the one at MEASURED_FMAX_MHZ.

@@ -17,7 +17,11 @@ from ..ecp5 import global_buffer
 from .bridge import BridgedAFU
 from .uart import UART
 
-__all__ = ["ULX3SBoardTop", "pll_parameters"]
+__all__ = ["BOARD_CORE_OPTIONS", "ULX3SBoardTop", "board_woven_core", "pll_parameters"]
+
+#: The WovenCore options of the board's build (``board_woven_core`` says why each): the one place
+#: the tests take "the board's build" from.
+BOARD_CORE_OPTIONS = dict(l2=False, chebyshev=False, delayed=False, update_lanes=8, block_ram=False)
 
 
 def board_woven_core(*, line_bits, lanes, max_features):
@@ -28,11 +32,11 @@ def board_woven_core(*, line_bits, lanes, max_features):
     more TRELLIS_COMB and placed at an estimated 37.8 MHz against 55.9 (docs/board.md, fifth
     pass). Its BUILT register says so: such runs are refused. Nor pipelined SGD (``delayed=False``:
     2 group slots), and the update takes a quarter chunk a cycle (``update_lanes=8``: 89 MULT18X18D
-    of the 85F's 156 instead of 153; docs/board.md, seventh pass)."""
+    of the 85F's 156 instead of 153; docs/board.md, seventh pass), and G, q and the model are in
+    LUT RAM (``block_ram=False``: block RAM routed worse, fourth pass)."""
     from ..woven import WovenCore
 
-    return WovenCore(line_bits=line_bits, max_features=max_features, l2=False, chebyshev=False, delayed=False,
-                     update_lanes=8, block_ram=False)
+    return WovenCore(line_bits=line_bits, max_features=max_features, **BOARD_CORE_OPTIONS)
 
 
 def pll_parameters(f_in_mhz: float, f_out_mhz: float) -> dict:
