@@ -273,7 +273,7 @@ def reroute(out: Path, device: str, package: str, speed: str, seed: int,
 
 def pack_bitstream(out: Path, config: str) -> None:
     """ecppack a routed configuration into the build's bitstream (as the build script does)."""
-    subprocess.run([os.environ.get("ECPPACK", "yowasp-ecppack"), "--compress", "--input", config,
+    subprocess.run([os.environ.get("ECPPACK", "yowasp-ecppack"), "--compress", "--input", str(Path(config).resolve()),
                     "--bit", f"{NAME}.bit", "--svf", f"{NAME}.svf"], cwd=out, check=True)
 
 
@@ -368,6 +368,9 @@ def main(argv=None) -> int:
     ap.add_argument("--more-seeds", type=int, nargs="*", default=[2, 3],
                     help="seeds placed and routed on the same netlist for their fmax, beside the bitstream's")
     ap.add_argument("--no-synth-512", action="store_true", help="skip the 512-bit synthesis-only size")
+    ap.add_argument("--finish-only", action="store_true",
+                    help="do not place or route: finish the build in --out from the seeds its report.json "
+                         "already holds (pack the fastest seed's bitstream, the 512-bit size, the report)")
     ap.add_argument("--route-minutes", type=_positive_minutes, default=DEFAULT_ROUTE_MINUTES,
                     help="stop each nextpnr run after this many minutes and report how far it got "
                          "(default: %(default)s)")
@@ -376,6 +379,14 @@ def main(argv=None) -> int:
     from lowbit_hw.toolchain import setup_env
 
     setup_env()
+    if args.finish_only:
+        saved = args.out / "report.json"
+        if not saved.exists():
+            print(f"error: --finish-only needs the report.json of a build in {args.out}", file=sys.stderr)
+            return 2
+        rep = json.loads(saved.read_text())
+        rep.pop("synth_512", None)
+        return finish(args.out, rep, synth_512=not args.no_synth_512)
     params = load_constraints(args.constraints)
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"building {NAME} in {args.out} (yosys + nextpnr-ecp5 + ecppack; several minutes)...", flush=True)
@@ -424,24 +435,33 @@ def main(argv=None) -> int:
                     print(f"seed {sd}: {str(exc).splitlines()[0]}", flush=True)
                     rep["seeds"].append(failed_record(sd, exc, args.out / f"{NAME}_seed{sd}.tim"))
             (args.out / "report.json").write_text(json.dumps(rep, indent=2))
+    return finish(args.out, rep, synth_512=not args.no_synth_512, route_minutes=args.route_minutes)
+
+
+def finish(out: Path, rep: dict, *, synth_512: bool, route_minutes: float | None = None) -> int:
+    """After the seeds: pack the fastest seed's routing into the bitstream (the bitstream's seed's
+    own build script packed it already), add the 512-bit synthesis-only size, write and print the
+    report. Returns the exit status: 1 if no seed routed."""
     best = fastest_run([rep["board"]] + rep.get("seeds", []))
     if best is not None:
         if best is not rep["board"]:
             print(f"packing seed {best['seed']}'s routing, the fastest, into {NAME}.bit...", flush=True)
-            pack_bitstream(args.out, best["config"])
-        rep["bitstream_seed"], rep["bitstream_path"] = best["seed"], str(args.out / f"{NAME}.bit")
+            pack_bitstream(out, best["config"])
+        rep["bitstream_seed"], rep["bitstream_path"] = best["seed"], str(out / f"{NAME}.bit")
         if not rep["board"].get("utilization"):  # the size is the netlist's, whichever seed
             rep["board"]["utilization"] = best.get("utilization") or best["progress"]["utilization"]
-    if not args.no_synth_512:
+    (out / "report.json").write_text(json.dumps(rep, indent=2))
+    if synth_512:
         print("synthesising the 512-bit / 32-lane / 8192-feature woven AFU (synthesis only)...", flush=True)
-        rep["synth_512"] = synth_size(args.out / "synth512")
+        rep["synth_512"] = synth_size(out / "synth512")
     text = render(rep)
-    (args.out / "report.json").write_text(json.dumps(rep, indent=2))
-    (args.out / "report.txt").write_text(text)
+    (out / "report.json").write_text(json.dumps(rep, indent=2))
+    (out / "report.txt").write_text(text)
     print(text, end="")
-    print(f"saved {args.out / 'report.txt'} and report.json")
+    print(f"saved {out / 'report.txt'} and report.json")
     if best is None:
-        print(f"error: no seed routed (within {args.route_minutes:g} minutes each): no bitstream", file=sys.stderr)
+        budget = f" (within {route_minutes:g} minutes each)" if route_minutes else ""
+        print(f"error: no seed routed{budget}: no bitstream", file=sys.stderr)
         return 1
     return 0
 
