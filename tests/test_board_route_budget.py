@@ -130,6 +130,14 @@ def test_a_failed_run_is_recorded_with_its_error_and_how_far_it_got(tmp_path):
     assert rec["utilization"]["TRELLIS_COMB"]["used"] == 58741 and rec["progress"]["phase"] == "routing"
 
 
+def test_a_crash_without_an_error_line_is_recorded_by_its_last_line(tmp_path):
+    crash = RuntimeError("seed 1: sh failed (exit 1):\nInfo: initialising bels...\nTraceback (most recent call last):\n"
+                         "wasmtime._trap.Trap: error while executing\n\nCaused by:\n    thrown Wasm exception\n")
+    assert failed_record(1, crash, tmp_path / "none.tim")["failed"] == "thrown Wasm exception"
+    assert failed_record(2, RuntimeError("seed 2: sh failed (exit 1):\n"), tmp_path / "none.tim")["failed"] == \
+        "seed 2: sh failed (exit 1):"
+
+
 def test_the_bitstream_is_the_fastest_seed_that_routed():
     runs = [{"seed": 1, "fmax": {}, "failed": DCCA_ERROR}, {"seed": 2, "fmax": _fmax(54.52)},
             {"seed": 3, "fmax": _fmax(45.49)}, {"seed": 4, "fmax": {}, "not_routed_minutes": 120}]

@@ -146,9 +146,12 @@ class NotRouted(RuntimeError):
 
 def failed_record(seed: int, exc: Exception, log: Path) -> dict:
     """The report's entry for a run whose tool failed (say, nextpnr could not route an arc): no
-    fmax, how far it got, and the tool's first ERROR line."""
+    fmax, how far it got, and what the tool said: its first ERROR line, or its last line."""
     lines = str(exc).splitlines() or [type(exc).__name__]
-    error = next((ln.strip() for ln in lines if ln.startswith("ERROR")), lines[0])
+    # nextpnr's own ERROR line; else the output's last line (a crash of the tool itself, say a
+    # trap of its WebAssembly build, prints no ERROR); else the headline
+    output = [ln.strip() for ln in lines[1:] if ln.strip()]
+    error = next((ln for ln in output if ln.startswith("ERROR")), output[-1] if output else lines[0])
     progress = nextpnr_progress(log)
     return {"seed": seed, "fmax": {}, "utilization": progress["utilization"], "progress": progress, "failed": error}
 
