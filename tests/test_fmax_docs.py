@@ -67,8 +67,9 @@ def test_speedup_doc_is_at_the_measured_clock():
 
 
 def _report(fmax: dict) -> dict:
-    return {"board": {"bitstream": "x.bit", "seconds": 1.0, "params": {"lanes": 4}, "utilization": {},
-                      "fmax": {k: {"achieved_mhz": v, "target_mhz": 50.0} for k, v in fmax.items()}}}
+    return {"board": {"seed": 1, "seconds": 1.0, "params": {"lanes": 4}, "utilization": {},
+                      "fmax": {k: {"achieved_mhz": v, "target_mhz": 50.0} for k, v in fmax.items()}},
+            "bitstream_seed": 1, "bitstream_path": "x.bit"}
 
 
 def test_bitstream_report_prints_the_line_that_sets_the_constant():

@@ -250,7 +250,7 @@ def build_board(out: Path, params: dict, seed: int = 1, minutes: float | None = 
     run_watched(["sh", f"build_{NAME}.sh"], out, out / f"{NAME}.tim", f"seed {seed}", minutes)
     seconds = time.monotonic() - t0
     rep = parse_nextpnr_report(out / f"{NAME}_report.json")
-    rep.update(bitstream=str(out / f"{NAME}.bit"), seconds=round(seconds, 1), params=params, seed=seed,
+    rep.update(seconds=round(seconds, 1), params=params, seed=seed,
                device=(platform._nextpnr_device_options[platform.device][2:],
                        platform._nextpnr_package_options[platform.package].upper(), platform.speed),
                critical_path=critical_path(out / f"{NAME}.tim"),
@@ -312,15 +312,11 @@ def synth_size(out: Path, line_bits=512, lanes=32, max_features=8192, core="wove
 def render(rep: dict) -> str:
     b = rep["board"]
     runs = [b] + rep.get("seeds", [])
-    # (reports written before the bitstream came from the fastest seed have no "bitstream_seed":
-    # theirs is the board run's)
-    if "bitstream_seed" in rep:
-        chosen = next((r for r in runs if r.get("seed") == rep["bitstream_seed"]), None)
-    else:
-        chosen = b if b.get("bitstream") else None
-    chosen_seed = chosen.get("seed", "?") if chosen is not None else None
+    # the bitstream's seed and path are the report's (finish() sets them), not any run's
+    chosen_seed = rep.get("bitstream_seed")
+    chosen = next((r for r in runs if chosen_seed is not None and r.get("seed") == chosen_seed), None)
     if chosen is not None:
-        head = f"{rep.get('bitstream_path', b.get('bitstream'))} (seed {chosen_seed}"
+        head = f"{rep['bitstream_path']} (seed {chosen_seed}"
         head += (f", the fastest of seeds {', '.join(str(r.get('seed', '?')) for r in runs)})" if len(runs) > 1 else ")")
         if b.get("seconds"):
             head += f"; {b['seconds']} s for seed {b.get('seed', '?')}'s build"
@@ -416,29 +412,26 @@ def main(argv=None) -> int:
                           plat._nextpnr_package_options[plat.package].upper(), plat.speed)
                 print(f"placing seeds {args.more_seeds} beside it for their fmax...", flush=True)
                 seeds = [pool.submit(reroute, args.out, *device, sd, args.route_minutes) for sd in args.more_seeds]
-        # A seed that ran out of time or failed (nextpnr could not route an arc) is reported as
-        # such, and loses none of the others.
-        try:
-            rep = {"board": board.result()}
-        except NotRouted as exc:  # no bitstream from this seed, but what the run got to is the report
-            rep = {"board": {**exc.record(args.seed), "bitstream": None, "params": params, "seconds": None}}
-        except RuntimeError as exc:
-            print(f"seed {args.seed}: {str(exc).splitlines()[0]}", flush=True)
-            rep = {"board": {**failed_record(args.seed, exc, args.out / f"{NAME}.tim"), "bitstream": None,
-                             "params": params, "seconds": None}}
+        rep = {"board": outcome(board, args.seed, args.out / f"{NAME}.tim")}
+        rep["board"].setdefault("params", params)
         (args.out / "report.json").write_text(json.dumps(rep, indent=2))
         if seeds:
-            rep["seeds"] = []
-            for sd, f in zip(args.more_seeds, seeds):
-                try:
-                    rep["seeds"].append(f.result())
-                except NotRouted as exc:
-                    rep["seeds"].append(exc.record(sd))
-                except RuntimeError as exc:
-                    print(f"seed {sd}: {str(exc).splitlines()[0]}", flush=True)
-                    rep["seeds"].append(failed_record(sd, exc, args.out / f"{NAME}_seed{sd}.tim"))
+            rep["seeds"] = [outcome(f, sd, args.out / f"{NAME}_seed{sd}.tim") for sd, f in zip(args.more_seeds, seeds)]
             (args.out / "report.json").write_text(json.dumps(rep, indent=2))
     return finish(args.out, rep, synth_512=not args.no_synth_512, route_minutes=args.route_minutes)
+
+
+def outcome(run, seed: int, log: Path) -> dict:
+    """A seed's report entry from its future: its result, or, if it ran out of time or its tool
+    failed (nextpnr could not route an arc), what it got to; one seed's end loses none of the others."""
+    try:
+        return run.result()
+    except NotRouted as exc:
+        return exc.record(seed)
+    except RuntimeError as exc:
+        rec = failed_record(seed, exc, log)
+        print(f"seed {seed}: FAILED: {rec['failed']}", flush=True)
+        return rec
 
 
 def finish(out: Path, rep: dict, *, synth_512: bool, route_minutes: float | None = None) -> int:
