@@ -5,7 +5,6 @@ reported as not routed, with how far it got, instead of a bitstream or an fmax."
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import textwrap
@@ -187,37 +186,6 @@ def test_route_minutes_must_be_a_positive_number(value, capsys):
         build.main(["--route-minutes", value, "--out", "/nonexistent/never-made"])
     assert info.value.code == 2
     assert "--route-minutes takes a positive number of minutes" in capsys.readouterr().err
-
-
-def test_finish_only_packs_the_fastest_seed_of_a_saved_build(tmp_path, monkeypatch, capsys):
-    """`--finish-only` completes a build whose seeds ran (say, one stopped after routing) from its
-    report.json: the fastest seed's routing is packed into the bitstream and the report written."""
-    (tmp_path / "lowbit_ulx3s_seed2.config").write_text("routed configuration of seed 2")
-    packer = tmp_path / "fake_ecppack.py"
-    packer.write_text(textwrap.dedent("""\
-        import sys
-        args = sys.argv[1:]
-        cfg, bit = args[args.index("--input") + 1], args[args.index("--bit") + 1]
-        open(bit, "w").write("bitstream of " + open(cfg).read())
-        """))
-    fake = tmp_path / "ecppack"
-    fake.write_text(f"#!/bin/sh\nexec {sys.executable} {packer} \"$@\"\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("ECPPACK", str(fake))
-    progress = {"phase": "routed", "estimate_mhz": {}, "overused": [], "utilization": {}}
-    saved = {"board": {"bitstream": None, "seed": 1, "params": {"core": "woven"}, "fmax": {}, "seconds": None,
-                       "utilization": {"TRELLIS_COMB": {"used": 58854, "available": 83640}},
-                       "progress": progress, "failed": DCCA_ERROR},
-             "seeds": [{"seed": 2, "fmax": _fmax(54.52), "progress": progress,
-                        "config": str(tmp_path / "lowbit_ulx3s_seed2.config")},
-                       {"seed": 3, "fmax": _fmax(45.49), "progress": progress,
-                        "config": str(tmp_path / "lowbit_ulx3s_seed3.config")}]}
-    (tmp_path / "report.json").write_text(json.dumps(saved))
-    assert build.main(["--out", str(tmp_path), "--finish-only", "--no-synth-512"]) == 0
-    assert (tmp_path / "lowbit_ulx3s.bit").read_text() == "bitstream of routed configuration of seed 2"
-    text = (tmp_path / "report.txt").read_text()
-    assert "(seed 2, the fastest of seeds 1, 2, 3)" in text and "MEASURED_FMAX_MHZ = 54.5" in text
-    assert json.loads((tmp_path / "report.json").read_text())["bitstream_seed"] == 2
 
 
 def test_finish_only_needs_a_saved_build(tmp_path, capsys):

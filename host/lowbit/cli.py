@@ -149,6 +149,9 @@ def _add_training_args(p: argparse.ArgumentParser, *, demo: bool = False):
                    help="save the final models (normalised and original units) to this .npz")
     p.add_argument("--socket", default=None, help="attach to a running simulator (make sim-server)")
     p.add_argument("--port", default=None, help="serial port of the ULX3S board (--backend serial)")
+    p.add_argument("--baud", type=_baud, default=1_000_000,
+                   help="the board's UART rate (--backend serial; make bitstream's report says it: "
+                        "default %(default)s)")
 
 
 def _add_scaleout_args(p: argparse.ArgumentParser):
@@ -211,10 +214,20 @@ def _device_options(args) -> dict:
     if args.backend == "serial":
         if not args.port:
             raise ValueError("--backend serial needs --port (e.g. /dev/ttyUSB0)")
-        return {"port": args.port}
+        return {"port": args.port, "baud": args.baud}
     if args.socket:
         return {"socket": args.socket}
     return dict(SIM_ENGINES[_sim_engine(args)])
+
+
+def _baud(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"--baud takes a positive whole number of bits per second, got {text!r}")
+    return v
 
 
 def _sim_engine(args) -> str:
@@ -545,6 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("sim", "serial"), default="sim")
     p.add_argument("--socket", default=None, help="attach to a running simulator (make sim-server)")
     p.add_argument("--port", default=None, help="serial port of the ULX3S board (--backend serial)")
+    p.add_argument("--baud", type=_baud, default=1_000_000,
+                   help="the board's UART rate (--backend serial; make bitstream's report says it: "
+                        "default %(default)s)")
     p.add_argument("--engine", choices=tuple(SIM_ENGINES), default="woven",
                    help="simulated engine to build and open (default: %(default)s)")
     p.set_defaults(func=cmd_info)

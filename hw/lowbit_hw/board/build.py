@@ -6,7 +6,9 @@ NEXTPNR_ECP5 / ECPPACK), never programming the board. Then synthesises (yosys ``
 no place and route) the full 512-bit / 32-lane / 8192-feature woven AFU for its size. The netlist
 is placed and routed once per seed (``--seed`` and ``--more-seeds``, side by side); the fmax of
 every seed is reported, a seed that failed or ran out of time says so, and the bitstream is packed
-from the seed that routed fastest: its fmax is the ``MEASURED_FMAX_MHZ`` line. Prints and saves
+from the seed that routed fastest: its fmax is the ``MEASURED_FMAX_MHZ`` line. If that fmax missed
+the constraint, the bitstream's PLL is set below it (:mod:`.retime`), so that the board runs at a
+clock its routing met. Prints and saves
 ``report.txt`` and ``report.json`` in the output folder.
 """
 
@@ -348,6 +350,15 @@ def render(rep: dict) -> str:
                   "  " + fmax_constant_line(engine_fmax_mhz(chosen["fmax"]))]
     except ValueError as exc:
         lines += ["", f"no MEASURED_FMAX_MHZ line: {exc}"]
+    if chosen is not None:
+        rc, target = rep.get("run_clock"), b["params"].get("engine_mhz")
+        if rc:
+            lines += ["", f"bitstream clock: {rc['mhz']:.2f} MHz, the PLL set below seed {chosen_seed}'s fmax "
+                          f"{rc['fmax_mhz']:.1f} MHz less {100 * rc['margin']:g} % (the {target:g} MHz constraint "
+                          f"was not met: the board must not run at it); UART {rc['baud']} baud:",
+                      f"  lowbit train --backend serial --port PORT --baud {rc['baud']} ..."]
+        elif target is not None and run_fmax_mhz(chosen) >= target:
+            lines += ["", f"bitstream clock: {target:g} MHz (the constraint, met); UART {b['params']['baud']} baud"]
     if chosen is not None and chosen.get("critical_path"):
         cp = chosen["critical_path"]
         cp = cp if len(cp) <= 24 else cp[:14] + ["   ..."] + cp[-8:]
@@ -384,7 +395,8 @@ def main(argv=None) -> int:
             print(f"error: --finish-only needs the report.json of a build in {args.out}", file=sys.stderr)
             return 2
         rep = json.loads(saved.read_text())
-        rep.pop("synth_512", None)
+        if not args.no_synth_512:   # (else the saved 512-bit size stays in the report)
+            rep.pop("synth_512", None)
         return finish(args.out, rep, synth_512=not args.no_synth_512)
     params = load_constraints(args.constraints)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -396,7 +408,7 @@ def main(argv=None) -> int:
     # single-threaded, and placing and routing the woven board takes tens of minutes.
     # (a bitstream left from an earlier build must not pass for this one's)
     for stale in (args.out / f"{NAME}.tim", args.out / f"{NAME}_report.json", args.out / f"{NAME}.bit",
-                  args.out / f"{NAME}.svf", args.out / f"{NAME}.config"):
+                  args.out / f"{NAME}.svf", args.out / f"{NAME}.config", *args.out.glob(f"{NAME}_seed*_run.config")):
         stale.unlink(missing_ok=True)
     with ThreadPoolExecutor(1 + len(args.more_seeds)) as pool:
         board = pool.submit(build_board, args.out, params, args.seed, args.route_minutes)
@@ -439,10 +451,21 @@ def finish(out: Path, rep: dict, *, synth_512: bool, route_minutes: float | None
     own build script packed it already), add the 512-bit synthesis-only size, write and print the
     report. Returns the exit status: 1 if no seed routed."""
     best = fastest_run([rep["board"]] + rep.get("seeds", []))
+    rep.pop("run_clock", None)
     if best is not None:
-        if best is not rep["board"]:
-            print(f"packing seed {best['seed']}'s routing, the fastest, into {NAME}.bit...", flush=True)
-            pack_bitstream(out, best["config"])
+        config = best["config"]
+        run_clock = clock_below(best, rep["board"]["params"])
+        if run_clock is not None:
+            # the constraint was missed: the board must not run at it (lowbit_hw.board.retime)
+            from .retime import set_pll_words
+
+            config = out / f"{NAME}_seed{best['seed']}_run.config"
+            config.write_text(set_pll_words(Path(best["config"]).read_text(), run_clock["pll"]))
+            rep["run_clock"] = run_clock
+        if best is not rep["board"] or run_clock is not None:
+            print(f"packing seed {best['seed']}'s routing, the fastest, into {NAME}.bit"
+                  + (f" (PLL at {run_clock['mhz']:.2f} MHz)..." if run_clock else "..."), flush=True)
+            pack_bitstream(out, config)
         rep["bitstream_seed"], rep["bitstream_path"] = best["seed"], str(out / f"{NAME}.bit")
         if not rep["board"].get("utilization"):  # the size is the netlist's, whichever seed
             rep["board"]["utilization"] = best.get("utilization") or best["progress"]["utilization"]
@@ -460,6 +483,21 @@ def finish(out: Path, rep: dict, *, synth_512: bool, route_minutes: float | None
         print(f"error: no seed routed{budget}: no bitstream", file=sys.stderr)
         return 1
     return 0
+
+
+def clock_below(run: dict, params: dict) -> dict | None:
+    """The clock the bitstream of ``run`` is set to if its fmax missed the engine clock's
+    constraint: the fastest exact PLL output at or below its fmax less ``RUN_MARGIN``, with the
+    UART rate that gives (the divisor is built in); None if the constraint was met."""
+    from .retime import RUN_MARGIN, fastest_pll_clock, uart_baud
+    from .top import uart_divisor
+
+    fmax = run_fmax_mhz(run)
+    if fmax is None or fmax >= params["engine_mhz"]:
+        return None
+    mhz, pll = fastest_pll_clock(params["oscillator_mhz"], fmax * (1 - RUN_MARGIN))
+    return {"mhz": mhz, "pll": pll, "fmax_mhz": fmax, "margin": RUN_MARGIN,
+            "baud": uart_baud(mhz, uart_divisor(params["engine_mhz"], params["baud"]))}
 
 
 def _positive_minutes(text: str) -> float:

@@ -17,7 +17,7 @@ from ..ecp5 import global_buffer
 from .bridge import BridgedAFU
 from .uart import UART
 
-__all__ = ["BOARD_CORE_OPTIONS", "ULX3SBoardTop", "board_woven_core", "pll_parameters"]
+__all__ = ["BOARD_CORE_OPTIONS", "ULX3SBoardTop", "board_woven_core", "pll_parameters", "uart_divisor"]
 
 #: The WovenCore options of the board's build (``board_woven_core`` says why each): the one place
 #: the tests take "the board's build" from.
@@ -59,6 +59,14 @@ def pll_parameters(f_in_mhz: float, f_out_mhz: float) -> dict:
     raise ValueError(f"no exact EHXPLLL setting for {f_out_mhz} MHz from {f_in_mhz} MHz")
 
 
+def uart_divisor(engine_mhz: float, baud: int) -> int:
+    """The UART's clock cycles per bit: ``baud`` from ``engine_mhz`` within 2 %, or refused."""
+    divisor = round(engine_mhz * 1e6 / baud)
+    if divisor < 4 or abs(engine_mhz * 1e6 / divisor / baud - 1) > 0.02:
+        raise ValueError(f"{baud} baud is not within 2 % of {engine_mhz} MHz / an integer >= 4")
+    return divisor
+
+
 class ULX3SBoardTop(Elaboratable):
     """The board design: see the module docstring.
 
@@ -77,9 +85,7 @@ class ULX3SBoardTop(Elaboratable):
     def __init__(self, *, engine_mhz=125.0, oscillator_mhz=25.0, baud=1_000_000, line_bits=64, lanes=32,
                  max_features=256, read_depth=32, read_fifo_depth=32, write_fifo_depth=16, core="woven"):
         self.pll = pll_parameters(oscillator_mhz, engine_mhz)
-        divisor = round(engine_mhz * 1e6 / baud)
-        if divisor < 4 or abs(engine_mhz * 1e6 / divisor / baud - 1) > 0.02:
-            raise ValueError(f"{baud} baud is not within 2 % of {engine_mhz} MHz / an integer >= 4")
+        divisor = uart_divisor(engine_mhz, baud)
         self.engine_mhz, self.oscillator_mhz, self.baud, self.divisor = engine_mhz, oscillator_mhz, baud, divisor
         self.design = BridgedAFU(line_bits=line_bits, read_fifo_depth=read_fifo_depth,
                                  write_fifo_depth=write_fifo_depth, lanes=lanes, max_features=max_features,
