@@ -73,8 +73,9 @@ FABRIC_GLOBALS = 7
 
 
 #: Trial (docs/board.md, eleventh pass): the board's global buffers locked to DCC sites of the
-#: LFE5U-85F whose fabric inputs routed on every placement so far, away from X3/Y46/LDCC1.
-DCC_SITES_85F = {"reset_global": "X67/Y0/TDCC0", "clear_now": "X67/Y0/TDCC1", "g_zero": "X67/Y0/TDCC3",
+#: LFE5U-85F whose fabric inputs routed on every placement so far, away from X3/Y46/LDCC1 (and from
+#: X67/Y0/TDCC0, where nextpnr puts the engine clock's own DCC before placement).
+DCC_SITES_85F = {"reset_global": "X67/Y0/TDCC2", "clear_now": "X67/Y0/TDCC1", "g_zero": "X67/Y0/TDCC3",
                  "go": "X67/Y0/TDCC5", "loader_shift": "X3/Y46/LDCC0", "snap_load": "X3/Y46/LDCC2",
                  "snap_move": "X3/Y46/LDCC3"}
 
