@@ -72,6 +72,14 @@ def register_copies(m: Module, platform, value, copies: int, name: str) -> list:
 FABRIC_GLOBALS = 7
 
 
+#: Trial (docs/board.md, eleventh pass): the board's global buffers locked to DCC sites of the
+#: LFE5U-85F whose fabric inputs routed on every placement so far, away from X3/Y46/LDCC1 (and from
+#: X67/Y0/TDCC0, where nextpnr puts the engine clock's own DCC before placement).
+DCC_SITES_85F = {"reset_global": "X67/Y0/TDCC2", "clear_now": "X67/Y0/TDCC1", "g_zero": "X67/Y0/TDCC3",
+                 "go": "X67/Y0/TDCC5", "loader_shift": "X3/Y46/LDCC0", "snap_load": "X3/Y46/LDCC2",
+                 "snap_move": "X3/Y46/LDCC3"}
+
+
 def global_buffer(m: Module, platform, value, name: str) -> Signal:
     """The 1-bit ``value`` on one of the device's global networks: on an ECP5 platform through a
     DCCA (the clock buffer nextpnr routes onto a global and from there to any slice's LSR, CE or
@@ -86,7 +94,8 @@ def global_buffer(m: Module, platform, value, name: str) -> Signal:
         raise ValueError(f"global_buffer takes a 1-bit value, got {len(Value.cast(value))} bits")
     out = Signal(name=name)
     if is_ecp5(platform):
-        m.submodules[f"{name}_dcc"] = Instance("DCCA", i_CLKI=value, i_CE=Const(1), o_CLKO=out)
+        site = {"a_BEL": DCC_SITES_85F[name]} if name in DCC_SITES_85F else {}
+        m.submodules[f"{name}_dcc"] = Instance("DCCA", i_CLKI=value, i_CE=Const(1), o_CLKO=out, **site)
     else:
         m.d.comb += out.eq(value)
     return out
