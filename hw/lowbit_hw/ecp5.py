@@ -33,6 +33,7 @@ class _ECP5Synth:
     """Stands for an ECP5 platform when converting a block alone (``verilog.convert(..., platform=)``)."""
 
     family = "ecp5"
+    device = "LFE5U-85F"    # (the out-of-context runs place on the 85F: lowbit_hw.board.ooc)
 
 
 #: Pass as ``platform`` to build the primitives outside a board platform (out-of-context timing).
@@ -72,9 +73,11 @@ def register_copies(m: Module, platform, value, copies: int, name: str) -> list:
 FABRIC_GLOBALS = 7
 
 
-#: Trial (docs/board.md, eleventh pass): the board's global buffers locked to DCC sites of the
-#: LFE5U-85F whose fabric inputs routed on every placement so far, away from X3/Y46/LDCC1 (and from
-#: X67/Y0/TDCC0, where nextpnr puts the engine clock's own DCC before placement).
+#: The board's global buffers, each locked to a DCC site of the LFE5U-85F (nextpnr's BEL names).
+#: Left to the placer, a DCCA went wherever was free, and every seed that failed to route failed at
+#: the same one, X3/Y46/LDCC1 (its fabric input unreachable on that placement: one seed in three);
+#: so none goes there, nor to X67/Y0/TDCC0, which nextpnr gives the engine clock's own DCC before
+#: placement (a lock there crashed the static placer). docs/board.md, eleventh and twelfth passes.
 DCC_SITES_85F = {"reset_global": "X67/Y0/TDCC2", "clear_now": "X67/Y0/TDCC1", "g_zero": "X67/Y0/TDCC3",
                  "go": "X67/Y0/TDCC5", "loader_shift": "X3/Y46/LDCC0", "snap_load": "X3/Y46/LDCC2",
                  "snap_move": "X3/Y46/LDCC3"}
@@ -94,7 +97,8 @@ def global_buffer(m: Module, platform, value, name: str) -> Signal:
         raise ValueError(f"global_buffer takes a 1-bit value, got {len(Value.cast(value))} bits")
     out = Signal(name=name)
     if is_ecp5(platform):
-        site = {"a_BEL": DCC_SITES_85F[name]} if name in DCC_SITES_85F else {}
+        on_85f = getattr(platform, "device", None) == "LFE5U-85F"
+        site = {"a_BEL": DCC_SITES_85F[name]} if on_85f and name in DCC_SITES_85F else {}
         m.submodules[f"{name}_dcc"] = Instance("DCCA", i_CLKI=value, i_CE=Const(1), o_CLKO=out, **site)
     else:
         m.d.comb += out.eq(value)
