@@ -97,6 +97,28 @@ def test_serial_backend_needs_a_port_that_exists(capsys, tmp_path):
     assert code == 1 and "cannot open serial port" in err
 
 
+@pytest.mark.parametrize("baud", ["0", "-9600", "fast"])
+def test_serial_baud_must_be_a_positive_rate(capsys, baud):
+    """(make bitstream's report names the board's UART rate: 400000 at the 50 MHz bitstream)"""
+    with pytest.raises(SystemExit) as info:
+        run_cli(capsys, "info", "--backend", "serial", "--port", "/dev/null", "--baud", baud)
+    assert info.value.code == 2 and "--baud takes a positive whole number" in capsys.readouterr().err
+
+
+def test_serial_baud_reaches_the_backend(capsys, tmp_path, monkeypatch):
+    from lowbit import driver
+
+    seen = {}
+
+    def fake_open(backend, **options):
+        seen.update(options, backend=backend)
+        raise driver.DeviceError("no board here")
+
+    monkeypatch.setattr(driver, "open_device", fake_open)
+    run_cli(capsys, "info", "--backend", "serial", "--port", "/dev/ttyUSB7", "--baud", "400000")
+    assert seen == {"backend": "serial", "port": "/dev/ttyUSB7", "baud": 400000}
+
+
 def test_info_reports_the_engine_build_and_its_fixed_point_formats(capsys, afu_server):
     """Attached to a running simulator (the tests' AFU build, so the suite never builds the 512-bit
     woven engine); the default engines are the same code path with other build parameters."""
