@@ -11,7 +11,7 @@ from amaranth.sim import Simulator
 from amaranth import Elaboratable, Module, Signal, signed
 from amaranth.lib import data
 
-from lowbit_hw.ecp5 import ECP5_SYNTH, FABRIC_GLOBALS, Mul18, PipelinedMul, SimpleDualPortRAM, global_buffer, register_copies
+from lowbit_hw.ecp5 import DCC_SITES_85F, ECP5_SYNTH, FABRIC_GLOBALS, Mul18, PipelinedMul, SimpleDualPortRAM, global_buffer, register_copies
 
 
 @pytest.mark.parametrize("wa,wb,const", [(18, 18, 0), (18, 32, 0), (32, 33, 1 << 31), (17, 46, 0), (18, 56, 0),
@@ -177,3 +177,26 @@ def test_the_board_asks_for_no_more_global_networks_than_nextpnr_gives_the_fabri
     core = board_woven_core(line_bits=64, lanes=32, max_features=256)
     in_core = rtlil.convert(core, platform=ECP5_SYNTH).count("cell \\DCCA ")
     assert 1 <= in_core and in_core + 1 <= FABRIC_GLOBALS   # + 1: the board's reset
+
+
+def test_the_boards_global_buffers_are_locked_to_sites_that_route():
+    """On the 85F each of the board's DCCAs is locked to its own DCC site (DCC_SITES_85F), never
+    to X3/Y46/LDCC1, whose input failed to route on one seed in three, nor to X67/Y0/TDCC0, the
+    engine clock's; a global of another name, or another device, is left to the placer."""
+    import re
+
+    from lowbit_hw.board.top import board_woven_core
+
+    core = board_woven_core(line_bits=64, lanes=32, max_features=256)
+    text = rtlil.convert(core, platform=ECP5_SYNTH)
+    sites = re.findall(r'attribute \\BEL "([^"]+)"\n\s*cell \\DCCA ', text)
+    assert len(sites) == text.count("cell \\DCCA ") == 6     # every one of the core's (the reset's is the top's)
+    all_sites = list(DCC_SITES_85F.values())
+    assert set(sites) < set(all_sites) and len(set(all_sites)) == len(all_sites) <= FABRIC_GLOBALS
+    assert not {"X3/Y46/LDCC1", "X67/Y0/TDCC0"} & set(all_sites)
+    assert 'attribute \\BEL' not in rtlil.convert(_Global(), platform=ECP5_SYNTH, ports=[])   # "g": not the board's
+
+    class _Other:
+        family, device = "ecp5", "LFE5U-25F"
+
+    assert 'attribute \\BEL' not in rtlil.convert(core, platform=_Other())

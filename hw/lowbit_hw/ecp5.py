@@ -33,6 +33,7 @@ class _ECP5Synth:
     """Stands for an ECP5 platform when converting a block alone (``verilog.convert(..., platform=)``)."""
 
     family = "ecp5"
+    device = "LFE5U-85F"    # (the out-of-context runs place on the 85F: lowbit_hw.board.ooc)
 
 
 #: Pass as ``platform`` to build the primitives outside a board platform (out-of-context timing).
@@ -72,6 +73,16 @@ def register_copies(m: Module, platform, value, copies: int, name: str) -> list:
 FABRIC_GLOBALS = 7
 
 
+#: The board's global buffers, each locked to a DCC site of the LFE5U-85F (nextpnr's BEL names).
+#: Left to the placer, a DCCA went wherever was free, and every seed that failed to route failed at
+#: the same one, X3/Y46/LDCC1 (its fabric input unreachable on that placement: one seed in three);
+#: so none goes there, nor to X67/Y0/TDCC0, which nextpnr gives the engine clock's own DCC before
+#: placement (a lock there crashed the static placer). docs/board.md, eleventh and twelfth passes.
+DCC_SITES_85F = {"reset_global": "X67/Y0/TDCC2", "clear_now": "X67/Y0/TDCC1", "g_zero": "X67/Y0/TDCC3",
+                 "go": "X67/Y0/TDCC5", "loader_shift": "X3/Y46/LDCC0", "snap_load": "X3/Y46/LDCC2",
+                 "snap_move": "X3/Y46/LDCC3"}
+
+
 def global_buffer(m: Module, platform, value, name: str) -> Signal:
     """The 1-bit ``value`` on one of the device's global networks: on an ECP5 platform through a
     DCCA (the clock buffer nextpnr routes onto a global and from there to any slice's LSR, CE or
@@ -86,7 +97,9 @@ def global_buffer(m: Module, platform, value, name: str) -> Signal:
         raise ValueError(f"global_buffer takes a 1-bit value, got {len(Value.cast(value))} bits")
     out = Signal(name=name)
     if is_ecp5(platform):
-        m.submodules[f"{name}_dcc"] = Instance("DCCA", i_CLKI=value, i_CE=Const(1), o_CLKO=out)
+        on_85f = getattr(platform, "device", None) == "LFE5U-85F"
+        site = {"a_BEL": DCC_SITES_85F[name]} if on_85f and name in DCC_SITES_85F else {}
+        m.submodules[f"{name}_dcc"] = Instance("DCCA", i_CLKI=value, i_CE=Const(1), o_CLKO=out, **site)
     else:
         m.d.comb += out.eq(value)
     return out
