@@ -11,7 +11,8 @@ from amaranth.sim import Simulator
 from amaranth import Elaboratable, Module, Signal, signed
 from amaranth.lib import data
 
-from lowbit_hw.ecp5 import DCC_SITES_85F, ECP5_SYNTH, FABRIC_GLOBALS, Mul18, PipelinedMul, SimpleDualPortRAM, global_buffer, register_copies
+from lowbit_hw.ecp5 import (DCC_SITES_85F, ECP5_SYNTH, FABRIC_GLOBALS, Mul18, PipelinedMul, SimpleDualPortRAM,
+                             global_buffer, register_copies, register_copies_of)
 
 
 @pytest.mark.parametrize("wa,wb,const", [(18, 18, 0), (18, 32, 0), (32, 33, 1 << 31), (17, 46, 0), (18, 56, 0),
@@ -133,6 +134,50 @@ def test_register_copies_refuse_what_they_do_not_do(copies, width):
     m._MustUse__silence = True  # refused before it could be used
     with pytest.raises(ValueError, match="1-bit value and 1..64 copies"):
         register_copies(m, None, Signal(width), copies, "x")
+
+
+class _WordCopies(Elaboratable):
+    LAYOUT = data.StructLayout({"d": data.ArrayLayout(signed(5), 2), "valid": 2})
+
+    def __init__(self, copies):
+        self.a, self.copies, self.out = Signal(12), copies, None
+
+    def elaborate(self, platform):
+        m = Module()
+        self.out = register_copies_of(m, platform, self.a, self.copies, "w", self.LAYOUT)
+        return m
+
+
+def test_register_copies_of_a_word_load_it_every_cycle_in_its_layout():
+    dut = _WordCopies(3)
+    words = [0, 0xFFF, 0x5A5, 0x0F1, 0x800]
+    seen = []
+
+    async def bench(ctx):
+        for v in words:
+            ctx.set(dut.a, v)
+            await ctx.tick()
+            seen.append([(ctx.get(q.d[0]), ctx.get(q.d[1]), ctx.get(q.valid)) for q in dut.out])
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    signed5 = lambda v: v - 32 if v & 16 else v
+    assert seen == [[(signed5(v & 31), signed5((v >> 5) & 31), v >> 10)] * 3 for v in words]
+
+
+def test_register_copies_of_a_word_are_a_flip_flop_primitive_a_bit_on_ecp5():
+    text = rtlil.convert(_WordCopies(4), platform=ECP5_SYNTH, ports=[])
+    assert text.count("cell \\TRELLIS_FF ") == 4 * 12
+
+
+@pytest.mark.parametrize("copies,width", [(0, 12), (65, 12), (2, 11)])
+def test_register_copies_of_refuse_what_they_do_not_do(copies, width):
+    m = Module()
+    m._MustUse__silence = True  # refused before it could be used
+    with pytest.raises(ValueError, match="1..64 copies"):
+        register_copies_of(m, None, Signal(width), copies, "x", _WordCopies.LAYOUT)
 
 
 class _Global(Elaboratable):

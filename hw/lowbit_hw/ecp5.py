@@ -26,7 +26,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["ECP5_SYNTH", "FABRIC_GLOBALS", "Mul18", "PipelinedMul", "SimpleDualPortRAM", "global_buffer", "is_ecp5",
-           "pipelined_sum", "register_copies", "simple_dual_port_ram"]
+           "pipelined_sum", "register_copies", "register_copies_of", "simple_dual_port_ram"]
 
 
 class _ECP5Synth:
@@ -64,6 +64,31 @@ def register_copies(m: Module, platform, value, copies: int, name: str) -> list:
                 p_SRMODE="LSR_OVER_CE", i_CLK=ClockSignal(), i_LSR=Const(0), i_DI=value, o_Q=q)
     else:
         m.d.sync += [q.eq(value) for q in out]
+    return out
+
+
+def register_copies_of(m: Module, platform, value, copies: int, name: str, shape=None) -> list:
+    """``copies`` registers of ``shape`` (default: ``value``'s), each loading ``value`` every
+    cycle (no reset, no enable), as :func:`register_copies` does for one bit: a word broadcast
+    to a whole datapath (a group's operands reaching all 32 features' trees) split over drivers
+    that each serve a part of it, so that each can be placed beside its part. On ECP5 every bit of
+    every copy is a TRELLIS_FF (yosys would merge plain copies); elsewhere plain registers,
+    identical cycle for cycle."""
+    flat = Value.cast(value)
+    shape = flat.shape() if shape is None else shape
+    out = [Signal(shape, name=f"{name}_c{i}", reset_less=True) for i in range(copies)]
+    if not 1 <= copies <= 64 or len(flat) == 0 or len(Value.cast(out[0])) != len(flat):
+        raise ValueError(f"register_copies_of takes a non-empty value of its shape's width and 1..64 copies, "
+                         f"got {len(flat)} bits and {copies!r} copies")
+    if is_ecp5(platform):
+        for i, q in enumerate(out):
+            qv = Value.cast(q)
+            for k in range(len(flat)):
+                m.submodules[f"{name}_ff{i}_{k}"] = Instance(
+                    "TRELLIS_FF", p_GSR="DISABLED", p_CEMUX="1", p_CLKMUX="CLK", p_LSRMUX="LSR", p_REGSET="RESET",
+                    p_SRMODE="LSR_OVER_CE", i_CLK=ClockSignal(), i_LSR=Const(0), i_DI=flat[k], o_Q=qv[k])
+    else:
+        m.d.sync += [Value.cast(q).eq(flat) for q in out]
     return out
 
 

@@ -10,7 +10,7 @@ from lowbit.contract.fixed import CODE_FRAC, CORR_BITS, CORR_SHIFT, STEP_FRAC, r
 from lowbit.contract.golden import L2_SHIFT
 from lowbit.contract.format import MAX_BITS, ROW_ALIGN
 
-from ..ecp5 import PipelinedMul, global_buffer, register_copies, simple_dual_port_ram
+from ..ecp5 import PipelinedMul, global_buffer, register_copies, register_copies_of, simple_dual_port_ram
 from .arith import add_levels, delay, register_all, sat32
 from .records import group_slots, residual_layout
 
@@ -23,6 +23,8 @@ CHUNK = ROW_ALIGN  # features per line
 #: group's read of that chunk, at uL' + 3, must come at uL + 9 or later: uL' - uL >= 6, and
 #: uL' - uL is the distance between the two group starts. 8 keeps two cycles in hand.
 GROUP_GAP = 8
+#: Registered copies of a group's operands (and of m0 r), each serving CHUNK / OPERAND_COPIES features.
+OPERAND_COPIES = 4
 
 
 def check_update_lanes(update_lanes, *, l2: bool) -> None:
@@ -293,11 +295,21 @@ class WovenGradientUnit(wiring.Component):
         u3 = stage(u2, "u3")
         nodd_w = (S + 1).bit_length()
         nodd = [Signal(nodd_w, name=f"nodd_{f}", reset_less=True) for f in range(CHUNK)]
-        rec2 = Signal(residual_layout(S))
-        m.d.comb += rec2.eq(Mux(u2["parity"], recs[1], recs[0]))
-        pair2 = [Mux(u2["parity"], pairs[1][p], pairs[0][p]) for p in range(S // 2)]
+        # The group's operands, selected by its parity a cycle early (at u+1) into OPERAND_COPIES
+        # registers, each serving CHUNK / OPERAND_COPIES features: selected at u+2 and broadcast
+        # to every feature's tree, they were the board's critical path (u2's parity through the
+        # select, then 14 ns of routing across the chip: docs/board.md, tenth pass). The slot
+        # cannot change between u+1 and u+2: it is written only when the group two later is taken.
+        per = CHUNK // OPERAND_COPIES
+        op_layout = data.StructLayout({"d": data.ArrayLayout(signed(50), S), "valid": S,
+                                       "pair": data.ArrayLayout(signed(51), S // 2)})
+        ops = register_copies_of(
+            m, platform, Cat(Mux(u1["parity"], Cat(recs[1].d, recs[1].valid, *pairs[1]),
+                                 Cat(recs[0].d, recs[0].valid, *pairs[0]))), OPERAND_COPIES, "op2", op_layout)
         parts = []
         for f in range(CHUNK):
+            rec2 = ops[f // per]
+            pair2 = rec2.pair
             # (padding rows have d = 0, so their bits need no mask here; they do for n_odd)
             hit = [line2[CHUNK * s + f] for s in range(S)]
             terms = [Mux(hit[2 * p + 1], Mux(hit[2 * p], pair2[p], rec2.d[2 * p + 1]),
@@ -319,9 +331,11 @@ class WovenGradientUnit(wiring.Component):
                      for f in range(CHUNK)] if self.with_l2 else [[] for _ in range(CHUNK)])
         cterms = [register_all(m, add_levels([Mux(nodd[f][i], q_mem.r_data[f] << i, 0) for i in range(nodd_w)]
                                              + l2_terms[f], 2), f"corr4_{f}") for f in range(CHUNK)]
-        m0r4 = Mux(u4["parity"], recs[1].m0r, recs[0].m0r)
+        # (m0 r selected a cycle early too, into copies: the slot cannot change between u+3 and u+4)
+        m0r4 = register_copies_of(m, platform, Mux(u3["parity"], recs[1].m0r, recs[0].m0r), OPERAND_COPIES,
+                                  "m0r4", signed(56))
         gm = [Signal(signed(64), name=f"gm5_{f}", reset_less=True) for f in range(CHUNK)]
-        m.d.sync += [gm[f].eq(g_mem.r_data[f] + m0r4) for f in range(CHUNK)]
+        m.d.sync += [gm[f].eq(g_mem.r_data[f] + m0r4[f // per]) for f in range(CHUNK)]
 
         # ---- u+5: h = 2h + t (0 before the chunk's first plane): after plane 0, h = sum_k 2^k t_k
         # exactly (|t| < 2^(w_t - 1), at most MAX_BITS + 1 planes); n_odd * q summed
