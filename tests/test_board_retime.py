@@ -129,3 +129,15 @@ def test_a_met_constraint_packs_the_routing_as_it_is(tmp_path, fake_ecppack):
     assert (tmp_path / "lowbit_ulx3s.bit").read_text() == ROUTED
     assert "bitstream clock: 125 MHz (the constraint, met); UART 1000000 baud" in (tmp_path / "report.txt").read_text()
     assert "run_clock" not in json.loads((tmp_path / "report.json").read_text())
+
+
+def test_the_first_seeds_own_routing_is_retimed_when_it_is_the_fastest(tmp_path, fake_ecppack):
+    """(the first seed's build script writes lowbit_ulx3s.config; its report entry names no file)"""
+    saved = _saved_build(tmp_path, 50.78)
+    (tmp_path / "lowbit_ulx3s.config").write_text(ROUTED)
+    saved["board"].update(fmax=_fmax(62.20), failed=None)
+    del saved["board"]["failed"]
+    (tmp_path / "report.json").write_text(json.dumps(saved))
+    assert build.main(["--out", str(tmp_path), "--finish-only", "--no-synth-512"]) == 0
+    assert pll_words((tmp_path / "lowbit_ulx3s.bit").read_text()) == pll_parameters(25.0, 25.0 * 7 / 3)   # 58.33 MHz <= 62.20 less 5 %
+    assert "(seed 1, the fastest of seeds 1, 2, 3)" in (tmp_path / "report.txt").read_text()

@@ -453,14 +453,16 @@ def finish(out: Path, rep: dict, *, synth_512: bool, route_minutes: float | None
     best = fastest_run([rep["board"]] + rep.get("seeds", []))
     rep.pop("run_clock", None)
     if best is not None:
-        config = best["config"]
+        # (the first seed's own build script wrote its routing to {NAME}.config)
+        config = best.get("config") or str(out / f"{NAME}.config")
         run_clock = clock_below(best, rep["board"]["params"])
         if run_clock is not None:
             # the constraint was missed: the board must not run at it (lowbit_hw.board.retime)
             from .retime import set_pll_words
 
+            routed = Path(config)
             config = out / f"{NAME}_seed{best['seed']}_run.config"
-            config.write_text(set_pll_words(Path(best["config"]).read_text(), run_clock["pll"]))
+            config.write_text(set_pll_words(routed.read_text(), run_clock["pll"]))
             rep["run_clock"] = run_clock
         if best is not rep["board"] or run_clock is not None:
             print(f"packing seed {best['seed']}'s routing, the fastest, into {NAME}.bit"
