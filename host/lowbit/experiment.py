@@ -36,9 +36,9 @@ from .data import BLOCK_VALUES, Dataset, DrawnRows, row_blocks
 #: 62.2 MHz: ``make bitstream`` on the twelfth pass's board core (the board's global buffers, DCCAs,
 #: locked to DCC sites + 4 registered copies of the gradient unit's group operands), 2026-12-02,
 #: session 12: the bitstream is packed from seed 1, the fastest seed (62.20 MHz); seed 2 routed at
-#: 50.78 MHz, seed 3 see docs/board.md. Before: 54.5 MHz (seed 2 of the tenth pass's core, e), 42.5 MHz
-#: (seed 1 of the eighth pass's core) before that, and 57.4 MHz (the older planes-core board build's
-#: fmax) before those.
+#: 50.78 MHz, seed 3 did not route within 35 minutes (docs/board.md). Before: 54.5 MHz (seed 2 of the
+#: tenth pass's core, e), 42.5 MHz (seed 1 of the eighth pass's core) before that, and 57.4 MHz (the
+#: older planes-core board build's fmax) before those.
 MEASURED_FMAX_MHZ = 62.2
 #: The anchor's clock (ZipML-XeonFPGA's HARP user clock, 200 MHz). Never a default: any figure at
 #: this clock must be labelled an assumption, next to the one at MEASURED_FMAX_MHZ.
