@@ -298,8 +298,8 @@ class WovenGradientUnit(wiring.Component):
         # The group's operands, selected by its parity a cycle early (at u+1) into OPERAND_COPIES
         # registers, each serving CHUNK / OPERAND_COPIES features: selected at u+2 and broadcast
         # to every feature's tree, they were the board's critical path (u2's parity through the
-        # select, then 14 ns of routing across the chip: docs/board.md, tenth pass). The slot
-        # cannot change between u+1 and u+2: it is written only when the group two later is taken.
+        # select, then 14 ns of routing; with the copies 54.5 -> 62.2 MHz: docs/board.md, twelfth pass).
+        # The slot cannot change between u+1 and u+2: it is written only when the group two later is taken.
         per = CHUNK // OPERAND_COPIES
         op_layout = data.StructLayout({"d": data.ArrayLayout(signed(50), S), "valid": S,
                                        "pair": data.ArrayLayout(signed(51), S // 2)})
