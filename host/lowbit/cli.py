@@ -148,10 +148,7 @@ def _add_training_args(p: argparse.ArgumentParser, *, demo: bool = False):
     p.add_argument("--save-model", type=Path, default=None,
                    help="save the final models (normalised and original units) to this .npz")
     p.add_argument("--socket", default=None, help="attach to a running simulator (make sim-server)")
-    p.add_argument("--port", default=None, help="serial port of the ULX3S board (--backend serial)")
-    p.add_argument("--baud", type=_baud, default=1_000_000,
-                   help="the board's UART rate (--backend serial; make bitstream's report says it: "
-                        "default %(default)s)")
+    _add_serial_args(p)
 
 
 def _add_scaleout_args(p: argparse.ArgumentParser):
@@ -218,6 +215,14 @@ def _device_options(args) -> dict:
     if args.socket:
         return {"socket": args.socket}
     return dict(SIM_ENGINES[_sim_engine(args)])
+
+
+def _add_serial_args(p: argparse.ArgumentParser):
+    """The board's link (``--backend serial``): its port and its UART rate."""
+    p.add_argument("--port", default=None, help="serial port of the ULX3S board (--backend serial)")
+    p.add_argument("--baud", type=_baud, default=1_000_000,
+                   help="the board's UART rate (--backend serial; make bitstream's report says it: "
+                        "default %(default)s)")
 
 
 def _baud(text: str) -> int:
@@ -557,10 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="open a device and print its capabilities")
     p.add_argument("--backend", choices=("sim", "serial"), default="sim")
     p.add_argument("--socket", default=None, help="attach to a running simulator (make sim-server)")
-    p.add_argument("--port", default=None, help="serial port of the ULX3S board (--backend serial)")
-    p.add_argument("--baud", type=_baud, default=1_000_000,
-                   help="the board's UART rate (--backend serial; make bitstream's report says it: "
-                        "default %(default)s)")
+    _add_serial_args(p)
     p.add_argument("--engine", choices=tuple(SIM_ENGINES), default="woven",
                    help="simulated engine to build and open (default: %(default)s)")
     p.set_defaults(func=cmd_info)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from .top import pll_parameters
+from .top import pll_outputs, pll_parameters
 
 __all__ = ["RUN_MARGIN", "fastest_pll_clock", "pll_words", "set_pll_words", "uart_baud"]
 
@@ -35,19 +35,15 @@ _WORDS = {"CLKI_DIV": (7, 1), "CLKFB_DIV": (7, 1), "CLKOP_DIV": (7, 1), "CLKOP_C
 
 def fastest_pll_clock(f_in_mhz: float, limit_mhz: float) -> tuple[float, dict]:
     """The fastest output clock at or below ``limit_mhz`` that an EHXPLLL makes exactly from
-    ``f_in_mhz`` (feedback from CLKOP, :func:`.top.pll_parameters`), with its dividers."""
+    ``f_in_mhz`` (one of :func:`.top.pll_outputs`, with :func:`.top.pll_parameters`' dividers)."""
     best = None
-    for idiv in range(1, 129):
-        if f_in_mhz / idiv < 3.125:
-            break
-        for fbdiv in range(1, 81):
-            f = f_in_mhz * fbdiv / idiv
-            if f > limit_mhz or (best is not None and f <= best[0]):
-                continue
-            try:
-                best = (f, pll_parameters(f_in_mhz, f))
-            except ValueError:      # no output divider puts the VCO in range
-                continue
+    for f, _, _ in pll_outputs(f_in_mhz):
+        if f > limit_mhz or (best is not None and f <= best[0]):
+            continue
+        try:
+            best = (f, pll_parameters(f_in_mhz, f))
+        except ValueError:      # no output divider puts the VCO in range
+            continue
     if best is None:
         raise ValueError(f"no EHXPLLL setting from {f_in_mhz} MHz at or below {limit_mhz:.3f} MHz")
     return best

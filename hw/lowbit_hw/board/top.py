@@ -17,7 +17,7 @@ from ..ecp5 import global_buffer
 from .bridge import BridgedAFU
 from .uart import UART
 
-__all__ = ["BOARD_CORE_OPTIONS", "ULX3SBoardTop", "board_woven_core", "pll_parameters", "uart_divisor"]
+__all__ = ["BOARD_CORE_OPTIONS", "ULX3SBoardTop", "board_woven_core", "pll_outputs", "pll_parameters", "uart_divisor"]
 
 #: The WovenCore options of the board's build (``board_woven_core`` says why each): the one place
 #: the tests take "the board's build" from.
@@ -39,23 +39,32 @@ def board_woven_core(*, line_bits, lanes, max_features):
     return WovenCore(line_bits=line_bits, max_features=max_features, **BOARD_CORE_OPTIONS)
 
 
+def pll_outputs(f_in_mhz: float):
+    """Every EHXPLLL output (feedback from CLKOP) from ``f_in``: ``(f_out, CLKI_DIV, CLKFB_DIV)``
+    with ``f_out = f_in * CLKFB_DIV / CLKI_DIV`` and the phase detector ``f_in / CLKI_DIV`` at or
+    above 3.125 MHz (ECP5 family data sheet); whether an output divider puts the VCO in range is
+    :func:`pll_parameters`' to say."""
+    for idiv in range(1, 129):
+        if f_in_mhz / idiv < 3.125:
+            return
+        for fbdiv in range(1, 81):
+            yield f_in_mhz * fbdiv / idiv, idiv, fbdiv
+
+
 def pll_parameters(f_in_mhz: float, f_out_mhz: float) -> dict:
     """EHXPLLL dividers for ``f_out`` from ``f_in`` (feedback from CLKOP), exact or refused.
 
-    ``f_out = f_in * CLKFB_DIV / CLKI_DIV``; the VCO ``f_out * CLKOP_DIV`` must lie in 400..800 MHz
-    and the phase detector ``f_in / CLKI_DIV`` at or above 3.125 MHz (ECP5 family data sheet).
+    ``f_out`` must be one of :func:`pll_outputs`; the VCO ``f_out * CLKOP_DIV`` must lie in
+    400..800 MHz (ECP5 family data sheet).
     """
-    for idiv in range(1, 129):
-        if f_in_mhz / idiv < 3.125:
-            break
-        for fbdiv in range(1, 81):
-            if abs(f_in_mhz * fbdiv / idiv - f_out_mhz) > 1e-9:
-                continue
-            # The output divider that puts the VCO nearest the middle of its range (600 MHz).
-            for opdiv in sorted(range(1, 129), key=lambda d: abs(f_out_mhz * d - 600)):
-                if 400 <= f_out_mhz * opdiv <= 800:
-                    return {"CLKI_DIV": idiv, "CLKFB_DIV": fbdiv, "CLKOP_DIV": opdiv,
-                            "CLKOP_CPHASE": opdiv // 2 - 1, "CLKOP_FPHASE": 0}
+    for f, idiv, fbdiv in pll_outputs(f_in_mhz):
+        if abs(f - f_out_mhz) > 1e-9:
+            continue
+        # The output divider that puts the VCO nearest the middle of its range (600 MHz).
+        for opdiv in sorted(range(1, 129), key=lambda d: abs(f_out_mhz * d - 600)):
+            if 400 <= f_out_mhz * opdiv <= 800:
+                return {"CLKI_DIV": idiv, "CLKFB_DIV": fbdiv, "CLKOP_DIV": opdiv,
+                        "CLKOP_CPHASE": opdiv // 2 - 1, "CLKOP_FPHASE": 0}
     raise ValueError(f"no exact EHXPLLL setting for {f_out_mhz} MHz from {f_in_mhz} MHz")
 
 
