@@ -285,15 +285,21 @@ class Sequencer(wiring.Component):
         m.d.comb += [self.loading.eq(loading),     # set only in LOAD (cleared by an abort)
                      self.hold_lines.eq(hold)]     # from the model's read to LOAD
         prime_wait = Signal(range(PRIME_SETTLE + 1))
+        # The snapshot writer's start: a register set on the way into SNAP_GO (for that cycle alone),
+        # not a decode of the state register: decode, the writer's handshake and its enables were
+        # the board's slowest path (10 LUT levels; docs/board.md, thirteenth pass).
+        snap_go = Signal()
+        m.d.sync += snap_go.eq(0)
+        m.d.comb += [snap.start.eq(snap_go), snap.base.eq(model_base), snap.lines.eq(model_lines)]
 
         def guard():
             """End of every BUSY state's body (so its ``m.next`` wins): reset / start abort the run."""
             with m.If(self.reset):
-                m.d.sync += [to_idle.eq(1), loading.eq(0), hold.eq(0), model_pending.eq(0)]
+                m.d.sync += [to_idle.eq(1), loading.eq(0), hold.eq(0), model_pending.eq(0), snap_go.eq(0)]
                 m.next = "ABORT_HOLD"
             with m.Elif(self.start):
                 m.d.sync += [to_idle.eq(0), st.error.eq(ErrorCode.START_WHILE_BUSY), loading.eq(0), hold.eq(0),
-                             model_pending.eq(0)]
+                             model_pending.eq(0), snap_go.eq(0)]
                 m.next = "ABORT_HOLD"
 
         with m.FSM() as fsm:
@@ -461,10 +467,11 @@ class Sequencer(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += [in_run.eq(1), self.running.eq(1)]
                 with m.If(rows_all & self.dot_done):
+                    m.d.sync += snap_go.eq(1)
                     m.next = "SNAP_GO"
                 guard()
-            with m.State("SNAP_GO"):  # the writer's start from the state register alone (a short path)
-                m.d.comb += [in_run.eq(1), snap.start.eq(1), snap.base.eq(model_base), snap.lines.eq(model_lines)]
+            with m.State("SNAP_GO"):  # snap_go is set for this cycle alone (the writer starts)
+                m.d.comb += in_run.eq(1)
                 m.next = "SNAPSHOT"
                 guard()
             with m.State("SNAPSHOT"):

@@ -29,7 +29,8 @@ class SnapshotWriter(wiring.Component):
     Attributes
     ----------
     start : In(1)
-        Pulse: latch ``base`` and ``lines`` and begin.
+        Pulse: latch ``base`` and ``lines`` and begin (nothing, if ``lines`` is 0). ``lines`` must
+        already hold its value the cycle before: its test for 0 is a register.
     busy : Out(1)
     write : Out(stream.Signature(write_request_layout(line_bits)))
     """
@@ -64,9 +65,13 @@ class SnapshotWriter(wiring.Component):
         m.d.comb += [self.model_addr.eq(row), self.write.payload.address.eq(addr)]
         fire = self.write.valid & self.write.ready
         per = L // P if L >= P else P // L  # lines per row, or rows per line
+        # a 32-bit compare between start and the enables of left, addr, row was 3 LUT levels of
+        # the board's slowest path
+        lines_nz = Signal()
+        m.d.sync += lines_nz.eq(self.lines != 0)
         with m.FSM():
             with m.State("IDLE"):
-                with m.If(self.start & (self.lines != 0)):
+                with m.If(self.start & lines_nz):
                     m.d.sync += [addr.eq(self.base), left.eq(self.lines), row.eq(0), sub.eq(0),
                                  last.eq(self.lines == 1), sub_last.eq(per == 1)]
                     m.next = "READ"
