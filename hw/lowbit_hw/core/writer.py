@@ -130,7 +130,8 @@ class RecordWriter(wiring.Component):
     Attributes
     ----------
     start : In(1)
-        Pulse: latch ``record`` (word ``i`` at bits ``[64i, 64i+64)``), ``address`` and ``fence``.
+        Pulse, only while not ``busy``: latch ``record`` (word ``i`` at bits ``[64i, 64i+64)``),
+        ``address`` and ``fence``.
     busy : Out(1)
     write : Out(stream.Signature(write_request_layout(line_bits)))
     """
@@ -153,9 +154,13 @@ class RecordWriter(wiring.Component):
         fencing = Signal()  # the fence goes first
         m.d.comb += [self.busy.eq(active), self.write.valid.eq(active), self.write.payload.fence.eq(fencing),
                      self.write.payload.address.eq(addr), self.write.payload.data.eq(rec.word_select(idx, W))]
+        # The record is taken whenever the writer is idle, so the one of the start cycle is kept:
+        # its 512 flip-flops' enable is then one register (with start, the sequencer's decision,
+        # it was among the board's latest arrivals: docs/board.md, thirteenth pass).
+        with m.If(~active):
+            m.d.sync += rec.eq(self.record)
         with m.If(self.start):
-            m.d.sync += [rec.eq(self.record), addr.eq(self.address), idx.eq(0), fencing.eq(self.fence),
-                         active.eq(1)]
+            m.d.sync += [addr.eq(self.address), idx.eq(0), fencing.eq(self.fence), active.eq(1)]
         with m.Elif(self.write.valid & self.write.ready):
             with m.If(fencing):
                 m.d.sync += fencing.eq(0)
