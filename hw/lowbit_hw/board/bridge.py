@@ -122,12 +122,7 @@ class SerialBridge(wiring.Component):
         m.d.sync += [ccip.c0_rx.rsp_valid.eq(0), ccip.c0_rx.mmio_wr_valid.eq(0),
                      ccip.c0_rx.mmio_rd_valid.eq(0), ccip.c1_rx.rsp_valid.eq(0)]
         m.d.comb += self.rx.ready.eq(1)
-        # idle == rx_timeout as a register of its own, set with idle: the compare fed the timeout's
-        # NAK and the counters' enables, and the board's routing had spread them over the chip
-        # (a 57.4 MHz critical path: docs/board.md, thirteenth pass)
-        timed_out = Signal()
-        m.d.sync += [idle.eq(Mux(take, 0, Mux(timed_out, idle, idle + 1))),
-                     timed_out.eq(~take & ((idle == self.rx_timeout - 1) | timed_out))]
+        m.d.sync += idle.eq(Mux(take, 0, Mux(idle == self.rx_timeout, idle, idle + 1)))
 
         with m.FSM(name="parser") as parser:
             with m.State("HUNT"):
@@ -159,7 +154,7 @@ class SerialBridge(wiring.Component):
                         self._dispatch(m, ftype, buf)
 
         # A frame stalled mid-way (no byte for rx_timeout cycles) is dropped, whatever its state.
-        with m.If(~parser.ongoing("HUNT") & ~take & timed_out):
+        with m.If(~parser.ongoing("HUNT") & ~take & (idle == self.rx_timeout)):
             nak(P.NAK_TIMEOUT)
             m.d.sync += parser.state.eq(parser.encoding["HUNT"])
 

@@ -173,6 +173,7 @@ class Sequencer(wiring.Component):
 
         # ---- read commands, one segment ahead (warm start: the model's read first, on the data channel)
         in_run = Signal()
+        d_issued, l_issued = Signal(seg_w), Signal(seg_w)
         d_addr = Signal(CCIP_ADDR_BITS)  # the next segment's copy
         d_copy = Signal(RunConfig.members["copies"])
         d_first_addr, l_first_addr = Signal(CCIP_ADDR_BITS), Signal(CCIP_ADDR_BITS)
@@ -180,9 +181,7 @@ class Sequencer(wiring.Component):
         model_asked = Signal()  # this run's start model has been (or is being) read
         m.d.comb += self.data_cmd_model.eq(on_model)
         cmd_state = []  # per stream: (first, left, done), set for the run in SETUP
-        leads = []      # per stream: commands issued less epochs ended, set to 0 in SETUP
-        epoch_inc = Signal()  # an epoch ends (RECORD: epochs + 1)
-        for cmd, is_data in ((self.data_cmd, True), (self.label_cmd, False)):
+        for cmd, issued, is_data in ((self.data_cmd, d_issued, True), (self.label_cmd, l_issued, False)):
             # the next command is the run's first / its last (left == 0) / all are out (done)
             tag = "d" if is_data else "l"
             first, left, done = Signal(name=f"{tag}_first"), Signal(seg_w, name=f"{tag}_left"), Signal(name=f"{tag}_done")
@@ -193,20 +192,12 @@ class Sequencer(wiring.Component):
             else:
                 addr = Mux(first, l_first_addr, cfg.label_addr)
                 lines = Mux(first, ll_first, Mux(left == 0, ll_last, label_lines))
-            # (commands issued) <= epochs + 1, kept as lead = issued - epochs (0, 1 or 2: a segment's command
-            # goes out before its epoch ends), counted with both: the compare of a sum was a deep
-            # path into the command's enables (docs/board.md, thirteenth pass)
-            lead = Signal(range(-1, 4), name=f"{tag}_lead")
-            leads.append(lead)
-            seg_fire = Signal(name=f"{tag}_seg_fire")
-            m.d.sync += lead.eq(lead + seg_fire - epoch_inc)
-            want = in_run & ~done & (lead <= 1)
+            want = in_run & ~done & (issued <= epochs + 1)
             with m.If(cmd.valid & cmd.ready):
                 m.d.sync += cmd.valid.eq(0)
                 segment = ~on_model if is_data else 1
                 with m.If(segment):
-                    m.d.comb += seg_fire.eq(1)
-                    m.d.sync += [first.eq(0), left.eq(left - 1), done.eq(left == 0)]
+                    m.d.sync += [issued.eq(issued + 1), first.eq(0), left.eq(left - 1), done.eq(left == 0)]
                     if is_data:
                         with m.If(d_copy == cfg.copies - 1):
                             m.d.sync += [d_copy.eq(0), d_addr.eq(cfg.data_addr)]
@@ -294,21 +285,15 @@ class Sequencer(wiring.Component):
         m.d.comb += [self.loading.eq(loading),     # set only in LOAD (cleared by an abort)
                      self.hold_lines.eq(hold)]     # from the model's read to LOAD
         prime_wait = Signal(range(PRIME_SETTLE + 1))
-        # The snapshot writer's start: a register set on the way into SNAP_GO (for that cycle alone),
-        # not a decode of the state register: decode, the writer's handshake and its enables were
-        # the board's slowest path (10 LUT levels; docs/board.md, thirteenth pass).
-        snap_go = Signal()
-        m.d.sync += snap_go.eq(0)
-        m.d.comb += [snap.start.eq(snap_go), snap.base.eq(model_base), snap.lines.eq(model_lines)]
 
         def guard():
             """End of every BUSY state's body (so its ``m.next`` wins): reset / start abort the run."""
             with m.If(self.reset):
-                m.d.sync += [to_idle.eq(1), loading.eq(0), hold.eq(0), model_pending.eq(0), snap_go.eq(0)]
+                m.d.sync += [to_idle.eq(1), loading.eq(0), hold.eq(0), model_pending.eq(0)]
                 m.next = "ABORT_HOLD"
             with m.Elif(self.start):
                 m.d.sync += [to_idle.eq(0), st.error.eq(ErrorCode.START_WHILE_BUSY), loading.eq(0), hold.eq(0),
-                             model_pending.eq(0), snap_go.eq(0)]
+                             model_pending.eq(0)]
                 m.next = "ABORT_HOLD"
 
         with m.FSM() as fsm:
@@ -410,8 +395,7 @@ class Sequencer(wiring.Component):
                 guard()
             with m.State("SETUP"):
                 m.d.comb += self.dp_rst.eq(1)
-                m.d.sync += [lead.eq(0) for lead in leads]
-                m.d.sync += [d_copy.eq(copy_first), d_addr.eq(cfg.data_addr + copy_off),
+                m.d.sync += [d_issued.eq(0), l_issued.eq(0), d_copy.eq(copy_first), d_addr.eq(cfg.data_addr + copy_off),
                              model_base.eq(cfg.model_addr), stats_base.eq(cfg.stats_addr), seg_left.eq(nseg - 1),
                              # a warm start's priming pass runs one group: seg_rows = 1 until it is done
                              self.seg_rows.eq(Mux(warm, 1, rows_first)),
@@ -477,11 +461,10 @@ class Sequencer(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += [in_run.eq(1), self.running.eq(1)]
                 with m.If(rows_all & self.dot_done):
-                    m.d.sync += snap_go.eq(1)
                     m.next = "SNAP_GO"
                 guard()
-            with m.State("SNAP_GO"):  # snap_go is set for this cycle alone (the writer starts)
-                m.d.comb += in_run.eq(1)
+            with m.State("SNAP_GO"):  # the writer's start from the state register alone (a short path)
+                m.d.comb += [in_run.eq(1), snap.start.eq(1), snap.base.eq(model_base), snap.lines.eq(model_lines)]
                 m.next = "SNAPSHOT"
                 guard()
             with m.State("SNAPSHOT"):
@@ -493,7 +476,6 @@ class Sequencer(wiring.Component):
             with m.State("RECORD"):
                 m.d.comb += in_run.eq(1)
                 with m.If(~rec.busy):
-                    m.d.comb += epoch_inc.eq(1)
                     m.d.sync += [epochs.eq(epochs + 1), model_base.eq(model_base + model_lines),
                                  stats_base.eq(stats_base + RECORD_BYTES * 8 // W)]
                     with m.If(last_seg):

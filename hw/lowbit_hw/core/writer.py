@@ -29,8 +29,7 @@ class SnapshotWriter(wiring.Component):
     Attributes
     ----------
     start : In(1)
-        Pulse: latch ``base`` and ``lines`` and begin (nothing, if ``lines`` is 0). ``lines`` must
-        already hold its value the cycle before: its test for 0 is a register.
+        Pulse: latch ``base`` and ``lines`` and begin.
     busy : Out(1)
     write : Out(stream.Signature(write_request_layout(line_bits)))
     """
@@ -65,13 +64,9 @@ class SnapshotWriter(wiring.Component):
         m.d.comb += [self.model_addr.eq(row), self.write.payload.address.eq(addr)]
         fire = self.write.valid & self.write.ready
         per = L // P if L >= P else P // L  # lines per row, or rows per line
-        # a 32-bit compare between start and the enables of left, addr, row was 3 LUT levels of
-        # the board's slowest path
-        lines_nz = Signal()
-        m.d.sync += lines_nz.eq(self.lines != 0)
         with m.FSM():
             with m.State("IDLE"):
-                with m.If(self.start & lines_nz):
+                with m.If(self.start & (self.lines != 0)):
                     m.d.sync += [addr.eq(self.base), left.eq(self.lines), row.eq(0), sub.eq(0),
                                  last.eq(self.lines == 1), sub_last.eq(per == 1)]
                     m.next = "READ"
@@ -130,8 +125,7 @@ class RecordWriter(wiring.Component):
     Attributes
     ----------
     start : In(1)
-        Pulse, only while not ``busy``: latch ``record`` (word ``i`` at bits ``[64i, 64i+64)``),
-        ``address`` and ``fence``.
+        Pulse: latch ``record`` (word ``i`` at bits ``[64i, 64i+64)``), ``address`` and ``fence``.
     busy : Out(1)
     write : Out(stream.Signature(write_request_layout(line_bits)))
     """
@@ -154,13 +148,9 @@ class RecordWriter(wiring.Component):
         fencing = Signal()  # the fence goes first
         m.d.comb += [self.busy.eq(active), self.write.valid.eq(active), self.write.payload.fence.eq(fencing),
                      self.write.payload.address.eq(addr), self.write.payload.data.eq(rec.word_select(idx, W))]
-        # The record is taken whenever the writer is idle, so the one of the start cycle is kept:
-        # its 512 flip-flops' enable is then one register (with start, the sequencer's decision,
-        # it was among the board's latest arrivals: docs/board.md, thirteenth pass).
-        with m.If(~active):
-            m.d.sync += rec.eq(self.record)
         with m.If(self.start):
-            m.d.sync += [addr.eq(self.address), idx.eq(0), fencing.eq(self.fence), active.eq(1)]
+            m.d.sync += [rec.eq(self.record), addr.eq(self.address), idx.eq(0), fencing.eq(self.fence),
+                         active.eq(1)]
         with m.Elif(self.write.valid & self.write.ready):
             with m.If(fencing):
                 m.d.sync += fencing.eq(0)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -150,21 +148,6 @@ class WovenGradientUnit(wiring.Component):
             m.d.sync += clr_addr.eq(clr_addr + 1)
             with m.If(clr_addr == chunks_m1):
                 m.d.sync += clearing.eq(0)
-        # ... and the same, a cycle ahead (clearing and clr_addr next cycle), for the RAMs' write ports
-        clr_next, clr_addr_next = Signal(), Signal.like(clr_addr)
-        m.d.comb += [clr_next.eq(self.clear | (clearing & (clr_addr != chunks_m1))),
-                     clr_addr_next.eq(Mux(self.clear, 0, clr_addr + 1))]
-
-        def write_port_ahead(ports, en_early, addr_early, name):
-            """A RAM's write enable and address as registers, set a cycle early from the clear's
-            next state and the pipeline's values a stage before the write: as ``clearing | en`` and
-            ``Mux(clearing, clr_addr, addr)`` they were a LUT or two before each reached every one of
-            the RAM's hundreds of LUT RAMs (G's 512), among the board's latest arrivals
-            (docs/board.md, thirteenth pass). The write happens in the same cycle as before."""
-            en, addr = Signal(name=f"{name}_w_en_r"), Signal.like(ports.w_addr, name=f"{name}_w_addr_r")
-            m.d.sync += [en.eq(clr_next | en_early), addr.eq(Mux(clr_next, clr_addr_next, addr_early))]
-            m.d.comb += [ports.w_en.eq(en), ports.w_addr.eq(addr)]
-            return en, addr
 
         # ---- group issue: a chunk's planes are read from the group buffer highest first
         # (b, b-1, .., 0), so the plane sums accumulate by Horner's rule, h = 2h + t_k: a fixed
@@ -401,7 +384,7 @@ class WovenGradientUnit(wiring.Component):
 
         # ---- u+7: G back (0 at the end of a minibatch); the model row for the update is read
         # from stage 6's chunk (the same one), so w0 arrives with fin.
-        write_port_ahead(g_mem, u6["valid"] & u6["last"], u6["c"], "g_mem")
+        m.d.comb += [g_mem.w_en.eq(clearing | u7["valid"]), g_mem.w_addr.eq(Mux(clearing, clr_addr, u7["c"]))]
         m.d.comb += g_mem.w_data.eq(g_back)
         m.d.comb += self.model_r_addr.eq(u6["c"])
         wb_rows = Mux(u7["valid"] & ~u7["end"] & u7["group_last"], u7["count"], 0)
@@ -480,13 +463,11 @@ class WovenGradientUnit(wiring.Component):
             m.d.sync += [w_h[i].eq(Mux(reals[i], sat32(w0s[i] - (prods[i] >> STEP_FRAC)), 0)) for i in range(H)]
             m.d.sync += [w_parts[-1][i].eq(w_h[i]) for i in range(H)]
             m.d.sync += [w_parts[j][i].eq(w_parts[j + 1][i]) for j in range(P - 2) for i in range(H)]
-        wr_e = delay(m, pb, lat_step, "model_wr", reset_less=False)   # (a cycle before the write)
-        wr_c_e = delay(m, upd_c, lat_step, "model_wr_c")
-        wr = delay(m, wr_e, 1, "model_wr_last", reset_less=False)     # w_h holds the last phase's words
-        wr_c = delay(m, wr_c_e, 1, "model_wr_c_last")
+        wr = delay(m, pb, lat_step + 1, "model_wr", reset_less=False)   # w_h holds the last phase's words
+        wr_c = delay(m, upd_c, lat_step + 1, "model_wr_c")
         wr_last = delay(m, upd_last, lat_step + 1, "model_wr_last")
         wr_count = delay(m, upd_count, lat_step + 1, "model_wr_count")
-        write_port_ahead(SimpleNamespace(w_en=self.model_w_en, w_addr=self.model_w_addr), wr_e, wr_c_e, "model")
+        m.d.comb += [self.model_w_en.eq(clearing | wr), self.model_w_addr.eq(Mux(clearing, clr_addr, wr_c))]
         m.d.comb += self.model_w_data.eq(Cat(*(v for part in w_parts for v in part), *w_h))
         up_rows = Mux(wr & wr_last, wr_count, 0)
         with m.If(self.start):
@@ -512,10 +493,9 @@ class WovenGradientUnit(wiring.Component):
                     m.d.sync += [q_h[i].eq(unit.p >> CORR_SHIFT), q_parts[-1][i].eq(q_h[i])]
                     m.d.sync += [q_parts[j][i].eq(q_parts[j + 1][i]) for j in range(P - 2)]
                 lat_q = unit.latency
-            qw_e = delay(m, wr, lat_q, "q_wr", reset_less=False)
-            qw_c_e = delay(m, wr_c, lat_q, "q_wr_c")
-            qw = delay(m, qw_e, 1, "q_wr_last", reset_less=False)
-            write_port_ahead(q_mem, qw_e, qw_c_e, "q_mem")
+            qw = delay(m, wr, lat_q + 1, "q_wr", reset_less=False)
+            qw_c = delay(m, wr_c, lat_q + 1, "q_wr_c")
+            m.d.comb += [q_mem.w_en.eq(clearing | qw), q_mem.w_addr.eq(Mux(clearing, clr_addr, qw_c))]
             m.d.comb += q_mem.w_data.eq(Cat(*(v for part in q_parts for v in part), *q_h))
             if self.delayed:
                 m.d.comb += q_wrote.eq(qw)
@@ -555,17 +535,15 @@ class WovenGradientUnit(wiring.Component):
                 # one adder for either rounding constant, then the shift chosen
                 rounded = unit.p + Mux(l2_out, (1 << (L2_SHIFT - 1)) - 1, 1 << (CORR_SHIFT - 1))
                 m.d.sync += [x_h[i].eq(Mux(l2_out, rounded >> L2_SHIFT, rounded >> CORR_SHIFT)), x_lo[i].eq(x_h[i])]
-        qw_e = delay(m, wr, lat_x, "q_wr", reset_less=False)        # (a cycle before pass A's row is complete)
-        qw_c_e = delay(m, wr_c, lat_x, "q_wr_c")
-        qw = delay(m, qw_e, 1, "q_wr_last", reset_less=False)       # pass A's row complete
-        qw_c = delay(m, qw_c_e, 1, "q_wr_c_last")
-        dw_e = delay(m, qw, 1, "d_wr", reset_less=False)            # (a cycle before pass B's)
-        dw_c_e = delay(m, qw_c, 1, "d_wr_c")
-        dw = delay(m, dw_e, 1, "d_wr_last", reset_less=False)       # pass B's
-        # (nl and two_pass are registers held for the run)
-        write_port_ahead(q_mem, qw_e & ~nl, qw_c_e, "q_mem")
-        write_port_ahead(d_mem, (qw_e & nl) | (dw_e & two_pass), Mux(nl, qw_c_e, dw_c_e), "d_mem")
-        m.d.comb += [q_mem.w_data.eq(Cat(*x_lo, *x_h)), d_mem.w_data.eq(Cat(*x_lo, *x_h))]
+        qw = delay(m, wr, lat_x + 1, "q_wr", reset_less=False)       # pass A's row complete
+        qw_c = delay(m, wr_c, lat_x + 1, "q_wr_c")
+        dw = delay(m, qw, 2, "d_wr", reset_less=False)              # pass B's
+        dw_c = delay(m, qw_c, 2, "d_wr_c")
+        m.d.comb += [q_mem.w_en.eq(clearing | (qw & ~nl)), q_mem.w_addr.eq(Mux(clearing, clr_addr, qw_c)),
+                     q_mem.w_data.eq(Cat(*x_lo, *x_h)),
+                     d_mem.w_en.eq(clearing | (qw & nl) | (dw & two_pass)),
+                     d_mem.w_addr.eq(Mux(clearing, clr_addr, Mux(nl, qw_c, dw_c))),
+                     d_mem.w_data.eq(Cat(*x_lo, *x_h))]
         if self.delayed:  # a chunk's rows are complete with the last of its one or two writes
             m.d.comb += q_wrote.eq(Mux(two_pass, dw, qw))
         return m
