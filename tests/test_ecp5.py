@@ -51,13 +51,16 @@ def test_primitive_netlist_elaborates():
     assert Mul18.LATENCY == 2
 
 
-def test_simple_dual_port_ram_model_reads_a_cycle_later_what_was_written_before():
-    """The model of SimpleDualPortRAM: r_data at t + 1 is the word at r_addr at t, as written in
-    cycles before t (rows are never read in the cycle they are written: undefined in the primitive)."""
-    dut = SimpleDualPortRAM(shape=data.ArrayLayout(signed(20), 3), depth=5)
+@pytest.mark.parametrize("out_reg", [False, True])
+def test_simple_dual_port_ram_model_reads_a_cycle_later_what_was_written_before(out_reg):
+    """The model of SimpleDualPortRAM: r_data at t + 1 (t + 2 through the output register) is the
+    word at r_addr at t, as written in cycles before t (rows are never read in the cycle they are
+    written: undefined in the primitive)."""
+    dut = SimpleDualPortRAM(shape=data.ArrayLayout(signed(20), 3), depth=5, out_reg=out_reg)
     rng = random.Random(7)
     mirror = [[0, 0, 0] for _ in range(5)]
     bad = []
+    pending = []   # words read, oldest first, due out_reg cycles after the next
 
     async def bench(ctx):
         for _ in range(200):
@@ -69,13 +72,15 @@ def test_simple_dual_port_ram_model_reads_a_cycle_later_what_was_written_before(
             ctx.set(dut.w_addr, w_addr)
             ctx.set(dut.w_data, word)
             ctx.set(dut.r_addr, r_addr)
-            expect = list(mirror[r_addr])
+            pending.append(list(mirror[r_addr]))
             await ctx.tick()
             if w_en:
                 mirror[w_addr] = word
             got = [ctx.get(dut.r_data[i]) for i in range(3)]
-            if got != expect:
-                bad.append((r_addr, got, expect))
+            if len(pending) > int(out_reg):
+                expect = pending.pop(0)
+                if got != expect:
+                    bad.append((got, expect))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -90,8 +95,15 @@ def test_simple_dual_port_ram_is_dp16kd_slices_on_ecp5(width, blocks):
     text = rtlil.convert(SimpleDualPortRAM(shape=width, depth=8), platform=ECP5_SYNTH)
     assert text.count("cell \\DP16KD ") == blocks
     assert text.count("DATA_WIDTH_A") == blocks
+    assert text.count('"OUTREG"') == 0
+    # the output register is the primitive's own (both halves of the 36-bit word), no flip-flop beside it
+    text = rtlil.convert(SimpleDualPortRAM(shape=width, depth=8, out_reg=True), platform=ECP5_SYNTH)
+    assert text.count("cell \\DP16KD ") == blocks and text.count('"OUTREG"') == 2 * blocks
+    assert "$dff" not in text
     with pytest.raises(ValueError, match="depth"):
         SimpleDualPortRAM(shape=width, depth=513)
+    with pytest.raises(ValueError, match="out_reg"):
+        SimpleDualPortRAM(shape=width, depth=8, out_reg=1)
 
 
 class _Copies(Elaboratable):

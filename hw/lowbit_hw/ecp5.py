@@ -258,10 +258,12 @@ class PipelinedMul(wiring.Component):
 
 class SimpleDualPortRAM(wiring.Component):
     """``depth`` words of ``width`` bits in block RAM: one write port, one read port, one cycle:
-    ``r_data`` at ``t + 1`` is the word at ``r_addr`` at ``t`` (as written before cycle ``t``).
+    ``r_data`` at ``t + 1`` is the word at ``r_addr`` at ``t`` (as written before cycle ``t``), or
+    with ``out_reg``, two: ``r_data`` at ``t + 2``, through the primitive's output register.
 
     On ECP5, ``ceil(width / 36)`` DP16KD side by side in their 512 x 36 pseudo-dual-port mode
-    (port A writes 36 bits, its ADA0-3 the byte enables; port B reads 36 bits; no output register).
+    (port A writes 36 bits, its ADA0-3 the byte enables; port B reads 36 bits; the output
+    register only with ``out_reg``).
     Yosys maps a shallow memory to LUT RAM, whose wide shared addresses congest the routing (docs/board.md),
     and a ``ram_style = "block"`` memory with a separate write port to DP16KD *plus* a soft bypass
     of every bit (yosys makes the undefined same-row read-during-write defined), which costs a
@@ -275,25 +277,29 @@ class SimpleDualPortRAM(wiring.Component):
         Of a word (e.g. an ``ArrayLayout``: ``w_data`` and ``r_data`` are then views).
     depth : int
         1..512 (one DP16KD deep).
+    out_reg : bool
+        Read through the output register (two cycles).
     """
 
     MAX_DEPTH = 512
     SLICE = 36
 
-    def __init__(self, *, shape, depth: int):
+    def __init__(self, *, shape, depth: int, out_reg: bool = False):
         self.width = Shape.cast(shape).width
         try:
             _check_ram_depth(depth)
+            if not isinstance(out_reg, bool):
+                raise ValueError(f"out_reg must be True or False, got {out_reg!r}")
         except ValueError:
             self._MustUse__silence = True
             raise
-        self.shape, self.depth = shape, depth
+        self.shape, self.depth, self.out_reg = shape, depth, out_reg
         super().__init__({"w_en": In(1), "w_addr": In(range(depth)), "w_data": In(shape),
                           "r_addr": In(range(depth)), "r_data": Out(shape)})
 
     def elaborate(self, platform):
         m = Module()
-        ports = simple_dual_port_ram(m, platform, shape=self.shape, depth=self.depth, name="ram")
+        ports = simple_dual_port_ram(m, platform, shape=self.shape, depth=self.depth, name="ram", out_reg=self.out_reg)
         m.d.comb += [ports.w_en.eq(self.w_en), ports.w_addr.eq(self.w_addr), ports.w_data.eq(self.w_data),
                      ports.r_addr.eq(self.r_addr), self.r_data.eq(ports.r_data)]
         return m
@@ -304,11 +310,15 @@ def _check_ram_depth(depth) -> None:
         raise ValueError(f"depth must be an int in 1..{SimpleDualPortRAM.MAX_DEPTH}, got {depth!r}")
 
 
-def simple_dual_port_ram(m: Module, platform, *, shape, depth: int, name: str, block: bool = True) -> SimpleNamespace:
+def simple_dual_port_ram(m: Module, platform, *, shape, depth: int, name: str, block: bool = True,
+                         out_reg: bool = False) -> SimpleNamespace:
     """:class:`SimpleDualPortRAM`'s RAM built straight into ``m`` (no module of its own): returns
     its ports (``w_en``, ``w_addr``, ``w_data``, ``r_addr``, ``r_data``) as signals of ``m``.
     ``block=False`` builds the plain Amaranth memory on ECP5 too, which yosys maps to LUT RAM
-    (TRELLIS_DPR16X4) at the shallow depths used here.
+    (TRELLIS_DPR16X4) at the shallow depths used here. ``out_reg=True`` reads in two cycles
+    (``r_data`` at ``t + 2`` is the word at ``r_addr`` at ``t``): the DP16KD's output register
+    (``REGMODE`` ``OUTREG``: about 1 ns clock-to-out where the array's own output is 5.8 ns,
+    ../shared/FACTS.md), and a register after the read port everywhere else.
 
     Users inside a big design take this: with a module per RAM, yosys 0.70's ABC9 failed an
     assertion reintegrating one of them in the board build ("count_id(wire->name) == 0" in
@@ -322,9 +332,16 @@ def simple_dual_port_ram(m: Module, platform, *, shape, depth: int, name: str, b
         mem = m.submodules[name] = Memory(shape=shape, depth=depth, init=[])
         wp, rp = mem.write_port(), mem.read_port()
         m.d.comb += [wp.en.eq(ports.w_en), wp.addr.eq(ports.w_addr), wp.data.eq(ports.w_data),
-                     rp.addr.eq(ports.r_addr), ports.r_data.eq(rp.data)]
+                     rp.addr.eq(ports.r_addr)]
+        if out_reg:  # (data: not reset, as the DP16KD's output register is not)
+            r_reg = Signal(shape, name=f"{name}_r_reg", reset_less=True)
+            m.d.sync += r_reg.eq(rp.data)
+            m.d.comb += ports.r_data.eq(r_reg)
+        else:
+            m.d.comb += ports.r_data.eq(rp.data)
         return ports
     w_data, r_data = Value.cast(ports.w_data), Value.cast(ports.r_data)
+    regmode = "OUTREG" if out_reg else "NOREG"
     slice_bits = SimpleDualPortRAM.SLICE
     abits = (SimpleDualPortRAM.MAX_DEPTH - 1).bit_length()
     w_addr = Cat(ports.w_addr, Const(0, abits - len(ports.w_addr)))
@@ -345,10 +362,12 @@ def simple_dual_port_ram(m: Module, platform, *, shape, depth: int, name: str, b
         pins.update({f"o_DOB{k}": do[18 + k] for k in range(18)})
         m.submodules[f"{name}_bram_{i}"] = Instance(
             "DP16KD",
-            p_DATA_WIDTH_A=36, p_DATA_WIDTH_B=36, p_REGMODE_A="NOREG", p_REGMODE_B="NOREG",
+            # (36-bit pseudo-dual-port: the read word leaves on DOA and DOB, so both halves get
+            # the output register, each with its clock enable on)
+            p_DATA_WIDTH_A=36, p_DATA_WIDTH_B=36, p_REGMODE_A=regmode, p_REGMODE_B=regmode,
             p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC", p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
             p_CLKAMUX="CLKA", p_CLKBMUX="CLKB", p_GSR="AUTO",
-            i_CLKA=ClockSignal(), i_WEA=1, i_CEA=1, i_OCEA=0, i_RSTA=0, i_CSA0=0, i_CSA1=0, i_CSA2=0,
+            i_CLKA=ClockSignal(), i_WEA=1, i_CEA=1, i_OCEA=int(out_reg), i_RSTA=0, i_CSA0=0, i_CSA1=0, i_CSA2=0,
             i_CLKB=ClockSignal(), i_WEB=0, i_CEB=1, i_OCEB=1, i_RSTB=0, i_CSB0=0, i_CSB1=0, i_CSB2=0,
             **pins)
     return ports

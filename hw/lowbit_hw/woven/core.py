@@ -74,6 +74,10 @@ class WovenCore(wiring.Component):
     block_ram : bool
         On ECP5, G, q, L2's term and the model in DP16KD (default) or, ``False``, in LUT RAM (they
         are ``max_features / 32`` rows deep); the same behaviour either way (docs/board.md).
+    gq_block_ram : bool or None
+        G, q and L2's term alone in DP16KD (True) or in LUT RAM (False); None (default): as
+        ``block_ram``. Either way they are read through an output register (the DP16KD's own).
+        The board's choice: G and q in block RAM, the model in LUT RAM (fourteenth pass).
     """
 
     #: The optional datapaths this core has (its BUILT register; the sequencer refuses the rest):
@@ -82,7 +86,8 @@ class WovenCore(wiring.Component):
     built = Built.NONLINEAR | Built.L2 | Built.CHEBYSHEV | Built.RESUME | Built.DELAYED
 
     def __init__(self, *, line_bits: int = 512, max_features: int = 8192, l2: bool = True,
-                 chebyshev: bool = True, delayed: bool = True, update_lanes: int = 16, block_ram: bool = True):
+                 chebyshev: bool = True, delayed: bool = True, update_lanes: int = 16, block_ram: bool = True,
+                 gq_block_ram: bool | None = None):
         try:
             if line_bits not in SUPPORTED_LINE_BITS:
                 raise ValueError(f"line_bits must be one of {SUPPORTED_LINE_BITS}, got {line_bits!r}")
@@ -95,12 +100,15 @@ class WovenCore(wiring.Component):
                 raise ValueError(f"delayed must be True or False, got {delayed!r}")
             if not isinstance(block_ram, bool):
                 raise ValueError(f"block_ram must be True or False, got {block_ram!r}")
+            if gq_block_ram is not None and not isinstance(gq_block_ram, bool):
+                raise ValueError(f"gq_block_ram must be True, False or None, got {gq_block_ram!r}")
             check_update_lanes(update_lanes, l2=l2)
         except ValueError:
             self._MustUse__silence = True
             raise
         self.l2, self.chebyshev, self.delayed, self.update_lanes = l2, chebyshev, delayed, update_lanes
         self.block_ram = block_ram
+        self.gq_block_ram = block_ram if gq_block_ram is None else gq_block_ram
         self.built = type(self).built
         if not l2:
             self.built &= ~Built.L2
@@ -142,7 +150,8 @@ class WovenCore(wiring.Component):
         dot = WovenDotUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines, chebyshev=self.chebyshev,
                            delayed=self.delayed)
         grad = WovenGradientUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines, l2=self.l2,
-                                 delayed=self.delayed, update_lanes=self.update_lanes, block_ram=self.block_ram)
+                                 delayed=self.delayed, update_lanes=self.update_lanes, block_ram=self.block_ram,
+                                 gq_block_ram=self.gq_block_ram)
         m.submodules.buffer = buf = Memory(shape=W, depth=dot.slots * self.slot_lines, init=[])
         buf_w, buf_r = buf.write_port(), buf.read_port()
         for name, block in (("dot", dot), ("gradient", grad)):

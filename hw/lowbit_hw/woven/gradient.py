@@ -19,9 +19,10 @@ __all__ = ["WovenGradientUnit", "GROUP_GAP", "check_update_lanes"]
 CHUNK = ROW_ALIGN  # features per line
 #: Cycles a group waits after the previous group's take (so group starts are >= GROUP_GAP + 1
 #: apart). G of a chunk is read for its last (plane 0) line, issued at uL: the read is issued at
-#: uL + 3 and the new G is written in cycle uL + 8. RAM reads are not transparent, so the next
-#: group's read of that chunk, at uL' + 3, must come at uL + 9 or later: uL' - uL >= 6, and
-#: uL' - uL is the distance between the two group starts. 8 keeps two cycles in hand.
+#: uL + 2 (its data, through the RAM's output register, at uL + 4) and the new G is written at the
+#: end of cycle uL + 7. RAM reads are not transparent, so the next group's read of that chunk, at
+#: uL' + 2, must come at uL + 8 or later: uL' - uL >= 6, and uL' - uL is the distance between the
+#: two group starts (>= GROUP_GAP + 1 = 9): three cycles in hand.
 GROUP_GAP = 8
 #: Registered copies of a group's operands (and of m0 r), each serving CHUNK / OPERAND_COPIES features.
 OPERAND_COPIES = 4
@@ -51,9 +52,10 @@ class WovenGradientUnit(wiring.Component):
     The unit never stalls once a group has started: every line is already in the group buffer.
 
     Pipeline (line read issued at u; a chunk's planes are read from b down to 0): u+1 the line
-    out of the buffer; u+2 registered, q read; u+3 partial sums over rows (two adder levels),
-    odd-code counts, G read; u+4 per-feature sums ``t``, ``n_odd * q`` as shifted copies of
-    ``q``, ``G + m0 * sum r``; u+5 ``h = 2h + t`` (Horner), ``n_odd * q`` summed; u+6 ``h + G +
+    out of the buffer, q read; u+2 registered, G read; u+3 partial sums over rows (two adder
+    levels), odd-code counts, q out of its RAM's output register; u+4 G out of its, per-feature
+    sums ``t``, ``n_odd * q`` as shifted copies of ``q``, ``G + m0 * sum r``; u+5 ``h = 2h + t``
+    (Horner), ``n_odd * q`` summed; u+6 ``h + G +
     m0 * sum r``; u+7 minus ``n_odd * q``: G written. Every stage is at most one carry chain
     (two adder levels in the row trees). The update (end of a minibatch) runs half a chunk per
     cycle through 16 ``PipelinedMul`` for ``gs * step`` and 16 for ``e_odd * w`` (chunks end >= 2
@@ -83,12 +85,14 @@ class WovenGradientUnit(wiring.Component):
     """
 
     def __init__(self, *, line_bits: int, max_chunks: int, slot_lines: int, l2: bool = True,
-                 delayed: bool = False, update_lanes: int = CHUNK // 2, block_ram: bool = True):
+                 delayed: bool = False, update_lanes: int = CHUNK // 2, block_ram: bool = True,
+                 gq_block_ram: bool | None = None):
         self.line_bits, self.max_chunks, self.slot_lines = line_bits, max_chunks, slot_lines
         self.with_l2 = bool(l2)
         check_update_lanes(update_lanes, l2=l2)
         self.update_lanes = update_lanes
         self.block_ram = bool(block_ram)
+        self.gq_block_ram = self.block_ram if gq_block_ram is None else bool(gq_block_ram)
         self.delayed = bool(delayed)
         self.slots = group_slots(self.delayed)
         S = self.samples = line_bits // CHUNK
@@ -122,12 +126,17 @@ class WovenGradientUnit(wiring.Component):
         # written (simple_dual_port_ram's one rule): G's read of a chunk comes >= 1 cycle after its
         # write (GROUP_GAP); q's is read only for a minibatch's groups, after the update that
         # wrote it has reached the model and the dot pass has read it (the dot interlock).
-        g_mem = simple_dual_port_ram(m, platform, shape=g_row, depth=C, name="g_mem", block=self.block_ram)
-        q_mem = simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="q_mem", block=self.block_ram)
+        # Each is read through an output register (two cycles, the address a cycle earlier): in
+        # block RAM that is the DP16KD's own, 1 ns from the clock where its array is 5.8 ns.
+        g_mem = simple_dual_port_ram(m, platform, shape=g_row, depth=C, name="g_mem", block=self.gq_block_ram,
+                                     out_reg=True)
+        q_mem = simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="q_mem", block=self.gq_block_ram,
+                                     out_reg=True)
         # nd_j = -rnd(L2 * w0_j, 17), the L2 term of the minibatch's model, written and read as q
         # is (the same rule holds: its writes come at most 2 cycles after q's); kept negated so
         # that it joins the correction tree, which is subtracted, as count * nd.
-        d_mem = (simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="d_mem", block=self.block_ram)
+        d_mem = (simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="d_mem", block=self.gq_block_ram,
+                                      out_reg=True)
                  if self.with_l2 else None)
 
         # The run's sizes less one, as registers (a group's "last of its minibatch" is then two
@@ -289,9 +298,9 @@ class WovenGradientUnit(wiring.Component):
         m.d.sync += line2.eq(self.buf_data)
 
         # ---- u+3: partial sums over row pairs (two adder levels), odd-code counts (used at plane 0).
-        # q and G are read for every plane (only the last one's are used), q in cycle u+2 and G in
-        # u+3, so they arrive when the chunk's last plane needs them instead of riding the
-        # pipeline from its first plane.
+        # q and G are read for every plane (only the last one's are used), q in cycle u+1 and G in
+        # u+2 (each out of its RAM's output register a cycle after the RAM's), so they arrive when
+        # the chunk's last plane needs them instead of riding the pipeline from its first plane.
         u3 = stage(u2, "u3")
         nodd_w = (S + 1).bit_length()
         nodd = [Signal(nodd_w, name=f"nodd_{f}", reset_less=True) for f in range(CHUNK)]
@@ -316,9 +325,10 @@ class WovenGradientUnit(wiring.Component):
                          Mux(hit[2 * p], rec2.d[2 * p], 0)) for p in range(S // 2)]
             parts.append(register_all(m, add_levels(terms, 2), f"gpart_{f}"))
             m.d.sync += nodd[f].eq(sum(hit[s] & rec2.valid[s] for s in range(S)))
-        m.d.comb += [q_mem.r_addr.eq(u2["c"]), g_mem.r_addr.eq(u3["c"])]
+        # (each read issued a cycle before the data is due: the RAMs read through an output register)
+        m.d.comb += [q_mem.r_addr.eq(u1["c"]), g_mem.r_addr.eq(u2["c"])]
         if self.with_l2:
-            m.d.comb += d_mem.r_addr.eq(u2["c"])
+            m.d.comb += d_mem.r_addr.eq(u1["c"])
 
         # ---- u+4: per-feature sums t; n_odd * q as shifted copies of q (no multiplier); G + m0 * sum r
         u4 = stage(u3, "u4")
