@@ -142,6 +142,13 @@ def test_woven_core_l2_is_a_checked_build_option():
     for lanes, l2 in ((8, True), (4, False)):  # a quarter chunk a cycle only without L2's second pass
         with pytest.raises(ValueError, match="update_lanes"):
             WovenCore(**SMALL, l2=l2, update_lanes=lanes)
+    # G, q and L2's term follow block_ram unless told otherwise
+    rams = [WovenCore(**SMALL, block_ram=b, gq_block_ram=g) for b, g in ((True, None), (False, None), (False, True))]
+    for core in rams:
+        core._MustUse__silence = True
+    assert [core.gq_block_ram for core in rams] == [True, False, True]
+    with pytest.raises(ValueError, match="gq_block_ram"):
+        WovenCore(**SMALL, gq_block_ram="block")
 
 
 # ------------------------------------------------------------------ resumable runs (issue 14, RESUME)
