@@ -77,7 +77,8 @@ class WovenCore(wiring.Component):
     gq_block_ram : bool or None
         G, q and L2's term alone in DP16KD (True) or in LUT RAM (False); None (default): as
         ``block_ram``. Either way they are read through an output register (the DP16KD's own).
-        The board's choice: G and q in block RAM, the model in LUT RAM (fourteenth pass).
+        The board keeps them in LUT RAM: with G and q in block RAM it did not route (docs/board.md,
+        fourteenth pass).
     """
 
     #: The optional datapaths this core has (its BUILT register; the sequencer refuses the rest):

@@ -55,8 +55,8 @@ class WovenGradientUnit(wiring.Component):
     out of the buffer, q read; u+2 registered, G read; u+3 partial sums over rows (two adder
     levels), odd-code counts, q out of its RAM's output register; u+4 G out of its, per-feature
     sums ``t``, ``n_odd * q`` as shifted copies of ``q``, ``G + m0 * sum r``; u+5 ``h = 2h + t``
-    (Horner), ``n_odd * q`` summed; u+6 ``h + G +
-    m0 * sum r``; u+7 minus ``n_odd * q``: G written. Every stage is at most one carry chain
+    (Horner), ``n_odd * q`` summed; u+6 ``h + G + m0 * sum r``; u+7 minus ``n_odd * q``: G
+    written. Every stage is at most one carry chain
     (two adder levels in the row trees). The update (end of a minibatch) runs half a chunk per
     cycle through 16 ``PipelinedMul`` for ``gs * step`` and 16 for ``e_odd * w`` (chunks end >= 2
     cycles apart): u+8 ``rnd(G, 15)``, u+9 ``gs``, u+9/u+10 the halves enter, model written at
