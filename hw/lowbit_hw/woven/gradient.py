@@ -19,10 +19,11 @@ __all__ = ["WovenGradientUnit", "GROUP_GAP", "check_update_lanes"]
 CHUNK = ROW_ALIGN  # features per line
 #: Cycles a group waits after the previous group's take (so group starts are >= GROUP_GAP + 1
 #: apart). G of a chunk is read for its last (plane 0) line, issued at uL: the read is issued at
-#: uL + 2 (its data, through the RAM's output register, at uL + 4) and the new G is written at the
-#: end of cycle uL + 7. RAM reads are not transparent, so the next group's read of that chunk, at
-#: uL' + 2, must come at uL + 8 or later: uL' - uL >= 6, and uL' - uL is the distance between the
-#: two group starts (>= GROUP_GAP + 1 = 9): three cycles in hand.
+#: uL + 2 through a block RAM's output register, uL + 3 from LUT RAM (its data at uL + 4 either
+#: way), and the new G is written at the end of cycle uL + 7. RAM reads are not transparent, so the
+#: next group's read of that chunk, at uL' + 2 (or + 3), must come at uL + 8 or later: uL' - uL >= 6,
+#: and uL' - uL is the distance between the two group starts (>= GROUP_GAP + 1 = 9): three cycles
+#: (or four) in hand.
 GROUP_GAP = 8
 #: Registered copies of a group's operands (and of m0 r), each serving CHUNK / OPERAND_COPIES features.
 OPERAND_COPIES = 4
@@ -52,9 +53,9 @@ class WovenGradientUnit(wiring.Component):
     The unit never stalls once a group has started: every line is already in the group buffer.
 
     Pipeline (line read issued at u; a chunk's planes are read from b down to 0): u+1 the line
-    out of the buffer, q read; u+2 registered, G read; u+3 partial sums over rows (two adder
-    levels), odd-code counts, q out of its RAM's output register; u+4 G out of its, per-feature
-    sums ``t``, ``n_odd * q`` as shifted copies of ``q``, ``G + m0 * sum r``; u+5 ``h = 2h + t``
+    out of the buffer, q read (block RAM: through its output register); u+2 registered, G read
+    (block RAM), q read (LUT RAM); u+3 partial sums over rows (two adder levels), odd-code counts,
+    q out of its RAM, G read (LUT RAM); u+4 G out of its RAM, per-feature sums ``t``, ``n_odd * q`` as shifted copies of ``q``, ``G + m0 * sum r``; u+5 ``h = 2h + t``
     (Horner), ``n_odd * q`` summed; u+6 ``h + G + m0 * sum r``; u+7 minus ``n_odd * q``: G
     written. Every stage is at most one carry chain
     (two adder levels in the row trees). The update (end of a minibatch) runs half a chunk per
@@ -126,17 +127,21 @@ class WovenGradientUnit(wiring.Component):
         # written (simple_dual_port_ram's one rule): G's read of a chunk comes >= 1 cycle after its
         # write (GROUP_GAP); q's is read only for a minibatch's groups, after the update that
         # wrote it has reached the model and the dot pass has read it (the dot interlock).
-        # Each is read through an output register (two cycles, the address a cycle earlier): in
-        # block RAM that is the DP16KD's own, 1 ns from the clock where its array is 5.8 ns.
+        # In block RAM each is read through the DP16KD's output register (two cycles, the address
+        # a cycle earlier): 1 ns from the clock where its array is 5.8 ns. In LUT RAM the read is
+        # fast and takes one cycle (the read port's register): an output register there would be
+        # 3.6k flip-flops more on the board (G's 2 048 and q's 1 536) for nothing (docs/board.md,
+        # fifteenth pass: that netlist placed with a longer wire length on all three seeds).
+        out_reg = self.gq_block_ram
         g_mem = simple_dual_port_ram(m, platform, shape=g_row, depth=C, name="g_mem", block=self.gq_block_ram,
-                                     out_reg=True)
+                                     out_reg=out_reg)
         q_mem = simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="q_mem", block=self.gq_block_ram,
-                                     out_reg=True)
+                                     out_reg=out_reg)
         # nd_j = -rnd(L2 * w0_j, 17), the L2 term of the minibatch's model, written and read as q
         # is (the same rule holds: its writes come at most 2 cycles after q's); kept negated so
         # that it joins the correction tree, which is subtracted, as count * nd.
         d_mem = (simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="d_mem", block=self.gq_block_ram,
-                                      out_reg=True)
+                                      out_reg=out_reg)
                  if self.with_l2 else None)
 
         # The run's sizes less one, as registers (a group's "last of its minibatch" is then two
@@ -298,8 +303,8 @@ class WovenGradientUnit(wiring.Component):
         m.d.sync += line2.eq(self.buf_data)
 
         # ---- u+3: partial sums over row pairs (two adder levels), odd-code counts (used at plane 0).
-        # q and G are read for every plane (only the last one's are used), q in cycle u+1 and G in
-        # u+2 (each out of its RAM's output register a cycle after the RAM's), so they arrive when
+        # q and G are read for every plane (only the last one's are used), q in cycle u+2 and G in
+        # u+3 (from block RAM a cycle earlier, through its output register), so they arrive when
         # the chunk's last plane needs them instead of riding the pipeline from its first plane.
         u3 = stage(u2, "u3")
         nodd_w = (S + 1).bit_length()
@@ -325,10 +330,11 @@ class WovenGradientUnit(wiring.Component):
                          Mux(hit[2 * p], rec2.d[2 * p], 0)) for p in range(S // 2)]
             parts.append(register_all(m, add_levels(terms, 2), f"gpart_{f}"))
             m.d.sync += nodd[f].eq(sum(hit[s] & rec2.valid[s] for s in range(S)))
-        # (each read issued a cycle before the data is due: the RAMs read through an output register)
-        m.d.comb += [q_mem.r_addr.eq(u1["c"]), g_mem.r_addr.eq(u2["c"])]
+        # (through an output register, each read is issued a cycle earlier: the data is due at the same cycle)
+        q_at, g_at = (u1, u2) if out_reg else (u2, u3)
+        m.d.comb += [q_mem.r_addr.eq(q_at["c"]), g_mem.r_addr.eq(g_at["c"])]
         if self.with_l2:
-            m.d.comb += d_mem.r_addr.eq(u1["c"])
+            m.d.comb += d_mem.r_addr.eq(q_at["c"])
 
         # ---- u+4: per-feature sums t; n_odd * q as shifted copies of q (no multiplier); G + m0 * sum r
         u4 = stage(u3, "u4")
