@@ -151,6 +151,21 @@ def test_woven_core_l2_is_a_checked_build_option():
         WovenCore(**SMALL, gq_block_ram="block")
 
 
+def test_g_and_q_are_read_through_an_output_register_only_from_block_ram():
+    """From block RAM (the 512-bit build's) G and q come through the DP16KD's output register (in
+    the simulators a register after the read port); from LUT RAM (the board's) in one cycle, with
+    no such register: there it was 3.6k flip-flops for nothing (docs/board.md, fifteenth pass)."""
+    from amaranth.back import rtlil
+
+    def registers(**kw):
+        text = rtlil.convert(WovenCore(**SMALL, l2=False, **kw))
+        return {name for name in ("g_mem_r_reg", "q_mem_r_reg") if name in text}
+
+    assert registers(block_ram=True) == {"g_mem_r_reg", "q_mem_r_reg"}
+    assert registers(block_ram=False) == set()
+    assert registers(block_ram=False, gq_block_ram=True) == {"g_mem_r_reg", "q_mem_r_reg"}
+
+
 # ------------------------------------------------------------------ resumable runs (issue 14, RESUME)
 def _model(features, seed, scale=1 << 24):
     """A start model (int32 at 2^-24) of magnitude ~``scale``: large enough that q = rnd(e_odd w, 8) matters."""
