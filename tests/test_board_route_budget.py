@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -191,3 +192,38 @@ def test_route_minutes_must_be_a_positive_number(value, capsys):
 def test_finish_only_needs_a_saved_build(tmp_path, capsys):
     assert build.main(["--out", str(tmp_path), "--finish-only"]) == 2
     assert "--finish-only needs the report.json" in capsys.readouterr().err
+
+
+def test_no_more_nextpnr_runs_at_once_than_jobs():
+    """make bitstream's seeds each hold one of --jobs slots for their whole run: the others wait."""
+    from lowbit_hw.board.build import one_at_a_time_of
+
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def run(seed):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return seed
+
+    limited = one_at_a_time_of(2)
+    threads, results = [], []
+    for seed in range(5):
+        t = threading.Thread(target=lambda s=seed: results.append(limited(run, s)))
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join()
+    assert peak[0] == 2 and sorted(results) == [0, 1, 2, 3, 4]
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="jobs"):
+            one_at_a_time_of(bad)
+
+
+def test_jobs_must_be_at_least_one(capsys):
+    with pytest.raises(SystemExit):
+        build.main(["--jobs", "0"])
+    assert "--jobs must be >= 1" in capsys.readouterr().err

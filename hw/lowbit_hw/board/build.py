@@ -380,6 +380,22 @@ def render(rep: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def one_at_a_time_of(jobs: int):
+    """A wrapper that runs a callable holding one of ``jobs`` slots (a semaphore shared by every
+    call it wraps): the nextpnr runs of ``make bitstream`` take one core each for tens of minutes,
+    and each has a time budget on the wall clock, so more runs than cores would each get a fraction
+    of one and could be stopped for time they never had."""
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a whole number >= 1, got {jobs!r}")
+    slots = threading.Semaphore(jobs)
+
+    def run(fn, *args, **kwargs):
+        with slots:
+            return fn(*args, **kwargs)
+
+    return run
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lowbit_hw.board.build", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("build") / "bitstream", help="output folder (default: build/bitstream under the current folder)")
@@ -391,10 +407,15 @@ def main(argv=None) -> int:
     ap.add_argument("--finish-only", action="store_true",
                     help="do not place or route: finish the build in --out from the seeds its report.json "
                          "already holds (pack the fastest seed's bitstream, the 512-bit size, the report)")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                    help="nextpnr runs at once, the others wait for a core (default: the CPU count, %(default)s); "
+                         "each run's --route-minutes count from its own start")
     ap.add_argument("--route-minutes", type=_positive_minutes, default=DEFAULT_ROUTE_MINUTES,
                     help="stop each nextpnr run after this many minutes and report how far it got "
                          "(default: %(default)s)")
     args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error(f"--jobs must be >= 1, got {args.jobs}")
 
     from lowbit_hw.toolchain import setup_env
 
@@ -415,13 +436,16 @@ def main(argv=None) -> int:
 
     # The other seeds are placed beside the bitstream's own, on its netlist, as soon as yosys has
     # written it (nextpnr's log appearing says the netlist is complete): each nextpnr is
-    # single-threaded, and placing and routing the woven board takes tens of minutes.
+    # single-threaded, and placing and routing the woven board takes tens of minutes. At most
+    # --jobs run at once (one_at_a_time_of): on 2 cores, three side by side each got two thirds of
+    # one against a wall-clock budget (docs/board.md, fifteenth pass).
     # (a bitstream left from an earlier build must not pass for this one's)
     for stale in (args.out / f"{NAME}.tim", args.out / f"{NAME}_report.json", args.out / f"{NAME}.bit",
                   args.out / f"{NAME}.svf", args.out / f"{NAME}.config", *args.out.glob(f"{NAME}_seed*_run.config")):
         stale.unlink(missing_ok=True)
+    limited = one_at_a_time_of(args.jobs)
     with ThreadPoolExecutor(1 + len(args.more_seeds)) as pool:
-        board = pool.submit(build_board, args.out, params, args.seed, args.route_minutes)
+        board = pool.submit(limited, build_board, args.out, params, args.seed, args.route_minutes)
         seeds = []
         if args.more_seeds:
             while not (args.out / f"{NAME}.tim").exists() and not board.done():
@@ -433,7 +457,8 @@ def main(argv=None) -> int:
                 device = (plat._nextpnr_device_options[plat.device][2:],
                           plat._nextpnr_package_options[plat.package].upper(), plat.speed)
                 print(f"placing seeds {args.more_seeds} beside it for their fmax...", flush=True)
-                seeds = [pool.submit(reroute, args.out, *device, sd, args.route_minutes) for sd in args.more_seeds]
+                seeds = [pool.submit(limited, reroute, args.out, *device, sd, args.route_minutes)
+                         for sd in args.more_seeds]
         rep = {"board": outcome(board, args.seed, args.out / f"{NAME}.tim")}
         rep["board"].setdefault("params", params)
         (args.out / "report.json").write_text(json.dumps(rep, indent=2))
