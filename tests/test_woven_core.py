@@ -529,3 +529,48 @@ def test_woven_core_refuses_delay_it_cannot_pipeline(setting):
     cfg = dataclasses.replace(problem.cfg, model_delay=1, **setting)
     _, status, *_ = run_woven(dataclasses.replace(problem, cfg=cfg))
     assert status.state == State.ERROR and status.error == ErrorCode.BAD_DELAY
+
+
+# ------------------------------------------------------------------ the half-chunk tail (tail_lanes = 16)
+HALF_TAIL_CASES = [
+    # rows, features, bits, batch, epochs, line_bits, core options, problem options
+    (8, 40, 1, 2, 2, 64, {}, {}),                       # b = 1: last planes 2 cycles apart, the tightest
+    (7, 33, 2, 8, 2, 64, {}, dict(copies=2)),           # N odd, batch > N, two copies
+    (9, 100, 8, 2, 2, 64, {}, {}),                      # b = 8, four chunks
+    (16, 31, 3, 4, 2, 128, {}, {}),                     # four rows per line
+    (5, 1, 5, 2, 3, 64, {}, {}),                        # F = 1: one-chunk groups, the group gap
+    (6, 256, 6, 6, 1, 64, {}, {}),                      # F = the build's maximum
+    (8, 40, 1, 2, 2, 64, {}, dict(l2=1 << 29, step=0.2)),           # L2, least squares' two passes
+    (12, 40, 2, 2, 2, 64, {}, dict(loss=Loss.LOGISTIC, l2=1 << 21, step=0.2, model_delay=1)),  # pipelined SGD
+    (12, 40, 2, 4, 2, 64, BOARD_CORE_OPTIONS, dict(model_in=True, start_minibatch=1, max_minibatches=4,
+                                                   step=0.2, copies=2)),   # the board's options, warm start
+    (12, 40, 1, 4, 2, 64, BOARD_CORE_OPTIONS, dict(loss=Loss.HINGE, step=0.2)),
+]
+
+
+@pytest.mark.parametrize("rows,features,bits,batch,epochs,line_bits,core_opts,opts", HALF_TAIL_CASES)
+def test_woven_core_with_the_half_chunk_tail_equals_golden(rows, features, bits, batch, epochs, line_bits,
+                                                          core_opts, opts):
+    """``tail_lanes=16``: G's new value of features 0-15, then 16-31 a cycle later, through half the
+    tail's adders; bit for bit the golden model's, whatever the rest of the build."""
+    opts = dict(opts)
+    if opts.pop("model_in", False):
+        opts["model_in"] = _model(features, rows)
+    problem = make_problem(rows=rows, features=features, bits=bits, batch=batch, epochs=epochs, line_bits=line_bits,
+                           seed=rows * 13 + bits, layout="woven", **opts)
+    core_kw = dict(line_bits=line_bits, max_features=256, **core_opts, tail_lanes=16)
+    check_against_golden(problem, *run_woven(problem, core_kw=core_kw))
+
+
+def test_woven_core_with_the_half_chunk_tail_reset_mid_run_then_the_run_is_exact():
+    p = make_problem(rows=12, features=40, bits=2, batch=4, epochs=2, copies=2, seed=8, layout="woven",
+                     model_in=_model(40, 8), start_minibatch=1, max_minibatches=3)
+    first = dataclasses.replace(p.cfg, start_minibatch=2, max_minibatches=1)
+    script = _reset_at_then_run(first, p.run_id, p, 450, cycles=1000)
+    check_against_golden(p, *simulate(p, core_kw=dict(BOARD, tail_lanes=16), core_cls=WovenCore, script=script))
+
+
+def test_tail_lanes_is_a_checked_build_option():
+    for bad in (8, 0, "16"):
+        with pytest.raises(ValueError, match="tail_lanes"):
+            WovenCore(**SMALL, tail_lanes=bad)

@@ -19,7 +19,7 @@ from ..ecp5 import simple_dual_port_ram
 from ..interfaces import CoreSignature
 from .copies import CopyInterleaver
 from .dot import WovenDotUnit
-from .gradient import WovenGradientUnit, check_update_lanes
+from .gradient import WovenGradientUnit, check_tail_lanes, check_update_lanes
 from .table_scan import AffineTableScan
 
 __all__ = ["WovenCore"]
@@ -79,6 +79,11 @@ class WovenCore(wiring.Component):
         ``block_ram``. Either way they are read through an output register (the DP16KD's own).
         The board keeps them in LUT RAM: with G and q in block RAM it did not route (docs/board.md,
         fourteenth pass).
+    tail_lanes : int
+        Features the gradient unit's chunk tail (G's new value, its write-back) takes a cycle: 32
+        (default, the board's as measured) or 16 (half a chunk: a chunk's last planes are >= 2
+        cycles apart, so the rate is the same; about 5k flip-flops fewer on the board, not yet
+        placed: docs/board.md, fifteenth pass).
     """
 
     #: The optional datapaths this core has (its BUILT register; the sequencer refuses the rest):
@@ -88,7 +93,7 @@ class WovenCore(wiring.Component):
 
     def __init__(self, *, line_bits: int = 512, max_features: int = 8192, l2: bool = True,
                  chebyshev: bool = True, delayed: bool = True, update_lanes: int = 16, block_ram: bool = True,
-                 gq_block_ram: bool | None = None):
+                 gq_block_ram: bool | None = None, tail_lanes: int = 32):
         try:
             if line_bits not in SUPPORTED_LINE_BITS:
                 raise ValueError(f"line_bits must be one of {SUPPORTED_LINE_BITS}, got {line_bits!r}")
@@ -104,12 +109,14 @@ class WovenCore(wiring.Component):
             if gq_block_ram is not None and not isinstance(gq_block_ram, bool):
                 raise ValueError(f"gq_block_ram must be True, False or None, got {gq_block_ram!r}")
             check_update_lanes(update_lanes, l2=l2)
+            check_tail_lanes(tail_lanes)
         except ValueError:
             self._MustUse__silence = True
             raise
         self.l2, self.chebyshev, self.delayed, self.update_lanes = l2, chebyshev, delayed, update_lanes
         self.block_ram = block_ram
         self.gq_block_ram = block_ram if gq_block_ram is None else gq_block_ram
+        self.tail_lanes = tail_lanes
         self.built = type(self).built
         if not l2:
             self.built &= ~Built.L2
@@ -152,7 +159,7 @@ class WovenCore(wiring.Component):
                            delayed=self.delayed)
         grad = WovenGradientUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines, l2=self.l2,
                                  delayed=self.delayed, update_lanes=self.update_lanes, block_ram=self.block_ram,
-                                 gq_block_ram=self.gq_block_ram)
+                                 gq_block_ram=self.gq_block_ram, tail_lanes=self.tail_lanes)
         m.submodules.buffer = buf = Memory(shape=W, depth=dot.slots * self.slot_lines, init=[])
         buf_w, buf_r = buf.write_port(), buf.read_port()
         for name, block in (("dot", dot), ("gradient", grad)):

@@ -14,7 +14,7 @@ from ..ecp5 import PipelinedMul, global_buffer, register_copies, register_copies
 from .arith import add_levels, delay, register_all, sat32
 from .records import group_slots, residual_layout
 
-__all__ = ["WovenGradientUnit", "GROUP_GAP", "check_update_lanes"]
+__all__ = ["WovenGradientUnit", "GROUP_GAP", "check_tail_lanes", "check_update_lanes"]
 
 CHUNK = ROW_ALIGN  # features per line
 #: Cycles a group waits after the previous group's take (so group starts are >= GROUP_GAP + 1
@@ -35,6 +35,14 @@ def check_update_lanes(update_lanes, *, l2: bool) -> None:
     if update_lanes not in (CHUNK // 2, CHUNK // 4) or (l2 and update_lanes != CHUNK // 2):
         raise ValueError(f"update_lanes must be {CHUNK // 2} (half a chunk a cycle) or, built without L2, "
                          f"{CHUNK // 4} (a quarter), got {update_lanes!r}")
+
+
+def check_tail_lanes(tail_lanes) -> None:
+    """The chunk's tail (G's new value and its write-back) takes a whole chunk a cycle (32) or half
+    a chunk (16: a chunk's last planes are >= 2 cycles apart, b >= 1). ValueError otherwise."""
+    if tail_lanes not in (CHUNK, CHUNK // 2):
+        raise ValueError(f"tail_lanes must be {CHUNK} (a chunk a cycle) or {CHUNK // 2} (half a chunk), "
+                         f"got {tail_lanes!r}")
 
 
 class WovenGradientUnit(wiring.Component):
@@ -87,8 +95,10 @@ class WovenGradientUnit(wiring.Component):
 
     def __init__(self, *, line_bits: int, max_chunks: int, slot_lines: int, l2: bool = True,
                  delayed: bool = False, update_lanes: int = CHUNK // 2, block_ram: bool = True,
-                 gq_block_ram: bool | None = None):
+                 gq_block_ram: bool | None = None, tail_lanes: int = CHUNK):
         self.line_bits, self.max_chunks, self.slot_lines = line_bits, max_chunks, slot_lines
+        check_tail_lanes(tail_lanes)
+        self.tail_lanes = tail_lanes
         self.with_l2 = bool(l2)
         check_update_lanes(update_lanes, l2=l2)
         self.update_lanes = update_lanes
@@ -133,8 +143,15 @@ class WovenGradientUnit(wiring.Component):
         # 3.6k flip-flops more on the board (G's 2 048 and q's 1 536) for nothing (docs/board.md,
         # fifteenth pass: that netlist placed with a longer wire length on all three seeds).
         out_reg = self.gq_block_ram
-        g_mem = simple_dual_port_ram(m, platform, shape=g_row, depth=C, name="g_mem", block=self.gq_block_ram,
-                                     out_reg=out_reg)
+        half = self.tail_lanes < CHUNK
+        if half:  # G in two RAMs of half a chunk, read and written a cycle apart (the half-chunk tail, below)
+            TL = self.tail_lanes
+            g_mems = [simple_dual_port_ram(m, platform, shape=data.ArrayLayout(signed(64), TL), depth=C,
+                                           name=f"g_mem{k}", block=self.gq_block_ram, out_reg=out_reg)
+                      for k in range(2)]
+        else:
+            g_mem = simple_dual_port_ram(m, platform, shape=g_row, depth=C, name="g_mem", block=self.gq_block_ram,
+                                         out_reg=out_reg)
         q_mem = simple_dual_port_ram(m, platform, shape=q_row, depth=C, name="q_mem", block=self.gq_block_ram,
                                      out_reg=out_reg)
         # nd_j = -rnd(L2 * w0_j, 17), the L2 term of the minibatch's model, written and read as q
@@ -332,7 +349,9 @@ class WovenGradientUnit(wiring.Component):
             m.d.sync += nodd[f].eq(sum(hit[s] & rec2.valid[s] for s in range(S)))
         # (through an output register, each read is issued a cycle earlier: the data is due at the same cycle)
         q_at, g_at = (u1, u2) if out_reg else (u2, u3)
-        m.d.comb += [q_mem.r_addr.eq(q_at["c"]), g_mem.r_addr.eq(g_at["c"])]
+        m.d.comb += q_mem.r_addr.eq(q_at["c"])
+        if not half:
+            m.d.comb += g_mem.r_addr.eq(g_at["c"])
         if self.with_l2:
             m.d.comb += d_mem.r_addr.eq(q_at["c"])
 
@@ -347,11 +366,12 @@ class WovenGradientUnit(wiring.Component):
                      for f in range(CHUNK)] if self.with_l2 else [[] for _ in range(CHUNK)])
         cterms = [register_all(m, add_levels([Mux(nodd[f][i], q_mem.r_data[f] << i, 0) for i in range(nodd_w)]
                                              + l2_terms[f], 2), f"corr4_{f}") for f in range(CHUNK)]
-        # (m0 r selected a cycle early too, into copies: the slot cannot change between u+3 and u+4)
-        m0r4 = register_copies_of(m, platform, Mux(u3["parity"], recs[1].m0r, recs[0].m0r), OPERAND_COPIES,
-                                  "m0r4", signed(56))
-        gm = [Signal(signed(64), name=f"gm5_{f}", reset_less=True) for f in range(CHUNK)]
-        m.d.sync += [gm[f].eq(g_mem.r_data[f] + m0r4[f // per]) for f in range(CHUNK)]
+        if not half:
+            # (m0 r selected a cycle early too, into copies: the slot cannot change between u+3 and u+4)
+            m0r4 = register_copies_of(m, platform, Mux(u3["parity"], recs[1].m0r, recs[0].m0r), OPERAND_COPIES,
+                                      "m0r4", signed(56))
+            gm = [Signal(signed(64), name=f"gm5_{f}", reset_less=True) for f in range(CHUNK)]
+            m.d.sync += [gm[f].eq(g_mem.r_data[f] + m0r4[f // per]) for f in range(CHUNK)]
 
         # ---- u+5: h = 2h + t (0 before the chunk's first plane): after plane 0, h = sum_k 2^k t_k
         # exactly (|t| < 2^(w_t - 1), at most MAX_BITS + 1 planes); n_odd * q summed
@@ -369,39 +389,86 @@ class WovenGradientUnit(wiring.Component):
             with m.If(valid4[f // 4]):
                 m.d.sync += h[f].eq(Mux(first4[f // 4], 0, h[f] << 1) + t[f][0])
 
-        # ---- u+6, u+7: G' = (h + G + m0 * sum r) - n_odd * q, one carry chain per stage (the
-        # sums are taken at every plane; the last plane's go on). G is 64-bit in the golden model
-        # and these are sums: modulo 2^64 they are exact in any order, so nothing is wider.
-        u6 = stage(u5, "u6")
-        hb = [Signal(signed(64), name=f"hb6_{f}", reset_less=True) for f in range(CHUNK)]
-        corr6 = [delay(m, corr[f], 1, f"corr6_{f}") for f in range(CHUNK)]
-        m.d.sync += [hb[f].eq(h[f] + gm[f]) for f in range(CHUNK)]
-        new_g = Cat((hb[f] - corr6[f])[:64] for f in range(CHUNK))
-        fin = Signal(g_row, reset_less=True)
-        m.d.sync += fin.eq(new_g)
-        # What G's RAM is written with: fin, or 0 while clearing and at the end of a minibatch.
-        # Zeroed as a synchronous reset of its own register (free in an ECP5 flip-flop) rather
-        # than by a 2048-bit mux on the write data.
-        # clear_now zeroes ~2.3k flip-flops (G's, q's and the model's write words), g_zero G's
-        # 2048 and go enables ~2.6k (g_rnd and w0's hold): each on a global network (a DCCA on
-        # ECP5, an alias elsewhere), where general routing took 15-22 ns at the board's placement
-        # (docs/board.md, eighth to tenth passes). No flip-flop is added.
-        clear_now = global_buffer(m, platform, self.clear | clearing, "clear_now")
-        g_zero = global_buffer(m, platform, clear_now | u6["end"], "g_zero")
-        g_back = Signal(g_row, reset_less=True)
-        with m.If(g_zero):
-            m.d.sync += g_back.eq(0)
-        with m.Else():
-            m.d.sync += g_back.eq(new_g)
-        u7 = dict(valid=Signal(), c=Signal(range(C + 1)), end=Signal(), group_last=Signal(),
-                  count=Signal(range(S + 1)))
-        m.d.sync += [u7["valid"].eq(u6["valid"] & u6["last"])]
-        m.d.sync += [u7[n].eq(u6[n]) for n in ("c", "end", "group_last", "count")]
+        if not half:
+            # ---- u+6, u+7: G' = (h + G + m0 * sum r) - n_odd * q, one carry chain per stage (the
+            # sums are taken at every plane; the last plane's go on). G is 64-bit in the golden model
+            # and these are sums: modulo 2^64 they are exact in any order, so nothing is wider.
+            u6 = stage(u5, "u6")
+            hb = [Signal(signed(64), name=f"hb6_{f}", reset_less=True) for f in range(CHUNK)]
+            corr6 = [delay(m, corr[f], 1, f"corr6_{f}") for f in range(CHUNK)]
+            m.d.sync += [hb[f].eq(h[f] + gm[f]) for f in range(CHUNK)]
+            new_g = Cat((hb[f] - corr6[f])[:64] for f in range(CHUNK))
+            fin = Signal(g_row, reset_less=True)
+            m.d.sync += fin.eq(new_g)
+            # What G's RAM is written with: fin, or 0 while clearing and at the end of a minibatch.
+            # Zeroed as a synchronous reset of its own register (free in an ECP5 flip-flop) rather
+            # than by a 2048-bit mux on the write data.
+            # clear_now zeroes ~2.3k flip-flops (G's, q's and the model's write words), g_zero G's
+            # 2048 and go enables ~2.6k (g_rnd and w0's hold): each on a global network (a DCCA on
+            # ECP5, an alias elsewhere), where general routing took 15-22 ns at the board's placement
+            # (docs/board.md, eighth to tenth passes). No flip-flop is added.
+            clear_now = global_buffer(m, platform, self.clear | clearing, "clear_now")
+            g_zero = global_buffer(m, platform, clear_now | u6["end"], "g_zero")
+            g_back = Signal(g_row, reset_less=True)
+            with m.If(g_zero):
+                m.d.sync += g_back.eq(0)
+            with m.Else():
+                m.d.sync += g_back.eq(new_g)
+            u7 = dict(valid=Signal(), c=Signal(range(C + 1)), end=Signal(), group_last=Signal(),
+                      count=Signal(range(S + 1)))
+            m.d.sync += [u7["valid"].eq(u6["valid"] & u6["last"])]
+            m.d.sync += [u7[n].eq(u6[n]) for n in ("c", "end", "group_last", "count")]
 
-        # ---- u+7: G back (0 at the end of a minibatch); the model row for the update is read
-        # from stage 6's chunk (the same one), so w0 arrives with fin.
-        m.d.comb += [g_mem.w_en.eq(clearing | u7["valid"]), g_mem.w_addr.eq(Mux(clearing, clr_addr, u7["c"]))]
-        m.d.comb += g_mem.w_data.eq(g_back)
+            # ---- u+7: G back (0 at the end of a minibatch); the model row for the update is read
+            # from stage 6's chunk (the same one), so w0 arrives with fin.
+            m.d.comb += [g_mem.w_en.eq(clearing | u7["valid"]), g_mem.w_addr.eq(Mux(clearing, clr_addr, u7["c"]))]
+            m.d.comb += g_mem.w_data.eq(g_back)
+        else:
+            # ---- u+6, u+7 (tail_lanes = 16): the chunk's tail at half a chunk a cycle. h and corr are
+            # the chunk's in the cycle after its last plane's u+5 (T = u+5 of that line) only: features
+            # 0-15 enter the tail then, 16-31 a cycle later from hold registers (the next chunk's last
+            # plane is >= 2 cycles away, b >= 1). In T: h - corr, and G + m0 * sum r (G of the half from
+            # its own RAM, read a cycle apart); in T + 1 their sum: G' = (G + m0 r) + (h - corr), the
+            # same sum modulo 2^64 as the whole-chunk tail's; written at u+7 (0-15) and u+8 (16-31).
+            u6 = stage(u5, "u6")
+            hold_h = [delay(m, h[TL + i], 1, f"h_hold_{i}") for i in range(TL)]
+            hold_c = [delay(m, corr[TL + i], 1, f"corr_hold_{i}") for i in range(TL)]
+            # (second_half: the line in u+6 was a last plane, so this cycle is its second half; in the
+            # cycle before, u+5 holds it. The selects in copies, each serving a quarter of the lanes.)
+            tper = TL // OPERAND_COPIES
+            second = register_copies(m, platform, u5["valid"] & u5["last"], OPERAND_COPIES, "tail_second")
+            # (G's halves: the first read a cycle before its T, from u+4's chunk, the second from u+5's;
+            # through a block RAM's output register each a cycle earlier)
+            g0_at, g1_at = (u3, u4) if out_reg else (u4, u5)
+            m.d.comb += [g_mems[0].r_addr.eq(g0_at["c"]), g_mems[1].r_addr.eq(g1_at["c"])]
+            # m0 r of the line in the tail, selected a cycle early: u+4's line, or u+5's on its second half
+            m0r_t = register_copies_of(m, platform, Mux(Mux(u5["valid"] & u5["last"], u5["parity"], u4["parity"]),
+                                                        recs[1].m0r, recs[0].m0r), OPERAND_COPIES, "m0r_t", signed(56))
+            hc = [Signal(signed(h_width + 1), name=f"hc_{i}", reset_less=True) for i in range(TL)]
+            gm = [Signal(signed(64), name=f"gm_t_{i}", reset_less=True) for i in range(TL)]
+            for i in range(TL):
+                sel = second[i // tper]
+                m.d.sync += [hc[i].eq(Mux(sel, hold_h[i], h[i]) - Mux(sel, hold_c[i], corr[i])),
+                             gm[i].eq(Mux(sel, g_mems[1].r_data[i], g_mems[0].r_data[i]) + m0r_t[i // tper])]
+            new_g = Cat((gm[i] + hc[i])[:64] for i in range(TL))
+            fin = Signal(data.ArrayLayout(signed(64), TL), reset_less=True)
+            m.d.sync += fin.eq(new_g)
+            clear_now = global_buffer(m, platform, self.clear | clearing, "clear_now")
+            u7 = dict(valid=Signal(), c=Signal(range(C + 1)), end=Signal(), group_last=Signal(),
+                      count=Signal(range(S + 1)))
+            m.d.sync += [u7["valid"].eq(u6["valid"] & u6["last"])]
+            m.d.sync += [u7[n].eq(u6[n]) for n in ("c", "end", "group_last", "count")]
+            # g_back is loaded in T + 1: with the first half when u+6 holds the line, the second when u+7 does
+            g_zero = global_buffer(m, platform, clear_now | Mux(u7["valid"], u7["end"], u6["end"]), "g_zero")
+            g_back = Signal(data.ArrayLayout(signed(64), TL), reset_less=True)
+            with m.If(g_zero):
+                m.d.sync += g_back.eq(0)
+            with m.Else():
+                m.d.sync += g_back.eq(new_g)
+            u8_valid, u8_c = delay(m, u7["valid"], 1, "u8_valid", reset_less=False), delay(m, u7["c"], 1, "u8_c")
+            for ram, valid, c_w in ((g_mems[0], u7["valid"], u7["c"]), (g_mems[1], u8_valid, u8_c)):
+                m.d.comb += [ram.w_en.eq(clearing | valid), ram.w_addr.eq(Mux(clearing, clr_addr, c_w)),
+                             ram.w_data.eq(g_back)]
         m.d.comb += self.model_r_addr.eq(u6["c"])
         wb_rows = Mux(u7["valid"] & ~u7["end"] & u7["group_last"], u7["count"], 0)
 
@@ -424,8 +491,13 @@ class WovenGradientUnit(wiring.Component):
         held = [Signal.like(v, name=f"{n}_a") for n, v in (("w0", w0), ("upd_c", upd_c), ("upd_last", upd_last),
                                                              ("upd_count", upd_count))]
         with m.If(go):
-            m.d.sync += [g_rnd[f].eq(rshift_round(fin[f], CODE_FRAC)) for f in range(CHUNK)]
+            m.d.sync += [g_rnd[f].eq(rshift_round(fin[f], CODE_FRAC)) for f in range(self.tail_lanes)]
             m.d.sync += [a.eq(v) for a, v in zip(held, (self.model_r_data, u7["c"], u7["group_last"], u7["count"]))]
+        if half:  # the second half's G a cycle after the first's (copies: 800 enables; the globals are taken)
+            go_b = register_copies(m, platform, u7["valid"] & u7["end"], OPERAND_COPIES, "go_second")
+            for i in range(TL):
+                with m.If(go_b[i // tper]):
+                    m.d.sync += g_rnd[TL + i].eq(rshift_round(fin[i], CODE_FRAC))
         m.d.sync += go2.eq(go)
         # gs, w0 and the chunk's tags copy what go held every cycle, with no enable: chunks end >= 2
         # cycles apart (b >= 1), so what go held stays until the end of the cycle after go2, and
