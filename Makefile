@@ -38,6 +38,7 @@ sim-waves: $(STAMP)
 
 stress: $(STAMP)
 	LOWBIT_SEEDS=$${LOWBIT_SEEDS:-400} $(PYTEST) -q tests/test_cocotb_afu.py
+	$(PYTEST) -q -m slow
 
 # The simulator process for long sessions: `lowbit train --backend sim --socket PATH`.
 sim-server: $(STAMP)
