@@ -82,8 +82,8 @@ class WovenCore(wiring.Component):
     tail_lanes : int
         Features the gradient unit's chunk tail (G's new value, its write-back) takes a cycle: 32
         (default, the board's as measured) or 16 (half a chunk: a chunk's last planes are >= 2
-        cycles apart, so the rate is the same; about 5k flip-flops fewer on the board, not yet
-        placed: docs/board.md, fifteenth pass).
+        cycles apart, so the rate is the same; 3.7k flip-flops fewer on the board, but it did not
+        route there on 2 seeds: docs/board.md, fifteenth pass).
     """
 
     #: The optional datapaths this core has (its BUILT register; the sequencer refuses the rest):

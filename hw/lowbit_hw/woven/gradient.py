@@ -389,11 +389,11 @@ class WovenGradientUnit(wiring.Component):
             with m.If(valid4[f // 4]):
                 m.d.sync += h[f].eq(Mux(first4[f // 4], 0, h[f] << 1) + t[f][0])
 
+        u6 = stage(u5, "u6")
         if not half:
             # ---- u+6, u+7: G' = (h + G + m0 * sum r) - n_odd * q, one carry chain per stage (the
             # sums are taken at every plane; the last plane's go on). G is 64-bit in the golden model
             # and these are sums: modulo 2^64 they are exact in any order, so nothing is wider.
-            u6 = stage(u5, "u6")
             hb = [Signal(signed(64), name=f"hb6_{f}", reset_less=True) for f in range(CHUNK)]
             corr6 = [delay(m, corr[f], 1, f"corr6_{f}") for f in range(CHUNK)]
             m.d.sync += [hb[f].eq(h[f] + gm[f]) for f in range(CHUNK)]
@@ -430,7 +430,6 @@ class WovenGradientUnit(wiring.Component):
             # plane is >= 2 cycles away, b >= 1). In T: h - corr, and G + m0 * sum r (G of the half from
             # its own RAM, read a cycle apart); in T + 1 their sum: G' = (G + m0 r) + (h - corr), the
             # same sum modulo 2^64 as the whole-chunk tail's; written at u+7 (0-15) and u+8 (16-31).
-            u6 = stage(u5, "u6")
             hold_h = [delay(m, h[TL + i], 1, f"h_hold_{i}") for i in range(TL)]
             hold_c = [delay(m, corr[TL + i], 1, f"corr_hold_{i}") for i in range(TL)]
             # (second_half: the line in u+6 was a last plane, so this cycle is its second half; in the
