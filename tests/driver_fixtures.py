@@ -166,7 +166,9 @@ import pytest  # noqa: E402
 TEST_AFU = dict(line_bits=512, lanes=8, max_features=1024)
 
 
-#: A small build of the woven core (RESUME): 4 rows per 128-bit line, as the cocotb woven bench's.
+#: A small build of the woven core: 4 rows per 128-bit line, as the cocotb woven bench's. The suite's
+#: sim-backend runs of what only the woven core has (BUILT.NONLINEAR, RESUME) use it, without
+#: building the 512-bit woven engine.
 WOVEN_TEST_AFU = dict(line_bits=128, lanes=32, max_features=256, core="woven", read_depth=256)
 
 
@@ -184,19 +186,6 @@ def double_server(tmp_path_factory):
     from lowbit_sim.simserver import build_root, build_server
 
     return build_server(export_double(build_root() / "double"))
-
-
-#: A small woven-core AFU (4 rows per 128-bit line): the suite's sim-backend runs of what only the
-#: woven core has (BUILT.NONLINEAR), without building the 512-bit woven engine.
-WOVEN_AFU = dict(line_bits=128, lanes=32, max_features=256, core="woven", read_depth=256)
-
-
-@pytest.fixture(scope="session")
-def woven_server():
-    """Path of the simulator server built around the real AFU at :data:`WOVEN_AFU` (cached)."""
-    from lowbit_sim.simserver import build_afu_server
-
-    return build_afu_server(**WOVEN_AFU)
 
 
 @pytest.fixture(scope="session")

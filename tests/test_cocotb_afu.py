@@ -17,19 +17,21 @@ from pathlib import Path
 
 import pytest
 
+from driver_fixtures import TEST_AFU, WOVEN_TEST_AFU
+
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build" / "cocotb"
 WAVES = os.environ.get("WAVES") == "1"
-#: The moderate configuration of the regular random seeds.
-MODERATE = dict(line_bits=512, lanes=8, max_features=1024)
+#: The moderate configuration of the regular random seeds: the driver tests' engine (TEST_AFU).
+MODERATE = TEST_AFU
 #: The full CCI-P configuration (maximum features, throughput).
 FULL = dict(line_bits=512, lanes=32, max_features=8192)
 #: Narrow lines (as behind the board's serial bridge): records span several lines.
 NARROW = dict(line_bits=128, lanes=4, max_features=256)
 #: The bit-serial woven core (4 rows per 128-bit line), with the read depth the simulator's woven
-#: engine has per line width.
-WOVEN = dict(line_bits=128, lanes=32, max_features=256, core="woven", read_depth=256)
+#: engine has per line width: the driver tests' woven engine (WOVEN_TEST_AFU).
+WOVEN = WOVEN_TEST_AFU
 
 
 def _config_name(cfg: dict) -> str:
@@ -53,9 +55,11 @@ def test_ccip_model_on_test_double():
 
 
 def _export_afu(cfg: dict) -> Path:
-    from lowbit_hw.export import export_verilog
+    """The AFU's Verilog from the export cache the simulator servers share (the moderate and woven
+    configurations are the driver tests' engines too: each is exported once)."""
+    from lowbit_sim.simserver import export_afu
 
-    return export_verilog(BUILD / _config_name(cfg) / "src", **cfg)
+    return export_afu(**cfg)
 
 
 def test_afu_random_seeds_mmio_and_error_paths():

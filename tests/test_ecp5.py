@@ -193,13 +193,21 @@ def test_register_copies_of_refuse_what_they_do_not_do(copies, width):
 
 
 class _Global(Elaboratable):
-    def __init__(self):
-        self.a, self.out = Signal(), None
+    def __init__(self, name="g"):
+        self.a, self.out, self.name = Signal(), None, name
 
     def elaborate(self, platform):
         m = Module()
-        self.out = global_buffer(m, platform, self.a, "g")
+        self.out = global_buffer(m, platform, self.a, self.name)
         return m
+
+
+@pytest.fixture(scope="module")
+def board_core_rtlil():
+    """The board's woven core (small, as the board builds it) in RTLIL for the 85F: converted once."""
+    from lowbit_hw.board.top import board_woven_core
+
+    return rtlil.convert(board_woven_core(line_bits=64, lanes=32, max_features=256), platform=ECP5_SYNTH)
 
 
 def test_global_buffer_is_the_same_bit_at_once_in_the_model():
@@ -226,26 +234,20 @@ def test_global_buffer_is_a_dcca_on_ecp5_and_takes_one_bit():
         global_buffer(m, None, Signal(2), "g")
 
 
-def test_the_board_asks_for_no_more_global_networks_than_nextpnr_gives_the_fabric():
+def test_the_board_asks_for_no_more_global_networks_than_nextpnr_gives_the_fabric(board_core_rtlil):
     """nextpnr-ecp5 routes at most 8 globals to fabric inputs, one of them the engine clock's:
     the board's core and its reset (ULX3SBoardTop) must not ask for more than FABRIC_GLOBALS."""
-    from lowbit_hw.board.top import board_woven_core
-
-    core = board_woven_core(line_bits=64, lanes=32, max_features=256)
-    in_core = rtlil.convert(core, platform=ECP5_SYNTH).count("cell \\DCCA ")
+    in_core = board_core_rtlil.count("cell \\DCCA ")
     assert 1 <= in_core and in_core + 1 <= FABRIC_GLOBALS   # + 1: the board's reset
 
 
-def test_the_boards_global_buffers_are_locked_to_sites_that_route():
+def test_the_boards_global_buffers_are_locked_to_sites_that_route(board_core_rtlil):
     """On the 85F each of the board's DCCAs is locked to its own DCC site (DCC_SITES_85F), never
     to X3/Y46/LDCC1, whose input failed to route on one seed in three, nor to X67/Y0/TDCC0, the
     engine clock's; a global of another name, or another device, is left to the placer."""
     import re
 
-    from lowbit_hw.board.top import board_woven_core
-
-    core = board_woven_core(line_bits=64, lanes=32, max_features=256)
-    text = rtlil.convert(core, platform=ECP5_SYNTH)
+    text = board_core_rtlil
     sites = re.findall(r'attribute \\BEL "([^"]+)"\n\s*cell \\DCCA ', text)
     assert len(sites) == text.count("cell \\DCCA ") == 6     # every one of the core's (the reset's is the top's)
     all_sites = list(DCC_SITES_85F.values())
@@ -256,4 +258,6 @@ def test_the_boards_global_buffers_are_locked_to_sites_that_route():
     class _Other:
         family, device = "ecp5", "LFE5U-25F"
 
-    assert 'attribute \\BEL' not in rtlil.convert(core, platform=_Other())
+    named = _Global("go")   # one of the board's names: locked on the 85F only
+    assert f'attribute \\BEL "{DCC_SITES_85F["go"]}"' in rtlil.convert(named, platform=ECP5_SYNTH, ports=[])
+    assert 'attribute \\BEL' not in rtlil.convert(_Global("go"), platform=_Other(), ports=[])
