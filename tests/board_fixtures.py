@@ -13,23 +13,80 @@ from lowbit_hw.board.bridge import BridgedAFU
 Board = BridgedAFU
 
 
+class BoardSimulation:
+    """One :class:`Board` and its compiled simulator, for many runs: compiling the board takes
+    ~4 s, most tests' runs a fraction of that. :meth:`run` starts each run from the reset state
+    (``Simulator.reset()`` returns every signal and memory to its initial value and restarts the
+    testbenches, as ``tests/test_core_train.py`` reuses the core's), so a reused simulation starts
+    exactly as a fresh one does."""
+
+    #: Testbenches a run may have (each slot runs one or, when a run has fewer, returns at once).
+    SLOTS = 3
+
+    def __init__(self, **params):
+        self.dut = Board(**params)
+        self._benches = ()
+        self._runs = 0
+        self.busy = False
+        self.sim = Simulator(self.dut)
+        self.sim.add_clock(1e-8)
+        for slot in range(self.SLOTS):
+            async def run_slot(ctx, slot=slot):
+                if slot < len(self._benches):
+                    await self._benches[slot](ctx)
+            self.sim.add_testbench(run_slot)
+
+    def run(self, *benches) -> None:
+        """Run ``benches`` (coroutine functions of ``ctx``) together from reset to their end."""
+        if not 1 <= len(benches) <= self.SLOTS:
+            raise ValueError(f"a run takes 1..{self.SLOTS} testbenches, got {len(benches)}")
+        if self._runs:
+            self.sim.reset()
+        self._runs += 1
+        self._benches = benches
+        self.busy = True
+        try:
+            self.sim.run()
+        finally:
+            self.busy = False
+
+
+_SIMULATIONS: dict = {}
+
+
+def board_simulation(**params) -> BoardSimulation:
+    """The shared :class:`BoardSimulation` of a board with these parameters (a new one while the
+    shared one is running, as when two simulated boards are open at once)."""
+    key = tuple(sorted(params.items()))
+    shared = _SIMULATIONS.get(key)
+    if shared is None or shared.busy:
+        shared = BoardSimulation(**params)
+        _SIMULATIONS.setdefault(key, shared)
+    return shared
+
+
+def simulation_of(dut):
+    """The :class:`BoardSimulation` that ``dut`` belongs to, if it is a shared one."""
+    return next((s for s in _SIMULATIONS.values() if s.dut is dut), None)
+
+
 class SimulatedBoard:
     """A serial transport (``write``, ``read``, ``close``) whose far end is :class:`Board` in
     Amaranth's simulator, running in a thread: one byte per cycle each way (below the UART)."""
 
     def __init__(self, *, line_bits=64, lanes=2, max_features=64, read_depth=16):
-        self.dut = Board(line_bits=line_bits, rx_timeout=4096, lanes=lanes, max_features=max_features,
-                         read_depth=read_depth)
+        simulation = board_simulation(line_bits=line_bits, rx_timeout=4096, lanes=lanes,
+                                      max_features=max_features, read_depth=read_depth)
+        simulation.busy = True  # from now: another board opened meanwhile gets its own simulation
+        self.dut = simulation.dut
         self._to_board = collections.deque()
         self._from_board = bytearray()
         self._cond = threading.Condition()
         self._stop = False
         self.cycles = 0
         self.killed = False
-        sim = Simulator(self.dut)
-        sim.add_clock(1e-8)
-        sim.add_testbench(self._bench)
-        self._thread = threading.Thread(target=sim.run, name="simulated-board", daemon=True)
+        self._thread = threading.Thread(target=simulation.run, args=(self._bench,), name="simulated-board",
+                                        daemon=True)
         self._thread.start()
 
     async def _bench(self, ctx):
