@@ -352,7 +352,8 @@ def cmd_train(args) -> int:
                 require_simulator()
                 if not quiet:
                     print("starting the simulated engine (the first run exports the AFU and builds the Verilator "
-                          "simulator: about 30 s, cached in $LOWBIT_BUILD_DIR or ~/.cache/lowbit)",
+                          "simulator: 80 s on a 2-core machine for the 512-bit engine, cached in $LOWBIT_BUILD_DIR or "
+                          "~/.cache/lowbit)",
                           file=sys.stderr, flush=True)
             device = open_device(args.backend, **options)
             from .driver.train import check_built, loss_needs
