@@ -1,8 +1,10 @@
 """Simulated engine cycles per wall second of the simulator backend.
 
-``python bench/sim_speed.py``               the full 512/32/8192 AFU under a real training run
-                                            (F = 784, a few hundred rows), with the random-latency
-                                            memory model (100-400 cycles, out of order).
+``python bench/sim_speed.py``               the CLI's simulated engine (``--engine woven``, the
+                                            512-bit woven AFU; ``--engine planes`` the lane-parallel
+                                            one) under a real training run (2000 x 784 at b = 4,
+                                            4 epochs), with the random-latency memory model
+                                            (100-400 cycles, out of order).
 ``python bench/sim_speed.py --afu double``  the harness and memory model alone, around the tiny
                                             DMA test double (tests/driver_fixtures.py): the
                                             ceiling the harness allows.
@@ -30,13 +32,16 @@ def bench_afu(args) -> None:
     from driver_fixtures import make_dataset
 
     from lowbit.driver import open_device
+    from lowbit.driver.sim_engines import SIM_ENGINES
     from lowbit.driver.train import train
     from lowbit_sim.simserver import build_afu_server
 
+    eng = SIM_ENGINES[args.engine]
     t0 = time.perf_counter()
-    exe = build_afu_server(args.line_bits, args.lanes, args.max_features)
-    print(f"server: {exe} (build or cache hit: {time.perf_counter() - t0:.1f} s)")
-    qds = make_dataset(args.rows, args.features, bits=args.bits, copies=1, seed=0, line_bits=args.line_bits)
+    exe = build_afu_server(**eng)
+    print(f"server: {args.engine} engine {eng}, {exe} (build or cache hit: {time.perf_counter() - t0:.1f} s)")
+    qds = make_dataset(args.rows, args.features, bits=args.bits, copies=1, seed=0, line_bits=eng["line_bits"],
+                       layout=eng["core"])
     with open_device("sim", server=exe, memory=256 << 20) as dev:
         for rep in range(args.repeat):
             t0 = time.perf_counter()
@@ -75,14 +80,13 @@ def bench_double(args) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--afu", choices=("real", "double"), default="real")
-    p.add_argument("--line-bits", type=int, default=512)
-    p.add_argument("--lanes", type=int, default=32)
-    p.add_argument("--max-features", type=int, default=8192)
-    p.add_argument("--rows", type=int, default=300)
+    p.add_argument("--engine", choices=("woven", "planes"), default="woven",
+                   help="which of the CLI's simulated engines (lowbit.driver.sim_engines)")
+    p.add_argument("--rows", type=int, default=2000)
     p.add_argument("--features", type=int, default=784)
     p.add_argument("--bits", type=int, default=4)
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--repeat", type=int, default=2)
     args = p.parse_args(argv)
     (bench_double if args.afu == "double" else bench_afu)(args)

@@ -150,13 +150,16 @@ def export_double(out_dir: Path, line_bits: int = 512) -> Path:
 
 
 # ------------------------------------------------------------------------------ datasets
-def make_dataset(rows: int, features: int, *, bits: int, copies: int = 2, seed: int = 0, line_bits: int = 512):
-    """A synthetic least-squares problem (``lowbit.data.engine_problem``), quantized with double sampling."""
+def make_dataset(rows: int, features: int, *, bits: int, copies: int = 2, seed: int = 0, line_bits: int = 512,
+                 layout: str = "planes"):
+    """A synthetic least-squares problem (``lowbit.data.engine_problem``), quantized with double
+    sampling, in the ``layout`` of the engine it is for."""
     from lowbit.data import engine_problem
     from lowbit.dataset import QuantizedDataset
 
     X, y = engine_problem(rows, features, seed=seed)
-    return QuantizedDataset.build(X, y, bits=bits, levels="uniform", copies=copies, seed=seed, line_bits=line_bits)
+    return QuantizedDataset.build(X, y, bits=bits, levels="uniform", copies=copies, seed=seed, line_bits=line_bits,
+                                  layout=layout)
 
 
 # ------------------------------------------------------------------------------ pytest fixtures
