@@ -131,6 +131,29 @@ def test_mmio_identification_and_scratch_over_frames():
     assert host.naks == []
 
 
+def test_a_reused_board_simulation_starts_from_reset():
+    """The board tests share one compiled simulator per configuration (board_fixtures.BoardSimulation):
+    each run starts from reset, so what a run leaves behind (here SCRATCH, written) is gone in the
+    next one."""
+    dut = small_board()
+    seen = []
+
+    def read_back(value):
+        host, tid = Host(), {}
+
+        def script(h):
+            if value is not None:
+                h.mmio_write(REG["SCRATCH"].address, value)
+            tid["t"] = h.mmio_read(REG["SCRATCH"].address)
+
+        run(dut, host, script, cycles=3000, until=lambda h: tid["t"] in h.mmio)
+        seen.append(host.mmio[tid["t"]])
+
+    read_back(0x0123_4567_89AB_CDEF)
+    read_back(None)
+    assert simulation_of(dut) is not None and seen == [0x0123_4567_89AB_CDEF, 0]
+
+
 def test_corrupted_frames_are_refused_and_never_reach_the_afu():
     dut, host = small_board(), Host()
     tid = {}
