@@ -8,6 +8,7 @@ bound. The float time is measured here (NumPy, float32 and float64, minibatch SG
 batch, best of ``--repeats``). ``bench/speedup.py`` is the full side-by-side comparison.
 
     .venv/bin/python bench/compare.py [--data synthetic:4000:1000] [--epochs 5] [--backend sim|golden]
+                                      [--engine woven|planes]
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="CPU runs per dtype; the fastest is kept")
     ap.add_argument("--backend", choices=("sim", "golden"), default="sim",
                     help="sim: cycles and times; golden: losses and bytes only (no clock)")
+    ap.add_argument("--engine", choices=("woven", "planes"), default="woven",
+                    help="which of the CLI's simulated engines (lowbit.driver.sim_engines; default %(default)s)")
     ap.add_argument("--fmax", type=float, default=ex.MEASURED_FMAX_MHZ,
                     help="engine clock, MHz (default: %(default)s, the fmax make bitstream measured)")
     ap.add_argument("--plot", default="out/compare.png")
@@ -51,12 +54,18 @@ def main(argv=None) -> int:
     device = None
     if args.backend == "sim":
         from lowbit.driver import open_device
+        from lowbit.driver.sim_engines import SIM_ENGINES
 
-        device = open_device("sim")
+        device = open_device("sim", **SIM_ENGINES[args.engine])
     try:
+        from lowbit.driver.train import engine_layout
+
         line_bits = device.caps["LINE_BITS"] if device else 512
+        layout = engine_layout(device.caps) if device else "planes"
         for bits in [int(b) for b in args.bits.split(",")]:
-            qds = ex.quantize(p, bits=bits, levels="uniform", copies=min(args.epochs, 4), seed=0, line_bits=line_bits)
+            # packed straight into the engine's layout, as lowbit train does
+            qds = ex.quantize(p, bits=bits, levels="uniform", copies=min(args.epochs, 4), seed=0, line_bits=line_bits,
+                              layout=layout)
             run = ex.run_engine(p, qds, backend=args.backend, step=step, batch=args.batch, epochs=args.epochs,
                                 device=device, fmax_mhz=args.fmax, levels_name="uniform")
             runs.append(run)
