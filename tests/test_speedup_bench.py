@@ -1,4 +1,5 @@
-"""bench/speedup.py's pure parts: engine time from cycles, speedups, the target verdicts, the table.
+"""bench/speedup.py's pure parts: engine time from cycles, speedups, the target verdicts, the table;
+bench/compare.py on the golden model.
 
 The simulated-engine part is exercised by running the bench (docs/speedup.md); these tests need
 no simulator.
@@ -81,3 +82,24 @@ def test_table_shows_host_time_and_labels_both_clocks():
 def test_loss_is_the_float64_mean_squared_residual():
     X = np.array([[1.0, 0.0], [0.0, 2.0]], dtype=np.float32)
     assert bench.mse(X, np.array([1.0, 1.0]), np.array([1.0, 1.0], dtype=np.float32)) == pytest.approx(0.5)
+
+
+def test_compare_bench_runs_on_the_golden_model(capsys, tmp_path):
+    """bench/compare.py end to end with the golden backend (no simulator): the CPU rows, one engine
+    row per b with its bytes per epoch, losses near the CPU's, and the plot written."""
+    spec = importlib.util.spec_from_file_location("compare_bench", Path(__file__).resolve().parents[1] / "bench" / "compare.py")
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    plot = tmp_path / "c.png"
+    assert compare.main(["--backend", "golden", "--data", "synthetic:300:20", "--epochs", "2", "--bits", "2,8",
+                         "--repeats", "1", "--plot", str(plot)]) == 0
+    rows = {line.split()[0] + " " + line.split()[1]: line.split() for line in capsys.readouterr().out.splitlines()
+            if line.startswith(("CPU float", "engine b="))}
+    assert set(rows) == {"CPU float32", "CPU float64", "engine b=2", "engine b=8"}
+    cpu_loss = float(rows["CPU float64"][2])
+    for b in (2, 8):
+        row = rows[f"engine b={b}"]
+        assert row[3] == "-" and float(row[-1]) > 0           # golden: no clock, so no time; bytes per epoch
+        assert abs(float(row[2]) / cpu_loss - 1) < 0.1
+    assert float(rows["engine b=2"][-1]) < float(rows["engine b=8"][-1]) < float(rows["CPU float32"][-1])
+    assert plot.stat().st_size > 0
