@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 import numpy as np
 
@@ -48,7 +49,7 @@ def main(argv=None) -> int:
         r = cpu.models @ p.X.T - p.y[None, :]
         losses = list(np.mean(r * r, axis=1))
         name = f"CPU {np.dtype(dtype).name}"
-        rows.append((name, losses[-1], cpu.s_per_epoch, None, p.X.size * np.dtype(dtype).itemsize))
+        rows.append((name, losses[-1], cpu.s_per_epoch, None, p.X.size * np.dtype(dtype).itemsize, None))
         runs.append(ex.RunSummary(label=name, backend="float", bits=None, levels=None, epochs=args.epochs,
                                   batch=args.batch, step=step, train_loss=losses, elapsed_s=list(np.cumsum(cpu.epoch_s))))
     device = None
@@ -64,8 +65,10 @@ def main(argv=None) -> int:
         layout = engine_layout(device.caps) if device else "planes"
         for bits in [int(b) for b in args.bits.split(",")]:
             # packed straight into the engine's layout, as lowbit train does
+            t0 = time.perf_counter()
             qds = ex.quantize(p, bits=bits, levels="uniform", copies=min(args.epochs, 4), seed=0, line_bits=line_bits,
                               layout=layout)
+            host_s = time.perf_counter() - t0
             run = ex.run_engine(p, qds, backend=args.backend, step=step, batch=args.batch, epochs=args.epochs,
                                 device=device, fmax_mhz=args.fmax, levels_name="uniform")
             runs.append(run)
@@ -73,17 +76,20 @@ def main(argv=None) -> int:
             if run.cycles:  # golden: no clock, so no time
                 spe = run.cycles / args.epochs / (args.fmax * 1e6)
                 spe_assumed = run.cycles / args.epochs / (ex.ASSUMED_HARP_FMAX_MHZ * 1e6)
-            rows.append((f"engine b={bits}", run.train_loss[-1], spe, spe_assumed, run.bytes_per_epoch))
+            rows.append((f"engine b={bits}", run.train_loss[-1], spe, spe_assumed, run.bytes_per_epoch, host_s))
     finally:
         if device is not None:
             device.close()
     assumed = f"{ex.ASSUMED_HARP_FMAX_MHZ:g} MHz"
     print(f"\n{'run':16s} {'final loss':>12s} {'ms/epoch':>10s} {'ms/epoch at ' + assumed + ' (assumed)':>30s} "
-          f"{'MB/epoch':>10s}")
-    for name, loss, spe, spe_assumed, nbytes in rows:
+          f"{'MB/epoch':>10s} {'host s':>8s} {'host ms/epoch':>14s}")
+    for name, loss, spe, spe_assumed, nbytes, host_s in rows:
         cells = [f"{1e3 * v:.3f}" if v is not None else "-" for v in (spe, spe_assumed)]
-        print(f"{name:16s} {loss:12.6f} {cells[0]:>10s} {cells[1]:>30s} {nbytes / 1e6:10.3f}")
-    print(f"\nengine ms/epoch = cycles at {ex.describe_clock(args.fmax)}; "
+        host = [f"{host_s:.3f}", f"{1e3 * host_s / args.epochs:.3f}"] if host_s is not None else ["-", "-"]
+        print(f"{name:16s} {loss:12.6f} {cells[0]:>10s} {cells[1]:>30s} {nbytes / 1e6:10.3f} {host[0]:>8s} "
+              f"{host[1]:>14s}")
+    print(f"\nengine ms/epoch = cycles at {ex.describe_clock(args.fmax)}; host s = quantize + pack into the "
+          f"engine's lines on this CPU, once per data set (host ms/epoch: amortised over the {args.epochs} epochs); "
           f"CPU time measured here (best of {args.repeats}).")
     from lowbit.plots import plot_runs
 

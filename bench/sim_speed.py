@@ -33,16 +33,16 @@ def bench_afu(args) -> None:
 
     from lowbit.driver import open_device
     from lowbit.driver.sim_engines import SIM_ENGINES
-    from lowbit.driver.train import train
+    from lowbit.driver.train import engine_layout, train
     from lowbit_sim.simserver import build_afu_server
 
     eng = SIM_ENGINES[args.engine]
     t0 = time.perf_counter()
     exe = build_afu_server(**eng)
     print(f"server: {args.engine} engine {eng}, {exe} (build or cache hit: {time.perf_counter() - t0:.1f} s)")
-    qds = make_dataset(args.rows, args.features, bits=args.bits, copies=1, seed=0, line_bits=eng["line_bits"],
-                       layout=eng["core"])
     with open_device("sim", server=exe, memory=256 << 20) as dev:
+        qds = make_dataset(args.rows, args.features, bits=args.bits, copies=1, seed=0,
+                           line_bits=dev.caps["LINE_BITS"], layout=engine_layout(dev.caps))
         for rep in range(args.repeat):
             t0 = time.perf_counter()
             res = train(dev, qds, step=0.001, batch=args.batch, epochs=args.epochs, progress=False)

@@ -37,14 +37,14 @@ class BoardSimulation:
             self.sim.add_testbench(run_slot)
 
     def run(self, *benches) -> None:
-        """Run ``benches`` (coroutine functions of ``ctx``) together from reset to their end."""
+        """Run ``benches`` (coroutine functions of ``ctx``) together from reset to their end; the
+        simulation is free for its next user once the run ends."""
         if not 1 <= len(benches) <= self.SLOTS:
             raise ValueError(f"a run takes 1..{self.SLOTS} testbenches, got {len(benches)}")
         if self._runs:
             self.sim.reset()
         self._runs += 1
         self._benches = benches
-        self.busy = True
         try:
             self.sim.run()
         finally:
@@ -55,13 +55,15 @@ _SIMULATIONS: dict = {}
 
 
 def board_simulation(**params) -> BoardSimulation:
-    """The shared :class:`BoardSimulation` of a board with these parameters (a new one while the
-    shared one is running, as when two simulated boards are open at once)."""
+    """A :class:`BoardSimulation` of a board with these parameters, claimed (``busy``) until its
+    next run ends: the shared one if it is free, else a new one (as when two simulated boards are
+    open at once, or a test stopped before its run)."""
     key = tuple(sorted(params.items()))
     shared = _SIMULATIONS.get(key)
     if shared is None or shared.busy:
         shared = BoardSimulation(**params)
         _SIMULATIONS.setdefault(key, shared)
+    shared.busy = True
     return shared
 
 
@@ -77,7 +79,6 @@ class SimulatedBoard:
     def __init__(self, *, line_bits=64, lanes=2, max_features=64, read_depth=16):
         simulation = board_simulation(line_bits=line_bits, rx_timeout=4096, lanes=lanes,
                                       max_features=max_features, read_depth=read_depth)
-        simulation.busy = True  # from now: another board opened meanwhile gets its own simulation
         self.dut = simulation.dut
         self._to_board = collections.deque()
         self._from_board = bytearray()

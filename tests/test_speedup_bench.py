@@ -86,7 +86,8 @@ def test_loss_is_the_float64_mean_squared_residual():
 
 def test_compare_bench_runs_on_the_golden_model(capsys, tmp_path):
     """bench/compare.py end to end with the golden backend (no simulator): the CPU rows, one engine
-    row per b with its bytes per epoch, losses near the CPU's, and the plot written."""
+    row per b with its bytes per epoch and its host quantize + pack time (also per epoch), losses
+    near the CPU's, and the plot written."""
     spec = importlib.util.spec_from_file_location("compare_bench", Path(__file__).resolve().parents[1] / "bench" / "compare.py")
     compare = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(compare)
@@ -99,7 +100,9 @@ def test_compare_bench_runs_on_the_golden_model(capsys, tmp_path):
     cpu_loss = float(rows["CPU float64"][2])
     for b in (2, 8):
         row = rows[f"engine b={b}"]
-        assert row[3] == "-" and float(row[-1]) > 0           # golden: no clock, so no time; bytes per epoch
+        assert row[3] == "-" and float(row[5]) > 0            # golden: no clock, so no time; bytes per epoch
+        assert float(row[6]) > 0 and float(row[7]) == pytest.approx(1e3 * float(row[6]) / 2, abs=0.3)  # host time (s to 3 places)
         assert abs(float(row[2]) / cpu_loss - 1) < 0.1
-    assert float(rows["engine b=2"][-1]) < float(rows["engine b=8"][-1]) < float(rows["CPU float32"][-1])
+    assert rows["CPU float32"][6:] == ["-", "-"]
+    assert float(rows["engine b=2"][5]) < float(rows["engine b=8"][5]) < float(rows["CPU float32"][5])
     assert plot.stat().st_size > 0
