@@ -89,6 +89,17 @@ def speedup(ref_ms: float, ms: float | None) -> float | None:
     return None if ms is None else ref_ms / ms
 
 
+def clock_needed_mhz(cycles_per_epoch: float, ref_ms: float, target: float) -> float:
+    """The engine clock at which ``cycles_per_epoch`` is ``target`` times faster than ``ref_ms``.
+
+    The engine's cycles are set by the lines it streams (it takes ~0.99 of a line a cycle), so
+    this is what a target asks of the clock against this machine's CPU, whatever the clock is.
+    """
+    if not ref_ms > 0:
+        raise ValueError(f"reference time must be positive, got {ref_ms!r} ms")
+    return cycles_per_epoch * target / (ref_ms * 1e3)
+
+
 def verdicts(rows: list[Row], targets: dict[int, float] = TARGETS) -> list[tuple[int, float, float | None, float | None, bool]]:
     """``(bits, target, speedup at the measured clock, speedup at 200 MHz assumed, holds)`` per target.
 
@@ -135,9 +146,11 @@ def render(title: str, rows: list[Row]) -> str:
         if s is None:
             lines.append(f"- target b = {bits} >= {target:g}x NumPy float32 per epoch: not measured (b = {bits} not run)")
             continue
+        eng = next(r for r in rows if r.bits == bits)
+        need = clock_needed_mhz(eng.cycles_per_epoch, ref.ms_per_epoch, target)
         lines.append(f"- target b = {bits} >= {target:g}x NumPy float32 per epoch at the measured {mhz} MHz: "
                      f"**{'holds' if holds else 'NOT MET'}** ({s:.2f}x; at {assumed} MHz, an assumed clock: "
-                     f"{s_assumed:.2f}x)")
+                     f"{s_assumed:.2f}x; against this NumPy time it needs the engine at >= {need:.0f} MHz)")
     return "\n".join(lines) + "\n"
 
 
@@ -145,8 +158,10 @@ def machine_line() -> str:
     """Cores, BLAS threads and load: what the CPU contestants ran on."""
     from threadpoolctl import threadpool_info
 
-    blas = [f"{i.get('internal_api')} {i.get('num_threads')} threads" for i in threadpool_info()
-            if i.get("user_api") == "blas"]
+    # OpenBLAS's kernel (its "architecture") is named: OPENBLAS_CORETYPE can pin an older one.
+    blas = [f"{i.get('internal_api')} {i.get('num_threads')} threads"
+            + (f" ({i['architecture']} kernels)" if i.get("architecture") else "")
+            for i in threadpool_info() if i.get("user_api") == "blas"]
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     return f"{os.cpu_count()} cores, BLAS: {'; '.join(blas) or 'none found'}, load average {load}"
 

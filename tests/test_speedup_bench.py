@@ -57,6 +57,14 @@ def test_verdicts_compare_engine_per_epoch_with_numpy_float32():
     assert (target, holds) == (4.0, False) and s == pytest.approx(3.0)
 
 
+def test_the_clock_a_target_needs_is_cycles_times_target_over_the_cpu_time():
+    # 200k cycles an epoch, 6.5x faster than 10 ms: 1.538 ms, so 130 MHz
+    assert bench.clock_needed_mhz(200_000, 10.0, 6.5) == pytest.approx(130.0)
+    assert bench.speedup(10.0, bench.engine_ms(200_000, 130.0)) == pytest.approx(6.5)
+    with pytest.raises(ValueError, match="reference time must be positive"):
+        bench.clock_needed_mhz(1, 0.0, 6.5)
+
+
 def test_a_precision_not_run_does_not_pass_its_target():
     assert bench.verdicts(cpu_rows() + [engine(8, 1000)]) == [(2, 6.5, None, None, False), (4, 4.0, None, None, False)]
 
@@ -77,6 +85,8 @@ def test_table_shows_host_time_and_labels_both_clocks():
     # b = 4: 100k cycles at the measured clock is ~1.7 ms, over 4x faster than 10 ms
     assert 10.0 / bench.engine_ms(100_000, MEASURED_FMAX_MHZ) >= 4.0
     assert "target b = 4" in text and "**holds**" in text
+    need2 = bench.clock_needed_mhz(1_000_000, 10.0, 6.5)  # 650 MHz
+    assert f"needs the engine at >= {need2:.0f} MHz" in text
 
 
 def test_loss_is_the_float64_mean_squared_residual():
