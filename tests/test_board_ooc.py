@@ -1,0 +1,55 @@
+"""``python -m lowbit_hw.board.ooc``: the lone registered adder it can time instead of the core
+(the device's ceiling for one of the core's single-cycle sums), and its fmax parsing."""
+
+import pytest
+from amaranth.sim import Simulator
+
+from lowbit_hw.board import ooc
+
+
+def test_the_adder_sums_modulo_its_width_two_cycles_after_its_operands():
+    dut = ooc.RegisteredAdder(8)
+    seen = []
+
+    async def bench(ctx):
+        for a, b in [(3, 4), (200, 100), (255, 1), (0, 0)]:
+            ctx.set(dut.a, a)
+            ctx.set(dut.b, b)
+            await ctx.tick()
+            seen.append(ctx.get(dut.o))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    # registered operands, then a registered sum: each sum is out after the second tick that
+    # follows its operands (seen[i] is read after tick i + 1)
+    assert seen[1:4] == [7, (200 + 100) % 256, 0]
+
+
+@pytest.mark.parametrize("width", [0, -1, 2.0])
+def test_the_adder_refuses_a_width_that_is_not_a_positive_int(width):
+    with pytest.raises(ValueError, match="width must be a positive int"):
+        ooc.RegisteredAdder(width)
+
+
+def test_fmax_is_the_last_figure_of_the_log(tmp_path):
+    log = tmp_path / "pnr.log"
+    log.write_text("Info: Max frequency for clock 'clk': 150.00 MHz (PASS at 100.00 MHz)\n"
+                   "Info: Max frequency for clock 'clk': 123.45 MHz (PASS at 100.00 MHz)\n")
+    assert ooc.fmax_of(log) == 123.45
+    log.write_text("no timing here\n")
+    assert ooc.fmax_of(log) is None
+
+
+def test_a_small_adder_places_and_routes_out_of_context(tmp_path, capsys):
+    """The whole command on an 8-bit adder (seconds): yosys, nextpnr, an fmax printed."""
+    assert ooc.main(["--adder", "8", "--freq", "100", "--seeds", "1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("seed 1: fmax "))
+    assert float(line.split()[3]) > 100.0  # 8 bits of carry chain beat 10 ns by far
+
+
+def test_the_adder_width_must_be_positive():
+    with pytest.raises(SystemExit):
+        ooc.main(["--adder", "0"])
