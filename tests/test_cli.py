@@ -160,3 +160,31 @@ def test_a_ctrl_c_wrapped_by_an_import_still_says_interrupted(capsys, monkeypatc
     monkeypatch.setattr(ex, "quantize", broken)
     with pytest.raises(RuntimeError, match="not an interrupt"):
         main(["train", "--data", "synthetic:50:4", "--epochs", "1", "--backend", "golden", "--no-float"])
+
+
+def test_the_quantizers_one_time_compile_is_reported_and_not_charged_to_a_precision(capsys, monkeypatch):
+    """A machine's first run compiles the quantizer's kernels (seconds): the CLI loads them before it
+    times any precision's quantize + pack, and says how long that took when it was noticeable."""
+    from lowbit import experiment as ex
+
+    calls = []
+
+    def slow_warm_up(p, **kw):
+        calls.append(kw)
+        return 4.2
+
+    monkeypatch.setattr(ex, "warm_quantizer", slow_warm_up)
+    code, _, err = run_cli(capsys, "train", "--data", "synthetic:200:5", "--bits", "2,4", "--epochs", "1",
+                           "--backend", "golden", "--levels", "optimal")
+    assert code == 0 and len(calls) == 1 and calls[0]["levels"] == "optimal"
+    assert "quantizer kernels compiled in 4.2 s (first run on this machine; not in host s)" in err
+
+
+@pytest.mark.parametrize("levels,layout", [("uniform", "woven"), ("optimal", "planes")])
+def test_warming_the_quantizer_runs_its_path_on_a_few_rows(levels, layout):
+    from lowbit import experiment as ex
+
+    p = ex.prepare("synthetic:300:40", seed=0)
+    assert ex.warm_quantizer(p, levels=levels, layout=layout) > 0
+    small = ex.prepare("synthetic:5:3", seed=0)  # fewer rows than WARM_ROWS: all of them
+    assert small.rows < ex.WARM_ROWS and ex.warm_quantizer(small, levels=levels, layout=layout) > 0

@@ -268,6 +268,29 @@ def quantize(p: Prepared, *, bits: int, levels: str, copies: int, seed: int, lin
                                   line_bits=line_bits, max_features=max_features, progress=progress, layout=layout)
 
 
+#: Rows that :func:`warm_quantizer` quantizes: enough for every kernel of the path, too few to time.
+WARM_ROWS = 64
+
+
+def warm_quantizer(p: Prepared, *, levels: str, line_bits: int = 512, max_features: int | None = None,
+                   layout: str = "planes") -> float:
+    """Seconds to run :func:`quantize`'s path once on ``p``'s first :data:`WARM_ROWS` rows.
+
+    The quantizer's kernels are numba functions cached on disk: a machine's first run compiles
+    them (seconds), later runs load them (a fraction of one). Callers that time :func:`quantize`
+    call this first, so that the one-time cost is reported as itself and not charged to whichever
+    precision happened to run first. One call covers every ``bits`` (it is a run-time argument of
+    the kernels); ``levels`` and ``layout`` choose the kernels, so they must be the timed call's.
+    """
+    from .dataset import QuantizedDataset
+
+    n = min(p.rows, WARM_ROWS)
+    t0 = time.perf_counter()
+    QuantizedDataset.build(p.X[:n], p.y[:n], bits=2, levels=levels, copies=1, seed=0, line_bits=line_bits,
+                           max_features=max_features, layout=layout)
+    return time.perf_counter() - t0
+
+
 def run_engine(p: Prepared, qds, *, backend: str, step: float, batch: int, epochs: int,
                device=None, fmax_mhz: float = DEFAULT_FMAX_MHZ, levels_name: str = "",
                progress: bool = False, loss=None, model_delay: int = 0) -> RunSummary:
