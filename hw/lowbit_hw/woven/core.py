@@ -131,6 +131,17 @@ class WovenCore(wiring.Component):
         self.slot_lines = 1 << (MAX_PLANES * self.max_chunks - 1).bit_length()
         super().__init__(CoreSignature(line_bits))
 
+    def dot_unit(self) -> WovenDotUnit:
+        """This core's dot unit, as :meth:`elaborate` builds it (also timed alone: ``board.ooc``)."""
+        return WovenDotUnit(line_bits=self.line_bits, max_chunks=self.max_chunks, slot_lines=self.slot_lines,
+                            chebyshev=self.chebyshev, delayed=self.delayed)
+
+    def gradient_unit(self) -> WovenGradientUnit:
+        """This core's gradient unit, as :meth:`elaborate` builds it (also timed alone: ``board.ooc``)."""
+        return WovenGradientUnit(line_bits=self.line_bits, max_chunks=self.max_chunks, slot_lines=self.slot_lines,
+                                 l2=self.l2, delayed=self.delayed, update_lanes=self.update_lanes,
+                                 block_ram=self.block_ram, gq_block_ram=self.gq_block_ram, tail_lanes=self.tail_lanes)
+
     def _model_memory(self, m, platform):
         """The model twice (ports A and B, written together: as ``ModelMemory``), in block RAM
         built into this module. Neither read port is transparent, and none needs to be: the dot
@@ -155,11 +166,7 @@ class WovenCore(wiring.Component):
                                            samples_per_line=S, built=self.built)
         m.submodules.scan = scan = AffineTableScan()
         model = self._model_memory(m, platform)
-        dot = WovenDotUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines, chebyshev=self.chebyshev,
-                           delayed=self.delayed)
-        grad = WovenGradientUnit(line_bits=W, max_chunks=C, slot_lines=self.slot_lines, l2=self.l2,
-                                 delayed=self.delayed, update_lanes=self.update_lanes, block_ram=self.block_ram,
-                                 gq_block_ram=self.gq_block_ram, tail_lanes=self.tail_lanes)
+        dot, grad = self.dot_unit(), self.gradient_unit()
         m.submodules.buffer = buf = Memory(shape=W, depth=dot.slots * self.slot_lines, init=[])
         buf_w, buf_r = buf.write_port(), buf.read_port()
         for name, block in (("dot", dot), ("gradient", grad)):
