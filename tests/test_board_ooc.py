@@ -55,22 +55,21 @@ def test_the_adder_width_must_be_positive():
         ooc.main(["--adder", "0"])
 
 
-def test_the_board_units_are_the_board_cores_own():
-    """``--unit board-dot`` / ``board-gradient`` time exactly the units the board's core builds:
-    ``WovenCore.dot_unit`` / ``gradient_unit``, which its ``elaborate`` uses too."""
+def test_the_board_units_are_cut_from_the_board_cores_netlist():
+    """``--unit board-dot`` / ``board-gradient`` synthesise the board's core as ``make bitstream``
+    does and time the submodule its ``elaborate`` builds (``WovenCore.dot_unit`` /
+    ``gradient_unit``): the board's own gates."""
     from lowbit_hw.board.top import BOARD_CORE_OPTIONS
-    from lowbit_hw.woven.dot import WovenDotUnit
-    from lowbit_hw.woven.gradient import WovenGradientUnit
 
-    dot, top = ooc.design("board-dot", 64, 256)
-    assert isinstance(dot, WovenDotUnit) and top == "board_dot_unit"
-    assert (dot.line_bits, dot.max_chunks, dot.chebyshev, dot.delayed) == (64, 8, False, False)
-    grad, top = ooc.design("board-gradient", 64, 256)
-    assert isinstance(grad, WovenGradientUnit) and top == "board_gradient_unit"
-    assert grad.with_l2 is BOARD_CORE_OPTIONS["l2"] and grad.max_chunks == 8
-    core, top = ooc.design("board-core", 64, 256)
-    assert top == "board_woven_core" and core.update_lanes == BOARD_CORE_OPTIONS["update_lanes"]
-    for built_to_inspect in (dot, grad, core):  # not elaborated: no "never used" warning
-        built_to_inspect._MustUse__silence = True
+    for unit, module in [("board-dot", "board_woven_core.dot"), ("board-gradient", "board_woven_core.gradient"),
+                         ("board-core", "board_woven_core")]:
+        core, top, cut = ooc.design(unit, 64, 256)
+        assert (top, cut) == ("board_woven_core", module)
+        assert core.update_lanes == BOARD_CORE_OPTIONS["update_lanes"] and core.l2 is BOARD_CORE_OPTIONS["l2"]
+        core._MustUse__silence = True  # built to be inspected, not elaborated: no "never used" warning
+        grad, dot = core.gradient_unit(), core.dot_unit()
+        assert (dot.line_bits, dot.max_chunks, dot.chebyshev, dot.delayed) == (64, 8, False, False)
+        assert grad.with_l2 is False and grad.max_chunks == 8
+        grad._MustUse__silence = dot._MustUse__silence = True
     with pytest.raises(ValueError, match="unit must be one of"):
         ooc.design("sequencer", 64, 256)

