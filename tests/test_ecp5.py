@@ -11,8 +11,8 @@ from amaranth.sim import Simulator
 from amaranth import Elaboratable, Module, Signal, signed
 from amaranth.lib import data
 
-from lowbit_hw.ecp5 import (DCC_SITES_85F, ECP5_SYNTH, ECP5_SYNTH_NO_GLOBALS, FABRIC_GLOBALS, Mul18, PipelinedMul, SimpleDualPortRAM,
-                             global_buffer, register_copies, register_copies_of)
+from lowbit_hw.ecp5 import (DCC_SITES_85F, ECP5_SYNTH, ECP5_SYNTH_NO_GLOBALS, FABRIC_GLOBALS, Mul18, PipelinedMul,
+                             SimpleDualPortRAM, global_buffer, register_copies, register_copies_of)
 
 
 @pytest.mark.parametrize("wa,wb,const", [(18, 18, 0), (18, 32, 0), (32, 33, 1 << 31), (17, 46, 0), (18, 56, 0),
