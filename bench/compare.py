@@ -87,7 +87,9 @@ def main(argv=None) -> int:
           f"{'MB/epoch':>10s} {'host s':>8s} {'host ms/epoch':>14s}")
     for name, loss, spe, spe_assumed, nbytes, host_s in rows:
         cells = [f"{1e3 * v:.3f}" if v is not None else "-" for v in (spe, spe_assumed)]
-        host = [f"{host_s:.3f}", f"{1e3 * host_s / args.epochs:.3f}"] if host_s is not None else ["-", "-"]
+        # significant digits, not decimals: with the kernels loaded first, a small set's host time is
+        # well under a millisecond, and "0.000" would read as none
+        host = [f"{host_s:.4g}", f"{1e3 * host_s / args.epochs:.4g}"] if host_s is not None else ["-", "-"]
         print(f"{name:16s} {loss:12.6f} {cells[0]:>10s} {cells[1]:>30s} {nbytes / 1e6:10.3f} {host[0]:>8s} "
               f"{host[1]:>14s}")
     print(f"\nengine ms/epoch = cycles at {ex.describe_clock(args.fmax)}; host s = quantize + pack into the "
